@@ -1,0 +1,63 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Conveyor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "conveyor", targets: ["conveyor"]),
+        .library(name: "ConveyorCore", targets: ["ConveyorCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries from Debian, found through pkg-config.
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CLibpq", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CVips", pkgConfig: "vips", providers: [.apt(["libvips-dev"])]),
+        .systemLibrary(
+            name: "CFFmpeg", pkgConfig: "libavformat libavcodec libavutil libswscale libswresample",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev", "libswresample-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Wrappers for variadic C functions and macros that Swift cannot call directly.
+        .target(name: "CShims", dependencies: ["CVips", "CFFmpeg", "CCurl"]),
+
+        // One Swift wrapper per C library: the only code that imports a C module.
+        .target(name: "Redis", dependencies: ["CHiredis"], swiftSettings: swiftSettings),
+        .target(name: "Postgres", dependencies: ["CLibpq"], swiftSettings: swiftSettings),
+        .target(name: "Vips", dependencies: ["CVips", "CShims"], swiftSettings: swiftSettings),
+        .target(name: "AV", dependencies: ["CFFmpeg", "CShims"], swiftSettings: swiftSettings),
+        .target(name: "Curl", dependencies: ["CCurl", "CShims"], swiftSettings: swiftSettings),
+
+        // Jobs, queues, retries, the worker.
+        .target(
+            name: "ConveyorCore",
+            dependencies: ["Redis", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+
+        // Handler families.
+        .target(name: "Images", dependencies: ["ConveyorCore", "Vips"], swiftSettings: swiftSettings),
+        .target(name: "Video", dependencies: ["ConveyorCore", "AV"], swiftSettings: swiftSettings),
+        .target(name: "Mail", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
+        .target(name: "Summaries", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
+
+        // The executable: argument parsing, configuration, wiring.
+        .executableTarget(
+            name: "conveyor",
+            dependencies: [
+                "ConveyorCore", "Images", "Video", "Mail", "Summaries",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
+    ]
+)

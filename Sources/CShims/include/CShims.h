@@ -1,0 +1,4 @@
+#ifndef CONVEYOR_CSHIMS_H
+#define CONVEYOR_CSHIMS_H
+/* Each library's shims live in their own header next to this one. */
+#endif

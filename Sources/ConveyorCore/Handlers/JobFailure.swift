@@ -1,0 +1,39 @@
+/// A job failure with the error class recorded on the job (`error_class`) and whether retrying can help.
+///
+/// Permanent failures (bad input, unknown class) skip retries and go straight to the dead set.
+public struct JobFailure: Error, Sendable, CustomStringConvertible, Equatable {
+    /// Short CamelCase name recorded as `error_class`: `InvalidArguments`, `ImageTooLarge`, `SMTPRejected`.
+    public var errorClass: String
+    public var message: String
+    public var isPermanent: Bool
+
+    public init(errorClass: String, message: String, isPermanent: Bool) {
+        self.errorClass = errorClass
+        self.message = message
+        self.isPermanent = isPermanent
+    }
+
+    public static func permanent(_ errorClass: String, _ message: String) -> JobFailure {
+        JobFailure(errorClass: errorClass, message: message, isPermanent: true)
+    }
+
+    public static func transient(_ errorClass: String, _ message: String) -> JobFailure {
+        JobFailure(errorClass: errorClass, message: message, isPermanent: false)
+    }
+
+    /// The job's arguments do not match its class's schema.
+    public static func invalidArguments(_ message: String) -> JobFailure { .permanent("InvalidArguments", message) }
+
+    public var description: String { "\(errorClass): \(message)" }
+}
+
+extension JobFailure {
+    /// How any error thrown by a handler is recorded: a `JobFailure` as it is, anything else as transient.
+    public init(_ error: any Error) {
+        if let failure = error as? JobFailure {
+            self = failure
+        } else {
+            self = .transient(String(describing: type(of: error)), String(describing: error))
+        }
+    }
+}

@@ -1,0 +1,1 @@
+// Images: see the issue that builds it.

@@ -1,0 +1,1 @@
+// Mail: see the issue that builds it.

@@ -1,0 +1,43 @@
+/// A value that can be sent as one argument of a Redis command, binary safe.
+public protocol RedisArgument {
+    func withRedisBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+}
+
+extension String: RedisArgument {
+    public func withRedisBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var copy = self
+        return try copy.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+    }
+}
+
+extension Substring: RedisArgument {
+    public func withRedisBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try String(self).withRedisBytes(body)
+    }
+}
+
+extension Array: RedisArgument where Element == UInt8 {
+    public func withRedisBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeBytes(body)
+    }
+}
+
+extension Int: RedisArgument {
+    public func withRedisBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try String(self).withRedisBytes(body)
+    }
+}
+
+extension Double: RedisArgument {
+    public func withRedisBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try String(self).withRedisBytes(body)
+    }
+}
+
+/// One command: its arguments, ready to send.
+public struct RedisCommand {
+    public var arguments: [any RedisArgument]
+
+    public init(_ arguments: [any RedisArgument]) { self.arguments = arguments }
+    public init(_ arguments: any RedisArgument...) { self.arguments = arguments }
+}

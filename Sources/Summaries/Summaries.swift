@@ -1,0 +1,1 @@
+// Summaries: see the issue that builds it.

@@ -1,0 +1,1 @@
+// Video: see the issue that builds it.

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Conveyor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conveyor",
+        abstract: "Job worker and media pipeline: runs jobs from Redis queues.",
+        subcommands: [])
+}

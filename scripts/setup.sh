@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Conveyor builds, runs and tests with, if any are missing.
+set -euo pipefail
+
+PACKAGES=(
+  pkg-config git make
+  # servers started privately by make run / make test
+  redis-server redis-tools postgresql postgresql-client
+  # C libraries behind the wrapper targets
+  libhiredis-dev libpq-dev libvips-dev libcurl4-openssl-dev
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev
+  # test and benchmark peers: Sidekiq's own client/API, media tools, SMTP server, metric/compose linters
+  ruby-sidekiq libvips-tools ffmpeg imagemagick libimage-exiftool-perl python3-aiosmtpd
+  prometheus docker-compose
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root or sudo to apt-get install: ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# The prometheus and redis packages start system services on install; keep them off, we run our own.
+if [ -d /usr/sbin ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected Swift 6.x toolchain)" >&2; exit 1; }
