@@ -1,0 +1,43 @@
+/// The Redis keys of one deployment: Sidekiq's layout for what Sidekiq's clients and API read, `conveyor:` for
+/// Conveyor's own, all behind an optional namespace prefix (`CONVEYOR_NAMESPACE`).
+public struct QueueKeys: Sendable, Equatable {
+    /// Prefix with its trailing colon, or empty.
+    public let prefix: String
+
+    public init(namespace: String? = nil) {
+        if let namespace, !namespace.isEmpty { prefix = namespace + ":" } else { prefix = "" }
+    }
+
+    /// LIST of ready jobs, pushed on the left, taken from the right.
+    public func queue(_ name: String) -> String { prefix + "queue:" + name }
+    /// SET of queue names.
+    public var queues: String { prefix + "queues" }
+    /// ZSET of jobs to run later, scored by Unix seconds.
+    public var schedule: String { prefix + "schedule" }
+    /// ZSET of failed jobs waiting for their next attempt, scored by Unix seconds.
+    public var retry: String { prefix + "retry" }
+    /// ZSET of jobs that will not run again, scored by when they died.
+    public var dead: String { prefix + "dead" }
+    public var processed: String { prefix + "stat:processed" }
+    public var failed: String { prefix + "stat:failed" }
+    /// Per-day counters, `stat:processed:2026-11-22`, as Sidekiq keeps them.
+    public func processed(day: String) -> String { prefix + "stat:processed:" + day }
+    public func failed(day: String) -> String { prefix + "stat:failed:" + day }
+    /// SET of live process identities, read by Sidekiq's `ProcessSet`.
+    public var processes: String { prefix + "processes" }
+    /// HASH of one process (`info`, `busy`, `beat`, `quiet`), expiring when its heartbeat stops.
+    public func process(_ identity: String) -> String { prefix + identity }
+    /// LIST of signals (`TSTP`, `TERM`) sent to one process, as Sidekiq's Web UI sends them.
+    public func signals(_ identity: String) -> String { prefix + identity + "-signals" }
+
+    /// SET of Conveyor process identities whose in-flight lists the reaper watches.
+    public var conveyorProcesses: String { prefix + "conveyor:processes" }
+    /// LIST of jobs one process has taken and not yet finished.
+    public func inflight(_ identity: String) -> String { prefix + "conveyor:inflight:" + identity }
+    /// STRING that exists while a process is alive (its TTL is the heartbeat lease).
+    public func heartbeat(_ identity: String) -> String { prefix + "conveyor:heartbeat:" + identity }
+    /// Lock held while one process reaps another's in-flight list.
+    public func reapLock(_ identity: String) -> String { prefix + "conveyor:reap:" + identity }
+    /// Namespace for feature keys (caches, locks, rate limits): `conveyor:<name>`.
+    public func conveyor(_ name: String) -> String { prefix + "conveyor:" + name }
+}
