@@ -58,6 +58,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], exclude: ["sidekiq_interop.rb"],
+            swiftSettings: swiftSettings),
     ]
 )
