@@ -46,7 +46,9 @@ let package = Package(
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips"], swiftSettings: swiftSettings),
         .target(name: "Video", dependencies: ["ConveyorCore", "AV"], swiftSettings: swiftSettings),
         .target(name: "Mail", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
-        .target(name: "Summaries", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
+        .target(
+            name: "Summaries", dependencies: ["ConveyorCore", "Curl", "Redis", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
 
         // The executable: argument parsing, configuration, wiring.
         .executableTarget(
@@ -59,5 +61,8 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "Redis"],
+            resources: [.copy("fake_llm_server.py")], swiftSettings: swiftSettings),
     ]
 )
