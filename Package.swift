@@ -63,6 +63,6 @@ let package = Package(
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "Redis"],
-            resources: [.copy("fake_llm_server.py")], swiftSettings: swiftSettings),
+            exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
     ]
 )
