@@ -65,6 +65,11 @@ public struct PostgresRow: Sendable, Equatable {
     public var columns: [String]
     public var values: [String?]
 
+    public init(columns: [String], values: [String?]) {
+        self.columns = columns
+        self.values = values
+    }
+
     public subscript(_ column: String) -> String? {
         guard let i = columns.firstIndex(of: column) else { return nil }
         return values[i]
