@@ -27,7 +27,7 @@ struct MetricsTests {
     private func get(_ port: Int, _ path: String) throws -> (status: Int, body: String) {
         let r = try run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"])
         let lines = r.out.split(separator: "\n", omittingEmptySubsequences: false)
-        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines))
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
     }
 
     private func outcome(_ cls: String, _ status: JobStatus, duration: Double) -> JobOutcome {
@@ -115,7 +115,7 @@ struct MetricsTests {
 
         let health = try get(server.port, "/healthz")
         #expect(health.status == 200)
-        #expect(health.body == "ok")
+        #expect(health.body == "ok\n")
         let ready = try get(server.port, "/readyz")
         #expect(ready.status == 200)
         #expect(ready.body.contains("postgres ok"))
