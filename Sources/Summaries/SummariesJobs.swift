@@ -1,4 +1,5 @@
 public import ConveyorCore
+internal import Postgres
 internal import Redis
 
 /// The `llm.summarize` job: summary text, provider and model, whether cached or degraded.
@@ -32,10 +33,18 @@ public enum SummariesJobs {
 
     /// Registers `llm.summarize` on queue `llm`, 120 s timeout (two providers at the 30 s default each plus
     /// waiting for another job's call), 8 per process, reading README's variables from `environment`.
+    /// Summaries are stored by post id in PostgreSQL (`conveyor.summaries`) when `DATABASE_URL` is set; the
+    /// table's migration is added to `MigrationCatalog.shared`.
     /// - Parameters:
-    ///   - store: where summaries are kept by post id; nil keeps them only in the job results.
+    ///   - store: overrides where summaries are kept (tests); without it and without `DATABASE_URL` they are
+    ///     only in the job results.
     public static func register(into registry: inout JobRegistry, environment: [String: String], store: (any SummaryStore)? = nil) throws {
         let configuration = try SummariesConfiguration(environment: environment)
+        MigrationCatalog.shared.add(PostgresSummaryStore.migrations)
+        var store = store
+        if store == nil, let url = environment["DATABASE_URL"], !url.isEmpty {
+            store = PostgresSummaryStore(database: PostgresThread(url: url, name: "conveyor-llm-store"))
+        }
         var cache: SummaryCache?
         if let url = configuration.redisURL {
             let endpoint = try RedisEndpoint(url: url)

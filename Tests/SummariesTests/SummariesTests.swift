@@ -2,6 +2,7 @@ import ConveyorCore
 import Curl
 import Foundation
 import Logging
+import Postgres
 import Redis
 import Testing
 @testable import Summaries
@@ -403,5 +404,26 @@ struct CacheTests {
         let text = ExtractiveSummarizer.summarize(title: "Old bridge closes for repairs", body: body, maxWords: 25)
         #expect(text.split(separator: " ").count <= 25)
         #expect(text.hasPrefix("The city will close the old bridge"))
+    }
+}
+
+private let databaseURL = ProcessInfo.processInfo.environment["DATABASE_URL"]
+
+@Suite(.enabled(if: databaseURL != nil, "needs DATABASE_URL (make test starts a private PostgreSQL)"))
+struct PostgresStoreTests {
+    @Test func summariesAreStoredByPostAndDegradedOnesOnlyFillGaps() async throws {
+        let connection = try PostgresConnection(url: databaseURL!)
+        _ = try Migrator(migrations: PostgresSummaryStore.migrations).migrate(connection)
+        let store = PostgresSummaryStore(database: PostgresThread(url: databaseURL!, name: "test-summaries"))
+        let post = "test-post-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try await store.save(SummaryResult(postID: post, summary: "extractive one", provider: "extractive", model: "extractive-v1", cached: false, degraded: true))
+        #expect(try await store.summary(postID: post)?.degraded == true)
+        try await store.save(SummaryResult(postID: post, summary: "good one", provider: "anthropic", model: "claude-test", cached: false,
+                                           degraded: false, inputTokens: 41, outputTokens: 13))
+        try await store.save(SummaryResult(postID: post, summary: "later degraded", provider: "extractive", model: "extractive-v1", cached: false, degraded: true))
+        let stored = try #require(try await store.summary(postID: post))
+        #expect(stored.summary == "good one" && stored.provider == "anthropic" && !stored.degraded)
+        #expect(stored.inputTokens == 41 && stored.outputTokens == 13)
+        #expect(try await store.summary(postID: post + "-missing") == nil)
     }
 }
