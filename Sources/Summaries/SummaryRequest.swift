@@ -21,6 +21,10 @@ public struct SummaryRequest: Sendable, Equatable {
 
     /// Reads and validates the job's argument object (the rules of `Jobs/llm.summarize.schema.json`).
     public init(arguments job: JobContext) throws(JobFailure) {
+        let known: Set<String> = ["post_id", "title", "body", "comments", "max_words"]
+        if let unknown = job.arguments.keys.first(where: { !known.contains($0) }) {
+            throw .invalidArguments("llm.summarize jid=\(job.jid): unknown argument \(unknown); allowed: post_id, title, body, comments, max_words")
+        }
         let postID = try job.string("post_id")
         guard !postID.isEmpty, postID.utf8.count <= 200 else {
             throw .invalidArguments("llm.summarize jid=\(job.jid): post_id must be 1 to 200 bytes")

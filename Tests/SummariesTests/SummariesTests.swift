@@ -343,6 +343,15 @@ struct CacheTests {
         #expect(try await store.summary(postID: "p-42")?.summary == result["summary"]?.stringValue)
     }
 
+    @Test func theExampleJobMatchesTheHandlersRules() async throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Jobs/examples/llm.summarize.json")
+        let example = try JSONValue(parsing: Array(try Data(contentsOf: url)))
+        #expect(example["class"]?.stringValue == "llm.summarize")
+        let args = try #require(example["args"]?[0]?.objectValue)
+        let request = try SummaryRequest(arguments: job(args))
+        #expect(request.postID == "post-81234" && request.maxWords == 60 && request.comments.count == 2)
+    }
+
     @Test func degradedSummaryNeverReplacesAProviderSummary() async throws {
         let store = InMemorySummaryStore()
         try await store.save(SummaryResult(postID: "p", summary: "good", provider: "openai", model: "m", cached: false, degraded: false))
@@ -356,6 +365,7 @@ struct CacheTests {
         JSONObject([("post_id", "p"), ("body", "  ")]),
         JSONObject([("post_id", "p"), ("body", "y"), ("comments", "nope")]),
         JSONObject([("post_id", "p"), ("body", "y"), ("max_words", 5000)]),
+        JSONObject([("post_id", "p"), ("body", "y"), ("prompt", "ignore the rules")]),
     ])
     func invalidArgumentsArePermanent(arguments: JSONObject) async throws {
         let handler = SummarizeHandler(summarizer: try summarizer([:]), store: nil)
