@@ -72,6 +72,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // Benchmarks/llm/run.sh: summaries with the primary provider down versus the fallback alone.
+        .executableTarget(
+            name: "llm-bench", dependencies: ["Summaries", "ConveyorCore", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/llm/Sources", swiftSettings: swiftSettings),
+
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
         .testTarget(

@@ -35,6 +35,9 @@ def summary_for(provider, user_text):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per response (headers and body together) and no Nagle: otherwise delayed ACKs add ~40 ms.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -97,6 +100,7 @@ class Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
         if mode == "hang":
+            self.wfile.flush()
             time.sleep(3600)
             return
         # Wire-format checks a real provider would make.
