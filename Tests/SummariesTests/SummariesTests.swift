@@ -162,6 +162,12 @@ private func summarizer(_ environment: [String: String], cache: SummaryCache? = 
         #expect(snapshot.calls["openai"]?[.notPermitted] == 6)
         #expect(snapshot.breakers.first { $0.name == "openai" }?.state == .open)
         #expect(snapshot.failureRatio > 0.2)
+        let text = snapshot.prometheusText()
+        #expect(text.contains(#"conveyor_llm_calls_total{provider="openai",outcome="failure"} 4"#))
+        #expect(text.contains(#"conveyor_llm_calls_total{provider="openai",outcome="not_permitted"} 6"#))
+        #expect(text.contains(#"conveyor_llm_breaker_state{provider="openai",state="open"} 1"#))
+        #expect(text.contains(#"conveyor_llm_fallbacks_total 10"#))
+        #expect(text.contains(#"conveyor_llm_call_duration_seconds_count{provider="anthropic"} 10"#))
     }
 
     @Test func halfOpenProbesCloseTheBreakerOnceThePrimaryRecovers() async throws {
