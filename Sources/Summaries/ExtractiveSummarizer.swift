@@ -2,7 +2,17 @@
 /// Luhn's 1958 method), in their original order, within the word budget. Used when no provider key is set
 /// and when every provider is open or failing.
 public enum ExtractiveSummarizer {
-    public static func summarize(title: String, body: String, comments: [String] = [], maxWords: Int) -> String {
+    /// Characters of body (and of all comments together) looked at, so a huge post costs bounded CPU.
+    static let inputCap = 100_000
+
+    public static func summarize(title: String, body fullBody: String, comments allComments: [String] = [], maxWords: Int) -> String {
+        let body = String(fullBody.prefix(inputCap))
+        var budget = inputCap
+        var comments: [String] = []
+        for comment in allComments where budget > 0 {
+            comments.append(String(comment.prefix(budget)))
+            budget -= comment.count
+        }
         let sentences = split(body.isEmpty ? title : body)
         guard !sentences.isEmpty else { return clip(title, maxWords) }
         // Word weights from the whole post (comments weigh in at half), ignoring stop words.

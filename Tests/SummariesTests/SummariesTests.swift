@@ -426,6 +426,12 @@ struct CacheTests {
         #expect(text.split(separator: " ").count <= 25)
         #expect(text.hasPrefix("The city will close the old bridge"))
     }
+
+    @Test func extractiveSummaryOfAHugePostStaysBounded() {
+        let body = String(repeating: "Sentence about the harbour festival and its boats. ", count: 50_000)
+        let text = ExtractiveSummarizer.summarize(title: "Harbour festival", body: body, comments: [body], maxWords: 30)
+        #expect(!text.isEmpty && text.split(separator: " ").count <= 30)
+    }
 }
 
 private let databaseURL = ProcessInfo.processInfo.environment["DATABASE_URL"]
