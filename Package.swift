@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -42,24 +43,49 @@ let package = Package(
             dependencies: ["Redis", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
+        // Operations: results in PostgreSQL, migrations, Prometheus metrics, health endpoint, dead/retry tools.
+        .target(
+            name: "Operations",
+            dependencies: [
+                "ConveyorCore", "Postgres", "Redis",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips"], swiftSettings: swiftSettings),
         .target(name: "Video", dependencies: ["ConveyorCore", "AV"], swiftSettings: swiftSettings),
         .target(name: "Mail", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
-        .target(name: "Summaries", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
+        .target(
+            name: "Summaries", dependencies: ["ConveyorCore", "Curl", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
 
         // The executable: argument parsing, configuration, wiring.
         .executableTarget(
             name: "conveyor",
             dependencies: [
                 "ConveyorCore", "Images", "Video", "Mail", "Summaries",
+                "Operations", "Postgres", "Redis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
 
+        // Benchmarks/llm/run.sh: summaries with the primary provider down versus the fallback alone.
+        .executableTarget(
+            name: "llm-bench", dependencies: ["Summaries", "ConveyorCore", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/llm/Sources", swiftSettings: swiftSettings),
+
         .testTarget(
             name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], exclude: ["sidekiq_interop.rb"],
             swiftSettings: swiftSettings),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "Redis", "Postgres"],
+            exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
     ]
 )

@@ -1,0 +1,161 @@
+public import ConveyorCore
+import Foundation
+public import Prometheus
+
+/// Conveyor's Prometheus metrics: a `JobObserver` for job counters and durations, gauges refreshed from Redis
+/// by `QueuePoller`, and counters other parts report into (`redisError()`, `postgresError()`).
+///
+/// Labels are low-cardinality by construction: `class` (registered job classes), `queue` (configured queues),
+/// `outcome` (four values). Cluster-wide gauges (queue depth, set sizes) are the same from every worker: take
+/// `max()` across instances, not `sum()`.
+public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let lock = NSLock()
+    private var inFlight: [String: Int] = [:]
+    private var refreshers: [@Sendable () -> Void] = []
+
+    static let durationBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        // Series that must exist before the first event, so alerts and dashboards see zeros, not gaps.
+        _ = counter("conveyor_jobs_reaped_total", "In-flight jobs taken back from worker processes whose heartbeat expired.")
+        _ = counter("conveyor_poison_pills_total", "Reaped jobs sent to the dead set because they kept killing their worker.")
+        _ = counter("conveyor_redis_errors_total", "Failed Redis commands or connections in this process.")
+        _ = counter("conveyor_postgres_errors_total", "Failed PostgreSQL writes or connections in this process.")
+        _ = counter("conveyor_result_writes_total", "Job outcomes written to conveyor.job_results.")
+        _ = counter("conveyor_result_writes_dropped_total", "Job outcomes dropped because the result buffer was full.")
+        _ = gauge("conveyor_result_write_backlog", "Job outcomes buffered in this process, waiting to be written to PostgreSQL.")
+        _ = gauge("conveyor_result_writes_failing", "1 while writes to PostgreSQL are failing and being retried.")
+        _ = gauge("conveyor_up", "1 while this worker process runs.").set(1.0)
+    }
+
+    // MARK: JobObserver
+
+    public func jobStarted(jid: String, jobClass: String, queue: String) {
+        lock.lock()
+        let n = (inFlight[jobClass] ?? 0) + 1
+        inFlight[jobClass] = n
+        lock.unlock()
+        gauge("conveyor_jobs_in_flight", "Jobs running in this process.", ["class": jobClass]).set(Double(n))
+    }
+
+    public func jobFinished(_ outcome: JobOutcome) {
+        lock.lock()
+        let n = max(0, (inFlight[outcome.jobClass] ?? 1) - 1)
+        inFlight[outcome.jobClass] = n
+        lock.unlock()
+        gauge("conveyor_jobs_in_flight", "Jobs running in this process.", ["class": outcome.jobClass]).set(Double(n))
+        counter(
+            "conveyor_jobs_total", "Finished job runs by outcome (succeeded, retrying, dead, requeued).",
+            ["class": outcome.jobClass, "queue": outcome.queue, "outcome": outcome.status.rawValue]
+        ).increment()
+        if outcome.status == .retrying {
+            counter("conveyor_job_retries_total", "Failed runs scheduled for another attempt.", ["class": outcome.jobClass]).increment()
+        }
+        if outcome.status != .requeued {
+            histogram("conveyor_job_duration_seconds", "Run time of one job attempt.", ["class": outcome.jobClass])
+                .record(max(0, outcome.duration))
+        }
+    }
+
+    public func jobsReaped(count: Int, requeued: Int, dead: Int) {
+        counter("conveyor_jobs_reaped_total", "In-flight jobs taken back from worker processes whose heartbeat expired.").increment(by: Int64(count))
+        counter("conveyor_poison_pills_total", "Reaped jobs sent to the dead set because they kept killing their worker.").increment(by: Int64(dead))
+    }
+
+    // MARK: Reported by other parts
+
+    public func redisError() {
+        counter("conveyor_redis_errors_total", "Failed Redis commands or connections in this process.").increment()
+    }
+
+    public func postgresError(count: Int = 1) {
+        counter("conveyor_postgres_errors_total", "Failed PostgreSQL writes or connections in this process.").increment(by: Int64(count))
+    }
+
+    /// Exports a result store's buffer and counters at every scrape.
+    public func observe(_ store: ResultStore) {
+        let last = LastCounts()
+        addRefresher { [self] in
+            let s = store.currentStats
+            gauge("conveyor_result_write_backlog", "Job outcomes buffered in this process, waiting to be written to PostgreSQL.")
+                .set(Double(s.backlog) as Double)
+            gauge("conveyor_result_writes_failing", "1 while writes to PostgreSQL are failing and being retried.").set(s.failing ? 1.0 : 0.0)
+            let (written, dropped, errors) = last.delta(s.written, s.dropped, s.writeErrors)
+            counter("conveyor_result_writes_total", "Job outcomes written to conveyor.job_results.").increment(by: Int64(written))
+            counter("conveyor_result_writes_dropped_total", "Job outcomes dropped because the result buffer was full.")
+                .increment(by: Int64(dropped))
+            postgresError(count: errors)
+        }
+    }
+
+    /// Sets the Redis-derived gauges from a snapshot.
+    public func update(from snapshot: QueueSnapshot) {
+        for q in snapshot.queues {
+            gauge("conveyor_queue_depth", "Ready jobs in queue:<name> (LLEN).", ["queue": q.name]).set(Double(q.depth))
+            gauge("conveyor_queue_latency_seconds", "Age of the oldest ready job in the queue.", ["queue": q.name]).set(q.latency)
+        }
+        gauge("conveyor_scheduled_jobs", "Jobs in the schedule set.").set(Double(snapshot.scheduled))
+        gauge("conveyor_retry_jobs", "Jobs in the retry set.").set(Double(snapshot.retries))
+        gauge("conveyor_dead_jobs", "Jobs in the dead set.").set(Double(snapshot.dead))
+        gauge("conveyor_processes", "Live worker processes (heartbeat not expired).").set(Double(snapshot.processes.count))
+        gauge("conveyor_busy_workers", "Jobs running across all live worker processes.").set(Double(snapshot.busy))
+        gauge("conveyor_snapshot_timestamp_seconds", "When queue gauges were last read from Redis (Unix seconds).").set(snapshot.readAt)
+    }
+
+    /// Runs `refresh` before every scrape (cheap, in-process reads only).
+    public func addRefresher(_ refresh: @escaping @Sendable () -> Void) {
+        lock.lock()
+        refreshers.append(refresh)
+        lock.unlock()
+    }
+
+    /// The exposition text (Prometheus text format 0.0.4).
+    public func render() -> [UInt8] {
+        lock.lock()
+        let hooks = refreshers
+        lock.unlock()
+        for hook in hooks { hook() }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(16 * 1024)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+
+    // MARK: Collectors
+
+    private func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        let cut = name.lastIndex(of: "_")!
+        return MetricNameDescriptor(
+            metricName: String(name[..<cut]), unitName: String(name[name.index(after: cut)...]), helpText: help)
+    }
+
+    private func labels(_ l: [String: String]) -> [(String, String)] { l.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+
+    func counter(_ name: String, _ help: String, _ l: [String: String] = [:]) -> Counter {
+        l.isEmpty ? registry.makeCounter(descriptor: descriptor(name, help)) : registry.makeCounter(descriptor: descriptor(name, help), labels: labels(l))
+    }
+
+    func gauge(_ name: String, _ help: String, _ l: [String: String] = [:]) -> Gauge {
+        l.isEmpty ? registry.makeGauge(descriptor: descriptor(name, help)) : registry.makeGauge(descriptor: descriptor(name, help), labels: labels(l))
+    }
+
+    func histogram(_ name: String, _ help: String, _ l: [String: String]) -> ValueHistogram {
+        registry.makeValueHistogram(descriptor: descriptor(name, help), labels: labels(l), buckets: Self.durationBuckets)
+    }
+}
+
+/// Turns a store's running totals into increments for monotonic counters.
+private final class LastCounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var written = 0, dropped = 0, errors = 0
+
+    func delta(_ w: Int, _ d: Int, _ e: Int) -> (Int, Int, Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        let result = (max(0, w - written), max(0, d - dropped), max(0, e - errors))
+        (written, dropped, errors) = (w, d, e)
+        return result
+    }
+}

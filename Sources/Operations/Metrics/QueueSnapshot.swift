@@ -1,0 +1,100 @@
+public import ConveyorCore
+import Foundation
+public import Redis
+
+/// What Redis holds right now, read in two pipelined round trips: queue depths and latencies, the sorted sets,
+/// the stat counters and the live processes. `conveyor stats` prints it; the metrics poller exports it.
+public struct QueueSnapshot: Sendable, Equatable {
+    public struct Queue: Sendable, Equatable {
+        public var name: String
+        /// `LLEN queue:<name>`: ready jobs.
+        public var depth: Int
+        /// Seconds since the oldest ready job was enqueued (0 when empty).
+        public var latency: Double
+    }
+
+    public struct Process: Sendable, Equatable {
+        public var identity: String
+        public var hostname: String?
+        public var pid: Int?
+        public var busy: Int
+        public var concurrency: Int?
+        /// Unix seconds of the last heartbeat.
+        public var beat: Double?
+        public var quiet: Bool
+        public var queues: [String]
+    }
+
+    public var queues: [Queue]
+    public var scheduled: Int
+    public var retries: Int
+    public var dead: Int
+    public var processed: Int
+    public var failed: Int
+    public var processes: [Process]
+    /// Unix seconds when it was read.
+    public var readAt: Double
+
+    public var busy: Int { processes.reduce(0) { $0 + $1.busy } }
+
+    /// At most this many queues are read (and exported as labels), in name order.
+    public static let maximumQueues = 200
+
+    public static func read(_ connection: RedisConnection, keys: QueueKeys, now: Double? = nil) throws -> QueueSnapshot {
+        let now = now ?? Date().timeIntervalSince1970
+        let first = try connection.pipeline([
+            RedisCommand("SMEMBERS", keys.queues),
+            RedisCommand("ZCARD", keys.schedule),
+            RedisCommand("ZCARD", keys.retry),
+            RedisCommand("ZCARD", keys.dead),
+            RedisCommand("GET", keys.processed),
+            RedisCommand("GET", keys.failed),
+            RedisCommand("SMEMBERS", keys.processes),
+        ])
+        for reply in first { try reply.check() }
+        let names = (first[0].array ?? []).compactMap(\.text).sorted().prefix(maximumQueues)
+        let identities = (first[6].array ?? []).compactMap(\.text).sorted()
+        var commands: [RedisCommand] = []
+        for name in names {
+            commands.append(RedisCommand("LLEN", keys.queue(name)))
+            commands.append(RedisCommand("LINDEX", keys.queue(name), "-1"))
+        }
+        for identity in identities {
+            commands.append(RedisCommand("HMGET", keys.process(identity), "info", "busy", "beat", "quiet"))
+        }
+        let second = commands.isEmpty ? [] : try connection.pipeline(commands)
+        var queues: [Queue] = []
+        for (i, name) in names.enumerated() {
+            let depth = try second[2 * i].check().int ?? 0
+            var latency = 0.0
+            if let oldest = second[2 * i + 1].bytes, let job = try? JSONValue(parsing: oldest),
+                let enqueued = Self.timestamp(job["enqueued_at"]) ?? Self.timestamp(job["created_at"])
+            {
+                latency = max(0, now - enqueued)
+            }
+            queues.append(Queue(name: name, depth: depth, latency: latency))
+        }
+        var processes: [Process] = []
+        for (j, identity) in identities.enumerated() {
+            let fields = second[2 * names.count + j].array ?? []
+            // A process whose hash expired is gone (its heartbeat stopped), even if still listed in the set.
+            guard fields.count == 4, let infoText = fields[0].text else { continue }
+            let info = try? JSONValue(parsing: infoText)
+            processes.append(
+                Process(
+                    identity: identity, hostname: info?["hostname"]?.stringValue, pid: info?["pid"]?.intValue,
+                    busy: fields[1].int ?? 0, concurrency: info?["concurrency"]?.intValue,
+                    beat: fields[2].text.flatMap { Double($0) }, quiet: fields[3].text == "true",
+                    queues: info?["queues"]?.arrayValue?.compactMap(\.stringValue) ?? []))
+        }
+        return QueueSnapshot(
+            queues: queues, scheduled: first[1].int ?? 0, retries: first[2].int ?? 0, dead: first[3].int ?? 0,
+            processed: first[4].int ?? 0, failed: first[5].int ?? 0, processes: processes, readAt: now)
+    }
+
+    /// Sidekiq timestamps: float seconds (6/7) or integer milliseconds (8).
+    static func timestamp(_ value: JSONValue?) -> Double? {
+        guard let v = value?.doubleValue else { return nil }
+        return v > 100_000_000_000 ? v / 1000 : v
+    }
+}

@@ -1,0 +1,238 @@
+public import ConveyorCore
+import Foundation
+public import Logging
+import Postgres
+
+/// Records every terminal job outcome in `conveyor.job_results`, in batches, off the worker's path.
+///
+/// `jobFinished` only appends to an in-memory buffer; a flusher thread with its own connection writes up to
+/// `batchSize` rows per multi-row `INSERT ... ON CONFLICT (jid) DO UPDATE`. When PostgreSQL is down the rows stay
+/// buffered and the flusher retries with backoff (reconnecting), so outcomes survive a restart of the database.
+/// The buffer is bounded (`capacity`): when it is full the OLDEST buffered outcome is dropped and counted in
+/// `stats.dropped` (`conveyor_result_writes_dropped_total`), so a long outage costs memory up to a known bound
+/// and never crashes the worker.
+public final class ResultStore: JobObserver, @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// Most rows written by one INSERT.
+        public var batchSize = 500
+        /// How long a partial batch waits for more rows before it is written.
+        public var flushInterval: Double = 0.05
+        /// Most outcomes held while PostgreSQL is slow or down (`CONVEYOR_RESULTS_BUFFER`).
+        public var capacity = 100_000
+        /// Longest wait between retries while PostgreSQL is down.
+        public var maximumBackoff: Double = 5
+
+        public init() {}
+
+        /// Reads `CONVEYOR_RESULTS_BATCH`, `CONVEYOR_RESULTS_BUFFER`, `CONVEYOR_RESULTS_FLUSH_MS`.
+        public init(environment: [String: String]) {
+            self.init()
+            if let n = environment["CONVEYOR_RESULTS_BATCH"].flatMap({ Int($0) }), n > 0 { batchSize = min(n, 5000) }
+            if let n = environment["CONVEYOR_RESULTS_BUFFER"].flatMap({ Int($0) }), n > 0 { capacity = n }
+            if let n = environment["CONVEYOR_RESULTS_FLUSH_MS"].flatMap({ Double($0) }), n >= 0 { flushInterval = n / 1000 }
+        }
+    }
+
+    /// Counters for metrics and tests.
+    public struct Stats: Sendable, Equatable {
+        /// Outcomes waiting to be written.
+        public var backlog: Int
+        public var written: Int
+        /// Outcomes dropped because the buffer was full.
+        public var dropped: Int
+        /// Failed write attempts (each is retried).
+        public var writeErrors: Int
+        /// Whether the last write attempt failed.
+        public var failing: Bool
+    }
+
+    private let url: String
+    private let configuration: Configuration
+    private let logger: Logger
+    private let condition = NSCondition()
+    private var buffer: [JobResultRecord] = []
+    private var head = 0
+    private var inFlight = 0
+    private var stats = Stats(backlog: 0, written: 0, dropped: 0, writeErrors: 0, failing: false)
+    private var stopping = false
+    private var finished = false
+
+    public init(databaseURL: String, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "conveyor.results")) {
+        self.url = databaseURL
+        self.configuration = configuration
+        self.logger = logger
+        let thread = Thread { [self] in flushLoop() }
+        thread.name = "conveyor-results"
+        thread.start()
+    }
+
+    // MARK: JobObserver
+
+    public func jobFinished(_ outcome: JobOutcome) {
+        guard let row = JobResultRecord(outcome) else { return }
+        record(row)
+    }
+
+    /// Buffers one outcome for writing.
+    public func record(_ record: JobResultRecord) {
+        condition.lock()
+        if pendingCount >= configuration.capacity {
+            head += 1
+            stats.dropped += 1
+            if stats.dropped == 1 || stats.dropped % 1000 == 0 {
+                logger.error(
+                    "result buffer full (\(configuration.capacity) outcomes, CONVEYOR_RESULTS_BUFFER): dropping the oldest; PostgreSQL unreachable?",
+                    metadata: ["dropped": "\(stats.dropped)"])
+            }
+        }
+        buffer.append(record)
+        if pendingCount >= configuration.batchSize || pendingCount == 1 { condition.broadcast() }
+        condition.unlock()
+    }
+
+    public var currentStats: Stats {
+        condition.lock()
+        defer { condition.unlock() }
+        var s = stats
+        s.backlog = pendingCount + inFlight
+        return s
+    }
+
+    /// Waits until every outcome buffered so far is written, or `timeout` seconds pass. Returns whether it drained.
+    @discardableResult
+    public func drain(timeout: Double) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        condition.lock()
+        defer { condition.unlock() }
+        condition.broadcast()
+        while pendingCount + inFlight > 0 {
+            if !condition.wait(until: deadline) { return pendingCount + inFlight == 0 }
+        }
+        return true
+    }
+
+    /// Writes what is buffered (up to `timeout` seconds) and stops the flusher. Returns the outcomes left unwritten.
+    @discardableResult
+    public func shutdown(timeout: Double) -> Int {
+        drain(timeout: timeout)
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        let left = pendingCount + inFlight
+        condition.unlock()
+        if left > 0 {
+            logger.error("\(left) job outcomes were not written to PostgreSQL before shutdown")
+        }
+        return left
+    }
+
+    private var pendingCount: Int { buffer.count - head }
+
+    // MARK: Flusher
+
+    private func flushLoop() {
+        var connection: PostgresConnection?
+        var backoff = 0.1
+        while true {
+            condition.lock()
+            while pendingCount == 0 && !stopping { condition.wait() }
+            if stopping {
+                condition.unlock()
+                return
+            }
+            // A partial batch waits briefly for company: fewer, larger INSERTs.
+            if pendingCount < configuration.batchSize && configuration.flushInterval > 0 {
+                let deadline = Date(timeIntervalSinceNow: configuration.flushInterval)
+                while pendingCount < configuration.batchSize && !stopping && condition.wait(until: deadline) {}
+            }
+            let take = min(pendingCount, configuration.batchSize)
+            let batch = Array(buffer[head..<(head + take)])
+            head += take
+            inFlight = take
+            if head > 4096 && head * 2 > buffer.count {
+                buffer.removeFirst(head)
+                head = 0
+            }
+            condition.unlock()
+            if batch.isEmpty { continue }
+
+            var failure: (any Error)?
+            do {
+                if connection == nil || connection!.isBroken { connection = try PostgresConnection(url: url) }
+                try Self.write(batch, on: connection!)
+            } catch {
+                failure = error
+                if connection?.isBroken ?? true { connection = nil }
+                if let pg = error as? PostgresError, pg.isConnectionError { connection = nil }
+            }
+
+            condition.lock()
+            inFlight = 0
+            if let failure {
+                // Put the batch back in front, within the capacity bound.
+                let room = max(0, configuration.capacity - pendingCount)
+                let keep = batch.suffix(room)
+                stats.dropped += batch.count - keep.count
+                buffer.replaceSubrange(head..<head, with: keep)
+                stats.writeErrors += 1
+                let firstFailure = !stats.failing
+                stats.failing = true
+                condition.unlock()
+                if firstFailure {
+                    logger.error(
+                        "cannot write job outcomes to PostgreSQL, buffering and retrying: \(failure)",
+                        metadata: ["backlog": "\(keep.count)"])
+                }
+                // Back off without holding the lock; shutdown wakes us.
+                condition.lock()
+                if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: backoff)) }
+                condition.unlock()
+                backoff = min(backoff * 2, configuration.maximumBackoff)
+            } else {
+                stats.written += batch.count
+                if stats.failing { logger.notice("writing job outcomes to PostgreSQL again") }
+                stats.failing = false
+                backoff = 0.1
+                condition.broadcast()
+                condition.unlock()
+            }
+        }
+    }
+
+    static let insertColumns =
+        "jid, job_class, queue, status, attempts, result, error_class, error_message, correlation_key, enqueued_at, started_at, finished_at"
+
+    /// One multi-row upsert. A later outcome of the same jid (a dead job replayed and then succeeded) replaces
+    /// the earlier one; an older one never overwrites a newer.
+    static func write(_ batch: [JobResultRecord], on connection: PostgresConnection) throws {
+        // ON CONFLICT cannot touch one row twice in a statement: keep the latest outcome per jid.
+        var latest: [String: Int] = [:]
+        for (i, r) in batch.enumerated() {
+            if let j = latest[r.jid], batch[j].finishedAt > r.finishedAt { continue }
+            latest[r.jid] = i
+        }
+        let rows = latest.values.sorted().map { batch[$0] }
+        var sql = "INSERT INTO conveyor.job_results (\(insertColumns)) VALUES "
+        var parameters: [(any PostgresEncodable)?] = []
+        parameters.reserveCapacity(rows.count * 12)
+        for (i, r) in rows.enumerated() {
+            let b = i * 12
+            if i > 0 { sql += "," }
+            sql += "($\(b + 1),$\(b + 2),$\(b + 3),$\(b + 4),$\(b + 5)::int,$\(b + 6)::jsonb,$\(b + 7),$\(b + 8),$\(b + 9),"
+            sql += "to_timestamp($\(b + 10)::float8),to_timestamp($\(b + 11)::float8),to_timestamp($\(b + 12)::float8))"
+            parameters += [
+                r.jid, r.jobClass, r.queue, r.status, r.attempts, r.result, r.errorClass, r.errorMessage, r.correlationKey,
+                r.enqueuedAt, r.startedAt, r.finishedAt,
+            ]
+        }
+        sql += """
+             ON CONFLICT (jid) DO UPDATE SET job_class = EXCLUDED.job_class, queue = EXCLUDED.queue,
+             status = EXCLUDED.status, attempts = EXCLUDED.attempts, result = EXCLUDED.result,
+             error_class = EXCLUDED.error_class, error_message = EXCLUDED.error_message,
+             correlation_key = EXCLUDED.correlation_key, enqueued_at = EXCLUDED.enqueued_at,
+             started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, recorded_at = now()
+             WHERE conveyor.job_results.finished_at <= EXCLUDED.finished_at
+            """
+        try connection.query(sql, parameters)
+    }
+}

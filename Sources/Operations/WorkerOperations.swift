@@ -1,0 +1,67 @@
+public import ConveyorCore
+import Foundation
+public import Logging
+import Postgres
+public import Redis
+
+/// Everything operations adds to a `conveyor worker` process, started in one call: migrations, the result
+/// store, metrics with the Redis poller, and the HTTP endpoint. Hand `observers` to the worker and call
+/// `shutdown(timeout:)` after it drains.
+public final class WorkerOperations: Sendable {
+    public let metrics: ConveyorMetrics
+    /// Nil when no `DATABASE_URL` is set: outcomes are then not recorded.
+    public let results: ResultStore?
+    public let poller: QueuePoller
+    /// Nil when no metrics address was given.
+    public let server: MetricsServer?
+
+    /// Observers for the worker: the metrics, then the result store.
+    public var observers: [any JobObserver] { [metrics] + (results.map { [$0] } ?? []) }
+
+    /// - Parameters:
+    ///   - metricsAddress: `--metrics-addr` (`CONVEYOR_METRICS_ADDR`), e.g. `127.0.0.1:9464`; nil serves nothing.
+    ///   - environment: reads `DATABASE_URL`, `CONVEYOR_RESULTS_*`, `CONVEYOR_METRICS_POLL_SECONDS`.
+    public init(
+        redis: RedisEndpoint, keys: QueueKeys, metricsAddress: String?, environment: [String: String],
+        logger: Logger = Logger(label: "conveyor.operations")
+    ) throws {
+        let metrics = ConveyorMetrics()
+        self.metrics = metrics
+        let databaseURL = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        if let databaseURL {
+            // Migrate at start; a database that is down now only delays writes (the store buffers and retries).
+            do {
+                let connection = try PostgresConnection(url: databaseURL)
+                OperationsMigrations.register()
+                let report = try Migrator(migrations: MigrationCatalog.shared.all).migrate(connection)
+                for m in report.applied { logger.info("applied migration \(m.component) \(m.version) \(m.name)") }
+            } catch {
+                metrics.postgresError()
+                logger.error("cannot migrate schema conveyor now (results are buffered until PostgreSQL is back): \(error)")
+            }
+            let store = ResultStore(databaseURL: databaseURL, configuration: .init(environment: environment), logger: logger)
+            metrics.observe(store)
+            results = store
+        } else {
+            logger.notice("DATABASE_URL is not set: job outcomes are not recorded")
+            results = nil
+        }
+        let interval = environment["CONVEYOR_METRICS_POLL_SECONDS"].flatMap { Double($0) } ?? 5
+        poller = QueuePoller(endpoint: redis, keys: keys, metrics: metrics, interval: max(0.5, interval))
+        if let metricsAddress, !metricsAddress.isEmpty {
+            server = try MetricsServer(address: metricsAddress, metrics: metrics) {
+                Readiness.check(redis: redis, databaseURL: databaseURL)
+            }
+            logger.info("serving /metrics, /healthz, /readyz on \(metricsAddress)")
+        } else {
+            server = nil
+        }
+    }
+
+    /// Writes buffered outcomes (up to `timeout` seconds), then stops the poller and the HTTP server.
+    public func shutdown(timeout: Double = 5) {
+        results?.shutdown(timeout: timeout)
+        poller.stop()
+        server?.stop()
+    }
+}
