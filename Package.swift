@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -45,7 +46,10 @@ let package = Package(
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips"], swiftSettings: swiftSettings),
         .target(name: "Video", dependencies: ["ConveyorCore", "AV"], swiftSettings: swiftSettings),
-        .target(name: "Mail", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
+        .target(
+            name: "Mail",
+            dependencies: ["ConveyorCore", "Curl", "Redis", "Postgres", .product(name: "Mustache", package: "swift-mustache")],
+            swiftSettings: swiftSettings),
         .target(name: "Summaries", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
 
         // The executable: argument parsing, configuration, wiring.
@@ -59,5 +63,6 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
+        .testTarget(name: "MailTests", dependencies: ["Mail", "ConveyorCore", "Redis"], swiftSettings: swiftSettings),
     ]
 )
