@@ -1,0 +1,96 @@
+public import ConveyorCore
+import Foundation
+import Logging
+
+/// `email.send`: renders a template into an RFC 5322 message and hands it to the transport once per
+/// idempotency key.
+///
+/// Order matters: arguments, addresses and headers are validated and the message is built before the ledger or
+/// the network is touched, so a bad job dies without side effects.
+public struct EmailSendHandler: JobHandler {
+    public let configuration: MailConfiguration
+    public let templates: MailTemplates
+    public let transport: any MailTransport
+    public let ledger: any MailLedger
+    public let rateLimiter: MailRateLimiter?
+
+    public init(configuration: MailConfiguration, transport: any MailTransport, ledger: any MailLedger, rateLimiter: MailRateLimiter? = nil) {
+        self.configuration = configuration
+        self.templates = MailTemplates(folder: configuration.templates, defaultLocale: configuration.defaultLocale)
+        self.transport = transport
+        self.ledger = ledger
+        self.rateLimiter = rateLimiter
+    }
+
+    static let argumentNames: Set<String> = ["template", "to", "to_name", "locale", "data", "idempotency_key"]
+
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        // 1. Arguments (same rules as Jobs/email.send.schema.json).
+        for key in job.arguments.keys where !EmailSendHandler.argumentNames.contains(key) {
+            throw JobFailure.invalidArguments("email.send jid=\(job.jid): unknown argument \(key); allowed: \(EmailSendHandler.argumentNames.sorted().joined(separator: ", "))")
+        }
+        let template = try job.string("template")
+        let to = try MailAddress(try job.string("to"), displayName: try job.optionalString("to_name"), field: "to")
+        let locale = try job.optionalString("locale") ?? configuration.defaultLocale
+        var data = JSONObject()
+        if let value = job.arguments["data"], !value.isNull {
+            guard let object = value.objectValue else { throw JobFailure.invalidArguments("data must be an object, got \(value.typeName)") }
+            data = object
+        }
+        let key = try job.optionalString("idempotency_key") ?? job.jid
+        guard !key.isEmpty, key.utf8.count <= 200 else {
+            throw JobFailure.invalidArguments("idempotency_key must be 1 to 200 octets")
+        }
+        try checkHeaderSafe(key, field: "idempotency_key")
+
+        // 2. The message, fully built and checked.
+        let rendered = try templates.render(template: template, locale: locale, data: data)
+        var unsubscribe: String?
+        if configuration.listTemplates.contains(template) {
+            guard let url = data["unsubscribe_url"]?.stringValue else {
+                throw JobFailure.invalidArguments("email.send jid=\(job.jid) template \(template) is a notification: data.unsubscribe_url (https) is required")
+            }
+            unsubscribe = url
+        }
+        let messageID = MailMessage.messageID(forKey: key, domain: configuration.messageIDDomain)
+        let message = MailMessage(
+            from: configuration.from, to: to, replyTo: configuration.replyTo, subject: rendered.subject, text: rendered.text,
+            html: rendered.html, messageID: messageID, unsubscribeURL: unsubscribe,
+            extraHeaders: [("X-Conveyor-Template", "\(template)/\(rendered.locale)")])
+        let bytes: [UInt8]
+        do {
+            bytes = try message.rendered()
+        } catch {
+            throw JobFailure(errorClass: error.errorClass, message: "email.send jid=\(job.jid) template \(template) to \(to.address): \(error.message)", isPermanent: error.isPermanent)
+        }
+
+        // 3. Once per key.
+        let decision = try await ledger.claim(key: key, messageID: messageID, jid: job.jid, recipient: to.address, lease: configuration.ledgerLease)
+        switch decision {
+        case .alreadySent(let id, let reply, let sentAt):
+            job.logger.info("email.send: already accepted, not sending again", metadata: ["mail.message_id": "\(id)"])
+            return ["status": "already_sent", "message_id": .string(id), "reply": .string(reply), "sent_at": JSONValue(sentAt.timeIntervalSince1970)]
+        case .inFlight(let other):
+            throw JobFailure.transient("MailInFlight", "email.send jid=\(job.jid): idempotency key is being sent by jid=\(other); retrying later")
+        case .send:
+            break
+        }
+
+        // 4. Send.
+        do {
+            if let rateLimiter { try await rateLimiter.acquire(before: job.deadline) }
+            let timeout = min(job.remaining, configuration.smtp?.timeout ?? .seconds(60))
+            let delivery = try await transport.send(bytes, envelope: MailEnvelope(from: configuration.from, to: to), messageID: messageID, timeout: timeout)
+            try await ledger.markSent(key: key, jid: job.jid, reply: delivery.detail)
+            job.logger.info("email.send: accepted", metadata: ["mail.message_id": "\(messageID)", "mail.transport": "\(delivery.transport)"])
+            return ["status": "sent", "message_id": .string(messageID), "transport": .string(delivery.transport), "reply": .string(delivery.detail),
+                    "locale": .string(rendered.locale)]
+        } catch {
+            let failure = JobFailure(error)
+            // An ambiguous failure (the connection dropped after the final ".") also releases the key: the retry
+            // sends again with the same Message-ID. At-least-once, see README "Email".
+            try? await ledger.release(key: key, jid: job.jid, reason: failure.description)
+            throw JobFailure(errorClass: failure.errorClass, message: "email.send jid=\(job.jid) to \(to.address): \(failure.message)", isPermanent: failure.isPermanent)
+        }
+    }
+}
