@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -43,6 +44,16 @@ let package = Package(
             dependencies: ["Redis", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
+        // Operations: results in PostgreSQL, migrations, Prometheus metrics, health endpoint, dead/retry tools.
+        .target(
+            name: "Operations",
+            dependencies: [
+                "ConveyorCore", "Postgres", "Redis",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips"], swiftSettings: swiftSettings),
         .target(name: "Video", dependencies: ["ConveyorCore", "AV"], swiftSettings: swiftSettings),
@@ -57,6 +68,7 @@ let package = Package(
             name: "conveyor",
             dependencies: [
                 "ConveyorCore", "Images", "Video", "Mail", "Summaries",
+                "Operations", "Postgres", "Redis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -64,5 +76,9 @@ let package = Package(
 
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
         .testTarget(name: "MailTests", dependencies: ["Mail", "ConveyorCore", "Redis"], swiftSettings: swiftSettings),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"],
+            swiftSettings: swiftSettings),
     ]
 )

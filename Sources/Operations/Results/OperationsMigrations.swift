@@ -1,0 +1,36 @@
+public import Postgres
+
+/// Conveyor's own tables in schema `conveyor` (component `operations`).
+public enum OperationsMigrations {
+    public static let component = "operations"
+
+    public static let all: [Migration] = [
+        Migration(
+            component: component, version: 1, name: "job_results",
+            sql: """
+                CREATE TABLE IF NOT EXISTS conveyor.job_results (
+                    jid             text        PRIMARY KEY,
+                    job_class       text        NOT NULL,
+                    queue           text        NOT NULL,
+                    status          text        NOT NULL CHECK (status IN ('succeeded', 'dead')),
+                    attempts        integer     NOT NULL,
+                    result          jsonb,
+                    error_class     text,
+                    error_message   text,
+                    correlation_key text,
+                    enqueued_at     timestamptz,
+                    started_at      timestamptz NOT NULL,
+                    finished_at     timestamptz NOT NULL,
+                    recorded_at     timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX IF NOT EXISTS job_results_correlation_key
+                    ON conveyor.job_results (correlation_key, finished_at DESC) WHERE correlation_key IS NOT NULL;
+                CREATE INDEX IF NOT EXISTS job_results_finished_at ON conveyor.job_results (finished_at);
+                """),
+    ]
+
+    /// Adds Conveyor's own migrations to the shared catalog (idempotent).
+    public static func register(into catalog: MigrationCatalog = .shared) {
+        catalog.add(all)
+    }
+}

@@ -1,0 +1,22 @@
+import Foundation
+import Testing
+
+@Suite(.enabled(if: TestEnv.hasServers && TestEnv.binary != nil, "needs DATABASE_URL, REDIS_URL and CONVEYOR_BIN"))
+struct MigrateCommandTests {
+    @Test func migrateCreatesJobResultsAndReportsStatusAsJSON() throws {
+        let first = try TestEnv.conveyor(["migrate"])
+        #expect(first.code == 0, "\(first.err)")
+        let second = try TestEnv.conveyor(["migrate", "--json"])
+        #expect(second.code == 0)
+        #expect(second.out.contains("\"applied\":[]"))
+        let status = try TestEnv.conveyor(["migrate", "--status", "--json"])
+        #expect(status.out.contains("\"component\":\"operations\",\"version\":1,\"name\":\"job_results\""))
+        #expect(status.out.contains("\"pending\":[]"))
+    }
+
+    @Test func unreachableDatabaseExitsWithCode3() throws {
+        let r = try TestEnv.conveyor(["migrate", "--database-url", "postgres://127.0.0.1:1/x"])
+        #expect(r.code == 3)
+        #expect(r.err.contains("postgres connection"))
+    }
+}
