@@ -77,14 +77,11 @@ public struct EmailSendHandler: JobHandler {
         }
 
         // 4. Send.
+        let delivery: MailDelivery
         do {
             if let rateLimiter { try await rateLimiter.acquire(before: job.deadline) }
             let timeout = min(job.remaining, configuration.smtp?.timeout ?? .seconds(60))
-            let delivery = try await transport.send(bytes, envelope: MailEnvelope(from: configuration.from, to: to), messageID: messageID, timeout: timeout)
-            try await ledger.markSent(key: key, jid: job.jid, reply: delivery.detail)
-            job.logger.info("email.send: accepted", metadata: ["mail.message_id": "\(messageID)", "mail.transport": "\(delivery.transport)"])
-            return ["status": "sent", "message_id": .string(messageID), "transport": .string(delivery.transport), "reply": .string(delivery.detail),
-                    "locale": .string(rendered.locale)]
+            delivery = try await transport.send(bytes, envelope: MailEnvelope(from: configuration.from, to: to), messageID: messageID, timeout: timeout)
         } catch {
             let failure = JobFailure(error)
             // An ambiguous failure (the connection dropped after the final ".") also releases the key: the retry
@@ -92,5 +89,18 @@ public struct EmailSendHandler: JobHandler {
             try? await ledger.release(key: key, jid: job.jid, reason: failure.description)
             throw JobFailure(errorClass: failure.errorClass, message: "email.send jid=\(job.jid) to \(to.address): \(failure.message)", isPermanent: failure.isPermanent)
         }
+        // The server has the message: from here on the job succeeds. Failing it now (a ledger write error) would
+        // make the retry send a second copy.
+        var result = JSONObject([("status", "sent"), ("message_id", .string(messageID)), ("transport", .string(delivery.transport)),
+                                 ("reply", .string(delivery.detail)), ("locale", .string(rendered.locale))])
+        do {
+            try await ledger.markSent(key: key, jid: job.jid, reply: delivery.detail)
+        } catch {
+            job.logger.error("email.send: accepted but the ledger could not record it; a redelivery of this job would send again",
+                             metadata: ["mail.message_id": "\(messageID)", "error": "\(error)"])
+            result["ledger_error"] = .string(String(describing: error))
+        }
+        job.logger.info("email.send: accepted", metadata: ["mail.message_id": "\(messageID)", "mail.transport": "\(delivery.transport)"])
+        return .object(result)
     }
 }
