@@ -75,7 +75,9 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
-        .testTarget(name: "MailTests", dependencies: ["Mail", "ConveyorCore", "Redis"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MailTests", dependencies: ["Mail", "Curl", "ConveyorCore", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
         .testTarget(
             name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"],

@@ -1,0 +1,104 @@
+"""An SMTP sink for Conveyor's mail tests, on aiosmtpd, with fault injection chosen by the recipient.
+
+Usage: /usr/bin/python3 smtp_sink.py FOLDER
+Listens on a free loopback port, prints "READY <port>" on stdout, and records every accepted message as
+FOLDER/<n>.eml with FOLDER/<n>.json ({"mail_from", "rcpt_tos", "peer"}). FOLDER/ehlo counts the EHLO/HELO
+greetings (one per connection). Faults, by the recipient's local part:
+  tempfail...      451 to RCPT TO, every time
+  tempfail1...     451 to RCPT TO the first time this address is seen, then accepted
+  reject...        550 to RCPT TO
+  dropafterdata... the message is recorded, then the connection is closed without a reply to the final "."
+                   (the ambiguous case); only the first time for this address, accepted normally afterwards
+Stops on SIGTERM or when stdin closes.
+"""
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+folder = sys.argv[1]
+os.makedirs(folder, exist_ok=True)
+lock = threading.Lock()
+state = {"n": 0, "ehlo": 0, "seen": set()}
+
+
+def write_atomic(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class Recorder:
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with lock:
+            state["ehlo"] += 1
+            write_atomic(os.path.join(folder, "ehlo"), str(state["ehlo"]).encode())
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0].lower()
+        with lock:
+            first = address not in state["seen"]
+            state["seen"].add(address)
+        if local.startswith("tempfail1"):
+            if first:
+                return "451 4.3.0 Try again later (first attempt)"
+        elif local.startswith("tempfail"):
+            return "451 4.3.0 Mailbox busy, try again later"
+        elif local.startswith("reject"):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with lock:
+            state["n"] += 1
+            n = state["n"]
+            drop = any(a.split("@")[0].lower().startswith("dropafterdata") for a in envelope.rcpt_tos) \
+                and not any(a in state.get("dropped", set()) for a in envelope.rcpt_tos)
+            if drop:
+                state.setdefault("dropped", set()).update(envelope.rcpt_tos)
+        meta = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos, "peer": list(session.peer)}
+        write_atomic(os.path.join(folder, "%d.eml" % n), envelope.original_content)
+        write_atomic(os.path.join(folder, "%d.json" % n), json.dumps(meta).encode())
+        if drop:
+            server.transport.abort()
+            return "250 never sent"
+        return "250 2.0.0 OK queued as conveyor-test-%d" % n
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+controller = None
+for _ in range(20):
+    port = free_port()
+    try:
+        controller = Controller(Recorder(), hostname="127.0.0.1", port=port, decode_data=False)
+        controller.start()
+        break
+    except Exception:
+        controller = None
+if controller is None:
+    print("FAILED no port", flush=True)
+    sys.exit(1)
+
+print("READY %d" % port, flush=True)
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: done.set())
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+done.wait()
+controller.stop()
