@@ -216,6 +216,24 @@ func welcome(to: String, key: String? = nil, name: String = "Zoë") -> JSONObjec
     }
 }
 
+@Suite struct ExampleJobTests {
+    @Test func exampleEnvelopeRunsWithTheDefaultTemplates() async throws {
+        let bytes = Array(try Data(contentsOf: repositoryRoot.appendingPathComponent("Jobs/examples/email.send.json")))
+        let envelope = try #require(try JSONValue(parsing: bytes).objectValue)
+        #expect(envelope["class"]?.stringValue == "email.send")
+        let arguments = try #require(envelope["args"]?[0]?.objectValue)
+        let folder = try temporaryFolder("example")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let handler = EmailSendHandler(configuration: try configuration(outbox: folder), transport: OutboxTransport(folder: folder), ledger: InMemoryMailLedger())
+        let result = try await handler.perform(job(arguments, jid: envelope["jid"]?.stringValue ?? "x"))
+        let path = try #require(result["reply"]?.stringValue)
+        let parsed = try parseWithPython(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+        #expect(parsed["headers"]?["Subject"]?.stringValue == "Reset your Acme password")
+        #expect(parsed["to_names"]?[0]?.stringValue == "Alice Martin")
+        #expect(parsed["parts"]?[0]?["text"]?.stringValue?.contains("within 30 minutes") == true)
+    }
+}
+
 @Suite struct ConfigurationTests {
     @Test func smtpURLCredentialsAndDefaults() throws {
         let c = try MailConfiguration(environment: ["SMTP_URL": "smtps://user%40x:p%3Ass@mail.example.com:465", "SMTP_RATE_LIMIT": "5"])
