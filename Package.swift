@@ -75,9 +75,12 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "mail-bench", dependencies: ["Mail", "Curl", "ConveyorCore", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/mail/Sources", swiftSettings: swiftSettings),
         .testTarget(
             name: "MailTests", dependencies: ["Mail", "Curl", "ConveyorCore", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: swiftSettings),
+            exclude: ["smtp_sink.py", "parse_eml.py"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
         .testTarget(
             name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"],

@@ -1,6 +1,6 @@
 """An SMTP sink for Conveyor's mail tests, on aiosmtpd, with fault injection chosen by the recipient.
 
-Usage: /usr/bin/python3 smtp_sink.py FOLDER
+Usage: /usr/bin/python3 smtp_sink.py FOLDER [--discard]
 Listens on a free loopback port, prints "READY <port>" on stdout, and records every accepted message as
 FOLDER/<n>.eml with FOLDER/<n>.json ({"mail_from", "rcpt_tos", "peer"}). FOLDER/ehlo counts the EHLO/HELO
 greetings (one per connection). Faults, by the recipient's local part:
@@ -9,6 +9,7 @@ greetings (one per connection). Faults, by the recipient's local part:
   reject...        550 to RCPT TO
   dropafterdata... the message is recorded, then the connection is closed without a reply to the final "."
                    (the ambiguous case); only the first time for this address, accepted normally afterwards
+With --discard (benchmarks) messages are only counted, in FOLDER/count when the sink stops.
 Stops on SIGTERM or when stdin closes.
 """
 import asyncio
@@ -23,6 +24,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
 folder = sys.argv[1]
+discard = "--discard" in sys.argv[2:]
 os.makedirs(folder, exist_ok=True)
 lock = threading.Lock()
 state = {"n": 0, "ehlo": 0, "seen": set()}
@@ -39,7 +41,8 @@ class Recorder:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         with lock:
             state["ehlo"] += 1
-            write_atomic(os.path.join(folder, "ehlo"), str(state["ehlo"]).encode())
+            if not discard:
+                write_atomic(os.path.join(folder, "ehlo"), str(state["ehlo"]).encode())
         session.host_name = hostname
         return responses
 
@@ -66,6 +69,8 @@ class Recorder:
                 and not any(a in state.get("dropped", set()) for a in envelope.rcpt_tos)
             if drop:
                 state.setdefault("dropped", set()).update(envelope.rcpt_tos)
+        if discard:
+            return "250 OK"
         meta = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos, "peer": list(session.peer)}
         write_atomic(os.path.join(folder, "%d.eml" % n), envelope.original_content)
         write_atomic(os.path.join(folder, "%d.json" % n), json.dumps(meta).encode())
@@ -102,3 +107,8 @@ signal.signal(signal.SIGTERM, lambda *_: done.set())
 threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
 done.wait()
 controller.stop()
+try:
+    write_atomic(os.path.join(folder, "count"), str(state["n"]).encode())
+    write_atomic(os.path.join(folder, "ehlo"), str(state["ehlo"]).encode())
+except OSError:
+    pass  # the folder is already gone
