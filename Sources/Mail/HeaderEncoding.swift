@@ -40,7 +40,8 @@ enum HeaderEncoding {
         var lineLength = out.utf8.count
         for word in words {
             let length = word.utf8.count
-            if lineLength + 1 + length > lineLimit && lineLength > name.utf8.count + 1 {
+            // Never fold before an empty word (a run of spaces): a folded line of only white space is forbidden.
+            if lineLength + 1 + length > lineLimit && lineLength > name.utf8.count + 1 && !word.isEmpty {
                 out += "\r\n " + word
                 lineLength = 1 + length
             } else {

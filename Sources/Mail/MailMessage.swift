@@ -88,6 +88,10 @@ public struct MailMessage: Sendable {
         head += "MIME-Version: 1.0\r\n"
         head += HeaderEncoding.field("Content-Type", ["multipart/alternative;", "boundary=\"\(boundary)\""])
         head += "\r\n"
+        // RFC 5322 §2.1.1: no line may pass 998 octets (a single unbreakable word in a subject could).
+        for line in head.split(separator: "\r\n") where line.utf8.count > 998 {
+            throw .permanent("HeaderTooLong", "header line of \(line.utf8.count) octets starting \(String(line.prefix(40)).debugDescription) exceeds 998")
+        }
 
         var body = "This is a multipart message in MIME format.\r\n"
         for (type, bytes) in [("text/plain", textBytes), ("text/html", htmlBytes)] {

@@ -62,6 +62,14 @@ import Testing
         #expect((parsed["max_line"]?.intValue ?? 999) <= 78)
     }
 
+    @Test func oversizedWordInSubjectIsRefused() throws {
+        let error = #expect(throws: JobFailure.self) { try message(subject: String(repeating: "x", count: 1200)).rendered() }
+        #expect(error?.errorClass == "HeaderTooLong")
+        let spaced = "a" + String(repeating: " ", count: 100) + "b"
+        let parsed = try parseWithPython(try message(subject: spaced).rendered())
+        #expect(parsed["headers"]?["Subject"]?.stringValue == spaced)
+    }
+
     @Test func displayNameWithSpecialsIsQuoted() throws {
         let bytes = try message(toName: "Doe, \"Johnny\" <admin@evil.example>").rendered()
         let parsed = try parseWithPython(bytes)
