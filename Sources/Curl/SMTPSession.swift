@@ -32,9 +32,12 @@ public struct SMTPSessionOptions: Sendable {
     public var timeout: Duration
     /// false: close the connection after every message (`CURLOPT_FORBID_REUSE`), for comparison only.
     public var reuseConnection: Bool
+    /// PEM file of CA certificates to trust instead of the system's (`CURLOPT_CAINFO`), for a private relay.
+    public var caFile: String?
 
     public init(url: String, username: String? = nil, password: String? = nil, useSSL: CurlUseSSL = .all,
-                connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(120), reuseConnection: Bool = true) {
+                connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(120), reuseConnection: Bool = true,
+                caFile: String? = nil) {
         self.url = url
         self.username = username
         self.password = password
@@ -42,6 +45,7 @@ public struct SMTPSessionOptions: Sendable {
         self.connectTimeout = connectTimeout
         self.timeout = timeout
         self.reuseConnection = reuseConnection
+        self.caFile = caFile
     }
 }
 
@@ -81,6 +85,7 @@ public final class SMTPSession {
         try easy.setOption(.upload, 1)
         try easy.setOption(.maxConnects, 1)
         if !options.reuseConnection { try easy.setOption(.forbidReuse, 1) }
+        if let caFile = options.caFile { try easy.setOption(.caInfo, caFile) }
         let me = Unmanaged.passUnretained(replies).toOpaque()
         _ = cshims_curl_setopt_write_function(easy.handle, CURLOPT_HEADERFUNCTION, collectReply)
         _ = cshims_curl_setopt_ptr(easy.handle, CURLOPT_HEADERDATA, me)

@@ -21,15 +21,18 @@ public struct MailConfiguration: Sendable {
         public var connectTimeout: Duration
         /// Longest one send may take, DATA included (RFC 5321 gives servers 10 minutes to answer the final `.`).
         public var timeout: Duration
+        /// CA certificates (PEM) to trust for the server instead of the system's.
+        public var caFile: String?
 
         public init(url: String, username: String? = nil, password: String? = nil, startTLS: StartTLS = .required,
-                    connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(120)) {
+                    connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(120), caFile: String? = nil) {
             self.url = url
             self.username = username
             self.password = password
             self.startTLS = startTLS
             self.connectTimeout = connectTimeout
             self.timeout = timeout
+            self.caFile = caFile
         }
     }
 
@@ -92,6 +95,7 @@ public struct MailConfiguration: Sendable {
             smtp = try MailConfiguration.parseSMTP(raw, env: env)
             smtp?.connectTimeout = .seconds(try int("SMTP_CONNECT_TIMEOUT", 10, 1...300))
             smtp?.timeout = .seconds(try int("SMTP_TIMEOUT", 120, 1...900))
+            smtp?.caFile = value("SMTP_CA_FILE")
         }
         let rate = try int("SMTP_RATE_LIMIT", 0, 0...100_000)
         self.init(

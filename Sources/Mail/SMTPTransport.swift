@@ -31,7 +31,7 @@ public final class SMTPTransport: MailTransport, @unchecked Sendable {
         self.init(
             options: SMTPSessionOptions(
                 url: configuration.url, username: configuration.username, password: configuration.password, useSSL: tls,
-                connectTimeout: configuration.connectTimeout, timeout: configuration.timeout),
+                connectTimeout: configuration.connectTimeout, timeout: configuration.timeout, caFile: configuration.caFile),
             connections: connections)
     }
 

@@ -11,11 +11,11 @@ final class SMTPSink: @unchecked Sendable {
 
     var url: String { "smtp://127.0.0.1:\(port)" }
 
-    init() throws {
+    init(_ options: [String] = []) throws {
         folder = try temporaryFolder("sink")
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [testsFolder.appendingPathComponent("smtp_sink.py").path, folder.path]
+        process.arguments = [testsFolder.appendingPathComponent("smtp_sink.py").path, folder.path] + options
         stdin = Pipe()
         let stdout = Pipe()
         process.standardInput = stdin

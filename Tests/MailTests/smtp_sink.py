@@ -1,6 +1,6 @@
 """An SMTP sink for Conveyor's mail tests, on aiosmtpd, with fault injection chosen by the recipient.
 
-Usage: /usr/bin/python3 smtp_sink.py FOLDER [--discard]
+Usage: /usr/bin/python3 smtp_sink.py FOLDER [--discard] [--tls CERT KEY] [--auth USER:PASSWORD]
 Listens on a free loopback port, prints "READY <port>" on stdout, and records every accepted message as
 FOLDER/<n>.eml with FOLDER/<n>.json ({"mail_from", "rcpt_tos", "peer"}). FOLDER/ehlo counts the EHLO/HELO
 greetings (one per connection). Faults, by the recipient's local part:
@@ -9,6 +9,7 @@ greetings (one per connection). Faults, by the recipient's local part:
   reject...        550 to RCPT TO
   dropafterdata... the message is recorded, then the connection is closed without a reply to the final "."
                    (the ambiguous case); only the first time for this address, accepted normally afterwards
+--tls offers STARTTLS and requires it before MAIL; --auth requires AUTH PLAIN/LOGIN with that login.
 With --discard (benchmarks) messages are only counted, in FOLDER/count when the sink stops.
 Stops on SIGTERM or when stdin closes.
 """
@@ -17,14 +18,18 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 folder = sys.argv[1]
-discard = "--discard" in sys.argv[2:]
+options = sys.argv[2:]
+discard = "--discard" in options
+tls_files = options[options.index("--tls") + 1:options.index("--tls") + 3] if "--tls" in options else None
+credentials = options[options.index("--auth") + 1] if "--auth" in options else None
 os.makedirs(folder, exist_ok=True)
 lock = threading.Lock()
 state = {"n": 0, "ehlo": 0, "seen": set()}
@@ -71,7 +76,9 @@ class Recorder:
                 state.setdefault("dropped", set()).update(envelope.rcpt_tos)
         if discard:
             return "250 OK"
-        meta = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos, "peer": list(session.peer)}
+        meta = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos, "peer": list(session.peer),
+                "tls": session.ssl is not None,
+                "login": session.auth_data.login.decode() if isinstance(getattr(session, "auth_data", None), LoginPassword) else None}
         write_atomic(os.path.join(folder, "%d.eml" % n), envelope.original_content)
         write_atomic(os.path.join(folder, "%d.json" % n), json.dumps(meta).encode())
         if drop:
@@ -88,11 +95,27 @@ def free_port():
     return port
 
 
+def authenticator(server, session, envelope, mechanism, auth_data):
+    if not isinstance(auth_data, LoginPassword):
+        return AuthResult(success=False, handled=False)
+    ok = credentials is not None and "%s:%s" % (auth_data.login.decode(), auth_data.password.decode()) == credentials
+    return AuthResult(success=True, auth_data=auth_data) if ok else AuthResult(success=False, handled=False)
+
+
+server_options = {"decode_data": False}
+if tls_files:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls_files[0], tls_files[1])
+    server_options.update(tls_context=context, require_starttls=True)
+if credentials:
+    server_options.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls_files))
+
+
 controller = None
 for _ in range(20):
     port = free_port()
     try:
-        controller = Controller(Recorder(), hostname="127.0.0.1", port=port, decode_data=False)
+        controller = Controller(Recorder(), hostname="127.0.0.1", port=port, **server_options)
         controller.start()
         break
     except Exception:
