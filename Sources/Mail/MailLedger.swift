@@ -24,7 +24,7 @@ public protocol MailLedger: Sendable {
 }
 
 /// A ledger in this process's memory: for tests and for `make run` without `DATABASE_URL`. It forgets
-/// everything on restart and is not shared between worker processes.
+/// everything on restart, is not shared between worker processes, and keeps at most about 100,000 keys.
 public final class InMemoryMailLedger: MailLedger, @unchecked Sendable {
     struct Entry {
         var status: String
@@ -37,7 +37,16 @@ public final class InMemoryMailLedger: MailLedger, @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [String: Entry] = [:]
 
+    /// Keys remembered before the oldest finished ones are forgotten.
+    static let capacity = 100_000
+
     public init() {}
+
+    /// Forgets the older half of the finished keys (caller holds the lock).
+    private func prune() {
+        let finished = entries.filter { $0.value.status != "sending" }.sorted { $0.value.claimedAt < $1.value.claimedAt }
+        for (key, _) in finished.prefix(max(1, finished.count / 2)) { entries[key] = nil }
+    }
 
     public func claim(key: String, messageID: String, jid: String, recipient: String, lease: Duration) async throws -> MailLedgerDecision {
         lock.withLock {
@@ -45,6 +54,7 @@ public final class InMemoryMailLedger: MailLedger, @unchecked Sendable {
                 if entry.status == "sent" { return .alreadySent(messageID: entry.messageID, reply: entry.reply, sentAt: entry.sentAt ?? Date()) }
                 if entry.status == "sending" && entry.jid != jid && ContinuousClock.now - entry.claimedAt < lease { return .inFlight(heldBy: entry.jid) }
             }
+            if entries.count >= InMemoryMailLedger.capacity { prune() }
             entries[key] = Entry(status: "sending", jid: jid, messageID: messageID, reply: "", claimedAt: .now)
             return .send
         }
