@@ -116,6 +116,21 @@ func welcome(to: String, key: String? = nil, name: String = "Zoë") -> JSONObjec
         #expect(try sink.messages().count == 1)
     }
 
+    @Test func repliesToTheFinalDotAreClassifiedToo() async throws {
+        let sink = try SMTPSink()
+        defer { sink.stop() }
+        let handler = try smtpHandler(sink)
+        let refused = await #expect(throws: JobFailure.self) { try await handler.perform(job(welcome(to: "refusedata@example.net"))) }
+        #expect(refused?.errorClass == "SMTPRejected")
+        #expect(refused?.isPermanent == true)
+        #expect(refused?.message.contains("554 5.7.1 Message refused: content policy") == true, "\(String(describing: refused))")
+        let deferred = await #expect(throws: JobFailure.self) { try await handler.perform(job(welcome(to: "tempdata@example.net"))) }
+        #expect(deferred?.errorClass == "SMTPTemporaryFailure")
+        #expect(deferred?.isPermanent == false)
+        #expect(deferred?.message.contains("452") == true)
+        #expect(try sink.messages().isEmpty)
+    }
+
     @Test func retriedJobIsNotSentTwice() async throws {
         let sink = try SMTPSink()
         defer { sink.stop() }

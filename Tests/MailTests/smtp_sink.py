@@ -7,6 +7,8 @@ greetings (one per connection). Faults, by the recipient's local part:
   tempfail...      451 to RCPT TO, every time
   tempfail1...     451 to RCPT TO the first time this address is seen, then accepted
   reject...        550 to RCPT TO
+  refusedata...    554 to the final "." (refused after DATA)
+  tempdata...      452 to the final "."
   dropafterdata... the message is recorded, then the connection is closed without a reply to the final "."
                    (the ambiguous case); only the first time for this address, accepted normally afterwards
 --tls offers STARTTLS and requires it before MAIL; --auth requires AUTH PLAIN/LOGIN with that login.
@@ -67,6 +69,11 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        locals_ = [a.split("@")[0].lower() for a in envelope.rcpt_tos]
+        if any(l.startswith("refusedata") for l in locals_):
+            return "554 5.7.1 Message refused: content policy"
+        if any(l.startswith("tempdata") for l in locals_):
+            return "452 4.3.1 Insufficient system storage"
         with lock:
             state["n"] += 1
             n = state["n"]
