@@ -274,6 +274,14 @@ func welcome(to: String, key: String? = nil, name: String = "Zoë") -> JSONObjec
         #expect(jobClass.queue == "mail")
         #expect(jobClass.concurrency == 4)
         #expect(jobClass.handler is EmailSendHandler)
+        var smtp = JobRegistry()
+        try MailJobs.register(into: &smtp, environment: ["SMTP_URL": "smtp://mail.example.com:587", "SMTP_RATE_LIMIT": "10",
+                                                          "REDIS_URL": "redis://127.0.0.1:1/0", "CONVEYOR_MAIL_CONCURRENCY": "2"])
+        let handler = try #require(smtp["email.send"]?.handler as? EmailSendHandler)
+        #expect(handler.transport is SMTPTransport)
+        #expect(handler.rateLimiter?.perSecond == 10)
+        #expect(handler.ledger is InMemoryMailLedger)
+        #expect(smtp["email.send"]?.concurrency == 2)
         var other = JobRegistry()
         #expect(throws: (any Error).self) { try MailJobs.register(into: &other, environment: ["SMTP_RATE_LIMIT": "3"]) }
     }
