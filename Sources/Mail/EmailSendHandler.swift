@@ -24,48 +24,31 @@ public struct EmailSendHandler: JobHandler {
 
     static let argumentNames: Set<String> = ["template", "to", "to_name", "locale", "data", "idempotency_key"]
 
-    public func perform(_ job: JobContext) async throws -> JSONValue {
-        // 1. Arguments (same rules as Jobs/email.send.schema.json).
-        for key in job.arguments.keys where !EmailSendHandler.argumentNames.contains(key) {
-            throw JobFailure.invalidArguments("email.send jid=\(job.jid): unknown argument \(key); allowed: \(EmailSendHandler.argumentNames.sorted().joined(separator: ", "))")
-        }
-        let template = try job.string("template")
-        let to = try MailAddress(try job.string("to"), displayName: try job.optionalString("to_name"), field: "to")
-        let locale = try job.optionalString("locale") ?? configuration.defaultLocale
-        var data = JSONObject()
-        if let value = job.arguments["data"], !value.isNull {
-            guard let object = value.objectValue else { throw JobFailure.invalidArguments("data must be an object, got \(value.typeName)") }
-            data = object
-        }
-        let key = try job.optionalString("idempotency_key") ?? job.jid
-        guard !key.isEmpty, key.utf8.count <= 200 else {
-            throw JobFailure.invalidArguments("idempotency_key must be 1 to 200 octets")
-        }
-        try checkHeaderSafe(key, field: "idempotency_key")
+    /// A message ready to send, with what the ledger and the result need.
+    struct Prepared {
+        var key: String
+        var messageID: String
+        var to: MailAddress
+        var locale: String
+        var bytes: [UInt8]
+    }
 
-        // 2. The message, fully built and checked.
-        let rendered = try templates.render(template: template, locale: locale, data: data)
-        var unsubscribe: String?
-        if configuration.listTemplates.contains(template) {
-            guard let url = data["unsubscribe_url"]?.stringValue else {
-                throw JobFailure.invalidArguments("email.send jid=\(job.jid) template \(template) is a notification: data.unsubscribe_url (https) is required")
-            }
-            unsubscribe = url
-        }
-        let messageID = MailMessage.messageID(forKey: key, domain: configuration.messageIDDomain)
-        let message = MailMessage(
-            from: configuration.from, to: to, replyTo: configuration.replyTo, subject: rendered.subject, text: rendered.text,
-            html: rendered.html, messageID: messageID, unsubscribeURL: unsubscribe,
-            extraHeaders: [("X-Conveyor-Template", "\(template)/\(rendered.locale)")])
-        let bytes: [UInt8]
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        let prepared: Prepared
         do {
-            bytes = try message.rendered()
+            prepared = try prepare(job)
         } catch {
-            throw JobFailure(errorClass: error.errorClass, message: "email.send jid=\(job.jid) template \(template) to \(to.address): \(error.message)", isPermanent: error.isPermanent)
+            throw JobFailure(errorClass: error.errorClass, message: "email.send jid=\(job.jid): \(error.message)", isPermanent: error.isPermanent)
         }
+        let (key, messageID, to) = (prepared.key, prepared.messageID, prepared.to)
 
         // 3. Once per key.
-        let decision = try await ledger.claim(key: key, messageID: messageID, jid: job.jid, recipient: to.address, lease: configuration.ledgerLease)
+        let decision: MailLedgerDecision
+        do {
+            decision = try await ledger.claim(key: key, messageID: messageID, jid: job.jid, recipient: to.address, lease: configuration.ledgerLease)
+        } catch {
+            throw JobFailure.transient("MailLedgerUnavailable", "email.send jid=\(job.jid): cannot claim the idempotency key, not sending: \(error)")
+        }
         switch decision {
         case .alreadySent(let id, let reply, let sentAt):
             job.logger.info("email.send: already accepted, not sending again", metadata: ["mail.message_id": "\(id)"])
@@ -81,7 +64,7 @@ public struct EmailSendHandler: JobHandler {
         do {
             if let rateLimiter { try await rateLimiter.acquire(before: job.deadline) }
             let timeout = min(job.remaining, configuration.smtp?.timeout ?? .seconds(60))
-            delivery = try await transport.send(bytes, envelope: MailEnvelope(from: configuration.from, to: to), messageID: messageID, timeout: timeout)
+            delivery = try await transport.send(prepared.bytes, envelope: MailEnvelope(from: configuration.from, to: to), messageID: messageID, timeout: timeout)
         } catch {
             let failure = JobFailure(error)
             // An ambiguous failure (the connection dropped after the final ".") also releases the key: the retry
@@ -92,7 +75,7 @@ public struct EmailSendHandler: JobHandler {
         // The server has the message: from here on the job succeeds. Failing it now (a ledger write error) would
         // make the retry send a second copy.
         var result = JSONObject([("status", "sent"), ("message_id", .string(messageID)), ("transport", .string(delivery.transport)),
-                                 ("reply", .string(delivery.detail)), ("locale", .string(rendered.locale))])
+                                 ("reply", .string(delivery.detail)), ("locale", .string(prepared.locale))])
         do {
             try await ledger.markSent(key: key, jid: job.jid, reply: delivery.detail)
         } catch {
@@ -102,5 +85,45 @@ public struct EmailSendHandler: JobHandler {
         }
         job.logger.info("email.send: accepted", metadata: ["mail.message_id": "\(messageID)", "mail.transport": "\(delivery.transport)"])
         return .object(result)
+    }
+
+    /// Steps 1 and 2: arguments (same rules as Jobs/email.send.schema.json), then the message, fully built and
+    /// checked. No I/O but reading template files.
+    func prepare(_ job: JobContext) throws(JobFailure) -> Prepared {
+        for key in job.arguments.keys where !EmailSendHandler.argumentNames.contains(key) {
+            throw .invalidArguments("unknown argument \(key); allowed: \(EmailSendHandler.argumentNames.sorted().joined(separator: ", "))")
+        }
+        let template = try job.string("template")
+        let to = try MailAddress(try job.string("to"), displayName: try job.optionalString("to_name"), field: "to")
+        let locale = try job.optionalString("locale") ?? configuration.defaultLocale
+        var data = JSONObject()
+        if let value = job.arguments["data"], !value.isNull {
+            guard let object = value.objectValue else { throw .invalidArguments("data must be an object, got \(value.typeName)") }
+            data = object
+        }
+        let key = try job.optionalString("idempotency_key") ?? job.jid
+        guard !key.isEmpty, key.utf8.count <= 200 else { throw .invalidArguments("idempotency_key must be 1 to 200 octets") }
+        try checkHeaderSafe(key, field: "idempotency_key")
+
+        let rendered = try templates.render(template: template, locale: locale, data: data)
+        var unsubscribe: String?
+        if configuration.listTemplates.contains(template) {
+            guard let url = data["unsubscribe_url"]?.stringValue else {
+                throw .invalidArguments("template \(template) is a notification: data.unsubscribe_url (https) is required")
+            }
+            unsubscribe = url
+        }
+        let messageID = MailMessage.messageID(forKey: key, domain: configuration.messageIDDomain)
+        let message = MailMessage(
+            from: configuration.from, to: to, replyTo: configuration.replyTo, subject: rendered.subject, text: rendered.text,
+            html: rendered.html, messageID: messageID, unsubscribeURL: unsubscribe,
+            extraHeaders: [("X-Conveyor-Template", "\(template)/\(rendered.locale)")])
+        let bytes: [UInt8]
+        do {
+            bytes = try message.rendered()
+        } catch {
+            throw JobFailure(errorClass: error.errorClass, message: "template \(template) to \(to.address): \(error.message)", isPermanent: error.isPermanent)
+        }
+        return Prepared(key: key, messageID: messageID, to: to, locale: rendered.locale, bytes: bytes)
     }
 }

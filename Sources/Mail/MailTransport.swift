@@ -1,5 +1,3 @@
-public import ConveyorCore
-
 /// The SMTP envelope: who bounces go to and who receives, both validated.
 public struct MailEnvelope: Sendable, Equatable {
     public var from: String

@@ -286,3 +286,31 @@ func welcome(to: String, key: String? = nil, name: String = "Zoë") -> JSONObjec
         #expect(throws: (any Error).self) { try MailJobs.register(into: &other, environment: ["SMTP_RATE_LIMIT": "3"]) }
     }
 }
+
+/// A ledger whose database is down.
+struct UnreachableLedger: MailLedger {
+    struct Down: Error {}
+    func claim(key: String, messageID: String, jid: String, recipient: String, lease: Duration) async throws -> MailLedgerDecision { throw Down() }
+    func markSent(key: String, jid: String, reply: String) async throws { throw Down() }
+    func release(key: String, jid: String, reason: String) async throws { throw Down() }
+}
+
+@Suite struct LedgerFailureTests {
+    @Test func noSendWithoutALedgerClaim() async throws {
+        let sink = try SMTPSink()
+        defer { sink.stop() }
+        let handler = try smtpHandler(sink, ledger: UnreachableLedger())
+        let error = await #expect(throws: JobFailure.self) { try await handler.perform(job(welcome(to: "alice@example.net"))) }
+        #expect(error?.errorClass == "MailLedgerUnavailable")
+        #expect(error?.isPermanent == false)
+        #expect(sink.connections() == 0)
+    }
+
+    @Test func errorsNameTheJob() async throws {
+        let handler = EmailSendHandler(configuration: try configuration(outbox: URL(fileURLWithPath: "/nonexistent")),
+                                       transport: OutboxTransport(folder: URL(fileURLWithPath: "/nonexistent")), ledger: InMemoryMailLedger())
+        let error = await #expect(throws: JobFailure.self) { try await handler.perform(job(welcome(to: "bad address@example.net"), jid: "jid-77")) }
+        #expect(error?.message.hasPrefix("email.send jid=jid-77: ") == true)
+        #expect(error?.errorClass == "InvalidAddress")
+    }
+}
