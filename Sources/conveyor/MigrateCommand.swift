@@ -27,6 +27,7 @@ struct MigrateCommand: ParsableCommand {
             throw ExitCode(64)
         }
         OperationsMigrations.register()
+        _ = try? JobClasses.registry()  // each family adds its own migrations
         let connection: PostgresConnection
         do {
             connection = try PostgresConnection(url: url)

@@ -218,12 +218,14 @@ import Testing
         try await redis.client.enqueue("noop")
         try await withWorker(redis, registry: registry(Recorder(), [stuck]), concurrency: 1) { _ in
             try await eventually("timed out into dead") { try await redis.int("ZCARD", redis.keys.dead) == 1 }
-            #expect(!handlerReturned.load(ordering: .sequentiallyConsistent), "failed at its deadline, not when the handler returned")
+            let returnedBeforeDeadline = handlerReturned.load(ordering: .sequentiallyConsistent)
+            #expect(!returnedBeforeDeadline, "failed at its deadline, not when the handler returned")
             let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
             #expect(dead["error_class"]?.stringValue == "JobTimeout")
             // Its slot went to the next job while the stuck handler still runs.
             try await eventually("next job ran") { try await redis.int("GET", redis.keys.processed) == 2 }
-            #expect(!handlerReturned.load(ordering: .sequentiallyConsistent))
+            let returnedBeforeNext = handlerReturned.load(ordering: .sequentiallyConsistent)
+            #expect(!returnedBeforeNext)
         }
         try await redis.clean()
     }
