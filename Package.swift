@@ -63,6 +63,6 @@ let package = Package(
 
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

@@ -101,17 +101,35 @@ public enum ImageOperations {
 
     // MARK: - Writing
 
+    /// Removes every metadata field (EXIF with GPS and MakerNotes, XMP, IPTC, comments, the embedded
+    /// thumbnail; the ICC profile unless `keepICC`). libvips 8.14's webpsave ignores `strip`, so the fields
+    /// are removed here for every format rather than trusting the savers.
+    static func removeMetadata(_ image: VipsImage, keepICC: Bool) {
+        for field in image.fieldNames where !(keepICC && field == "icc-profile-data") {
+            image.removeField(field)
+        }
+    }
+
     /// Saves through a temporary file in the same directory, then renames, so readers never see half a file.
     static func write(_ image: VipsImage, to path: String, format: VipsOutputFormat, quality: Int, strip: Bool,
                       deadline: ContinuousClock.Instant?, what: String) throws(JobFailure) -> Int {
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = directory + "/.tmp-\(UUID().uuidString.prefix(12)).\(format.fileExtension)"
+        removeMetadata(image, keepICC: !strip)
         image.setDeadline(milliseconds: remainingMilliseconds(deadline))
         do {
             try Vips.save(image, to: temporary, format: format, quality: quality, strip: strip)
         } catch {
             unlink(temporary)
             throw failure(error, what, deadline: deadline)
+        }
+        if format == .webp {
+            do {
+                try WebPChunks.stripMetadata(atPath: temporary)
+            } catch {
+                unlink(temporary)
+                throw .transient("MediaWriteFailed", "\(what): cannot rewrite the WebP output: \(error)")
+            }
         }
         guard rename(temporary, path) == 0 else {
             let message = String(cString: strerror(errno))
@@ -219,11 +237,8 @@ public enum ImageOperations {
         } catch {
             throw failure(error, what, deadline: deadline)
         }
-        // Everything but the pixels and the ICC profile goes: EXIF (GPS, MakerNotes, the embedded thumbnail),
-        // XMP, IPTC, comments.
-        for field in image.fieldNames where field != "icc-profile-data" || icc == "converted" {
-            image.removeField(field)
-        }
+        // Everything but the pixels and the ICC profile goes (write removes the fields): EXIF (GPS, MakerNotes,
+        // the embedded thumbnail), XMP, IPTC, comments.
         if icc == "converted" { icc = "converted-to-srgb" }
         let bytes = try write(image, to: path, format: format, quality: request.quality, strip: icc != "kept",
                               deadline: deadline, what: what)

@@ -62,14 +62,20 @@ public struct MediaRoot: Sendable, Equatable {
         try MediaRoot.validate(key, field: field)
         let parts = key.split(separator: "/").map(String.init)
         guard let name = parts.last else { throw .invalidArguments("\(field) is empty") }
-        let directory = ([path] + parts.dropLast()).joined(separator: "/")
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw .permanent("PathOutsideMediaRoot", "cannot create the directory for \(field) \(key): \(error)")
-        }
-        guard let realDirectory = MediaRoot.realPath(directory), inside(realDirectory) || realDirectory == path else {
-            throw .permanent("PathOutsideMediaRoot", "\(field) \(key) leads (through a symlink) outside the media root")
+        // Walk down one directory at a time: an existing component must resolve inside the root before
+        // anything is created beneath it (a symlinked directory must not let us create files elsewhere).
+        var realDirectory = path
+        for part in parts.dropLast() {
+            let next = realDirectory + "/" + part
+            if !FileManager.default.fileExists(atPath: next) {
+                guard mkdir(next, 0o755) == 0 || errno == EEXIST else {
+                    throw .transient("MediaWriteFailed", "cannot create the directory for \(field) \(key): \(String(cString: strerror(errno)))")
+                }
+            }
+            guard let resolved = MediaRoot.realPath(next), inside(resolved) else {
+                throw .permanent("PathOutsideMediaRoot", "\(field) \(key) leads (through a symlink) outside the media root")
+            }
+            realDirectory = resolved
         }
         return realDirectory + "/" + name
     }
