@@ -115,20 +115,35 @@ public enum ImageOperations {
                       deadline: ContinuousClock.Instant?, what: String) throws(JobFailure) -> Int {
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = directory + "/.tmp-\(UUID().uuidString.prefix(12)).\(format.fileExtension)"
+        let keptProfile = strip ? nil : image.iccProfile
         removeMetadata(image, keepICC: !strip)
         image.setDeadline(milliseconds: remainingMilliseconds(deadline))
+        // JPEG: without strip, libvips 8.14 writes a fresh EXIF block (orientation, resolution); so always
+        // strip and put the ICC profile back ourselves.
+        let saverStrips = strip || format == .jpeg
         do {
-            try Vips.save(image, to: temporary, format: format, quality: quality, strip: strip)
+            try Vips.save(image, to: temporary, format: format, quality: quality, strip: saverStrips)
         } catch {
             unlink(temporary)
             throw failure(error, what, deadline: deadline)
         }
         if format == .webp {
             do {
-                try WebPChunks.stripMetadata(atPath: temporary)
+                try WebPChunks.stripMetadata(atPath: temporary, keepICC: keptProfile != nil)
             } catch {
                 unlink(temporary)
                 throw .transient("MediaWriteFailed", "\(what): cannot rewrite the WebP output: \(error)")
+            }
+        }
+        if format == .jpeg, let keptProfile {
+            do {
+                let written = Array(try Data(contentsOf: URL(fileURLWithPath: temporary)))
+                if let tagged = JPEGSegments.insertICC(keptProfile, into: written) {
+                    try Data(tagged).write(to: URL(fileURLWithPath: temporary))
+                }
+            } catch {
+                unlink(temporary)
+                throw .transient("MediaWriteFailed", "\(what): cannot add the ICC profile to the JPEG output: \(error)")
             }
         }
         guard rename(temporary, path) == 0 else {

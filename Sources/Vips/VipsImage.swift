@@ -37,6 +37,15 @@ public final class VipsImage {
     }
     public var hasICCProfile: Bool { vips_image_get_typeof(pointer, "icc-profile-data") != 0 }
 
+    /// The embedded ICC profile's bytes, copied out.
+    public var iccProfile: [UInt8]? {
+        guard hasICCProfile else { return nil }
+        var data: UnsafeRawPointer?
+        var length = 0
+        guard vips_image_get_blob(pointer, "icc-profile-data", &data, &length) == 0, let data, length > 0 else { return nil }
+        return Array(UnsafeRawBufferPointer(start: data, count: length))
+    }
+
     /// Names of all metadata fields (exif-ifd0-Orientation, xmp-data, icc-profile-data, ...).
     public var fieldNames: [String] {
         guard let fields = vips_image_get_fields(pointer) else { return [] }
