@@ -53,6 +53,7 @@ public struct ThumbnailRequest: Sendable, Equatable {
     static let formats = "webp, jpeg, png, avif"
 
     public init(arguments: JSONObject) throws(JobFailure) {
+        try rejectUnknown(arguments, allowed: ["source", "destination", "variants"], at: "")
         guard let source = arguments["source"]?.stringValue else { throw .invalidArguments("source is required and must be a string key") }
         try MediaRoot.validate(source, field: "source")
         self.source = source
@@ -78,6 +79,7 @@ public struct ThumbnailRequest: Sendable, Equatable {
         var variants: [ThumbnailVariant] = []
         for (i, item) in items.enumerated() {
             guard let v = item.objectValue else { throw .invalidArguments("variants[\(i)] must be an object") }
+            try rejectUnknown(v, allowed: ["name", "width", "height", "fit", "format", "quality"], at: "variants[\(i)].")
             guard let name = v["name"]?.stringValue, !name.isEmpty, name.count <= 64,
                   name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
                 throw .invalidArguments("variants[\(i)].name is required: 1-64 letters, digits, '-' or '_'")
@@ -133,6 +135,7 @@ public struct StripMetadataRequest: Sendable, Equatable {
     public var quality: Int
 
     public init(arguments: JSONObject) throws(JobFailure) {
+        try rejectUnknown(arguments, allowed: ["source", "destination", "icc", "quality"], at: "")
         guard let source = arguments["source"]?.stringValue else { throw .invalidArguments("source is required and must be a string key") }
         try MediaRoot.validate(source, field: "source")
         self.source = source
@@ -157,5 +160,12 @@ public struct StripMetadataRequest: Sendable, Equatable {
         var o = JSONObject([("source", .string(source)), ("icc", .string(icc.rawValue)), ("quality", JSONValue(quality))])
         if let destination { o["destination"] = .string(destination) }
         return o
+    }
+}
+
+/// The schemas say `additionalProperties: false`; a misspelt option must not be silently ignored.
+func rejectUnknown(_ object: JSONObject, allowed: Set<String>, at path: String) throws(JobFailure) {
+    if let unknown = object.keys.first(where: { !allowed.contains($0) }) {
+        throw .invalidArguments("\(path)\(unknown) is not a known argument; expected \(allowed.sorted().map { path + $0 }.joined(separator: ", "))")
     }
 }

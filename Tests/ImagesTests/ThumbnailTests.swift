@@ -140,3 +140,33 @@ extension String {
         return prefix + box.path(key)
     }
 }
+
+@Suite struct JobFileTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    @Test func examplesPassTheHandlersValidation() throws {
+        for name in ["image.thumbnail", "image.strip_metadata"] {
+            let data = try Data(contentsOf: Self.repository.appendingPathComponent("Jobs/examples/\(name).json"))
+            let job = try JSONValue(parsing: Array(data))
+            #expect(job["class"]?.stringValue == name)
+            #expect(job["queue"] == "media")
+            let arguments = try #require(job["args"]?[0]?.objectValue)
+            if name == "image.thumbnail" {
+                let request = try ThumbnailRequest(arguments: arguments)
+                #expect(request.variants.count == 3)
+                #expect(request.variants[2].format == .jpeg)
+            } else {
+                let request = try StripMetadataRequest(arguments: arguments)
+                #expect(request.icc == .keep)
+            }
+            let schema = try JSONValue(parsing: Array(try Data(contentsOf: Self.repository.appendingPathComponent("Jobs/\(name).schema.json"))))
+            let allowed = Set(schema["properties"]?.objectValue?.keys ?? [])
+            #expect(Set(arguments.keys).isSubset(of: allowed))
+        }
+    }
+
+    @Test func unknownArgumentsAreRejected() throws {
+        #expect(throws: JobFailure.self) { try ThumbnailRequest(arguments: JSONObject([("source", "a.jpg"), ("size", 3)])) }
+        #expect(throws: JobFailure.self) { try StripMetadataRequest(arguments: JSONObject([("source", "a.jpg"), ("keep_gps", true)])) }
+    }
+}
