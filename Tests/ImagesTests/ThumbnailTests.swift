@@ -170,3 +170,14 @@ extension String {
         #expect(throws: JobFailure.self) { try StripMetadataRequest(arguments: JSONObject([("source", "a.jpg"), ("keep_gps", true)])) }
     }
 }
+
+@Suite struct HEIFSourceTests {
+    @Test func avifSourceIsReadThroughHeifload() async throws {
+        let box = try MediaSandbox()
+        try box.run("convert", "-size", "300x200", "gradient:red-blue", box.path("plain.png"))
+        try box.run("vips", "heifsave", box.path("plain.png"), box.path("uploads/pic.avif".prefixingDirectory(box).replacingOccurrences(of: box.media + "/", with: "")), "--compression", "av1")
+        let result = try await box.perform("image.thumbnail", source("uploads/pic.avif", [("variants", variants([("v", 150, 150, "inside", "jpeg")]))]))
+        #expect(result["source_format"] == "heif")
+        #expect(result["variants"]?[0]?["width"] == 150 && result["variants"]?[0]?["height"] == 100)
+    }
+}
