@@ -43,7 +43,13 @@ const char *cshims_vips_loader(const char *path) {
     return vips_foreign_find_load(path);
 }
 
-int cshims_vips_thumbnail_file(const char *path, VipsImage **out, int width, int height) {
+int cshims_vips_thumbnail_file(const char *path, VipsImage **out, int width, int height, int export_srgb) {
+    if (!export_srgb)
+        return vips_thumbnail(path, out, width,
+            "height", height,
+            "size", VIPS_SIZE_DOWN,
+            "fail_on", VIPS_FAIL_ON_ERROR,
+            NULL);
     return vips_thumbnail(path, out, width,
         "height", height,
         "size", VIPS_SIZE_DOWN,

@@ -15,6 +15,7 @@ public enum ImageOperations {
         var width: Int
         var height: Int
         var frames: Int
+        var hasICCProfile: Bool
     }
 
     static let loaderNames: [String: String] = [
@@ -67,7 +68,7 @@ public enum ImageOperations {
                 "ImageTooLarge",
                 "\(what): a progressive/interlaced \(width)x\(height) image must be decoded at full size; the limit for those is \(format(limits.maxProgressiveMegapixels)) megapixels (CONVEYOR_IMAGE_MAX_PROGRESSIVE_MEGAPIXELS)")
         }
-        return Checked(path: path, loader: loader, width: width, height: height, frames: frames)
+        return Checked(path: path, loader: loader, width: width, height: height, frames: frames, hasICCProfile: image.hasICCProfile)
     }
 
     /// "VipsForeignLoadJpegFile" or "jpegload" → "jpegload".
@@ -176,7 +177,8 @@ public enum ImageOperations {
         let decodeHeight = max(1, Int((h * scale).rounded(.up)))
         var base: VipsImage
         do {
-            let lazy = try Vips.thumbnail(file: source.path, width: decodeWidth, height: decodeHeight)
+            // Untagged images are taken as sRGB (what browsers do); tagged ones go through their profile.
+            let lazy = try Vips.thumbnail(file: source.path, width: decodeWidth, height: decodeHeight, iccToSRGB: source.hasICCProfile)
             lazy.setDeadline(milliseconds: remainingMilliseconds(deadline))
             base = try Vips.copyToMemory(lazy)
             if !base.isSRGB { base = try Vips.colourspaceSRGB(base) }

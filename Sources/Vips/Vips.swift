@@ -52,11 +52,12 @@ public enum Vips {
         return VipsImage(owning: image)
     }
 
-    /// Decodes with shrink-on-load so the result fits inside `width` x `height` (never enlarged), applies the
-    /// EXIF orientation and converts to sRGB.
-    public static func thumbnail(file path: String, width: Int, height: Int) throws(VipsError) -> VipsImage {
+    /// Decodes with shrink-on-load so the result fits inside `width` x `height` (never enlarged) and applies the
+    /// EXIF orientation; `iccToSRGB` converts through the embedded profile (a per-pixel colour transform, so
+    /// only worth it when the image has a profile).
+    public static func thumbnail(file path: String, width: Int, height: Int, iccToSRGB: Bool) throws(VipsError) -> VipsImage {
         var out: UnsafeMutablePointer<CVips.VipsImage>?
-        if cshims_vips_thumbnail_file(path, &out, Int32(width), Int32(height)) != 0 || out == nil {
+        if cshims_vips_thumbnail_file(path, &out, Int32(width), Int32(height), iccToSRGB ? 1 : 0) != 0 || out == nil {
             throw VipsError.capture("thumbnail")
         }
         return VipsImage(owning: out!)

@@ -13,8 +13,9 @@ VipsImage *cshims_vips_open(const char *path, int sequential);
 /* The name of the loader libvips would pick for the file's bytes ("jpegload"), or NULL. */
 const char *cshims_vips_loader(const char *path);
 
-/* vips_thumbnail on a file: fits inside width x height (size=down), autorotates, exports sRGB, fail_on=error. */
-int cshims_vips_thumbnail_file(const char *path, VipsImage **out, int width, int height);
+/* vips_thumbnail on a file: fits inside width x height (size=down), autorotates, fail_on=error; with
+ * export_srgb, converts through the embedded ICC profile to sRGB. */
+int cshims_vips_thumbnail_file(const char *path, VipsImage **out, int width, int height, int export_srgb);
 
 /* vips_thumbnail_image: crop (centre) when crop != 0, otherwise fit inside; no further rotation. */
 int cshims_vips_thumbnail_image(VipsImage *in, VipsImage **out, int width, int height, int crop);
