@@ -26,7 +26,11 @@ public enum ImageOperations {
         "matrixload": "a matrix file", "vipsload": "a VIPS image", "analyzeload": "an Analyze image", "rawload": "raw data",
     ]
 
-    static func check(_ key: String, root: MediaRoot, limits: ImageLimits, job: String) throws(JobFailure) -> Checked {
+    static func check(_ key: String, root: MediaRoot, limits: ImageLimits, job: String,
+                      deadline: ContinuousClock.Instant?) throws(JobFailure) -> Checked {
+        if let deadline, deadline <= .now {
+            throw .transient("ImageTimeout", "\(job) source \(key): the job's deadline passed before decoding started")
+        }
         let path = try root.source(key)
         let what = "\(job) source \(key)"
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
@@ -163,7 +167,7 @@ public enum ImageOperations {
     public static func thumbnail(_ request: ThumbnailRequest, root: MediaRoot, limits: ImageLimits,
                                  deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {
         let job = "image.thumbnail"
-        let source = try check(request.source, root: root, limits: limits, job: job)
+        let source = try check(request.source, root: root, limits: limits, job: job, deadline: deadline)
         let what = "\(job) source \(request.source)"
         let w = Double(source.width), h = Double(source.height)
         // The scale each variant needs from the oriented source; decode once at the largest of them.
@@ -186,27 +190,41 @@ public enum ImageOperations {
         } catch {
             throw failure(error, what, deadline: deadline)
         }
-        var results: [JSONValue] = []
-        for v in request.variants {
+        // Largest variant first; each smaller one is resized from the smallest already-rendered, uncropped
+        // image that is still big enough, so no pixel is resampled from more data than needed.
+        func needed(_ v: ThumbnailVariant) -> Double {
+            let sx = Double(v.width) / w, sy = Double(v.height) / h
+            return min(1, v.fit == .cover ? max(sx, sy) : min(sx, sy))
+        }
+        var sources: [(image: VipsImage, scale: Double)] = [(base, scale)]
+        var results = [JSONValue](repeating: .null, count: request.variants.count)
+        let order = request.variants.indices.sorted { needed(request.variants[$0]) > needed(request.variants[$1]) }
+        for index in order {
+            let v = request.variants[index]
             let key = "\(request.destination)/\(v.name).\(v.format.fileExtension)"
             let path = try root.destination(key)
+            let need = needed(v)
+            let from = sources.filter { $0.scale >= need }.min { $0.scale < $1.scale }?.image ?? base
             var out: VipsImage
             do {
-                out = try Vips.thumbnail(base, width: v.width, height: v.height, crop: v.fit == .cover)
+                out = try Vips.thumbnail(from, width: v.width, height: v.height, crop: v.fit == .cover)
                 if v.fit == .contain, out.width != v.width || out.height != v.height {
                     let keepsAlpha = out.hasAlpha && v.format != .jpeg
                     let background: [Double] = keepsAlpha ? Array(repeating: 0, count: out.bands) : Array(repeating: 255, count: out.bands)
                     out = try Vips.embedCentre(out, width: v.width, height: v.height, background: background)
+                } else if v.fit == .inside, request.variants.count > 1 {
+                    out = try Vips.copyToMemory(out)
+                    sources.append((out, Double(out.width) / w))
                 }
             } catch {
                 throw failure(error, "\(what) variant \(v.name)", deadline: deadline)
             }
             let bytes = try write(out, to: path, format: v.format, quality: v.quality, strip: true, deadline: deadline, what: "\(what) variant \(v.name)")
-            results.append(.object(JSONObject([
+            results[index] = .object(JSONObject([
                 ("name", .string(v.name)), ("key", .string(key)), ("path", .string(path)),
                 ("width", JSONValue(out.width)), ("height", JSONValue(out.height)),
                 ("bytes", JSONValue(bytes)), ("format", .string(v.format.rawValue)),
-            ])))
+            ]))
         }
         return .object(JSONObject([
             ("source", .string(request.source)),
@@ -224,7 +242,7 @@ public enum ImageOperations {
     public static func stripMetadata(_ request: StripMetadataRequest, root: MediaRoot, limits: ImageLimits,
                                      deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {
         let job = "image.strip_metadata"
-        let source = try check(request.source, root: root, limits: limits, job: job)
+        let source = try check(request.source, root: root, limits: limits, job: job, deadline: deadline)
         let what = "\(job) source \(request.source)"
         let format: VipsOutputFormat
         switch source.loader {

@@ -69,11 +69,11 @@ final class MediaSandbox: @unchecked Sendable {
     @discardableResult
     func run(_ arguments: String...) throws -> String { try tool(arguments, in: media) }
 
-    func perform(_ jobClass: String, _ arguments: JSONObject, seconds: Int = 60) async throws -> JSONValue {
+    func perform(_ jobClass: String, _ arguments: JSONObject, seconds: Int = 60, timeout: Duration? = nil) async throws -> JSONValue {
         let handler = ImageJobHandler(kind: jobClass == "image.thumbnail" ? .thumbnail : .stripMetadata, configuration: configuration, pool: pool)
         let job = JobContext(
             jid: "test-\(UUID().uuidString.prefix(8))", jobClass: jobClass, queue: "media", arguments: arguments, attempt: 1,
-            deadline: .now + .seconds(seconds), payload: JSONObject(), logger: Logger(label: "test"))
+            deadline: .now + (timeout ?? .seconds(seconds)), payload: JSONObject(), logger: Logger(label: "test"))
         return try await handler.perform(job)
     }
 

@@ -125,18 +125,25 @@ import Testing
 
     @Test func deadlineStopsLibvipsAndTheHelperSurvives() async throws {
         let box = try MediaSandbox()
-        try box.run("convert", "-size", "2000x2000", "xc:gray", box.path("large.png"))
-        do {
-            _ = try await box.perform("image.thumbnail", source("large.png", thumb), seconds: 0)
-            Issue.record("a job with no time left must fail")
-        } catch {
-            let f = JobFailure(error)
-            #expect(["ImageTimeout", "HelperTimeout"].contains(f.errorClass), "\(f)")
-            #expect(f.isPermanent == false)
+        // 49 megapixels of PNG (no shrink-on-load): far more than 50 ms of decoding.
+        try box.run("vips", "black", box.path("large.png"), "7000", "7000")
+        try box.run("vips", "black", box.path("tiny.png"), "10", "10")
+        _ = try await box.perform("image.thumbnail", source("tiny.png", thumb))  // a warm helper
+        // A 4096-pixel WebP of it takes seconds to encode.
+        let big = [("variants", variants([("big", 4096, 4096, "inside", "webp")]))]
+        for seconds in [0.0, 0.05] {
+            do {
+                _ = try await box.perform("image.thumbnail", source("large.png", big), timeout: .milliseconds(Int(seconds * 1000)))
+                Issue.record("a job with \(seconds) s must not finish a 49 MP decode")
+            } catch {
+                let f = JobFailure(error)
+                #expect(["ImageTimeout", "HelperTimeout"].contains(f.errorClass), "\(f)")
+                #expect(f.isPermanent == false)
+            }
         }
         // The next job runs normally.
-        let ok = try await box.perform("image.thumbnail", source("large.png", thumb))
-        #expect(ok["variants"]?[0]?["width"] == 64)
+        let ok = try await box.perform("image.thumbnail", source("tiny.png", thumb))
+        #expect(ok["variants"]?[0]?["width"] == 10)
     }
 
     @Test func aCrashingHelperCostsOnlyItsJob() async throws {
