@@ -15,9 +15,14 @@ struct ToolError: Error, CustomStringConvertible {
     var description: String
 }
 
-/// Runs a command-line tool and returns its stdout; throws with its stderr on failure.
+/// Runs a command-line tool on a BlockingPool thread (tests run in parallel: blocking the cooperative
+/// pool would stall every other test) and returns its stdout; throws with its stderr on failure.
 @discardableResult
-func tool(_ arguments: [String], in directory: String? = nil) throws -> String {
+func tool(_ arguments: [String], in directory: String? = nil) async throws -> String {
+    try await BlockingPool.shared.run { try blockingTool(arguments, in: directory) }
+}
+
+func blockingTool(_ arguments: [String], in directory: String?) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = arguments
@@ -67,7 +72,7 @@ final class MediaSandbox: @unchecked Sendable {
 
     /// Runs a tool with the media root as working directory.
     @discardableResult
-    func run(_ arguments: String...) throws -> String { try tool(arguments, in: media) }
+    func run(_ arguments: String...) async throws -> String { try await tool(arguments, in: media) }
 
     func perform(_ jobClass: String, _ arguments: JSONObject, seconds: Int = 60, timeout: Duration? = nil) async throws -> JSONValue {
         let handler = ImageJobHandler(kind: jobClass == "image.thumbnail" ? .thumbnail : .stripMetadata, configuration: configuration, pool: pool)
@@ -87,13 +92,13 @@ final class MediaSandbox: @unchecked Sendable {
     }
 
     /// `vipsheader -f field`.
-    func header(_ key: String, _ field: String) throws -> String {
-        try tool(["vipsheader", "-f", field, path(key)]).trimmingCharacters(in: .whitespacesAndNewlines)
+    func header(_ key: String, _ field: String) async throws -> String {
+        try await tool(["vipsheader", "-f", field, path(key)]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// exiftool's tags, grouped ("EXIF:GPSLatitude" style keys).
-    func exifTags(_ key: String) throws -> [String] {
-        let json = try tool(["exiftool", "-j", "-G", "-a", path(key)])
+    func exifTags(_ key: String) async throws -> [String] {
+        let json = try await tool(["exiftool", "-j", "-G", "-a", path(key)])
         guard let first = try JSONValue(parsing: json)[0]?.objectValue else { return [] }
         return first.keys
     }

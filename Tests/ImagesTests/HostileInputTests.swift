@@ -9,7 +9,7 @@ import Testing
 
     @Test func truncatedJPEGIsCorrupt() async throws {
         let box = try MediaSandbox()
-        try box.run("convert", "-size", "800x600", "plasma:", box.path("whole.jpg"))
+        try await box.run("convert", "-size", "800x600", "plasma:", box.path("whole.jpg"))
         let whole = try box.bytes("whole.jpg")
         try box.write("uploads/cut.jpg", Array(whole.prefix(whole.count / 2)))
         let f = await box.failure("image.thumbnail", source("uploads/cut.jpg", thumb))
@@ -20,7 +20,7 @@ import Testing
 
     @Test func truncatedPNGIsCorrupt() async throws {
         let box = try MediaSandbox()
-        try box.run("convert", "-size", "400x300", "plasma:", box.path("whole.png"))
+        try await box.run("convert", "-size", "400x300", "plasma:", box.path("whole.png"))
         let whole = try box.bytes("whole.png")
         try box.write("uploads/cut.png", Array(whole.prefix(whole.count / 2)))
         let f = await box.failure("image.thumbnail", source("uploads/cut.png", thumb))
@@ -77,7 +77,7 @@ import Testing
         let box = try MediaSandbox()
         // A real JPEG with a PHP script and an HTML page appended: browsers and PHP see the payload; libvips
         // sees a JPEG. The output must be a clean re-encode.
-        try box.run("convert", "-size", "300x200", "plasma:", box.path("base.jpg"))
+        try await box.run("convert", "-size", "300x200", "plasma:", box.path("base.jpg"))
         let payload = Array("<?php system($_GET['c']); ?><html><script>alert(1)</script></html>".utf8)
         try box.write("uploads/poly.jpg", try box.bytes("base.jpg") + payload)
         let result = try await box.perform("image.thumbnail", source("uploads/poly.jpg", [("variants", variants([("v", 100, 100, "inside", "jpeg")]))]))
@@ -93,7 +93,7 @@ import Testing
 
     @Test func oneByHundredThousandStripIsRejected() async throws {
         let box = try MediaSandbox()
-        try box.run("vips", "black", box.path("uploads/strip.png".prefixingDirectory(box).replacingOccurrences(of: box.media + "/", with: "")), "1", "100000")
+        try await box.run("vips", "black", box.path("uploads/strip.png".prefixingDirectory(box).replacingOccurrences(of: box.media + "/", with: "")), "1", "100000")
         let f = await box.failure("image.thumbnail", source("uploads/strip.png", thumb))
         #expect(f?.errorClass == "ImageTooLarge")
         #expect(f?.message.contains("1x100000") == true)
@@ -102,22 +102,22 @@ import Testing
 
     @Test func frameAndProgressiveLimitsComeFromTheHeader() async throws {
         let box = try MediaSandbox(environment: ["CONVEYOR_IMAGE_MAX_FRAMES": "2", "CONVEYOR_IMAGE_MAX_PROGRESSIVE_MEGAPIXELS": "0.1"])
-        try box.run("convert", "-size", "50x50", "xc:red", "xc:blue", "xc:green", box.path("anim.gif"))
+        try await box.run("convert", "-size", "50x50", "xc:red", "xc:blue", "xc:green", box.path("anim.gif"))
         let frames = await box.failure("image.thumbnail", source("anim.gif", thumb))
         #expect(frames?.errorClass == "ImageTooManyFrames")
         #expect(frames?.message.contains("3 frames") == true)
-        try box.run("convert", "-size", "600x400", "plasma:", "-interlace", "JPEG", box.path("progressive.jpg"))
+        try await box.run("convert", "-size", "600x400", "plasma:", "-interlace", "JPEG", box.path("progressive.jpg"))
         let progressive = await box.failure("image.thumbnail", source("progressive.jpg", thumb))
         #expect(progressive?.errorClass == "ImageTooLarge")
         #expect(progressive?.message.contains("progressive") == true)
-        try box.run("convert", "-size", "200x100", "plasma:", "-interlace", "JPEG", box.path("small-progressive.jpg"))
+        try await box.run("convert", "-size", "200x100", "plasma:", "-interlace", "JPEG", box.path("small-progressive.jpg"))
         let ok = try await box.perform("image.thumbnail", source("small-progressive.jpg", thumb))
         #expect(ok["variants"]?[0]?["width"] == 64)
     }
 
     @Test func oversizedFileIsRejectedBeforeOpening() async throws {
         let box = try MediaSandbox(environment: ["CONVEYOR_IMAGE_MAX_FILE_MB": "0.001"])
-        try box.run("convert", "-size", "300x300", "plasma:", box.path("big.png"))
+        try await box.run("convert", "-size", "300x300", "plasma:", box.path("big.png"))
         let f = await box.failure("image.thumbnail", source("big.png", thumb))
         #expect(f?.errorClass == "ImageTooLarge")
         #expect(f?.message.contains("CONVEYOR_IMAGE_MAX_FILE_MB") == true)
@@ -126,8 +126,8 @@ import Testing
     @Test func deadlineStopsLibvipsAndTheHelperSurvives() async throws {
         let box = try MediaSandbox()
         // 49 megapixels of PNG (no shrink-on-load): far more than 50 ms of decoding.
-        try box.run("vips", "black", box.path("large.png"), "7000", "7000")
-        try box.run("vips", "black", box.path("tiny.png"), "10", "10")
+        try await box.run("vips", "black", box.path("large.png"), "7000", "7000")
+        try await box.run("vips", "black", box.path("tiny.png"), "10", "10")
         _ = try await box.perform("image.thumbnail", source("tiny.png", thumb))  // a warm helper
         // A 4096-pixel WebP of it takes seconds to encode.
         let big = [("variants", variants([("big", 4096, 4096, "inside", "webp")]))]
@@ -148,7 +148,7 @@ import Testing
 
     @Test func aCrashingHelperCostsOnlyItsJob() async throws {
         let box = try MediaSandbox(environment: ["CONVEYOR_HELPERS": "2"])
-        try box.run("convert", "-size", "400x300", "plasma:", box.path("ok.jpg"))
+        try await box.run("convert", "-size", "400x300", "plasma:", box.path("ok.jpg"))
         async let crash: JobFailure? = {
             do {
                 _ = try await box.pool.run("sandbox.selftest", JSONObject([("crash", true)]), deadline: .now + .seconds(20))

@@ -83,7 +83,8 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         let elapsed = ContinuousClock.now - start
         #expect(f?.errorClass == "HelperTimeout")
         #expect(f?.isPermanent == false)
-        #expect(elapsed < .seconds(10))
+        // The hang is endless: finishing at all proves the kill (the bound allows for a loaded CI machine).
+        #expect(elapsed < .seconds(60))
         #expect(try await other["echo"] == "ok")
         #expect(try await selftest(pool, [("echo", 2)])["echo"] == 2)
     }
