@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 IMAGES=${IMAGES:-24}
 PARALLEL=${PARALLEL:-2}
+ROUNDS=${ROUNDS:-3}
 WORK=${WORK:-.run/bench-images}
 
 if [[ -z "${CONVEYOR_BIN:-}" ]]; then
@@ -19,5 +20,5 @@ export CONVEYOR_BIN
 for tool in vips vipsthumbnail convert python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/setup.sh installs it)" >&2; exit 1; }
 done
-exec python3 Benchmarks/images/bench.py --images "$IMAGES" --parallel "$PARALLEL" --work "$WORK" \
+exec python3 Benchmarks/images/bench.py --images "$IMAGES" --parallel "$PARALLEL" --rounds "$ROUNDS" --work "$WORK" \
   --conveyor "$CONVEYOR_BIN" --out Benchmarks/images/results.md
