@@ -53,9 +53,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
+        // Supervised helper processes for native decoding (`conveyor helper`).
+        .target(name: "Sandbox", dependencies: ["ConveyorCore"], swiftSettings: swiftSettings),
 
         // Handler families.
-        .target(name: "Images", dependencies: ["ConveyorCore", "Vips"], swiftSettings: swiftSettings),
+        .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox"], swiftSettings: swiftSettings),
         .target(name: "Video", dependencies: ["ConveyorCore", "AV"], swiftSettings: swiftSettings),
         .target(
             name: "Mail",
@@ -69,8 +71,7 @@ let package = Package(
         .executableTarget(
             name: "conveyor",
             dependencies: [
-                "ConveyorCore", "Images", "Video", "Mail", "Summaries",
-                "Operations", "Postgres", "Redis",
+                "ConveyorCore", "Images", "Video", "Mail", "Summaries", "Operations", "Postgres", "Redis", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -97,5 +98,7 @@ let package = Package(
         .testTarget(
             name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "Redis", "Postgres"],
             exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

@@ -1,4 +1,5 @@
 internal import CCurl
+internal import CShims
 
 /// A `CURLoption`, for the generic setters on `CurlEasy`. Options not listed here can be added in an
 /// extension from curl.h's numbers (`CURLOPTTYPE_* + n`).

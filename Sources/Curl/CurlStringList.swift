@@ -1,4 +1,5 @@
 internal import CCurl
+internal import CShims
 
 /// Owns a `curl_slist` (HTTP headers, SMTP recipients). Set it on a handle with
 /// `CurlEasy.setOption(_:list:)`; the handle keeps the list alive while the option is set.

@@ -1,6 +1,7 @@
 public import ArgumentParser
 import ConveyorCore
 import Foundation
+import Images
 import Logging
 import Mail
 import Redis
@@ -61,6 +62,7 @@ enum JobClasses {
     static func registry(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> JobRegistry {
         var registry = JobRegistry()
         BuiltinJobs.register(into: &registry)
+        try ImagesJobs.register(into: &registry, environment: environment)
         try MailJobs.register(into: &registry, environment: environment)
         MailMigrations.register()
         try SummariesJobs.register(into: &registry, environment: environment)

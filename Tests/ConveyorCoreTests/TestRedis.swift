@@ -101,11 +101,13 @@ final class Recorder: Sendable {
 func withWorker<T>(
     _ redis: TestRedis, registry: JobRegistry, queues: String = "default", concurrency: Int = 4,
     shutdownTimeout: Duration = .seconds(5), heartbeatTTL: Int = 30, identity: String? = nil,
+    deadSet: DeadSetLimits = DeadSetLimits(),
     _ body: (Worker) async throws -> T
 ) async throws -> T {
     let configuration = WorkerConfiguration(
         queues: try QueueSelection(parsing: queues), concurrency: concurrency, shutdownTimeout: shutdownTimeout,
-        heartbeatInterval: .milliseconds(200), heartbeatTTL: heartbeatTTL, pollInterval: .milliseconds(50), keys: redis.keys,
+        heartbeatInterval: .milliseconds(200), heartbeatTTL: heartbeatTTL, pollInterval: .milliseconds(50), deadSet: deadSet,
+        keys: redis.keys,
         identity: identity)
     let worker = Worker(redis: redis.endpoint, registry: registry, configuration: configuration)
     let running = Task { try await worker.run() }

@@ -102,6 +102,18 @@ import Testing
         try await redis.clean()
     }
 
+    @Test func deadSetIsBoundedLikeSidekiqs() async throws {
+        let redis = try TestRedis()
+        var jids: [String] = []
+        for _ in 0..<8 { jids.append(try await redis.client.enqueue("does.not.exist")) }
+        try await withWorker(redis, registry: registry(Recorder()), concurrency: 1, deadSet: DeadSetLimits(maxJobs: 3)) { _ in
+            try await eventually("all eight failed") { try await redis.int("GET", redis.keys.failed) == 8 }
+            try await eventually("acks written") { try await redis.int("LLEN", redis.keys.queue("default")) == 0 }
+            #expect(try await redis.int("ZCARD", redis.keys.dead) == 3)
+        }
+        try await redis.clean()
+    }
+
     @Test func garbageAndUnknownClassesLandInDeadWithTheirBytes() async throws {
         let redis = try TestRedis()
         let queue = redis.keys.queue("default")
