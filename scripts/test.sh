@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # Builds Conveyor, starts the private Redis and PostgreSQL, runs the whole suite against them, stops them.
+# Test targets run one after another (each in parallel inside): Swift's cooperative pool has one thread per
+# core, and many suites' blocking helpers at once can starve it on a 2-core machine.
+#   scripts/test.sh                      every target
+#   scripts/test.sh --filter WorkerTests arguments go to swift test (one run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh start >/dev/null
@@ -9,4 +13,19 @@ export REDIS_URL DATABASE_URL
 swift build --build-tests
 CONVEYOR_BIN="$(swift build --show-bin-path)/conveyor"
 export CONVEYOR_BIN
-swift test --skip-build "$@"
+if [ $# -gt 0 ]; then
+  exec swift test --skip-build "$@"
+fi
+TARGET_TIMEOUT=${CONVEYOR_TEST_TIMEOUT:-900}
+failed=()
+for target in $(ls Tests); do
+  echo "=== $target"
+  if ! timeout "$TARGET_TIMEOUT" swift test --skip-build --filter "^$target\." ; then
+    failed+=("$target")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED test targets: ${failed[*]}"
+  exit 1
+fi
+echo "all test targets passed"
