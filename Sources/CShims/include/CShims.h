@@ -1,4 +1,5 @@
 #ifndef CONVEYOR_CSHIMS_H
 #define CONVEYOR_CSHIMS_H
 /* Each library's shims live in their own header next to this one. */
+#include "cshims_av.h"
 #endif
