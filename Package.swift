@@ -44,7 +44,9 @@ let package = Package(
 
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips"], swiftSettings: swiftSettings),
-        .target(name: "Video", dependencies: ["ConveyorCore", "AV"], swiftSettings: swiftSettings),
+        .target(
+            name: "Video", dependencies: ["ConveyorCore", "AV", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .target(name: "Mail", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
         .target(name: "Summaries", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
 
@@ -58,6 +60,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "ConveyorCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
     ]
 )

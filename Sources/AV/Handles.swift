@@ -97,9 +97,11 @@ final class OutputFile {
     let ptr: UnsafeMutablePointer<AVFormatContext>
     init(path: String, format: String) throws(AVFailure) {
         var ctx: UnsafeMutablePointer<AVFormatContext>? = nil
-        let code = avformat_alloc_output_context2(&ctx, nil, format, nil)
+        let code = avformat_alloc_output_context2(&ctx, nil, format, "file:" + path)
         guard code >= 0, let ctx else { throw AVFailure.output("avformat_alloc_output_context2", code) }
         ptr = ctx
+        // +faststart reopens the file by name to move the moov box: keep that to the file protocol too.
+        av_opt_set(ctx, "protocol_whitelist", "file", 0)
         var options: OpaquePointer? = nil
         av_dict_set(&options, "protocol_whitelist", "file", 0)
         let openCode = avio_open2(&ctx.pointee.pb, "file:" + path, AVIO_FLAG_WRITE, nil, &options)

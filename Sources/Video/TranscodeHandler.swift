@@ -1,0 +1,122 @@
+public import AV
+public import ConveyorCore
+import Foundation
+import Logging
+
+/// `video.transcode`: a web MP4 (H.264 High yuv420p + AAC stereo, faststart, no metadata) and a JPEG poster.
+///
+/// Arguments: `source`, optional `profile` (`1080p` default, `720p`), `output` and `poster` keys (defaults:
+/// `<source>.<profile>.mp4` and `<source>.poster.jpg`), `poster: false` to skip the poster.
+public struct TranscodeHandler: JobHandler {
+    public let root: MediaRoot
+    public let configuration: VideoConfiguration
+    /// Called about once a second with the job id and progress (for metrics).
+    public let onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?
+    let runner: VideoRunner
+
+    public init(
+        root: MediaRoot, configuration: VideoConfiguration,
+        onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil
+    ) {
+        self.init(root: root, configuration: configuration, onProgress: onProgress, runner: .inProcess)
+    }
+
+    init(
+        root: MediaRoot, configuration: VideoConfiguration,
+        onProgress: (@Sendable (String, TranscodeProgress) -> Void)?, runner: VideoRunner
+    ) {
+        self.root = root
+        self.configuration = configuration
+        self.onProgress = onProgress
+        self.runner = runner
+    }
+
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        try VideoArguments.check(job, allowed: ["source", "profile", "output", "poster"])
+        let source = try job.string("source")
+        let profileName = try job.optionalString("profile") ?? "1080p"
+        guard let profile = configuration.profile(named: profileName) else {
+            throw JobFailure.invalidArguments("\(job.jobClass): profile must be 1080p or 720p, got \(profileName)")
+        }
+        let wantsPoster: Bool
+        let posterKey: String?
+        switch job.arguments["poster"] {
+        case nil, .null?: wantsPoster = true; posterKey = nil
+        case .bool(let b)?: wantsPoster = b; posterKey = nil
+        case .string(let key)?: wantsPoster = true; posterKey = key
+        case let other?: throw JobFailure.invalidArguments("poster must be a key or a boolean, got \(other.typeName)")
+        }
+        let base = Self.stem(of: source)
+        let outputKey = try job.optionalString("output") ?? "\(base).\(profile.name).mp4"
+        let finalPosterKey = wantsPoster ? (posterKey ?? "\(base).poster.jpg") : nil
+
+        let inputPath: String, outputPath: String, posterPath: String?
+        do { inputPath = try root.existingFile(source) } catch { throw JobFailure.mediaKey(error, job: job, argument: "source") }
+        do { outputPath = try root.outputFile(outputKey) } catch { throw JobFailure.mediaKey(error, job: job, argument: "output") }
+        do { posterPath = try finalPosterKey.map { try root.outputFile($0) } } catch {
+            throw JobFailure.mediaKey(error, job: job, argument: "poster")
+        }
+        if outputPath == inputPath || posterPath == inputPath {
+            throw JobFailure.invalidArguments("\(job.jobClass) jid=\(job.jid): output and poster must differ from source \(source)")
+        }
+
+        let temporaryOutput = MediaRoot.temporary(for: outputPath)
+        let temporaryPoster = posterPath.map { MediaRoot.temporary(for: $0) }
+        defer {
+            unlink(temporaryOutput)
+            if let temporaryPoster { unlink(temporaryPoster) }
+        }
+        var arguments = JSONObject()
+        arguments["path"] = JSONValue(inputPath)
+        arguments["output"] = JSONValue(temporaryOutput)
+        if let temporaryPoster { arguments["poster"] = JSONValue(temporaryPoster) }
+        arguments["profile"] = profile.json
+        arguments["policy"] = configuration.policy.json
+        arguments["timeout_ms"] = JSONValue(milliseconds(job.remaining))
+
+        let logger = job.logger
+        let jid = job.jid
+        let onProgress = self.onProgress
+        let progress: @Sendable (TranscodeProgress) -> Void = { p in
+            var line = "video.transcode progress frames=\(p.frames) time=\(String(format: "%.1f", p.seconds))s"
+            if let fraction = p.fraction { line += " \(Int(fraction * 100))%" }
+            logger.info("\(line)")
+            onProgress?(jid, p)
+        }
+        logger.info("video.transcode start", metadata: ["source": "\(source)", "profile": "\(profile.name)"])
+        var result: JSONValue
+        do {
+            result = try await runner.transcode(arguments, progress)
+        } catch let failure as AVFailure {
+            throw JobFailure.video(failure, job: job, source: source)
+        }
+        do {
+            try MediaRoot.commit(temporaryOutput, to: outputPath)
+            if let temporaryPoster, let posterPath, FileManager.default.fileExists(atPath: temporaryPoster) {
+                try MediaRoot.commit(temporaryPoster, to: posterPath)
+            }
+        } catch {
+            throw JobFailure.transient("VideoOutputFailed", "\(job.jobClass) jid=\(job.jid) source \(source): cannot move output into place: \(error)")
+        }
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? nil
+        if case .object(var object) = result {
+            object["source"] = JSONValue(source)
+            object["profile"] = JSONValue(profile.name)
+            object["output"] = JSONValue(outputKey)
+            if let bytes { object["output_bytes"] = JSONValue(bytes) }
+            if let finalPosterKey, object["poster_bytes"] != nil { object["poster"] = JSONValue(finalPosterKey) }
+            result = .object(object)
+        }
+        logger.info("video.transcode done", metadata: ["output": "\(outputKey)"])
+        return result
+    }
+
+    /// `uploads/a/clip.mov` → `uploads/a/clip`.
+    static func stem(of key: String) -> String {
+        let name = (key as NSString).lastPathComponent
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return key }
+        let directory = (key as NSString).deletingLastPathComponent
+        let stem = String(name[..<dot])
+        return directory.isEmpty ? stem : directory + "/" + stem
+    }
+}
