@@ -42,10 +42,13 @@ let package = Package(
             dependencies: ["Redis", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
+        // Supervised helper processes for native decoding (`conveyor helper`).
+        .target(name: "Sandbox", dependencies: ["ConveyorCore"], swiftSettings: swiftSettings),
+
         // Handler families.
-        .target(name: "Images", dependencies: ["ConveyorCore", "Vips"], swiftSettings: swiftSettings),
+        .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox"], swiftSettings: swiftSettings),
         .target(
-            name: "Video", dependencies: ["ConveyorCore", "AV", .product(name: "Logging", package: "swift-log")],
+            name: "Video", dependencies: ["ConveyorCore", "AV", "Sandbox", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(name: "Mail", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
         .target(name: "Summaries", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
@@ -54,13 +57,15 @@ let package = Package(
         .executableTarget(
             name: "conveyor",
             dependencies: [
-                "ConveyorCore", "Images", "Video", "Mail", "Summaries",
+                "ConveyorCore", "Images", "Video", "Mail", "Summaries", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "ConveyorCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
     ]
 )

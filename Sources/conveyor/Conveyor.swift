@@ -5,5 +5,5 @@ struct Conveyor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "conveyor",
         abstract: "Job worker and media pipeline: runs jobs from Redis queues.",
-        subcommands: [])
+        subcommands: [HelperCommand.self])
 }

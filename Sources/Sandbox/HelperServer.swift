@@ -1,0 +1,134 @@
+import ConveyorCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Resource limits a helper applies to itself before it serves its first request.
+public struct HelperLimits: Sendable, Equatable {
+    /// RLIMIT_AS: the helper's whole address space. A decoder that allocates past it gets NULL from malloc
+    /// (libvips reports an error) or dies; either way only this helper and its job are lost.
+    public var addressSpaceMB: Int
+    /// RLIMIT_CPU for one request, in CPU seconds (re-armed before each request; SIGXCPU kills the helper).
+    public var cpuSecondsPerJob: Int
+    /// RLIMIT_NOFILE.
+    public var openFiles: Int
+
+    public init(addressSpaceMB: Int = 4096, cpuSecondsPerJob: Int = 120, openFiles: Int = 256) {
+        self.addressSpaceMB = addressSpaceMB
+        self.cpuSecondsPerJob = cpuSecondsPerJob
+        self.openFiles = openFiles
+    }
+
+    /// The `conveyor helper` options that carry these limits to the child.
+    public var arguments: [String] {
+        ["--address-space-mb", String(addressSpaceMB), "--cpu-seconds", String(cpuSecondsPerJob), "--open-files", String(openFiles)]
+    }
+}
+
+/// The child side: `conveyor helper` calls `HelperServer.serve(limits:)`, which answers requests on
+/// stdin/stdout until stdin closes.
+public enum HelperServer {
+    /// Applies the limits, then serves requests one at a time until the parent closes stdin.
+    /// Returns the process exit status.
+    public static func serve(limits: HelperLimits) -> Int32 {
+        // The protocol owns the original stdout; anything a library prints goes to stderr instead.
+        let output = dup(1)
+        guard output >= 0 else { return 70 }
+        _ = dup2(2, 1)
+        signal(SIGPIPE, SIG_IGN)
+        if let problem = applyLimits(limits) {
+            logError("conveyor helper: \(problem)")
+            return 71
+        }
+        while true {
+            let frame: [UInt8]
+            do {
+                switch try HelperWire.readFrame(from: 0, until: nil) {
+                case .endOfFile, .timedOut: return 0
+                case .frame(let bytes): frame = bytes
+                }
+            } catch {
+                logError("conveyor helper: \(error)")
+                return 74
+            }
+            armCPULimit(seconds: limits.cpuSecondsPerJob)
+            let response = handle(frame)
+            do {
+                try HelperWire.writeFrame(response.bytes, to: output)
+            } catch {
+                return 74
+            }
+        }
+    }
+
+    static func handle(_ frame: [UInt8]) -> JSONValue {
+        let request: JSONObject
+        do {
+            guard let object = try JSONValue(parsing: frame).objectValue else {
+                return HelperWire.errorFrame(.permanent("HelperProtocolError", "helper request is not a JSON object"))
+            }
+            request = object
+        } catch {
+            return HelperWire.errorFrame(.permanent("HelperProtocolError", "helper request is not valid JSON: \(error)"))
+        }
+        guard let name = request["operation"]?.stringValue else {
+            return HelperWire.errorFrame(.permanent("HelperProtocolError", "helper request has no operation"))
+        }
+        guard let operation = SandboxOperations.operation(named: name) else {
+            return HelperWire.errorFrame(.permanent(
+                "UnknownHelperOperation",
+                "this conveyor helper has no operation \(name); known: \(SandboxOperations.names.joined(separator: ", "))"))
+        }
+        let arguments = request["arguments"]?.objectValue ?? JSONObject()
+        let deadline = request["deadline_ms"]?.intValue.map { ContinuousClock.now + .milliseconds($0) }
+        return perform(operation, name: name, arguments: arguments, deadline: deadline)
+    }
+
+    /// Runs one operation and turns its outcome into a response frame (also used for in-process runs).
+    static func perform(_ operation: HelperOperation, name: String, arguments: JSONObject, deadline: ContinuousClock.Instant?) -> JSONValue {
+        do {
+            let result = try SandboxOperations.withDeadline(deadline) { try operation(arguments) }
+            return .object(JSONObject([("result", result)]))
+        } catch {
+            return HelperWire.errorFrame(JobFailure(error))
+        }
+    }
+
+    private static func applyLimits(_ limits: HelperLimits) -> String? {
+        func set(_ resource: Int32, _ soft: rlim_t, _ hard: rlim_t, _ what: String) -> String? {
+            var limit = rlimit(rlim_cur: soft, rlim_max: hard)
+            #if canImport(Glibc)
+            let r = setrlimit(__rlimit_resource_t(UInt32(resource)), &limit)
+            #else
+            let r = setrlimit(resource, &limit)
+            #endif
+            return r == 0 ? nil : "setrlimit \(what) failed: \(String(cString: strerror(errno)))"
+        }
+        let addressSpace = rlim_t(limits.addressSpaceMB) << 20
+        if let e = set(Int32(RLIMIT_CORE.rawValue), 0, 0, "RLIMIT_CORE") { return e }
+        if let e = set(Int32(RLIMIT_AS.rawValue), addressSpace, addressSpace, "RLIMIT_AS") { return e }
+        let files = rlim_t(limits.openFiles)
+        if let e = set(Int32(RLIMIT_NOFILE.rawValue), files, files, "RLIMIT_NOFILE") { return e }
+        return nil
+    }
+
+    /// RLIMIT_CPU counts the process's whole life, so each request gets the CPU already used plus its budget.
+    private static func armCPULimit(seconds: Int) {
+        var usage = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        let used = Int(usage.ru_utime.tv_sec) + Int(usage.ru_stime.tv_sec) + 1
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_CPU.rawValue), &limit)
+        limit.rlim_cur = rlim_t(used + max(1, seconds))
+        if limit.rlim_cur > limit.rlim_max { limit.rlim_cur = limit.rlim_max }
+        setrlimit(__rlimit_resource_t(RLIMIT_CPU.rawValue), &limit)
+    }
+}
+
+/// Writes a line to stderr (fd 2), which the helper shares with the worker.
+func logError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+}

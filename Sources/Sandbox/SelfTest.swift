@@ -1,0 +1,54 @@
+import ConveyorCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `sandbox.selftest`: a harmless operation that proves the supervision works. It always answers with the
+/// helper's pid; on request it crashes, hangs, burns CPU or allocates memory, as a hostile file could make a
+/// decoder do.
+///
+/// Arguments: `{"echo": any}`, `{"crash": true}` (SIGSEGV), `{"abort": true}` (SIGABRT), `{"hang": true}`,
+/// `{"spin": true}` (burns CPU until RLIMIT_CPU), `{"allocate_mb": N}` (allocates and touches N MiB),
+/// `{"fail": "ErrorClass", "permanent": bool}`.
+enum SelfTest {
+    static func run(_ arguments: JSONObject) throws -> JSONValue {
+        if arguments["crash"]?.boolValue == true {
+            // A real invalid write, as a decoder bug would do (raise() would return after a handler ran).
+            let address = UnsafeMutablePointer<Int>(bitPattern: 8)
+            address!.pointee = 1
+        }
+        if arguments["abort"]?.boolValue == true {
+            abort()
+        }
+        if arguments["hang"]?.boolValue == true {
+            while true { sleep(60) }
+        }
+        if arguments["spin"]?.boolValue == true {
+            var x: UInt64 = 1
+            while x != 0 { x = x &* 6364136223846793005 &+ 1442695040888963407 }
+        }
+        if let errorClass = arguments["fail"]?.stringValue {
+            let permanent = arguments["permanent"]?.boolValue ?? false
+            throw JobFailure(errorClass: errorClass, message: "sandbox.selftest failed on request", isPermanent: permanent)
+        }
+        var result = JSONObject([("pid", JSONValue(Int(getpid())))])
+        if let megabytes = arguments["allocate_mb"]?.intValue, megabytes > 0 {
+            let size = megabytes << 20
+            guard let block = malloc(size) else {
+                throw JobFailure.transient(
+                    "HelperOutOfMemory",
+                    "sandbox.selftest could not allocate \(megabytes) MiB inside the helper's address-space limit")
+            }
+            defer { free(block) }
+            // Touch every page so the memory is really committed.
+            let bytes = block.assumingMemoryBound(to: UInt8.self)
+            var offset = 0
+            while offset < size { bytes[offset] = 1; offset += 4096 }
+            result["allocated_mb"] = JSONValue(megabytes)
+        }
+        if let echo = arguments["echo"] { result["echo"] = echo }
+        return .object(result)
+    }
+}

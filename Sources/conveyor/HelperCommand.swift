@@ -1,0 +1,29 @@
+import ArgumentParser
+import Images
+import Sandbox
+
+/// `conveyor helper`: the child side of a `HelperPool`. Not for people: the worker starts it and speaks
+/// length-prefixed JSON to it over stdin/stdout.
+struct HelperCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "helper",
+        abstract: "Serve native decoding requests on stdin/stdout for a worker (started by the worker itself).",
+        shouldDisplay: false)
+
+    @Option(help: "Address-space limit (RLIMIT_AS) in MiB.")
+    var addressSpaceMb: Int = HelperLimits().addressSpaceMB
+
+    @Option(help: "CPU seconds per request (RLIMIT_CPU, re-armed before each request).")
+    var cpuSeconds: Int = HelperLimits().cpuSecondsPerJob
+
+    @Option(help: "Open-file limit (RLIMIT_NOFILE).")
+    var openFiles: Int = HelperLimits().openFiles
+
+    func run() throws {
+        // Every family that runs native code in helpers registers its operations here.
+        ImagesJobs.registerHelperOperations()
+        let status = HelperServer.serve(
+            limits: HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles))
+        throw ExitCode(status)
+    }
+}

@@ -1,0 +1,139 @@
+import ConveyorCore
+import Foundation
+import Sandbox
+import Testing
+
+/// The real `conveyor` binary (scripts/test.sh exports CONVEYOR_BIN); falls back to the debug build.
+func conveyorBinary() -> String {
+    if let bin = ProcessInfo.processInfo.environment["CONVEYOR_BIN"], !bin.isEmpty { return bin }
+    let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    return here.appendingPathComponent(".build/debug/conveyor").path
+}
+
+func makePool(size: Int = 2, maxJobs: Int = 100, limits: HelperLimits = HelperLimits()) -> HelperPool {
+    HelperPool(.init(size: size, maxJobsPerHelper: maxJobs, executable: conveyorBinary(), limits: limits))
+}
+
+func selftest(_ pool: HelperPool, _ pairs: [(String, JSONValue)], seconds: Int = 20) async throws -> JSONValue {
+    try await pool.run("sandbox.selftest", JSONObject(pairs), deadline: .now + .seconds(seconds))
+}
+
+func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
+    do {
+        _ = try await body()
+        return nil
+    } catch {
+        return JobFailure(error)
+    }
+}
+
+@Suite struct HelperPoolTests {
+    @Test func answersFromAWarmHelperAndReusesIt() async throws {
+        let pool = makePool(size: 1)
+        defer { pool.shutdown() }
+        let first = try await selftest(pool, [("echo", "héllo")])
+        let second = try await selftest(pool, [("echo", 42)])
+        #expect(first["echo"] == "héllo")
+        #expect(second["echo"] == 42)
+        #expect(first["pid"] == second["pid"])
+        #expect(first["pid"]?.intValue != Int(getpid()))
+        #expect(pool.helpersStarted == 1)
+    }
+
+    @Test func crashCostsOnlyThatJob() async throws {
+        let pool = makePool(size: 2)
+        defer { pool.shutdown() }
+        let before = try await selftest(pool, [])
+        async let crashed = failure { try await selftest(pool, [("crash", true)]) }
+        async let others = withThrowingTaskGroup(of: JSONValue.self) { group in
+            for i in 0..<6 { group.addTask { try await selftest(pool, [("echo", JSONValue(i))]) } }
+            var results: [JSONValue] = []
+            for try await r in group { results.append(r) }
+            return results
+        }
+        let crash = await crashed
+        let results = try await others
+        #expect(crash?.errorClass == "HelperCrashed")
+        #expect(crash?.message.contains("SIGSEGV") == true)
+        #expect(crash?.isPermanent == false)
+        #expect(results.count == 6)
+        let after = try await selftest(pool, [("echo", "still here")])
+        #expect(after["echo"] == "still here")
+        #expect(before["pid"] != nil)
+    }
+
+    @Test func abortIsReportedWithItsSignal() async throws {
+        let pool = makePool(size: 1)
+        defer { pool.shutdown() }
+        let f = await failure { try await selftest(pool, [("abort", true)]) }
+        #expect(f?.errorClass == "HelperCrashed")
+        #expect(f?.message.contains("SIGABRT") == true)
+        let next = try await selftest(pool, [("echo", 1)])
+        #expect(next["echo"] == 1)
+        #expect(pool.helpersStarted == 2)
+    }
+
+    @Test func hangIsKilledAtTheDeadlineWhileOthersRun() async throws {
+        let pool = HelperPool(.init(size: 2, executable: conveyorBinary(), killGrace: .milliseconds(100)))
+        defer { pool.shutdown() }
+        let start = ContinuousClock.now
+        async let hung = failure { try await pool.run("sandbox.selftest", JSONObject([("hang", true)]), deadline: .now + .seconds(1)) }
+        async let other = selftest(pool, [("echo", "ok")])
+        let f = await hung
+        let elapsed = ContinuousClock.now - start
+        #expect(f?.errorClass == "HelperTimeout")
+        #expect(f?.isPermanent == false)
+        #expect(elapsed < .seconds(10))
+        #expect(try await other["echo"] == "ok")
+        #expect(try await selftest(pool, [("echo", 2)])["echo"] == 2)
+    }
+
+    @Test func allocationPastTheAddressSpaceLimitFailsOnlyThatJob() async throws {
+        let pool = makePool(size: 1, limits: HelperLimits(addressSpaceMB: 768))
+        defer { pool.shutdown() }
+        let small = try await selftest(pool, [("allocate_mb", 64)])
+        #expect(small["allocated_mb"] == 64)
+        let f = await failure { try await selftest(pool, [("allocate_mb", 2048)]) }
+        #expect(f?.errorClass == "HelperOutOfMemory")
+        #expect(f?.isPermanent == false)
+        #expect(try await selftest(pool, [("echo", 3)])["echo"] == 3)
+    }
+
+    @Test func cpuLimitKillsASpinningHelper() async throws {
+        let pool = makePool(size: 1, limits: HelperLimits(cpuSecondsPerJob: 1))
+        defer { pool.shutdown() }
+        let f = await failure { try await selftest(pool, [("spin", true)], seconds: 30) }
+        #expect(f?.errorClass == "HelperCPULimit")
+        #expect(f?.message.contains("SIGXCPU") == true)
+    }
+
+    @Test func helpersAreRecycledAfterMaxJobs() async throws {
+        let pool = makePool(size: 1, maxJobs: 2)
+        defer { pool.shutdown() }
+        var pids: [Int] = []
+        for _ in 0..<4 { pids.append(try await selftest(pool, [])["pid"]?.intValue ?? -1) }
+        #expect(pids[0] == pids[1])
+        #expect(pids[2] == pids[3])
+        #expect(pids[1] != pids[2])
+        #expect(pool.helpersStarted == 2)
+    }
+
+    @Test func operationErrorsKeepTheirClassAndPermanence() async throws {
+        let pool = makePool(size: 1)
+        defer { pool.shutdown() }
+        let f = await failure { try await selftest(pool, [("fail", "ImageTooLarge"), ("permanent", true)]) }
+        #expect(f == JobFailure.permanent("ImageTooLarge", "sandbox.selftest failed on request"))
+        let unknown = await failure { try await pool.run("no.such.op", JSONObject(), deadline: .now + .seconds(10)) }
+        #expect(unknown?.errorClass == "UnknownHelperOperation")
+        #expect(unknown?.isPermanent == true)
+        // The helper survived both errors.
+        #expect(pool.helpersStarted == 1)
+    }
+
+    @Test func inProcessModeRunsTheSameOperations() async throws {
+        let pool = HelperPool(.init(size: 1, inProcess: true))
+        let result = try await pool.run("sandbox.selftest", JSONObject([("echo", "x")]), deadline: .now + .seconds(5))
+        #expect(result["pid"]?.intValue == Int(getpid()))
+        #expect(result["echo"] == "x")
+    }
+}
