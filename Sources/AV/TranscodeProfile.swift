@@ -41,6 +41,12 @@ public struct TranscodeProgress: Sendable {
     public var seconds: Double
     /// Input duration in seconds, when known.
     public var duration: Double?
+    public init(frames: Int, seconds: Double, duration: Double?) {
+        self.frames = frames
+        self.seconds = seconds
+        self.duration = duration
+    }
+
     /// 0...1 when the duration is known.
     public var fraction: Double? {
         guard let duration, duration > 0 else { return nil }

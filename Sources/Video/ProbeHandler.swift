@@ -1,5 +1,6 @@
 public import AV
 public import ConveyorCore
+public import Sandbox
 
 /// `video.probe`: container and stream facts of an uploaded file, as ffprobe reports them.
 ///
@@ -7,16 +8,13 @@ public import ConveyorCore
 public struct ProbeHandler: JobHandler {
     public let root: MediaRoot
     public let configuration: VideoConfiguration
-    let runner: VideoRunner
+    /// Where libavformat runs: helper processes, or this process when the pool is configured `inProcess`.
+    public let pool: HelperPool
 
-    public init(root: MediaRoot, configuration: VideoConfiguration) {
-        self.init(root: root, configuration: configuration, runner: .inProcess)
-    }
-
-    init(root: MediaRoot, configuration: VideoConfiguration, runner: VideoRunner) {
+    public init(root: MediaRoot, configuration: VideoConfiguration, pool: HelperPool) {
         self.root = root
         self.configuration = configuration
-        self.runner = runner
+        self.pool = pool
     }
 
     public func perform(_ job: JobContext) async throws -> JSONValue {
@@ -24,13 +22,14 @@ public struct ProbeHandler: JobHandler {
         let source = try job.string("source")
         let path: String
         do { path = try root.existingFile(source) } catch { throw JobFailure.mediaKey(error, job: job, argument: "source") }
-        let policy = configuration.policy
-        let deadline = job.deadline
+        var arguments = JSONObject()
+        arguments["path"] = JSONValue(path)
+        arguments["policy"] = configuration.policy.json
         var result: JSONValue
         do {
-            result = try await runner.probe(path, policy, deadline)
-        } catch let failure as AVFailure {
-            throw JobFailure.video(failure, job: job, source: source)
+            result = try await pool.run("video.probe", arguments, deadline: job.deadline)
+        } catch let failure as JobFailure {
+            throw failure.about(job, source: source)
         }
         if case .object(var object) = result {
             object["source"] = JSONValue(source)

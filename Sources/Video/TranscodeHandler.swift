@@ -1,5 +1,6 @@
 public import AV
 public import ConveyorCore
+public import Sandbox
 import Foundation
 import Logging
 
@@ -12,23 +13,17 @@ public struct TranscodeHandler: JobHandler {
     public let configuration: VideoConfiguration
     /// Called about once a second with the job id and progress (for metrics).
     public let onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?
-    let runner: VideoRunner
+    /// Where libav* runs: helper processes, or this process when the pool is configured `inProcess`.
+    public let pool: HelperPool
 
     public init(
-        root: MediaRoot, configuration: VideoConfiguration,
+        root: MediaRoot, configuration: VideoConfiguration, pool: HelperPool,
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil
-    ) {
-        self.init(root: root, configuration: configuration, onProgress: onProgress, runner: .inProcess)
-    }
-
-    init(
-        root: MediaRoot, configuration: VideoConfiguration,
-        onProgress: (@Sendable (String, TranscodeProgress) -> Void)?, runner: VideoRunner
     ) {
         self.root = root
         self.configuration = configuration
+        self.pool = pool
         self.onProgress = onProgress
-        self.runner = runner
     }
 
     public func perform(_ job: JobContext) async throws -> JSONValue {
@@ -62,17 +57,19 @@ public struct TranscodeHandler: JobHandler {
 
         let temporaryOutput = MediaRoot.temporary(for: outputPath)
         let temporaryPoster = posterPath.map { MediaRoot.temporary(for: $0) }
+        let progressFile = temporaryOutput + ".progress"
         defer {
             unlink(temporaryOutput)
+            unlink(progressFile)
             if let temporaryPoster { unlink(temporaryPoster) }
         }
         var arguments = JSONObject()
         arguments["path"] = JSONValue(inputPath)
         arguments["output"] = JSONValue(temporaryOutput)
         if let temporaryPoster { arguments["poster"] = JSONValue(temporaryPoster) }
+        arguments["progress"] = JSONValue(progressFile)
         arguments["profile"] = profile.json
         arguments["policy"] = configuration.policy.json
-        arguments["timeout_ms"] = JSONValue(milliseconds(job.remaining))
 
         let logger = job.logger
         let jid = job.jid
@@ -84,11 +81,23 @@ public struct TranscodeHandler: JobHandler {
             onProgress?(jid, p)
         }
         logger.info("video.transcode start", metadata: ["source": "\(source)", "profile": "\(profile.name)"])
+        // The helper rewrites the progress file about once a second; report each new state.
+        let watcher = Task {
+            var last = -1
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                if let p = VideoOperations.readProgress(progressFile), p.frames != last {
+                    last = p.frames
+                    progress(p)
+                }
+            }
+        }
         var result: JSONValue
         do {
-            result = try await runner.transcode(arguments, progress)
-        } catch let failure as AVFailure {
-            throw JobFailure.video(failure, job: job, source: source)
+            defer { watcher.cancel() }
+            result = try await pool.run("video.transcode", arguments, deadline: job.deadline)
+        } catch let failure as JobFailure {
+            throw failure.about(job, source: source)
         }
         do {
             try MediaRoot.commit(temporaryOutput, to: outputPath)

@@ -1,4 +1,5 @@
 public import AV
+public import Sandbox
 
 /// Video settings read from the environment (see README, Configuration → Video).
 public struct VideoConfiguration: Sendable {
@@ -15,6 +16,12 @@ public struct VideoConfiguration: Sendable {
     public var probeTimeout: Int = 30
     /// `CONVEYOR_VIDEO_TRANSCODE_CONCURRENCY` (default 1: x264 already uses every core).
     public var transcodeConcurrency: Int = 1
+
+    /// `CONVEYOR_VIDEO_HELPERS` helper processes (default 2), `CONVEYOR_VIDEO_HELPER_MEMORY_MB` address space
+    /// each (default 8192: x264 and frame threads at 1080p), CPU seconds per job = the transcode timeout,
+    /// `CONVEYOR_VIDEO_IN_PROCESS=1` to decode on the worker's own threads (debugging only).
+    public var helperPool = HelperPool.Configuration(
+        size: 2, maxJobsPerHelper: 50, limits: HelperLimits(addressSpaceMB: 8192, cpuSecondsPerJob: 3600, openFiles: 64))
 
     public init() {}
 
@@ -33,6 +40,11 @@ public struct VideoConfiguration: Sendable {
         if let v = try int("CONVEYOR_VIDEO_TRANSCODE_TIMEOUT", 1...86_400) { transcodeTimeout = v }
         if let v = try int("CONVEYOR_VIDEO_PROBE_TIMEOUT", 1...3600) { probeTimeout = v }
         if let v = try int("CONVEYOR_VIDEO_TRANSCODE_CONCURRENCY", 1...64) { transcodeConcurrency = v }
+        if let v = try int("CONVEYOR_VIDEO_HELPERS", 1...64) { helperPool.size = v }
+        if let v = try int("CONVEYOR_VIDEO_HELPER_MEMORY_MB", 256...1_048_576) { helperPool.limits.addressSpaceMB = v }
+        // RLIMIT_CPU counts all threads: x264 on every core burns CPU seconds faster than wall seconds.
+        helperPool.limits.cpuSecondsPerJob = transcodeTimeout * 4
+        helperPool.inProcess = environment["CONVEYOR_VIDEO_IN_PROCESS"] == "1"
         if let preset = environment["CONVEYOR_VIDEO_PRESET"], !preset.isEmpty {
             let presets = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
             guard presets.contains(preset) else {

@@ -1,5 +1,6 @@
 public import AV
 public import ConveyorCore
+public import Sandbox
 
 /// Registers the video job classes.
 public enum VideoJobs {
@@ -14,16 +15,25 @@ public enum VideoJobs {
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?
     ) throws {
         let configuration = try VideoConfiguration(environment: environment)
+        try register(into: &registry, configuration: configuration, pool: HelperPool(configuration.helperPool), onProgress: onProgress)
+    }
+
+    /// Registers the classes with an explicit configuration and helper pool (tests, or a pool shared by families).
+    public static func register(
+        into registry: inout JobRegistry, configuration: VideoConfiguration, pool: HelperPool,
+        onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil
+    ) throws {
         let root = try MediaRoot(configuration.mediaRoot)
         AVLibrary.configure()
+        VideoOperations.registerHelperOperations()
         registry.register(
             JobClass(
                 "video.probe", queue: "media", retry: .default, timeout: .seconds(configuration.probeTimeout),
-                handler: ProbeHandler(root: root, configuration: configuration)))
+                handler: ProbeHandler(root: root, configuration: configuration, pool: pool)))
         registry.register(
             JobClass(
                 "video.transcode", queue: "media", retry: .default, timeout: .seconds(configuration.transcodeTimeout),
                 concurrency: configuration.transcodeConcurrency,
-                handler: TranscodeHandler(root: root, configuration: configuration, onProgress: onProgress)))
+                handler: TranscodeHandler(root: root, configuration: configuration, pool: pool, onProgress: onProgress)))
     }
 }

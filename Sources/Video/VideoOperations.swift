@@ -1,39 +1,58 @@
 public import AV
 public import ConveyorCore
 import Foundation
+import Sandbox
 
-/// The native work of the video jobs as functions of JSON arguments, so it can run in this process or in a
-/// supervised helper process with the same inputs and outputs.
+/// The native work of the video jobs as helper operations (`HelperOperation`): JSON arguments in, JSON out,
+/// so it runs in a supervised `conveyor helper` process (or, for debugging, on a thread of the worker).
 public enum VideoOperations {
-    /// `video.probe`: `{"path", "timeout_ms", "policy"}` → ffprobe-shaped JSON.
-    public static func probe(_ arguments: JSONObject) throws -> JSONValue {
-        let path = try required(arguments, "path")
-        let policy = InputPolicy(json: arguments["policy"]?.objectValue)
-        let deadline = ContinuousClock.now + .milliseconds(arguments["timeout_ms"]?.intValue ?? 30_000)
-        return try MediaProbe.probe(path: path, policy: policy, deadline: deadline).ffprobeJSON
+    /// Adds `video.probe` and `video.transcode` to the process's helper operations. `conveyor helper` and
+    /// `VideoJobs.register` call it.
+    public static func registerHelperOperations() {
+        SandboxOperations.register("video.probe", { try probe($0) })
+        SandboxOperations.register("video.transcode", { try transcode($0) })
     }
 
-    /// `video.transcode`: `{"path", "output", "poster"?, "profile", "timeout_ms", "policy"}` → facts of the output.
-    /// Writes the MP4 to `output` and the JPEG poster to `poster`; the caller renames them into place.
-    public static func transcode(
-        _ arguments: JSONObject, progress: (@Sendable (TranscodeProgress) -> Void)? = nil
-    ) throws -> JSONValue {
+    /// `video.probe`: `{"path", "timeout_ms"?, "policy"?}` → ffprobe-shaped JSON.
+    public static func probe(_ arguments: JSONObject) throws(JobFailure) -> JSONValue {
+        let path = try required(arguments, "path")
+        let policy = InputPolicy(json: arguments["policy"]?.objectValue)
+        do {
+            return try MediaProbe.probe(path: path, policy: policy, deadline: deadline(arguments)).ffprobeJSON
+        } catch {
+            throw JobFailure(error)
+        }
+    }
+
+    /// `video.transcode`: `{"path", "output", "poster"?, "progress"?, "profile", "timeout_ms"?, "policy"?}` →
+    /// facts of the output. Writes the MP4 to `output`, the JPEG poster to `poster` and, about once a second,
+    /// `{"frames", "seconds", "duration"}` to `progress`; the caller renames the outputs into place.
+    public static func transcode(_ arguments: JSONObject) throws(JobFailure) -> JSONValue {
         let path = try required(arguments, "path")
         let output = try required(arguments, "output")
         let posterPath = arguments["poster"]?.stringValue
+        let progressPath = arguments["progress"]?.stringValue
         let policy = InputPolicy(json: arguments["policy"]?.objectValue)
         guard let profileObject = arguments["profile"]?.objectValue, let profile = TranscodeProfile(json: profileObject) else {
-            throw AVFailure(.output, operation: "video.transcode", message: "profile argument missing or malformed")
+            throw .permanent("InvalidHelperArguments", "video.transcode: profile argument missing or malformed")
         }
-        let deadline = ContinuousClock.now + .milliseconds(arguments["timeout_ms"]?.intValue ?? 1_800_000)
-        let result = try Transcoder.transcode(
-            inputPath: path, outputPath: output, profile: profile, policy: policy,
-            posterAt: posterPath == nil ? nil : 0.5, deadline: deadline, progress: progress)
+        var report: (@Sendable (TranscodeProgress) -> Void)? = nil
+        if let progressPath {
+            report = { p in writeProgress(p, to: progressPath) }
+        }
+        let result: TranscodeResult
+        do {
+            result = try Transcoder.transcode(
+                inputPath: path, outputPath: output, profile: profile, policy: policy,
+                posterAt: posterPath == nil ? nil : 0.5, deadline: deadline(arguments), progress: report)
+        } catch {
+            throw JobFailure(error)
+        }
         if let posterPath, let jpeg = result.poster {
             do {
                 try Data(jpeg).write(to: URL(fileURLWithPath: posterPath))
             } catch {
-                throw AVFailure(.output, operation: "write poster", message: "\(error)")
+                throw .transient("VideoOutputFailed", "cannot write the poster: \(error)")
             }
         }
         var object = JSONObject()
@@ -51,11 +70,54 @@ public enum VideoOperations {
         return .object(object)
     }
 
-    static func required(_ arguments: JSONObject, _ key: String) throws -> String {
+    static func deadline(_ arguments: JSONObject) -> ContinuousClock.Instant {
+        if let deadline = SandboxOperations.currentDeadline { return deadline }
+        return ContinuousClock.now + .milliseconds(arguments["timeout_ms"]?.intValue ?? 1_800_000)
+    }
+
+    static func required(_ arguments: JSONObject, _ key: String) throws(JobFailure) -> String {
         guard let value = arguments[key]?.stringValue else {
-            throw AVFailure(.output, operation: "video operation", message: "argument \(key) missing")
+            throw .permanent("InvalidHelperArguments", "video operation: argument \(key) missing")
         }
         return value
+    }
+
+    /// Replaces the progress file in one step so the worker never reads half of it.
+    static func writeProgress(_ progress: TranscodeProgress, to path: String) {
+        var object = JSONObject()
+        object["frames"] = JSONValue(progress.frames)
+        object["seconds"] = JSONValue(progress.seconds)
+        if let duration = progress.duration { object["duration"] = JSONValue(duration) }
+        let temporary = path + ".new"
+        if (try? Data(JSONValue.object(object).bytes).write(to: URL(fileURLWithPath: temporary))) != nil {
+            rename(temporary, path)
+        }
+    }
+
+    static func readProgress(_ path: String) -> TranscodeProgress? {
+        guard let data = FileManager.default.contents(atPath: path),
+            let object = try? JSONValue(parsing: [UInt8](data)).objectValue,
+            let frames = object["frames"]?.intValue, let seconds = object["seconds"]?.doubleValue
+        else { return nil }
+        return TranscodeProgress(frames: frames, seconds: seconds, duration: object["duration"]?.doubleValue)
+    }
+}
+
+extension JobFailure {
+    /// How an FFmpeg failure is recorded: bad input is permanent, the rest retries.
+    init(_ failure: AVFailure) {
+        let message = "\(failure.message) [\(failure.operation)]"
+        switch failure.kind {
+        case .rejectedInput: self = .permanent("UnsupportedMedia", message)
+        case .nestedOpenRefused: self = .permanent("MediaReferenceRefused", message)
+        case .deadline: self = .transient("MediaDeadline", message)
+        case .resource, .output: self = .transient("VideoOutputFailed", message)
+        }
+    }
+
+    /// The failure with the job and its input named in front of the message.
+    func about(_ job: JobContext, source: String) -> JobFailure {
+        JobFailure(errorClass: errorClass, message: "\(job.jobClass) jid=\(job.jid) source \(source): \(message)", isPermanent: isPermanent)
     }
 }
 
@@ -101,23 +163,6 @@ extension TranscodeProfile {
         if let v = json["keyframe_interval"]?.doubleValue { keyframeInterval = v }
         if let v = json["audio_bit_rate"]?.intValue { audioBitRate = v }
     }
-}
-
-/// Where the video operations run: in this process, or (when wired) in a supervised helper process.
-struct VideoRunner: Sendable {
-    var probe: @Sendable (_ path: String, _ policy: InputPolicy, _ deadline: ContinuousClock.Instant) async throws -> JSONValue
-    var transcode: @Sendable (_ arguments: JSONObject, _ progress: (@Sendable (TranscodeProgress) -> Void)?) async throws -> JSONValue
-
-    /// Runs the operations on the app-owned blocking threads of this process.
-    static let inProcess = VideoRunner(
-        probe: { path, policy, deadline in
-            try await BlockingPool.shared.run {
-                try MediaProbe.probe(path: path, policy: policy, deadline: deadline).ffprobeJSON
-            }
-        },
-        transcode: { arguments, progress in
-            try await BlockingPool.shared.run { try VideoOperations.transcode(arguments, progress: progress) }
-        })
 }
 
 func milliseconds(_ duration: Duration) -> Int {

@@ -1,6 +1,8 @@
+import AV
 import ConveyorCore
 import Foundation
 import Logging
+import Sandbox
 import Testing
 
 @testable import Video
@@ -10,12 +12,37 @@ final class MediaFixture: @unchecked Sendable {
     let directory: String
     let root: MediaRoot
 
+    /// Runs the operations on a thread of the test process.
+    let inProcess: HelperPool
+    /// Runs them in real `conveyor helper` processes (the binary scripts/test.sh exports as CONVEYOR_BIN).
+    let helpers: HelperPool
+
     init() throws {
         directory = FileManager.default.temporaryDirectory.path + "/conveyor-video-" + UUID().uuidString
         root = try MediaRoot(directory + "/media")
+        VideoOperations.registerHelperOperations()
+        inProcess = HelperPool(.init(size: 2, inProcess: true))
+        var configuration = VideoConfiguration().helperPool
+        configuration.executable = conveyorBinary()
+        configuration.size = 1
+        helpers = HelperPool(configuration)
     }
 
-    deinit { try? FileManager.default.removeItem(atPath: directory) }
+    deinit {
+        inProcess.shutdown()
+        helpers.shutdown()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func probeHandler(sandboxed: Bool = false) -> ProbeHandler {
+        ProbeHandler(root: root, configuration: VideoConfiguration(), pool: sandboxed ? helpers : inProcess)
+    }
+
+    func transcodeHandler(
+        sandboxed: Bool = false, onProgress: (@Sendable (String, TranscodeProgress) -> Void)? = nil
+    ) -> TranscodeHandler {
+        TranscodeHandler(root: root, configuration: VideoConfiguration(), pool: sandboxed ? helpers : inProcess, onProgress: onProgress)
+    }
 
     func path(_ key: String) -> String { root.path + "/" + key }
 
@@ -58,6 +85,13 @@ final class MediaFixture: @unchecked Sendable {
             jid: String(UUID().uuidString.prefix(12)), jobClass: jobClass, queue: "media", arguments: arguments.objectValue ?? JSONObject(),
             attempt: 1, deadline: .now + timeout, payload: JSONObject(), logger: Logger(label: "test"))
     }
+}
+
+/// The real `conveyor` binary (scripts/test.sh exports CONVEYOR_BIN); falls back to the debug build.
+func conveyorBinary() -> String {
+    if let bin = ProcessInfo.processInfo.environment["CONVEYOR_BIN"], !bin.isEmpty { return bin }
+    let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    return here.appendingPathComponent(".build/debug/conveyor").path
 }
 
 @discardableResult

@@ -9,7 +9,7 @@ import Testing
     @Test func probeReportsContainerAndStreamsLikeFFprobe() async throws {
         let fixture = try MediaFixture()
         try fixture.clip("uploads/a.mp4", size: "320x240", rate: 25, seconds: 2)
-        let handler = ProbeHandler(root: fixture.root, configuration: VideoConfiguration())
+        let handler = fixture.probeHandler()
         let result = try await handler.perform(fixture.job("video.probe", ["source": "uploads/a.mp4"]))
         let reference = try ffprobe(fixture.path("uploads/a.mp4"))
 
@@ -36,7 +36,7 @@ import Testing
         let fixture = try MediaFixture()
         try fixture.clip("r.mp4", audio: false)
         try fixture.rotate("r.mp4", degrees: 90)
-        let result = try await ProbeHandler(root: fixture.root, configuration: VideoConfiguration())
+        let result = try await fixture.probeHandler()
             .perform(fixture.job("video.probe", ["source": "r.mp4"]))
         let video = try #require(result["streams"]?[0])
         // ffprobe prints 90 for this file too (counter-clockwise degrees of the display matrix).
@@ -50,8 +50,8 @@ import Testing
             "uploads/big.mov", size: "2560x1440", rate: 25, seconds: 4.4,
             extra: ["-metadata", "location=+48.8584+002.2945/", "-metadata", "title=secret title"])
         let hooked = ProgressSink()
-        let handler = TranscodeHandler(
-            root: fixture.root, configuration: VideoConfiguration(), onProgress: { jid, p in hooked.add(jid, p) })
+        // Through a real helper process: progress still reaches the hook.
+        let handler = fixture.transcodeHandler(sandboxed: true, onProgress: { jid, p in hooked.add(jid, p) })
         let job = fixture.job("video.transcode", ["source": "uploads/big.mov"])
         let result = try await handler.perform(job)
 
@@ -103,7 +103,10 @@ import Testing
         // No temporary files left behind.
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: fixture.path("uploads")).filter { $0.hasPrefix(".") }
         #expect(leftovers.isEmpty)
-        _ = hooked
+        #expect(fixture.helpers.helpersStarted == 1)
+        #expect(!hooked.events.isEmpty)
+        #expect(hooked.events.allSatisfy { $0.0 == job.jid })
+        #expect(hooked.events.last.map { $0.1.frames > 0 && $0.1.duration != nil } == true)
     }
 
     @Test func transcodeAppliesRotationKeepsSizeBelowTheProfileAndEvensDimensions() async throws {
@@ -111,7 +114,7 @@ import Testing
         // 4:4:4 so the source can have odd dimensions; the output is 4:2:0.
         try fixture.clip("rot.mp4", size: "321x241", extra: ["-pix_fmt", "yuv444p"])
         try fixture.rotate("rot.mp4", degrees: 90)
-        let handler = TranscodeHandler(root: fixture.root, configuration: VideoConfiguration())
+        let handler = fixture.transcodeHandler()
         let result = try await handler.perform(
             fixture.job("video.transcode", ["source": "rot.mp4", "profile": "720p", "poster": false]))
         // A display rotation of 90 (counter-clockwise) is undone by turning the pixels 270 clockwise,
@@ -135,7 +138,7 @@ import Testing
     @Test func transcodeOf720pProfileBoundsPortraitVideoByItsShortSide() async throws {
         let fixture = try MediaFixture()
         try fixture.clip("tall.mp4", size: "1080x1920", seconds: 0.4, audio: false)
-        let result = try await TranscodeHandler(root: fixture.root, configuration: VideoConfiguration())
+        let result = try await fixture.transcodeHandler()
             .perform(fixture.job("video.transcode", ["source": "tall.mp4", "profile": "720p", "output": "out/tall.mp4"]))
         #expect(result["width"] == 720)
         #expect(result["height"] == 1280)
