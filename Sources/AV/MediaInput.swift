@@ -28,8 +28,9 @@ final class MediaInput {
         let openCode = avio_open2(&pb, "file:" + path, AVIO_FLAG_READ, &interrupt, &ioOptions)
         av_dict_free(&ioOptions)
         guard openCode >= 0, let pb else {
+            let failure = AVFailure.input("avio_open2 \(path)", openCode, guard: UnsafePointer(guardState))
             guardState.deallocate()
-            throw AVFailure.input("avio_open2 \(path)", openCode, guard: nil)
+            throw failure
         }
         guard let ctx = avformat_alloc_context() else {
             var pbOwned: UnsafeMutablePointer<AVIOContext>? = pb
@@ -43,7 +44,10 @@ final class MediaInput {
         io = pb
 
         var options: OpaquePointer? = nil
-        av_dict_set(&options, "protocol_whitelist", "file", 0)
+        // The main file is already open (protocol_whitelist=file above). Nested opens get no protocol at all:
+        // the concat demuxer of libavformat 59 does not pass io_open on to the files it opens, so this is
+        // what stops it if it is ever allowed.
+        av_dict_set(&options, "protocol_whitelist", "none", 0)
         av_dict_set(&options, "format_whitelist", policy.formats.joined(separator: ","), 0)
         av_dict_set(&options, "codec_whitelist", policy.codecs.joined(separator: ","), 0)
         av_dict_set(&options, "probesize", String(policy.probeSize), 0)
@@ -70,6 +74,14 @@ final class MediaInput {
             throw AVFailure.input("avformat_find_stream_info \(path)", infoCode, guard: UnsafePointer(guardState))
         }
         try checkDimensions()
+        try checkNestedOpens()
+    }
+
+    /// An input that tried to open anything besides itself is hostile, even if libavformat carried on.
+    func checkNestedOpens() throws(AVFailure) {
+        if guardState.pointee.refused_opens > 0 {
+            throw AVFailure.input("nested open", cshims_averror_eperm(), guard: UnsafePointer(guardState))
+        }
     }
 
     deinit {

@@ -245,6 +245,7 @@ private final class TranscodeJob {
             _ = try decode(audioDecoder, nil) { frame throws(AVFailure) in try self.audioFrame(frame) }
             try flushAudio()
         }
+        try input.checkNestedOpens()
         if frames == 0 {
             throw AVFailure(
                 .rejectedInput, operation: "transcode \(input.path)",

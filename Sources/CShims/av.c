@@ -27,7 +27,8 @@ static int guard_interrupt(void *opaque) {
 static int guard_refuse_open(AVFormatContext *s, AVIOContext **pb, const char *url, int flags,
                              AVDictionary **options) {
     (void)pb; (void)flags; (void)options;
-    cshims_av_guard *guard = s->opaque;
+    /* Nested demuxers (concat, hls) get a copy of io_open and interrupt_callback but not opaque. */
+    cshims_av_guard *guard = s->interrupt_callback.callback == guard_interrupt ? s->interrupt_callback.opaque : NULL;
     if (guard) {
         guard->refused_opens += 1;
         snprintf(guard->last_refused, sizeof guard->last_refused, "%s", url ? url : "");
@@ -36,7 +37,6 @@ static int guard_refuse_open(AVFormatContext *s, AVIOContext **pb, const char *u
 }
 
 void cshims_av_guard_install(AVFormatContext *ctx, cshims_av_guard *guard) {
-    ctx->opaque = guard;
     ctx->interrupt_callback.callback = guard_interrupt;
     ctx->interrupt_callback.opaque = guard;
     ctx->io_open = guard_refuse_open;
