@@ -63,6 +63,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // Benchmarks/video/run.sh drives this; not run by the tests.
+        .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
         .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),

@@ -301,22 +301,32 @@ private final class TranscodeJob {
         if pts <= lastVideoPTS { pts = lastVideoPTS + 1 }
         lastVideoPTS = pts
 
-        let rotatedFirst = turns % 2 == 1
-        let scaled = try scaler.scale(
-            frame, width: rotatedFirst ? outHeight : outWidth, height: rotatedFirst ? outWidth : outHeight,
-            format: AV_PIX_FMT_YUV420P)
-        var encoded = scaled
-        if turns != 0 {
-            encoded = try Frame.video(width: outWidth, height: outHeight, format: AV_PIX_FMT_YUV420P)
-            cshims_av_rotate_yuv420p(scaled.ptr, encoded.ptr, Int32(turns))
+        // Already the right size and format (the common 1080p/720p yuv420p upload): encode the decoded frame.
+        let passthrough = turns == 0 && frame.pointee.width == outWidth && frame.pointee.height == outHeight
+            && frame.pointee.format == AV_PIX_FMT_YUV420P.rawValue
+        var owned: Frame? = nil
+        if !passthrough {
+            let rotatedFirst = turns % 2 == 1
+            let scaled = try scaler.scale(
+                frame, width: rotatedFirst ? outHeight : outWidth, height: rotatedFirst ? outWidth : outHeight,
+                format: AV_PIX_FMT_YUV420P)
+            owned = scaled
+            if turns != 0 {
+                let rotated = try Frame.video(width: outWidth, height: outHeight, format: AV_PIX_FMT_YUV420P)
+                cshims_av_rotate_yuv420p(scaled.ptr, rotated.ptr, Int32(turns))
+                owned = rotated
+            }
         }
-        encoded.ptr.pointee.pts = pts
-        encoded.ptr.pointee.pict_type = AV_PICTURE_TYPE_NONE
+        let encoded = owned?.ptr ?? frame
+        encoded.pointee.pts = pts
+        encoded.pointee.pict_type = AV_PICTURE_TYPE_NONE
+        encoded.pointee.sample_aspect_ratio = AVRational(num: 1, den: 1)
         if poster == nil, let posterTarget, pts >= posterTarget {
-            poster = try encodePoster(encoded.ptr)
+            poster = try encodePoster(encoded)
             posterSeconds = Double(pts) * av_q2d(inputTimeBase)
         }
-        try encode(videoEncoder.ptr, encoded.ptr, streamIndex: 0)
+        try encode(videoEncoder.ptr, encoded, streamIndex: 0)
+        withExtendedLifetime(owned) {}
         frames += 1
         lastSeconds = Double(pts) * av_q2d(inputTimeBase)
         reportProgress()
