@@ -4,7 +4,7 @@ public import Sandbox
 
 /// Registers the video job classes.
 public enum VideoJobs {
-    /// Registers `video.probe` and `video.transcode` on the `media` queue.
+    /// Registers `video.probe`, `video.transcode` and `media.ingest` on the `media` queue.
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
         try register(into: &registry, environment: environment, onProgress: nil)
     }
@@ -19,21 +19,33 @@ public enum VideoJobs {
     }
 
     /// Registers the classes with an explicit configuration and helper pool (tests, or a pool shared by families).
+    /// - Parameters:
+    ///   - images: the images family's half of `media.ingest`; without it image uploads fail (transient
+    ///     `IngestNotConfigured`) and videos still ingest.
+    ///   - recorder: where `media.ingest` writes one row per upload (the PostgreSQL table the API reads).
     public static func register(
         into registry: inout JobRegistry, configuration: VideoConfiguration, pool: HelperPool,
-        onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil
+        onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil,
+        images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil
     ) throws {
         let root = try MediaRoot(configuration.mediaRoot)
         AVLibrary.configure()
         VideoOperations.registerHelperOperations()
+        let probe = ProbeHandler(root: root, configuration: configuration, pool: pool)
+        let transcode = TranscodeHandler(root: root, configuration: configuration, pool: pool, onProgress: onProgress)
         registry.register(
             JobClass(
                 "video.probe", queue: "media", retry: .default, timeout: .seconds(configuration.probeTimeout),
-                handler: ProbeHandler(root: root, configuration: configuration, pool: pool)))
+                handler: probe))
         registry.register(
             JobClass(
                 "video.transcode", queue: "media", retry: .default, timeout: .seconds(configuration.transcodeTimeout),
+                concurrency: configuration.transcodeConcurrency, handler: transcode))
+        registry.register(
+            JobClass(
+                "media.ingest", queue: "media", retry: .default,
+                timeout: .seconds(configuration.probeTimeout + configuration.transcodeTimeout),
                 concurrency: configuration.transcodeConcurrency,
-                handler: TranscodeHandler(root: root, configuration: configuration, pool: pool, onProgress: onProgress)))
+                handler: IngestHandler(root: root, probe: probe, transcode: transcode, images: images, recorder: recorder)))
     }
 }
