@@ -9,6 +9,7 @@ public enum VideoOperations {
     /// Adds `video.probe` and `video.transcode` to the process's helper operations. `conveyor helper` and
     /// `VideoJobs.register` call it.
     public static func registerHelperOperations() {
+        AVLibrary.routeLog(level: ProcessInfo.processInfo.environment["CONVEYOR_VIDEO_FFMPEG_LOG"])
         SandboxOperations.register("video.probe", { try probe($0) })
         SandboxOperations.register("video.transcode", { try transcode($0) })
     }
