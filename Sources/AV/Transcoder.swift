@@ -257,6 +257,7 @@ private final class TranscodeJob {
         if code < 0 { throw AVFailure.output("av_write_trailer", code) }
         code = avio_closep(&output.ptr.pointee.pb)
         if code < 0 { throw AVFailure.output("avio_close", code) }
+        reportProgress(force: true)
         return TranscodeResult(
             input: probe, width: Int(outWidth), height: Int(outHeight), frames: frames, duration: lastSeconds,
             hasAudio: audioEncoder != nil, quarterTurns: turns, poster: poster, posterSeconds: posterSeconds)
@@ -410,10 +411,10 @@ private final class TranscodeJob {
         return Array(UnsafeBufferPointer(start: packet.ptr.pointee.data, count: Int(packet.ptr.pointee.size)))
     }
 
-    func reportProgress() {
+    func reportProgress(force: Bool = false) {
         guard let progress else { return }
         let now = cshims_av_now_us()
-        if now - lastReport < 1_000_000 { return }
+        if now - lastReport < 1_000_000 && !force { return }
         lastReport = now
         progress(TranscodeProgress(frames: frames, seconds: lastSeconds, duration: probe.duration))
     }

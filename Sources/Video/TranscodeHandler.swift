@@ -3,6 +3,7 @@ public import ConveyorCore
 public import Sandbox
 import Foundation
 import Logging
+import Synchronization
 
 /// `video.transcode`: a web MP4 (H.264 High yuv420p + AAC stereo, faststart, no metadata) and a JPEG poster.
 ///
@@ -81,15 +82,20 @@ public struct TranscodeHandler: JobHandler {
             onProgress?(jid, p)
         }
         logger.info("video.transcode start", metadata: ["source": "\(source)", "profile": "\(profile.name)"])
-        // The helper rewrites the progress file about once a second; report each new state.
+        // The helper rewrites the progress file about once a second (and once at the end); report each new state.
+        let lastReported = Mutex(-1)
+        let reportNew: @Sendable () -> Void = {
+            guard let p = VideoOperations.readProgress(progressFile) else { return }
+            let isNew = lastReported.withLock { last in
+                defer { last = max(last, p.frames) }
+                return p.frames > last
+            }
+            if isNew { progress(p) }
+        }
         let watcher = Task {
-            var last = -1
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
-                if let p = VideoOperations.readProgress(progressFile), p.frames != last {
-                    last = p.frames
-                    progress(p)
-                }
+                reportNew()
             }
         }
         var result: JSONValue
@@ -99,6 +105,7 @@ public struct TranscodeHandler: JobHandler {
         } catch let failure as JobFailure {
             throw failure.about(job, source: source)
         }
+        reportNew()
         do {
             try MediaRoot.commit(temporaryOutput, to: outputPath)
             if let temporaryPoster, let posterPath, FileManager.default.fileExists(atPath: temporaryPoster) {

@@ -115,6 +115,31 @@ import Testing
         }
     }
 
+    /// A container that understates the size (16x16 in stsd, 320x256 in the H.264 SPS) still meets the
+    /// pixel limit once the decoder sees the real size.
+    @Test func understatedDimensionsAreCaughtByTheDecoder() throws {
+        let fixture = try MediaFixture()
+        try fixture.clip("small.mp4", size: "320x256", seconds: 0.2, audio: false)
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture.path("small.mp4"))))
+        let stsd = try #require(find(Array("stsd".utf8), in: bytes))
+        let avc1 = try #require(find(Array("avc1".utf8), in: Array(bytes[stsd...]))) + stsd
+        bytes.replaceSubrange((avc1 + 28)..<(avc1 + 32), with: [0x00, 0x10, 0x00, 0x10])
+        try Data(bytes).write(to: URL(fileURLWithPath: fixture.path("liar.mp4")))
+        var policy = InputPolicy()
+        policy.maxPixels = 320 * 256 - 1
+        #expect(throws: AVFailure.self) {
+            _ = try Transcoder.transcode(
+                inputPath: fixture.path("liar.mp4"), outputPath: fixture.path("liar.out.mp4"), profile: .web720p,
+                policy: policy, posterAt: nil, deadline: .now + .seconds(30))
+        }
+        do {
+            _ = try MediaProbe.probe(path: fixture.path("liar.mp4"), policy: policy, deadline: .now + .seconds(30))
+            Issue.record("a 320x256 stream passed a 320x256-1 pixel limit")
+        } catch {
+            #expect(error.isPermanent, "\(error)")
+        }
+    }
+
     @Test func zeroLengthFileIsAPermanentError() async throws {
         let fixture = try MediaFixture()
         try fixture.write("", to: "empty.mp4")
