@@ -1,9 +1,113 @@
 public import ConveyorCore
-import Sandbox
+public import Sandbox
 
-/// Image jobs: thumbnails and metadata stripping with libvips, run in helper processes.
+/// Image jobs: thumbnails and metadata stripping with libvips, run in supervised helper processes.
 public enum ImagesJobs {
     /// Registers the helper operations of this family (`image.thumbnail`, `image.strip_metadata`) in the
     /// process-global `SandboxOperations` table. `conveyor helper` calls it before serving.
-    public static func registerHelperOperations() {}
+    public static func registerHelperOperations() {
+        SandboxOperations.register("image.thumbnail") { arguments in
+            let (root, limits) = try context(arguments)
+            let request = try ThumbnailRequest(arguments: arguments["request"]?.objectValue ?? JSONObject())
+            return try ImageOperations.thumbnail(request, root: root, limits: limits, deadline: SandboxOperations.currentDeadline)
+        }
+        SandboxOperations.register("image.strip_metadata") { arguments in
+            let (root, limits) = try context(arguments)
+            let request = try StripMetadataRequest(arguments: arguments["request"]?.objectValue ?? JSONObject())
+            return try ImageOperations.stripMetadata(request, root: root, limits: limits, deadline: SandboxOperations.currentDeadline)
+        }
+    }
+
+    private static func context(_ arguments: JSONObject) throws(JobFailure) -> (MediaRoot, ImageLimits) {
+        guard let root = arguments["media_root"]?.stringValue else {
+            throw .permanent("HelperProtocolError", "image helper request has no media_root")
+        }
+        return (try MediaRoot(root), ImageLimits(json: arguments["limits"]?.objectValue))
+    }
+
+    /// Registers `image.thumbnail` and `image.strip_metadata` (queue `media`), configured from `environment`:
+    /// `CONVEYOR_MEDIA_ROOT`, `CONVEYOR_IMAGE_*` limits, `CONVEYOR_HELPER*` pool settings (see README).
+    public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
+        registerHelperOperations()
+        let configuration = try ImagesConfiguration(environment: environment)
+        let pool = HelperPool(configuration.pool)
+        let thumbnail = ImageJobHandler(kind: .thumbnail, configuration: configuration, pool: pool)
+        let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool)
+        let retry = RetryPolicy.default
+        registry.register(JobClass(
+            "image.thumbnail", queue: "media", retry: retry, timeout: configuration.timeout,
+            concurrency: configuration.pool.size, handler: thumbnail))
+        registry.register(JobClass(
+            "image.strip_metadata", queue: "media", retry: retry, timeout: configuration.timeout,
+            concurrency: configuration.pool.size, handler: strip))
+    }
+}
+
+/// Everything the image jobs read from the environment.
+public struct ImagesConfiguration: Sendable {
+    public var mediaRoot: MediaRoot
+    public var limits: ImageLimits
+    public var pool: HelperPool.Configuration
+    /// Per-job time limit (CONVEYOR_IMAGE_TIMEOUT_SECONDS, default 60).
+    public var timeout: Duration
+
+    public init(environment: [String: String]) throws {
+        mediaRoot = try MediaRoot(environment: environment)
+        limits = try ImageLimits(environment: environment)
+        func int(_ name: String, _ fallback: Int) throws -> Int {
+            guard let text = environment[name], !text.isEmpty else { return fallback }
+            guard let n = Int(text), n > 0 else { throw JobFailure.permanent("InvalidConfiguration", "\(name)=\(text) is not a positive integer") }
+            return n
+        }
+        var pool = HelperPool.Configuration(
+            size: try int("CONVEYOR_HELPERS", 2),
+            maxJobsPerHelper: try int("CONVEYOR_HELPER_MAX_JOBS", 200),
+            limits: HelperLimits(
+                addressSpaceMB: try int("CONVEYOR_HELPER_MEMORY_MB", 2048),
+                cpuSecondsPerJob: try int("CONVEYOR_HELPER_CPU_SECONDS", 60),
+                openFiles: try int("CONVEYOR_HELPER_OPEN_FILES", 256)),
+            inProcess: ["1", "true", "yes"].contains(environment["CONVEYOR_IMAGE_IN_PROCESS"]?.lowercased() ?? ""))
+        if let bin = environment["CONVEYOR_HELPER_BIN"], !bin.isEmpty { pool.executable = bin }
+        // libvips threads per helper: the pool already runs `size` helpers in parallel.
+        pool.environment["VIPS_CONCURRENCY"] = environment["VIPS_CONCURRENCY"] ?? "1"
+        self.pool = pool
+        timeout = .seconds(try int("CONVEYOR_IMAGE_TIMEOUT_SECONDS", 60))
+    }
+}
+
+/// Runs one image job class: validates the arguments in the worker, then hands the work to a helper.
+public struct ImageJobHandler: JobHandler {
+    public enum Kind: Sendable { case thumbnail, stripMetadata }
+    public let kind: Kind
+    public let configuration: ImagesConfiguration
+    public let pool: HelperPool
+
+    public init(kind: Kind, configuration: ImagesConfiguration, pool: HelperPool) {
+        self.kind = kind
+        self.configuration = configuration
+        self.pool = pool
+    }
+
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        let request: JSONObject
+        let operation: String
+        switch kind {
+        case .thumbnail:
+            request = try ThumbnailRequest(arguments: job.arguments).json
+            operation = "image.thumbnail"
+        case .stripMetadata:
+            request = try StripMetadataRequest(arguments: job.arguments).json
+            operation = "image.strip_metadata"
+        }
+        let arguments = JSONObject([
+            ("media_root", .string(configuration.mediaRoot.path)),
+            ("limits", configuration.limits.json),
+            ("request", .object(request)),
+        ])
+        do {
+            return try await pool.run(operation, arguments, deadline: job.deadline)
+        } catch let failure as JobFailure {
+            throw JobFailure(errorClass: failure.errorClass, message: "jid=\(job.jid) \(failure.message)", isPermanent: failure.isPermanent)
+        }
+    }
 }

@@ -219,11 +219,9 @@ public final class HelperPool: Sendable {
 
     /// Reaps a helper whose pipe closed and explains how it ended.
     private static func death(of helper: HelperProcess, operation: String) -> JobFailure {
-        let reason = helper.killReason.withLock { $0 }
-        if reason == nil {
-            // The pipe may close a moment before the process is gone; reap waits for it.
-        }
+        // The pipe can close a moment before the process is gone; reap waits for it.
         let status = helper.reap() ?? 0
+        let reason = helper.killReason.withLock { $0 }
         let who = "\(operation) helper pid \(helper.pid)"
         switch reason {
         case "deadline":

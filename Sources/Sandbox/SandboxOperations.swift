@@ -1,4 +1,5 @@
 public import ConveyorCore
+import Foundation
 import Synchronization
 
 /// Native work that runs inside a `conveyor helper` process: takes the request's argument object, returns a
@@ -9,7 +10,6 @@ public typealias HelperOperation = @Sendable (JSONObject) throws -> JSONValue
 /// serves (and before a `HelperPool` runs in-process).
 public enum SandboxOperations {
     private static let table = Mutex<[String: HelperOperation]>(["sandbox.selftest": SelfTest.run])
-    private static let deadline = Mutex<ContinuousClock.Instant?>(nil)
 
     /// Adds an operation, replacing one of the same name.
     public static func register(_ name: String, _ operation: @escaping HelperOperation) {
@@ -24,11 +24,22 @@ public enum SandboxOperations {
 
     /// The deadline of the request the helper is serving, for native code that can stop itself
     /// (libvips kill flag, FFmpeg interrupt callback). Nil outside a request.
-    public static var currentDeadline: ContinuousClock.Instant? { deadline.withLock { $0 } }
+    /// Per thread, because in-process runs serve several requests at once.
+    public static var currentDeadline: ContinuousClock.Instant? {
+        (Thread.current.threadDictionary[deadlineKey] as? DeadlineBox)?.instant
+    }
+
+    private static let deadlineKey = "conveyor.sandbox.deadline"
+
+    private final class DeadlineBox: NSObject {
+        let instant: ContinuousClock.Instant
+        init(_ instant: ContinuousClock.Instant) { self.instant = instant }
+    }
 
     static func withDeadline<T>(_ instant: ContinuousClock.Instant?, _ body: () throws -> T) rethrows -> T {
-        deadline.withLock { $0 = instant }
-        defer { deadline.withLock { $0 = nil } }
+        let dictionary = Thread.current.threadDictionary
+        dictionary[deadlineKey] = instant.map(DeadlineBox.init)
+        defer { dictionary.removeObject(forKey: deadlineKey) }
         return try body()
     }
 }

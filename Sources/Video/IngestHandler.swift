@@ -1,6 +1,7 @@
 public import ConveyorCore
 import Foundation
 public import Sandbox
+public import Images
 
 /// The image half of `media.ingest` (metadata stripping and the default thumbnails), supplied by the images
 /// family when the executable wires it: takes the job and the upload's media key, returns a result object
@@ -43,7 +44,7 @@ public struct IngestHandler: JobHandler {
         }
         let source = try job.string("source")
         let path: String
-        do { path = try root.existingFile(source) } catch { throw JobFailure.mediaKey(error, job: job, argument: "source") }
+        do { path = try root.source(source) } catch { throw error.about(job) }
         let kind = try Self.sniff(path, job: job, source: source)
 
         var row = JSONObject()

@@ -1,6 +1,7 @@
 public import AV
 public import ConveyorCore
 public import Sandbox
+public import Images
 
 /// `video.probe`: container and stream facts of an uploaded file, as ffprobe reports them.
 ///
@@ -21,7 +22,7 @@ public struct ProbeHandler: JobHandler {
         try VideoArguments.check(job, allowed: ["source"])
         let source = try job.string("source")
         let path: String
-        do { path = try root.existingFile(source) } catch { throw JobFailure.mediaKey(error, job: job, argument: "source") }
+        do { path = try root.source(source) } catch { throw error.about(job) }
         var arguments = JSONObject()
         arguments["path"] = JSONValue(path)
         arguments["policy"] = configuration.policy.json

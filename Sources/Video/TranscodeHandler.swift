@@ -1,6 +1,7 @@
 public import AV
 public import ConveyorCore
 public import Sandbox
+public import Images
 import Foundation
 import Logging
 import Synchronization
@@ -47,17 +48,19 @@ public struct TranscodeHandler: JobHandler {
         let finalPosterKey = wantsPoster ? (posterKey ?? "\(base).poster.jpg") : nil
 
         let inputPath: String, outputPath: String, posterPath: String?
-        do { inputPath = try root.existingFile(source) } catch { throw JobFailure.mediaKey(error, job: job, argument: "source") }
-        do { outputPath = try root.outputFile(outputKey) } catch { throw JobFailure.mediaKey(error, job: job, argument: "output") }
-        do { posterPath = try finalPosterKey.map { try root.outputFile($0) } } catch {
-            throw JobFailure.mediaKey(error, job: job, argument: "poster")
+        do {
+            inputPath = try root.source(source)
+            outputPath = try root.destination(outputKey, field: "output")
+            posterPath = try finalPosterKey.map { key throws(JobFailure) in try root.destination(key, field: "poster") }
+        } catch {
+            throw error.about(job)
         }
         if outputPath == inputPath || posterPath == inputPath {
             throw JobFailure.invalidArguments("\(job.jobClass) jid=\(job.jid): output and poster must differ from source \(source)")
         }
 
-        let temporaryOutput = MediaRoot.temporary(for: outputPath)
-        let temporaryPoster = posterPath.map { MediaRoot.temporary(for: $0) }
+        let temporaryOutput = AtomicOutput.temporary(for: outputPath)
+        let temporaryPoster = posterPath.map { AtomicOutput.temporary(for: $0) }
         let progressFile = temporaryOutput + ".progress"
         defer {
             unlink(temporaryOutput)
@@ -107,9 +110,9 @@ public struct TranscodeHandler: JobHandler {
         }
         reportNew()
         do {
-            try MediaRoot.commit(temporaryOutput, to: outputPath)
+            try AtomicOutput.commit(temporaryOutput, to: outputPath)
             if let temporaryPoster, let posterPath, FileManager.default.fileExists(atPath: temporaryPoster) {
-                try MediaRoot.commit(temporaryPoster, to: posterPath)
+                try AtomicOutput.commit(temporaryPoster, to: posterPath)
             }
         } catch {
             throw JobFailure.transient("VideoOutputFailed", "\(job.jobClass) jid=\(job.jid) source \(source): cannot move output into place: \(error)")

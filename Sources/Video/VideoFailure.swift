@@ -1,7 +1,8 @@
 public import ConveyorCore
 
 extension JobFailure {
-    static func mediaKey(_ error: any Error, job: JobContext, argument: String) -> JobFailure {
-        .permanent("InvalidMediaKey", "\(job.jobClass) jid=\(job.jid) \(argument): \(error)")
+    /// The failure with the job named in front of the message.
+    func about(_ job: JobContext) -> JobFailure {
+        JobFailure(errorClass: errorClass, message: "\(job.jobClass) jid=\(job.jid): \(message)", isPermanent: isPermanent)
     }
 }

@@ -1,6 +1,7 @@
 public import AV
 public import ConveyorCore
 public import Sandbox
+import Images
 
 /// Registers the video job classes.
 public enum VideoJobs {
@@ -15,7 +16,11 @@ public enum VideoJobs {
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?
     ) throws {
         let configuration = try VideoConfiguration(environment: environment)
-        try register(into: &registry, configuration: configuration, pool: HelperPool(configuration.helperPool), onProgress: onProgress)
+        // media.ingest hands images to the images family, in helpers configured as image.* jobs are.
+        let images = try ImagesConfiguration(environment: environment)
+        try register(
+            into: &registry, configuration: configuration, pool: HelperPool(configuration.helperPool),
+            onProgress: onProgress, images: IngestHandler.imagePipeline(configuration: images, pool: HelperPool(images.pool)))
     }
 
     /// Registers the classes with an explicit configuration and helper pool (tests, or a pool shared by families).

@@ -136,4 +136,17 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         #expect(result["pid"]?.intValue == Int(getpid()))
         #expect(result["echo"] == "x")
     }
+
+    @Test func operationsSeeTheirRequestsDeadline() async throws {
+        SandboxOperations.register("test.deadline") { _ in
+            guard let deadline = SandboxOperations.currentDeadline else { return .null }
+            return JSONValue(Int((deadline - .now).components.seconds))
+        }
+        let pool = HelperPool(.init(size: 2, inProcess: true))
+        async let a = pool.run("test.deadline", JSONObject(), deadline: .now + .seconds(100))
+        async let b = pool.run("test.deadline", JSONObject(), deadline: .now + .seconds(10))
+        let (left100, left10) = try await (a, b)
+        #expect((90...100).contains(left100.intValue ?? -1))
+        #expect((1...10).contains(left10.intValue ?? -1))
+    }
 }

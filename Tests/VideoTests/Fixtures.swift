@@ -2,6 +2,7 @@ import AV
 import ConveyorCore
 import Foundation
 import Logging
+import Images
 import Sandbox
 import Testing
 

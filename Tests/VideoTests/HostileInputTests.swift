@@ -193,11 +193,12 @@ import Testing
         try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
         try fixture.clip("../outside/secret.mp4", seconds: 0.2, audio: false)
         try FileManager.default.createSymbolicLink(atPath: fixture.path("link"), withDestinationPath: outside)
-        _ = await expectPermanent("InvalidMediaKey") {
+        let expected = key.isEmpty ? "InvalidArguments" : "PathOutsideMediaRoot"
+        _ = await expectPermanent(expected) {
             try await fixture.probeHandler().perform(fixture.job("video.probe", ["source": JSONValue(key)]))
         }
         try fixture.clip("in.mp4", seconds: 0.2, audio: false)
-        _ = await expectPermanent("InvalidMediaKey") {
+        _ = await expectPermanent("PathOutsideMediaRoot") {
             try await fixture.transcodeHandler().perform(
                 fixture.job("video.transcode", ["source": "in.mp4", "output": JSONValue(key.isEmpty ? "/tmp/x.mp4" : key)]))
         }

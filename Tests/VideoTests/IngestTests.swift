@@ -1,5 +1,7 @@
 import ConveyorCore
 import Foundation
+import Images
+import Sandbox
 import Synchronization
 import Testing
 
@@ -67,6 +69,31 @@ final class RowRecorder: IngestRecorder {
             #expect(failure.errorClass == "IngestNotConfigured")
             #expect(!failure.isPermanent)
         }
+    }
+
+    @Test func imageUploadIsStrippedAndThumbnailedByTheImagesFamily() async throws {
+        let fixture = try MediaFixture()
+        // A JPEG named .mov.
+        try fixture.ffmpeg(["-f", "lavfi", "-i", "testsrc=s=640x480", "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg"], output: "uploads/photo.mov")
+        let images = try ImagesConfiguration(environment: ["CONVEYOR_MEDIA_ROOT": fixture.root.path, "CONVEYOR_IMAGE_IN_PROCESS": "1"])
+        let pool = HelperPool(images.pool)
+        defer { pool.shutdown() }
+        let recorder = RowRecorder()
+        let result = try await handler(fixture, recorder: recorder, images: IngestHandler.imagePipeline(configuration: images, pool: pool))
+            .perform(fixture.job("media.ingest", ["upload_id": "u5", "source": "uploads/photo.mov"]))
+        #expect(result["kind"] == "image")
+        #expect(result["detected_type"] == "jpeg")
+        #expect(result["width"] == 640)
+        let clean = try #require(result["clean"]?.stringValue)
+        #expect(FileManager.default.fileExists(atPath: fixture.path(clean)))
+        let variants = try #require(result["variants"]?.arrayValue)
+        #expect(!variants.isEmpty)
+        for variant in variants {
+            #expect(variant["path"] == nil)
+            let key = try #require(variant["key"]?.stringValue)
+            #expect(FileManager.default.fileExists(atPath: fixture.path(key)))
+        }
+        #expect(recorder.rows.withLock { $0["u5"]?["status"] } == "ready")
     }
 
     @Test func hostileUploadIsRecordedAsFailed() async throws {

@@ -1,5 +1,6 @@
 import ConveyorCore
 import Foundation
+import Images
 import Sandbox
 import Testing
 
@@ -31,7 +32,7 @@ import Testing
         configuration.mediaRoot = fixture.root.path
         try VideoJobs.register(into: &registry, configuration: configuration, pool: fixture.inProcess)
         let handler = try #require(registry[jobClass]).handler
-        let message = await expectPermanent("InvalidMediaKey") {
+        let message = await expectPermanent("SourceNotFound") {
             try await handler.perform(fixture.job(jobClass, .object(arguments)))
         }
         #expect(message.contains("does not exist"), "\(message)")

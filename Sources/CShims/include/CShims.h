@@ -2,4 +2,5 @@
 #define CONVEYOR_CSHIMS_H
 /* Each library's shims live in their own header next to this one. */
 #include "cshims_av.h"
+#include "cshims_vips.h"
 #endif

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Thumbnails of generated 12 MP JPEGs into three WebP variants (320, 800, 1600 px boxes, q80):
+# Conveyor's helper pool vs vipsthumbnail vs ImageMagick convert -thumbnail, in the same run.
+# Writes Benchmarks/images/results.md. Not part of `make test`.
+#
+#   Benchmarks/images/run.sh              # 24 images of 12 MP, 2 parallel jobs
+#   IMAGES=8 PARALLEL=2 Benchmarks/images/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+IMAGES=${IMAGES:-24}
+PARALLEL=${PARALLEL:-2}
+WORK=${WORK:-.run/bench-images}
+
+if [[ -z "${CONVEYOR_BIN:-}" ]]; then
+  swift build -c release --product conveyor >&2
+  CONVEYOR_BIN="$(swift build -c release --show-bin-path)/conveyor"
+fi
+export CONVEYOR_BIN
+for tool in vips vipsthumbnail convert python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/setup.sh installs it)" >&2; exit 1; }
+done
+exec python3 Benchmarks/images/bench.py --images "$IMAGES" --parallel "$PARALLEL" --work "$WORK" \
+  --conveyor "$CONVEYOR_BIN" --out Benchmarks/images/results.md

@@ -1,0 +1,275 @@
+public import ConveyorCore
+import Foundation
+import Vips
+
+/// The native work of the image jobs, as pure functions of their request. They run inside a helper process
+/// (registered as helper operations) or, for debugging, in the worker.
+public enum ImageOperations {
+    // MARK: - Header checks
+
+    /// What the header says, checked against the limits before any pixel is decoded.
+    struct Checked {
+        var path: String
+        var loader: String
+        /// Oriented size of one frame.
+        var width: Int
+        var height: Int
+        var frames: Int
+        var hasICCProfile: Bool
+    }
+
+    static let loaderNames: [String: String] = [
+        "svgload": "an SVG document", "pdfload": "a PDF document", "magickload": "a format only ImageMagick reads",
+        "tiffload": "a TIFF image", "jp2kload": "a JPEG 2000 image", "jxlload": "a JPEG XL image",
+        "openslideload": "a slide image", "openexrload": "an OpenEXR image", "fitsload": "a FITS image",
+        "matload": "a MATLAB file", "ppmload": "a PPM image", "radload": "a Radiance image", "csvload": "a CSV file",
+        "matrixload": "a matrix file", "vipsload": "a VIPS image", "analyzeload": "an Analyze image", "rawload": "raw data",
+    ]
+
+    static func check(_ key: String, root: MediaRoot, limits: ImageLimits, job: String) throws(JobFailure) -> Checked {
+        let path = try root.source(key)
+        let what = "\(job) source \(key)"
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        guard size > 0 else { throw .permanent("ImageEmpty", "\(what) is an empty file (0 bytes)") }
+        guard size <= limits.maxFileBytes else {
+            throw .permanent("ImageTooLarge", "\(what): \(size) bytes exceeds the \(limits.maxFileBytes >> 20) MB limit (CONVEYOR_IMAGE_MAX_FILE_MB)")
+        }
+        do { try Vips.start() } catch { throw .transient("VipsUnavailable", "libvips failed to start: \(error)") }
+        // libvips picks the loader from the bytes: the extension means nothing.
+        let found = Vips.loader(for: path)
+        guard let loader = found.map(Self.nickname) else {
+            throw .permanent("UnsupportedImageFormat", "\(what) is not an image Conveyor reads (JPEG, PNG, WebP, GIF, HEIF/AVIF), or its header is damaged")
+        }
+        guard Vips.allowedLoaders.contains(loader) else {
+            let kind = loaderNames[loader] ?? "a format handled by \(loader)"
+            throw .permanent("UnsupportedImageFormat", "\(what) is \(kind), whatever its name says; Conveyor only decodes JPEG, PNG, WebP, GIF and HEIF/AVIF")
+        }
+        let image: VipsImage
+        do { image = try Vips.open(path) } catch {
+            if error.wasBlocked { throw .permanent("UnsupportedImageFormat", "\(what): \(error.message)") }
+            throw .permanent("ImageCorrupt", "\(what) cannot be read: \(error.message)")
+        }
+        var width = image.width
+        var height = image.pageHeight
+        if image.orientationSwaps { swap(&width, &height) }
+        let frames = max(1, image.pages)
+        let megapixels = Double(width) * Double(height) / 1_000_000
+        guard frames <= limits.maxFrames else {
+            throw .permanent("ImageTooManyFrames", "\(what) has \(frames) frames; the limit is \(limits.maxFrames) (CONVEYOR_IMAGE_MAX_FRAMES)")
+        }
+        guard megapixels <= limits.maxMegapixels else {
+            throw .permanent("ImageTooLarge", "\(what): \(width)x\(height) exceeds the \(format(limits.maxMegapixels)) megapixel limit (CONVEYOR_IMAGE_MAX_MEGAPIXELS)")
+        }
+        guard width <= limits.maxDimension, height <= limits.maxDimension else {
+            throw .permanent("ImageTooLarge", "\(what): \(width)x\(height) has a side longer than \(limits.maxDimension) pixels (CONVEYOR_IMAGE_MAX_DIMENSION)")
+        }
+        if image.isInterlaced, megapixels > limits.maxProgressiveMegapixels {
+            throw .permanent(
+                "ImageTooLarge",
+                "\(what): a progressive/interlaced \(width)x\(height) image must be decoded at full size; the limit for those is \(format(limits.maxProgressiveMegapixels)) megapixels (CONVEYOR_IMAGE_MAX_PROGRESSIVE_MEGAPIXELS)")
+        }
+        return Checked(path: path, loader: loader, width: width, height: height, frames: frames, hasICCProfile: image.hasICCProfile)
+    }
+
+    /// "VipsForeignLoadJpegFile" or "jpegload" → "jpegload".
+    static func nickname(_ name: String) -> String {
+        if !name.hasPrefix("VipsForeignLoad") { return name }
+        var base = String(name.dropFirst("VipsForeignLoad".count))
+        for suffix in ["File", "Buffer", "Source"] where base.hasSuffix(suffix) { base.removeLast(suffix.count) }
+        let lower = base.lowercased()
+        return (lower == "nsgif" ? "gif" : lower) + "load"
+    }
+
+    static func format(_ d: Double) -> String { d == d.rounded() ? String(Int(d)) : String(d) }
+
+    /// Turns a libvips failure during decode/encode into the job's error.
+    static func failure(_ error: VipsError, _ what: String, deadline: ContinuousClock.Instant?) -> JobFailure {
+        if error.wasKilled || (deadline.map { $0 < .now } ?? false) {
+            return .transient("ImageTimeout", "\(what) did not finish before the job's deadline; libvips was stopped")
+        }
+        if error.message.contains("out of memory") || error.message.contains("memory allocation") {
+            return .transient("HelperOutOfMemory", "\(what): libvips ran out of memory within the helper's limit: \(error.message)")
+        }
+        if error.wasBlocked { return .permanent("UnsupportedImageFormat", "\(what): \(error.message)") }
+        return .permanent("ImageCorrupt", "\(what) is damaged or truncated: \(error.message)")
+    }
+
+    static func remainingMilliseconds(_ deadline: ContinuousClock.Instant?) -> Int {
+        guard let deadline else { return 24 * 3600 * 1000 }
+        let left = (deadline - .now).components
+        return max(0, Int(left.seconds) * 1000 + Int(left.attoseconds / 1_000_000_000_000_000))
+    }
+
+    // MARK: - Writing
+
+    /// Removes every metadata field (EXIF with GPS and MakerNotes, XMP, IPTC, comments, the embedded
+    /// thumbnail; the ICC profile unless `keepICC`). libvips 8.14's webpsave ignores `strip`, so the fields
+    /// are removed here for every format rather than trusting the savers.
+    static func removeMetadata(_ image: VipsImage, keepICC: Bool) {
+        for field in image.fieldNames where !(keepICC && field == "icc-profile-data") {
+            image.removeField(field)
+        }
+    }
+
+    /// Saves through a temporary file in the same directory, then renames, so readers never see half a file.
+    static func write(_ image: VipsImage, to path: String, format: VipsOutputFormat, quality: Int, strip: Bool,
+                      deadline: ContinuousClock.Instant?, what: String) throws(JobFailure) -> Int {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temporary = directory + "/.tmp-\(UUID().uuidString.prefix(12)).\(format.fileExtension)"
+        let keptProfile = strip ? nil : image.iccProfile
+        removeMetadata(image, keepICC: !strip)
+        image.setDeadline(milliseconds: remainingMilliseconds(deadline))
+        // JPEG: without strip, libvips 8.14 writes a fresh EXIF block (orientation, resolution); so always
+        // strip and put the ICC profile back ourselves.
+        let saverStrips = strip || format == .jpeg
+        do {
+            try Vips.save(image, to: temporary, format: format, quality: quality, strip: saverStrips)
+        } catch {
+            unlink(temporary)
+            throw failure(error, what, deadline: deadline)
+        }
+        if format == .webp {
+            do {
+                try WebPChunks.stripMetadata(atPath: temporary, keepICC: keptProfile != nil)
+            } catch {
+                unlink(temporary)
+                throw .transient("MediaWriteFailed", "\(what): cannot rewrite the WebP output: \(error)")
+            }
+        }
+        if format == .jpeg, let keptProfile {
+            do {
+                let written = Array(try Data(contentsOf: URL(fileURLWithPath: temporary)))
+                if let tagged = JPEGSegments.insertICC(keptProfile, into: written) {
+                    try Data(tagged).write(to: URL(fileURLWithPath: temporary))
+                }
+            } catch {
+                unlink(temporary)
+                throw .transient("MediaWriteFailed", "\(what): cannot add the ICC profile to the JPEG output: \(error)")
+            }
+        }
+        guard rename(temporary, path) == 0 else {
+            let message = String(cString: strerror(errno))
+            unlink(temporary)
+            throw .transient("MediaWriteFailed", "\(what): cannot move the result into place at \(path): \(message)")
+        }
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    // MARK: - image.thumbnail
+
+    /// Decodes the source once (shrink-on-load to the largest size any variant needs), then writes every
+    /// variant: oriented upright, sRGB, no metadata.
+    public static func thumbnail(_ request: ThumbnailRequest, root: MediaRoot, limits: ImageLimits,
+                                 deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {
+        let job = "image.thumbnail"
+        let source = try check(request.source, root: root, limits: limits, job: job)
+        let what = "\(job) source \(request.source)"
+        let w = Double(source.width), h = Double(source.height)
+        // The scale each variant needs from the oriented source; decode once at the largest of them.
+        var scale = 0.0
+        for v in request.variants {
+            let sx = Double(v.width) / w, sy = Double(v.height) / h
+            scale = max(scale, v.fit == .cover ? max(sx, sy) : min(sx, sy))
+        }
+        scale = min(1, scale)
+        let decodeWidth = max(1, Int((w * scale).rounded(.up)))
+        let decodeHeight = max(1, Int((h * scale).rounded(.up)))
+        var base: VipsImage
+        do {
+            // Untagged images are taken as sRGB (what browsers do); tagged ones go through their profile.
+            let lazy = try Vips.thumbnail(file: source.path, width: decodeWidth, height: decodeHeight, iccToSRGB: source.hasICCProfile)
+            lazy.setDeadline(milliseconds: remainingMilliseconds(deadline))
+            base = try Vips.copyToMemory(lazy)
+            if !base.isSRGB { base = try Vips.colourspaceSRGB(base) }
+            if !base.isEightBit { base = try Vips.castUChar(base) }
+        } catch {
+            throw failure(error, what, deadline: deadline)
+        }
+        var results: [JSONValue] = []
+        for v in request.variants {
+            let key = "\(request.destination)/\(v.name).\(v.format.fileExtension)"
+            let path = try root.destination(key)
+            var out: VipsImage
+            do {
+                out = try Vips.thumbnail(base, width: v.width, height: v.height, crop: v.fit == .cover)
+                if v.fit == .contain, out.width != v.width || out.height != v.height {
+                    let keepsAlpha = out.hasAlpha && v.format != .jpeg
+                    let background: [Double] = keepsAlpha ? Array(repeating: 0, count: out.bands) : Array(repeating: 255, count: out.bands)
+                    out = try Vips.embedCentre(out, width: v.width, height: v.height, background: background)
+                }
+            } catch {
+                throw failure(error, "\(what) variant \(v.name)", deadline: deadline)
+            }
+            let bytes = try write(out, to: path, format: v.format, quality: v.quality, strip: true, deadline: deadline, what: "\(what) variant \(v.name)")
+            results.append(.object(JSONObject([
+                ("name", .string(v.name)), ("key", .string(key)), ("path", .string(path)),
+                ("width", JSONValue(out.width)), ("height", JSONValue(out.height)),
+                ("bytes", JSONValue(bytes)), ("format", .string(v.format.rawValue)),
+            ])))
+        }
+        return .object(JSONObject([
+            ("source", .string(request.source)),
+            ("source_width", JSONValue(source.width)), ("source_height", JSONValue(source.height)),
+            ("source_format", .string(source.loader.replacingOccurrences(of: "load", with: ""))),
+            ("frames", JSONValue(source.frames)),
+            ("variants", .array(results)),
+        ]))
+    }
+
+    // MARK: - image.strip_metadata
+
+    /// Writes a privacy-safe copy: orientation applied to the pixels, every metadata field gone but the ICC
+    /// profile (kept, or used to convert the pixels to sRGB).
+    public static func stripMetadata(_ request: StripMetadataRequest, root: MediaRoot, limits: ImageLimits,
+                                     deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {
+        let job = "image.strip_metadata"
+        let source = try check(request.source, root: root, limits: limits, job: job)
+        let what = "\(job) source \(request.source)"
+        let format: VipsOutputFormat
+        switch source.loader {
+        case "pngload": format = .png
+        case "webpload": format = .webp
+        case "gifload": format = .png  // first frame; GIF has no place for an ICC profile
+        case "heifload": format = .avif
+        default: format = .jpeg
+        }
+        let key = request.destination ?? Self.cleanKey(for: request.source, format: format)
+        let path = try root.destination(key)
+        var image: VipsImage
+        var icc = "none"
+        do {
+            image = try Vips.autorotate(try Vips.open(source.path))
+            image.setDeadline(milliseconds: remainingMilliseconds(deadline))
+            image = try Vips.copyToMemory(image)
+            if image.hasICCProfile {
+                if request.icc == .srgb {
+                    image = try Vips.iccToSRGB(image)
+                    icc = "converted"
+                } else {
+                    icc = "kept"
+                }
+            }
+            if !image.isEightBit && format != .png { image = try Vips.castUChar(image) }
+        } catch {
+            throw failure(error, what, deadline: deadline)
+        }
+        // Everything but the pixels and the ICC profile goes (write removes the fields): EXIF (GPS, MakerNotes,
+        // the embedded thumbnail), XMP, IPTC, comments.
+        if icc == "converted" { icc = "converted-to-srgb" }
+        let bytes = try write(image, to: path, format: format, quality: request.quality, strip: icc != "kept",
+                              deadline: deadline, what: what)
+        return .object(JSONObject([
+            ("source", .string(request.source)), ("key", .string(key)), ("path", .string(path)),
+            ("width", JSONValue(image.width)), ("height", JSONValue(image.height)),
+            ("bytes", JSONValue(bytes)), ("format", .string(format.rawValue)), ("icc", .string(icc)),
+        ]))
+    }
+
+    static func cleanKey(for source: String, format: VipsOutputFormat) -> String {
+        var stem = source
+        let slash = stem.lastIndex(of: "/")
+        if let dot = stem.lastIndex(of: "."), slash.map({ dot > $0 }) ?? true { stem = String(stem[..<dot]) }
+        return "\(stem).clean.\(format.fileExtension)"
+    }
+}

@@ -1,0 +1,95 @@
+public import ConveyorCore
+import Foundation
+
+/// The local directory that holds uploads and renditions. Jobs name files by relative keys under it.
+///
+/// `CONVEYOR_MEDIA_ROOT` (default `.run/media`, relative to the worker's working directory).
+public struct MediaRoot: Sendable, Equatable {
+    /// Absolute, symlink-free path of the root.
+    public let path: String
+
+    /// Uses `path` (relative paths are taken from the current directory); creates it when missing.
+    public init(_ path: String) throws(JobFailure) {
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        do {
+            try FileManager.default.createDirectory(atPath: absolute, withIntermediateDirectories: true)
+        } catch {
+            throw .transient("MediaRootUnavailable", "cannot create the media root \(absolute) (CONVEYOR_MEDIA_ROOT): \(error)")
+        }
+        guard let real = MediaRoot.realPath(absolute) else {
+            throw .transient("MediaRootUnavailable", "cannot resolve the media root \(absolute) (CONVEYOR_MEDIA_ROOT)")
+        }
+        self.path = real
+    }
+
+    public init(environment: [String: String]) throws(JobFailure) {
+        try self.init(environment["CONVEYOR_MEDIA_ROOT"].flatMap { $0.isEmpty ? nil : $0 } ?? ".run/media")
+    }
+
+    /// Checks the form of a key: relative, no `..` or `.` components, no NUL.
+    public static func validate(_ key: String, field: String) throws(JobFailure) {
+        guard !key.isEmpty else { throw .invalidArguments("\(field) is empty") }
+        guard !key.hasPrefix("/") else {
+            throw .permanent("PathOutsideMediaRoot", "\(field) \(key) is an absolute path; give a key relative to the media root")
+        }
+        guard !key.contains("\0") else { throw .permanent("PathOutsideMediaRoot", "\(field) contains a NUL byte") }
+        for component in key.split(separator: "/", omittingEmptySubsequences: false) {
+            if component == ".." || component == "." {
+                throw .permanent("PathOutsideMediaRoot", "\(field) \(key) contains a '\(component)' component; keys must stay under the media root")
+            }
+        }
+    }
+
+    /// The absolute path of an existing file named by `key`, after following symlinks, which must stay inside.
+    public func source(_ key: String, field: String = "source") throws(JobFailure) -> String {
+        try MediaRoot.validate(key, field: field)
+        let joined = path + "/" + key
+        guard let real = MediaRoot.realPath(joined) else {
+            throw .permanent("SourceNotFound", "\(field) \(key) does not exist under the media root \(path)")
+        }
+        guard inside(real) else {
+            throw .permanent("PathOutsideMediaRoot", "\(field) \(key) resolves (through a symlink) to \(real), outside the media root")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: real, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw .permanent("SourceNotFound", "\(field) \(key) is not a regular file")
+        }
+        return real
+    }
+
+    /// The absolute path to write `key` to; creates its directories, all of which must stay inside the root.
+    public func destination(_ key: String, field: String = "destination") throws(JobFailure) -> String {
+        try MediaRoot.validate(key, field: field)
+        let parts = key.split(separator: "/").map(String.init)
+        guard let name = parts.last else { throw .invalidArguments("\(field) is empty") }
+        // Walk down one directory at a time: an existing component must resolve inside the root before
+        // anything is created beneath it (a symlinked directory must not let us create files elsewhere).
+        var realDirectory = path
+        for part in parts.dropLast() {
+            let next = realDirectory + "/" + part
+            if !FileManager.default.fileExists(atPath: next) {
+                guard mkdir(next, 0o755) == 0 || errno == EEXIST else {
+                    throw .transient("MediaWriteFailed", "cannot create the directory for \(field) \(key): \(String(cString: strerror(errno)))")
+                }
+            }
+            guard let resolved = MediaRoot.realPath(next), inside(resolved) else {
+                throw .permanent("PathOutsideMediaRoot", "\(field) \(key) leads (through a symlink) outside the media root")
+            }
+            realDirectory = resolved
+        }
+        return realDirectory + "/" + name
+    }
+
+    /// The key of an absolute path inside the root.
+    public func key(of absolute: String) -> String {
+        absolute.hasPrefix(path + "/") ? String(absolute.dropFirst(path.count + 1)) : absolute
+    }
+
+    private func inside(_ real: String) -> Bool { real.hasPrefix(path + "/") }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}

@@ -1,0 +1,183 @@
+import ConveyorCore
+import Foundation
+import Images
+import Testing
+
+@Suite struct ThumbnailTests {
+    @Test func orientation6PhotoComesOutUprightWithoutGPS() async throws {
+        let box = try MediaSandbox()
+        try box.run("convert", "-size", "1200x800", "gradient:red-blue", "uploads/photo.jpg".prefixingDirectory(box))
+        try box.run("exiftool", "-overwrite_original", "-GPSLatitude=48.85", "-GPSLatitudeRef=N", "-GPSLongitude=2.35",
+                    "-GPSLongitudeRef=E", "-Orientation#=6", "-Artist=someone", "-XMP:Creator=me", "uploads/photo.jpg")
+        let result = try await box.perform("image.thumbnail", source("uploads/photo.jpg", [
+            ("destination", "thumbs/photo"),
+            ("variants", variants([("cover", 200, 100, "cover", "webp"), ("inside", 400, 400, "inside", "jpeg"),
+                                   ("boxed", 300, 300, "contain", "png"), ("av", 120, 120, "inside", "avif")])),
+        ]))
+        // Stored 1200x800 with orientation 6: upright it is 800x1200.
+        #expect(result["source_width"] == 800)
+        #expect(result["source_height"] == 1200)
+        let list = try #require(result["variants"]?.arrayValue)
+        #expect(list.count == 4)
+        let byName = Dictionary(uniqueKeysWithValues: list.map { ($0["name"]!.stringValue!, $0) })
+        #expect(byName["cover"]?["width"] == 200 && byName["cover"]?["height"] == 100)
+        #expect(byName["inside"]?["width"] == 267 && byName["inside"]?["height"] == 400)
+        #expect(byName["boxed"]?["width"] == 300 && byName["boxed"]?["height"] == 300)
+        #expect(byName["av"]?["height"] == 120 && byName["av"]?["format"] == "avif")
+        #expect(byName["inside"]?["key"] == "thumbs/photo/inside.jpg")
+        for v in list {
+            let key = try #require(v["key"]?.stringValue)
+            #expect(try box.header(key, "width") == String(v["width"]!.intValue!))
+            #expect(try box.header(key, "height") == String(v["height"]!.intValue!))
+            #expect(v["bytes"]?.intValue == (try FileManager.default.attributesOfItem(atPath: box.path(key))[.size] as? Int))
+            let tags = try box.exifTags(key)
+            #expect(!tags.contains { $0.hasPrefix("EXIF:") || $0.hasPrefix("XMP:") || $0.hasPrefix("IPTC:") || $0.contains("GPS") },
+                    "\(key) kept metadata: \(tags)")
+        }
+        // Upright: the gradient runs red (top of the stored image) → rotated 90° CW the red side is on the right.
+        let right = try box.run("vips", "getpoint", "thumbs/photo/inside.jpg", "260", "200")
+        let left = try box.run("vips", "getpoint", "thumbs/photo/inside.jpg", "5", "200")
+        let redRight = Double(right.split(separator: " ")[0]) ?? 0
+        let redLeft = Double(left.split(separator: " ")[0]) ?? 0
+        #expect(redRight > redLeft + 100)
+        // No temporary files are left behind.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: box.path("thumbs/photo")).filter { $0.hasPrefix(".tmp-") }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test func orientation8SwapsDimensionsToo() async throws {
+        let box = try MediaSandbox()
+        try box.run("convert", "-size", "600x300", "gradient:white-black", "uploads/p8.jpg".prefixingDirectory(box))
+        try box.run("exiftool", "-overwrite_original", "-Orientation#=8", "uploads/p8.jpg")
+        let result = try await box.perform("image.thumbnail", source("uploads/p8.jpg", [
+            ("variants", variants([("v", 100, 100, "inside", "jpeg")])),
+        ]))
+        #expect(result["source_width"] == 300 && result["source_height"] == 600)
+        #expect(result["variants"]?[0]?["width"] == 50 && result["variants"]?[0]?["height"] == 100)
+        #expect(result["variants"]?[0]?["key"] == "thumbnails/uploads/p8/v.jpg")
+    }
+
+    @Test func defaultVariantsNeverEnlarge() async throws {
+        let box = try MediaSandbox()
+        try box.run("vips", "black", "uploads/small.png".prefixingDirectory(box), "500", "250")
+        let result = try await box.perform("image.thumbnail", source("uploads/small.png"))
+        let list = try #require(result["variants"]?.arrayValue)
+        #expect(list.map { $0["name"]?.stringValue } == ["small", "medium", "large"])
+        // cover 320x320: never enlarged, so the 250-pixel height stays and the width is cut to 320.
+        #expect(list[0]["width"] == 320 && list[0]["height"] == 250)
+        #expect(list[2]["width"] == 500 && list[2]["height"] == 250)
+        #expect(list.allSatisfy { $0["format"] == "webp" })
+    }
+
+    @Test func cmykJPEGBecomesSRGB() async throws {
+        let box = try MediaSandbox()
+        try box.run("convert", "-size", "400x300", "xc:red", "-colorspace", "CMYK", "uploads/cmyk.jpg".prefixingDirectory(box))
+        let result = try await box.perform("image.thumbnail", source("uploads/cmyk.jpg", [("variants", variants([("v", 100, 100, "inside", "jpeg")]))]))
+        let key = try #require(result["variants"]?[0]?["key"]?.stringValue)
+        #expect(try box.header(key, "bands") == "3")
+        #expect(try box.header(key, "interpretation").contains("SRGB") || (try box.header(key, "interpretation")).contains("sRGB"))
+        let pixel = try box.run("vips", "getpoint", key, "50", "30").split(separator: " ").compactMap { Double($0) }
+        #expect(pixel.count == 3 && pixel[0] > 200 && pixel[1] < 80)
+    }
+
+    @Test func sixteenBitPNGBecomesEightBit() async throws {
+        let box = try MediaSandbox()
+        try box.run("convert", "-size", "300x200", "gradient:white-black", "-depth", "16", "PNG48:uploads/deep.png".prefixingDirectory(box, after: "PNG48:"))
+        #expect(try box.header("uploads/deep.png", "format").contains("USHORT"))
+        let result = try await box.perform("image.thumbnail", source("uploads/deep.png", [("variants", variants([("v", 150, 150, "inside", "png")]))]))
+        let key = try #require(result["variants"]?[0]?["key"]?.stringValue)
+        #expect(try box.header(key, "format").contains("UCHAR"))
+        #expect(result["variants"]?[0]?["width"] == 150)
+    }
+
+    @Test func animatedGIFGivesItsFirstFrame() async throws {
+        let box = try MediaSandbox()
+        try box.run("convert", "-size", "200x100", "xc:red", "xc:blue", "xc:green", "-loop", "0", "uploads/anim.gif".prefixingDirectory(box))
+        let result = try await box.perform("image.thumbnail", source("uploads/anim.gif", [("variants", variants([("v", 100, 100, "inside", "webp")]))]))
+        #expect(result["frames"] == 3)
+        #expect(result["variants"]?[0]?["width"] == 100 && result["variants"]?[0]?["height"] == 50)
+        let key = try #require(result["variants"]?[0]?["key"]?.stringValue)
+        let pixel = try box.run("vips", "getpoint", key, "50", "25").split(separator: " ").compactMap { Double($0) }
+        #expect(pixel.first.map { $0 > 200 } == true)  // red: the first frame
+    }
+
+    @Test func invalidArgumentsArePermanent() async throws {
+        let box = try MediaSandbox()
+        let missing = await box.failure("image.thumbnail", JSONObject())
+        #expect(missing?.errorClass == "InvalidArguments")
+        let badFit = await box.failure("image.thumbnail", source("a.jpg", [("variants", variants([("v", 10, 10, "stretch", "webp")]))]))
+        #expect(badFit?.errorClass == "InvalidArguments" && badFit?.isPermanent == true)
+        let badFormat = await box.failure("image.thumbnail", source("a.jpg", [("variants", variants([("v", 10, 10, "cover", "bmp")]))]))
+        #expect(badFormat?.message.contains("format") == true)
+    }
+
+    @Test func pathsMustStayInsideTheMediaRoot() async throws {
+        let box = try MediaSandbox()
+        try box.run("vips", "black", box.path("ok.png"), "10", "10")
+        let absolute = await box.failure("image.thumbnail", source("/etc/passwd"))
+        #expect(absolute?.errorClass == "PathOutsideMediaRoot" && absolute?.isPermanent == true)
+        let dotdot = await box.failure("image.thumbnail", source("uploads/../../secret.jpg"))
+        #expect(dotdot?.errorClass == "PathOutsideMediaRoot")
+        try box.run("vips", "black", box.root + "/outside.png", "10", "10")
+        try FileManager.default.createSymbolicLink(atPath: box.path("link.png"), withDestinationPath: box.root + "/outside.png")
+        let link = await box.failure("image.thumbnail", source("link.png"))
+        #expect(link?.errorClass == "PathOutsideMediaRoot")
+        try FileManager.default.createSymbolicLink(atPath: box.path("out"), withDestinationPath: box.root)
+        let escape = await box.failure("image.thumbnail", source("ok.png", [("destination", "out/thumbs")]))
+        #expect(escape?.errorClass == "PathOutsideMediaRoot")
+        #expect(!FileManager.default.fileExists(atPath: box.root + "/thumbs"))
+        let missing = await box.failure("image.thumbnail", source("nope.jpg"))
+        #expect(missing?.errorClass == "SourceNotFound")
+    }
+}
+
+extension String {
+    /// Makes a media key into an absolute path inside the sandbox, creating its directory (for tools that
+    /// write files). `after` keeps a coder prefix such as `PNG48:`.
+    func prefixingDirectory(_ box: MediaSandbox, after prefix: String = "") -> String {
+        let key = String(dropFirst(prefix.count))
+        try? FileManager.default.createDirectory(atPath: (box.path(key) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        return prefix + box.path(key)
+    }
+}
+
+@Suite struct JobFileTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    @Test func examplesPassTheHandlersValidation() throws {
+        for name in ["image.thumbnail", "image.strip_metadata"] {
+            let data = try Data(contentsOf: Self.repository.appendingPathComponent("Jobs/examples/\(name).json"))
+            let job = try JSONValue(parsing: Array(data))
+            #expect(job["class"]?.stringValue == name)
+            #expect(job["queue"] == "media")
+            let arguments = try #require(job["args"]?[0]?.objectValue)
+            if name == "image.thumbnail" {
+                let request = try ThumbnailRequest(arguments: arguments)
+                #expect(request.variants.count == 3)
+                #expect(request.variants[2].format == .jpeg)
+            } else {
+                let request = try StripMetadataRequest(arguments: arguments)
+                #expect(request.icc == .keep)
+            }
+            let schema = try JSONValue(parsing: Array(try Data(contentsOf: Self.repository.appendingPathComponent("Jobs/\(name).schema.json"))))
+            let allowed = Set(schema["properties"]?.objectValue?.keys ?? [])
+            #expect(Set(arguments.keys).isSubset(of: allowed))
+        }
+    }
+
+    @Test func unknownArgumentsAreRejected() throws {
+        #expect(throws: JobFailure.self) { try ThumbnailRequest(arguments: JSONObject([("source", "a.jpg"), ("size", 3)])) }
+        #expect(throws: JobFailure.self) { try StripMetadataRequest(arguments: JSONObject([("source", "a.jpg"), ("keep_gps", true)])) }
+    }
+}
+
+@Suite struct HEIFSourceTests {
+    @Test func avifSourceIsReadThroughHeifload() async throws {
+        let box = try MediaSandbox()
+        try box.run("convert", "-size", "300x200", "gradient:red-blue", box.path("plain.png"))
+        try box.run("vips", "heifsave", box.path("plain.png"), box.path("uploads/pic.avif".prefixingDirectory(box).replacingOccurrences(of: box.media + "/", with: "")), "--compression", "av1")
+        let result = try await box.perform("image.thumbnail", source("uploads/pic.avif", [("variants", variants([("v", 150, 150, "inside", "jpeg")]))]))
+        #expect(result["source_format"] == "heif")
+        #expect(result["variants"]?[0]?["width"] == 150 && result["variants"]?[0]?["height"] == 100)
+    }
+}
