@@ -49,11 +49,11 @@ final class MediaFixture: @unchecked Sendable {
 
     /// Runs `ffmpeg -v error -y <arguments> <root>/<key>`.
     @discardableResult
-    func ffmpeg(_ arguments: [String], output key: String) throws -> String {
+    func ffmpeg(_ arguments: [String], output key: String) async throws -> String {
         let out = path(key)
         try FileManager.default.createDirectory(
             atPath: (out as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try run("/usr/bin/ffmpeg", ["-nostdin", "-v", "error", "-y"] + arguments + [out])
+        try await runAsync("/usr/bin/ffmpeg", ["-nostdin", "-v", "error", "-y"] + arguments + [out])
         return out
     }
 
@@ -63,21 +63,21 @@ final class MediaFixture: @unchecked Sendable {
 
     /// A clip from lavfi testsrc (+ sine audio unless `audio` is false).
     func clip(_ key: String, size: String = "320x240", rate: Int = 25, seconds: Double = 1, audio: Bool = true,
-              extra: [String] = []) throws {
+              extra: [String] = []) async throws {
         var args = ["-f", "lavfi", "-i", "testsrc=s=\(size):r=\(rate):d=\(seconds)"]
         if audio { args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=\(seconds)"] }
         args += ["-c:v", "libx264", "-preset", "ultrafast"]
         if !extra.contains("-pix_fmt") { args += ["-pix_fmt", "yuv420p"] }
         if audio { args += ["-c:a", "aac", "-ac", "1"] }
-        try ffmpeg(args + extra, output: key)
+        try await ffmpeg(args + extra, output: key)
     }
 
     /// Re-muxes `key` with a display matrix turning it `degrees` clockwise (what phones write).
-    func rotate(_ key: String, degrees: Int) throws {
+    func rotate(_ key: String, degrees: Int) async throws {
         let original = path(key)
         let plain = original + ".plain.mp4"
         try FileManager.default.moveItem(atPath: original, toPath: plain)
-        try run("/usr/bin/ffmpeg", ["-nostdin", "-v", "error", "-y", "-i", plain, "-c", "copy", "-metadata:s:v:0", "rotate=\(degrees)", original])
+        try await runAsync("/usr/bin/ffmpeg", ["-nostdin", "-v", "error", "-y", "-i", plain, "-c", "copy", "-metadata:s:v:0", "rotate=\(degrees)", original])
         try FileManager.default.removeItem(atPath: plain)
     }
 
@@ -93,6 +93,13 @@ func conveyorBinary() -> String {
     if let bin = ProcessInfo.processInfo.environment["CONVEYOR_BIN"], !bin.isEmpty { return bin }
     let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     return here.appendingPathComponent(".build/debug/conveyor").path
+}
+
+/// `run` on an app-owned thread: waiting for a child process must not hold one of the few cooperative
+/// threads every parallel test shares.
+@discardableResult
+func runAsync(_ executable: String, _ arguments: [String]) async throws -> String {
+    try await BlockingPool.shared.run { try run(executable, arguments) }
 }
 
 @discardableResult
@@ -119,8 +126,8 @@ struct FixtureError: Error, CustomStringConvertible {
 }
 
 /// ffprobe's JSON for a file (the independent check of what Conveyor wrote).
-func ffprobe(_ path: String, _ extra: [String] = []) throws -> JSONValue {
-    let text = try run("/usr/bin/ffprobe", ["-v", "error", "-of", "json", "-show_format", "-show_streams"] + extra + [path])
+func ffprobe(_ path: String, _ extra: [String] = []) async throws -> JSONValue {
+    let text = try await runAsync("/usr/bin/ffprobe", ["-v", "error", "-of", "json", "-show_format", "-show_streams"] + extra + [path])
     return try JSONValue(parsing: Array(text.utf8))
 }
 

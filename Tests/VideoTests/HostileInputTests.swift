@@ -13,11 +13,10 @@ import Testing
         let canary: FileTripwire
         let listener: ConnectionTripwire
 
-        init() throws {
-            fixture = try MediaFixture()
-            try fixture.clip("uploads/secret.mp4", seconds: 0.4, audio: false)
-            canary = try FileTripwire(fixture.path("uploads/secret.mp4"))
-            listener = try ConnectionTripwire()
+        static func make() async throws -> Trap {
+            let fixture = try MediaFixture()
+            try await fixture.clip("uploads/secret.mp4", seconds: 0.4, audio: false)
+            return Trap(fixture: fixture, canary: try FileTripwire(fixture.path("uploads/secret.mp4")), listener: try ConnectionTripwire())
         }
 
         /// Asserts nothing touched the canary or the port, then proves both tripwires fire.
@@ -44,7 +43,7 @@ import Testing
 
     @Test(arguments: ["hls-local", "hls-remote", "concat"])
     func playlistsNamedMP4AreRejectedWithoutTouchingAnythingElse(kind: String) async throws {
-        let trap = try Trap()
+        let trap = try await Trap.make()
         let text = kind == "hls-local" ? trap.hlsLocal : kind == "hls-remote" ? trap.hlsRemote : trap.concat
         try trap.fixture.write(text, to: "uploads/evil.mp4")
         let probe = trap.fixture.probeHandler(sandboxed: true)
@@ -64,16 +63,18 @@ import Testing
     /// The second wall: even with HLS and concat let through the demuxer allow-list, io_open refuses
     /// every nested open and nested contexts have no protocol, so the playlist still reaches nothing.
     @Test(arguments: ["hls-local", "hls-remote", "concat"])
-    func nestedOpensAreRefusedEvenWhenTheDemuxerIsAllowed(kind: String) throws {
-        let trap = try Trap()
+    func nestedOpensAreRefusedEvenWhenTheDemuxerIsAllowed(kind: String) async throws {
+        let trap = try await Trap.make()
         let text = kind == "hls-local" ? trap.hlsLocal : kind == "hls-remote" ? trap.hlsRemote : trap.concat
         try trap.fixture.write(text, to: "uploads/evil.mp4")
         var policy = InputPolicy()
         policy.formats += ["hls", "concat"]
-        do {
-            let probe = try MediaProbe.probe(path: trap.fixture.path("uploads/evil.mp4"), policy: policy, deadline: .now + .seconds(20))
+        let widened = policy
+        let path = trap.fixture.path("uploads/evil.mp4")
+        switch try await offCooperativePool({ () throws(AVFailure) in try MediaProbe.probe(path: path, policy: widened, deadline: .now + .seconds(20)) }) {
+        case .success(let probe):
             Issue.record("probe accepted a playlist: \(probe)")
-        } catch {
+        case .failure(let error):
             #expect(error.isPermanent, "\(error)")
             if kind != "concat" {
                 // HLS goes through io_open, which counts and names what it refused.
@@ -86,7 +87,7 @@ import Testing
 
     @Test func truncatedMP4IsAPermanentError() async throws {
         let fixture = try MediaFixture()
-        try fixture.clip("whole.mp4", seconds: 1)
+        try await fixture.clip("whole.mp4", seconds: 1)
         let whole = try Data(contentsOf: URL(fileURLWithPath: fixture.path("whole.mp4")))
         // Without +faststart the moov box is at the end: cutting the file loses it.
         try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: fixture.path("cut.mp4")))
@@ -98,7 +99,7 @@ import Testing
 
     @Test func hugeDimensionsAreRejectedBeforeDecoding() async throws {
         let fixture = try MediaFixture()
-        try fixture.clip("small.mp4", size: "320x256", seconds: 0.2, audio: false)
+        try await fixture.clip("small.mp4", size: "320x256", seconds: 0.2, audio: false)
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture.path("small.mp4"))))
         // Rewrite the avc1 sample entry's width and height (28 bytes after its type) to 20000x20000.
         let stsd = try #require(find(Array("stsd".utf8), in: bytes))
@@ -117,9 +118,9 @@ import Testing
 
     /// A container that understates the size (16x16 in stsd, 320x256 in the H.264 SPS) still meets the
     /// pixel limit once the decoder sees the real size.
-    @Test func understatedDimensionsAreCaughtByTheDecoder() throws {
+    @Test func understatedDimensionsAreCaughtByTheDecoder() async throws {
         let fixture = try MediaFixture()
-        try fixture.clip("small.mp4", size: "320x256", seconds: 0.2, audio: false)
+        try await fixture.clip("small.mp4", size: "320x256", seconds: 0.2, audio: false)
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture.path("small.mp4"))))
         let stsd = try #require(find(Array("stsd".utf8), in: bytes))
         let avc1 = try #require(find(Array("avc1".utf8), in: Array(bytes[stsd...]))) + stsd
@@ -127,16 +128,19 @@ import Testing
         try Data(bytes).write(to: URL(fileURLWithPath: fixture.path("liar.mp4")))
         var policy = InputPolicy()
         policy.maxPixels = 320 * 256 - 1
-        #expect(throws: AVFailure.self) {
-            _ = try Transcoder.transcode(
-                inputPath: fixture.path("liar.mp4"), outputPath: fixture.path("liar.out.mp4"), profile: .web720p,
-                policy: policy, posterAt: nil, deadline: .now + .seconds(30))
+        let input = fixture.path("liar.mp4"), output = fixture.path("liar.out.mp4")
+        let strict = policy
+        let transcoded = try await offCooperativePool { () throws(AVFailure) in
+            try Transcoder.transcode(
+                inputPath: input, outputPath: output, profile: .web720p, policy: strict, posterAt: nil, deadline: .now + .seconds(30))
         }
-        do {
-            _ = try MediaProbe.probe(path: fixture.path("liar.mp4"), policy: policy, deadline: .now + .seconds(30))
-            Issue.record("a 320x256 stream passed a 320x256-1 pixel limit")
-        } catch {
-            #expect(error.isPermanent, "\(error)")
+        if case .success = transcoded { Issue.record("a 320x256 stream was transcoded under a 320x256-1 pixel limit") }
+        let probed = try await offCooperativePool { () throws(AVFailure) in
+            try MediaProbe.probe(path: input, policy: strict, deadline: .now + .seconds(30))
+        }
+        switch probed {
+        case .success: Issue.record("a 320x256 stream passed a 320x256-1 pixel limit")
+        case .failure(let error): #expect(error.isPermanent, "\(error)")
         }
     }
 
@@ -150,7 +154,7 @@ import Testing
 
     @Test func audioOnlyProbesButDoesNotTranscode() async throws {
         let fixture = try MediaFixture()
-        try fixture.ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac"], output: "voice.m4a")
+        try await fixture.ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac"], output: "voice.m4a")
         let probe = try await fixture.probeHandler().perform(fixture.job("video.probe", ["source": "voice.m4a"]))
         #expect(probe["streams"]?.arrayValue?.count == 1)
         #expect(probe["streams"]?[0]?["codec_type"] == "audio")
@@ -163,7 +167,7 @@ import Testing
     @Test func decoderOutsideTheAllowListIsRefused() async throws {
         let fixture = try MediaFixture()
         // MJPEG in Matroska: the container is allowed, the codec is not.
-        try fixture.ffmpeg(["-f", "lavfi", "-i", "testsrc=s=64x64:d=0.2", "-c:v", "mjpeg"], output: "mjpeg.mkv")
+        try await fixture.ffmpeg(["-f", "lavfi", "-i", "testsrc=s=64x64:d=0.2", "-c:v", "mjpeg"], output: "mjpeg.mkv")
         let message = await expectPermanent("UnsupportedMedia") {
             try await fixture.transcodeHandler().perform(fixture.job("video.transcode", ["source": "mjpeg.mkv"]))
         }
@@ -172,7 +176,7 @@ import Testing
 
     @Test func deadlineStopsTheTranscodeAndIsRetryable() async throws {
         let fixture = try MediaFixture()
-        try fixture.clip("long.mp4", size: "1280x720", rate: 25, seconds: 6, audio: false)
+        try await fixture.clip("long.mp4", size: "1280x720", rate: 25, seconds: 6, audio: false)
         do {
             let result = try await fixture.transcodeHandler().perform(
                 fixture.job("video.transcode", ["source": "long.mp4"], timeout: .milliseconds(300)))
@@ -191,16 +195,23 @@ import Testing
         let fixture = try MediaFixture()
         let outside = fixture.directory + "/outside"
         try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
-        try fixture.clip("../outside/secret.mp4", seconds: 0.2, audio: false)
+        try await fixture.clip("../outside/secret.mp4", seconds: 0.2, audio: false)
         try FileManager.default.createSymbolicLink(atPath: fixture.path("link"), withDestinationPath: outside)
         let expected = key.isEmpty ? "InvalidArguments" : "PathOutsideMediaRoot"
         _ = await expectPermanent(expected) {
             try await fixture.probeHandler().perform(fixture.job("video.probe", ["source": JSONValue(key)]))
         }
-        try fixture.clip("in.mp4", seconds: 0.2, audio: false)
+        try await fixture.clip("in.mp4", seconds: 0.2, audio: false)
         _ = await expectPermanent("PathOutsideMediaRoot") {
             try await fixture.transcodeHandler().perform(
                 fixture.job("video.transcode", ["source": "in.mp4", "output": JSONValue(key.isEmpty ? "/tmp/x.mp4" : key)]))
         }
+    }
+}
+
+/// Runs FFmpeg work on an app-owned thread, keeping its typed failure.
+func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws(AVFailure) -> T) async throws -> Result<T, AVFailure> {
+    try await BlockingPool.shared.run { () -> Result<T, AVFailure> in
+        do throws(AVFailure) { return .success(try body()) } catch { return .failure(error) }
     }
 }

@@ -31,7 +31,7 @@ final class RowRecorder: IngestRecorder {
     @Test func videoUploadWithAnImageNameIsTranscodedAndRecorded() async throws {
         let fixture = try MediaFixture()
         // Named .jpg, really an MP4: the bytes decide.
-        try fixture.clip("uploads/u1.mp4", size: "640x360", seconds: 1)
+        try await fixture.clip("uploads/u1.mp4", size: "640x360", seconds: 1)
         try FileManager.default.moveItem(atPath: fixture.path("uploads/u1.mp4"), toPath: fixture.path("uploads/u1.jpg"))
         let recorder = RowRecorder()
         let result = try await handler(fixture, recorder: recorder).perform(
@@ -74,7 +74,7 @@ final class RowRecorder: IngestRecorder {
     @Test func imageUploadIsStrippedAndThumbnailedByTheImagesFamily() async throws {
         let fixture = try MediaFixture()
         // A JPEG named .mov.
-        try fixture.ffmpeg(["-f", "lavfi", "-i", "testsrc=s=640x480", "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg"], output: "uploads/photo.mov")
+        try await fixture.ffmpeg(["-f", "lavfi", "-i", "testsrc=s=640x480", "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg"], output: "uploads/photo.mov")
         let images = try ImagesConfiguration(environment: ["CONVEYOR_MEDIA_ROOT": fixture.root.path, "CONVEYOR_IMAGE_IN_PROCESS": "1"])
         let pool = HelperPool(images.pool)
         defer { pool.shutdown() }

@@ -8,10 +8,10 @@ import Testing
 @Suite struct ProbeAndTranscodeTests {
     @Test func probeReportsContainerAndStreamsLikeFFprobe() async throws {
         let fixture = try MediaFixture()
-        try fixture.clip("uploads/a.mp4", size: "320x240", rate: 25, seconds: 2)
+        try await fixture.clip("uploads/a.mp4", size: "320x240", rate: 25, seconds: 2)
         let handler = fixture.probeHandler()
         let result = try await handler.perform(fixture.job("video.probe", ["source": "uploads/a.mp4"]))
-        let reference = try ffprobe(fixture.path("uploads/a.mp4"))
+        let reference = try await ffprobe(fixture.path("uploads/a.mp4"))
 
         #expect(result["source"]?.stringValue == "uploads/a.mp4")
         #expect(result["format"]?["format_name"] == reference["format"]?["format_name"])
@@ -34,8 +34,8 @@ import Testing
 
     @Test func probeReportsRotationFromTheDisplayMatrix() async throws {
         let fixture = try MediaFixture()
-        try fixture.clip("r.mp4", audio: false)
-        try fixture.rotate("r.mp4", degrees: 90)
+        try await fixture.clip("r.mp4", audio: false)
+        try await fixture.rotate("r.mp4", degrees: 90)
         let result = try await fixture.probeHandler()
             .perform(fixture.job("video.probe", ["source": "r.mp4"]))
         let video = try #require(result["streams"]?[0])
@@ -46,7 +46,7 @@ import Testing
     @Test func transcodeWritesAWebMP4AndAPoster() async throws {
         let fixture = try MediaFixture()
         // 2560x1440 at 10 fps (light on CI) for 4.4 s, with a location tag that must not survive.
-        try fixture.clip(
+        try await fixture.clip(
             "uploads/big.mov", size: "2560x1440", rate: 10, seconds: 4.4,
             extra: ["-metadata", "location=+48.8584+002.2945/", "-metadata", "title=secret title"])
         let hooked = ProgressSink()
@@ -61,7 +61,7 @@ import Testing
         #expect(result["height"] == 1080)
         #expect(result["has_audio"] == true)
         let out = fixture.path("uploads/big.1080p.mp4")
-        let probe = try ffprobe(out)
+        let probe = try await ffprobe(out)
         let video = try #require(probe["streams"]?.arrayValue?.first { $0["codec_type"] == "video" })
         #expect(video["codec_name"] == "h264")
         #expect(video["profile"] == "High")
@@ -95,7 +95,7 @@ import Testing
         // The poster is a JPEG of the video's size from the middle of the clip.
         let poster = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture.path("uploads/big.poster.jpg"))))
         #expect(poster.starts(with: [0xFF, 0xD8, 0xFF]))
-        let posterProbe = try ffprobe(fixture.path("uploads/big.poster.jpg"))
+        let posterProbe = try await ffprobe(fixture.path("uploads/big.poster.jpg"))
         #expect(posterProbe["streams"]?[0]?["width"] == 1920)
         let posterTime = try #require(result["poster_time"]?.doubleValue)
         #expect(abs(posterTime - 2.2) < 0.1)
@@ -112,8 +112,8 @@ import Testing
     @Test func transcodeAppliesRotationKeepsSizeBelowTheProfileAndEvensDimensions() async throws {
         let fixture = try MediaFixture()
         // 4:4:4 so the source can have odd dimensions; the output is 4:2:0.
-        try fixture.clip("rot.mp4", size: "321x241", extra: ["-pix_fmt", "yuv444p"])
-        try fixture.rotate("rot.mp4", degrees: 90)
+        try await fixture.clip("rot.mp4", size: "321x241", extra: ["-pix_fmt", "yuv444p"])
+        try await fixture.rotate("rot.mp4", degrees: 90)
         let handler = fixture.transcodeHandler()
         let result = try await handler.perform(
             fixture.job("video.transcode", ["source": "rot.mp4", "profile": "720p", "poster": false]))
@@ -122,28 +122,28 @@ import Testing
         #expect(result["rotation_applied"] == 270)
         #expect(result["poster"] == nil)
         #expect(!FileManager.default.fileExists(atPath: fixture.path("rot.poster.jpg")))
-        let probe = try ffprobe(fixture.path("rot.720p.mp4"))
+        let probe = try await ffprobe(fixture.path("rot.720p.mp4"))
         let video = try #require(probe["streams"]?.arrayValue?.first { $0["codec_type"] == "video" })
         // 321x241 shown rotated is 241x321: not upscaled, rounded down to even.
         #expect(video["width"] == 240)
         #expect(video["height"] == 320)
         #expect(video["side_data_list"] == nil)
-        try run("/usr/bin/ffmpeg", ["-nostdin", "-v", "error", "-y", "-i", fixture.path("rot.mp4"), "-vf", "scale=240:320", "-frames:v", "1", fixture.path("cli.png")])
-        try run("/usr/bin/ffmpeg", ["-nostdin", "-v", "error", "-y", "-i", fixture.path("rot.720p.mp4"), "-frames:v", "1", fixture.path("ours.png")])
-        let psnr = try run("/usr/bin/ffmpeg", ["-nostdin", "-i", fixture.path("cli.png"), "-i", fixture.path("ours.png"), "-lavfi", "psnr", "-f", "null", "-"])
+        try await runAsync("/usr/bin/ffmpeg", ["-nostdin", "-v", "error", "-y", "-i", fixture.path("rot.mp4"), "-vf", "scale=240:320", "-frames:v", "1", fixture.path("cli.png")])
+        try await runAsync("/usr/bin/ffmpeg", ["-nostdin", "-v", "error", "-y", "-i", fixture.path("rot.720p.mp4"), "-frames:v", "1", fixture.path("ours.png")])
+        let psnr = try await runAsync("/usr/bin/ffmpeg", ["-nostdin", "-i", fixture.path("cli.png"), "-i", fixture.path("ours.png"), "-lavfi", "psnr", "-f", "null", "-"])
         let average = try #require(psnr.range(of: "average:").map { psnr[$0.upperBound...].prefix { $0 != " " } }.flatMap { Double($0) })
         #expect(average > 25, "PSNR against ffmpeg's autorotated frame: \(average) dB")
     }
 
     @Test func transcodeOf720pProfileBoundsPortraitVideoByItsShortSide() async throws {
         let fixture = try MediaFixture()
-        try fixture.clip("tall.mp4", size: "1080x1920", seconds: 0.4, audio: false)
+        try await fixture.clip("tall.mp4", size: "1080x1920", seconds: 0.4, audio: false)
         let result = try await fixture.transcodeHandler()
             .perform(fixture.job("video.transcode", ["source": "tall.mp4", "profile": "720p", "output": "out/tall.mp4"]))
         #expect(result["width"] == 720)
         #expect(result["height"] == 1280)
         #expect(result["has_audio"] == false)
-        let probe = try ffprobe(fixture.path("out/tall.mp4"))
+        let probe = try await ffprobe(fixture.path("out/tall.mp4"))
         #expect(probe["streams"]?.arrayValue?.count == 1)
     }
 
