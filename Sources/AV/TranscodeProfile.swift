@@ -14,6 +14,8 @@ public struct TranscodeProfile: Sendable, Equatable {
     /// Seconds between keyframes (GOP = this × frame rate).
     public var keyframeInterval: Double = 2
     public var audioBitRate: Int = 128_000
+    /// Frames closer together than 1/maxFrameRate s are dropped (PeerTube caps at 60).
+    public var maxFrameRate: Double = 60
 
     public init(name: String, maxLongSide: Int, maxShortSide: Int, maxBitRate: Int) {
         self.name = name

@@ -52,6 +52,9 @@ private final class TranscodeJob {
 
     var firstVideoPTS: Int64?
     var lastVideoPTS: Int64 = Int64.min
+    /// Input time-base ticks between kept frames (frame-rate cap) and when the next frame is due.
+    var minFrameSpacing: Double = 0
+    var nextFrameDue: Double = -.infinity
     var frames = 0
     var audioSamples: Int64 = 0
     var lastReport: Int64 = 0
@@ -87,7 +90,9 @@ private final class TranscodeJob {
         outHeight = Int32(size.height)
 
         var frameRate = av_guess_frame_rate(input.context, vstream, nil)
-        if frameRate.num <= 0 || frameRate.den <= 0 || av_q2d(frameRate) > 240 { frameRate = AVRational(num: 30, den: 1) }
+        if frameRate.num <= 0 || frameRate.den <= 0 || av_q2d(frameRate) > 1000 { frameRate = AVRational(num: 30, den: 1) }
+        if av_q2d(frameRate) > profile.maxFrameRate { frameRate = av_d2q(profile.maxFrameRate, 1000) }
+        minFrameSpacing = 1 / profile.maxFrameRate / av_q2d(inputTimeBase)
         if let duration = probe.duration, let posterAt {
             posterTarget = av_rescale_q(Int64(duration * posterAt * 1_000_000), AVRational(num: 1, den: 1_000_000), inputTimeBase)
         } else {
@@ -299,6 +304,8 @@ private final class TranscodeJob {
         if pts == avNoPTS { pts = lastVideoPTS == Int64.min ? 0 : lastVideoPTS + 1 }
         if firstVideoPTS == nil { firstVideoPTS = pts }
         pts -= firstVideoPTS ?? 0
+        if Double(pts) < nextFrameDue - 0.5 { return }
+        nextFrameDue = max(nextFrameDue + minFrameSpacing, Double(pts))
         if pts <= lastVideoPTS { pts = lastVideoPTS + 1 }
         lastVideoPTS = pts
 

@@ -151,6 +151,7 @@ extension TranscodeProfile {
             "name": JSONValue(name), "max_long_side": JSONValue(maxLongSide), "max_short_side": JSONValue(maxShortSide),
             "crf": JSONValue(crf), "max_bit_rate": JSONValue(maxBitRate), "preset": JSONValue(preset),
             "keyframe_interval": JSONValue(keyframeInterval), "audio_bit_rate": JSONValue(audioBitRate),
+            "max_frame_rate": JSONValue(maxFrameRate),
         ]
     }
 
@@ -163,6 +164,7 @@ extension TranscodeProfile {
         if let v = json["preset"]?.stringValue { preset = v }
         if let v = json["keyframe_interval"]?.doubleValue { keyframeInterval = v }
         if let v = json["audio_bit_rate"]?.intValue { audioBitRate = v }
+        if let v = json["max_frame_rate"]?.doubleValue, v > 0 { maxFrameRate = v }
     }
 }
 

@@ -147,6 +147,19 @@ import Testing
         #expect(probe["streams"]?.arrayValue?.count == 1)
     }
 
+    @Test func frameRateIsCappedAt60() async throws {
+        let fixture = try MediaFixture()
+        try await fixture.clip("fast.mkv", size: "160x120", rate: 120, seconds: 2, audio: false)
+        let result = try await fixture.transcodeHandler().perform(
+            fixture.job("video.transcode", ["source": "fast.mkv", "poster": false]))
+        let frames = try #require(result["frames"]?.intValue)
+        #expect((115...121).contains(frames), "\(frames) frames from 2 s of 120 fps")
+        let probe = try await ffprobe(fixture.path("fast.1080p.mp4"))
+        let rate = try #require(probe["streams"]?[0]?["avg_frame_rate"]?.stringValue)
+        let parts = rate.split(separator: "/").compactMap { Double($0) }
+        #expect(parts.count == 2 && parts[0] / parts[1] <= 62, "\(rate)")
+    }
+
     @Test func outputSizeNeverUpscalesAndStaysEven() {
         #expect(TranscodeProfile.web1080p.outputSize(width: 3840, height: 2160) == (1920, 1080))
         #expect(TranscodeProfile.web1080p.outputSize(width: 641, height: 359) == (640, 358))
