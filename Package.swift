@@ -58,7 +58,9 @@ let package = Package(
 
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox"], swiftSettings: swiftSettings),
-        .target(name: "Video", dependencies: ["ConveyorCore", "AV"], swiftSettings: swiftSettings),
+        .target(
+            name: "Video", dependencies: ["ConveyorCore", "AV", "Sandbox", "Images", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .target(
             name: "Mail",
             dependencies: ["ConveyorCore", "Curl", "Redis", "Postgres", .product(name: "Mustache", package: "swift-mustache")],
@@ -93,11 +95,14 @@ let package = Package(
             exclude: ["smtp_sink.py", "parse_eml.py"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"],
+            name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"], exclude: ["tcp_proxy.py"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "Redis", "Postgres"],
             exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
+        // Benchmarks/video/run.sh drives this; not run by the tests.
+        .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Images
 import Sandbox
+import Video
 
 /// `conveyor helper`: the child side of a `HelperPool`. Not for people: the worker starts it and speaks
 /// length-prefixed JSON to it over stdin/stdout.
@@ -22,6 +23,7 @@ struct HelperCommand: ParsableCommand {
     func run() throws {
         // Every family that runs native code in helpers registers its operations here.
         ImagesJobs.registerHelperOperations()
+        VideoOperations.registerHelperOperations()
         let status = HelperServer.serve(
             limits: HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles))
         throw ExitCode(status)

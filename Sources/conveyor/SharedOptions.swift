@@ -6,6 +6,7 @@ import Logging
 import Mail
 import Redis
 import Summaries
+import Video
 
 /// Where Redis is and which deployment's keys to use: flags win over `REDIS_URL` / `CONVEYOR_NAMESPACE`.
 struct RedisOptions: ParsableArguments {
@@ -63,6 +64,7 @@ enum JobClasses {
         var registry = JobRegistry()
         BuiltinJobs.register(into: &registry)
         try ImagesJobs.register(into: &registry, environment: environment)
+        try VideoJobs.register(into: &registry, environment: environment)
         try MailJobs.register(into: &registry, environment: environment)
         MailMigrations.register()
         try SummariesJobs.register(into: &registry, environment: environment)

@@ -1,5 +1,6 @@
 #ifndef CONVEYOR_CSHIMS_H
 #define CONVEYOR_CSHIMS_H
 /* Each library's shims live in their own header next to this one. */
+#include "cshims_av.h"
 #include "cshims_vips.h"
 #endif

@@ -1,0 +1,122 @@
+internal import CFFmpeg
+internal import CShims
+
+/// Owns an AVCodecContext.
+final class CodecContext {
+    let ptr: UnsafeMutablePointer<AVCodecContext>
+    init(_ codec: UnsafePointer<AVCodec>, operation: String) throws(AVFailure) {
+        guard let ctx = avcodec_alloc_context3(codec) else {
+            throw AVFailure(.resource, operation: operation, message: "avcodec_alloc_context3: out of memory")
+        }
+        ptr = ctx
+    }
+    deinit {
+        var ctx: UnsafeMutablePointer<AVCodecContext>? = ptr
+        avcodec_free_context(&ctx)
+    }
+}
+
+/// Owns an AVFrame.
+final class Frame {
+    let ptr: UnsafeMutablePointer<AVFrame>
+    init() throws(AVFailure) {
+        guard let frame = av_frame_alloc() else {
+            throw AVFailure(.resource, operation: "av_frame_alloc", message: "out of memory")
+        }
+        ptr = frame
+    }
+    deinit {
+        var frame: UnsafeMutablePointer<AVFrame>? = ptr
+        av_frame_free(&frame)
+    }
+
+    /// A frame with its own buffers for video of the given size and pixel format.
+    static func video(width: Int32, height: Int32, format: AVPixelFormat) throws(AVFailure) -> Frame {
+        let frame = try Frame()
+        frame.ptr.pointee.width = width
+        frame.ptr.pointee.height = height
+        frame.ptr.pointee.format = format.rawValue
+        let code = av_frame_get_buffer(frame.ptr, 0)
+        if code < 0 { throw AVFailure(.resource, operation: "av_frame_get_buffer", message: AVFailure.text(code), code: code) }
+        return frame
+    }
+}
+
+/// Owns an AVPacket.
+final class Packet {
+    let ptr: UnsafeMutablePointer<AVPacket>
+    init() throws(AVFailure) {
+        guard let packet = av_packet_alloc() else {
+            throw AVFailure(.resource, operation: "av_packet_alloc", message: "out of memory")
+        }
+        ptr = packet
+    }
+    deinit {
+        var packet: UnsafeMutablePointer<AVPacket>? = ptr
+        av_packet_free(&packet)
+    }
+}
+
+/// Owns a SwsContext (recreated when the source geometry changes).
+final class Scaler {
+    var ptr: OpaquePointer?
+    init() {}
+    deinit { sws_freeContext(ptr) }
+
+    /// Scales `source` into a new frame of the given size and format.
+    func scale(_ source: UnsafeMutablePointer<AVFrame>, width: Int32, height: Int32, format: AVPixelFormat) throws(AVFailure) -> Frame {
+        ptr = sws_getCachedContext(
+            ptr, source.pointee.width, source.pointee.height, AVPixelFormat(source.pointee.format),
+            width, height, format, SWS_BICUBIC, nil, nil, nil)
+        guard let ptr else {
+            throw AVFailure(.rejectedInput, operation: "sws_getCachedContext", message: "cannot convert pixel format \(source.pointee.format)")
+        }
+        let out = try Frame.video(width: width, height: height, format: format)
+        let code = sws_scale_frame(ptr, out.ptr, source)
+        if code < 0 { throw AVFailure(.rejectedInput, operation: "sws_scale_frame", message: AVFailure.text(code), code: code) }
+        return out
+    }
+}
+
+/// Owns a SwrContext and the FIFO that regroups its output into encoder-sized frames.
+final class Resampler {
+    var swr: OpaquePointer?
+    let fifo: OpaquePointer
+    init(swr: OpaquePointer, fifo: OpaquePointer) {
+        self.swr = swr
+        self.fifo = fifo
+    }
+    deinit {
+        swr_free(&swr)
+        av_audio_fifo_free(fifo)
+    }
+}
+
+/// Owns an output AVFormatContext and its file.
+final class OutputFile {
+    let ptr: UnsafeMutablePointer<AVFormatContext>
+    init(path: String, format: String) throws(AVFailure) {
+        var ctx: UnsafeMutablePointer<AVFormatContext>? = nil
+        let code = avformat_alloc_output_context2(&ctx, nil, format, "file:" + path)
+        guard code >= 0, let ctx else { throw AVFailure.output("avformat_alloc_output_context2", code) }
+        ptr = ctx
+        // +faststart reopens the file by name to move the moov box: keep that to the file protocol too.
+        av_opt_set(ctx, "protocol_whitelist", "file", 0)
+        var options: OpaquePointer? = nil
+        av_dict_set(&options, "protocol_whitelist", "file", 0)
+        let openCode = avio_open2(&ctx.pointee.pb, "file:" + path, AVIO_FLAG_WRITE, nil, &options)
+        av_dict_free(&options)
+        if openCode < 0 { throw AVFailure.output("avio_open2 \(path)", openCode) }
+    }
+    deinit {
+        avio_closep(&ptr.pointee.pb)
+        avformat_free_context(ptr)
+    }
+}
+
+@available(*, unavailable) extension CodecContext: Sendable {}
+@available(*, unavailable) extension Frame: Sendable {}
+@available(*, unavailable) extension Packet: Sendable {}
+@available(*, unavailable) extension Scaler: Sendable {}
+@available(*, unavailable) extension Resampler: Sendable {}
+@available(*, unavailable) extension OutputFile: Sendable {}

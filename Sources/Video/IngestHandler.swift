@@ -1,0 +1,128 @@
+public import ConveyorCore
+import Foundation
+public import Sandbox
+public import Images
+
+/// The image half of `media.ingest` (metadata stripping and the default thumbnails), supplied by the images
+/// family when the executable wires it: takes the job and the upload's media key, returns a result object
+/// with at least `width`, `height` and `variants`.
+public typealias ImageIngest = @Sendable (_ job: JobContext, _ source: String) async throws -> JSONObject
+
+/// Where `media.ingest` records one row per upload (kind, dimensions, duration, variants, probe, status) for the
+/// API to read by upload id; the executable wires a PostgreSQL table here.
+public protocol IngestRecorder: Sendable {
+    func record(uploadID: String, row: JSONObject) async throws
+}
+
+/// `media.ingest`: the one job the API enqueues after any upload. Sniffs the real type from the bytes and
+/// runs the matching steps: video → probe, transcode, poster; image → the images family's pipeline.
+///
+/// Arguments: `upload_id`, `source`.
+public struct IngestHandler: JobHandler {
+    public let root: MediaRoot
+    public let probe: ProbeHandler
+    public let transcode: TranscodeHandler
+    public let images: ImageIngest?
+    public let recorder: (any IngestRecorder)?
+
+    public init(
+        root: MediaRoot, probe: ProbeHandler, transcode: TranscodeHandler, images: ImageIngest?,
+        recorder: (any IngestRecorder)?
+    ) {
+        self.root = root
+        self.probe = probe
+        self.transcode = transcode
+        self.images = images
+        self.recorder = recorder
+    }
+
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        try VideoArguments.check(job, allowed: ["upload_id", "source"])
+        let uploadID = try job.string("upload_id")
+        guard !uploadID.isEmpty, uploadID.utf8.count <= 200 else {
+            throw JobFailure.invalidArguments("\(job.jobClass): upload_id must be 1 to 200 bytes")
+        }
+        let source = try job.string("source")
+        let path: String
+        do { path = try root.source(source) } catch { throw error.about(job) }
+        let kind = try Self.sniff(path, job: job, source: source)
+
+        var row = JSONObject()
+        row["upload_id"] = JSONValue(uploadID)
+        row["source"] = JSONValue(source)
+        row["detected_type"] = JSONValue(kind.rawValue)
+        do {
+            switch kind.family {
+            case "video":
+                try await ingestVideo(job, source: source, into: &row)
+            case "image":
+                guard let images else {
+                    throw JobFailure.transient(
+                        "IngestNotConfigured",
+                        "\(job.jobClass) jid=\(job.jid) source \(source): image uploads need the images pipeline, which this worker has not wired")
+                }
+                row["kind"] = "image"
+                for (key, value) in try await images(job, source) { row[key] = value }
+            default:
+                throw JobFailure.permanent(
+                    "UnsupportedMedia", "\(job.jobClass) jid=\(job.jid) source \(source): not a JPEG, PNG, GIF, WebP, HEIF/AVIF, MP4/MOV or Matroska/WebM file")
+            }
+            row["status"] = "ready"
+        } catch let failure as JobFailure {
+            if failure.isPermanent {
+                // The API learns that this upload will never be ready; transient failures are retried first.
+                row["status"] = "failed"
+                row["error_class"] = JSONValue(failure.errorClass)
+                row["error_message"] = JSONValue(failure.message)
+                try await recorder?.record(uploadID: uploadID, row: row)
+            }
+            throw failure
+        }
+        try await recorder?.record(uploadID: uploadID, row: row)
+        return .object(row)
+    }
+
+    func ingestVideo(_ job: JobContext, source: String, into row: inout JSONObject) async throws {
+        let probeJob = JobContext(
+            jid: job.jid, jobClass: job.jobClass, queue: job.queue, arguments: JSONObject([("source", .string(source))]),
+            attempt: job.attempt, deadline: job.deadline, payload: job.payload, logger: job.logger)
+        let probeResult = try await probe.perform(probeJob)
+        let streams = probeResult["streams"]?.arrayValue ?? []
+        guard let video = streams.first(where: { $0["codec_type"] == "video" }) else {
+            // Audio-only: recorded with its probe, nothing to transcode.
+            row["kind"] = "audio"
+            if let duration = probeResult["format"]?["duration"]?.stringValue.flatMap({ Double($0) }) {
+                row["duration"] = JSONValue(duration)
+            }
+            row["variants"] = .array([])
+            row["probe"] = probeResult
+            return
+        }
+        let result = try await transcode.perform(probeJob)
+        row["kind"] = "video"
+        row["width"] = result["width"] ?? .null
+        row["height"] = result["height"] ?? .null
+        row["duration"] = result["duration"] ?? .null
+        row["source_width"] = video["width"] ?? .null
+        row["source_height"] = video["height"] ?? .null
+        var variant = JSONObject()
+        variant["profile"] = result["profile"] ?? .null
+        variant["key"] = result["output"] ?? .null
+        variant["bytes"] = result["output_bytes"] ?? .null
+        row["variants"] = .array([.object(variant)])
+        row["poster"] = result["poster"] ?? .null
+        row["probe"] = probeResult
+    }
+
+    static func sniff(_ path: String, job: JobContext, source: String) throws(JobFailure) -> MediaKind {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw .transient("MediaUnreadable", "\(job.jobClass) jid=\(job.jid) source \(source): cannot open the upload")
+        }
+        defer { try? handle.close() }
+        let head = (try? handle.read(upToCount: 64)).map { [UInt8]($0) } ?? []
+        if head.isEmpty {
+            throw .permanent("UnsupportedMedia", "\(job.jobClass) jid=\(job.jid) source \(source): the upload is empty")
+        }
+        return MediaKind(sniffing: head)
+    }
+}

@@ -1,1 +1,0 @@
-// Video: see the issue that builds it.

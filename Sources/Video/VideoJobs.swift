@@ -1,0 +1,56 @@
+public import AV
+public import ConveyorCore
+public import Sandbox
+import Images
+
+/// Registers the video job classes.
+public enum VideoJobs {
+    /// Registers `video.probe`, `video.transcode` and `media.ingest` on the `media` queue.
+    public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
+        try register(into: &registry, environment: environment, onProgress: nil)
+    }
+
+    /// The same, with a hook called about once a second per running transcode (for metrics).
+    public static func register(
+        into registry: inout JobRegistry, environment: [String: String],
+        onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?
+    ) throws {
+        let configuration = try VideoConfiguration(environment: environment)
+        // media.ingest hands images to the images family, in helpers configured as image.* jobs are.
+        let images = try ImagesConfiguration(environment: environment)
+        try register(
+            into: &registry, configuration: configuration, pool: HelperPool(configuration.helperPool),
+            onProgress: onProgress, images: IngestHandler.imagePipeline(configuration: images, pool: HelperPool(images.pool)))
+    }
+
+    /// Registers the classes with an explicit configuration and helper pool (tests, or a pool shared by families).
+    /// - Parameters:
+    ///   - images: the images family's half of `media.ingest`; without it image uploads fail (transient
+    ///     `IngestNotConfigured`) and videos still ingest.
+    ///   - recorder: where `media.ingest` writes one row per upload (the PostgreSQL table the API reads).
+    public static func register(
+        into registry: inout JobRegistry, configuration: VideoConfiguration, pool: HelperPool,
+        onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil,
+        images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil
+    ) throws {
+        let root = try MediaRoot(configuration.mediaRoot)
+        AVLibrary.configure()
+        VideoOperations.registerHelperOperations()
+        let probe = ProbeHandler(root: root, configuration: configuration, pool: pool)
+        let transcode = TranscodeHandler(root: root, configuration: configuration, pool: pool, onProgress: onProgress)
+        registry.register(
+            JobClass(
+                "video.probe", queue: "media", retry: .default, timeout: .seconds(configuration.probeTimeout),
+                handler: probe))
+        registry.register(
+            JobClass(
+                "video.transcode", queue: "media", retry: .default, timeout: .seconds(configuration.transcodeTimeout),
+                concurrency: configuration.transcodeConcurrency, handler: transcode))
+        registry.register(
+            JobClass(
+                "media.ingest", queue: "media", retry: .default,
+                timeout: .seconds(configuration.probeTimeout + configuration.transcodeTimeout),
+                concurrency: configuration.transcodeConcurrency,
+                handler: IngestHandler(root: root, probe: probe, transcode: transcode, images: images, recorder: recorder)))
+    }
+}
