@@ -1,5 +1,5 @@
 /// A value that can be sent as one argument of a Redis command, binary safe.
-public protocol RedisArgument {
+public protocol RedisArgument: Sendable {
     func withRedisBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
 }
 
@@ -35,7 +35,7 @@ extension Double: RedisArgument {
 }
 
 /// One command: its arguments, ready to send.
-public struct RedisCommand {
+public struct RedisCommand: Sendable {
     public var arguments: [any RedisArgument]
 
     public init(_ arguments: [any RedisArgument]) { self.arguments = arguments }

@@ -4,21 +4,13 @@ import Foundation
 import Operations
 import Redis
 
-/// Where Redis is and which namespace: shared by the operator commands.
-struct RedisOptions: ParsableArguments {
-    @Option(help: "Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379/0).")
-    var redisURL: String?
-
-    @Option(help: "Key namespace (default: $CONVEYOR_NAMESPACE).")
-    var namespace: String?
-
-    var keys: QueueKeys { QueueKeys(namespace: namespace ?? ProcessInfo.processInfo.environment["CONVEYOR_NAMESPACE"]) }
-
-    /// Connects or exits with code 3.
+extension RedisOptions {
+    /// Connects or exits with code 3 (Redis unreachable) or 64 (bad URL).
     func connect() -> RedisConnection {
-        let url = redisURL ?? ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:6379/0"
+        let endpoint: RedisEndpoint
+        do { endpoint = try self.endpoint() } catch { OperatorExit.fail("\(error)", code: .usage) }
         do {
-            return try RedisConnection(RedisEndpoint(url: url), connectTimeout: 5, commandTimeout: 30)
+            return try RedisConnection(endpoint, connectTimeout: 5, commandTimeout: 30)
         } catch {
             OperatorExit.fail("\(error)", code: .unreachable)
         }

@@ -1,0 +1,23 @@
+/// Job classes every worker runs: `noop` and `sleep`, for smoke tests, capacity planning and benchmarks.
+public enum BuiltinJobs {
+    public static func register(into registry: inout JobRegistry) {
+        registry.register(JobClass("noop", handler: NoopHandler()))
+        registry.register(JobClass("sleep", timeout: .seconds(3600), handler: SleepHandler()))
+    }
+}
+
+/// Does nothing and succeeds: measures the queue itself.
+public struct NoopHandler: JobHandler {
+    public init() {}
+    public func perform(_ job: JobContext) async throws -> JSONValue { .object(JSONObject()) }
+}
+
+/// Waits `{"ms": N}` milliseconds (at most an hour), then succeeds: a stand-in for a job of known length.
+public struct SleepHandler: JobHandler {
+    public init() {}
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        let ms = try job.int("ms", in: 0...3_600_000)
+        try await Task.sleep(for: .milliseconds(ms))
+        return ["slept_ms": JSONValue(ms)]
+    }
+}

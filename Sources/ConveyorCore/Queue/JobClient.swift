@@ -1,0 +1,43 @@
+public import Redis
+
+/// Pushes jobs the way any Sidekiq client does: `SADD queues` + `LPUSH queue:<q>`, or `ZADD schedule` for later.
+public struct JobClient: Sendable {
+    public let redis: RedisThread
+    public let keys: QueueKeys
+
+    public init(redis: RedisThread, keys: QueueKeys) {
+        self.redis = redis
+        self.keys = keys
+    }
+
+    /// Enqueues one job and returns its jid.
+    /// - Parameters:
+    ///   - at: Unix seconds to run it at; nil or past runs it now.
+    ///   - retry: the job's own `retry` field (Sidekiq's: retries after the first run, or true/false).
+    @discardableResult
+    public func enqueue(
+        _ jobClass: String, arguments: JSONObject = JSONObject(), queue: String = "default", at: Double? = nil,
+        retry: JSONValue? = nil
+    ) async throws -> String {
+        let now = JobTime.now()
+        let runAt = at.flatMap { $0 > now ? $0 : nil }
+        let payload = Job.envelope(jobClass: jobClass, arguments: arguments, queue: queue, retry: retry, at: runAt, now: now)
+        try await push([payload])
+        return payload["jid"]!.stringValue!
+    }
+
+    /// Pushes ready-made envelopes in one round trip (those with a future `at` go to the schedule).
+    public func push(_ payloads: [JSONObject]) async throws {
+        let keys = keys
+        let commands = payloads.flatMap { payload -> [RedisCommand] in
+            let queue = payload["queue"]?.stringValue ?? "default"
+            if let at = payload["at"].flatMap(JobTime.seconds) {
+                return [RedisCommand("ZADD", keys.schedule, at, payload.bytes)]
+            }
+            return [RedisCommand("SADD", keys.queues, queue), RedisCommand("LPUSH", keys.queue(queue), payload.bytes)]
+        }
+        try await redis.run { connection in
+            for reply in try connection.pipeline(commands) { try reply.check() }
+        }
+    }
+}

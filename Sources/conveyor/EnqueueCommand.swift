@@ -1,0 +1,61 @@
+import ArgumentParser
+import ConveyorCore
+import Foundation
+import Redis
+
+struct EnqueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enqueue", abstract: "Push one job onto its queue (or the schedule) and print its jid.")
+
+    @Argument(help: "Job class, e.g. noop, sleep, image.thumbnail.")
+    var jobClass: String
+
+    @Option(help: "The job's argument object, as JSON.")
+    var args: String = "{}"
+
+    @Option(help: "Queue (default: the class's own queue).")
+    var queue: String?
+
+    @Option(name: .customLong("in"), help: "Run after this delay: 30s, 5m, 2h.")
+    var delay: DurationArgument?
+
+    @Option(help: "Run at this time: Unix seconds or ISO 8601 (2026-11-22T10:00:00Z).")
+    var at: String?
+
+    @Option(help: "Retries after the first run (Sidekiq's retry field); default: the class's policy.")
+    var retry: Int?
+
+    @OptionGroup var redis: RedisOptions
+
+    func validate() throws {
+        if delay != nil && at != nil { throw ValidationError("use --in or --at, not both") }
+    }
+
+    func run() async throws {
+        let value: JSONValue
+        do { value = try JSONValue(parsing: args) } catch { throw ValidationError("--args is not JSON: \(error)") }
+        guard case .object(let arguments) = value else { throw ValidationError("--args must be a JSON object") }
+        let registry = try JobClasses.registry()
+        if registry[jobClass] == nil {
+            FileHandle.standardError.write(Data("warning: this build has no handler for \(jobClass); enqueuing anyway\n".utf8))
+        }
+        var runAt: Double?
+        if let delay { runAt = JobTime.now() + delay.seconds }
+        if let at {
+            if let seconds = Double(at) {
+                runAt = seconds
+            } else if let date = ISO8601DateFormatter().date(from: at) {
+                runAt = date.timeIntervalSince1970
+            } else {
+                throw ValidationError("--at must be Unix seconds or ISO 8601, got \(at)")
+            }
+        }
+        let thread = RedisThread(try redis.endpoint(), name: "conveyor-enqueue")
+        defer { thread.stop() }
+        let client = JobClient(redis: thread, keys: redis.keys)
+        let jid = try await client.enqueue(
+            jobClass, arguments: arguments, queue: queue ?? registry[jobClass]?.queue ?? "default", at: runAt,
+            retry: retry.map { JSONValue($0) })
+        print(jid)
+    }
+}

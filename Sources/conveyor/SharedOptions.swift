@@ -1,0 +1,64 @@
+public import ArgumentParser
+import ConveyorCore
+import Foundation
+import Logging
+import Redis
+
+/// Where Redis is and which deployment's keys to use: flags win over `REDIS_URL` / `CONVEYOR_NAMESPACE`.
+struct RedisOptions: ParsableArguments {
+    @Option(name: .customLong("redis-url"), help: "Redis URL (env REDIS_URL; default redis://127.0.0.1:6379/0).")
+    var redisURL: String?
+
+    @Option(help: "Prefix for every key, to share one Redis between deployments (env CONVEYOR_NAMESPACE).")
+    var namespace: String?
+
+    func endpoint() throws -> RedisEndpoint {
+        let url = redisURL ?? ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:6379/0"
+        do { return try RedisEndpoint(url: url) } catch { throw ValidationError("\(error)") }
+    }
+
+    var keys: QueueKeys {
+        QueueKeys(namespace: namespace ?? ProcessInfo.processInfo.environment["CONVEYOR_NAMESPACE"])
+    }
+}
+
+/// `30s`, `500ms`, `5m`, `2h`, or plain seconds.
+struct DurationArgument: ExpressibleByArgument, Sendable {
+    let duration: Duration
+    var seconds: Double { Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18 }
+
+    init(_ duration: Duration) { self.duration = duration }
+
+    init?(argument: String) {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        for (suffix, scale) in units where argument.hasSuffix(suffix) {
+            guard let n = Double(argument.dropLast(suffix.count)), n >= 0 else { return nil }
+            self.duration = .milliseconds(Int64((n * scale * 1000).rounded()))
+            return
+        }
+        guard let n = Double(argument), n >= 0 else { return nil }
+        self.duration = .milliseconds(Int64((n * 1000).rounded()))
+    }
+}
+
+enum LogSetup {
+    /// Logs to standard error in `key=value` form, one line per event.
+    static func bootstrap(level: Logger.Level) {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// The job classes this build of Conveyor runs.
+enum JobClasses {
+    static func registry(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> JobRegistry {
+        var registry = JobRegistry()
+        BuiltinJobs.register(into: &registry)
+        return registry
+    }
+}

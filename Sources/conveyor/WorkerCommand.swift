@@ -1,0 +1,152 @@
+import ArgumentParser
+import ConveyorCore
+@preconcurrency import Dispatch
+import Foundation
+import Logging
+import Redis
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Run jobs from the queues until SIGTERM or SIGINT.")
+
+    @Option(
+        help: ArgumentHelp(
+            "Queues in strict priority order (critical,default,low) or weighted (critical:5,default:2,low:1).",
+            discussion: "Env CONVEYOR_QUEUES."))
+    var queues: String?
+
+    @Option(name: .shortAndLong, help: "Jobs running at once (env CONVEYOR_CONCURRENCY).")
+    var concurrency: Int?
+
+    @Option(name: .customLong("class-concurrency"), help: "Per-class limit in this process: CLASS=N (repeatable).")
+    var classConcurrency: [String] = []
+
+    @Option(name: .customLong("class-timeout"), help: "Per-class hard timeout: CLASS=DURATION (repeatable).")
+    var classTimeout: [String] = []
+
+    @Option(name: .customLong("class-attempts"), help: "Per-class maximum runs: CLASS=N (repeatable).")
+    var classAttempts: [String] = []
+
+    @Option(help: "On SIGTERM, how long running jobs may finish before they are pushed back.")
+    var shutdownTimeout: DurationArgument = DurationArgument(.seconds(25))
+
+    @Option(help: "How often this process heartbeats.")
+    var heartbeatInterval: DurationArgument = DurationArgument(.seconds(5))
+
+    @Option(help: "Silence after which another process reaps this one's in-flight jobs.")
+    var heartbeatTtl: DurationArgument = DurationArgument(.seconds(30))
+
+    @Option(help: "How often due scheduled and retried jobs are moved to their queues.")
+    var pollInterval: DurationArgument = DurationArgument(.seconds(1))
+
+    @Option(help: "Dead set size limit (oldest dropped first).")
+    var deadMaxJobs: Int = 10_000
+
+    @Option(help: "Dead set age limit in days.")
+    var deadMaxDays: Double = 180
+
+    @Option(help: "Shown in Sidekiq's process list.")
+    var tag: String = "conveyor"
+
+    @Option(help: "trace, debug, info, notice, warning, error, critical (env CONVEYOR_LOG_LEVEL).")
+    var logLevel: Logger.Level?
+
+    @OptionGroup var redis: RedisOptions
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        LogSetup.bootstrap(level: logLevel ?? environment["CONVEYOR_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info)
+        let logger = Logger(label: "conveyor.worker")
+
+        var registry = try JobClasses.registry(environment: environment)
+        try apply(classConcurrency, "--class-concurrency", to: &registry) { jobClass, value in
+            guard let n = Int(value), n >= 1 else { return false }
+            jobClass.concurrency = n
+            return true
+        }
+        try apply(classTimeout, "--class-timeout", to: &registry) { jobClass, value in
+            guard let d = DurationArgument(argument: value) else { return false }
+            jobClass.timeout = d.duration
+            return true
+        }
+        try apply(classAttempts, "--class-attempts", to: &registry) { jobClass, value in
+            guard let n = Int(value), n >= 1 else { return false }
+            jobClass.retry.maxAttempts = n
+            return true
+        }
+
+        let selection: QueueSelection
+        do {
+            selection = try QueueSelection(parsing: queues ?? environment["CONVEYOR_QUEUES"] ?? "critical,default,low")
+        } catch { throw ValidationError(error.message) }
+        let configuration = WorkerConfiguration(
+            queues: selection,
+            concurrency: concurrency ?? environment["CONVEYOR_CONCURRENCY"].flatMap(Int.init) ?? 10,
+            shutdownTimeout: shutdownTimeout.duration,
+            heartbeatInterval: heartbeatInterval.duration,
+            heartbeatTTL: max(2, Int(heartbeatTtl.seconds.rounded())),
+            pollInterval: pollInterval.duration,
+            deadSet: DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400),
+            keys: redis.keys,
+            tag: tag)
+        let worker = Worker(redis: try redis.endpoint(), registry: registry, configuration: configuration, logger: logger)
+
+        let signals = SignalWatcher { signal, count in
+            if count > 1 {
+                logger.warning("second \(signal): exiting now; a live worker's reaper returns the unfinished jobs")
+                Foundation.exit(1)
+            }
+            worker.shutdown()
+        }
+        defer { signals.cancel() }
+        try await worker.run()
+    }
+
+    private func apply(
+        _ settings: [String], _ flag: String, to registry: inout JobRegistry,
+        _ change: (inout JobClass, String) -> Bool
+    ) throws {
+        for setting in settings {
+            let parts = setting.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("\(flag) takes CLASS=VALUE, got \(setting)") }
+            var ok = true
+            do {
+                try registry.configure(parts[0]) { ok = change(&$0, parts[1]) }
+            } catch {
+                throw ValidationError("\(flag): \(error.message)")
+            }
+            if !ok { throw ValidationError("\(flag): bad value \(parts[1]) for \(parts[0])") }
+        }
+    }
+}
+
+/// Turns SIGTERM and SIGINT into calls on a handler, counting repeats.
+final class SignalWatcher: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ handler: @escaping @Sendable (String, Int) -> Void) {
+        let counter = Counter()
+        var sources: [any DispatchSourceSignal] = []
+        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { handler(name, counter.increment()) }
+            source.resume()
+            sources.append(source)
+        }
+        self.sources = sources
+    }
+
+    func cancel() { for s in sources { s.cancel() } }
+
+    private final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+        func increment() -> Int {
+            lock.lock()
+            defer { lock.unlock() }
+            value += 1
+            return value
+        }
+    }
+}
