@@ -76,8 +76,16 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     /// Buffers one outcome for writing.
     public func record(_ record: JobResultRecord) {
         condition.lock()
-        if pendingCount >= configuration.capacity {
-            head += 1
+        // The bound covers what the flusher is writing right now too.
+        if pendingCount + inFlight >= configuration.capacity {
+            if pendingCount > 0 {
+                head += 1
+            } else {
+                // Everything buffered is being written: the new outcome is the one that does not fit.
+                stats.dropped += 1
+                condition.unlock()
+                return
+            }
             stats.dropped += 1
             if stats.dropped == 1 || stats.dropped % 1000 == 0 {
                 logger.error(
