@@ -63,13 +63,19 @@ drain() {
   "${env[@]}" "$BIN" worker --namespace "$NS" --queues bench --concurrency "$CONCURRENCY" "${args[@]}" --log-level warning &
   local pid=$!
   while [ "$(redis-cli -p "$REDIS_PORT" get "$NS:stat:processed")" != "$JOBS" ]; do sleep 0.05; done
-  end=$(date +%s.%N)
-  kill -TERM "$pid"; wait "$pid" || true
+  # With results on, the run ends when every outcome is in PostgreSQL, not just when the queue is empty.
   if [ "$mode" = results ]; then
-    local rows
-    rows=$($PG -c "SELECT count(*) FROM conveyor.job_results WHERE jid LIKE 'bench%'")
-    [ "$rows" = "$JOBS" ] || echo "ops benchmark: only $rows of $JOBS outcomes recorded" >&2
+    local waited=0
+    while [ "$($PG -c "SELECT count(*) FROM conveyor.job_results WHERE jid LIKE 'bench%'")" != "$JOBS" ]; do
+      sleep 0.05; waited=$((waited + 1))
+      [ $waited -lt 1200 ] || { echo "ops benchmark: outcomes missing after 60 s" >&2; break; }
+    done
   fi
+  end=$(date +%s.%N)
+  kill -TERM "$pid"
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then echo "ops benchmark: worker did not exit 30 s after SIGTERM; killing it" >&2; kill -KILL "$pid"; fi
+  wait "$pid" 2>/dev/null || true
   python3 -c "print(round($JOBS / ($end - $start)))"
 }
 

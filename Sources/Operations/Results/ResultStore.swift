@@ -55,6 +55,8 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     private var inFlight = 0
     private var stats = Stats(backlog: 0, written: 0, dropped: 0, writeErrors: 0, failing: false)
     private var stopping = false
+    /// Callers waiting in `drain`: the flusher writes partial batches at once while any wait.
+    private var drainers = 0
     private var finished = false
 
     public init(databaseURL: String, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "conveyor.results")) {
@@ -111,7 +113,11 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     public func drain(timeout: Double) -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeout)
         condition.lock()
-        defer { condition.unlock() }
+        drainers += 1
+        defer {
+            drainers -= 1
+            condition.unlock()
+        }
         condition.broadcast()
         while pendingCount + inFlight > 0 {
             if !condition.wait(until: deadline) { return pendingCount + inFlight == 0 }
@@ -151,7 +157,7 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             // A partial batch waits briefly for company: fewer, larger INSERTs.
             if pendingCount < configuration.batchSize && configuration.flushInterval > 0 {
                 let deadline = Date(timeIntervalSinceNow: configuration.flushInterval)
-                while pendingCount < configuration.batchSize && !stopping && condition.wait(until: deadline) {}
+                while pendingCount < configuration.batchSize && !stopping && drainers == 0 && condition.wait(until: deadline) {}
             }
             let take = min(pendingCount, configuration.batchSize)
             let batch = Array(buffer[head..<(head + take)])
@@ -207,6 +213,26 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
         }
     }
 
+    /// A PostgreSQL array literal in text form: `{"a","b\\"c",NULL}`.
+    static func postgresArray(_ values: [String?]) -> String {
+        var out = "{"
+        out.reserveCapacity(values.count * 16)
+        for (i, v) in values.enumerated() {
+            if i > 0 { out += "," }
+            guard let v else {
+                out += "NULL"
+                continue
+            }
+            out += "\""
+            for ch in v.unicodeScalars {
+                if ch == "\"" || ch == "\\" { out += "\\" }
+                out.unicodeScalars.append(ch)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+
     static let insertColumns =
         "jid, job_class, queue, status, attempts, result, error_class, error_message, correlation_key, enqueued_at, started_at, finished_at"
 
@@ -220,26 +246,28 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             latest[r.jid] = i
         }
         let rows = latest.values.sorted().map { batch[$0] }
-        var sql = "INSERT INTO conveyor.job_results (\(insertColumns)) VALUES "
-        var parameters: [(any PostgresEncodable)?] = []
-        parameters.reserveCapacity(rows.count * 12)
-        for (i, r) in rows.enumerated() {
-            let b = i * 12
-            if i > 0 { sql += "," }
-            sql += "($\(b + 1),$\(b + 2),$\(b + 3),$\(b + 4),$\(b + 5)::int,$\(b + 6)::jsonb,$\(b + 7),$\(b + 8),$\(b + 9),"
-            sql += "to_timestamp($\(b + 10)::float8),to_timestamp($\(b + 11)::float8),to_timestamp($\(b + 12)::float8))"
-            parameters += [
-                r.jid, r.jobClass, r.queue, r.status, r.attempts, r.result, r.errorClass, r.errorMessage, r.correlationKey,
-                r.enqueuedAt, r.startedAt, r.finishedAt,
-            ]
-        }
-        sql += """
-             ON CONFLICT (jid) DO UPDATE SET job_class = EXCLUDED.job_class, queue = EXCLUDED.queue,
-             status = EXCLUDED.status, attempts = EXCLUDED.attempts, result = EXCLUDED.result,
-             error_class = EXCLUDED.error_class, error_message = EXCLUDED.error_message,
-             correlation_key = EXCLUDED.correlation_key, enqueued_at = EXCLUDED.enqueued_at,
-             started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, recorded_at = now()
-             WHERE conveyor.job_results.finished_at <= EXCLUDED.finished_at
+        // Twelve array parameters, one per column, unnested server-side: one short statement to parse and plan
+        // whatever the batch size (a VALUES list with 12 parameters per row costs several times more).
+        func column(_ value: (JobResultRecord) -> String?) -> String { postgresArray(rows.map(value)) }
+        let parameters: [(any PostgresEncodable)?] = [
+            column { $0.jid }, column { $0.jobClass }, column { $0.queue }, column { $0.status }, column { String($0.attempts) },
+            column { $0.result }, column { $0.errorClass }, column { $0.errorMessage }, column { $0.correlationKey },
+            column { $0.enqueuedAt.map { "\($0)" } }, column { "\($0.startedAt)" }, column { "\($0.finishedAt)" },
+        ]
+        let sql = """
+            INSERT INTO conveyor.job_results (\(insertColumns))
+            SELECT jid, job_class, queue, status, attempts, result, error_class, error_message, correlation_key,
+                   to_timestamp(enqueued_at), to_timestamp(started_at), to_timestamp(finished_at)
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[], $7::text[], $8::text[],
+                        $9::text[], $10::float8[], $11::float8[], $12::float8[])
+                 AS t(jid, job_class, queue, status, attempts, result, error_class, error_message, correlation_key,
+                      enqueued_at, started_at, finished_at)
+            ON CONFLICT (jid) DO UPDATE SET job_class = EXCLUDED.job_class, queue = EXCLUDED.queue,
+            status = EXCLUDED.status, attempts = EXCLUDED.attempts, result = EXCLUDED.result,
+            error_class = EXCLUDED.error_class, error_message = EXCLUDED.error_message,
+            correlation_key = EXCLUDED.correlation_key, enqueued_at = EXCLUDED.enqueued_at,
+            started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, recorded_at = now()
+            WHERE conveyor.job_results.finished_at <= EXCLUDED.finished_at
             """
         try connection.query(sql, parameters)
     }
