@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
@@ -56,8 +57,13 @@ let package = Package(
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips"], swiftSettings: swiftSettings),
         .target(name: "Video", dependencies: ["ConveyorCore", "AV"], swiftSettings: swiftSettings),
-        .target(name: "Mail", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
-        .target(name: "Summaries", dependencies: ["ConveyorCore", "Curl"], swiftSettings: swiftSettings),
+        .target(
+            name: "Mail",
+            dependencies: ["ConveyorCore", "Curl", "Redis", "Postgres", .product(name: "Mustache", package: "swift-mustache")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "Summaries", dependencies: ["ConveyorCore", "Curl", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
 
         // The executable: argument parsing, configuration, wiring.
         .executableTarget(
@@ -70,10 +76,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], swiftSettings: swiftSettings),
+        // Benchmarks/llm/run.sh: summaries with the primary provider down versus the fallback alone.
+        .executableTarget(
+            name: "llm-bench", dependencies: ["Summaries", "ConveyorCore", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/llm/Sources", swiftSettings: swiftSettings),
+
+        .testTarget(
+            name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], exclude: ["sidekiq_interop.rb"],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "mail-bench", dependencies: ["Mail", "Curl", "ConveyorCore", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/mail/Sources", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MailTests", dependencies: ["Mail", "Curl", "ConveyorCore", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            exclude: ["smtp_sink.py", "parse_eml.py"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
         .testTarget(
             name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "Redis", "Postgres"],
+            exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
     ]
 )

@@ -2,7 +2,9 @@ public import ArgumentParser
 import ConveyorCore
 import Foundation
 import Logging
+import Mail
 import Redis
+import Summaries
 
 /// Where Redis is and which deployment's keys to use: flags win over `REDIS_URL` / `CONVEYOR_NAMESPACE`.
 struct RedisOptions: ParsableArguments {
@@ -59,6 +61,9 @@ enum JobClasses {
     static func registry(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> JobRegistry {
         var registry = JobRegistry()
         BuiltinJobs.register(into: &registry)
+        try MailJobs.register(into: &registry, environment: environment)
+        MailMigrations.register()
+        try SummariesJobs.register(into: &registry, environment: environment)
         return registry
     }
 }

@@ -12,7 +12,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Queues in strict priority order (critical,default,low) or weighted (critical:5,default:2,low:1).",
-            discussion: "Env CONVEYOR_QUEUES."))
+            discussion: "Env CONVEYOR_QUEUES. Default: every queue of the registered classes, weighted critical:8,default:4,<class queues>:2,low:1."))
     var queues: String?
 
     @Option(name: .shortAndLong, help: "Jobs running at once (env CONVEYOR_CONCURRENCY).")
@@ -77,7 +77,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
         let selection: QueueSelection
         do {
-            selection = try QueueSelection(parsing: queues ?? environment["CONVEYOR_QUEUES"] ?? "critical,default,low")
+            selection = try QueueSelection(parsing: queues ?? environment["CONVEYOR_QUEUES"] ?? Self.defaultQueues(registry))
         } catch { throw ValidationError(error.message) }
         let configuration = WorkerConfiguration(
             queues: selection,
@@ -100,6 +100,12 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         defer { signals.cancel() }
         try await worker.run()
+    }
+
+    /// Every queue a registered class uses, weighted: `critical:8,default:4,<family queues>:2,low:1`.
+    static func defaultQueues(_ registry: JobRegistry) -> String {
+        let families = Set(registry.classes.values.map(\.queue)).subtracting(["critical", "default", "low"]).sorted()
+        return (["critical:8", "default:4"] + families.map { "\($0):2" } + ["low:1"]).joined(separator: ",")
     }
 
     private func apply(

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Redis
 import Synchronization
@@ -61,7 +62,7 @@ extension Worker {
             outcome.result = value
             if log.logLevel <= .info {
                 var metadata: Logger.Metadata = ["duration_ms": "\(durationMS)"]
-                if let enqueued = job.enqueuedAt { metadata["latency_ms"] = "\(Int(((startedAt - enqueued) * 1000).rounded()))" }
+                if let enqueued = job.enqueuedAt { metadata["latency_ms"] = "\(String(format: "%.2f", (startedAt - enqueued) * 1000))" }
                 if log[metadataKey: "job.id"] == nil {
                     metadata["job.id"] = "\(job.jid)"
                     metadata["job.class"] = "\(job.jobClass)"

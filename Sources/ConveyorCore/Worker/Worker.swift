@@ -66,6 +66,8 @@ public final class Worker: Sendable {
         quiet.set()
         wake.set()
         idle.set()
+        // Jobs waiting for a slot stay in the in-flight list and go back to their queues with the rest.
+        _ = dispatcher.release()
     }
 
     /// Stops fetching but keeps running what was fetched (Sidekiq's quiet mode).
@@ -107,7 +109,6 @@ public final class Worker: Sendable {
                     metadata: ["running": "\(dispatcher.running)"])
                 watchdog.abandonAll()
             }
-            _ = dispatcher.release()
         }
         await acknowledger.flush()
         housekeeping.cancel()
@@ -200,9 +201,9 @@ public final class Worker: Sendable {
         let source = keys.queue(queue)
         let inflight = inflightKey
         let timeout = configuration.blockTimeout
-        while true {
-            await idle.wait()
-            if quiet.isSet { return }
+        while !quiet.isSet {
+            // Re-check quiet every second: the fetcher resets `idle` when it wakes, possibly past a shutdown.
+            guard await idle.wait(timeout: .seconds(1)), !quiet.isSet else { continue }
             do {
                 let reply = try await redis.run { connection in
                     try connection.command("BLMOVE", source, inflight, "RIGHT", "LEFT", timeout).check()

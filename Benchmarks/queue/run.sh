@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Queue throughput and pickup latency: Conveyor against Sidekiq 6.4 (Debian's ruby-sidekiq), same Redis, same run.
+#   Benchmarks/queue/run.sh            (JOBS=200000 CONVEYOR_CONCURRENCY="25 100" SIDEKIQ_CONCURRENCY="10 25")
+# Prints a Markdown table and writes it to Benchmarks/results/queue.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+JOBS=${JOBS:-200000}
+CONVEYOR_CONCURRENCY=${CONVEYOR_CONCURRENCY:-"25 100"}
+SIDEKIQ_CONCURRENCY=${SIDEKIQ_CONCURRENCY:-"10 25"}
+TRICKLE=${TRICKLE:-300}
+PORT=${BENCH_REDIS_PORT:-6398}
+HERE=Benchmarks/queue
+OUT=Benchmarks/results
+mkdir -p "$OUT" .run/bench-redis
+
+swift build -c release --product conveyor >/dev/null
+BIN="$(swift build -c release --show-bin-path)/conveyor"
+
+redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir .run/bench-redis --daemonize yes \
+  --pidfile "$PWD/.run/bench-redis/redis.pid" --logfile "$PWD/.run/bench-redis/redis.log" >/dev/null
+trap 'redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true; pkill -f "sidekiq.*bench" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+export REDIS_URL="redis://127.0.0.1:$PORT/0"
+R() { redis-cli -p "$PORT" "$@"; }
+
+# Seconds from the first processed job to the last: start-up is left out for both systems.
+drain_rate() {
+  local start="" now count
+  while :; do
+    count=$(R get stat:processed); count=${count:-0}
+    now=$(date +%s.%N)
+    if [ -z "$start" ] && [ "$count" -gt 0 ]; then start=$now; first=$count; fi
+    if [ "$count" -ge "$JOBS" ]; then break; fi
+    sleep 0.01
+  done
+  python3 -c "print(round(($JOBS - $first) / ($now - $start)))"
+}
+
+peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+rows=()
+for c in $CONVEYOR_CONCURRENCY; do
+  R flushall >/dev/null
+  ruby "$HERE/enqueue.rb" noop "$JOBS"
+  "$BIN" worker --queues default -c "$c" --log-level warning &
+  pid=$!
+  rate=$(drain_rate)
+  rss=$(peak_rss_kb "$pid")
+  kill -TERM "$pid"; wait "$pid" || true
+  left=$(R llen queue:default)
+  rows+=("| Conveyor (reliable fetch) | $c | $rate | $((rss / 1024)) | $left |")
+  conveyor_best=$(( ${conveyor_best:-0} > rate ? ${conveyor_best:-0} : rate ))
+done
+for c in $SIDEKIQ_CONCURRENCY; do
+  R flushall >/dev/null
+  ruby "$HERE/enqueue.rb" NoopJob "$JOBS"
+  sidekiq -r "./$HERE/sidekiq_jobs.rb" -c "$c" -q default -e production -g bench >/dev/null 2>&1 &
+  pid=$!
+  rate=$(drain_rate)
+  rss=$(peak_rss_kb "$pid")
+  kill -TERM "$pid"; wait "$pid" || true
+  rows+=("| Sidekiq 6.4.1 (BRPOP, not crash-safe) | $c | $rate | $((rss / 1024)) | $(R llen queue:default) |")
+  sidekiq_best=$(( ${sidekiq_best:-0} > rate ? ${sidekiq_best:-0} : rate ))
+done
+
+# Redis's own ceiling for the commands one reliable job costs: push, atomic move into in-flight, remove on ack.
+R flushall >/dev/null
+ceiling() { redis-benchmark -p "$PORT" -n 200000 -q "$@" 2>/dev/null | awk -F'[:"]' '/requests per second/ {gsub(/ requests per second.*/, "", $NF); print $NF}' | tr -d ' ' | tail -1; }
+lpush=$(ceiling -P 50 LPUSH queue:ceiling '{"class":"noop","args":[{}],"queue":"default","jid":"0b1c2d3e4f5a6b7c8d9e0f1a"}')
+lmove=$(ceiling -P 50 LMOVE queue:ceiling conveyor:inflight:ceiling RIGHT LEFT)
+lrem=$(ceiling -P 50 LREM conveyor:inflight:ceiling 1 x)
+lmove1=$(ceiling -P 1 LMOVE queue:ceiling conveyor:inflight:ceiling RIGHT LEFT)
+
+# Pickup latency on an idle worker: each job pushed onto an empty queue; the worker logs start - enqueued_at.
+R flushall >/dev/null
+"$BIN" worker --queues default -c 10 --log-level info 2>"$OUT/queue-latency.log" &
+pid=$!
+ruby "$HERE/trickle.rb" noop "$TRICKLE"
+kill -TERM "$pid"; wait "$pid" || true
+read -r p50 p99 < <(grep -o 'latency_ms=[0-9.]*' "$OUT/queue-latency.log" | cut -d= -f2 | sort -n |
+  awk '{v[NR]=$1} END {i50=int(NR*0.5); i99=int(NR*0.99); if (i50<1) i50=1; if (i99<1) i99=1; print v[i50], v[i99]}')
+
+ratio=$(python3 -c "print(round($conveyor_best / $sidekiq_best, 1))")
+{
+  echo "Drain of $JOBS pre-enqueued no-op jobs, one process each, same Redis ($(redis-server --version | awk '{print $3}')), $(nproc) cores, $(date -u +%Y-%m-%d)."
+  echo
+  echo "| System | Concurrency | Jobs/s | Peak RSS MiB | Left in queue |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "Best Conveyor / best Sidekiq: **${ratio}x**."
+  echo
+  echo "Redis ceiling (redis-benchmark, pipelined 50): LPUSH $lpush/s, LMOVE $lmove/s, LREM $lrem/s; LMOVE unpipelined $lmove1/s."
+  echo
+  echo "Idle pickup latency (enqueue to handler start, $TRICKLE jobs pushed one at a time onto an idle worker): p50 ${p50} ms, p99 ${p99} ms."
+} | tee "$OUT/queue.md"

@@ -1,0 +1,119 @@
+/// One HTTP header field.
+public struct HTTPHeader: Sendable, Equatable {
+    public var name: String
+    public var value: String
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// An HTTP request for `CurlEasy.perform(_:)`.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [HTTPHeader]
+    public var body: [UInt8]?
+    /// Timeouts, deadline and response size cap; `upload` is taken from `body`.
+    public var transfer: CurlTransferOptions
+
+    public init(
+        method: String = "GET", url: String, headers: [HTTPHeader] = [], body: [UInt8]? = nil,
+        transfer: CurlTransferOptions = CurlTransferOptions()
+    ) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.transfer = transfer
+    }
+}
+
+/// An HTTP response of any status.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [HTTPHeader]
+    public var body: [UInt8]
+    public var timing: CurlTiming
+    /// `retry-after-ms`, else `Retry-After` (seconds or an HTTP date, as libcurl reads it); nil when absent.
+    public var retryAfter: Duration?
+
+    /// The first header named `name` (case-insensitive).
+    public func header(_ name: String) -> String? {
+        let wanted = name.lowercased()
+        return headers.first { $0.name.lowercased() == wanted }?.value
+    }
+
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+}
+
+extension CurlEasy {
+    /// Sends `request` on this handle (reusing its kept-alive connection when possible) and returns the
+    /// response, whatever its status. Blocks: run it on a blocking thread.
+    ///
+    /// Throws `CurlError` for transport failures, timeouts and deadline aborts, and for header fields with
+    /// CR, LF or NUL (libcurl would send them as they are).
+    public func perform(_ request: HTTPRequest) throws(CurlError) -> HTTPResponse {
+        reset()
+        let safeURL = redactedURL(request.url)
+        for header in request.headers {
+            let bad = header.name.utf8.contains { $0 == 13 || $0 == 10 || $0 == 0 || $0 == 58 }
+                || header.value.utf8.contains { $0 == 13 || $0 == 10 || $0 == 0 }
+            if bad || header.name.isEmpty {
+                throw CurlError(kind: .invalidRequest, code: 0,
+                                message: "header \(header.name.debugDescription) has an empty name or contains CR, LF, NUL or ':'", url: safeURL)
+            }
+        }
+        try setOption(.url, request.url)
+        let method = request.method.uppercased()
+        var transfer = request.transfer
+        transfer.upload = nil
+        switch method {
+        case "GET": try setOption(.httpGet, 1)
+        case "HEAD": try setOption(.noBody, 1)
+        default:
+            if let body = request.body {
+                try setOption(.post, 1)
+                try setOption(.postFieldSize, large: Int64(body.count))
+                transfer.upload = body
+            }
+            if method != "POST" { try setOption(.customRequest, method) }
+        }
+        let list = CurlStringList(request.headers.map { "\($0.name): \($0.value)" })
+        // No "Expect: 100-continue" round trip before the body.
+        list.append("Expect:")
+        try setOption(.httpHeader, list: list)
+
+        var raw: CurlTransfer
+        do {
+            raw = try perform(transfer)
+        } catch {
+            var error = error
+            if error.url == nil { error.url = safeURL }
+            throw error
+        }
+        var headers: [HTTPHeader] = []
+        for line in raw.headerLines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = String(line[..<colon])
+            let value = line[line.index(after: colon)...].drop { $0 == " " || $0 == "\t" }
+            headers.append(HTTPHeader(name, String(value)))
+        }
+        var response = HTTPResponse(status: raw.responseCode, headers: headers, body: raw.body, timing: raw.timing, retryAfter: nil)
+        if let ms = response.header("retry-after-ms").flatMap({ Double($0.trimmingSpaces) }), ms >= 0 {
+            response.retryAfter = .milliseconds(ms)
+        } else if let seconds = raw.retryAfterSeconds {
+            response.retryAfter = .seconds(seconds)
+        }
+        return response
+    }
+}
+
+extension String {
+    fileprivate var trimmingSpaces: Substring {
+        let start = firstIndex { $0 != " " } ?? endIndex
+        var end = endIndex
+        while end > start, self[index(before: end)] == " " { end = index(before: end) }
+        return self[start..<end]
+    }
+}

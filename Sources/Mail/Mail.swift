@@ -1,1 +1,0 @@
-// Mail: see the issue that builds it.

@@ -1,0 +1,35 @@
+public import ConveyorCore
+import Curl
+import Foundation
+import Postgres
+import Redis
+
+/// Registers the email job classes.
+public enum MailJobs {
+    public static let sendClass = "email.send"
+
+    /// Registers `email.send` on queue `mail`, reading the configuration from `environment`:
+    /// `SMTP_URL` (none: `.eml` files in `CONVEYOR_MAIL_OUTBOX`), `DATABASE_URL` for the idempotency ledger (none:
+    /// an in-process ledger), `REDIS_URL` + `SMTP_RATE_LIMIT` for the shared rate limit. See README → Email.
+    public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
+        let configuration = try MailConfiguration(environment: environment)
+        MailMigrations.register()
+        let transport: any MailTransport = configuration.smtp.map { SMTPTransport(configuration: $0, connections: configuration.concurrency) }
+            ?? OutboxTransport(folder: configuration.outbox)
+        let ledger: any MailLedger = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresMailLedger(url: $0) }
+            ?? InMemoryMailLedger()
+        var limiter: MailRateLimiter?
+        if let rate = configuration.rateLimit {
+            guard let url = environment["REDIS_URL"], !url.isEmpty else {
+                throw JobFailure.permanent("MailConfiguration", "SMTP_RATE_LIMIT=\(rate) needs REDIS_URL: the limit is shared through Redis")
+            }
+            let keys = QueueKeys(namespace: environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 })
+            limiter = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url), name: "conveyor-mail-rate"),
+                                      keyPrefix: keys.conveyor("mail:rate:\(transport.name)"), perSecond: rate)
+        }
+        let handler = EmailSendHandler(configuration: configuration, transport: transport, ledger: ledger, rateLimiter: limiter)
+        registry.register(JobClass(
+            sendClass, queue: "mail", retry: RetryPolicy(maxAttempts: 8), timeout: (configuration.smtp?.timeout ?? .seconds(60)) + .seconds(30),
+            concurrency: configuration.concurrency, handler: handler))
+    }
+}

@@ -1,0 +1,50 @@
+public import Redis
+import ConveyorCore
+import Foundation
+
+/// At most `perSecond` messages per second for one transport, counted in Redis so every worker process shares
+/// the budget: a script reads Redis' own clock (`TIME`, so worker hosts need not agree on the time) and `INCR`s
+/// `conveyor:mail:rate:<transport>:<unix second>` (expiring after two seconds). Over budget, the send waits for
+/// the next second, up to the job's deadline.
+public final class MailRateLimiter: Sendable {
+    public let perSecond: Int
+    public let key: String
+    private let redis: RedisThread
+
+    static let script = """
+        local t = redis.call('TIME')
+        local key = KEYS[1] .. ':' .. t[1]
+        local n = redis.call('INCR', key)
+        if n == 1 then redis.call('EXPIRE', key, 2) end
+        return {n, tonumber(t[1]), tonumber(t[2])}
+        """
+
+    /// - Parameters:
+    ///   - keyPrefix: `QueueKeys.conveyor("mail:rate:smtp")`, namespaced like the queues.
+    public init(redis: RedisThread, keyPrefix: String, perSecond: Int) {
+        self.redis = redis
+        self.key = keyPrefix
+        self.perSecond = max(1, perSecond)
+    }
+
+    /// Waits until this process may send one message and returns the Unix second (Redis' clock) of the slot it
+    /// got; throws a transient failure when the deadline comes first.
+    @discardableResult
+    public func acquire(before deadline: ContinuousClock.Instant) async throws -> Int {
+        let key = self.key
+        while true {
+            let (count, second, micros) = try await redis.run { connection -> (Int, Int, Int) in
+                let reply = try connection.command("EVAL", MailRateLimiter.script, "1", key).check()
+                let values = reply.array?.compactMap(\.int) ?? []
+                guard values.count == 3 else { throw JobFailure.transient("MailRateLimited", "unexpected reply from the rate limit script: \(reply)") }
+                return (values[0], values[1], values[2])
+            }
+            if count <= perSecond { return second }
+            let wait = Duration.microseconds(1_000_000 - micros) + .milliseconds(1)
+            if ContinuousClock.now + wait >= deadline {
+                throw JobFailure.transient("MailRateLimited", "rate limit of \(perSecond) messages/s (SMTP_RATE_LIMIT) left no slot before the job's deadline")
+            }
+            try await Task.sleep(for: wait)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// Summaries: see the issue that builds it.

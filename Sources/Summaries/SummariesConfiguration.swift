@@ -1,0 +1,80 @@
+public import ConveyorCore
+
+/// Everything `llm.summarize` reads from the environment; see README "LLM summaries".
+public struct SummariesConfiguration: Sendable {
+    /// Providers in the order they are tried; only those with an API key.
+    public var providers: [LLMProvider] = []
+    public var connectTimeout: Duration = .seconds(5)
+    /// Total time for one provider call (libcurl's `CURLOPT_TIMEOUT_MS`).
+    public var requestTimeout: Duration = .seconds(30)
+    public var breaker = CircuitBreakerConfiguration()
+    /// Characters of post text sent at most.
+    public var maxInputCharacters = 12_000
+    /// Output tokens asked for (the word budget is checked on the text).
+    public var maxOutputTokens = 400
+    /// Logical model name in the cache key, so a summary from any provider serves later jobs.
+    public var modelAlias = "summary-default"
+    public var cacheTTL: Duration = .seconds(86_400)
+    /// How long one job holds the single-flight lock at most.
+    public var lockTTL: Duration = .seconds(60)
+    /// How long a 429 without `Retry-After` cools the provider down.
+    public var defaultRetryAfter: Duration = .seconds(30)
+    public var redisURL: String?
+    public var namespace: String?
+
+    public init() {}
+
+    /// Reads the variables in README's table; unset ones keep the defaults above.
+    public init(environment env: [String: String]) throws(JobFailure) {
+        func seconds(_ name: String, _ fallback: Duration) throws(JobFailure) -> Duration {
+            guard let text = env[name], !text.isEmpty else { return fallback }
+            guard let value = Double(text), value > 0 else { throw .permanent("InvalidConfiguration", "\(name)=\(text) must be a positive number of seconds") }
+            return .milliseconds(Int(value * 1000))
+        }
+        func int(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws(JobFailure) -> Int {
+            guard let text = env[name], !text.isEmpty else { return fallback }
+            guard let value = Int(text), range.contains(value) else {
+                throw .permanent("InvalidConfiguration", "\(name)=\(text) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return value
+        }
+        connectTimeout = try seconds("CONVEYOR_LLM_CONNECT_TIMEOUT", connectTimeout)
+        requestTimeout = try seconds("CONVEYOR_LLM_TIMEOUT", requestTimeout)
+        maxInputCharacters = try int("CONVEYOR_LLM_MAX_INPUT_CHARS", maxInputCharacters, 200...1_000_000)
+        maxOutputTokens = try int("CONVEYOR_LLM_MAX_OUTPUT_TOKENS", maxOutputTokens, 16...8192)
+        cacheTTL = try seconds("CONVEYOR_LLM_CACHE_TTL", cacheTTL)
+        lockTTL = try seconds("CONVEYOR_LLM_LOCK_TTL", lockTTL)
+        modelAlias = env["CONVEYOR_LLM_MODEL_ALIAS"].flatMap { $0.isEmpty ? nil : $0 } ?? modelAlias
+        breaker.failureRateThreshold = Double(try int("CONVEYOR_LLM_BREAKER_FAILURE_RATE", 50, 1...100))
+        breaker.slowCallRateThreshold = Double(try int("CONVEYOR_LLM_BREAKER_SLOW_RATE", 100, 1...100))
+        breaker.slowCallDurationThreshold = try seconds("CONVEYOR_LLM_BREAKER_SLOW_CALL", breaker.slowCallDurationThreshold)
+        breaker.slidingWindowSize = try int("CONVEYOR_LLM_BREAKER_WINDOW", breaker.slidingWindowSize, 1...10_000)
+        breaker.minimumNumberOfCalls = try int("CONVEYOR_LLM_BREAKER_MIN_CALLS", breaker.minimumNumberOfCalls, 1...10_000)
+        breaker.waitDurationInOpenState = try seconds("CONVEYOR_LLM_BREAKER_OPEN", breaker.waitDurationInOpenState)
+        breaker.permittedNumberOfCallsInHalfOpenState = try int("CONVEYOR_LLM_BREAKER_HALF_OPEN_CALLS", breaker.permittedNumberOfCallsInHalfOpenState, 1...1000)
+        breaker.forcedOpenDuration = try seconds("CONVEYOR_LLM_AUTH_FAILURE_OPEN", breaker.forcedOpenDuration)
+        redisURL = env["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        namespace = env["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 }
+
+        let order = (env["CONVEYOR_LLM_PROVIDERS"] ?? "openai,anthropic").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        for name in order where !name.isEmpty {
+            switch name {
+            case "openai":
+                guard let key = env["OPENAI_API_KEY"], !key.isEmpty else { continue }
+                providers.append(LLMProvider(
+                    kind: .openAI, baseURL: env["OPENAI_BASE_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://api.openai.com/v1",
+                    apiKey: key, model: env["OPENAI_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "gpt-4o-mini",
+                    maxTokensField: env["CONVEYOR_LLM_OPENAI_MAX_TOKENS_FIELD"].flatMap { $0.isEmpty ? nil : $0 } ?? "max_completion_tokens"))
+            case "anthropic":
+                guard let key = env["ANTHROPIC_API_KEY"], !key.isEmpty else { continue }
+                providers.append(LLMProvider(
+                    kind: .anthropic, baseURL: env["ANTHROPIC_BASE_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://api.anthropic.com",
+                    apiKey: key, model: env["ANTHROPIC_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "claude-haiku-4-5"))
+            default:
+                throw .permanent("InvalidConfiguration", "CONVEYOR_LLM_PROVIDERS: unknown provider \(name); known: openai, anthropic")
+            }
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,67 @@
+public import ConveyorCore
+internal import Postgres
+internal import Redis
+
+/// The `llm.summarize` job: summary text, provider and model, whether cached or degraded.
+public struct SummarizeHandler: JobHandler {
+    public let summarizer: Summarizer
+    public let store: (any SummaryStore)?
+
+    public init(summarizer: Summarizer, store: (any SummaryStore)?) {
+        self.summarizer = summarizer
+        self.store = store
+    }
+
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        let request = try SummaryRequest(arguments: job)
+        let result = try await summarizer.summarize(request, deadline: job.deadline, jid: job.jid, logger: job.logger)
+        if let store {
+            do {
+                try await store.save(result)
+            } catch {
+                throw JobFailure.transient("SummaryStoreFailed", "llm.summarize jid=\(job.jid) post \(request.postID): could not store the summary: \(error)")
+            }
+        }
+        return result.json
+    }
+}
+
+/// Registers the summaries job classes.
+public enum SummariesJobs {
+    /// The summariser of the last `register` call in this process, for the metrics exporter.
+    public static var current: Summarizer? { Current.value.withLock { $0 } }
+
+    /// Registers `llm.summarize` on queue `llm`, 120 s timeout (two providers at the 30 s default each plus
+    /// waiting for another job's call), 8 per process, reading README's variables from `environment`.
+    /// Summaries are stored by post id in PostgreSQL (`conveyor.summaries`) when `DATABASE_URL` is set; the
+    /// table's migration is added to `MigrationCatalog.shared`.
+    /// - Parameters:
+    ///   - store: overrides where summaries are kept (tests); without it and without `DATABASE_URL` they are
+    ///     only in the job results.
+    public static func register(into registry: inout JobRegistry, environment: [String: String], store: (any SummaryStore)? = nil) throws {
+        let configuration = try SummariesConfiguration(environment: environment)
+        MigrationCatalog.shared.add(PostgresSummaryStore.migrations)
+        var store = store
+        if store == nil, let url = environment["DATABASE_URL"], !url.isEmpty {
+            store = PostgresSummaryStore(database: PostgresThread(url: url, name: "conveyor-llm-store"))
+        }
+        var cache: SummaryCache?
+        if let url = configuration.redisURL {
+            let endpoint = try RedisEndpoint(url: url)
+            let redis = RedisThread(endpoint, name: "conveyor-llm-cache", commandTimeout: 5)
+            cache = SummaryCache(redis: redis, keys: QueueKeys(namespace: configuration.namespace),
+                                 ttl: configuration.cacheTTL, lockTTL: configuration.lockTTL)
+        }
+        let summarizer = Summarizer(configuration: configuration, cache: cache)
+        Current.value.withLock { $0 = summarizer }
+        registry.register(JobClass(
+            "llm.summarize", queue: "llm", retry: .default, timeout: .seconds(120), concurrency: 8,
+            handler: SummarizeHandler(summarizer: summarizer, store: store)))
+    }
+
+    private enum Current {
+        static let value = Mutex<Summarizer?>(nil)
+    }
+}
+
+import Synchronization

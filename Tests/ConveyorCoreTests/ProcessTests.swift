@@ -1,0 +1,165 @@
+import Foundation
+import Redis
+import Testing
+
+@testable import ConveyorCore
+
+/// Whole `conveyor worker` processes: killed, terminated, and read by Sidekiq's own Ruby API.
+@Suite(.serialized) struct ProcessTests {
+    let fastHeartbeat = ["--heartbeat-interval", "300ms", "--heartbeat-ttl", "2s", "--poll-interval", "200ms"]
+
+    func redisURL() throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["REDIS_URL"] else { throw TestSetupError("REDIS_URL is not set") }
+        return url
+    }
+
+    /// Sums the in-flight lists of every process in the namespace.
+    func inflight(_ redis: TestRedis) async throws -> [JSONObject] {
+        let lists = try await redis.command("KEYS", redis.keys.prefix + "conveyor:inflight:*").array ?? []
+        var jobs: [JSONObject] = []
+        for list in lists { jobs += try await redis.jobs(inList: list.text!) }
+        return jobs
+    }
+
+    @Test func killDashNineMidRunLosesNoJob() async throws {
+        let redis = try TestRedis()
+        var jids: [String] = []
+        var batch: [JSONObject] = []
+        for _ in 0..<10_000 {
+            let payload = Job.envelope(jobClass: "sleep", arguments: ["ms": 2], queue: "default")
+            jids.append(payload["jid"]!.stringValue!)
+            batch.append(payload)
+            if batch.count == 1000 {
+                try await redis.client.push(batch)
+                batch.removeAll()
+            }
+        }
+        let args = ["--queues", "default", "-c", "20"] + fastHeartbeat
+        let a = try WorkerProcess(redisURL: try redisURL(), namespace: redis.namespace, arguments: args)
+        let b = try WorkerProcess(redisURL: try redisURL(), namespace: redis.namespace, arguments: args)
+        try await eventually("a quarter done", timeout: .seconds(120)) { try await redis.int("GET", redis.keys.processed) >= 2_500 }
+        try await a.kill9()
+        #expect(try await redis.int("LLEN", redis.keys.queue("default")) > 0, "the kill happened mid-run")
+        try await eventually("everything drained and reaped", timeout: .seconds(180)) {
+            let queued = try await redis.int("LLEN", redis.keys.queue("default"))
+            let flying = try await inflight(redis).count
+            return queued == 0 && flying == 0
+        }
+        #expect(try await b.terminate() == 0)
+        let done = a.succeeded.union(b.succeeded)
+        #expect(done.count == 10_000)
+        #expect(Set(jids).subtracting(done).isEmpty, "every job completed")
+        #expect(try await redis.int("ZCARD", redis.keys.dead) == 0)
+        #expect(try await redis.int("ZCARD", redis.keys.retry) == 0)
+        #expect(b.log.contains("reaped the jobs of a dead worker process"))
+        try await redis.clean()
+    }
+
+    @Test func jobThatKillsItsWorkerEveryTimeEndsDead() async throws {
+        let redis = try TestRedis()
+        let jid = try await redis.client.enqueue("sleep", arguments: ["ms": 600_000])
+        let args = ["--queues", "default", "-c", "2"] + fastHeartbeat
+        var last: WorkerProcess?
+        // Three runs allowed: each dies with its worker.
+        for run in 0..<3 {
+            let worker = try WorkerProcess(redisURL: try redisURL(), namespace: redis.namespace, arguments: args)
+            try await eventually("run \(run + 1) started", timeout: .seconds(30)) {
+                let jobs = try await inflight(redis)
+                return jobs.count == 1 && jobs[0]["retry_count"]?.intValue == (run == 0 ? nil : run - 1)
+                    && jobs[0]["jid"]?.stringValue == jid
+            }
+            try await worker.kill9()
+            last = worker
+        }
+        _ = last
+        let reaper = try WorkerProcess(redisURL: try redisURL(), namespace: redis.namespace, arguments: args)
+        try await eventually("poison pill in the dead set", timeout: .seconds(30)) { try await redis.int("ZCARD", redis.keys.dead) == 1 }
+        let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
+        #expect(dead["jid"]?.stringValue == jid)
+        #expect(dead["error_class"]?.stringValue == "WorkerLost")
+        #expect(dead["retry_count"]?.intValue == 2)
+        #expect(try await redis.int("LLEN", redis.keys.queue("default")) == 0)
+        #expect(try await reaper.terminate() == 0)
+        try await redis.clean()
+    }
+
+    @Test func sigtermDrainsShortJobsAndRequeuesLongOnes() async throws {
+        let redis = try TestRedis()
+        var long: [String] = []
+        for _ in 0..<3 { long.append(try await redis.client.enqueue("sleep", arguments: ["ms": 60_000])) }
+        for _ in 0..<5 { try await redis.client.enqueue("sleep", arguments: ["ms": 200]) }
+        let worker = try WorkerProcess(
+            redisURL: try redisURL(), namespace: redis.namespace, arguments: ["--queues", "default", "-c", "5", "--shutdown-timeout", "1s"])
+        try await eventually("short jobs done", timeout: .seconds(30)) { try await redis.int("GET", redis.keys.processed) == 5 }
+        let started = ContinuousClock.now
+        #expect(try await worker.terminate() == 0)
+        #expect(ContinuousClock.now - started < .seconds(5))
+        let queued = try await redis.jobs(inList: redis.keys.queue("default"))
+        #expect(Set(queued.compactMap { $0["jid"]?.stringValue }) == Set(long))
+        #expect(queued.allSatisfy { $0["retry_count"] == nil }, "shutdown spends no attempt")
+        #expect(try await inflight(redis).isEmpty)
+        #expect(try await redis.int("ZCARD", redis.keys.retry) == 0)
+        #expect(worker.log.contains("shutdown timeout reached"))
+        try await redis.clean()
+    }
+
+    @Test func sidekiqClientAndAPIInteroperate() async throws {
+        // Sidekiq's API has no namespace support without an extra gem: use a database of this test's own.
+        let base = try RedisEndpoint(url: try redisURL())
+        guard case .tcp(let host, let port) = base.address else { throw TestSetupError("interop test needs TCP Redis") }
+        let url = "redis://\(host):\(port)/7"
+        let redis = try TestRedis()
+        let db = RedisThread(try RedisEndpoint(url: url), name: "interop")
+        defer { db.stop() }
+        _ = try await db.run { try $0.command("FLUSHDB").check() }
+
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("sidekiq_interop.rb").path
+        func ruby(_ command: String) async throws -> JSONValue {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/ruby")
+            process.arguments = [script, command]
+            process.environment = ["REDIS_URL": url, "PATH": "/usr/bin:/bin"]
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            let data = try await BlockingPool.shared.run { out.fileHandleForReading.readDataToEndOfFile() }
+            try await BlockingPool.shared.run { process.waitUntilExit() }
+            #expect(process.terminationStatus == 0)
+            return try JSONValue(parsing: Array(data))
+        }
+
+        let pushed = try await ruby("push")
+        #expect(pushed["queued"]?.intValue == 6)
+        #expect(pushed["scheduled"]?.intValue == 1)
+        let worker = try WorkerProcess(
+            redisURL: url, namespace: nil,
+            arguments: ["--queues", "interop", "-c", "4", "--class-timeout", "sleep=300ms", "--poll-interval", "200ms"])
+        let processedKey = "stat:processed"
+        try await eventually("all Sidekiq-pushed jobs ran", timeout: .seconds(30)) {
+            try await db.run { try $0.command("GET", processedKey).check().int ?? 0 } >= 7
+        }
+        let read = try await ruby("read")
+        #expect(read["queue_size"]?.intValue == 0)
+        #expect(read["queues"] == ["interop"])
+        #expect(read["retry_size"]?.intValue == 1)
+        #expect(read["retry_jid"] == pushed["slow"])
+        #expect(read["retry_class"]?.stringValue == "sleep")
+        #expect(read["retry_error"]?.stringValue == "JobTimeout")
+        #expect(read["retry_count"]?.intValue == 0)
+        #expect(read["dead_size"]?.intValue == 1)
+        #expect(read["dead_jid"] == pushed["bad"])
+        #expect(read["dead_error"]?.stringValue == "InvalidArguments")
+        #expect(read["processed"]?.intValue == 7)
+        #expect(read["failed"]?.intValue == 2)
+        #expect(read["retry_stat"]?.intValue == 1)
+        #expect(read["dead_stat"]?.intValue == 1)
+        let processes = read["processes"]?.arrayValue ?? []
+        #expect(processes.count == 1)
+        #expect(processes.first?["concurrency"]?.intValue == 4)
+        #expect(processes.first?["queues"] == ["interop"])
+        #expect(worker.succeeded.isSuperset(of: [pushed["ok"]!.stringValue!, pushed["later"]!.stringValue!]))
+        #expect(try await worker.terminate() == 0)
+        _ = try await db.run { try $0.command("FLUSHDB").check() }
+        _ = redis
+    }
+}

@@ -1,0 +1,296 @@
+import Foundation
+import Redis
+import Synchronization
+import Testing
+
+@testable import ConveyorCore
+
+/// The worker against a real Redis: fetch, ack, retries, dead set, priorities, limits, timeouts, shutdown, reaping.
+@Suite struct WorkerTests {
+    func registry(_ recorder: Recorder, _ extra: [JobClass] = []) -> JobRegistry {
+        var registry = JobRegistry()
+        BuiltinJobs.register(into: &registry)
+        registry.register(
+            JobClass(
+                "record",
+                handler: ClosureHandler { job in
+                    recorder.start(job.jid, job.jobClass)
+                    defer { recorder.end(job.jobClass) }
+                    if let ms = job.arguments["ms"]?.intValue { try await Task.sleep(for: .milliseconds(ms)) }
+                    return ["ok": true]
+                }))
+        for c in extra { registry.register(c) }
+        return registry
+    }
+
+    @Test func runsJobsAndAcksThem() async throws {
+        let redis = try TestRedis()
+        let recorder = Recorder()
+        var jids: [String] = []
+        for i in 0..<50 { jids.append(try await redis.client.enqueue("record", arguments: ["n": JSONValue(i)])) }
+        try await withWorker(redis, registry: registry(recorder)) { worker in
+            try await eventually("50 jobs processed") { try await redis.int("GET", redis.keys.processed) == 50 }
+            #expect(Set(recorder.order) == Set(jids))
+            #expect(try await redis.int("LLEN", redis.keys.queue("default")) == 0)
+            try await eventually("in-flight list empty") { try await redis.int("LLEN", redis.keys.inflight(worker.configuration.identity)) == 0 }
+            #expect(try await redis.int("GET", redis.keys.failed) == 0)
+            #expect(try await redis.int("GET", redis.keys.processed(day: JobTime.day(JobTime.now()))) == 50)
+        }
+        try await redis.clean()
+    }
+
+    @Test func failingJobRetriesWithBackoffThenDies() async throws {
+        let redis = try TestRedis()
+        let calls = Mutex<[Double]>([])
+        let policy = RetryPolicy(maxAttempts: 3, backoff: .exponential(base: 0.3, factor: 2, cap: 5, jitter: 0.25))
+        let failing = JobClass(
+            "flaky", retry: policy,
+            handler: ClosureHandler { _ in
+                calls.withLock { $0.append(JobTime.now()) }
+                throw JobFailure.transient("UpstreamDown", "the upstream said no")
+            })
+        let jid = try await redis.client.enqueue("flaky")
+        try await withWorker(redis, registry: registry(Recorder(), [failing])) { _ in
+            // First failure: in the retry set, scored within the policy's bounds for retry 0.
+            try await eventually("first failure in retry set") { try await redis.int("ZCARD", redis.keys.retry) == 1 }
+            let first = calls.withLock { $0[0] }
+            let entry = try await redis.command("ZRANGE", redis.keys.retry, 0, 0, "WITHSCORES").array!
+            let retried = try JSONValue(parsing: entry[0].bytes!).objectValue!
+            let score = Double(entry[1].text!)!
+            let bounds = policy.delayBounds(retryCount: 0)
+            #expect(score >= first + bounds.lowerBound - 0.05 && score <= first + bounds.upperBound + 0.2)
+            #expect(retried["jid"]?.stringValue == jid)
+            #expect(retried["retry_count"]?.intValue == 0)
+            #expect(retried["error_class"]?.stringValue == "UpstreamDown")
+            #expect(retried["failed_at"] != nil)
+
+            try await eventually("dead after three runs") { try await redis.int("ZCARD", redis.keys.dead) == 1 }
+            let times = calls.withLock { $0 }
+            #expect(times.count == 3)
+            // Each retry waited at least the lower bound of its backoff.
+            #expect(times[1] - times[0] >= policy.delayBounds(retryCount: 0).lowerBound - 0.05)
+            #expect(times[2] - times[1] >= policy.delayBounds(retryCount: 1).lowerBound - 0.05)
+            let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
+            #expect(dead["retry_count"]?.intValue == 2)
+            #expect(dead["retried_at"] != nil)
+            #expect(dead["error_message"]?.stringValue == "the upstream said no")
+            #expect(try await redis.int("ZCARD", redis.keys.retry) == 0)
+            #expect(try await redis.int("GET", redis.keys.failed) == 3)
+        }
+        try await redis.clean()
+    }
+
+    @Test func permanentErrorsSkipRetries() async throws {
+        let redis = try TestRedis()
+        let calls = Atomic<Int>(0)
+        let bad = JobClass(
+            "picky",
+            handler: ClosureHandler { job in
+                calls.add(1, ordering: .relaxed)
+                _ = try job.string("source")
+                return nil
+            })
+        try await redis.client.enqueue("picky", arguments: ["source": 42])
+        try await withWorker(redis, registry: registry(Recorder(), [bad])) { _ in
+            try await eventually("dead") { try await redis.int("ZCARD", redis.keys.dead) == 1 }
+            let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
+            #expect(dead["error_class"]?.stringValue == "InvalidArguments")
+            #expect(dead["error_message"]?.stringValue == "source must be a string, got number")
+            #expect(calls.load(ordering: .relaxed) == 1)
+            #expect(try await redis.int("ZCARD", redis.keys.retry) == 0)
+        }
+        try await redis.clean()
+    }
+
+    @Test func garbageAndUnknownClassesLandInDeadWithTheirBytes() async throws {
+        let redis = try TestRedis()
+        let queue = redis.keys.queue("default")
+        try await redis.command("LPUSH", queue, "not json at all {")
+        try await redis.command("LPUSH", queue, [0xFF, 0xFE, 0x00, 0x41] as [UInt8])
+        try await redis.command("LPUSH", queue, #"{"args":[]}"#)
+        try await redis.command("LPUSH", queue, #"{"class":"noop","args":"nope"}"#)
+        try await redis.command("LPUSH", queue, #"{"class":"noop","args":[1,2]}"#)
+        let unknown = try await redis.client.enqueue("does.not.exist")
+        try await redis.client.enqueue("noop")
+        try await withWorker(redis, registry: registry(Recorder())) { _ in
+            try await eventually("6 dead") { try await redis.int("ZCARD", redis.keys.dead) == 6 }
+            try await eventually("noop ran") { try await redis.int("GET", redis.keys.processed) == 7 }
+            let dead = try await redis.jobs(inSet: redis.keys.dead)
+            let byRaw = Dictionary(dead.compactMap { d in d["raw"]?.stringValue.map { ($0, d) } }, uniquingKeysWith: { a, _ in a })
+            #expect(byRaw["not json at all {"]?["error_class"]?.stringValue == "MalformedJob")
+            #expect(byRaw[#"{"args":[]}"#]?["error_message"]?.stringValue == #"payload has no "class" string"#)
+            #expect(byRaw[#"{"class":"noop","args":"nope"}"#]?["error_message"]?.stringValue == "args must be an array, got string")
+            #expect(byRaw[#"{"class":"noop","args":[1,2]}"#]?["error_class"]?.stringValue == "InvalidArguments")
+            #expect(dead.contains { $0["raw_base64"]?.stringValue == "//4AQQ==" })
+            let lost = try #require(dead.first { $0["jid"]?.stringValue == unknown })
+            #expect(lost["error_class"]?.stringValue == "UnknownJobClass")
+            #expect(lost["class"]?.stringValue == "does.not.exist")
+        }
+        try await redis.clean()
+    }
+
+    @Test func scheduledJobsRunWhenDue() async throws {
+        let redis = try TestRedis()
+        let recorder = Recorder()
+        let at = JobTime.now() + 1.0
+        let jid = try await redis.client.enqueue("record", at: at)
+        #expect(try await redis.int("ZCARD", redis.keys.schedule) == 1)
+        try await withWorker(redis, registry: registry(recorder)) { _ in
+            try await eventually("scheduled job ran") { !recorder.starts(jid).isEmpty }
+            #expect(recorder.starts(jid)[0] >= at)
+            #expect(try await redis.int("ZCARD", redis.keys.schedule) == 0)
+        }
+        try await redis.clean()
+    }
+
+    @Test func strictPriorityDrainsHigherQueuesFirst() async throws {
+        let redis = try TestRedis()
+        let recorder = Recorder()
+        var low: [String] = []
+        var critical: [String] = []
+        for _ in 0..<20 { low.append(try await redis.client.enqueue("record", queue: "low")) }
+        for _ in 0..<20 { critical.append(try await redis.client.enqueue("record", queue: "critical")) }
+        try await withWorker(redis, registry: registry(recorder), queues: "critical,default,low", concurrency: 1) { _ in
+            try await eventually("all ran") { recorder.order.count == 40 }
+            #expect(Set(recorder.order.prefix(20)) == Set(critical))
+            #expect(Array(recorder.order.prefix(20)) == critical, "FIFO within a queue")
+        }
+        try await redis.clean()
+    }
+
+    @Test func weightedOrderFollowsWeights() throws {
+        let selection = try QueueSelection(parsing: "critical:6,default:3,low:1")
+        #expect(selection.mode == .weighted)
+        var g = SystemRandomNumberGenerator()
+        var firsts: [String: Int] = [:]
+        for _ in 0..<10_000 {
+            let order = selection.order(using: &g)
+            #expect(Set(order) == ["critical", "default", "low"])
+            firsts[order[0], default: 0] += 1
+        }
+        #expect((5_600...6_400).contains(firsts["critical"]!))
+        #expect((2_600...3_400).contains(firsts["default"]!))
+        #expect((700...1_300).contains(firsts["low"]!))
+        #expect(try QueueSelection(parsing: "a,b").order(using: &g) == ["a", "b"])
+        #expect(throws: JobFailure.self) { try QueueSelection(parsing: "a:0") }
+        #expect(throws: JobFailure.self) { try QueueSelection(parsing: "a,a") }
+    }
+
+    @Test func perClassConcurrencyLimitLetsOtherClassesRun() async throws {
+        let redis = try TestRedis()
+        let recorder = Recorder()
+        let gate = AsyncEvent()
+        let slow = JobClass(
+            "slow", concurrency: 1,
+            handler: ClosureHandler { job in
+                recorder.start(job.jid, job.jobClass)
+                defer { recorder.end(job.jobClass) }
+                await gate.wait()
+                return nil
+            })
+        for _ in 0..<5 { try await redis.client.enqueue("slow") }
+        var fast: [String] = []
+        for _ in 0..<30 { fast.append(try await redis.client.enqueue("record", arguments: ["ms": 50])) }
+        try await withWorker(redis, registry: registry(recorder, [slow]), concurrency: 8) { _ in
+            // Every fast job finishes while the one running slow job holds its class's only slot.
+            try await eventually("fast jobs done while slow blocked") { Set(recorder.order).isSuperset(of: fast) }
+            #expect(recorder.running("slow") == 1)
+            gate.set()
+            try await eventually("all done") { try await redis.int("GET", redis.keys.processed) == 35 }
+            #expect(recorder.maxRunning("slow") == 1)
+            #expect(recorder.maxRunning("record") > 1)
+        }
+        try await redis.clean()
+    }
+
+    @Test func hardTimeoutStopsAJobThatIgnoresCancellation() async throws {
+        let redis = try TestRedis()
+        let handlerReturned = Atomic<Bool>(false)
+        let stuck = JobClass(
+            "stuck", retry: RetryPolicy(maxAttempts: 1), timeout: .milliseconds(300),
+            handler: ClosureHandler { _ in
+                // Ignores cancellation, like a blocking native call without a deadline.
+                try await BlockingPool.shared.run { Thread.sleep(forTimeInterval: 15) }
+                handlerReturned.store(true, ordering: .sequentiallyConsistent)
+                return nil
+            })
+        try await redis.client.enqueue("stuck")
+        try await redis.client.enqueue("noop")
+        try await withWorker(redis, registry: registry(Recorder(), [stuck]), concurrency: 1) { _ in
+            try await eventually("timed out into dead") { try await redis.int("ZCARD", redis.keys.dead) == 1 }
+            let returnedBeforeDeadline = handlerReturned.load(ordering: .sequentiallyConsistent)
+            #expect(!returnedBeforeDeadline, "failed at its deadline, not when the handler returned")
+            let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
+            #expect(dead["error_class"]?.stringValue == "JobTimeout")
+            // Its slot went to the next job while the stuck handler still runs.
+            try await eventually("next job ran") { try await redis.int("GET", redis.keys.processed) == 2 }
+            let returnedBeforeNext = handlerReturned.load(ordering: .sequentiallyConsistent)
+            #expect(!returnedBeforeNext)
+        }
+        try await redis.clean()
+    }
+
+    @Test func shutdownPushesUnfinishedJobsBackWithoutSpendingAnAttempt() async throws {
+        let redis = try TestRedis()
+        let recorder = Recorder()
+        let long = try await redis.client.enqueue("sleep", arguments: ["ms": 30_000])
+        let short = try await redis.client.enqueue("record", arguments: ["ms": 300])
+        let identity = WorkerConfiguration.newIdentity()
+        try await withWorker(redis, registry: registry(recorder), concurrency: 4, shutdownTimeout: .seconds(2), identity: identity) { _ in
+            try await eventually("both started") { try await redis.int("LLEN", redis.keys.inflight(identity)) == 2 && !recorder.starts(short).isEmpty }
+        }
+        // run() returned: the short job finished during the drain, the long one is back at the head of its queue.
+        let queued = try await redis.jobs(inList: redis.keys.queue("default"))
+        #expect(queued.count == 1)
+        #expect(queued[0]["jid"]?.stringValue == long)
+        #expect(queued[0]["retry_count"] == nil)
+        #expect(try await redis.int("GET", redis.keys.processed) == 1)
+        #expect(try await redis.int("LLEN", redis.keys.inflight(identity)) == 0)
+        #expect(try await redis.int("SISMEMBER", redis.keys.processes, identity) == 0)
+        #expect(try await redis.int("EXISTS", redis.keys.heartbeat(identity)) == 0)
+        try await redis.clean()
+    }
+
+    @Test func reaperReturnsADeadProcessesJobsCountingAnAttempt() async throws {
+        let redis = try TestRedis()
+        let recorder = Recorder()
+        // A process that died: registered, in-flight jobs, no heartbeat.
+        let ghost = "ghost:1:abc"
+        let lost = Job.envelope(jobClass: "record", arguments: [:], queue: "default")
+        var poisoned = Job.envelope(jobClass: "record", arguments: [:], queue: "default")
+        poisoned["retry_count"] = 1  // two runs already lost: the third loss is the last
+        try await redis.command("SADD", redis.keys.conveyorProcesses, ghost)
+        try await redis.command("LPUSH", redis.keys.inflight(ghost), lost.bytes)
+        try await redis.command("LPUSH", redis.keys.inflight(ghost), poisoned.bytes)
+        try await withWorker(redis, registry: registry(recorder)) { _ in
+            try await eventually("lost job ran again") { !recorder.starts(lost["jid"]!.stringValue!).isEmpty }
+            try await eventually("poison pill dead") { try await redis.int("ZCARD", redis.keys.dead) == 1 }
+            let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
+            #expect(dead["jid"] == poisoned["jid"])
+            #expect(dead["error_class"]?.stringValue == "WorkerLost")
+            #expect(dead["retry_count"]?.intValue == 2)
+            #expect(recorder.starts(poisoned["jid"]!.stringValue!).isEmpty)
+            #expect(try await redis.int("LLEN", redis.keys.inflight(ghost)) == 0)
+            #expect(try await redis.int("SISMEMBER", redis.keys.conveyorProcesses, ghost) == 0)
+        }
+        try await redis.clean()
+    }
+
+    @Test func heartbeatPublishesSidekiqProcessInfo() async throws {
+        let redis = try TestRedis()
+        let identity = WorkerConfiguration.newIdentity()
+        try await withWorker(redis, registry: registry(Recorder()), queues: "critical,default", concurrency: 7, identity: identity) { _ in
+            try await eventually("registered") { try await redis.int("SISMEMBER", redis.keys.processes, identity) == 1 }
+            let info = try await redis.command("HGET", redis.keys.process(identity), "info")
+            let parsed = try JSONValue(parsing: info.bytes!)
+            #expect(parsed["concurrency"]?.intValue == 7)
+            #expect(parsed["queues"] == ["critical", "default"])
+            #expect(parsed["identity"]?.stringValue == identity)
+            #expect(try await redis.int("TTL", redis.keys.heartbeat(identity)) > 0)
+            // Sidekiq's Web UI "quiet" signal stops fetching.
+            try await redis.command("LPUSH", redis.keys.signals(identity), "TSTP")
+            try await eventually("quiet") { try await redis.command("HGET", redis.keys.process(identity), "quiet").text == "true" }
+        }
+        try await redis.clean()
+    }
+}

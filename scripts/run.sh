@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# make run: private Redis + PostgreSQL on loopback, the worker in the foreground, and example jobs flowing.
+# Ctrl-C stops the worker gracefully, then the servers this script started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${CONFIG:-debug}
+BIN="$(swift build -c "$CONFIG" --show-bin-path)/conveyor"
+
+scripts/services.sh start >/dev/null
+source .run/env
+export REDIS_URL DATABASE_URL
+export CONVEYOR_MEDIA_ROOT=${CONVEYOR_MEDIA_ROOT:-$PWD/.run/media}
+export CONVEYOR_MAIL_OUTBOX=${CONVEYOR_MAIL_OUTBOX:-$PWD/.run/mail}
+mkdir -p "$CONVEYOR_MEDIA_ROOT" "$CONVEYOR_MAIL_OUTBOX"
+
+examples_pid=""
+cleanup() {
+  [ -n "$examples_pid" ] && kill "$examples_pid" 2>/dev/null || true
+  scripts/services.sh stop
+  echo "make run: stopped the worker, Redis and PostgreSQL."
+}
+trap cleanup EXIT
+
+cat <<MSG
+make run: Redis at $REDIS_URL, PostgreSQL at $DATABASE_URL
+          media under $CONVEYOR_MEDIA_ROOT, mail written to $CONVEYOR_MAIL_OUTBOX
+          enqueue more from another terminal:  REDIS_URL=$REDIS_URL $BIN enqueue noop
+          Ctrl-C stops everything.
+MSG
+
+# Example jobs, pushed once the worker has registered.
+(
+  for _ in $(seq 1 100); do
+    [ "$(redis-cli -u "$REDIS_URL" scard conveyor:processes 2>/dev/null || echo 0)" -gt 0 ] && break
+    sleep 0.1
+  done
+  scripts/examples.sh "$BIN"
+) &
+examples_pid=$!
+
+"$BIN" worker "$@"
