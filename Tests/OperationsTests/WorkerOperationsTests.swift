@@ -41,3 +41,40 @@ struct WorkerOperationsTests {
         #expect(ops.observers.count == 1)
     }
 }
+
+@Suite(.enabled(if: TestEnv.hasServers, "needs REDIS_URL and DATABASE_URL"))
+struct WorkerOperationsOutageTests {
+    @Test func databaseDownAtStartIsMigratedAndWrittenWhenItComesBack() async throws {
+        // A database of its own, reached through a proxy that is down when the worker starts.
+        let admin = try PostgresConnection(url: TestEnv.databaseURL!)
+        let name = "conveyor_t_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+        try admin.query("CREATE DATABASE \(name)")
+        var base = URLComponents(string: TestEnv.databaseURL!)!
+        let proxy = try TCPProxy(target: base.port ?? 5432)
+        let port = proxy.port
+        proxy.kill()
+        base.port = port
+        base.path = "/" + name
+        let jid = TestEnv.unique("down")
+        do {
+            let ops = try WorkerOperations(
+                redis: try RedisEndpoint(url: TestEnv.redisURL!), keys: QueueKeys(namespace: TestEnv.unique("wo")),
+                metricsAddress: nil, environment: ["DATABASE_URL": base.string!])
+            ops.results?.jobFinished(
+                JobOutcome(jid: jid, jobClass: "noop", queue: "default", status: .dead, attempts: 3, result: nil,
+                           failure: .permanent("Boom", "no"), enqueuedAt: nil, startedAt: 1, finishedAt: 2, payload: JSONObject()))
+            #expect(ops.results?.drain(timeout: 0.5) == false)
+            let restarted = try TCPProxy(target: proxy.target, port: port)
+            #expect(ops.results?.drain(timeout: 20) == true)
+            ops.shutdown(timeout: 1)
+            restarted.kill()
+        }
+        var direct = URLComponents(string: TestEnv.databaseURL!)!
+        direct.path = "/" + name
+        do {
+            let c = try PostgresConnection(url: direct.string!)
+            #expect(try JobResultQueries.byJID(jid, on: c)?.errorClass == "Boom")
+        }
+        try admin.query("DROP DATABASE \(name) WITH (FORCE)")
+    }
+}

@@ -1,7 +1,7 @@
 public import ConveyorCore
 import Foundation
 public import Logging
-import Postgres
+public import Postgres
 
 /// Records every terminal job outcome in `conveyor.job_results`, in batches, off the worker's path.
 ///
@@ -59,10 +59,19 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     private var drainers = 0
     private var finished = false
 
-    public init(databaseURL: String, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "conveyor.results")) {
+    private let prepare: (@Sendable (PostgresConnection) throws -> Void)?
+
+    /// - Parameters:
+    ///   - prepare: runs on the flusher's connection before its first write succeeds (e.g. migrations that could
+    ///     not run at start because PostgreSQL was down); retried with the write until it succeeds.
+    public init(
+        databaseURL: String, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "conveyor.results"),
+        prepare: (@Sendable (PostgresConnection) throws -> Void)? = nil
+    ) {
         self.url = databaseURL
         self.configuration = configuration
         self.logger = logger
+        self.prepare = prepare
         let thread = Thread { [self] in flushLoop() }
         thread.name = "conveyor-results"
         thread.start()
@@ -146,6 +155,7 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
 
     private func flushLoop() {
         var connection: PostgresConnection?
+        var prepared = prepare == nil
         var backoff = 0.1
         while true {
             condition.lock()
@@ -173,6 +183,10 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             var failure: (any Error)?
             do {
                 if connection == nil || connection!.isBroken { connection = try PostgresConnection(url: url) }
+                if !prepared {
+                    try prepare?(connection!)
+                    prepared = true
+                }
                 try Self.write(batch, on: connection!)
             } catch {
                 failure = error
