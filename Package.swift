@@ -92,7 +92,7 @@ let package = Package(
             exclude: ["smtp_sink.py", "parse_eml.py"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"],
+            name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"], exclude: ["tcp_proxy.py"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "Redis", "Postgres"],

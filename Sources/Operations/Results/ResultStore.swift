@@ -13,8 +13,8 @@ public import Postgres
 /// and never crashes the worker.
 public final class ResultStore: JobObserver, @unchecked Sendable {
     public struct Configuration: Sendable {
-        /// Most rows written by one INSERT.
-        public var batchSize = 500
+        /// Most rows written by one INSERT (`CONVEYOR_RESULTS_BATCH`).
+        public var batchSize = 1000
         /// How long a partial batch waits for more rows before it is written.
         public var flushInterval: Double = 0.05
         /// Most outcomes held while PostgreSQL is slow or down (`CONVEYOR_RESULTS_BUFFER`).
@@ -238,9 +238,13 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
                 continue
             }
             out += "\""
-            for ch in v.unicodeScalars {
-                if ch == "\"" || ch == "\\" { out += "\\" }
-                out.unicodeScalars.append(ch)
+            if v.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                for ch in v.unicodeScalars {
+                    if ch == "\"" || ch == "\\" { out += "\\" }
+                    out.unicodeScalars.append(ch)
+                }
+            } else {
+                out += v
             }
             out += "\""
         }
