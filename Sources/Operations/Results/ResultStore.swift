@@ -19,6 +19,9 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
         public var flushInterval: Double = 0.05
         /// Most outcomes held while PostgreSQL is slow or down (`CONVEYOR_RESULTS_BUFFER`).
         public var capacity = 100_000
+        /// Flusher threads, each with its own connection (`CONVEYOR_RESULTS_WRITERS`): a second one writes while the
+        /// first waits for PostgreSQL.
+        public var writers = 2
         /// Longest wait between retries while PostgreSQL is down.
         public var maximumBackoff: Double = 5
 
@@ -30,6 +33,7 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             if let n = environment["CONVEYOR_RESULTS_BATCH"].flatMap({ Int($0) }), n > 0 { batchSize = min(n, 5000) }
             if let n = environment["CONVEYOR_RESULTS_BUFFER"].flatMap({ Int($0) }), n > 0 { capacity = n }
             if let n = environment["CONVEYOR_RESULTS_FLUSH_MS"].flatMap({ Double($0) }), n >= 0 { flushInterval = n / 1000 }
+            if let n = environment["CONVEYOR_RESULTS_WRITERS"].flatMap({ Int($0) }), n > 0 { writers = min(n, 8) }
         }
     }
 
@@ -72,9 +76,11 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.prepare = prepare
-        let thread = Thread { [self] in flushLoop() }
-        thread.name = "conveyor-results"
-        thread.start()
+        for i in 0..<max(1, configuration.writers) {
+            let thread = Thread { [self] in flushLoop() }
+            thread.name = "conveyor-results-\(i)"
+            thread.start()
+        }
     }
 
     // MARK: JobObserver
@@ -172,7 +178,7 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             let take = min(pendingCount, configuration.batchSize)
             let batch = Array(buffer[head..<(head + take)])
             head += take
-            inFlight = take
+            inFlight += take
             if head > 4096 && head * 2 > buffer.count {
                 buffer.removeFirst(head)
                 head = 0
@@ -195,10 +201,10 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             }
 
             condition.lock()
-            inFlight = 0
+            inFlight -= batch.count
             if let failure {
                 // Put the batch back in front, within the capacity bound.
-                let room = max(0, configuration.capacity - pendingCount)
+                let room = max(0, configuration.capacity - pendingCount - inFlight)
                 let keep = batch.suffix(room)
                 stats.dropped += batch.count - keep.count
                 buffer.replaceSubrange(head..<head, with: keep)
