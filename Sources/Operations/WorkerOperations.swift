@@ -29,17 +29,28 @@ public final class WorkerOperations: Sendable {
         self.metrics = metrics
         let databaseURL = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         if let databaseURL {
-            // Migrate at start; a database that is down now only delays writes (the store buffers and retries).
+            // Migrate at start; a database that is down now only delays writes: the store buffers, and runs the
+            // migrations itself before its first write once PostgreSQL is back.
+            OperationsMigrations.register()
+            let migrations = MigrationCatalog.shared.all
+            var migrated = false
             do {
                 let connection = try PostgresConnection(url: databaseURL)
-                OperationsMigrations.register()
-                let report = try Migrator(migrations: MigrationCatalog.shared.all).migrate(connection)
+                let report = try Migrator(migrations: migrations).migrate(connection)
                 for m in report.applied { logger.info("applied migration \(m.component) \(m.version) \(m.name)") }
+                migrated = true
             } catch {
                 metrics.postgresError()
                 logger.error("cannot migrate schema conveyor now (results are buffered until PostgreSQL is back): \(error)")
             }
-            let store = ResultStore(databaseURL: databaseURL, configuration: .init(environment: environment), logger: logger)
+            var prepare: (@Sendable (PostgresConnection) throws -> Void)?
+            if !migrated {
+                prepare = { @Sendable (connection: PostgresConnection) throws -> Void in
+                    _ = try Migrator(migrations: migrations).migrate(connection)
+                }
+            }
+            let store = ResultStore(
+                databaseURL: databaseURL, configuration: .init(environment: environment), logger: logger, prepare: prepare)
             metrics.observe(store)
             results = store
         } else {

@@ -27,7 +27,10 @@ struct MigrateCommand: ParsableCommand {
             throw ExitCode(64)
         }
         OperationsMigrations.register()
-        _ = try? JobClasses.registry()  // each family adds its own migrations
+        // Families add their migrations to the catalog when they register their job classes.
+        do { _ = try JobClasses.registry(environment: ProcessInfo.processInfo.environment) } catch {
+            FileHandle.standardError.write(Data("conveyor migrate: warning: job classes not all registered (\(error)); their tables may be missing\n".utf8))
+        }
         let connection: PostgresConnection
         do {
             connection = try PostgresConnection(url: url)

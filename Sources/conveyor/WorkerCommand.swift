@@ -3,6 +3,7 @@ import ConveyorCore
 @preconcurrency import Dispatch
 import Foundation
 import Logging
+import Operations
 import Redis
 
 struct WorkerCommand: AsyncParsableCommand {
@@ -51,6 +52,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error, critical (env CONVEYOR_LOG_LEVEL).")
     var logLevel: Logger.Level?
 
+    @Option(help: "Serve /metrics, /healthz and /readyz on host:port (env CONVEYOR_METRICS_ADDR).")
+    var metricsAddr: String?
+
     @OptionGroup var redis: RedisOptions
 
     func run() async throws {
@@ -89,7 +93,14 @@ struct WorkerCommand: AsyncParsableCommand {
             deadSet: DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400),
             keys: redis.keys,
             tag: tag)
-        let worker = Worker(redis: try redis.endpoint(), registry: registry, configuration: configuration, logger: logger)
+        // Metrics, the HTTP endpoint and outcomes in PostgreSQL (when DATABASE_URL is set) observe every job.
+        let endpoint = try redis.endpoint()
+        let operations = try WorkerOperations(
+            redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
+            environment: environment, logger: logger)
+        let worker = Worker(
+            redis: endpoint, registry: registry, configuration: configuration, observers: operations.observers,
+            logger: logger)
 
         let signals = SignalWatcher { signal, count in
             if count > 1 {
@@ -99,7 +110,13 @@ struct WorkerCommand: AsyncParsableCommand {
             worker.shutdown()
         }
         defer { signals.cancel() }
-        try await worker.run()
+        do {
+            try await worker.run()
+        } catch {
+            operations.shutdown(timeout: 5)
+            throw error
+        }
+        operations.shutdown(timeout: 5)
     }
 
     /// Every queue a registered class uses, weighted: `critical:8,default:4,<family queues>:2,low:1`.

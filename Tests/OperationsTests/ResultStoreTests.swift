@@ -111,6 +111,29 @@ struct ResultStoreTests {
         #expect(after.written == 150)
     }
 
+    @Test func awkwardTextRoundTripsThroughTheArrayParameters() throws {
+        let jid = TestEnv.unique("r") + #"-"q"\{x},NULL"#
+        let message = #"a "quoted" \ back\slash, {brace} NULL é 💥"#
+        let store = ResultStore(databaseURL: TestEnv.databaseURL!)
+        defer { store.shutdown(timeout: 5) }
+        store.record(JobResultRecord(
+            jid: jid, jobClass: "mail.send", queue: "mail", status: "dead", attempts: 2, result: nil, errorClass: "SMTPError",
+            errorMessage: message, correlationKey: "NULL", enqueuedAt: nil, startedAt: 5, finishedAt: 6))
+        store.record(JobResultRecord(
+            jid: jid + "-ok", jobClass: "mail.send", queue: "mail", status: "succeeded", attempts: 1,
+            result: #"{"text":"say \"hi\" \\ {}"}"#, errorClass: nil, errorMessage: nil, correlationKey: nil,
+            enqueuedAt: 4.5, startedAt: 5, finishedAt: 6))
+        #expect(store.drain(timeout: 10))
+        let c = try PostgresConnection(url: TestEnv.databaseURL!)
+        let dead = try #require(try JobResultQueries.byJID(jid, on: c))
+        #expect(dead.errorMessage == message)
+        #expect(dead.correlationKey == "NULL")
+        #expect(dead.enqueuedAt == nil)
+        let ok = try #require(try JobResultQueries.byJID(jid + "-ok", on: c))
+        #expect(try JSONValue(parsing: ok.result ?? "")["text"] == #"say "hi" \ {}"#)
+        #expect(ok.enqueuedAt == 4.5)
+    }
+
     @Test func fullBufferDropsTheOldestAndCountsThem() throws {
         var config = ResultStore.Configuration()
         config.capacity = 10

@@ -11,7 +11,6 @@ public import Prometheus
 public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
     public let registry: PrometheusCollectorRegistry
     private let lock = NSLock()
-    private var inFlight: [String: Int] = [:]
     private var refreshers: [@Sendable () -> Void] = []
 
     static let durationBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
@@ -32,31 +31,64 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
 
     // MARK: JobObserver
 
+    /// The collectors one job class uses on every job, looked up once (the registry's lookup takes a lock and
+    /// builds label arrays: too slow for the per-job path).
+    private final class ClassCollectors: @unchecked Sendable {
+        let inFlight: Gauge
+        let duration: ValueHistogram
+        let retries: Counter
+        var outcomes: [String: Counter] = [:]
+        var running = 0
+
+        init(inFlight: Gauge, duration: ValueHistogram, retries: Counter) {
+            self.inFlight = inFlight
+            self.duration = duration
+            self.retries = retries
+        }
+    }
+
+    private var classes: [String: ClassCollectors] = [:]
+
+    /// Call with `lock` held.
+    private func collectors(_ jobClass: String) -> ClassCollectors {
+        if let c = classes[jobClass] { return c }
+        let c = ClassCollectors(
+            inFlight: gauge("conveyor_jobs_in_flight", "Jobs running in this process.", ["class": jobClass]),
+            duration: histogram("conveyor_job_duration_seconds", "Run time of one job attempt.", ["class": jobClass]),
+            retries: counter("conveyor_job_retries_total", "Failed runs scheduled for another attempt.", ["class": jobClass]))
+        classes[jobClass] = c
+        return c
+    }
+
     public func jobStarted(jid: String, jobClass: String, queue: String) {
         lock.lock()
-        let n = (inFlight[jobClass] ?? 0) + 1
-        inFlight[jobClass] = n
+        let c = collectors(jobClass)
+        c.running += 1
+        let n = c.running
         lock.unlock()
-        gauge("conveyor_jobs_in_flight", "Jobs running in this process.", ["class": jobClass]).set(Double(n))
+        c.inFlight.set(Double(n))
     }
 
     public func jobFinished(_ outcome: JobOutcome) {
+        let key = outcome.queue + "\u{0}" + outcome.status.rawValue
         lock.lock()
-        let n = max(0, (inFlight[outcome.jobClass] ?? 1) - 1)
-        inFlight[outcome.jobClass] = n
+        let c = collectors(outcome.jobClass)
+        c.running = max(0, c.running - 1)
+        let n = c.running
+        let total: Counter
+        if let existing = c.outcomes[key] {
+            total = existing
+        } else {
+            total = counter(
+                "conveyor_jobs_total", "Finished job runs by outcome (succeeded, retrying, dead, requeued).",
+                ["class": outcome.jobClass, "queue": outcome.queue, "outcome": outcome.status.rawValue])
+            c.outcomes[key] = total
+        }
         lock.unlock()
-        gauge("conveyor_jobs_in_flight", "Jobs running in this process.", ["class": outcome.jobClass]).set(Double(n))
-        counter(
-            "conveyor_jobs_total", "Finished job runs by outcome (succeeded, retrying, dead, requeued).",
-            ["class": outcome.jobClass, "queue": outcome.queue, "outcome": outcome.status.rawValue]
-        ).increment()
-        if outcome.status == .retrying {
-            counter("conveyor_job_retries_total", "Failed runs scheduled for another attempt.", ["class": outcome.jobClass]).increment()
-        }
-        if outcome.status != .requeued {
-            histogram("conveyor_job_duration_seconds", "Run time of one job attempt.", ["class": outcome.jobClass])
-                .record(max(0, outcome.duration))
-        }
+        c.inFlight.set(Double(n))
+        total.increment()
+        if outcome.status == .retrying { c.retries.increment() }
+        if outcome.status != .requeued { c.duration.record(max(0, outcome.duration)) }
     }
 
     public func jobsReaped(count: Int, requeued: Int, dead: Int) {

@@ -11,6 +11,12 @@ public struct QueueSnapshot: Sendable, Equatable {
         public var depth: Int
         /// Seconds since the oldest ready job was enqueued (0 when empty).
         public var latency: Double
+
+        public init(name: String, depth: Int, latency: Double) {
+            self.name = name
+            self.depth = depth
+            self.latency = latency
+        }
     }
 
     public struct Process: Sendable, Equatable {
@@ -34,6 +40,19 @@ public struct QueueSnapshot: Sendable, Equatable {
     public var processes: [Process]
     /// Unix seconds when it was read.
     public var readAt: Double
+
+    public init(
+        queues: [Queue], scheduled: Int, retries: Int, dead: Int, processed: Int, failed: Int, processes: [Process], readAt: Double
+    ) {
+        self.queues = queues
+        self.scheduled = scheduled
+        self.retries = retries
+        self.dead = dead
+        self.processed = processed
+        self.failed = failed
+        self.processes = processes
+        self.readAt = readAt
+    }
 
     public var busy: Int { processes.reduce(0) { $0 + $1.busy } }
 

@@ -1,7 +1,7 @@
 public import ConveyorCore
 import Foundation
 public import Logging
-import Postgres
+public import Postgres
 
 /// Records every terminal job outcome in `conveyor.job_results`, in batches, off the worker's path.
 ///
@@ -13,12 +13,15 @@ import Postgres
 /// and never crashes the worker.
 public final class ResultStore: JobObserver, @unchecked Sendable {
     public struct Configuration: Sendable {
-        /// Most rows written by one INSERT.
-        public var batchSize = 500
+        /// Most rows written by one INSERT (`CONVEYOR_RESULTS_BATCH`).
+        public var batchSize = 1000
         /// How long a partial batch waits for more rows before it is written.
         public var flushInterval: Double = 0.05
         /// Most outcomes held while PostgreSQL is slow or down (`CONVEYOR_RESULTS_BUFFER`).
         public var capacity = 100_000
+        /// Flusher threads, each with its own connection (`CONVEYOR_RESULTS_WRITERS`): a second one writes while the
+        /// first waits for PostgreSQL.
+        public var writers = 2
         /// Longest wait between retries while PostgreSQL is down.
         public var maximumBackoff: Double = 5
 
@@ -30,6 +33,7 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             if let n = environment["CONVEYOR_RESULTS_BATCH"].flatMap({ Int($0) }), n > 0 { batchSize = min(n, 5000) }
             if let n = environment["CONVEYOR_RESULTS_BUFFER"].flatMap({ Int($0) }), n > 0 { capacity = n }
             if let n = environment["CONVEYOR_RESULTS_FLUSH_MS"].flatMap({ Double($0) }), n >= 0 { flushInterval = n / 1000 }
+            if let n = environment["CONVEYOR_RESULTS_WRITERS"].flatMap({ Int($0) }), n > 0 { writers = min(n, 8) }
         }
     }
 
@@ -55,15 +59,28 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     private var inFlight = 0
     private var stats = Stats(backlog: 0, written: 0, dropped: 0, writeErrors: 0, failing: false)
     private var stopping = false
+    /// Callers waiting in `drain`: the flusher writes partial batches at once while any wait.
+    private var drainers = 0
     private var finished = false
 
-    public init(databaseURL: String, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "conveyor.results")) {
+    private let prepare: (@Sendable (PostgresConnection) throws -> Void)?
+
+    /// - Parameters:
+    ///   - prepare: runs on the flusher's connection before its first write succeeds (e.g. migrations that could
+    ///     not run at start because PostgreSQL was down); retried with the write until it succeeds.
+    public init(
+        databaseURL: String, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "conveyor.results"),
+        prepare: (@Sendable (PostgresConnection) throws -> Void)? = nil
+    ) {
         self.url = databaseURL
         self.configuration = configuration
         self.logger = logger
-        let thread = Thread { [self] in flushLoop() }
-        thread.name = "conveyor-results"
-        thread.start()
+        self.prepare = prepare
+        for i in 0..<max(1, configuration.writers) {
+            let thread = Thread { [self] in flushLoop() }
+            thread.name = "conveyor-results-\(i)"
+            thread.start()
+        }
     }
 
     // MARK: JobObserver
@@ -76,8 +93,16 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     /// Buffers one outcome for writing.
     public func record(_ record: JobResultRecord) {
         condition.lock()
-        if pendingCount >= configuration.capacity {
-            head += 1
+        // The bound covers what the flusher is writing right now too.
+        if pendingCount + inFlight >= configuration.capacity {
+            if pendingCount > 0 {
+                head += 1
+            } else {
+                // Everything buffered is being written: the new outcome is the one that does not fit.
+                stats.dropped += 1
+                condition.unlock()
+                return
+            }
             stats.dropped += 1
             if stats.dropped == 1 || stats.dropped % 1000 == 0 {
                 logger.error(
@@ -103,7 +128,11 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     public func drain(timeout: Double) -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeout)
         condition.lock()
-        defer { condition.unlock() }
+        drainers += 1
+        defer {
+            drainers -= 1
+            condition.unlock()
+        }
         condition.broadcast()
         while pendingCount + inFlight > 0 {
             if !condition.wait(until: deadline) { return pendingCount + inFlight == 0 }
@@ -132,6 +161,7 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
 
     private func flushLoop() {
         var connection: PostgresConnection?
+        var prepared = prepare == nil
         var backoff = 0.1
         while true {
             condition.lock()
@@ -143,12 +173,12 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             // A partial batch waits briefly for company: fewer, larger INSERTs.
             if pendingCount < configuration.batchSize && configuration.flushInterval > 0 {
                 let deadline = Date(timeIntervalSinceNow: configuration.flushInterval)
-                while pendingCount < configuration.batchSize && !stopping && condition.wait(until: deadline) {}
+                while pendingCount < configuration.batchSize && !stopping && drainers == 0 && condition.wait(until: deadline) {}
             }
             let take = min(pendingCount, configuration.batchSize)
             let batch = Array(buffer[head..<(head + take)])
             head += take
-            inFlight = take
+            inFlight += take
             if head > 4096 && head * 2 > buffer.count {
                 buffer.removeFirst(head)
                 head = 0
@@ -159,6 +189,10 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             var failure: (any Error)?
             do {
                 if connection == nil || connection!.isBroken { connection = try PostgresConnection(url: url) }
+                if !prepared {
+                    try prepare?(connection!)
+                    prepared = true
+                }
                 try Self.write(batch, on: connection!)
             } catch {
                 failure = error
@@ -167,10 +201,10 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             }
 
             condition.lock()
-            inFlight = 0
+            inFlight -= batch.count
             if let failure {
                 // Put the batch back in front, within the capacity bound.
-                let room = max(0, configuration.capacity - pendingCount)
+                let room = max(0, configuration.capacity - pendingCount - inFlight)
                 let keep = batch.suffix(room)
                 stats.dropped += batch.count - keep.count
                 buffer.replaceSubrange(head..<head, with: keep)
@@ -199,6 +233,30 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
         }
     }
 
+    /// A PostgreSQL array literal in text form: `{"a","b\\"c",NULL}`.
+    static func postgresArray(_ values: [String?]) -> String {
+        var out = "{"
+        out.reserveCapacity(values.count * 16)
+        for (i, v) in values.enumerated() {
+            if i > 0 { out += "," }
+            guard let v else {
+                out += "NULL"
+                continue
+            }
+            out += "\""
+            if v.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                for ch in v.unicodeScalars {
+                    if ch == "\"" || ch == "\\" { out += "\\" }
+                    out.unicodeScalars.append(ch)
+                }
+            } else {
+                out += v
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+
     static let insertColumns =
         "jid, job_class, queue, status, attempts, result, error_class, error_message, correlation_key, enqueued_at, started_at, finished_at"
 
@@ -212,26 +270,28 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             latest[r.jid] = i
         }
         let rows = latest.values.sorted().map { batch[$0] }
-        var sql = "INSERT INTO conveyor.job_results (\(insertColumns)) VALUES "
-        var parameters: [(any PostgresEncodable)?] = []
-        parameters.reserveCapacity(rows.count * 12)
-        for (i, r) in rows.enumerated() {
-            let b = i * 12
-            if i > 0 { sql += "," }
-            sql += "($\(b + 1),$\(b + 2),$\(b + 3),$\(b + 4),$\(b + 5)::int,$\(b + 6)::jsonb,$\(b + 7),$\(b + 8),$\(b + 9),"
-            sql += "to_timestamp($\(b + 10)::float8),to_timestamp($\(b + 11)::float8),to_timestamp($\(b + 12)::float8))"
-            parameters += [
-                r.jid, r.jobClass, r.queue, r.status, r.attempts, r.result, r.errorClass, r.errorMessage, r.correlationKey,
-                r.enqueuedAt, r.startedAt, r.finishedAt,
-            ]
-        }
-        sql += """
-             ON CONFLICT (jid) DO UPDATE SET job_class = EXCLUDED.job_class, queue = EXCLUDED.queue,
-             status = EXCLUDED.status, attempts = EXCLUDED.attempts, result = EXCLUDED.result,
-             error_class = EXCLUDED.error_class, error_message = EXCLUDED.error_message,
-             correlation_key = EXCLUDED.correlation_key, enqueued_at = EXCLUDED.enqueued_at,
-             started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, recorded_at = now()
-             WHERE conveyor.job_results.finished_at <= EXCLUDED.finished_at
+        // Twelve array parameters, one per column, unnested server-side: one short statement to parse and plan
+        // whatever the batch size (a VALUES list with 12 parameters per row costs several times more).
+        func column(_ value: (JobResultRecord) -> String?) -> String { postgresArray(rows.map(value)) }
+        let parameters: [(any PostgresEncodable)?] = [
+            column { $0.jid }, column { $0.jobClass }, column { $0.queue }, column { $0.status }, column { String($0.attempts) },
+            column { $0.result }, column { $0.errorClass }, column { $0.errorMessage }, column { $0.correlationKey },
+            column { $0.enqueuedAt.map { "\($0)" } }, column { "\($0.startedAt)" }, column { "\($0.finishedAt)" },
+        ]
+        let sql = """
+            INSERT INTO conveyor.job_results (\(insertColumns))
+            SELECT jid, job_class, queue, status, attempts, result, error_class, error_message, correlation_key,
+                   to_timestamp(enqueued_at), to_timestamp(started_at), to_timestamp(finished_at)
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[], $7::text[], $8::text[],
+                        $9::text[], $10::float8[], $11::float8[], $12::float8[])
+                 AS t(jid, job_class, queue, status, attempts, result, error_class, error_message, correlation_key,
+                      enqueued_at, started_at, finished_at)
+            ON CONFLICT (jid) DO UPDATE SET job_class = EXCLUDED.job_class, queue = EXCLUDED.queue,
+            status = EXCLUDED.status, attempts = EXCLUDED.attempts, result = EXCLUDED.result,
+            error_class = EXCLUDED.error_class, error_message = EXCLUDED.error_message,
+            correlation_key = EXCLUDED.correlation_key, enqueued_at = EXCLUDED.enqueued_at,
+            started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, recorded_at = now()
+            WHERE conveyor.job_results.finished_at <= EXCLUDED.finished_at
             """
         try connection.query(sql, parameters)
     }

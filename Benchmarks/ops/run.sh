@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# What recording outcomes costs: drain N pre-enqueued `noop` jobs with one `conveyor worker` process, three ways,
+# in the same run on the same Redis:
+#   baseline   no DATABASE_URL, no --metrics-addr       (queue only)
+#   metrics    --metrics-addr, no DATABASE_URL          (Prometheus observer + Redis poller)
+#   results    --metrics-addr + DATABASE_URL            (metrics + batched writes to conveyor.job_results)
+# The target (issue 3): "results" keeps at least 80% of the baseline rate. Writes a table to
+# Benchmarks/results/ops.md. Needs the worker wired with WorkerOperations (`conveyor worker --metrics-addr`).
+#   Benchmarks/ops/run.sh [JOBS] [ROUNDS]      (defaults 200000, 3; release build)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+JOBS=${1:-200000}
+ROUNDS=${2:-3}
+CONCURRENCY=${CONVEYOR_BENCH_CONCURRENCY:-20}
+
+scripts/setup.sh
+scripts/services.sh start >/dev/null
+trap 'scripts/services.sh stop' EXIT
+source .run/env
+swift build -c release --product conveyor >/dev/null
+BIN="$(swift build -c release --show-bin-path)/conveyor"
+if ! "$BIN" worker --help 2>&1 | grep -q -- "--metrics-addr"; then
+  echo "ops benchmark: this build's worker has no --metrics-addr yet (WorkerOperations not wired); nothing measured" >&2
+  exit 2
+fi
+REDIS_PORT=$(echo "$REDIS_URL" | sed -E 's#.*:([0-9]+)/.*#\1#')
+PG="psql -q -t -A $DATABASE_URL"
+NS="bench-ops"
+"$BIN" migrate >/dev/null
+
+enqueue() {
+  # RESP straight into redis-cli --pipe: 200k LPUSHes in about a second.
+  python3 - "$JOBS" "$NS" <<'PY' | redis-cli -p "$REDIS_PORT" --pipe >/dev/null
+import sys, time
+n, ns = int(sys.argv[1]), sys.argv[2]
+out = sys.stdout.buffer
+def cmd(*args):
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    out.write(b"".join(parts))
+cmd("DEL", f"{ns}:queue:bench", f"{ns}:stat:processed")
+cmd("SADD", f"{ns}:queues", "bench")
+now = time.time()
+for i in range(n):
+    cmd("LPUSH", f"{ns}:queue:bench",
+        '{"class":"noop","args":[{"upload_id":"u%d"}],"queue":"bench","jid":"bench%012d","retry":3,"created_at":%.3f,"enqueued_at":%.3f}' % (i, i, now, now))
+PY
+}
+
+# Runs one drain; prints jobs/s.
+drain() {
+  local mode=$1 args=() env=()
+  case $mode in
+    baseline) env=(env -u DATABASE_URL) ;;
+    metrics) env=(env -u DATABASE_URL); args=(--metrics-addr 127.0.0.1:0) ;;
+    results) env=(env); args=(--metrics-addr 127.0.0.1:0); $PG -c "DELETE FROM conveyor.job_results WHERE jid LIKE 'bench%'" ;;
+  esac
+  enqueue
+  local start end
+  start=$(date +%s.%N)
+  "${env[@]}" "$BIN" worker --namespace "$NS" --queues bench --concurrency "$CONCURRENCY" "${args[@]}" --log-level warning &
+  local pid=$!
+  while [ "$(redis-cli -p "$REDIS_PORT" get "$NS:stat:processed")" != "$JOBS" ]; do sleep 0.05; done
+  local processed_at
+  processed_at=$(date +%s.%N)
+  # With results on, a second clock stops when every outcome is in PostgreSQL.
+  if [ "$mode" = results ]; then
+    local waited=0
+    while [ "$($PG -c "SELECT count(*) FROM conveyor.job_results WHERE jid LIKE 'bench%'")" != "$JOBS" ]; do
+      sleep 0.05; waited=$((waited + 1))
+      [ $waited -lt 1200 ] || { echo "ops benchmark: outcomes missing after 60 s" >&2; break; }
+    done
+  fi
+  end=$(date +%s.%N)
+  kill -TERM "$pid"
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then echo "ops benchmark: worker did not exit 30 s after SIGTERM; killing it" >&2; kill -KILL "$pid"; fi
+  wait "$pid" 2>/dev/null || true
+  python3 -c "print(round($JOBS / ($processed_at - $start)), round($JOBS / ($end - $start)))"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Two rates per run: jobs processed per second (queue drained), and jobs per second until the last outcome
+# row is in PostgreSQL (the same as the first without DATABASE_URL).
+declare -A rate recorded
+for mode in baseline metrics results; do
+  runs=(); ends=()
+  for _ in $(seq "$ROUNDS"); do
+    read -r p r < <(drain "$mode")
+    runs+=("$p"); ends+=("$r")
+  done
+  rate[$mode]=$(printf '%s\n' "${runs[@]}" | median)
+  recorded[$mode]=$(printf '%s\n' "${ends[@]}" | median)
+  echo "$mode: processed ${runs[*]} jobs/s (median ${rate[$mode]}); until recorded ${ends[*]} (median ${recorded[$mode]})"
+done
+
+mkdir -p Benchmarks/results
+{
+  echo "| Worker setup ($JOBS noop jobs, concurrency $CONCURRENCY, median of $ROUNDS) | Processed jobs/s | vs baseline | Until all rows in PostgreSQL, jobs/s | vs baseline |"
+  echo "|---|---|---|---|---|"
+  for mode in baseline metrics results; do
+    echo "| $mode | ${rate[$mode]} | $(python3 -c "print(f'{${rate[$mode]}/${rate[baseline]}:.0%}')") | ${recorded[$mode]} | $(python3 -c "print(f'{${recorded[$mode]}/${rate[baseline]}:.0%}')") |"
+  done
+} | tee Benchmarks/results/ops.md

@@ -1,0 +1,272 @@
+import ArgumentParser
+import ConveyorCore
+import Foundation
+import Operations
+import Redis
+
+extension RedisOptions {
+    /// Connects or exits with code 3 (Redis unreachable) or 64 (bad URL).
+    func connect() -> RedisConnection {
+        let endpoint: RedisEndpoint
+        do { endpoint = try self.endpoint() } catch { OperatorExit.fail("\(error)", code: .usage) }
+        do {
+            return try RedisConnection(endpoint, connectTimeout: 5, commandTimeout: 30)
+        } catch {
+            OperatorExit.fail("\(error)", code: .unreachable)
+        }
+    }
+}
+
+/// Exit codes of the operator commands (documented in the README).
+enum OperatorExit: Int32 {
+    case ok = 0
+    case failed = 1
+    case unreachable = 3
+    case notFound = 4
+    case usage = 64
+
+    static func fail(_ message: String, code: OperatorExit) -> Never {
+        FileHandle.standardError.write(Data("conveyor: \(message)\n".utf8))
+        exit(code.rawValue)
+    }
+}
+
+struct SetFilterOptions: ParsableArguments {
+    @Option(name: .customLong("class"), help: "Only jobs of this class (repeatable).")
+    var classes: [String] = []
+
+    @Option(name: .customLong("queue"), help: "Only jobs from this queue (repeatable).")
+    var queues: [String] = []
+
+    @Option(name: .customLong("error"), help: "Only jobs whose 'error_class: error_message' matches this regular expression.")
+    var errorPattern: String?
+
+    @Option(help: "Only jobs that failed at or after this time (Unix seconds, ISO 8601, or an age like 2h, 7d).")
+    var since: String?
+
+    @Option(help: "Only jobs that failed at or before this time (same forms as --since).")
+    var until: String?
+
+    @Option(name: .customLong("jid"), help: "Only this job id (repeatable).")
+    var jids: [String] = []
+
+    @Option(help: "At most this many jobs.")
+    var limit: Int?
+
+    func filter() -> JobFilter {
+        var f = JobFilter()
+        f.classes = classes
+        f.queues = queues
+        f.errorPattern = errorPattern
+        f.jids = jids
+        f.limit = limit
+        if let since {
+            guard let t = OperatorInput.time(since) else { OperatorExit.fail("--since \(since): not a time", code: .usage) }
+            f.since = t
+        }
+        if let until {
+            guard let t = OperatorInput.time(until) else { OperatorExit.fail("--until \(until): not a time", code: .usage) }
+            f.until = t
+        }
+        if let limit, limit <= 0 { OperatorExit.fail("--limit must be positive", code: .usage) }
+        return f
+    }
+}
+
+/// Shared implementation of `dead ...` and `retry ...`.
+enum SetCommands {
+    static func list(_ set: JobSetName, _ redis: RedisOptions, _ filter: SetFilterOptions, json: Bool) {
+        let entries = run { try JobSet(set, keys: redis.keys, connection: redis.connect()).list(filter.filter()) }
+        if json {
+            var o = JSONObject()
+            o["set"] = .string(set.rawValue)
+            o["count"] = JSONValue(entries.count)
+            o["jobs"] = .array(entries.map(\.summary))
+            print(JSONValue.object(o).text)
+            return
+        }
+        if entries.isEmpty {
+            print("no jobs in \(set.rawValue) match")
+            return
+        }
+        print(pad("JID", 26) + pad("CLASS", 24) + pad("QUEUE", 12) + pad(set == .dead ? "DIED" : "NEXT RUN", 22) + "ERROR")
+        for e in entries {
+            let when = set == .dead ? (e.failedAt ?? e.score) : e.score
+            let error = "\(e.errorClass ?? "?"): \(e.errorMessage ?? "")"
+            print(pad(e.jid ?? "(not a job)", 26) + pad(e.jobClass ?? "-", 24) + pad(e.queue ?? "-", 12) + pad(iso(when), 22) + String(error.prefix(80)))
+        }
+    }
+
+    static func show(_ set: JobSetName, _ redis: RedisOptions, jid: String) {
+        var filter = JobFilter()
+        filter.jids = [jid]
+        let entries = run { try JobSet(set, keys: redis.keys, connection: redis.connect()).list(filter) }
+        guard !entries.isEmpty else { OperatorExit.fail("no job \(jid) in \(set.rawValue)", code: .notFound) }
+        for e in entries {
+            if let job = e.job { print(JSONValue.object(job).text) } else { print(String(decoding: e.member, as: UTF8.self)) }
+        }
+    }
+
+    /// Replays or deletes every matching entry, one atomic step per job.
+    static func move(
+        _ set: JobSetName, _ redis: RedisOptions, _ filterOptions: SetFilterOptions, delete: Bool, dryRun: Bool,
+        rate: String?, resetAttempts: Bool, json: Bool
+    ) {
+        var perSecond: Double?
+        if let rate {
+            guard let r = OperatorInput.rate(rate) else { OperatorExit.fail("--rate \(rate): expected N/s, N/m or N/h", code: .usage) }
+            perSecond = r
+        }
+        let filter = filterOptions.filter()
+        let connection = redis.connect()
+        let jobSet = JobSet(set, keys: redis.keys, connection: connection)
+        let entries = run { try jobSet.list(filter) }
+        if !filter.jids.isEmpty && entries.isEmpty && !json {
+            OperatorExit.fail("no job \(filter.jids.joined(separator: ", ")) in \(set.rawValue)", code: .notFound)
+        }
+        var done: [String] = []
+        var skipped = 0
+        var unreplayable = 0
+        let progress = Progress(total: entries.count, verb: delete ? "deleted" : "replayed", enabled: !json && !dryRun)
+        let started = Date()
+        for (i, entry) in entries.enumerated() {
+            if dryRun {
+                done.append(entry.jid ?? "")
+                continue
+            }
+            if let perSecond {
+                // Pace against the start time so the average rate holds even when Redis is slow.
+                let due = started.addingTimeInterval(Double(i) / perSecond)
+                let wait = due.timeIntervalSinceNow
+                if wait > 0 { usleep(useconds_t(wait * 1_000_000)) }
+            }
+            if !delete && entry.jobClass == nil {
+                unreplayable += 1
+                continue
+            }
+            let moved = run { delete ? try jobSet.delete(entry) : try jobSet.replay(entry, resetAttempts: resetAttempts) }
+            if moved { done.append(entry.jid ?? "") } else { skipped += 1 }
+            progress.update(i + 1)
+        }
+        progress.finish()
+        if json {
+            var o = JSONObject()
+            o["set"] = .string(set.rawValue)
+            o["action"] = .string(delete ? "delete" : "replay")
+            o["dry_run"] = .bool(dryRun)
+            o["matched"] = JSONValue(entries.count)
+            o[delete ? "deleted" : "replayed"] = JSONValue(dryRun ? 0 : done.count)
+            o["skipped"] = JSONValue(skipped)
+            if !delete { o["unreplayable"] = JSONValue(unreplayable) }
+            o["jids"] = .array(done.map { .string($0) })
+            print(JSONValue.object(o).text)
+        } else if dryRun {
+            for e in entries { print("would \(delete ? "delete" : "replay")  \(e.jid ?? "(not a job)")  \(e.jobClass ?? "-")  \(e.queue ?? "-")") }
+            print("\(entries.count) jobs match (dry run: nothing changed)")
+        } else {
+            var line = "\(delete ? "deleted" : "replayed") \(done.count) of \(entries.count) matching jobs from \(set.rawValue)"
+            if skipped > 0 { line += "; \(skipped) were already gone (taken by a worker or another command)" }
+            if unreplayable > 0 { line += "; \(unreplayable) are not jobs and were left (delete them)" }
+            print(line)
+        }
+    }
+
+    static func run<T>(_ body: () throws -> T) -> T {
+        do { return try body() } catch let error as RedisError where error.isConnectionError {
+            OperatorExit.fail("\(error)", code: .unreachable)
+        } catch let error as JobSetError {
+            if case .usage = error { OperatorExit.fail("\(error)", code: .usage) }
+            OperatorExit.fail("\(error)", code: .failed)
+        } catch {
+            OperatorExit.fail("\(error)", code: .failed)
+        }
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? String(s.prefix(width - 1)) + " " : s + String(repeating: " ", count: width - s.count)
+    }
+
+    static func iso(_ t: Double) -> String {
+        let f = ISO8601DateFormatter()
+        return f.string(from: Date(timeIntervalSince1970: t))
+    }
+}
+
+/// A progress line on stderr, only when stderr is a terminal.
+final class Progress {
+    let total: Int
+    let verb: String
+    let enabled: Bool
+    private var last = Date.distantPast
+
+    init(total: Int, verb: String, enabled: Bool) {
+        self.total = total
+        self.verb = verb
+        self.enabled = enabled && isatty(STDERR_FILENO) == 1 && total > 0
+    }
+
+    func update(_ n: Int) {
+        guard enabled, n == total || Date().timeIntervalSince(last) > 0.1 else { return }
+        last = Date()
+        FileHandle.standardError.write(Data("\r\(verb) \(n)/\(total)".utf8))
+    }
+
+    func finish() {
+        if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+struct DeadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dead",
+        abstract: "Inspect, replay or delete jobs in the dead set.",
+        discussion: "Exit codes: 0 done, 1 failed, 3 Redis unreachable, 4 no such job (show, or --jid matched nothing), 64 bad usage.",
+        subcommands: [List.self, Show.self, Replay.self, Delete.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List dead jobs, newest first.")
+        @OptionGroup var redis: RedisOptions
+        @OptionGroup var filter: SetFilterOptions
+        @Flag(help: "Print JSON.") var json = false
+        func run() { SetCommands.list(.dead, redis, filter, json: json) }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a dead job's full JSON.")
+        @OptionGroup var redis: RedisOptions
+        @Argument(help: "The job id.") var jid: String
+        func run() { SetCommands.show(.dead, redis, jid: jid) }
+    }
+
+    struct Replay: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Push matching dead jobs back to their queues (each exactly once, even with concurrent replays).")
+        @OptionGroup var redis: RedisOptions
+        @OptionGroup var filter: SetFilterOptions
+        @Flag(help: "Show what would be replayed; change nothing.") var dryRun = false
+        @Option(help: "At most this many jobs per second (N/s, N/m, N/h).") var rate: String?
+        @Flag(help: "Drop retry_count so the job gets its full retry budget again.") var resetAttempts = false
+        @Flag(help: "Print JSON.") var json = false
+        func run() {
+            SetCommands.move(.dead, redis, filter, delete: false, dryRun: dryRun, rate: rate, resetAttempts: resetAttempts, json: json)
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete matching dead jobs.")
+        @OptionGroup var redis: RedisOptions
+        @OptionGroup var filter: SetFilterOptions
+        @Flag(help: "Show what would be deleted; change nothing.") var dryRun = false
+        @Option(help: "At most this many jobs per second (N/s, N/m, N/h).") var rate: String?
+        @Flag(help: "Print JSON.") var json = false
+        func validate() throws {
+            if filter.classes.isEmpty && filter.queues.isEmpty && filter.errorPattern == nil && filter.since == nil
+                && filter.until == nil && filter.jids.isEmpty && filter.limit == nil && !all
+            {
+                throw ValidationError("no filter given: pass --all to delete every dead job")
+            }
+        }
+        @Flag(help: "Allow deleting without any filter.") var all = false
+        func run() { SetCommands.move(.dead, redis, filter, delete: true, dryRun: dryRun, rate: rate, resetAttempts: false, json: json) }
+    }
+}

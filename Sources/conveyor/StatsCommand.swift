@@ -1,0 +1,61 @@
+import ArgumentParser
+import ConveyorCore
+import Foundation
+import Operations
+
+/// `conveyor stats`: what Redis holds now.
+struct StatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Queue depths and latencies, scheduled/retry/dead counts, totals and live worker processes.",
+        discussion: "Exit codes: 0 printed, 1 failed, 3 Redis unreachable.")
+
+    @OptionGroup var redis: RedisOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() {
+        let keys = redis.keys
+        let s = SetCommands.run { try QueueSnapshot.read(redis.connect(), keys: keys) }
+        if json {
+            print(Self.json(s).text)
+            return
+        }
+        print("QUEUE".padding(toLength: 24, withPad: " ", startingAt: 0) + "DEPTH".padding(toLength: 10, withPad: " ", startingAt: 0) + "LATENCY")
+        for q in s.queues {
+            print(q.name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(q.depth).padding(toLength: 10, withPad: " ", startingAt: 0)
+                + String(format: "%.1fs", q.latency))
+        }
+        if s.queues.isEmpty { print("(no queues)") }
+        print("")
+        print("scheduled \(s.scheduled)  retry \(s.retries)  dead \(s.dead)  processed \(s.processed)  failed \(s.failed)")
+        print("")
+        print("\(s.processes.count) live worker processes, \(s.busy) busy")
+        for p in s.processes {
+            let beat = p.beat.map { String(format: "%.0fs ago", max(0, s.readAt - $0)) } ?? "?"
+            print("  \(p.identity)  busy \(p.busy)/\(p.concurrency.map(String.init) ?? "?")  beat \(beat)\(p.quiet ? "  quiet" : "")")
+        }
+    }
+
+    static func json(_ s: QueueSnapshot) -> JSONValue {
+        var o = JSONObject()
+        o["queues"] = .array(s.queues.map { q in
+            .object(JSONObject([("name", .string(q.name)), ("depth", JSONValue(q.depth)), ("latency", JSONValue((q.latency * 1000).rounded() / 1000))]))
+        })
+        o["scheduled"] = JSONValue(s.scheduled)
+        o["retry"] = JSONValue(s.retries)
+        o["dead"] = JSONValue(s.dead)
+        o["processed"] = JSONValue(s.processed)
+        o["failed"] = JSONValue(s.failed)
+        o["busy"] = JSONValue(s.busy)
+        o["processes"] = .array(s.processes.map { p in
+            .object(JSONObject([
+                ("identity", .string(p.identity)), ("hostname", p.hostname.map { .string($0) } ?? .null),
+                ("pid", p.pid.map { JSONValue($0) } ?? .null), ("busy", JSONValue(p.busy)),
+                ("concurrency", p.concurrency.map { JSONValue($0) } ?? .null), ("quiet", .bool(p.quiet)),
+                ("beat", p.beat.map { JSONValue($0) } ?? .null),
+                ("queues", .array(p.queues.map { .string($0) })),
+            ]))
+        })
+        return .object(o)
+    }
+}

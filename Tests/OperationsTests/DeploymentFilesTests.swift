@@ -1,0 +1,83 @@
+import ConveyorCore
+import Foundation
+import Operations
+import Testing
+
+/// The Docker/Prometheus/Grafana/Kubernetes files are checked by the real tools, so a broken file fails CI even
+/// though no Docker engine or cluster runs here.
+struct DeploymentFilesTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
+    static func has(_ tool: String) -> Bool {
+        ["/usr/bin", "/usr/local/bin", "/bin"].contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)") }
+    }
+
+    private func run(_ arguments: [String]) throws -> (code: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = arguments
+        p.currentDirectoryURL = Self.root
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test(.enabled(if: has("promtool"), "needs promtool (Debian prometheus)"))
+    func alertRulesAndScrapeConfigAreValidAndFire() throws {
+        let rules = try run(["promtool", "check", "rules", Self.path("docker/prometheus/alerts.yml")])
+        #expect(rules.code == 0, "\(rules.output)")
+        let config = try run(["promtool", "check", "config", Self.path("docker/prometheus/prometheus.yml")])
+        #expect(config.code == 0, "\(config.output)")
+        // Unit tests: each alert fires on the series that should trigger it.
+        let tests = try run(["promtool", "test", "rules", Self.path("docker/prometheus/alerts_test.yml")])
+        #expect(tests.code == 0, "\(tests.output)")
+    }
+
+    @Test(.enabled(if: has("docker-compose"), "needs docker-compose"))
+    func composeFileIsValid() throws {
+        let r = try run(["docker-compose", "-f", Self.path("docker-compose.yml"), "config", "-q"])
+        #expect(r.code == 0, "\(r.output)")
+    }
+
+    @Test func everyMetricUsedByAlertsAndTheDashboardIsExported() throws {
+        let metrics = ConveyorMetrics()
+        metrics.jobStarted(jid: "j", jobClass: "noop", queue: "default")
+        metrics.jobFinished(
+            JobOutcome(jid: "j", jobClass: "noop", queue: "default", status: .retrying, attempts: 1, result: nil, failure: nil,
+                       enqueuedAt: nil, startedAt: 0, finishedAt: 1, payload: JSONObject()))
+        metrics.update(from: QueueSnapshot(queues: [.init(name: "default", depth: 1, latency: 2)], scheduled: 0, retries: 0, dead: 0,
+                                           processed: 0, failed: 0, processes: [], readAt: 0))
+        let exported = String(decoding: metrics.render(), as: UTF8.self)
+        let names = Set(exported.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap {
+            $0.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
+        })
+        let used = try String(contentsOfFile: Self.path("docker/prometheus/alerts.yml"), encoding: .utf8)
+            + String(contentsOfFile: Self.path("docker/grafana/dashboards/conveyor.json"), encoding: .utf8)
+        let regex = try NSRegularExpression(pattern: "conveyor_[a-z_]+")
+        let referenced = Set(regex.matches(in: used, range: NSRange(used.startIndex..., in: used)).map {
+            String(used[Range($0.range, in: used)!])
+        })
+        #expect(!referenced.isEmpty)
+        for name in referenced where !["conveyor_jobs_total_by_class"].contains(name) {
+            #expect(names.contains(name), "\(name) is used by an alert or panel but not exported")
+        }
+    }
+
+    @Test func kubernetesGracePeriodOutlastsTheShutdownTimeout() throws {
+        let deployment = try String(contentsOfFile: Self.path("docker/k8s/deployment.yaml"), encoding: .utf8)
+        let grace = try #require(deployment.firstMatch(of: /terminationGracePeriodSeconds: (\d+)/).flatMap { Int($0.1) })
+        let timeout = try #require(deployment.firstMatch(of: /"--shutdown-timeout", "(\d+)s"/).flatMap { Int($0.1) })
+        #expect(grace > timeout + 5)
+        let keda = try String(contentsOfFile: Self.path("docker/k8s/keda-scaledobject.yaml"), encoding: .utf8)
+        #expect(keda.contains("listName: queue:default"))
+        #expect(keda.contains("conveyor_queue_latency_seconds"))
+        // The dashboard is valid JSON that Grafana can load.
+        let dashboard = try JSONValue(parsing: String(contentsOfFile: Self.path("docker/grafana/dashboards/conveyor.json"), encoding: .utf8))
+        #expect(dashboard["uid"] == "conveyor")
+        #expect((dashboard["panels"]?.arrayValue?.count ?? 0) >= 10)
+    }
+}
