@@ -59,7 +59,7 @@ let package = Package(
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox"], swiftSettings: swiftSettings),
         .target(
-            name: "Video", dependencies: ["ConveyorCore", "AV", "Sandbox", "Images", .product(name: "Logging", package: "swift-log")],
+            name: "Video", dependencies: ["ConveyorCore", "AV", "Sandbox", "Images", "Postgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
             name: "Mail",
@@ -102,7 +102,7 @@ let package = Package(
             exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
         // Benchmarks/video/run.sh drives this; not run by the tests.
         .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
-        .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "ConveyorCore", "Postgres"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]

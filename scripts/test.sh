@@ -20,9 +20,11 @@ TARGET_TIMEOUT=${CONVEYOR_TEST_TIMEOUT:-900}
 failed=()
 for target in $(ls Tests); do
   echo "=== $target"
+  started=$SECONDS
   if ! timeout "$TARGET_TIMEOUT" swift test --skip-build --filter "^$target\." ; then
     failed+=("$target")
   fi
+  echo "=== $target: $((SECONDS - started)) s"
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED test targets: ${failed[*]}"

@@ -11,7 +11,7 @@ public typealias ImageIngest = @Sendable (_ job: JobContext, _ source: String) a
 /// Where `media.ingest` records one row per upload (kind, dimensions, duration, variants, probe, status) for the
 /// API to read by upload id; the executable wires a PostgreSQL table here.
 public protocol IngestRecorder: Sendable {
-    func record(uploadID: String, row: JSONObject) async throws
+    func record(uploadID: String, jid: String, row: JSONObject) async throws
 }
 
 /// `media.ingest`: the one job the API enqueues after any upload. Sniffs the real type from the bytes and
@@ -74,11 +74,11 @@ public struct IngestHandler: JobHandler {
                 row["status"] = "failed"
                 row["error_class"] = JSONValue(failure.errorClass)
                 row["error_message"] = JSONValue(failure.message)
-                try await recorder?.record(uploadID: uploadID, row: row)
+                try await recorder?.record(uploadID: uploadID, jid: job.jid, row: row)
             }
             throw failure
         }
-        try await recorder?.record(uploadID: uploadID, row: row)
+        try await recorder?.record(uploadID: uploadID, jid: job.jid, row: row)
         return .object(row)
     }
 

@@ -18,9 +18,13 @@ public enum VideoJobs {
         let configuration = try VideoConfiguration(environment: environment)
         // media.ingest hands images to the images family, in helpers configured as image.* jobs are.
         let images = try ImagesConfiguration(environment: environment)
+        // One row per upload in conveyor.media_uploads when PostgreSQL is configured.
+        let recorder = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
+        MediaMigrations.register()
         try register(
             into: &registry, configuration: configuration, pool: HelperPool(configuration.helperPool),
-            onProgress: onProgress, images: IngestHandler.imagePipeline(configuration: images, pool: HelperPool(images.pool)))
+            onProgress: onProgress, images: IngestHandler.imagePipeline(configuration: images, pool: HelperPool(images.pool)),
+            recorder: recorder)
     }
 
     /// Registers the classes with an explicit configuration and helper pool (tests, or a pool shared by families).

@@ -1,6 +1,7 @@
 import ConveyorCore
 import Foundation
 import Images
+import Postgres
 import Sandbox
 import Synchronization
 import Testing
@@ -9,7 +10,7 @@ import Testing
 
 final class RowRecorder: IngestRecorder {
     let rows = Mutex<[String: JSONObject]>([:])
-    func record(uploadID: String, row: JSONObject) async throws { rows.withLock { $0[uploadID] = row } }
+    func record(uploadID: String, jid: String, row: JSONObject) async throws { rows.withLock { $0[uploadID] = row } }
 }
 
 @Suite struct IngestTests {
@@ -105,5 +106,48 @@ final class RowRecorder: IngestRecorder {
         }
         #expect(recorder.rows.withLock { $0["u4"]?["status"] } == "failed")
         #expect(recorder.rows.withLock { $0["u4"]?["error_class"] } == "UnsupportedMedia")
+    }
+
+    @Test func rowsLandInPostgreSQLAndAFailedRedeliveryKeepsTheReadyRow() async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["DATABASE_URL"], "DATABASE_URL is set by scripts/test.sh")
+        let fixture = try MediaFixture()
+        try await fixture.clip("uploads/v.mp4", size: "320x240", seconds: 1)
+        try fixture.write("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n", to: "uploads/evil.mp4")
+        let recorder = PostgresIngestRecorder(url: url)
+        let handler = IngestHandler(
+            root: fixture.root, probe: fixture.probeHandler(), transcode: fixture.transcodeHandler(), images: nil,
+            recorder: recorder)
+        let video = "pg-video-\(UUID().uuidString)", hostile = "pg-hostile-\(UUID().uuidString)"
+        let job = fixture.job("media.ingest", ["upload_id": .string(video), "source": "uploads/v.mp4"])
+        _ = try await handler.perform(job)
+        _ = await expectPermanent("UnsupportedMedia") {
+            try await handler.perform(fixture.job("media.ingest", ["upload_id": .string(hostile), "source": "uploads/evil.mp4"]))
+        }
+        // The same upload id delivered again with a source that is now hostile: the ready row stays.
+        _ = await expectPermanent("UnsupportedMedia") {
+            try await handler.perform(fixture.job("media.ingest", ["upload_id": .string(video), "source": "uploads/evil.mp4"]))
+        }
+
+        let connection = try PostgresConnection(url: url)
+        let rows = try connection.query(
+            """
+            SELECT upload_id, status, kind, width::text, height::text, variants->0->>'key', poster #>> '{}',
+                   probe->'format'->>'format_name', jid, error_class, details->>'detected_type'
+              FROM conveyor.media_uploads WHERE upload_id IN ($1, $2) ORDER BY upload_id DESC
+            """, [video, hostile]).rows
+        #expect(rows.count == 2)
+        let ready = try #require(rows.first { $0[0] == video })
+        #expect(ready[1] == "ready")
+        #expect(ready[2] == "video")
+        #expect(ready[3] == "320" && ready[4] == "240")
+        #expect(ready[5] == "uploads/v.1080p.mp4")
+        #expect(ready[6] == "uploads/v.poster.jpg")
+        #expect(ready[7]?.contains("mp4") == true)
+        #expect(ready[8] == job.jid)
+        #expect(ready[9] == nil)
+        let failed = try #require(rows.first { $0[0] == hostile })
+        #expect(failed[1] == "failed")
+        #expect(failed[9] == "UnsupportedMedia")
+        #expect(failed[10] == "unknown")
     }
 }

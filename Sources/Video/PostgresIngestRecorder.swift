@@ -1,0 +1,98 @@
+public import ConveyorCore
+import Foundation
+public import Postgres
+
+/// The `media.ingest` table: one row per upload, which the API reads by upload id. `details` holds the whole
+/// result object (for images also `clean`, the metadata-stripped original, and `source_format`).
+public enum MediaMigrations {
+    public static let component = "media"
+
+    public static let all: [Migration] = [
+        Migration(
+            component: component, version: 1, name: "media_uploads",
+            sql: """
+                CREATE TABLE IF NOT EXISTS conveyor.media_uploads (
+                    upload_id     text        PRIMARY KEY,
+                    status        text        NOT NULL CHECK (status IN ('ready', 'failed')),
+                    kind          text,
+                    detected_type text        NOT NULL,
+                    source        text        NOT NULL,
+                    width         integer,
+                    height        integer,
+                    duration      double precision,
+                    variants      jsonb       NOT NULL DEFAULT '[]',
+                    poster        jsonb,
+                    probe         jsonb,
+                    error_class   text,
+                    error_message text,
+                    details       jsonb       NOT NULL DEFAULT '{}',
+                    jid           text        NOT NULL,
+                    created_at    timestamptz NOT NULL DEFAULT now(),
+                    updated_at    timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX IF NOT EXISTS media_uploads_updated_at ON conveyor.media_uploads (updated_at);
+                """),
+    ]
+
+    /// Adds the media migrations to the shared catalog (idempotent).
+    public static func register(into catalog: MigrationCatalog = .shared) {
+        catalog.add(all)
+    }
+}
+
+/// Writes `media.ingest` rows to `conveyor.media_uploads` (created on first use if `conveyor migrate` has not
+/// run). A later outcome replaces an earlier one, except that a failed attempt never overwrites a ready upload:
+/// a duplicate delivery of the job that fails (the source was since deleted, say) leaves the API's answer intact.
+public final class PostgresIngestRecorder: IngestRecorder, @unchecked Sendable {
+    private let database: PostgresThread
+    private let lock = NSLock()
+    private var migrated = false
+
+    public init(database: PostgresThread) {
+        self.database = database
+    }
+
+    public convenience init(url: String) {
+        self.init(database: PostgresThread(url: url, name: "conveyor-media-uploads"))
+    }
+
+    private func ensureSchema() async throws {
+        if lock.withLock({ migrated }) { return }
+        _ = try await database.run { connection in try Migrator(migrations: MediaMigrations.all).migrate(connection) }
+        lock.withLock { migrated = true }
+    }
+
+    public func record(uploadID: String, jid: String, row: JSONObject) async throws {
+        try await ensureSchema()
+        func json(_ key: String) -> String? {
+            guard let value = row[key], !value.isNull else { return nil }
+            return value.text
+        }
+        let parameters: [String?] = [
+            uploadID, row["status"]?.stringValue ?? "failed", row["kind"]?.stringValue,
+            row["detected_type"]?.stringValue ?? "unknown", row["source"]?.stringValue ?? "",
+            row["width"]?.intValue.map(String.init), row["height"]?.intValue.map(String.init),
+            row["duration"]?.doubleValue.map(\.postgresText),
+            json("variants") ?? "[]", json("poster"), json("probe"),
+            row["error_class"]?.stringValue, row["error_message"]?.stringValue.map { String($0.prefix(2000)) }, jid,
+            JSONValue.object(row).text,
+        ]
+        try await database.run { connection in
+            _ = try connection.query(
+                """
+                INSERT INTO conveyor.media_uploads AS u
+                    (upload_id, status, kind, detected_type, source, width, height, duration, variants, poster, probe,
+                     error_class, error_message, jid, details)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb, $12, $13, $14, $15::jsonb)
+                ON CONFLICT (upload_id) DO UPDATE
+                   SET status = EXCLUDED.status, kind = EXCLUDED.kind, detected_type = EXCLUDED.detected_type,
+                       source = EXCLUDED.source, width = EXCLUDED.width, height = EXCLUDED.height,
+                       duration = EXCLUDED.duration, variants = EXCLUDED.variants, poster = EXCLUDED.poster,
+                       probe = EXCLUDED.probe, error_class = EXCLUDED.error_class,
+                       error_message = EXCLUDED.error_message, jid = EXCLUDED.jid, details = EXCLUDED.details,
+                       updated_at = now()
+                 WHERE NOT (u.status = 'ready' AND EXCLUDED.status = 'failed')
+                """, parameters.map { $0 as (any PostgresEncodable)? })
+        }
+    }
+}
