@@ -54,7 +54,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         // Supervised helper processes for native decoding (`conveyor helper`).
-        .target(name: "Sandbox", dependencies: ["ConveyorCore"], swiftSettings: swiftSettings),
+        .target(name: "Sandbox", dependencies: ["ConveyorCore", "CShims"], swiftSettings: swiftSettings),
 
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox"], swiftSettings: swiftSettings),

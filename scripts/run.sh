@@ -11,6 +11,7 @@ source .run/env
 export REDIS_URL DATABASE_URL
 export CONVEYOR_MEDIA_ROOT=${CONVEYOR_MEDIA_ROOT:-$PWD/.run/media}
 export CONVEYOR_MAIL_OUTBOX=${CONVEYOR_MAIL_OUTBOX:-$PWD/.run/mail}
+export CONVEYOR_METRICS_ADDR=${CONVEYOR_METRICS_ADDR:-127.0.0.1:9464}
 mkdir -p "$CONVEYOR_MEDIA_ROOT" "$CONVEYOR_MAIL_OUTBOX"
 
 examples_pid=""
@@ -24,7 +25,10 @@ trap cleanup EXIT
 cat <<MSG
 make run: Redis at $REDIS_URL, PostgreSQL at $DATABASE_URL
           media under $CONVEYOR_MEDIA_ROOT, mail written to $CONVEYOR_MAIL_OUTBOX
-          enqueue more from another terminal:  REDIS_URL=$REDIS_URL $BIN enqueue noop
+          metrics and health at http://$CONVEYOR_METRICS_ADDR/metrics, /healthz, /readyz
+          from another terminal:  export REDIS_URL=$REDIS_URL DATABASE_URL=$DATABASE_URL
+                                  $BIN enqueue noop;  $BIN stats;  $BIN dead list
+                                  psql "\$DATABASE_URL" -c 'table conveyor.job_results'
           Ctrl-C stops everything.
 MSG
 

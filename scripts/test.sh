@@ -16,7 +16,7 @@ export CONVEYOR_BIN
 if [ $# -gt 0 ]; then
   exec swift test --skip-build "$@"
 fi
-TARGET_TIMEOUT=${CONVEYOR_TEST_TIMEOUT:-900}
+TARGET_TIMEOUT=${CONVEYOR_TEST_TIMEOUT:-300}
 failed=()
 for target in $(ls Tests); do
   echo "=== $target"

@@ -38,10 +38,9 @@ public enum MailMigrations {
 /// `claim` is one atomic upsert: it takes a new key, a key whose last attempt failed, a key held by the same jid
 /// (a retry of the job after a crash), or a key whose claim is older than the lease; otherwise it reports the
 /// row as sent or in flight. The table is created on first use if `conveyor migrate` has not run yet.
-public final class PostgresMailLedger: MailLedger, @unchecked Sendable {
+public final class PostgresMailLedger: MailLedger, Sendable {
     private let database: PostgresThread
-    private let lock = NSLock()
-    private var migrated = false
+    private let schema = SchemaOnce(MailMigrations.all)
 
     public init(database: PostgresThread) {
         self.database = database
@@ -51,14 +50,8 @@ public final class PostgresMailLedger: MailLedger, @unchecked Sendable {
         self.init(database: PostgresThread(url: url, name: "conveyor-mail-ledger"))
     }
 
-    private func ensureSchema() async throws {
-        if lock.withLock({ migrated }) { return }
-        _ = try await database.run { connection in try Migrator(migrations: MailMigrations.all).migrate(connection) }
-        lock.withLock { migrated = true }
-    }
-
     public func claim(key: String, messageID: String, jid: String, recipient: String, lease: Duration) async throws -> MailLedgerDecision {
-        try await ensureSchema()
+        try await schema.ensure(on: database)
         let leaseSeconds = Int(lease.components.seconds)
         return try await database.run { connection -> MailLedgerDecision in
             let taken = try connection.query(

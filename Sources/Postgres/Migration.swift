@@ -126,3 +126,23 @@ public struct Migrator: Sendable {
         }
     }
 }
+
+/// A store's own migrations, applied once per process before its first statement: a worker may start before
+/// anyone ran `conveyor migrate`, and its tables must exist when the first job writes.
+public final class SchemaOnce: @unchecked Sendable {
+    private let migrator: Migrator
+    private let lock = NSLock()
+    private var done = false
+
+    public init(_ migrations: [Migration]) {
+        migrator = Migrator(migrations: migrations)
+    }
+
+    /// Migrates on the store's connection thread the first time; later calls return at once.
+    public func ensure(on database: PostgresThread) async throws {
+        if lock.withLock({ done }) { return }
+        let migrator = migrator
+        _ = try await database.run { connection in try migrator.migrate(connection) }
+        lock.withLock { done = true }
+    }
+}

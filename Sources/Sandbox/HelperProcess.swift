@@ -1,4 +1,5 @@
 import ConveyorCore
+internal import CShims
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -42,6 +43,14 @@ final class HelperProcess: Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
         posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        // Nothing else crosses into the helper: not the worker's Redis, PostgreSQL or SMTP sockets (a decoder
+        // exploit must not reach them), and not pipes other code in this process made without close-on-exec
+        // (an inherited write end would hide another child's EOF).
+        let closing = conveyor_spawn_file_actions_addclosefrom(&actions, 3)
+        guard closing == 0 else {
+            for fd in toChild + fromChild { close(fd) }
+            throw spawnError("posix_spawn_file_actions_addclosefrom_np", closing, executable)
+        }
 
         let argv = [executable] + arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }

@@ -11,7 +11,8 @@ import Darwin
 ///
 /// Arguments: `{"echo": any}`, `{"crash": true}` (SIGSEGV), `{"abort": true}` (SIGABRT), `{"hang": true}`,
 /// `{"spin": true}` (burns CPU until RLIMIT_CPU), `{"allocate_mb": N}` (allocates and touches N MiB),
-/// `{"fail": "ErrorClass", "permanent": bool}`.
+/// `{"fail": "ErrorClass", "permanent": bool}`, `{"descriptors": true}` (what the helper's descriptors from 3 up
+/// point at, as `/proc/self/fd` shows them: `pipe:[inode]`, `socket:[inode]`, a path).
 enum SelfTest {
     static func run(_ arguments: JSONObject) throws -> JSONValue {
         if arguments["crash"]?.boolValue == true {
@@ -49,6 +50,23 @@ enum SelfTest {
             result["allocated_mb"] = JSONValue(megabytes)
         }
         if let echo = arguments["echo"] { result["echo"] = echo }
+        if arguments["descriptors"]?.boolValue == true { result["descriptors"] = .array(openDescriptors().map { JSONValue($0) }) }
         return .object(result)
+    }
+
+    /// Targets of this process's descriptors from 3 up, leaving out the one reading the directory.
+    static func openDescriptors() -> [String] {
+        guard let directory = opendir("/proc/self/fd") else { return ["error: cannot read /proc/self/fd"] }
+        defer { closedir(directory) }
+        let own = dirfd(directory)
+        var targets: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name), fd >= 3, fd != own else { continue }
+            var buffer = [CChar](repeating: 0, count: 4096)
+            let n = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)
+            targets.append(n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "fd \(fd)")
+        }
+        return targets
     }
 }

@@ -43,10 +43,9 @@ public enum MediaMigrations {
 /// Writes `media.ingest` rows to `conveyor.media_uploads` (created on first use if `conveyor migrate` has not
 /// run). A later outcome replaces an earlier one, except that a failed attempt never overwrites a ready upload:
 /// a duplicate delivery of the job that fails (the source was since deleted, say) leaves the API's answer intact.
-public final class PostgresIngestRecorder: IngestRecorder, @unchecked Sendable {
+public final class PostgresIngestRecorder: IngestRecorder, Sendable {
     private let database: PostgresThread
-    private let lock = NSLock()
-    private var migrated = false
+    private let schema = SchemaOnce(MediaMigrations.all)
 
     public init(database: PostgresThread) {
         self.database = database
@@ -56,14 +55,8 @@ public final class PostgresIngestRecorder: IngestRecorder, @unchecked Sendable {
         self.init(database: PostgresThread(url: url, name: "conveyor-media-uploads"))
     }
 
-    private func ensureSchema() async throws {
-        if lock.withLock({ migrated }) { return }
-        _ = try await database.run { connection in try Migrator(migrations: MediaMigrations.all).migrate(connection) }
-        lock.withLock { migrated = true }
-    }
-
     public func record(uploadID: String, jid: String, row: JSONObject) async throws {
-        try await ensureSchema()
+        try await schema.ensure(on: database)
         func json(_ key: String) -> String? {
             guard let value = row[key], !value.isNull else { return nil }
             return value.text

@@ -53,6 +53,11 @@ struct SetFilterOptions: ParsableArguments {
     @Option(help: "At most this many jobs.")
     var limit: Int?
 
+    /// True when no filter was given: deleting then needs `--all`.
+    var isEmpty: Bool {
+        classes.isEmpty && queues.isEmpty && errorPattern == nil && since == nil && until == nil && jids.isEmpty && limit == nil
+    }
+
     func filter() -> JobFilter {
         var f = JobFilter()
         f.classes = classes
@@ -260,9 +265,7 @@ struct DeadCommand: ParsableCommand {
         @Option(help: "At most this many jobs per second (N/s, N/m, N/h).") var rate: String?
         @Flag(help: "Print JSON.") var json = false
         func validate() throws {
-            if filter.classes.isEmpty && filter.queues.isEmpty && filter.errorPattern == nil && filter.since == nil
-                && filter.until == nil && filter.jids.isEmpty && filter.limit == nil && !all
-            {
+            if filter.isEmpty && !all {
                 throw ValidationError("no filter given: pass --all to delete every dead job")
             }
         }

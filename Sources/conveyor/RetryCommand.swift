@@ -38,9 +38,7 @@ struct RetryCommand: ParsableCommand {
         @Flag(help: "Allow deleting without any filter.") var all = false
         @Flag(help: "Print JSON.") var json = false
         func validate() throws {
-            if filter.classes.isEmpty && filter.queues.isEmpty && filter.errorPattern == nil && filter.since == nil
-                && filter.until == nil && filter.jids.isEmpty && filter.limit == nil && !all
-            {
+            if filter.isEmpty && !all {
                 throw ValidationError("no filter given: pass --all to delete every job in the retry set")
             }
         }

@@ -40,6 +40,25 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         #expect(pool.helpersStarted == 1)
     }
 
+    @Test func helpersInheritNoDescriptorsButTheirPipes() async throws {
+        // A pipe made without close-on-exec, as other code in a worker makes them (libraries, Foundation's Process).
+        var leaky: [Int32] = [0, 0]
+        #expect(pipe(&leaky) == 0)
+        defer { close(leaky[0]); close(leaky[1]) }
+        var buffer = [CChar](repeating: 0, count: 256)
+        let n = readlink("/proc/self/fd/\(leaky[1])", &buffer, 255)
+        let target = String(decoding: buffer[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        #expect(target.hasPrefix("pipe:["))
+
+        let pool = makePool(size: 1)
+        defer { pool.shutdown() }
+        let answer = try await selftest(pool, [("descriptors", true)])
+        let descriptors = try #require(answer["descriptors"]?.arrayValue).compactMap(\.stringValue)
+        #expect(!descriptors.contains(target), "the helper holds the parent's pipe: \(descriptors)")
+        // The helper's own runtime opens an epoll, an eventfd, a timerfd and a wake-up pipe; never a socket.
+        #expect(descriptors.allSatisfy { !$0.hasPrefix("socket:") }, "\(descriptors)")
+    }
+
     @Test func crashCostsOnlyThatJob() async throws {
         let pool = makePool(size: 2)
         defer { pool.shutdown() }

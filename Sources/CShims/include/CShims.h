@@ -3,4 +3,5 @@
 /* Each library's shims live in their own header next to this one. */
 #include "cshims_av.h"
 #include "cshims_vips.h"
+#include "cshims_spawn.h"
 #endif

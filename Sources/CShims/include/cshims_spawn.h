@@ -1,0 +1,8 @@
+#ifndef CONVEYOR_CSHIMS_SPAWN_H
+#define CONVEYOR_CSHIMS_SPAWN_H
+#include <spawn.h>
+
+/* posix_spawn_file_actions_addclosefrom_np (glibc 2.34+), which Swift does not see without _GNU_SOURCE:
+ * the child closes every descriptor from `from` up before exec. */
+int conveyor_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+#endif
