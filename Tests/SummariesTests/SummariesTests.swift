@@ -216,7 +216,8 @@ private func summarizer(_ environment: [String: String], cache: SummaryCache? = 
         #expect(first.provider == "anthropic")
         let snap = try #require(s.breaker("openai")?.snapshot)
         #expect(snap.state == .closed && snap.failedCalls == 0)
-        #expect(snap.coolingDownFor > .seconds(29) && snap.coolingDownFor <= .seconds(30))
+        // 30 s from the header, less the real time the fallback call took (seconds on a loaded 2-core machine).
+        #expect(snap.coolingDownFor > .seconds(20) && snap.coolingDownFor <= .seconds(30))
         let second = try await s.summarize(post(401), deadline: deadline(), jid: "r1", logger: logger)
         #expect(second.provider == "anthropic")
         #expect(try server.stats().openai == 1, "no call during the Retry-After")
