@@ -2,6 +2,8 @@
 # so every pickup starts from idle (the worker logs latency_ms = start - enqueued_at).
 #   ruby trickle.rb CLASS N
 require 'sidekiq'
+# redis-rb 4.x warns on every SADD Sidekiq 6.4 makes; the return value is not used here.
+Redis.sadd_returns_boolean = false if Redis.respond_to?(:sadd_returns_boolean=)
 require 'redis'
 Sidekiq.configure_client { |c| c.redis = { url: ENV.fetch('REDIS_URL'), size: 1 } }
 redis = Redis.new(url: ENV.fetch('REDIS_URL'))

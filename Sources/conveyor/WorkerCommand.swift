@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Operations
 import Redis
+import Summaries
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -98,6 +99,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let operations = try WorkerOperations(
             redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
             environment: environment, logger: logger)
+        operations.metrics.addExporter { SummariesJobs.current?.metricsSnapshot().prometheusText() ?? "" }
         let worker = Worker(
             redis: endpoint, registry: registry, configuration: configuration, observers: operations.observers,
             logger: logger)

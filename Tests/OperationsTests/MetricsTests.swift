@@ -122,6 +122,28 @@ struct MetricsTests {
         #expect(try get(server.port, "/nope").status == 404)
     }
 
+    @Test func exportersAreAppendedToEveryScrape() throws {
+        let metrics = ConveyorMetrics()
+        let scrapes = Counter()
+        metrics.addExporter {
+            let n = scrapes.next()
+            return "# HELP family_scrapes_total Scrapes seen by the family.\n# TYPE family_scrapes_total counter\nfamily_scrapes_total \(n)\n"
+        }
+        let first = String(decoding: metrics.render(), as: UTF8.self)
+        let second = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(first.contains("conveyor_up 1"))
+        #expect(first.hasSuffix("family_scrapes_total 1\n"))
+        #expect(second.hasSuffix("family_scrapes_total 2\n"))
+        let check = try run(["promtool", "check", "metrics"], input: Array(second.utf8))
+        #expect(check.code == 0, "promtool: \(check.out) \(check.err)")
+    }
+
+    private final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+        func next() -> Int { lock.withLock { value += 1; return value } }
+    }
+
     @Test func readinessFailsWhenADependencyIsDown() throws {
         let down = Readiness.check(redis: try RedisEndpoint(url: TestEnv.redisURL!), databaseURL: "postgres://127.0.0.1:1/x")
         #expect(!down.ready)

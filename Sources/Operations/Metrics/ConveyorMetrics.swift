@@ -12,6 +12,7 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
     public let registry: PrometheusCollectorRegistry
     private let lock = NSLock()
     private var refreshers: [@Sendable () -> Void] = []
+    private var exporters: [@Sendable () -> String] = []
 
     static let durationBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
 
@@ -143,15 +144,25 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Appends another family's metrics, already in Prometheus text format, to every scrape (the summaries
+    /// family keeps its breaker and provider counters itself and renders them on demand).
+    public func addExporter(_ text: @escaping @Sendable () -> String) {
+        lock.lock()
+        exporters.append(text)
+        lock.unlock()
+    }
+
     /// The exposition text (Prometheus text format 0.0.4).
     public func render() -> [UInt8] {
         lock.lock()
         let hooks = refreshers
+        let extra = exporters
         lock.unlock()
         for hook in hooks { hook() }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 * 1024)
         registry.emit(into: &buffer)
+        for exporter in extra { buffer.append(contentsOf: exporter().utf8) }
         return buffer
     }
 
