@@ -7,11 +7,15 @@
 # The target (issue 3): "results" keeps at least 80% of the baseline rate. Writes a table to
 # Benchmarks/results/ops.md. Needs the worker wired with WorkerOperations (`conveyor worker --metrics-addr`).
 #   Benchmarks/ops/run.sh [JOBS] [ROUNDS]      (defaults 200000, 3; release build)
+# Two CPU layouts, each with all three setups (LAYOUTS="shared split" by default):
+#   shared  every process on every core: PostgreSQL's own CPU time competes with the worker's
+#   split   the worker and Redis on CPU 0, PostgreSQL on CPU 1, as when the database has its own host
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 JOBS=${1:-200000}
 ROUNDS=${2:-3}
 CONCURRENCY=${CONVEYOR_BENCH_CONCURRENCY:-20}
+LAYOUTS=${LAYOUTS:-"shared split"}
 
 scripts/setup.sh
 scripts/services.sh start >/dev/null
@@ -50,6 +54,7 @@ PY
 }
 
 # Runs one drain; prints jobs/s.
+pin=()
 drain() {
   local mode=$1 args=() env=()
   case $mode in
@@ -60,7 +65,7 @@ drain() {
   enqueue
   local start end
   start=$(date +%s.%N)
-  "${env[@]}" "$BIN" worker --namespace "$NS" --queues bench --concurrency "$CONCURRENCY" "${args[@]}" --log-level warning &
+  "${pin[@]}" "${env[@]}" "$BIN" worker --namespace "$NS" --queues bench --concurrency "$CONCURRENCY" "${args[@]}" --log-level warning &
   local pid=$!
   while [ "$(redis-cli -p "$REDIS_PORT" get "$NS:stat:processed")" != "$JOBS" ]; do sleep 0.05; done
   local processed_at
@@ -83,25 +88,52 @@ drain() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# Pins PostgreSQL (existing processes and the postmaster, whose new backends inherit it) and Redis.
+layout() {
+  local last=$(( $(nproc) - 1 )) pg redis
+  pg=$(pgrep -u postgres postgres || true)
+  redis=$(pgrep -f "redis-server 127.0.0.1:$REDIS_PORT" || true)
+  case $1 in
+    shared) pin=(); for p in $pg $redis; do taskset -a -p -c "0-$last" "$p" >/dev/null; done ;;
+    split)
+      pin=(taskset -c 0)
+      for p in $pg; do taskset -a -p -c "$last" "$p" >/dev/null; done
+      for p in $redis; do taskset -a -p -c 0 "$p" >/dev/null; done ;;
+  esac
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
 # Two rates per run: jobs processed per second (queue drained), and jobs per second until the last outcome
 # row is in PostgreSQL (the same as the first without DATABASE_URL).
-declare -A rate recorded
-for mode in baseline metrics results; do
-  runs=(); ends=()
-  for _ in $(seq "$ROUNDS"); do
-    read -r p r < <(drain "$mode")
-    runs+=("$p"); ends+=("$r")
-  done
-  rate[$mode]=$(printf '%s\n' "${runs[@]}" | median)
-  recorded[$mode]=$(printf '%s\n' "${ends[@]}" | median)
-  echo "$mode: processed ${runs[*]} jobs/s (median ${rate[$mode]}); until recorded ${ends[*]} (median ${recorded[$mode]})"
-done
-
 mkdir -p Benchmarks/results
-{
-  echo "| Worker setup ($JOBS noop jobs, concurrency $CONCURRENCY, median of $ROUNDS) | Processed jobs/s | vs baseline | Until all rows in PostgreSQL, jobs/s | vs baseline |"
-  echo "|---|---|---|---|---|"
-  for mode in baseline metrics results; do
-    echo "| $mode | ${rate[$mode]} | $(python3 -c "print(f'{${rate[$mode]}/${rate[baseline]}:.0%}')") | ${recorded[$mode]} | $(python3 -c "print(f'{${recorded[$mode]}/${rate[baseline]}:.0%}')") |"
+: > Benchmarks/results/ops.md
+for lay in $LAYOUTS; do
+  if [ "$lay" = split ] && [ "$(nproc)" -lt 2 ]; then echo "ops benchmark: split layout needs 2 CPUs" >&2; continue; fi
+  layout "$lay"
+  # Rounds interleave the setups, so a slow spell on the shared machine hits all three alike.
+  declare -A rate recorded runs ends
+  for _ in $(seq "$ROUNDS"); do
+    for mode in baseline metrics results; do
+      read -r p r < <(drain "$mode")
+      runs[$mode]+="$p "; ends[$mode]+="$r "
+    done
   done
-} | tee Benchmarks/results/ops.md
+  for mode in baseline metrics results; do
+    rate[$mode]=$(printf '%s\n' ${runs[$mode]} | median)
+    recorded[$mode]=$(printf '%s\n' ${ends[$mode]} | median)
+    echo "$lay $mode: processed ${runs[$mode]}jobs/s (median ${rate[$mode]}); until recorded ${ends[$mode]}(median ${recorded[$mode]})"
+  done
+  {
+    echo "Layout: $lay ($( [ "$lay" = split ] && echo "worker and Redis on CPU 0, PostgreSQL on CPU $(( $(nproc) - 1 ))" || echo "every process on all $(nproc) CPUs"))"
+    echo
+    echo "| Worker setup ($JOBS noop jobs, concurrency $CONCURRENCY, median of $ROUNDS interleaved rounds) | Processed jobs/s | vs baseline | Until all rows in PostgreSQL, jobs/s | vs baseline |"
+    echo "|---|---|---|---|---|"
+    for mode in baseline metrics results; do
+      echo "| $mode | ${rate[$mode]} | $(python3 -c "print(f'{${rate[$mode]}/${rate[baseline]}:.0%}')") | ${recorded[$mode]} | $(python3 -c "print(f'{${recorded[$mode]}/${rate[baseline]}:.0%}')") |"
+    done
+    echo
+  } | tee -a Benchmarks/results/ops.md
+  unset rate recorded runs ends
+done
+layout shared
