@@ -12,6 +12,44 @@ public typealias ImageIngest = @Sendable (_ job: JobContext, _ source: String) a
 /// API to read by upload id; the executable wires a PostgreSQL table here.
 public protocol IngestRecorder: Sendable {
     func record(uploadID: String, jid: String, row: JSONObject) async throws
+    /// Records a `failed` row for an upload whose job died without the handler writing one (its transient
+    /// failures ran out of retries, or it failed before the upload was read), unless the upload already has a row.
+    func recordIfAbsent(uploadID: String, jid: String, row: JSONObject) async throws
+}
+
+/// Gives every upload an answer: when a `media.ingest` job lands in the dead set, writes a `failed` row for its
+/// upload if none exists yet, so the API never waits for an upload that will not become ready.
+public struct IngestDeathObserver: JobObserver {
+    public let recorder: any IngestRecorder
+
+    public init(recorder: any IngestRecorder) {
+        self.recorder = recorder
+    }
+
+    public func jobFinished(_ outcome: JobOutcome) {
+        guard outcome.jobClass == IngestHandler.jobClass, outcome.status == .dead else { return }
+        Task { await record(outcome) }
+    }
+
+    /// The row for one dead outcome (a no-op for other outcomes and for jobs without an upload id).
+    public func record(_ outcome: JobOutcome) async {
+        guard outcome.jobClass == IngestHandler.jobClass, outcome.status == .dead,
+              case .object(let arguments)? = outcome.payload["args"]?[0],
+              let uploadID = arguments["upload_id"]?.stringValue, !uploadID.isEmpty, uploadID.utf8.count <= 200
+        else { return }
+        var row = JSONObject()
+        row["upload_id"] = JSONValue(uploadID)
+        row["source"] = arguments["source"]?.stringValue.map { JSONValue($0) } ?? ""
+        row["detected_type"] = "unknown"
+        row["status"] = "failed"
+        row["error_class"] = JSONValue(outcome.failure?.errorClass ?? "JobDead")
+        row["error_message"] = JSONValue(outcome.failure?.message ?? "media.ingest jid=\(outcome.jid) is in the dead set")
+        do {
+            try await recorder.recordIfAbsent(uploadID: uploadID, jid: outcome.jid, row: row)
+        } catch {
+            // The job's dead outcome is still in the dead set and conveyor.job_results.
+        }
+    }
 }
 
 /// `media.ingest`: the one job the API enqueues after any upload. Sniffs the real type from the bytes and
@@ -19,6 +57,7 @@ public protocol IngestRecorder: Sendable {
 ///
 /// Arguments: `upload_id`, `source`.
 public struct IngestHandler: JobHandler {
+    public static let jobClass = "media.ingest"
     public let root: MediaRoot
     public let probe: ProbeHandler
     public let transcode: TranscodeHandler

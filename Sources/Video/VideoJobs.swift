@@ -2,6 +2,7 @@ public import AV
 public import ConveyorCore
 public import Sandbox
 import Images
+import Synchronization
 
 /// Registers the video job classes.
 public enum VideoJobs {
@@ -52,9 +53,18 @@ public enum VideoJobs {
                 concurrency: configuration.transcodeConcurrency, handler: transcode))
         registry.register(
             JobClass(
-                "media.ingest", queue: "media", retry: .default,
+                IngestHandler.jobClass, queue: "media", retry: .default,
                 timeout: .seconds(configuration.probeTimeout + configuration.transcodeTimeout),
                 concurrency: configuration.transcodeConcurrency,
                 handler: IngestHandler(root: root, probe: probe, transcode: transcode, images: images, recorder: recorder)))
+        Current.observers.withLock { $0 = recorder.map { [IngestDeathObserver(recorder: $0)] } ?? [] }
+    }
+
+    /// Observers the worker should add for the classes of the last `register` call: with a recorder, the one
+    /// that gives an upload whose `media.ingest` job died a `failed` row.
+    public static var observers: [any JobObserver] { Current.observers.withLock { $0 } }
+
+    private enum Current {
+        static let observers = Mutex<[any JobObserver]>([])
     }
 }

@@ -6,6 +6,7 @@ import Logging
 import Operations
 import Redis
 import Summaries
+import Video
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -101,7 +102,7 @@ struct WorkerCommand: AsyncParsableCommand {
             environment: environment, logger: logger)
         operations.metrics.addExporter { SummariesJobs.current?.metricsSnapshot().prometheusText() ?? "" }
         let worker = Worker(
-            redis: endpoint, registry: registry, configuration: configuration, observers: operations.observers,
+            redis: endpoint, registry: registry, configuration: configuration, observers: operations.observers + VideoJobs.observers,
             logger: logger)
 
         let signals = SignalWatcher { signal, count in

@@ -11,6 +11,9 @@ import Testing
 final class RowRecorder: IngestRecorder {
     let rows = Mutex<[String: JSONObject]>([:])
     func record(uploadID: String, jid: String, row: JSONObject) async throws { rows.withLock { $0[uploadID] = row } }
+    func recordIfAbsent(uploadID: String, jid: String, row: JSONObject) async throws {
+        rows.withLock { if $0[uploadID] == nil { $0[uploadID] = row } }
+    }
 }
 
 @Suite struct IngestTests {
@@ -149,5 +152,26 @@ final class RowRecorder: IngestRecorder {
         #expect(failed[1] == "failed")
         #expect(failed[9] == "UnsupportedMedia")
         #expect(failed[10] == "unknown")
+
+        // A job that died of transient failures (its retries ran out) gives a new upload a failed row, and
+        // leaves an upload that already has one alone.
+        let observer = IngestDeathObserver(recorder: recorder)
+        let stuck = "pg-stuck-\(UUID().uuidString)"
+        func dead(_ uploadID: String) -> JobOutcome {
+            JobOutcome(
+                jid: "dead-\(uploadID)", jobClass: "media.ingest", queue: "media", status: .dead, attempts: 3, result: nil,
+                failure: .transient("MediaDeadline", "media.ingest ran out of time"), enqueuedAt: nil, startedAt: 0,
+                finishedAt: 1,
+                payload: JSONObject([("class", "media.ingest"), ("args", [["upload_id": .string(uploadID), "source": "uploads/s.mp4"]])]))
+        }
+        await observer.record(dead(stuck))
+        await observer.record(dead(video))
+        await observer.record(dead(hostile))
+        let after = try connection.query(
+            "SELECT upload_id, status, error_class, jid, source FROM conveyor.media_uploads WHERE upload_id IN ($1, $2, $3)",
+            [video, hostile, stuck]).rows
+        #expect(after.first { $0[0] == stuck }.map { Array($0[1...]) } == ["failed", "MediaDeadline", "dead-\(stuck)", "uploads/s.mp4"])
+        #expect(after.first { $0[0] == video }?[1] == "ready")
+        #expect(after.first { $0[0] == hostile }?[2] == "UnsupportedMedia")
     }
 }
