@@ -60,7 +60,8 @@ drain() {
   case $mode in
     baseline) env=(env -u DATABASE_URL) ;;
     metrics) env=(env -u DATABASE_URL); args=(--metrics-addr 127.0.0.1:0) ;;
-    results) env=(env); args=(--metrics-addr 127.0.0.1:0); $PG -c "DELETE FROM conveyor.job_results WHERE jid LIKE 'bench%'" ;;
+    results) env=(env); args=(--metrics-addr 127.0.0.1:0); $PG -c "DELETE FROM conveyor.job_results WHERE jid LIKE 'bench%'"
+             $PG -c "VACUUM conveyor.job_results" ;;  # not autovacuum in the middle of the next run
   esac
   enqueue
   local start end
