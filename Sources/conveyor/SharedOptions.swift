@@ -6,6 +6,7 @@ import Logging
 import Mail
 import Redis
 import Summaries
+import AV
 import Video
 
 /// Where Redis is and which deployment's keys to use: flags win over `REDIS_URL` / `CONVEYOR_NAMESPACE`.
@@ -60,11 +61,15 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// The job classes this build of Conveyor runs.
 enum JobClasses {
-    static func registry(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> JobRegistry {
+    /// - Parameter transcodeProgress: where running transcodes report their position (the worker's metrics).
+    static func registry(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        transcodeProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil
+    ) throws -> JobRegistry {
         var registry = JobRegistry()
         BuiltinJobs.register(into: &registry)
         try ImagesJobs.register(into: &registry, environment: environment)
-        try VideoJobs.register(into: &registry, environment: environment)
+        try VideoJobs.register(into: &registry, environment: environment, onProgress: transcodeProgress)
         try MailJobs.register(into: &registry, environment: environment)
         MailMigrations.register()
         try SummariesJobs.register(into: &registry, environment: environment)

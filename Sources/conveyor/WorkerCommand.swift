@@ -6,6 +6,7 @@ import Logging
 import Operations
 import Redis
 import Summaries
+import Synchronization
 import Video
 
 struct WorkerCommand: AsyncParsableCommand {
@@ -64,7 +65,12 @@ struct WorkerCommand: AsyncParsableCommand {
         LogSetup.bootstrap(level: logLevel ?? environment["CONVEYOR_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info)
         let logger = Logger(label: "conveyor.worker")
 
-        var registry = try JobClasses.registry(environment: environment)
+        // The metrics exist only after the registry (the families' migrations must be registered first), and
+        // transcodes report to them through this relay.
+        let progress = Mutex<ConveyorMetrics?>(nil)
+        var registry = try JobClasses.registry(environment: environment) { jid, p in
+            progress.withLock { $0 }?.transcodeProgress(jid: jid, frames: p.frames, seconds: p.seconds)
+        }
         try apply(classConcurrency, "--class-concurrency", to: &registry) { jobClass, value in
             guard let n = Int(value), n >= 1 else { return false }
             jobClass.concurrency = n
@@ -100,6 +106,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let operations = try WorkerOperations(
             redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
             environment: environment, logger: logger)
+        progress.withLock { $0 = operations.metrics }
         operations.metrics.addExporter { SummariesJobs.current?.metricsSnapshot().prometheusText() ?? "" }
         let worker = Worker(
             redis: endpoint, registry: registry, configuration: configuration, observers: operations.observers + VideoJobs.observers,

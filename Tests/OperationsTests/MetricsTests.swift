@@ -30,9 +30,9 @@ struct MetricsTests {
         return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
     }
 
-    private func outcome(_ cls: String, _ status: JobStatus, duration: Double) -> JobOutcome {
+    private func outcome(_ cls: String, _ status: JobStatus, duration: Double, jid: String? = nil) -> JobOutcome {
         JobOutcome(
-            jid: TestEnv.unique("j"), jobClass: cls, queue: "media", status: status, attempts: 1, result: nil,
+            jid: jid ?? TestEnv.unique("j"), jobClass: cls, queue: "media", status: status, attempts: 1, result: nil,
             failure: nil, enqueuedAt: 1, startedAt: 10, finishedAt: 10 + duration, payload: JSONObject())
     }
 
@@ -135,6 +135,24 @@ struct MetricsTests {
         #expect(first.hasSuffix("family_scrapes_total 1\n"))
         #expect(second.hasSuffix("family_scrapes_total 2\n"))
         let check = try run(["promtool", "check", "metrics"], input: Array(second.utf8))
+        #expect(check.code == 0, "promtool: \(check.out) \(check.err)")
+    }
+
+    @Test func transcodeProgressCountsOnlyWhatIsNew() throws {
+        let metrics = ConveyorMetrics()
+        metrics.transcodeProgress(jid: "t1", frames: 30, seconds: 1.0)
+        metrics.transcodeProgress(jid: "t1", frames: 90, seconds: 3.0)
+        metrics.transcodeProgress(jid: "t1", frames: 90, seconds: 3.0)  // the same state reported again
+        metrics.transcodeProgress(jid: "t2", frames: 10, seconds: 0.5)
+        var text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(text.contains("conveyor_video_transcoded_frames_total 100\n"))
+        #expect(text.contains("conveyor_video_transcoded_seconds_total 3.5\n"))
+        // A finished job is forgotten: a new job with the same jid (a retry) counts from zero again.
+        metrics.jobFinished(outcome("video.transcode", .retrying, duration: 1, jid: "t1"))
+        metrics.transcodeProgress(jid: "t1", frames: 15, seconds: 0.5)
+        text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(text.contains("conveyor_video_transcoded_frames_total 115\n"))
+        let check = try run(["promtool", "check", "metrics"], input: Array(text.utf8))
         #expect(check.code == 0, "promtool: \(check.out) \(check.err)")
     }
 

@@ -13,6 +13,8 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
     private let lock = NSLock()
     private var refreshers: [@Sendable () -> Void] = []
     private var exporters: [@Sendable () -> String] = []
+    /// Last reported position of each running transcode, so counters grow by the difference.
+    private var transcodes: [String: (frames: Int, seconds: Double)] = [:]
 
     static let durationBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
 
@@ -28,6 +30,8 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
         _ = gauge("conveyor_result_write_backlog", "Job outcomes buffered in this process, waiting to be written to PostgreSQL.")
         _ = gauge("conveyor_result_writes_failing", "1 while writes to PostgreSQL are failing and being retried.")
         _ = gauge("conveyor_up", "1 while this worker process runs.").set(1.0)
+        _ = counter("conveyor_video_transcoded_frames_total", "Video frames encoded by video.transcode and media.ingest.")
+        _ = counter("conveyor_video_transcoded_seconds_total", "Seconds of video encoded (rate() over wall time is the encode speed).")
     }
 
     // MARK: JobObserver
@@ -73,6 +77,7 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
     public func jobFinished(_ outcome: JobOutcome) {
         let key = outcome.queue + "\u{0}" + outcome.status.rawValue
         lock.lock()
+        if !transcodes.isEmpty { transcodes[outcome.jid] = nil }
         let c = collectors(outcome.jobClass)
         c.running = max(0, c.running - 1)
         let n = c.running
@@ -98,6 +103,23 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
     }
 
     // MARK: Reported by other parts
+
+    /// A running transcode's position (cumulative frames and output seconds, about once a second): the frame
+    /// and seconds counters grow by what is new since its last report. Forgotten when the job finishes.
+    public func transcodeProgress(jid: String, frames: Int, seconds: Double) {
+        lock.lock()
+        let last = transcodes[jid] ?? (0, 0)
+        transcodes[jid] = (max(frames, last.frames), max(seconds, last.seconds))
+        lock.unlock()
+        if frames > last.frames {
+            counter("conveyor_video_transcoded_frames_total", "Video frames encoded by video.transcode and media.ingest.")
+                .increment(by: Int64(frames - last.frames))
+        }
+        if seconds > last.seconds {
+            counter("conveyor_video_transcoded_seconds_total", "Seconds of video encoded (rate() over wall time is the encode speed).")
+                .increment(by: seconds - last.seconds)
+        }
+    }
 
     public func redisError() {
         counter("conveyor_redis_errors_total", "Failed Redis commands or connections in this process.").increment()
