@@ -33,14 +33,16 @@ extension Worker {
             }
             watchdog.add(
                 token, deadline: context.deadline,
+                // Resume before cancelling: a cancelled handler throws CancellationError at once, and that must not
+                // win the race and become the job's error.
                 onTimeout: {
-                    task.cancel()
                     once.resume(
                         .failure(.transient("JobTimeout", "\(job.jobClass) ran longer than its \(timeout) limit and was stopped")))
+                    task.cancel()
                 },
                 onAbandon: {
-                    task.cancel()
                     once.resume(.failure(.transient("WorkerShutdown", "worker shut down before the job finished")))
+                    task.cancel()
                 })
         }
         watchdog.remove(token)
