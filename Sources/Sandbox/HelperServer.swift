@@ -1,4 +1,5 @@
-import ConveyorCore
+public import ConveyorCore
+internal import CShims
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -14,16 +15,32 @@ public struct HelperLimits: Sendable, Equatable {
     public var cpuSecondsPerJob: Int
     /// RLIMIT_NOFILE.
     public var openFiles: Int
+    /// The seccomp filter (`conveyor_install_helper_syscall_filter`): no sockets, no exec, no ptrace, no
+    /// kernel administration. On unless `CONVEYOR_HELPER_SYSCALL_FILTER=off`; a helper that cannot install it
+    /// refuses to start rather than decode unfiltered.
+    public var syscallFilter: Bool
 
-    public init(addressSpaceMB: Int = 4096, cpuSecondsPerJob: Int = 120, openFiles: Int = 256) {
+    public init(addressSpaceMB: Int = 4096, cpuSecondsPerJob: Int = 120, openFiles: Int = 256, syscallFilter: Bool = true) {
         self.addressSpaceMB = addressSpaceMB
         self.cpuSecondsPerJob = cpuSecondsPerJob
         self.openFiles = openFiles
+        self.syscallFilter = syscallFilter
     }
 
     /// The `conveyor helper` options that carry these limits to the child.
     public var arguments: [String] {
         ["--address-space-mb", String(addressSpaceMB), "--cpu-seconds", String(cpuSecondsPerJob), "--open-files", String(openFiles)]
+            + (syscallFilter ? [] : ["--no-syscall-filter"])
+    }
+
+    /// `CONVEYOR_HELPER_SYSCALL_FILTER`: `on` (the default) or `off`.
+    public static func syscallFilter(environment: [String: String]) throws(JobFailure) -> Bool {
+        switch environment["CONVEYOR_HELPER_SYSCALL_FILTER"]?.lowercased() {
+        case nil, "", "on", "1", "true", "yes": return true
+        case "off", "0", "false", "no": return false
+        case let other?:
+            throw JobFailure.permanent("InvalidConfiguration", "CONVEYOR_HELPER_SYSCALL_FILTER=\(other) is neither on nor off")
+        }
     }
 }
 
@@ -111,6 +128,15 @@ public enum HelperServer {
         if let e = set(Int32(RLIMIT_AS.rawValue), addressSpace, addressSpace, "RLIMIT_AS") { return e }
         let files = rlim_t(limits.openFiles)
         if let e = set(Int32(RLIMIT_NOFILE.rawValue), files, files, "RLIMIT_NOFILE") { return e }
+        // Last: from here on the helper cannot open a socket or start a program, so nothing a hostile file
+        // makes a decoder do can reach the network or leave this process.
+        if limits.syscallFilter {
+            let e = conveyor_install_helper_syscall_filter()
+            if e != 0 {
+                return "cannot install the system-call filter (seccomp): \(String(cString: strerror(e))); "
+                    + "set CONVEYOR_HELPER_SYSCALL_FILTER=off to run helpers with resource limits only"
+            }
+        }
         return nil
     }
 

@@ -12,7 +12,9 @@ import Darwin
 /// Arguments: `{"echo": any}`, `{"crash": true}` (SIGSEGV), `{"abort": true}` (SIGABRT), `{"hang": true}`,
 /// `{"spin": true}` (burns CPU until RLIMIT_CPU), `{"allocate_mb": N}` (allocates and touches N MiB),
 /// `{"fail": "ErrorClass", "permanent": bool}`, `{"descriptors": true}` (what the helper's descriptors from 3 up
-/// point at, as `/proc/self/fd` shows them: `pipe:[inode]`, `socket:[inode]`, a path).
+/// point at, as `/proc/self/fd` shows them: `pipe:[inode]`, `socket:[inode]`, a path), `{"escape": true}` (tries
+/// what the system-call filter forbids, as an exploited decoder would: a TCP socket, a Unix socket pair, and
+/// starting `/bin/true`; answers each one's errno, 0 where it worked).
 enum SelfTest {
     static func run(_ arguments: JSONObject) throws -> JSONValue {
         if arguments["crash"]?.boolValue == true {
@@ -50,8 +52,43 @@ enum SelfTest {
             result["allocated_mb"] = JSONValue(megabytes)
         }
         if let echo = arguments["echo"] { result["echo"] = echo }
+        if arguments["escape"]?.boolValue == true { result["escape"] = .object(tryToEscape()) }
         if arguments["descriptors"]?.boolValue == true { result["descriptors"] = .array(openDescriptors().map { JSONValue($0) }) }
         return .object(result)
+    }
+
+    /// Each forbidden action's errno (0: it worked, and whatever it made is undone).
+    static func tryToEscape() -> JSONObject {
+        var outcome = JSONObject()
+        #if canImport(Glibc)
+        let tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let tcp = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        outcome["socket"] = JSONValue(Int(tcp >= 0 ? 0 : errno))
+        if tcp >= 0 { close(tcp) }
+        var pair: [Int32] = [-1, -1]
+        #if canImport(Glibc)
+        let paired = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair)
+        #else
+        let paired = socketpair(AF_UNIX, SOCK_STREAM, 0, &pair)
+        #endif
+        outcome["socketpair"] = JSONValue(Int(paired == 0 ? 0 : errno))
+        if paired == 0 { close(pair[0]); close(pair[1]) }
+        // posix_spawn reports the child's failed execve as its own result.
+        var pid: pid_t = 0
+        let path = "/bin/true"
+        let spawned = path.withCString { p -> Int32 in
+            var argv: [UnsafeMutablePointer<CChar>?] = [strdup(p), nil]
+            defer { free(argv[0]) }
+            return posix_spawn(&pid, p, nil, nil, &argv, environ)
+        }
+        if spawned == 0 {
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        outcome["exec"] = JSONValue(Int(spawned))
+        return outcome
     }
 
     /// Targets of this process's descriptors from 3 up, leaving out the one reading the directory.

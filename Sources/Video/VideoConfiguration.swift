@@ -45,6 +45,11 @@ public struct VideoConfiguration: Sendable {
         // RLIMIT_CPU counts all threads: x264 on every core burns CPU seconds faster than wall seconds.
         helperPool.limits.cpuSecondsPerJob = transcodeTimeout * 4
         helperPool.inProcess = environment["CONVEYOR_VIDEO_IN_PROCESS"] == "1"
+        do {
+            helperPool.limits.syscallFilter = try HelperLimits.syscallFilter(environment: environment)
+        } catch {
+            throw VideoConfigurationError(message: error.message)
+        }
         if let preset = environment["CONVEYOR_VIDEO_PRESET"], !preset.isEmpty {
             let presets = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
             guard presets.contains(preset) else {

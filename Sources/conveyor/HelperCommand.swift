@@ -20,12 +20,16 @@ struct HelperCommand: ParsableCommand {
     @Option(help: "Open-file limit (RLIMIT_NOFILE).")
     var openFiles: Int = HelperLimits().openFiles
 
+    @Flag(inversion: .prefixedNo, help: "Install the seccomp filter (no sockets, exec, ptrace or kernel administration).")
+    var syscallFilter = true
+
     func run() throws {
         // Every family that runs native code in helpers registers its operations here.
         ImagesJobs.registerHelperOperations()
         VideoOperations.registerHelperOperations()
         let status = HelperServer.serve(
-            limits: HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles))
+            limits: HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles,
+                                syscallFilter: syscallFilter))
         throw ExitCode(status)
     }
 }

@@ -59,6 +59,39 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         #expect(descriptors.allSatisfy { !$0.hasPrefix("socket:") }, "\(descriptors)")
     }
 
+    @Test func helpersCannotOpenSocketsOrStartPrograms() async throws {
+        let pool = makePool(size: 1)
+        defer { pool.shutdown() }
+        let answer = try await selftest(pool, [("escape", true)])
+        let escape = try #require(answer["escape"]?.objectValue)
+        #expect(escape["socket"]?.intValue == Int(EPERM), "\(escape)")
+        #expect(escape["socketpair"]?.intValue == Int(EPERM), "\(escape)")
+        #expect(escape["exec"]?.intValue == Int(EPERM), "\(escape)")
+        // The filter leaves the helper working: it still answers, from the same process.
+        let after = try await selftest(pool, [("echo", "filtered")])
+        #expect(after["echo"] == "filtered")
+        #expect(after["pid"] == answer["pid"])
+    }
+
+    @Test func theFilterIsWhatStopsThem() async throws {
+        // The same probe with the filter off succeeds, so the EPERMs above come from the filter.
+        let pool = makePool(size: 1, limits: HelperLimits(syscallFilter: false))
+        defer { pool.shutdown() }
+        let escape = try #require(try await selftest(pool, [("escape", true)])["escape"]?.objectValue)
+        #expect(escape["socket"]?.intValue == 0, "\(escape)")
+        #expect(escape["socketpair"]?.intValue == 0, "\(escape)")
+        #expect(escape["exec"]?.intValue == 0, "\(escape)")
+    }
+
+    @Test func syscallFilterSetting() throws {
+        #expect(try HelperLimits.syscallFilter(environment: [:]))
+        #expect(try HelperLimits.syscallFilter(environment: ["CONVEYOR_HELPER_SYSCALL_FILTER": "on"]))
+        #expect(try !HelperLimits.syscallFilter(environment: ["CONVEYOR_HELPER_SYSCALL_FILTER": "off"]))
+        #expect(throws: JobFailure.self) { try HelperLimits.syscallFilter(environment: ["CONVEYOR_HELPER_SYSCALL_FILTER": "maybe"]) }
+        #expect(HelperLimits(syscallFilter: false).arguments.contains("--no-syscall-filter"))
+        #expect(!HelperLimits().arguments.contains("--no-syscall-filter"))
+    }
+
     @Test func crashCostsOnlyThatJob() async throws {
         let pool = makePool(size: 2)
         defer { pool.shutdown() }

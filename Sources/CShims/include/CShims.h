@@ -4,4 +4,5 @@
 #include "cshims_av.h"
 #include "cshims_vips.h"
 #include "cshims_spawn.h"
+#include "cshims_seccomp.h"
 #endif

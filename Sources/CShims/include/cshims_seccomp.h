@@ -1,0 +1,14 @@
+#ifndef CONVEYOR_CSHIMS_SECCOMP_H
+#define CONVEYOR_CSHIMS_SECCOMP_H
+
+/* Installs the helper's system-call filter (seccomp-bpf, after PR_SET_NO_NEW_PRIVS). From then on this
+ * process and every thread it starts get EPERM for: creating or using network endpoints (socket,
+ * socketpair, connect, bind, listen, accept), running programs (execve, execveat), reaching other
+ * processes (ptrace, process_vm_readv/writev, pidfd_getfd), kernel-facing administration (mount, umount2,
+ * pivot_root, chroot, setns, unshare, module loading, kexec, reboot, swap, bpf, perf_event_open, keyctl,
+ * add_key, request_key, userfaultfd, open_by_handle_at) and io_uring (whose operations bypass seccomp).
+ * System calls of a foreign ABI (x32, i386 on x86-64) get EPERM too. Everything else is allowed: a
+ * decoder keeps reading files, allocating memory and starting threads.
+ * Returns 0, or an errno value (ENOSYS where seccomp is not available). */
+int conveyor_install_helper_syscall_filter(void);
+#endif
