@@ -3,9 +3,11 @@ import ConveyorCore
 import Foundation
 
 /// At most `perSecond` messages per second for one transport, counted in Redis so every worker process shares
-/// the budget: a script reads Redis' own clock (`TIME`, so worker hosts need not agree on the time) and `INCR`s
-/// `conveyor:mail:rate:<transport>:<unix second>` (expiring after two seconds). Over budget, the send waits for
-/// the next second, up to the job's deadline.
+/// the budget: a script reads Redis' own clock (`TIME`, so worker hosts need not agree on the time) and counts
+/// in the hash `conveyor:mail:rate:<transport>` (`s`: the Unix second being counted, `n`: sends in it; a new
+/// second starts again from zero; the key expires after two idle seconds). The script touches only the key it
+/// declares, so it runs on Redis Cluster too. Over budget, the send waits for the next second, up to the job's
+/// deadline.
 public final class MailRateLimiter: Sendable {
     public let perSecond: Int
     public let key: String
@@ -13,9 +15,11 @@ public final class MailRateLimiter: Sendable {
 
     static let script = """
         local t = redis.call('TIME')
-        local key = KEYS[1] .. ':' .. t[1]
-        local n = redis.call('INCR', key)
-        if n == 1 then redis.call('EXPIRE', key, 2) end
+        if redis.call('HGET', KEYS[1], 's') ~= t[1] then
+            redis.call('HSET', KEYS[1], 's', t[1], 'n', 0)
+        end
+        local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+        redis.call('EXPIRE', KEYS[1], 2)
         return {n, tonumber(t[1]), tonumber(t[2])}
         """
 

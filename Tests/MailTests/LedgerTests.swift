@@ -87,6 +87,11 @@ struct RateLimiterTests {
         let perSecond = Dictionary(grouping: seconds, by: { $0 }).mapValues(\.count)
         #expect(perSecond.values.allSatisfy { $0 <= 2 }, "at most 2 per second: \(perSecond)")
         #expect(perSecond.count >= 3)
+        // One declared key holds the count (Redis Cluster runs a script only on the keys it declares).
+        let keys = try await redis.run { try $0.command("KEYS", prefix + "*").check() }
+        #expect(keys.array?.compactMap(\.text) == [prefix], "\(keys)")
+        let type = try await redis.run { try $0.command("TYPE", prefix).check() }
+        #expect(type.text == "hash", "\(type)")
         // No slot before the deadline: a transient failure, not a hang.
         for _ in 0..<2 { _ = try? await a.acquire(before: .now + .seconds(2)) }
         let error = await #expect(throws: JobFailure.self) {
