@@ -71,17 +71,64 @@ public final class PostgresConnection {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
             return Self.copy(result)
         default:
-            // Read the error fields now, from this result: they are gone once it is cleared.
-            let sqlState = Self.field(result, "C")
-            let primary = Self.field(result, "M")
-            let detail = Self.field(result, "D")
-            let broken = PQstatus(conn) != CONNECTION_OK
-            let message = primary ?? Self.trimmed(PQresultErrorMessage(result))
-            throw PostgresError(
-                kind: broken || sqlState == nil && status == PGRES_FATAL_ERROR && primary == nil ? .connection : .query,
-                sqlState: sqlState, message: message.isEmpty ? "\(redactedURL): connection lost" : message,
-                detail: detail, statement: sql)
+            throw failure(result, conn: conn, sql: sql)
         }
+    }
+
+    /// The error a failed result carries. Reads its fields now: they are gone once the result is cleared.
+    private func failure(_ result: OpaquePointer, conn: OpaquePointer, sql: String) -> PostgresError {
+        let status = PQresultStatus(result)
+        let sqlState = Self.field(result, "C")
+        let primary = Self.field(result, "M")
+        let detail = Self.field(result, "D")
+        let broken = PQstatus(conn) != CONNECTION_OK
+        let message = primary ?? Self.trimmed(PQresultErrorMessage(result))
+        return PostgresError(
+            kind: broken || sqlState == nil && status == PGRES_FATAL_ERROR && primary == nil ? .connection : .query,
+            sqlState: sqlState, message: message.isEmpty ? "\(redactedURL): connection lost" : message,
+            detail: detail, statement: sql)
+    }
+
+    /// Runs `COPY ... FROM STDIN` and sends `data` (in the COPY format the statement names) as its input, in one
+    /// statement: all rows or none. Returns how many rows were copied.
+    @discardableResult
+    public func copyIn(_ sql: String, _ data: [UInt8]) throws(PostgresError) -> Int {
+        guard let conn else { throw PostgresError(kind: .connection, message: "\(redactedURL): connection is closed") }
+        guard let start = PQexec(conn, sql) else {
+            throw PostgresError(kind: .connection, message: "\(redactedURL): \(Self.trimmed(PQerrorMessage(conn)))", statement: sql)
+        }
+        guard PQresultStatus(start) == PGRES_COPY_IN else {
+            defer { PQclear(start) }
+            throw failure(start, conn: conn, sql: sql)
+        }
+        PQclear(start)
+        // A blocking connection: PQputCopyData returns 1 once the chunk is queued or sent, -1 on failure.
+        let sent = data.withUnsafeBytes { bytes -> Bool in
+            guard let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self) else { return true }
+            var offset = 0
+            while offset < bytes.count {
+                let n = min(1 << 20, bytes.count - offset)
+                if PQputCopyData(conn, base + offset, Int32(n)) != 1 { return false }
+                offset += n
+            }
+            return true
+        }
+        let ended = PQputCopyEnd(conn, sent ? nil : "conveyor: sending COPY data failed") == 1
+        var error: PostgresError?
+        var copied = 0
+        while let result = PQgetResult(conn) {
+            if PQresultStatus(result) == PGRES_COMMAND_OK {
+                copied = PQcmdTuples(result).map { Int(String(cString: $0)) ?? 0 } ?? 0
+            } else if error == nil {
+                error = failure(result, conn: conn, sql: sql)
+            }
+            PQclear(result)
+        }
+        if let error { throw error }
+        if !sent || !ended {
+            throw PostgresError(kind: .connection, message: "\(redactedURL): \(Self.trimmed(PQerrorMessage(conn)))", statement: sql)
+        }
+        return copied
     }
 
     /// Runs several statements separated by semicolons, without parameters (migrations).

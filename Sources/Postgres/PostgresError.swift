@@ -46,4 +46,15 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         guard let sqlState else { return false }
         return sqlState.hasPrefix("08") || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03"
     }
+
+    /// The statement's data was refused (class 22 data exception: bad text, invalid JSON, a value out of range;
+    /// class 23 integrity violation), so sending the same rows again fails the same way. Not a duplicate key
+    /// (`isUniqueViolation`), which an upsert resolves.
+    public var isDataError: Bool {
+        guard kind == .query, let sqlState, !isUniqueViolation else { return false }
+        return sqlState.hasPrefix("22") || sqlState.hasPrefix("23")
+    }
+
+    /// 23505 unique_violation.
+    public var isUniqueViolation: Bool { sqlState == "23505" }
 }

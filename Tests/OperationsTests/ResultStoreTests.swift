@@ -1,6 +1,6 @@
 import ConveyorCore
 import Foundation
-import Operations
+@testable import Operations
 import Postgres
 import Testing
 
@@ -111,27 +111,84 @@ struct ResultStoreTests {
         #expect(after.written == 150)
     }
 
-    @Test func awkwardTextRoundTripsThroughTheArrayParameters() throws {
-        let jid = TestEnv.unique("r") + #"-"q"\{x},NULL"#
-        let message = #"a "quoted" \ back\slash, {brace} NULL é 💥"#
+    @Test(arguments: ["copy", "upsert"])
+    func awkwardTextRoundTrips(path: String) throws {
+        // Tabs, newlines and backslashes matter to COPY; quotes, braces and NULL to array literals.
+        let jid = TestEnv.unique("r") + #"-"q"\{x},NULL"# + "\t\n\r"
+        let message = #"a "quoted" \ back\slash, {brace} NULL é 💥"# + "\ttab\nline\r\\N"
         let store = ResultStore(databaseURL: TestEnv.databaseURL!)
         defer { store.shutdown(timeout: 5) }
-        store.record(JobResultRecord(
-            jid: jid, jobClass: "mail.send", queue: "mail", status: "dead", attempts: 2, result: nil, errorClass: "SMTPError",
-            errorMessage: message, correlationKey: "NULL", enqueuedAt: nil, startedAt: 5, finishedAt: 6))
-        store.record(JobResultRecord(
-            jid: jid + "-ok", jobClass: "mail.send", queue: "mail", status: "succeeded", attempts: 1,
-            result: #"{"text":"say \"hi\" \\ {}"}"#, errorClass: nil, errorMessage: nil, correlationKey: nil,
-            enqueuedAt: 4.5, startedAt: 5, finishedAt: 6))
-        #expect(store.drain(timeout: 10))
+        // The upsert path is the one a jid that is already stored takes.
+        let earlier = path == "upsert" ? 1.0 : nil
+        for finishedAt in [earlier, 6.0].compactMap({ $0 }) {
+            store.record(JobResultRecord(
+                jid: jid, jobClass: "mail.send", queue: "mail", status: "dead", attempts: 2, result: nil, errorClass: "SMTPError",
+                errorMessage: message, correlationKey: "NULL", enqueuedAt: nil, startedAt: 5, finishedAt: finishedAt))
+            store.record(JobResultRecord(
+                jid: jid + "-ok", jobClass: "mail.send", queue: "mail", status: "succeeded", attempts: 1,
+                result: #"{"text":"say \"hi\" \\ {}\t\n"}"#, errorClass: nil, errorMessage: nil, correlationKey: nil,
+                enqueuedAt: 4.5, startedAt: 5, finishedAt: finishedAt))
+            #expect(store.drain(timeout: 10))
+        }
         let c = try PostgresConnection(url: TestEnv.databaseURL!)
         let dead = try #require(try JobResultQueries.byJID(jid, on: c))
         #expect(dead.errorMessage == message)
         #expect(dead.correlationKey == "NULL")
         #expect(dead.enqueuedAt == nil)
+        #expect(dead.finishedAt == 6)
         let ok = try #require(try JobResultQueries.byJID(jid + "-ok", on: c))
-        #expect(try JSONValue(parsing: ok.result ?? "")["text"] == #"say "hi" \ {}"#)
+        #expect(try JSONValue(parsing: ok.result ?? "")["text"] == "say \"hi\" \\ {}\t\n")
         #expect(ok.enqueuedAt == 4.5)
+        #expect(store.currentStats.written == (path == "upsert" ? 4 : 2))
+    }
+
+    @Test func timestampsMatchPostgreSQLsToTimestamp() throws {
+        let c = try PostgresConnection(url: TestEnv.databaseURL!)
+        // The epoch, before it, a leap day, microsecond rounding, a second boundary, far ahead.
+        for seconds in [0, -1.5, 951_782_400.000001, 1_763_780_001.25, 1_763_780_001.9999996, 1_763_780_059.999_999, 4_102_444_799.5, 253_402_300_799] {
+            var text: [UInt8] = []
+            ResultStore.timestamp(seconds, &text)
+            let same = try c.query("SELECT $1::timestamptz = to_timestamp($2::float8)", [String(decoding: text, as: UTF8.self), String(seconds)]).scalar
+            #expect(same == "t", "\(seconds) -> \(String(decoding: text, as: UTF8.self))")
+        }
+    }
+
+    @Test func aRowPostgreSQLRefusesCostsOnlyItself() throws {
+        let p = TestEnv.unique("refused")
+        var config = ResultStore.Configuration()
+        config.writers = 1
+        let store = ResultStore(databaseURL: TestEnv.databaseURL!, configuration: config)
+        defer { store.shutdown(timeout: 5) }
+        func row(_ suffix: String, status: String = "succeeded", result: String? = "{}", message: String? = nil) -> JobResultRecord {
+            JobResultRecord(jid: "\(p)-\(suffix)", jobClass: "image.thumbnail", queue: "media", status: status, attempts: 1,
+                            result: result, errorClass: nil, errorMessage: message, correlationKey: nil, enqueuedAt: nil,
+                            startedAt: 5, finishedAt: 6)
+        }
+        for i in 0..<10 { store.record(row("ok-\(i)")) }
+        // PostgreSQL text cannot hold NUL: it is stored as U+FFFD.
+        store.record(row("nul", result: nil, message: "bad\u{0}name"))
+        // jsonb refuses \u0000 and text that is not JSON: the outcome is stored without its result.
+        store.record(row("json-nul", result: #"{"s":"a\u0000b"}"#))
+        store.record(row("not-json", result: "{not json"))
+        // A status the table's CHECK refuses: not storable at all; refused, counted, logged.
+        store.record(row("bad-status", status: "exploded"))
+        for i in 10..<20 { store.record(row("ok-\(i)")) }
+        #expect(store.drain(timeout: 20))
+
+        #expect(try count(prefix: p) == 23)
+        let c = try PostgresConnection(url: TestEnv.databaseURL!)
+        #expect(try JobResultQueries.byJID("\(p)-nul", on: c)?.errorMessage == "bad\u{FFFD}name")
+        let jsonNUL = try #require(try JobResultQueries.byJID("\(p)-json-nul", on: c))
+        #expect(jsonNUL.status == "succeeded")
+        #expect(jsonNUL.result == nil)
+        #expect(try JobResultQueries.byJID("\(p)-not-json", on: c)?.result == nil)
+        #expect(try JobResultQueries.byJID("\(p)-bad-status", on: c) == nil)
+        #expect(try JobResultQueries.byJID("\(p)-ok-19", on: c)?.result == "{}")
+        let stats = store.currentStats
+        #expect(stats.refused == 1)
+        #expect(stats.written == 23)
+        #expect(stats.backlog == 0)
+        #expect(!stats.failing)
     }
 
     @Test func fullBufferDropsTheOldestAndCountsThem() throws {

@@ -27,6 +27,7 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
         _ = counter("conveyor_postgres_errors_total", "Failed PostgreSQL writes or connections in this process.")
         _ = counter("conveyor_result_writes_total", "Job outcomes written to conveyor.job_results.")
         _ = counter("conveyor_result_writes_dropped_total", "Job outcomes dropped because the result buffer was full.")
+        _ = counter("conveyor_result_writes_refused_total", "Job outcomes PostgreSQL refused to store, even without their result.")
         _ = gauge("conveyor_result_write_backlog", "Job outcomes buffered in this process, waiting to be written to PostgreSQL.")
         _ = gauge("conveyor_result_writes_failing", "1 while writes to PostgreSQL are failing and being retried.")
         _ = gauge("conveyor_up", "1 while this worker process runs.").set(1.0)
@@ -137,10 +138,12 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
             gauge("conveyor_result_write_backlog", "Job outcomes buffered in this process, waiting to be written to PostgreSQL.")
                 .set(Double(s.backlog) as Double)
             gauge("conveyor_result_writes_failing", "1 while writes to PostgreSQL are failing and being retried.").set(s.failing ? 1.0 : 0.0)
-            let (written, dropped, errors) = last.delta(s.written, s.dropped, s.writeErrors)
+            let (written, dropped, refused, errors) = last.delta(s.written, s.dropped, s.refused, s.writeErrors)
             counter("conveyor_result_writes_total", "Job outcomes written to conveyor.job_results.").increment(by: Int64(written))
             counter("conveyor_result_writes_dropped_total", "Job outcomes dropped because the result buffer was full.")
                 .increment(by: Int64(dropped))
+            counter("conveyor_result_writes_refused_total", "Job outcomes PostgreSQL refused to store, even without their result.")
+                .increment(by: Int64(refused))
             postgresError(count: errors)
         }
     }
@@ -214,13 +217,13 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
 /// Turns a store's running totals into increments for monotonic counters.
 private final class LastCounts: @unchecked Sendable {
     private let lock = NSLock()
-    private var written = 0, dropped = 0, errors = 0
+    private var written = 0, dropped = 0, refused = 0, errors = 0
 
-    func delta(_ w: Int, _ d: Int, _ e: Int) -> (Int, Int, Int) {
+    func delta(_ w: Int, _ d: Int, _ r: Int, _ e: Int) -> (Int, Int, Int, Int) {
         lock.lock()
         defer { lock.unlock() }
-        let result = (max(0, w - written), max(0, d - dropped), max(0, e - errors))
-        (written, dropped, errors) = (w, d, e)
+        let result = (max(0, w - written), max(0, d - dropped), max(0, r - refused), max(0, e - errors))
+        (written, dropped, refused, errors) = (w, d, r, e)
         return result
     }
 }
