@@ -76,6 +76,18 @@ struct SetFilterOptions: ParsableArguments {
         if let limit, limit <= 0 { OperatorExit.fail("--limit must be positive", code: .usage) }
         return f
     }
+
+    /// Deleting needs a filter or `--all`, so a bare `delete` cannot empty a set by accident.
+    func requireFilter(orAll all: Bool, _ set: String) throws {
+        if isEmpty && !all { throw ValidationError("no filter given: pass --all to delete every job in \(set)") }
+    }
+}
+
+/// How `replay` and `delete` go about it, for the dead and the retry set alike.
+struct MoveOptions: ParsableArguments {
+    @Flag(help: "Show which jobs it would touch; change nothing.") var dryRun = false
+    @Option(help: "At most this many jobs per second (N/s, N/m, N/h).") var rate: String?
+    @Flag(help: "Print JSON.") var json = false
 }
 
 /// Shared implementation of `dead ...` and `retry ...`.
@@ -114,9 +126,10 @@ enum SetCommands {
 
     /// Replays or deletes every matching entry, one atomic step per job.
     static func move(
-        _ set: JobSetName, _ redis: RedisOptions, _ filterOptions: SetFilterOptions, delete: Bool, dryRun: Bool,
-        rate: String?, resetAttempts: Bool, json: Bool
+        _ set: JobSetName, _ redis: RedisOptions, _ filterOptions: SetFilterOptions, _ options: MoveOptions, delete: Bool,
+        resetAttempts: Bool
     ) {
+        let (dryRun, rate, json) = (options.dryRun, options.rate, options.json)
         var perSecond: Double?
         if let rate {
             guard let r = OperatorInput.rate(rate) else { OperatorExit.fail("--rate \(rate): expected N/s, N/m or N/h", code: .usage) }
@@ -248,28 +261,18 @@ struct DeadCommand: ParsableCommand {
             abstract: "Push matching dead jobs back to their queues (each exactly once, even with concurrent replays).")
         @OptionGroup var redis: RedisOptions
         @OptionGroup var filter: SetFilterOptions
-        @Flag(help: "Show what would be replayed; change nothing.") var dryRun = false
-        @Option(help: "At most this many jobs per second (N/s, N/m, N/h).") var rate: String?
+        @OptionGroup var options: MoveOptions
         @Flag(help: "Drop retry_count so the job gets its full retry budget again.") var resetAttempts = false
-        @Flag(help: "Print JSON.") var json = false
-        func run() {
-            SetCommands.move(.dead, redis, filter, delete: false, dryRun: dryRun, rate: rate, resetAttempts: resetAttempts, json: json)
-        }
+        func run() { SetCommands.move(.dead, redis, filter, options, delete: false, resetAttempts: resetAttempts) }
     }
 
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete matching dead jobs.")
         @OptionGroup var redis: RedisOptions
         @OptionGroup var filter: SetFilterOptions
-        @Flag(help: "Show what would be deleted; change nothing.") var dryRun = false
-        @Option(help: "At most this many jobs per second (N/s, N/m, N/h).") var rate: String?
-        @Flag(help: "Print JSON.") var json = false
-        func validate() throws {
-            if filter.isEmpty && !all {
-                throw ValidationError("no filter given: pass --all to delete every dead job")
-            }
-        }
+        @OptionGroup var options: MoveOptions
         @Flag(help: "Allow deleting without any filter.") var all = false
-        func run() { SetCommands.move(.dead, redis, filter, delete: true, dryRun: dryRun, rate: rate, resetAttempts: false, json: json) }
+        func validate() throws { try filter.requireFilter(orAll: all, "the dead set") }
+        func run() { SetCommands.move(.dead, redis, filter, options, delete: true, resetAttempts: false) }
     }
 }
