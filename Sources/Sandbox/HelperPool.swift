@@ -21,7 +21,8 @@ public final class HelperPool: Sendable {
         /// Arguments before the limit options; `["helper"]` by default.
         public var arguments: [String]
         public var limits: HelperLimits
-        /// Extra environment for helpers (on top of the worker's own).
+        /// Extra environment for helpers, on top of the few variables they inherit from the worker (locale, PATH,
+        /// VIPS_*, MALLOC_*: see `ProcessEnvironment.forHelpers`; never the worker's secrets).
         public var environment: [String: String]
         /// Time the pool waits past a job's deadline for the helper's own answer before killing it, so the
         /// helper can stop libvips cleanly and report which limit was hit.
@@ -170,7 +171,7 @@ public final class HelperPool: Sendable {
     private func takeHelper() throws -> HelperProcess {
         let reused = state.withLock { state -> HelperProcess? in state.idle.popLast() }
         if let reused { return reused }
-        var environment = ProcessEnvironment.current
+        var environment = ProcessEnvironment.forHelpers(ProcessEnvironment.current)
         // glibc reserves a 64 MiB arena per thread: with RLIMIT_AS that wastes the address-space budget.
         environment["MALLOC_ARENA_MAX"] = environment["MALLOC_ARENA_MAX"] ?? "2"
         // The Swift runtime's crash backtracer would take seconds per crash of a hostile input; a helper crash
@@ -265,6 +266,22 @@ public final class HelperPool: Sendable {
 }
 
 enum ProcessEnvironment {
+    /// What a helper inherits from the worker: what the C libraries and the runtime read, nothing else. The
+    /// worker's own settings carry secrets (DATABASE_URL and REDIS_URL with passwords, LLM API keys, SMTP
+    /// credentials) that a decoder exploited by a hostile file could otherwise copy into the image it writes.
+    /// `HelperPool.Configuration.environment` adds to this explicitly.
+    static func forHelpers(_ environment: [String: String]) -> [String: String] {
+        environment.filter { key, _ in
+            inheritedNames.contains(key) || inheritedPrefixes.contains { key.hasPrefix($0) }
+        }
+    }
+
+    static let inheritedNames: Set<String> = [
+        "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "CONVEYOR_VIDEO_FFMPEG_LOG",
+    ]
+    /// Locale, glibc malloc, libvips, GLib, the Swift runtime, and the helpers' own limits.
+    static let inheritedPrefixes = ["LC_", "MALLOC_", "VIPS_", "G_", "SWIFT_", "CONVEYOR_HELPER_"]
+
     static var current: [String: String] {
         var result: [String: String] = [:]
         var p = environ

@@ -14,7 +14,8 @@ import Darwin
 /// `{"fail": "ErrorClass", "permanent": bool}`, `{"descriptors": true}` (what the helper's descriptors from 3 up
 /// point at, as `/proc/self/fd` shows them: `pipe:[inode]`, `socket:[inode]`, a path), `{"escape": true}` (tries
 /// what the system-call filter forbids, as an exploited decoder would: a TCP socket, a Unix socket pair, and
-/// starting `/bin/true`; answers each one's errno, 0 where it worked).
+/// starting `/bin/true`; answers each one's errno, 0 where it worked), `{"environment": true}` (the names, not the
+/// values, of the helper's environment variables).
 enum SelfTest {
     static func run(_ arguments: JSONObject) throws -> JSONValue {
         if arguments["crash"]?.boolValue == true {
@@ -52,6 +53,9 @@ enum SelfTest {
             result["allocated_mb"] = JSONValue(megabytes)
         }
         if let echo = arguments["echo"] { result["echo"] = echo }
+        if arguments["environment"]?.boolValue == true {
+            result["environment"] = .array(ProcessEnvironment.current.keys.sorted().map { JSONValue.string($0) })
+        }
         if arguments["escape"]?.boolValue == true { result["escape"] = .object(tryToEscape()) }
         if arguments["descriptors"]?.boolValue == true { result["descriptors"] = .array(openDescriptors().map { JSONValue($0) }) }
         return .object(result)

@@ -73,6 +73,23 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         #expect(after["pid"] == answer["pid"])
     }
 
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["REDIS_URL"] != nil, "scripts/test.sh exports REDIS_URL"))
+    func helpersInheritNoSecretsFromTheWorker() async throws {
+        // The test process stands for a worker: scripts/test.sh gives it REDIS_URL and DATABASE_URL.
+        let pool = HelperPool(.init(size: 1, maxJobsPerHelper: 10, executable: conveyorBinary(),
+                                    environment: ["VIPS_CONCURRENCY": "1", "EXTRA_FOR_HELPERS": "x"]))
+        defer { pool.shutdown() }
+        let names = try #require(try await selftest(pool, [("environment", true)])["environment"]?.arrayValue).compactMap(\.stringValue)
+        for secret in ["REDIS_URL", "DATABASE_URL"] {
+            #expect(!names.contains(secret), "the helper sees \(secret): \(names)")
+        }
+        // What the libraries need, and what the pool passes on purpose, still arrive.
+        #expect(names.contains("PATH"))
+        #expect(names.contains("VIPS_CONCURRENCY"))
+        #expect(names.contains("MALLOC_ARENA_MAX"))
+        #expect(names.contains("EXTRA_FOR_HELPERS"))
+    }
+
     @Test func theFilterIsWhatStopsThem() async throws {
         // The same probe with the filter off succeeds, so the EPERMs above come from the filter.
         let pool = makePool(size: 1, limits: HelperLimits(syscallFilter: false))
