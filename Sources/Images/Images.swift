@@ -66,7 +66,8 @@ public struct ImagesConfiguration: Sendable {
                 addressSpaceMB: try int("CONVEYOR_HELPER_MEMORY_MB", 2048),
                 cpuSecondsPerJob: try int("CONVEYOR_HELPER_CPU_SECONDS", 60),
                 openFiles: try int("CONVEYOR_HELPER_OPEN_FILES", 256),
-                syscallFilter: try HelperLimits.syscallFilter(environment: environment)),
+                sandbox: try HelperLimits.sandbox(environment: environment),
+                writablePaths: [mediaRoot.path]),
             inProcess: ["1", "true", "yes"].contains(environment["CONVEYOR_IMAGE_IN_PROCESS"]?.lowercased() ?? ""))
         if let bin = environment["CONVEYOR_HELPER_BIN"], !bin.isEmpty { pool.executable = bin }
         // libvips threads per helper: the pool already runs `size` helpers in parallel.

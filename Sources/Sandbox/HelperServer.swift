@@ -1,5 +1,6 @@
 public import ConveyorCore
 internal import CShims
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -15,31 +16,39 @@ public struct HelperLimits: Sendable, Equatable {
     public var cpuSecondsPerJob: Int
     /// RLIMIT_NOFILE.
     public var openFiles: Int
-    /// The seccomp filter (`conveyor_install_helper_syscall_filter`): no sockets, no exec, no ptrace, no
-    /// kernel administration. On unless `CONVEYOR_HELPER_SYSCALL_FILTER=off`; a helper that cannot install it
-    /// refuses to start rather than decode unfiltered.
-    public var syscallFilter: Bool
+    /// The sandbox: the seccomp filter (`conveyor_install_helper_syscall_filter`: no sockets, no exec, no
+    /// ptrace, no kernel administration) and, when `writablePaths` is set, Landlock. On unless
+    /// `CONVEYOR_HELPER_SANDBOX=off`; a helper that cannot install the filter refuses to start rather than
+    /// decode unfiltered. Landlock is best effort: a kernel without it leaves the filesystem unconfined (the
+    /// helper says so on stderr).
+    public var sandbox: Bool
+    /// With the sandbox on and this set, Landlock confines the helper's filesystem: it may write only below
+    /// these paths (the media root) and the temporary directory, and read only there and below the system
+    /// directories (`HelperServer.readablePaths`).
+    public var writablePaths: [String]
 
-    public init(addressSpaceMB: Int = 4096, cpuSecondsPerJob: Int = 120, openFiles: Int = 256, syscallFilter: Bool = true) {
+    public init(addressSpaceMB: Int = 4096, cpuSecondsPerJob: Int = 120, openFiles: Int = 256, sandbox: Bool = true,
+                writablePaths: [String] = []) {
         self.addressSpaceMB = addressSpaceMB
         self.cpuSecondsPerJob = cpuSecondsPerJob
         self.openFiles = openFiles
-        self.syscallFilter = syscallFilter
+        self.sandbox = sandbox
+        self.writablePaths = writablePaths
     }
 
     /// The `conveyor helper` options that carry these limits to the child.
     public var arguments: [String] {
         ["--address-space-mb", String(addressSpaceMB), "--cpu-seconds", String(cpuSecondsPerJob), "--open-files", String(openFiles)]
-            + (syscallFilter ? [] : ["--no-syscall-filter"])
+            + (sandbox ? [] : ["--no-sandbox"]) + writablePaths.flatMap { ["--writable", $0] }
     }
 
-    /// `CONVEYOR_HELPER_SYSCALL_FILTER`: `on` (the default) or `off`.
-    public static func syscallFilter(environment: [String: String]) throws(JobFailure) -> Bool {
-        switch environment["CONVEYOR_HELPER_SYSCALL_FILTER"]?.lowercased() {
+    /// `CONVEYOR_HELPER_SANDBOX`: `on` (the default) or `off`.
+    public static func sandbox(environment: [String: String]) throws(JobFailure) -> Bool {
+        switch environment["CONVEYOR_HELPER_SANDBOX"]?.lowercased() {
         case nil, "", "on", "1", "true", "yes": return true
         case "off", "0", "false", "no": return false
         case let other?:
-            throw JobFailure.permanent("InvalidConfiguration", "CONVEYOR_HELPER_SYSCALL_FILTER=\(other) is neither on nor off")
+            throw JobFailure.permanent("InvalidConfiguration", "CONVEYOR_HELPER_SANDBOX=\(other) is neither on nor off")
         }
     }
 }
@@ -128,16 +137,48 @@ public enum HelperServer {
         if let e = set(Int32(RLIMIT_AS.rawValue), addressSpace, addressSpace, "RLIMIT_AS") { return e }
         let files = rlim_t(limits.openFiles)
         if let e = set(Int32(RLIMIT_NOFILE.rawValue), files, files, "RLIMIT_NOFILE") { return e }
+        // Then the filesystem: what a hostile file makes a decoder do cannot read other users' secrets or
+        // overwrite anything outside the media root.
+        if limits.sandbox && !limits.writablePaths.isEmpty {
+            let temporary = ProcessEnvironment.current["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+            let abi = withCStringArray(readablePaths) { readable, nr in
+                withCStringArray(limits.writablePaths + [temporary]) { writable, nw in
+                    conveyor_landlock_restrict(readable, nr, writable, nw)
+                }
+            }
+            if abi > 0 {
+                landlockABI.withLock { $0 = Int(abi) }
+            } else if abi == -EOPNOTSUPP || abi == -ENOSYS {
+                logError("conveyor helper: this kernel has no Landlock; the helper's filesystem access is not confined")
+            } else {
+                return "cannot confine the filesystem (Landlock): \(String(cString: strerror(-abi))); "
+                    + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
+            }
+        }
         // Last: from here on the helper cannot open a socket or start a program, so nothing a hostile file
         // makes a decoder do can reach the network or leave this process.
-        if limits.syscallFilter {
+        if limits.sandbox {
             let e = conveyor_install_helper_syscall_filter()
             if e != 0 {
                 return "cannot install the system-call filter (seccomp): \(String(cString: strerror(e))); "
-                    + "set CONVEYOR_HELPER_SYSCALL_FILTER=off to run helpers with resource limits only"
+                    + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
             }
         }
         return nil
+    }
+
+    /// Below these a confined helper may read (and execute): the system's libraries, data and configuration,
+    /// the kernel's views of itself and devices. Home directories, /root, /srv, /var and /run are not here.
+    static let readablePaths = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys", "/dev"]
+
+    /// The Landlock ABI in force in this helper, 0 when unconfined (reported by `sandbox.selftest`).
+    static let landlockABI = Mutex(0)
+
+    private static func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>, Int32) -> R) -> R {
+        let copies: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+        defer { for p in copies { free(p) } }
+        let pointers = copies.map { UnsafePointer($0) }
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress!, Int32(strings.count)) }
     }
 
     /// RLIMIT_CPU counts the process's whole life, so each request gets the CPU already used plus its budget.

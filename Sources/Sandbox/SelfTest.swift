@@ -15,7 +15,9 @@ import Darwin
 /// point at, as `/proc/self/fd` shows them: `pipe:[inode]`, `socket:[inode]`, a path), `{"escape": true}` (tries
 /// what the system-call filter forbids, as an exploited decoder would: a TCP socket, a Unix socket pair, and
 /// starting `/bin/true`; answers each one's errno, 0 where it worked), `{"environment": true}` (the names, not the
-/// values, of the helper's environment variables).
+/// values, of the helper's environment variables), `{"read": path}` / `{"write": path}` (opens the file for
+/// reading, or creates it, and answers the errno, 0 where it worked). Every answer carries `landlock`: the
+/// Landlock ABI confining the helper, 0 when none.
 enum SelfTest {
     static func run(_ arguments: JSONObject) throws -> JSONValue {
         if arguments["crash"]?.boolValue == true {
@@ -53,6 +55,17 @@ enum SelfTest {
             result["allocated_mb"] = JSONValue(megabytes)
         }
         if let echo = arguments["echo"] { result["echo"] = echo }
+        result["landlock"] = JSONValue(HelperServer.landlockABI.withLock { $0 })
+        if let path = arguments["read"]?.stringValue {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            result["read"] = JSONValue(Int(fd >= 0 ? 0 : errno))
+            if fd >= 0 { close(fd) }
+        }
+        if let path = arguments["write"]?.stringValue {
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            result["write"] = JSONValue(Int(fd >= 0 ? 0 : errno))
+            if fd >= 0 { close(fd) }
+        }
         if arguments["environment"]?.boolValue == true {
             result["environment"] = .array(ProcessEnvironment.current.keys.sorted().map { JSONValue.string($0) })
         }

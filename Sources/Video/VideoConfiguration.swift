@@ -46,7 +46,8 @@ public struct VideoConfiguration: Sendable {
         helperPool.limits.cpuSecondsPerJob = transcodeTimeout * 4
         helperPool.inProcess = environment["CONVEYOR_VIDEO_IN_PROCESS"] == "1"
         do {
-            helperPool.limits.syscallFilter = try HelperLimits.syscallFilter(environment: environment)
+            helperPool.limits.sandbox = try HelperLimits.sandbox(environment: environment)
+            helperPool.limits.writablePaths = [mediaRoot]
         } catch {
             throw VideoConfigurationError(message: error.message)
         }

@@ -20,8 +20,11 @@ struct HelperCommand: ParsableCommand {
     @Option(help: "Open-file limit (RLIMIT_NOFILE).")
     var openFiles: Int = HelperLimits().openFiles
 
-    @Flag(inversion: .prefixedNo, help: "Install the seccomp filter (no sockets, exec, ptrace or kernel administration).")
-    var syscallFilter = true
+    @Flag(inversion: .prefixedNo, help: "Install the seccomp filter (no sockets, exec, ptrace or kernel administration) and, with --writable, Landlock.")
+    var sandbox = true
+
+    @Option(help: "With the sandbox, confine the filesystem: write only below this path (repeatable) and the temporary directory.")
+    var writable: [String] = []
 
     func run() throws {
         // Every family that runs native code in helpers registers its operations here.
@@ -29,7 +32,7 @@ struct HelperCommand: ParsableCommand {
         VideoOperations.registerHelperOperations()
         let status = HelperServer.serve(
             limits: HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles,
-                                syscallFilter: syscallFilter))
+                                sandbox: sandbox, writablePaths: writable))
         throw ExitCode(status)
     }
 }

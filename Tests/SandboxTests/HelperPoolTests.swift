@@ -90,9 +90,50 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         #expect(names.contains("EXTRA_FOR_HELPERS"))
     }
 
+    @Test func landlockConfinesTheFilesystemToTheMediaRoot() async throws {
+        // Under /var/tmp: neither the temporary directory nor a system directory, so only a rule opens it.
+        let base = "/var/tmp/conveyor-landlock-\(UUID().uuidString)"
+        let media = base + "/media", outside = base + "/outside"
+        for directory in [media, outside] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try Data("secret".utf8).write(to: URL(fileURLWithPath: outside + "/secret.txt"))
+        try Data("photo".utf8).write(to: URL(fileURLWithPath: media + "/upload.jpg"))
+
+        func probe(_ limits: HelperLimits) async throws -> JSONObject {
+            let pool = makePool(size: 1, limits: limits)
+            defer { pool.shutdown() }
+            var answers = JSONObject()
+            for (name, pairs) in [
+                ("read_media", [("read", JSONValue.string(media + "/upload.jpg"))]),
+                ("write_media", [("write", JSONValue.string(media + "/thumb.webp"))]),
+                ("read_outside", [("read", JSONValue.string(outside + "/secret.txt"))]),
+                ("write_outside", [("write", JSONValue.string(outside + "/planted"))]),
+                ("read_system", [("read", JSONValue.string("/etc/hostname"))]),
+            ] as [(String, [(String, JSONValue)])] {
+                let answer = try await selftest(pool, pairs)
+                answers[name] = answer["read"] ?? answer["write"] ?? .null
+                answers["landlock"] = answer["landlock"]
+            }
+            return answers
+        }
+        let confined = try await probe(HelperLimits(writablePaths: [media]))
+        try #require(confined["landlock"]?.intValue ?? 0 > 0, "this kernel has no Landlock: \(confined)")
+        #expect(confined["read_media"]?.intValue == 0, "\(confined)")
+        #expect(confined["write_media"]?.intValue == 0, "\(confined)")
+        #expect(confined["read_system"]?.intValue == 0, "\(confined)")
+        #expect(confined["read_outside"]?.intValue == Int(EACCES), "\(confined)")
+        #expect(confined["write_outside"]?.intValue == Int(EACCES), "\(confined)")
+        #expect(!FileManager.default.fileExists(atPath: outside + "/planted"))
+        // The same probe unconfined reaches everything: the EACCES above is Landlock's.
+        let open = try await probe(HelperLimits(sandbox: false, writablePaths: [media]))
+        #expect(open["landlock"]?.intValue == 0)
+        #expect(open["read_outside"]?.intValue == 0, "\(open)")
+        #expect(open["write_outside"]?.intValue == 0, "\(open)")
+    }
+
     @Test func theFilterIsWhatStopsThem() async throws {
         // The same probe with the filter off succeeds, so the EPERMs above come from the filter.
-        let pool = makePool(size: 1, limits: HelperLimits(syscallFilter: false))
+        let pool = makePool(size: 1, limits: HelperLimits(sandbox: false))
         defer { pool.shutdown() }
         let escape = try #require(try await selftest(pool, [("escape", true)])["escape"]?.objectValue)
         #expect(escape["socket"]?.intValue == 0, "\(escape)")
@@ -100,13 +141,13 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         #expect(escape["exec"]?.intValue == 0, "\(escape)")
     }
 
-    @Test func syscallFilterSetting() throws {
-        #expect(try HelperLimits.syscallFilter(environment: [:]))
-        #expect(try HelperLimits.syscallFilter(environment: ["CONVEYOR_HELPER_SYSCALL_FILTER": "on"]))
-        #expect(try !HelperLimits.syscallFilter(environment: ["CONVEYOR_HELPER_SYSCALL_FILTER": "off"]))
-        #expect(throws: JobFailure.self) { try HelperLimits.syscallFilter(environment: ["CONVEYOR_HELPER_SYSCALL_FILTER": "maybe"]) }
-        #expect(HelperLimits(syscallFilter: false).arguments.contains("--no-syscall-filter"))
-        #expect(!HelperLimits().arguments.contains("--no-syscall-filter"))
+    @Test func sandboxSetting() throws {
+        #expect(try HelperLimits.sandbox(environment: [:]))
+        #expect(try HelperLimits.sandbox(environment: ["CONVEYOR_HELPER_SANDBOX": "on"]))
+        #expect(try !HelperLimits.sandbox(environment: ["CONVEYOR_HELPER_SANDBOX": "off"]))
+        #expect(throws: JobFailure.self) { try HelperLimits.sandbox(environment: ["CONVEYOR_HELPER_SANDBOX": "maybe"]) }
+        #expect(HelperLimits(sandbox: false).arguments.contains("--no-sandbox"))
+        #expect(!HelperLimits().arguments.contains("--no-sandbox"))
     }
 
     @Test func crashCostsOnlyThatJob() async throws {

@@ -26,6 +26,7 @@ final class MediaFixture: @unchecked Sendable {
         var configuration = VideoConfiguration().helperPool
         configuration.executable = conveyorBinary()
         configuration.size = 1
+        configuration.limits.writablePaths = [directory]
         helpers = HelperPool(configuration)
     }
 

@@ -5,4 +5,5 @@
 #include "cshims_vips.h"
 #include "cshims_spawn.h"
 #include "cshims_seccomp.h"
+#include "cshims_landlock.h"
 #endif
