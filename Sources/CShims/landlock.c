@@ -35,7 +35,9 @@ int conveyor_landlock_restrict(const char *const *readable, int readable_count,
                                const char *const *writable, int writable_count) {
 #if defined(SYS_landlock_create_ruleset)
     long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
-    if (abi < 0) return -errno;
+    /* EOPNOTSUPP: built but disabled; ENOSYS: not built; EPERM: a container's seccomp profile that predates
+     * Landlock. All mean "not available here". */
+    if (abi < 0) return -EOPNOTSUPP;
     uint64_t handled = ACCESS_ABI1;
     if (abi >= 2) handled |= ACCESS_REFER;
     if (abi >= 3) handled |= ACCESS_TRUNCATE;
