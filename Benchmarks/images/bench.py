@@ -137,8 +137,9 @@ def run_cli(args, env=None):
 
 
 class Helper:
-    def __init__(self, binary, env):
-        self.proc = subprocess.Popen([binary, "helper", "--address-space-mb", "4096", "--cpu-seconds", "120"],
+    def __init__(self, binary, env, root):
+        # Sandboxed as the worker runs it: seccomp filter, Landlock with the media root writable.
+        self.proc = subprocess.Popen([binary, "helper", "--address-space-mb", "4096", "--cpu-seconds", "120", "--writable", root],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
     def call(self, operation, arguments, deadline_ms=120000):
@@ -166,7 +167,7 @@ class Helper:
 
 def bench_conveyor(binary, corpus, root, parallel, content):
     env = dict(os.environ, VIPS_CONCURRENCY="1", MALLOC_ARENA_MAX="2", SWIFT_BACKTRACE="enable=no")
-    helpers = [Helper(binary, env) for _ in range(parallel)]
+    helpers = [Helper(binary, env, root) for _ in range(parallel)]
     limits = {"max_megapixels": 50}
 
     def work(index, path):
