@@ -31,6 +31,15 @@ static int add_rule(int ruleset, const char *path, uint64_t rights) {
     return r == 0 ? 0 : -saved;
 }
 
+int conveyor_landlock_abi(void) {
+#if defined(SYS_landlock_create_ruleset)
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    return abi > 0 ? (int)abi : 0;
+#else
+    return 0;
+#endif
+}
+
 int conveyor_landlock_restrict(const char *const *readable, int readable_count,
                                const char *const *writable, int writable_count) {
 #if defined(SYS_landlock_create_ruleset)
@@ -58,6 +67,8 @@ int conveyor_landlock_restrict(const char *const *readable, int readable_count,
 #endif
 }
 #else
+int conveyor_landlock_abi(void) { return 0; }
+
 int conveyor_landlock_restrict(const char *const *readable, int readable_count,
                                const char *const *writable, int writable_count) {
     (void)readable; (void)readable_count; (void)writable; (void)writable_count;

@@ -171,6 +171,9 @@ public enum HelperServer {
     /// the kernel's views of itself and devices. Home directories, /root, /srv, /var and /run are not here.
     static let readablePaths = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys", "/dev"]
 
+    /// The Landlock ABI this kernel offers, 0 when Landlock is not available here.
+    public static var availableLandlockABI: Int { Int(conveyor_landlock_abi()) }
+
     /// The Landlock ABI in force in this helper, 0 when unconfined (reported by `sandbox.selftest`).
     static let landlockABI = Mutex(0)
 

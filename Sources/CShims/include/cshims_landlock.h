@@ -10,4 +10,7 @@
  * negative errno when a step failed. */
 int conveyor_landlock_restrict(const char *const *readable, int readable_count,
                                const char *const *writable, int writable_count);
+
+/* The Landlock ABI version this kernel offers (1 or more), or 0 when Landlock is not available here. */
+int conveyor_landlock_abi(void);
 #endif
