@@ -149,7 +149,7 @@ public enum HelperServer {
             if abi > 0 {
                 landlockABI.withLock { $0 = Int(abi) }
             } else if abi == -EOPNOTSUPP || abi == -ENOSYS {
-                logError("conveyor helper: this kernel has no Landlock; the helper's filesystem access is not confined")
+                logError("conveyor helper: Landlock is not available here (kernel, or a container seccomp profile that refuses it); the helper's filesystem access is not confined")
             } else {
                 return "cannot confine the filesystem (Landlock): \(String(cString: strerror(-abi))); "
                     + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
