@@ -93,7 +93,7 @@ int cshims_vips_autorot(VipsImage *in, VipsImage **out) {
     return vips_autorot(in, out, NULL);
 }
 
-int cshims_vips_save(VipsImage *in, const char *path, int format, int quality, int strip) {
+int cshims_vips_save(VipsImage *in, const char *path, int format, int quality, int strip, int effort) {
     switch (format) {
     case 0:
         return vips_jpegsave(in, path, "Q", quality, "strip", strip, "optimize_coding", TRUE,
@@ -101,10 +101,10 @@ int cshims_vips_save(VipsImage *in, const char *path, int format, int quality, i
     case 1:
         return vips_pngsave(in, path, "strip", strip, "compression", 6, NULL);
     case 2:
-        return vips_webpsave(in, path, "Q", quality, "strip", strip, NULL);
+        return vips_webpsave(in, path, "Q", quality, "strip", strip, "effort", effort < 0 ? 4 : effort, NULL);
     case 3:
         return vips_heifsave(in, path, "Q", quality, "strip", strip,
-            "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "effort", 2, NULL);
+            "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "effort", effort < 0 ? 2 : effort, NULL);
     case 4:
         return vips_gifsave(in, path, "strip", strip, NULL);
     default:

@@ -116,7 +116,7 @@ public enum ImageOperations {
     }
 
     /// Saves through a temporary file in the same directory, then renames, so readers never see half a file.
-    static func write(_ image: VipsImage, to path: String, format: VipsOutputFormat, quality: Int, strip: Bool,
+    static func write(_ image: VipsImage, to path: String, format: VipsOutputFormat, quality: Int, effort: Int? = nil, strip: Bool,
                       deadline: ContinuousClock.Instant?, what: String) throws(JobFailure) -> Int {
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = directory + "/.tmp-\(UUID().uuidString.prefix(12)).\(format.fileExtension)"
@@ -127,7 +127,7 @@ public enum ImageOperations {
         // strip and put the ICC profile back ourselves.
         let saverStrips = strip || format == .jpeg
         do {
-            try Vips.save(image, to: temporary, format: format, quality: quality, strip: saverStrips)
+            try Vips.save(image, to: temporary, format: format, quality: quality, strip: saverStrips, effort: effort)
         } catch {
             unlink(temporary)
             throw failure(error, what, deadline: deadline)
@@ -219,7 +219,8 @@ public enum ImageOperations {
             } catch {
                 throw failure(error, "\(what) variant \(v.name)", deadline: deadline)
             }
-            let bytes = try write(out, to: path, format: v.format, quality: v.quality, strip: true, deadline: deadline, what: "\(what) variant \(v.name)")
+            let bytes = try write(out, to: path, format: v.format, quality: v.quality, effort: v.effort, strip: true, deadline: deadline,
+                                  what: "\(what) variant \(v.name)")
             results[index] = .object(JSONObject([
                 ("name", .string(v.name)), ("key", .string(key)), ("path", .string(path)),
                 ("width", JSONValue(out.width)), ("height", JSONValue(out.height)),

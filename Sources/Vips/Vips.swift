@@ -100,9 +100,11 @@ public enum Vips {
         return VipsImage(owning: out)
     }
 
-    /// Encodes the image to `path`. `strip` drops all metadata (the ICC profile too, on libvips 8.14).
-    public static func save(_ image: VipsImage, to path: String, format: VipsOutputFormat, quality: Int, strip: Bool) throws(VipsError) {
-        if cshims_vips_save(image.pointer, path, format.code, Int32(quality), strip ? 1 : 0) != 0 {
+    /// Encodes the image to `path`. `strip` drops all metadata (the ICC profile too, on libvips 8.14). `effort`:
+    /// encoder CPU effort for WebP (0-6, default 4) and AVIF (0-9, default 2); nil for the format's default.
+    public static func save(_ image: VipsImage, to path: String, format: VipsOutputFormat, quality: Int, strip: Bool,
+                            effort: Int? = nil) throws(VipsError) {
+        if cshims_vips_save(image.pointer, path, format.code, Int32(quality), strip ? 1 : 0, Int32(effort ?? -1)) != 0 {
             throw VipsError.capture("\(format.rawValue)save")
         }
     }

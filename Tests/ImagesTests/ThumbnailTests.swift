@@ -112,6 +112,27 @@ import Testing
         #expect(badFormat?.message.contains("format") == true)
     }
 
+    @Test func encoderEffortReachesTheEncoderAndIsChecked() async throws {
+        let box = try MediaSandbox()
+        try await box.run("vips", "gaussnoise", box.path("noise.v"), "600", "400")
+        try await box.run("vips", "copy", box.path("noise.v"), box.path("noise.jpg") + "[Q=90]")
+        func variant(_ name: String, _ format: String, _ effort: Int) -> JSONValue {
+            .object(JSONObject([("name", .string(name)), ("width", 400), ("height", 400), ("format", .string(format)),
+                                ("effort", JSONValue(effort))]))
+        }
+        let result = try await box.perform("image.thumbnail", source("noise.jpg", [
+            ("destination", "effort"), ("variants", .array([variant("fast", "webp", 0), variant("slow", "webp", 6)])),
+        ]))
+        #expect(result["variants"]?[0]?["width"] == 400 && result["variants"]?[1]?["width"] == 400)
+        // Same pixels, same quality: a different effort makes a different file.
+        #expect(try box.bytes("effort/fast.webp") != box.bytes("effort/slow.webp"))
+        for (format, effort) in [("webp", 7), ("avif", 10), ("jpeg", 3), ("png", 1)] {
+            let bad = await box.failure("image.thumbnail", source("noise.jpg", [("variants", .array([variant("v", format, effort)]))]))
+            #expect(bad?.errorClass == "InvalidArguments" && bad?.isPermanent == true, "\(format) effort \(effort)")
+            #expect(bad?.message.contains("effort") == true)
+        }
+    }
+
     @Test func pathsMustStayInsideTheMediaRoot() async throws {
         let box = try MediaSandbox()
         try await box.run("vips", "black", box.path("ok.png"), "10", "10")

@@ -29,7 +29,8 @@ int cshims_vips_cast_uchar(VipsImage *in, VipsImage **out);
 int cshims_vips_autorot(VipsImage *in, VipsImage **out);
 
 /* format: 0 jpeg, 1 png, 2 webp, 3 avif, 4 gif. strip != 0 drops all metadata (ICC too on 8.14). */
-int cshims_vips_save(VipsImage *in, const char *path, int format, int quality, int strip);
+/* effort: WebP 0-6 (default 4), AVIF 0-9 (default 2); -1 for the default; ignored by the other formats. */
+int cshims_vips_save(VipsImage *in, const char *path, int format, int quality, int strip, int effort);
 
 /* Stops evaluation of the image (vips_image_set_kill) once the monotonic clock passes now + remaining_ms. */
 void cshims_vips_set_deadline(VipsImage *image, gint64 remaining_ms);
