@@ -9,6 +9,8 @@ import argparse, json, os, shutil, struct, subprocess, sys, time, threading, que
 
 VARIANTS = [("small", 320), ("medium", 800), ("large", 1600)]
 QUALITY = 80
+# libwebp's effort (method), 0-6, for every tool alike; None keeps each tool's default, which is 4 for all three.
+EFFORT = None
 # The real binary: a wrapper script on PATH would add its own start-up to every call.
 CONVERT = "/usr/bin/convert" if os.path.exists("/usr/bin/convert") else "convert"
 
@@ -173,7 +175,8 @@ def bench_conveyor(binary, corpus, root, parallel, content):
     def work(index, path):
         key = os.path.relpath(path, root)
         request = {"source": key, "destination": f"out/conveyor/{content}/{os.path.basename(path)}",
-                   "variants": [{"name": n, "width": s, "height": s, "fit": "inside", "format": "webp", "quality": QUALITY}
+                   "variants": [{"name": n, "width": s, "height": s, "fit": "inside", "format": "webp", "quality": QUALITY,
+                                 **({} if EFFORT is None else {"effort": EFFORT})}
                                 for n, s in VARIANTS]}
         return helpers[index].call("image.thumbnail", {"media_root": root, "limits": limits, "request": request})
 
@@ -196,7 +199,7 @@ def bench_vipsthumbnail(corpus, out, parallel):
     def work(_, job):
         name, size, chunk = job
         peaks.append(run_cli(["vipsthumbnail", *chunk, "--size", f"{size}x{size}>",
-                              "-o", f"{os.path.abspath(out)}/%s-{name}.webp[Q={QUALITY},strip]"], env=env))
+                              "-o", f"{os.path.abspath(out)}/%s-{name}.webp[Q={QUALITY},strip{'' if EFFORT is None else f',effort={EFFORT}'}]"], env=env))
 
     elapsed, _ = run_pool(jobs, parallel, work)
     return elapsed, max(peaks)
@@ -211,7 +214,8 @@ def bench_imagemagick(corpus, out, parallel):
     def work(_, job):
         name, size, path = job
         target = os.path.join(out, os.path.basename(path).replace(".jpg", f"-{name}.webp"))
-        peaks.append(run_cli([CONVERT, path, "-thumbnail", f"{size}x{size}>", "-quality", str(QUALITY), "-strip", target], env=env))
+        method = [] if EFFORT is None else ["-define", f"webp:method={EFFORT}"]
+        peaks.append(run_cli([CONVERT, path, "-thumbnail", f"{size}x{size}>", "-quality", str(QUALITY), *method, "-strip", target], env=env))
 
     elapsed, _ = run_pool(jobs, parallel, work)
     return elapsed, max(peaks)
@@ -244,7 +248,7 @@ def bench_encode_floor(corpus, work, parallel):
     start_up = sorted(starts)[len(starts) // 2]
 
     def work_(_, job):
-        run_cli(["vips", "webpsave", job[0], job[1], "--Q", str(QUALITY), "--strip"], env=env)
+        run_cli(["vips", "webpsave", job[0], job[1], "--Q", str(QUALITY), "--strip", *([] if EFFORT is None else ["--effort", str(EFFORT)])], env=env)
 
     elapsed, _ = run_pool(jobs, parallel, work_)
     return max(0.001, elapsed - start_up * len(jobs) / parallel), start_up
@@ -279,22 +283,32 @@ def bench_content(a, root, content):
 
     sizes = {os.path.basename(p): os.path.getsize(p) for p in corpus}
     mean_jpeg = sum(sizes.values()) / len(sizes) / 1e6
-    large = [os.path.getsize(os.path.join(root, "out", "conveyor", content, os.path.basename(p), "large.webp")) for p in corpus]
-    mean_large = sum(large) / len(large) / 1e3
+    def mean_kb(paths):
+        return sum(os.path.getsize(p) for p in paths) / len(paths) / 1e3
+    stems = [os.path.basename(p)[:-4] for p in corpus]
+    large_kb = {
+        "Conveyor": mean_kb([os.path.join(root, "out", "conveyor", content, os.path.basename(p), "large.webp") for p in corpus]),
+        "vipsthumbnail": mean_kb([os.path.join(out, "vipsthumbnail", f"{st}-large.webp") for st in stems]),
+        "ImageMagick": None if a.skip_imagemagick else mean_kb([os.path.join(out, "imagemagick", f"{st}-large.webp") for st in stems]),
+        "WebP": mean_kb([os.path.join(out, "encode-only", f"{st}-large.webp") for st in stems]),
+    }
+    mean_large = large_kb["Conveyor"]
     conveyor_time = rows[0][1]
     lines = [
         f"### {content} corpus",
         "",
-        f"{a.images} JPEGs of 4000x3000 ({content}, q88, baseline, {mean_jpeg:.1f} MB on average) → WebP q{QUALITY} boxes "
-        f"320, 800 and 1600 px (Conveyor's 1600 px output: {mean_large:.0f} KB on average).",
+        f"{a.images} JPEGs of 4000x3000 ({content}, q88, baseline, {mean_jpeg:.1f} MB on average) → WebP q{QUALITY} "
+        f"(effort {4 if EFFORT is None else EFFORT} for every tool) boxes 320, 800 and 1600 px "
+        f"(Conveyor's 1600 px output: {mean_large:.0f} KB on average).",
         "",
-        "| Tool | images/s | × Conveyor's time | peak RSS per process |",
-        "|---|---|---|---|",
+        "| Tool | images/s | × Conveyor's time | peak RSS per process | 1600 px WebP, mean |",
+        "|---|---|---|---|---|",
     ]
-    for name, t, peak in rows:
-        lines.append(f"| {name} | {a.images / t:.2f} | {t / conveyor_time:.2f}× | {peak / 1024:.0f} MB |")
+    sizes = [large_kb["Conveyor"], large_kb["vipsthumbnail"], large_kb["ImageMagick"]]
+    for (name, t, peak), kb in zip(rows, sizes):
+        lines.append(f"| {name} | {a.images / t:.2f} | {t / conveyor_time:.2f}× | {peak / 1024:.0f} MB | {kb:.0f} KB |")
     lines += [f"| WebP encoding alone (libwebp via `vips webpsave`, the 3 sizes, no decode or resize) | {a.images / floor:.2f} "
-              f"| {floor / conveyor_time:.2f}× | - |"]
+              f"| {floor / conveyor_time:.2f}× | - | {large_kb['WebP']:.0f} KB |"]
     lines += ["", f"Conveyor on 6000x4000 (24 MP) JPEGs: peak RSS per helper (one job at a time) {peak24 / 1024:.0f} MB."]
     if not a.skip_imagemagick:
         im = rows[-1][1]
@@ -314,7 +328,10 @@ def main():
     p.add_argument("--skip-imagemagick", action="store_true")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--content", default="photo,noise", help="corpora to run: photo, noise, or both (comma-separated)")
+    p.add_argument("--effort", type=int, choices=range(0, 7), help="libwebp effort (method) for every tool; default: each tool's own (4)")
     a = p.parse_args()
+    global EFFORT
+    EFFORT = a.effort
     root = os.path.abspath(a.work)
     os.makedirs(root, exist_ok=True)
     shutil.rmtree(os.path.join(root, "out"), ignore_errors=True)

@@ -6,6 +6,7 @@
 #
 #   Benchmarks/images/run.sh              # 24 images of 12 MP, 2 parallel jobs
 #   IMAGES=8 PARALLEL=2 CONTENT=photo Benchmarks/images/run.sh
+#   EFFORT=2 Benchmarks/images/run.sh      # libwebp effort 2 for every tool (default: each tool's own, 4)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 IMAGES=${IMAGES:-24}
@@ -13,6 +14,9 @@ PARALLEL=${PARALLEL:-2}
 ROUNDS=${ROUNDS:-3}
 WORK=${WORK:-.run/bench-images}
 CONTENT=${CONTENT:-photo,noise}
+EFFORT_ARGS=()
+OUT=${OUT:-Benchmarks/images/results.md}
+if [[ -n "${EFFORT:-}" ]]; then EFFORT_ARGS=(--effort "$EFFORT"); OUT=${OUT%.md}-effort$EFFORT.md; fi
 
 if [[ -z "${CONVEYOR_BIN:-}" ]]; then
   swift build -c release --product conveyor >&2
@@ -22,5 +26,5 @@ export CONVEYOR_BIN
 for tool in vips vipsthumbnail convert python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/setup.sh installs it)" >&2; exit 1; }
 done
-exec python3 Benchmarks/images/bench.py --images "$IMAGES" --parallel "$PARALLEL" --rounds "$ROUNDS" --work "$WORK" --content "$CONTENT" \
-  --conveyor "$CONVEYOR_BIN" --out Benchmarks/images/results.md
+exec python3 Benchmarks/images/bench.py --images "$IMAGES" --parallel "$PARALLEL" --rounds "$ROUNDS" --work "$WORK" --content "$CONTENT" "${EFFORT_ARGS[@]}" \
+  --conveyor "$CONVEYOR_BIN" --out "$OUT"
