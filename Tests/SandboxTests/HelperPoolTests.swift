@@ -109,7 +109,8 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
                 ("write_media", [("write", JSONValue.string(media + "/thumb.webp"))]),
                 ("read_outside", [("read", JSONValue.string(outside + "/secret.txt"))]),
                 ("write_outside", [("write", JSONValue.string(outside + "/planted"))]),
-                ("read_system", [("read", JSONValue.string("/etc/hostname"))]),
+                ("read_system", [("read", JSONValue.string("/etc/ld.so.cache"))]),
+                ("read_etc", [("read", JSONValue.string("/etc/hostname"))]),
             ] as [(String, [(String, JSONValue)])] {
                 let answer = try await selftest(pool, pairs)
                 answers[name] = answer["read"] ?? answer["write"] ?? .null
@@ -125,6 +126,10 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         #expect(confined["read_outside"]?.intValue == Int(EACCES), "\(confined)")
         #expect(confined["write_outside"]?.intValue == Int(EACCES), "\(confined)")
         #expect(!FileManager.default.fileExists(atPath: outside + "/planted"))
+        // From /etc only what glibc reads: not the host's name, not /etc/shadow.
+        if FileManager.default.fileExists(atPath: "/etc/hostname") {
+            #expect(confined["read_etc"]?.intValue == Int(EACCES), "\(confined)")
+        }
         // The same probe unconfined reaches everything: the EACCES above is Landlock's.
         let open = try await probe(HelperLimits(sandbox: false, writablePaths: [media]))
         #expect(open["landlock"]?.intValue == 0)
