@@ -1,5 +1,6 @@
 public import ConveyorCore
 internal import CShims
+import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -64,6 +65,7 @@ public enum HelperServer {
         guard output >= 0 else { return 70 }
         _ = dup2(2, 1)
         signal(SIGPIPE, SIG_IGN)
+        watchParent()
         if let problem = applyLimits(limits) {
             logError("conveyor helper: \(problem)")
             return 71
@@ -87,6 +89,28 @@ public enum HelperServer {
                 return 74
             }
         }
+    }
+
+    /// A helper outlives a worker that was killed (SIGKILL, the OOM killer) only as long as its current job:
+    /// a transcode would burn CPU for up to its whole limit, a decoder stuck without using CPU would stay
+    /// forever. Once a second a thread checks that the parent is still the worker that started it, and ends
+    /// the helper when it is not. (PR_SET_PDEATHSIG would fire when the spawning *thread* ends, which a worker's
+    /// pool threads do.)
+    private static func watchParent() {
+        let parent = getppid()
+        guard parent > 1 else { return }
+        let thread = Thread {
+            // What /proc/<pid>/task/*/comm shows (15 characters at most).
+            _ = conveyor_set_thread_name("parent-watch")
+            while true {
+                sleep(1)
+                if getppid() != parent {
+                    logError("conveyor helper: the worker (pid \(parent)) is gone; exiting")
+                    _exit(75)
+                }
+            }
+        }
+        thread.start()
     }
 
     static func handle(_ frame: [UInt8]) -> JSONValue {

@@ -137,6 +137,54 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         #expect(open["write_outside"]?.intValue == 0, "\(open)")
     }
 
+    @Test func aHelperWhoseWorkerDiedEndsItself() async throws {
+        // A shell stands for the worker: it starts a helper whose stdin stays open (the sleep holds it) and gives
+        // it a job that never ends; then the shell is killed with SIGKILL, as a worker the OOM killer picks.
+        let request = #"{"operation":"sandbox.selftest","arguments":{"hang":true}}"#
+        let frame = "printf '\\000\\000\\000\\\(String(request.utf8.count, radix: 8))%s' '\(request)'"
+        let pidFile = NSTemporaryDirectory() + "conveyor-orphan-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: pidFile) }
+        let script = "( \(frame); sleep 30 ) | '\(conveyorBinary())' helper >/dev/null 2>&1 & echo $! > '\(pidFile)'; sleep 25"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+
+        func gone(_ pid: Int32) -> Bool {
+            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: " ").dropFirst(2).first
+            return state == nil || state == "Z" || state == "X"
+        }
+        func within(_ limit: Duration, _ condition: () -> Bool) async throws -> Bool {
+            let start = ContinuousClock.now
+            while !condition() {
+                if ContinuousClock.now - start > limit { return false }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return true
+        }
+        var pid: Int32 = 0
+        #expect(try await within(.seconds(20)) {
+            pid = Int32((try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+            return pid > 0
+        })
+        defer { if pid > 0 { kill(pid, SIGKILL) } }
+        // The helper is watching once its watch thread runs.
+        let watching = try await within(.seconds(20)) {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return tasks.contains { (try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8))?.hasPrefix("parent-watch") == true }
+        }
+        #expect(watching, "helper \(pid) never started its parent watch")
+        kill(process.processIdentifier, SIGKILL)
+        // (Not waitUntilExit: Foundation also waits for descriptors the shell's children still hold.)
+        #expect(try await within(.seconds(20)) { gone(process.processIdentifier) })
+        // Without the watch the helper would live until the sleep ends (30 s); with it, about a second.
+        let ended = try await within(.seconds(20)) { gone(pid) }
+        #expect(ended, "the orphaned helper \(pid) was still running 20 s after its worker died")
+    }
+
     @Test func theFilterIsWhatStopsThem() async throws {
         // The same probe with the filter off succeeds, so the EPERMs above come from the filter.
         let pool = makePool(size: 1, limits: HelperLimits(sandbox: false))
