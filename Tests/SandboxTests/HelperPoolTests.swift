@@ -143,8 +143,15 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         let request = #"{"operation":"sandbox.selftest","arguments":{"hang":true}}"#
         let frame = "printf '\\000\\000\\000\\\(String(request.utf8.count, radix: 8))%s' '\(request)'"
         let pidFile = NSTemporaryDirectory() + "conveyor-orphan-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: pidFile) }
-        let script = "( \(frame); sleep 30 ) | '\(conveyorBinary())' helper >/dev/null 2>&1 & echo $! > '\(pidFile)'; sleep 25"
+        defer {
+            if let feeder = Int32((try? String(contentsOfFile: pidFile + ".feeder", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") { kill(feeder, SIGKILL) }
+            for path in [pidFile, pidFile + ".feeder"] { try? FileManager.default.removeItem(atPath: path) }
+        }
+        // The subshell records its own pid (the inner sh's parent), which the sleep then takes over, so the
+        // test can end it too.
+        let script = "( sh -c 'echo $PPID' > '\(pidFile).feeder'; \(frame); exec sleep 30 ) "
+            + "| '\(conveyorBinary())' helper >/dev/null 2>&1 & echo $! > '\(pidFile)'; exec sleep 25"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", script]
