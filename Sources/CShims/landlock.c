@@ -33,6 +33,8 @@ static int add_rule(int ruleset, const char *path, uint64_t rights) {
 
 int conveyor_landlock_abi(void) {
 #if defined(SYS_landlock_create_ruleset)
+    /* EOPNOTSUPP: built but disabled; ENOSYS: not built; EPERM: a container's seccomp profile that predates
+     * Landlock. All mean "not available here". */
     long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
     return abi > 0 ? (int)abi : 0;
 #else
@@ -43,10 +45,8 @@ int conveyor_landlock_abi(void) {
 int conveyor_landlock_restrict(const char *const *readable, int readable_count,
                                const char *const *writable, int writable_count) {
 #if defined(SYS_landlock_create_ruleset)
-    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
-    /* EOPNOTSUPP: built but disabled; ENOSYS: not built; EPERM: a container's seccomp profile that predates
-     * Landlock. All mean "not available here". */
-    if (abi < 0) return -EOPNOTSUPP;
+    int abi = conveyor_landlock_abi();
+    if (abi == 0) return -EOPNOTSUPP;
     uint64_t handled = ACCESS_ABI1;
     if (abi >= 2) handled |= ACCESS_REFER;
     if (abi >= 3) handled |= ACCESS_TRUNCATE;
@@ -60,7 +60,7 @@ int conveyor_landlock_restrict(const char *const *readable, int readable_count,
     if (result == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) result = -errno;
     if (result == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) != 0) result = -errno;
     close(ruleset);
-    return result == 0 ? (int)abi : result;
+    return result == 0 ? abi : result;
 #else
     (void)readable; (void)readable_count; (void)writable; (void)writable_count;
     return -ENOSYS;

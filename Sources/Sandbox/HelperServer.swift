@@ -65,11 +65,13 @@ public enum HelperServer {
         guard output >= 0 else { return 70 }
         _ = dup2(2, 1)
         signal(SIGPIPE, SIG_IGN)
-        watchParent()
+        // Landlock confines the calling thread and the threads it starts from then on: requests are served on
+        // this thread, and the decoders' own threads start from it, after the limits.
         if let problem = applyLimits(limits) {
             logError("conveyor helper: \(problem)")
             return 71
         }
+        watchParent()
         while true {
             let frame: [UInt8]
             do {
