@@ -58,6 +58,25 @@ int cshims_vips_thumbnail_file(const char *path, VipsImage **out, int width, int
         NULL);
 }
 
+int cshims_vips_thumbnail_jpeg(const char *path, VipsImage **out, int width, int height, int export_srgb, int shrink) {
+    VipsImage *loaded;
+    int r;
+    if (vips_jpegload(path, &loaded,
+            "shrink", shrink,
+            "access", VIPS_ACCESS_SEQUENTIAL,
+            "fail_on", VIPS_FAIL_ON_ERROR,
+            NULL))
+        return -1;
+    if (export_srgb)
+        r = vips_thumbnail_image(loaded, out, width, "height", height, "size", VIPS_SIZE_DOWN,
+            "no_rotate", TRUE, "export_profile", "srgb", NULL);
+    else
+        r = vips_thumbnail_image(loaded, out, width, "height", height, "size", VIPS_SIZE_DOWN,
+            "no_rotate", TRUE, NULL);
+    g_object_unref(loaded);
+    return r;
+}
+
 int cshims_vips_thumbnail_image(VipsImage *in, VipsImage **out, int width, int height, int crop) {
     return vips_thumbnail_image(in, out, width,
         "height", height,

@@ -16,6 +16,10 @@ public enum ImageOperations {
         var height: Int
         var frames: Int
         var hasICCProfile: Bool
+        /// EXIF orientation (1-8; 1 when absent).
+        var orientation: Int
+        /// Orientations 5-8 turn the stored image a quarter: its stored width is the oriented height.
+        var swapsSides: Bool { (5...8).contains(orientation) }
     }
 
     static let loaderNames: [String: String] = [
@@ -72,7 +76,8 @@ public enum ImageOperations {
                 "ImageTooLarge",
                 "\(what): a progressive/interlaced \(width)x\(height) image must be decoded at full size; the limit for those is \(format(limits.maxProgressiveMegapixels)) megapixels (CONVEYOR_IMAGE_MAX_PROGRESSIVE_MEGAPIXELS)")
         }
-        return Checked(path: path, loader: loader, width: width, height: height, frames: frames, hasICCProfile: image.hasICCProfile)
+        return Checked(path: path, loader: loader, width: width, height: height, frames: frames, hasICCProfile: image.hasICCProfile,
+                       orientation: image.orientation)
     }
 
     /// "VipsForeignLoadJpegFile" or "jpegload" → "jpegload".
@@ -182,9 +187,20 @@ public enum ImageOperations {
         var base: VipsImage
         do {
             // Untagged images are taken as sRGB (what browsers do); tagged ones go through their profile.
-            let lazy = try Vips.thumbnail(file: source.path, width: decodeWidth, height: decodeHeight, iccToSRGB: source.hasICCProfile)
-            lazy.setDeadline(milliseconds: remainingMilliseconds(deadline))
-            base = try Vips.copyToMemory(lazy)
+            let shrink = source.loader == "jpegload" ? jpegShrink(source, width: decodeWidth, height: decodeHeight) : 1
+            if shrink > 1 {
+                // Resized in the stored orientation (as vips_thumbnail does before turning the result upright).
+                let swaps = source.swapsSides
+                let lazy = try Vips.thumbnail(jpeg: source.path, shrink: shrink, width: swaps ? decodeHeight : decodeWidth,
+                                              height: swaps ? decodeWidth : decodeHeight, iccToSRGB: source.hasICCProfile)
+                lazy.setDeadline(milliseconds: remainingMilliseconds(deadline))
+                base = try Vips.copyToMemory(lazy)
+                if source.orientation != 1 { base = try Vips.copyToMemory(try Vips.autorotate(base)) }
+            } else {
+                let lazy = try Vips.thumbnail(file: source.path, width: decodeWidth, height: decodeHeight, iccToSRGB: source.hasICCProfile)
+                lazy.setDeadline(milliseconds: remainingMilliseconds(deadline))
+                base = try Vips.copyToMemory(lazy)
+            }
             if !base.isSRGB { base = try Vips.colourspaceSRGB(base) }
             if !base.isEightBit { base = try Vips.castUChar(base) }
         } catch {
@@ -234,6 +250,24 @@ public enum ImageOperations {
             ("frames", JSONValue(source.frames)),
             ("variants", .array(results)),
         ]))
+    }
+
+    /// How much libjpeg's DCT scaling may shrink a JPEG while it decodes: the largest of 8, 4 and 2 that still
+    /// leaves at least `width` x `height` (oriented) pixels, or 1. libvips' own thumbnail keeps a factor of two
+    /// for its resampler and so decodes a 12 MP photo at full size for a 1600 px box; like sharp's default
+    /// (`fastShrinkOnLoad`) and imgproxy, Conveyor lets the decoder take any factor it can, and lanczos3 does
+    /// the rest. Decoding a quarter of the pixels and resampling a quarter as many is what makes one decode
+    /// for three variants cheap.
+    static func jpegShrink(_ source: Checked, width: Int, height: Int) -> Int {
+        let swaps = source.swapsSides
+        // The stored (unrotated) size and box.
+        let (storedWidth, storedHeight) = swaps ? (source.height, source.width) : (source.width, source.height)
+        let (boxWidth, boxHeight) = swaps ? (height, width) : (width, height)
+        for factor in [8, 4, 2] {
+            let w = (storedWidth + factor - 1) / factor, h = (storedHeight + factor - 1) / factor
+            if w >= boxWidth && h >= boxHeight { return factor }
+        }
+        return 1
     }
 
     // MARK: - image.strip_metadata

@@ -63,6 +63,17 @@ public enum Vips {
         return VipsImage(owning: out!)
     }
 
+    /// Decodes a JPEG at 1/`shrink` of its size (libjpeg's DCT scaling: 2, 4 or 8) and fits the result inside
+    /// `width` x `height` (never enlarged). The box is in the stored orientation: the EXIF orientation is left
+    /// for the caller to apply once the pixels are in memory.
+    public static func thumbnail(jpeg path: String, shrink: Int, width: Int, height: Int, iccToSRGB: Bool) throws(VipsError) -> VipsImage {
+        var out: UnsafeMutablePointer<CVips.VipsImage>?
+        if cshims_vips_thumbnail_jpeg(path, &out, Int32(width), Int32(height), iccToSRGB ? 1 : 0, Int32(shrink)) != 0 || out == nil {
+            throw VipsError.capture("thumbnail")
+        }
+        return VipsImage(owning: out!)
+    }
+
     /// Resizes an already decoded image: `crop` fills the box and cuts the overflow (centre), otherwise it
     /// fits inside; never enlarges.
     public static func thumbnail(_ image: VipsImage, width: Int, height: Int, crop: Bool) throws(VipsError) -> VipsImage {

@@ -17,6 +17,11 @@ const char *cshims_vips_loader(const char *path);
  * export_srgb, converts through the embedded ICC profile to sRGB. */
 int cshims_vips_thumbnail_file(const char *path, VipsImage **out, int width, int height, int export_srgb);
 
+/* A JPEG decoded at 1/shrink of its size by libjpeg's DCT scaling (shrink 2, 4 or 8), then fitted inside
+ * width x height (size=down) like cshims_vips_thumbnail_file, but not rotated: the box is in the stored
+ * orientation and the caller applies the EXIF orientation once the pixels are in memory. Sequential access. */
+int cshims_vips_thumbnail_jpeg(const char *path, VipsImage **out, int width, int height, int export_srgb, int shrink);
+
 /* vips_thumbnail_image: crop (centre) when crop != 0, otherwise fit inside; no further rotation. */
 int cshims_vips_thumbnail_image(VipsImage *in, VipsImage **out, int width, int height, int crop);
 
