@@ -1,5 +1,6 @@
 public import ConveyorCore
 public import Sandbox
+public import Vips
 
 /// Image jobs: thumbnails and metadata stripping with libvips, run in supervised helper processes.
 public enum ImagesJobs {
@@ -50,6 +51,9 @@ public struct ImagesConfiguration: Sendable {
     public var pool: HelperPool.Configuration
     /// Per-job time limit (CONVEYOR_IMAGE_TIMEOUT_SECONDS, default 60).
     public var timeout: Duration
+    /// Encoder effort for variants that do not name one (CONVEYOR_IMAGE_WEBP_EFFORT 0-6, CONVEYOR_IMAGE_AVIF_EFFORT
+    /// 0-9); unset keeps the encoder's default (WebP 4, AVIF 2).
+    public var defaultEffort: [VipsOutputFormat: Int] = [:]
 
     public init(environment: [String: String]) throws {
         mediaRoot = try MediaRoot(environment: environment)
@@ -74,6 +78,14 @@ public struct ImagesConfiguration: Sendable {
         pool.environment["VIPS_CONCURRENCY"] = environment["VIPS_CONCURRENCY"] ?? "1"
         self.pool = pool
         timeout = .seconds(try int("CONVEYOR_IMAGE_TIMEOUT_SECONDS", 60))
+        for (format, name) in [(VipsOutputFormat.webp, "CONVEYOR_IMAGE_WEBP_EFFORT"), (.avif, "CONVEYOR_IMAGE_AVIF_EFFORT")] {
+            guard let text = environment[name], !text.isEmpty else { continue }
+            let range = ThumbnailVariant.effortRange[format]!
+            guard let n = Int(text), range.contains(n) else {
+                throw JobFailure.permanent("InvalidConfiguration", "\(name)=\(text) is not an integer in \(range.lowerBound)...\(range.upperBound)")
+            }
+            defaultEffort[format] = n
+        }
     }
 }
 
@@ -95,7 +107,11 @@ public struct ImageJobHandler: JobHandler {
         let operation: String
         switch kind {
         case .thumbnail:
-            request = try ThumbnailRequest(arguments: job.arguments).json
+            var thumbnail = try ThumbnailRequest(arguments: job.arguments)
+            for i in thumbnail.variants.indices where thumbnail.variants[i].effort == nil {
+                thumbnail.variants[i].effort = configuration.defaultEffort[thumbnail.variants[i].format]
+            }
+            request = thumbnail.json
             operation = "image.thumbnail"
         case .stripMetadata:
             request = try StripMetadataRequest(arguments: job.arguments).json

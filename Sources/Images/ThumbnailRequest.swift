@@ -34,6 +34,9 @@ public struct ThumbnailVariant: Sendable, Equatable {
         self.effort = effort
     }
 
+    /// The encoder efforts each format takes (the others have none).
+    public static let effortRange: [VipsOutputFormat: ClosedRange<Int>] = [.webp: 0...6, .avif: 0...9]
+
     /// Used when a job gives no variants.
     public static let defaults = [
         ThumbnailVariant(name: "small", width: 320, height: 320, fit: .cover),
@@ -119,11 +122,8 @@ public struct ThumbnailRequest: Sendable, Equatable {
             }
             var effort: Int?
             if let e = v["effort"], !e.isNull {
-                let range: ClosedRange<Int>
-                switch format {
-                case .webp: range = 0...6
-                case .avif: range = 0...9
-                default: throw .invalidArguments("variants[\(i)].effort applies to webp (0-6) and avif (0-9), not \(format.rawValue)")
+                guard let range = ThumbnailVariant.effortRange[format] else {
+                    throw .invalidArguments("variants[\(i)].effort applies to webp (0-6) and avif (0-9), not \(format.rawValue)")
                 }
                 guard let n = e.intValue, range.contains(n) else {
                     throw .invalidArguments("variants[\(i)].effort must be an integer in \(range.lowerBound)...\(range.upperBound) for \(format.rawValue)")

@@ -156,6 +156,24 @@ import Testing
         }
     }
 
+    @Test func deploymentEffortAppliesWhereAVariantNamesNone() async throws {
+        let box = try MediaSandbox(environment: ["CONVEYOR_IMAGE_WEBP_EFFORT": "0"])
+        try await box.run("vips", "gaussnoise", box.path("noise.v"), "600", "400")
+        try await box.run("vips", "copy", box.path("noise.v"), box.path("noise.jpg") + "[Q=90]")
+        func variant(_ name: String, _ effort: Int?) -> JSONValue {
+            .object(JSONObject([("name", .string(name)), ("width", 400), ("height", 400), ("format", "webp")]
+                + (effort.map { [("effort", JSONValue($0))] } ?? [])))
+        }
+        _ = try await box.perform("image.thumbnail", source("noise.jpg", [
+            ("destination", "e"), ("variants", .array([variant("unnamed", nil), variant("zero", 0), variant("six", 6)])),
+        ]))
+        #expect(try box.bytes("e/unnamed.webp") == box.bytes("e/zero.webp"))
+        #expect(try box.bytes("e/unnamed.webp") != box.bytes("e/six.webp"))
+        for (name, value) in [("CONVEYOR_IMAGE_WEBP_EFFORT", "7"), ("CONVEYOR_IMAGE_AVIF_EFFORT", "fast")] {
+            #expect(throws: JobFailure.self) { try ImagesConfiguration(environment: ["CONVEYOR_MEDIA_ROOT": box.media, name: value]) }
+        }
+    }
+
     @Test func pathsMustStayInsideTheMediaRoot() async throws {
         let box = try MediaSandbox()
         try await box.run("vips", "black", box.path("ok.png"), "10", "10")
