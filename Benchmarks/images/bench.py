@@ -167,18 +167,20 @@ class Helper:
         self.proc.wait()
 
 
-def bench_conveyor(binary, corpus, root, parallel, content):
+def bench_conveyor(binary, corpus, root, parallel, content, fast=True):
+    """fast=False: CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD=off, libvips' own shrink-on-load rule."""
     env = dict(os.environ, VIPS_CONCURRENCY="1", MALLOC_ARENA_MAX="2", SWIFT_BACKTRACE="enable=no")
     helpers = [Helper(binary, env, root) for _ in range(parallel)]
     limits = {"max_megapixels": 50}
 
     def work(index, path):
         key = os.path.relpath(path, root)
-        request = {"source": key, "destination": f"out/conveyor/{content}/{os.path.basename(path)}",
+        request = {"source": key, "destination": f"out/{'conveyor' if fast else 'conveyor-libvips-rule'}/{content}/{os.path.basename(path)}",
                    "variants": [{"name": n, "width": s, "height": s, "fit": "inside", "format": "webp", "quality": QUALITY,
                                  **({} if EFFORT is None else {"effort": EFFORT})}
                                 for n, s in VARIANTS]}
-        return helpers[index].call("image.thumbnail", {"media_root": root, "limits": limits, "request": request})
+        return helpers[index].call("image.thumbnail", {"media_root": root, "limits": limits, "request": request,
+                                                       "fast_shrink_on_load": fast})
 
     # Warm the helpers (process start and libvips init are paid once by a warm pool).
     run_pool(corpus[:parallel], parallel, work)
@@ -265,6 +267,8 @@ def bench_content(a, root, content):
     # Other work on the machine comes and goes: the tools take turns for several rounds and each keeps its
     # fastest round (as the libvips speed page does); peak memory is the largest seen in any round.
     tools = [("Conveyor (helper pool, decode once, 3 variants)", lambda: bench_conveyor(a.conveyor, corpus, root, a.parallel, content)),
+             ("Conveyor with CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD=off (libvips' shrink-on-load rule)",
+              lambda: bench_conveyor(a.conveyor, corpus, root, a.parallel, content, fast=False)),
              ("vipsthumbnail (one run per variant)", lambda: bench_vipsthumbnail(corpus, os.path.join(out, "vipsthumbnail"), a.parallel))]
     if not a.skip_imagemagick:
         tools.append(("ImageMagick 6 convert -thumbnail", lambda: bench_imagemagick(corpus, os.path.join(out, "imagemagick"), a.parallel)))
@@ -289,6 +293,8 @@ def bench_content(a, root, content):
     stems = [os.path.basename(p)[:-4] for p in corpus]
     large_kb = {
         "Conveyor": mean_kb([os.path.join(root, "out", "conveyor", content, os.path.basename(p), "large.webp") for p in corpus]),
+        "Conveyor-libvips-rule": mean_kb([os.path.join(root, "out", "conveyor-libvips-rule", content, os.path.basename(p), "large.webp")
+                                          for p in corpus]),
         "vipsthumbnail": mean_kb([os.path.join(out, "vipsthumbnail", f"{st}-large.webp") for st in stems]),
         "ImageMagick": None if a.skip_imagemagick else mean_kb([os.path.join(out, "imagemagick", f"{st}-large.webp") for st in stems]),
         "WebP": mean_kb([os.path.join(out, "encode-only", f"{st}-large.webp") for st in stems]),
@@ -305,7 +311,7 @@ def bench_content(a, root, content):
         "| Tool | images/s | × Conveyor's time | peak RSS per process | 1600 px WebP, mean |",
         "|---|---|---|---|---|",
     ]
-    sizes = [large_kb["Conveyor"], large_kb["vipsthumbnail"], large_kb["ImageMagick"]]
+    sizes = [large_kb["Conveyor"], large_kb["Conveyor-libvips-rule"], large_kb["vipsthumbnail"], large_kb["ImageMagick"]]
     for (name, t, peak), kb in zip(rows, sizes):
         lines.append(f"| {name} | {a.images / t:.2f} | {t / conveyor_time:.2f}× | {peak / 1024:.0f} MB | {kb:.0f} KB |")
     lines += [f"| WebP encoding alone (libwebp via `vips webpsave`, the 3 sizes, no decode or resize) | {a.images / floor:.2f} "

@@ -169,7 +169,7 @@ public enum ImageOperations {
 
     /// Decodes the source once (shrink-on-load to the largest size any variant needs), then writes every
     /// variant: oriented upright, sRGB, no metadata.
-    public static func thumbnail(_ request: ThumbnailRequest, root: MediaRoot, limits: ImageLimits,
+    public static func thumbnail(_ request: ThumbnailRequest, root: MediaRoot, limits: ImageLimits, fastShrinkOnLoad: Bool = true,
                                  deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {
         let job = "image.thumbnail"
         let source = try check(request.source, root: root, limits: limits, job: job, deadline: deadline)
@@ -187,7 +187,7 @@ public enum ImageOperations {
         var base: VipsImage
         do {
             // Untagged images are taken as sRGB (what browsers do); tagged ones go through their profile.
-            let shrink = source.loader == "jpegload" ? jpegShrink(source, width: decodeWidth, height: decodeHeight) : 1
+            let shrink = fastShrinkOnLoad && source.loader == "jpegload" ? jpegShrink(source, width: decodeWidth, height: decodeHeight) : 1
             if shrink > 1 {
                 // Resized in the stored orientation (as vips_thumbnail does before turning the result upright).
                 let swaps = source.swapsSides

@@ -10,7 +10,9 @@ public enum ImagesJobs {
         SandboxOperations.register("image.thumbnail") { arguments in
             let (root, limits) = try context(arguments)
             let request = try ThumbnailRequest(arguments: arguments["request"]?.objectValue ?? JSONObject())
-            return try ImageOperations.thumbnail(request, root: root, limits: limits, deadline: SandboxOperations.currentDeadline)
+            return try ImageOperations.thumbnail(request, root: root, limits: limits,
+                                                 fastShrinkOnLoad: arguments["fast_shrink_on_load"]?.boolValue ?? true,
+                                                 deadline: SandboxOperations.currentDeadline)
         }
         SandboxOperations.register("image.strip_metadata") { arguments in
             let (root, limits) = try context(arguments)
@@ -54,6 +56,10 @@ public struct ImagesConfiguration: Sendable {
     /// Encoder effort for variants that do not name one (CONVEYOR_IMAGE_WEBP_EFFORT 0-6, CONVEYOR_IMAGE_AVIF_EFFORT
     /// 0-9); unset keeps the encoder's default (WebP 4, AVIF 2).
     public var defaultEffort: [VipsOutputFormat: Int] = [:]
+    /// JPEG shrink-on-load by any factor that still covers the largest variant (CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD,
+    /// default on, as sharp's fastShrinkOnLoad); off keeps libvips' rule, which leaves a factor of two to its
+    /// resampler and so decodes more pixels.
+    public var fastShrinkOnLoad = true
 
     public init(environment: [String: String]) throws {
         mediaRoot = try MediaRoot(environment: environment)
@@ -78,6 +84,11 @@ public struct ImagesConfiguration: Sendable {
         pool.environment["VIPS_CONCURRENCY"] = environment["VIPS_CONCURRENCY"] ?? "1"
         self.pool = pool
         timeout = .seconds(try int("CONVEYOR_IMAGE_TIMEOUT_SECONDS", 60))
+        switch environment["CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD"]?.lowercased() ?? "" {
+        case "", "on", "1", "true", "yes": fastShrinkOnLoad = true
+        case "off", "0", "false", "no": fastShrinkOnLoad = false
+        case let other: throw JobFailure.permanent("InvalidConfiguration", "CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD=\(other) is not on or off")
+        }
         for (format, name) in [(VipsOutputFormat.webp, "CONVEYOR_IMAGE_WEBP_EFFORT"), (.avif, "CONVEYOR_IMAGE_AVIF_EFFORT")] {
             guard let text = environment[name], !text.isEmpty else { continue }
             let range = ThumbnailVariant.effortRange[format]!
@@ -117,11 +128,12 @@ public struct ImageJobHandler: JobHandler {
             request = try StripMetadataRequest(arguments: job.arguments).json
             operation = "image.strip_metadata"
         }
-        let arguments = JSONObject([
+        var arguments = JSONObject([
             ("media_root", .string(configuration.mediaRoot.path)),
             ("limits", configuration.limits.json),
             ("request", .object(request)),
         ])
+        if kind == .thumbnail { arguments["fast_shrink_on_load"] = .bool(configuration.fastShrinkOnLoad) }
         do {
             return try await pool.run(operation, arguments, deadline: job.deadline)
         } catch let failure as JobFailure {
