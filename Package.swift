@@ -32,8 +32,9 @@ let package = Package(
         .target(name: "CShims", dependencies: ["CVips", "CFFmpeg", "CCurl"]),
 
         // One Swift wrapper per C library: the only code that imports a C module.
-        .target(name: "Redis", dependencies: ["CHiredis"], swiftSettings: swiftSettings),
-        .target(name: "Postgres", dependencies: ["CLibpq"], swiftSettings: swiftSettings),
+        .target(name: "ConnectionThread", swiftSettings: swiftSettings),
+        .target(name: "Redis", dependencies: ["CHiredis", "ConnectionThread"], swiftSettings: swiftSettings),
+        .target(name: "Postgres", dependencies: ["CLibpq", "ConnectionThread"], swiftSettings: swiftSettings),
         .target(name: "Vips", dependencies: ["CVips", "CShims"], swiftSettings: swiftSettings),
         .target(name: "AV", dependencies: ["CFFmpeg", "CShims"], swiftSettings: swiftSettings),
         .target(name: "Curl", dependencies: ["CCurl", "CShims"], swiftSettings: swiftSettings),
