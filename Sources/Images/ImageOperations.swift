@@ -188,19 +188,16 @@ public enum ImageOperations {
         do {
             // Untagged images are taken as sRGB (what browsers do); tagged ones go through their profile.
             let shrink = fastShrinkOnLoad && source.loader == "jpegload" ? jpegShrink(source, width: decodeWidth, height: decodeHeight) : 1
-            if shrink > 1 {
-                // Resized in the stored orientation (as vips_thumbnail does before turning the result upright).
-                let swaps = source.swapsSides
-                let lazy = try Vips.thumbnail(jpeg: source.path, shrink: shrink, width: swaps ? decodeHeight : decodeWidth,
-                                              height: swaps ? decodeWidth : decodeHeight, iccToSRGB: source.hasICCProfile)
-                lazy.setDeadline(milliseconds: remainingMilliseconds(deadline))
-                base = try Vips.copyToMemory(lazy)
-                if source.orientation != 1 { base = try Vips.copyToMemory(try Vips.autorotate(base)) }
-            } else {
-                let lazy = try Vips.thumbnail(file: source.path, width: decodeWidth, height: decodeHeight, iccToSRGB: source.hasICCProfile)
-                lazy.setDeadline(milliseconds: remainingMilliseconds(deadline))
-                base = try Vips.copyToMemory(lazy)
-            }
+            // The JPEG path resizes in the stored orientation (as vips_thumbnail does) and turns the small result
+            // upright once it is in memory.
+            let swaps = shrink > 1 && source.swapsSides
+            let lazy = shrink > 1
+                ? try Vips.thumbnail(jpeg: source.path, shrink: shrink, width: swaps ? decodeHeight : decodeWidth,
+                                     height: swaps ? decodeWidth : decodeHeight, iccToSRGB: source.hasICCProfile)
+                : try Vips.thumbnail(file: source.path, width: decodeWidth, height: decodeHeight, iccToSRGB: source.hasICCProfile)
+            lazy.setDeadline(milliseconds: remainingMilliseconds(deadline))
+            base = try Vips.copyToMemory(lazy)
+            if shrink > 1 && source.orientation != 1 { base = try Vips.copyToMemory(try Vips.autorotate(base)) }
             if !base.isSRGB { base = try Vips.colourspaceSRGB(base) }
             if !base.isEightBit { base = try Vips.castUChar(base) }
         } catch {

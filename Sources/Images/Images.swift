@@ -78,17 +78,13 @@ public struct ImagesConfiguration: Sendable {
                 openFiles: try int("CONVEYOR_HELPER_OPEN_FILES", 256),
                 sandbox: try HelperLimits.sandbox(environment: environment),
                 writablePaths: [mediaRoot.path]),
-            inProcess: ["1", "true", "yes"].contains(environment["CONVEYOR_IMAGE_IN_PROCESS"]?.lowercased() ?? ""))
+            inProcess: try EnvironmentSwitch.value("CONVEYOR_IMAGE_IN_PROCESS", in: environment, default: false))
         if let bin = environment["CONVEYOR_HELPER_BIN"], !bin.isEmpty { pool.executable = bin }
         // libvips threads per helper: the pool already runs `size` helpers in parallel.
         pool.environment["VIPS_CONCURRENCY"] = environment["VIPS_CONCURRENCY"] ?? "1"
         self.pool = pool
         timeout = .seconds(try int("CONVEYOR_IMAGE_TIMEOUT_SECONDS", 60))
-        switch environment["CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD"]?.lowercased() ?? "" {
-        case "", "on", "1", "true", "yes": fastShrinkOnLoad = true
-        case "off", "0", "false", "no": fastShrinkOnLoad = false
-        case let other: throw JobFailure.permanent("InvalidConfiguration", "CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD=\(other) is not on or off")
-        }
+        fastShrinkOnLoad = try EnvironmentSwitch.value("CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD", in: environment, default: true)
         for (format, name) in [(VipsOutputFormat.webp, "CONVEYOR_IMAGE_WEBP_EFFORT"), (.avif, "CONVEYOR_IMAGE_AVIF_EFFORT")] {
             guard let text = environment[name], !text.isEmpty else { continue }
             let range = ThumbnailVariant.effortRange[format]!

@@ -45,12 +45,7 @@ public struct HelperLimits: Sendable, Equatable {
 
     /// `CONVEYOR_HELPER_SANDBOX`: `on` (the default) or `off`.
     public static func sandbox(environment: [String: String]) throws(JobFailure) -> Bool {
-        switch environment["CONVEYOR_HELPER_SANDBOX"]?.lowercased() {
-        case nil, "", "on", "1", "true", "yes": return true
-        case "off", "0", "false", "no": return false
-        case let other?:
-            throw JobFailure.permanent("InvalidConfiguration", "CONVEYOR_HELPER_SANDBOX=\(other) is neither on nor off")
-        }
+        try EnvironmentSwitch.value("CONVEYOR_HELPER_SANDBOX", in: environment, default: true)
     }
 }
 

@@ -180,7 +180,7 @@ import Testing
         ]))
         #expect(try box.bytes("e/unnamed.webp") == box.bytes("e/zero.webp"))
         #expect(try box.bytes("e/unnamed.webp") != box.bytes("e/six.webp"))
-        for (name, value) in [("CONVEYOR_IMAGE_WEBP_EFFORT", "7"), ("CONVEYOR_IMAGE_AVIF_EFFORT", "fast")] {
+        for (name, value) in [("CONVEYOR_IMAGE_WEBP_EFFORT", "7"), ("CONVEYOR_IMAGE_AVIF_EFFORT", "fast"), ("CONVEYOR_IMAGE_IN_PROCESS", "maybe")] {
             #expect(throws: JobFailure.self) { try ImagesConfiguration(environment: ["CONVEYOR_MEDIA_ROOT": box.media, name: value]) }
         }
     }
