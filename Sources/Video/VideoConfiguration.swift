@@ -1,4 +1,5 @@
 public import AV
+import ConveyorCore
 public import Sandbox
 
 /// Video settings read from the environment (see README, Configuration → Video).
@@ -44,8 +45,8 @@ public struct VideoConfiguration: Sendable {
         if let v = try int("CONVEYOR_VIDEO_HELPER_MEMORY_MB", 256...1_048_576) { helperPool.limits.addressSpaceMB = v }
         // RLIMIT_CPU counts all threads: x264 on every core burns CPU seconds faster than wall seconds.
         helperPool.limits.cpuSecondsPerJob = transcodeTimeout * 4
-        helperPool.inProcess = environment["CONVEYOR_VIDEO_IN_PROCESS"] == "1"
         do {
+            helperPool.inProcess = try EnvironmentSwitch.value("CONVEYOR_VIDEO_IN_PROCESS", in: environment, default: false)
             helperPool.limits.sandbox = try HelperLimits.sandbox(environment: environment)
             helperPool.limits.writablePaths = [mediaRoot]
         } catch {

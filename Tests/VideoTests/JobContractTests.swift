@@ -51,6 +51,10 @@ import Testing
         #expect(throws: VideoConfigurationError.self) {
             try VideoConfiguration(environment: ["CONVEYOR_VIDEO_PRESET": "ludicrous"])
         }
+        #expect(throws: VideoConfigurationError.self) {
+            try VideoConfiguration(environment: ["CONVEYOR_VIDEO_IN_PROCESS": "maybe"])
+        }
+        #expect(try VideoConfiguration(environment: ["CONVEYOR_VIDEO_IN_PROCESS": "on"]).helperPool.inProcess)
     }
 
     @Test func unknownArgumentsAndProfilesAreInvalid() async throws {
