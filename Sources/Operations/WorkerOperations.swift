@@ -15,15 +15,23 @@ public final class WorkerOperations: Sendable {
     /// Nil when no metrics address was given.
     public let server: MetricsServer?
 
-    /// Observers for the worker: the metrics, then the result store.
-    public var observers: [any JobObserver] { [metrics] + (results.map { [$0] } ?? []) }
+    /// Whether the result store is fed through the worker's outcome journal (an `identity` was given).
+    public let journaled: Bool
+
+    /// Observers for the worker: the metrics, then the result store unless it is the journal.
+    public var observers: [any JobObserver] { [metrics] + (journaled ? [] : results.map { [$0] } ?? []) }
+
+    /// The worker's outcome journal: the result store, when outcomes are recorded and an identity was given.
+    public var journal: (any OutcomeJournal)? { journaled ? results : nil }
 
     /// - Parameters:
     ///   - metricsAddress: `--metrics-addr` (`CONVEYOR_METRICS_ADDR`), e.g. `127.0.0.1:9464`; nil serves nothing.
     ///   - environment: reads `DATABASE_URL`, `CONVEYOR_RESULTS_*`, `CONVEYOR_METRICS_POLL_SECONDS`.
+    ///   - identity: the worker process's identity: outcomes then reach the store through its outcome journal
+    ///     in Redis (`journal`), which survives kill -9. Nil: through `observers`, in memory only.
     public init(
         redis: RedisEndpoint, keys: QueueKeys, metricsAddress: String?, environment: [String: String],
-        logger: Logger = Logger(label: "conveyor.operations")
+        identity: String? = nil, logger: Logger = Logger(label: "conveyor.operations")
     ) throws {
         let metrics = ConveyorMetrics()
         self.metrics = metrics
@@ -50,12 +58,15 @@ public final class WorkerOperations: Sendable {
                 }
             }
             let store = ResultStore(
-                databaseURL: databaseURL, configuration: .init(environment: environment), logger: logger, prepare: prepare)
+                databaseURL: databaseURL, configuration: .init(environment: environment), logger: logger, prepare: prepare,
+                journal: identity.map { ResultStore.Journal(redis: redis, keys: keys, identity: $0) })
             metrics.observe(store)
             results = store
+            journaled = identity != nil
         } else {
             logger.notice("DATABASE_URL is not set: job outcomes are not recorded")
             results = nil
+            journaled = false
         }
         let interval = environment["CONVEYOR_METRICS_POLL_SECONDS"].flatMap { Double($0) } ?? 5
         poller = QueuePoller(endpoint: redis, keys: keys, metrics: metrics, interval: max(0.5, interval))

@@ -61,9 +61,22 @@ public enum RedisError: Error, Sendable, CustomStringConvertible, Equatable {
         }
     }
 
-    /// The server is loading or failing over; the caller may retry on a new connection.
+    /// The connection broke; the caller may retry on a new connection.
     public var isConnectionError: Bool {
         if case .connection = self { return true }
         return false
     }
+
+    /// The connection broke, or the server cannot serve this command for now (loading its data after a restart,
+    /// a replica during failover, a script running too long): the same command may succeed later.
+    public var isTransient: Bool {
+        switch self {
+        case .connection: return true
+        case .server(let message):
+            return Self.transientPrefixes.contains { message.hasPrefix($0) }
+        case .invalidURL: return false
+        }
+    }
+
+    private static let transientPrefixes = ["LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN"]
 }

@@ -34,6 +34,16 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
 
     init(_ duration: Duration) { self.duration = duration }
 
+    /// How `--help` shows a default: `25s`, `300ms`.
+    var defaultValueDescription: String {
+        let ms = Int64((seconds * 1000).rounded())
+        if ms % 1000 != 0 { return "\(ms)ms" }
+        let s = ms / 1000
+        if s != 0 && s % 3600 == 0 { return "\(s / 3600)h" }
+        if s != 0 && s % 60 == 0 { return "\(s / 60)m" }
+        return "\(s)s"
+    }
+
     init?(argument: String) {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
         for (suffix, scale) in units where argument.hasSuffix(suffix) {
@@ -47,13 +57,10 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
 }
 
 enum LogSetup {
-    /// Logs to standard error in `key=value` form, one line per event.
+    /// Logs to standard error in `key=value` form, one line per event, every value escaped and cut
+    /// (`LineLogHandler`): what reaches a log from a job cannot forge lines.
     static func bootstrap(level: Logger.Level) {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
     }
 }
 

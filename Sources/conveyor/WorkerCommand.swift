@@ -105,12 +105,12 @@ struct WorkerCommand: AsyncParsableCommand {
         let endpoint = try redis.endpoint()
         let operations = try WorkerOperations(
             redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
-            environment: environment, logger: logger)
+            environment: environment, identity: configuration.identity, logger: logger)
         progress.withLock { $0 = operations.metrics }
         operations.metrics.addExporter { SummariesJobs.current?.metricsSnapshot().prometheusText() ?? "" }
         let worker = Worker(
             redis: endpoint, registry: registry, configuration: configuration, observers: operations.observers + VideoJobs.observers,
-            logger: logger)
+            journal: operations.journal, logger: logger)
 
         let signals = SignalWatcher { signal, count in
             if count > 1 {

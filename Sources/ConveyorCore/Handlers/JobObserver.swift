@@ -59,3 +59,14 @@ extension JobObserver {
     public func jobStarted(jid: String, jobClass: String, queue: String) {}
     public func jobsReaped(count: Int, requeued: Int, dead: Int) {}
 }
+
+/// Where terminal outcomes go durably: the worker keeps each one in Redis in the same script that takes its job
+/// out of the in-flight list (the process's outcome journal, `conveyor:outcomes:<identity>`), and hands it on
+/// only once Redis has applied that script. A process killed at any instant leaves every acknowledged outcome in
+/// its journal, which the reaper of a live process marks orphaned for any result writer to store.
+public protocol OutcomeJournal: Sendable {
+    /// The record to keep for this outcome, or nil when none is kept (`retrying`, `requeued`).
+    func journalValue(for outcome: JobOutcome) -> [UInt8]?
+    /// Redis applied the moves carrying these entries of journal `key`: store them, then remove them from it.
+    func journaled(key: String, entries: [JobTransitions.Move.JournalEntry])
+}

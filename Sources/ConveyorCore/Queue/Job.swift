@@ -76,6 +76,13 @@ public struct Job: Sendable {
         return o
     }
 
+    /// Whether a payload's `jid` can name the job: a non-empty string of at most 128 bytes without control
+    /// characters. Anything else (missing, a number such as `1e400`, a multi-line string) gets a new jid at fetch.
+    public static func isValidJID(_ value: JSONValue?) -> Bool {
+        guard case .string(let jid)? = value, !jid.isEmpty, jid.utf8.count <= 128 else { return false }
+        return !jid.unicodeScalars.contains { $0.properties.generalCategory == .control }
+    }
+
     /// 12 random bytes as hex, like Sidekiq's jids.
     public static func newJID() -> String {
         var g = SystemRandomNumberGenerator()

@@ -65,10 +65,13 @@ public enum JobTransitions {
     public static func reaped(_ job: Job, identity: String, policy: RetryPolicy, now: Double) -> (
         payload: JSONObject, dead: Bool
     ) {
-        let failure = JobFailure.transient(
-            "WorkerLost", "worker process \(identity) stopped heartbeating while running this job (crash, kill -9 or OOM)")
-        let (payload, destination) = failed(job, failure: failure, policy: policy, now: now)
+        let (payload, destination) = failed(job, failure: workerLost(identity), policy: policy, now: now)
         return (payload, destination == .dead)
+    }
+
+    /// The failure of a run whose process died.
+    public static func workerLost(_ identity: String) -> JobFailure {
+        .transient("WorkerLost", "worker process \(identity) stopped heartbeating while running this job (crash, kill -9 or OOM)")
     }
 
     /// The job moved onto a queue again (promotion, replay): fresh `enqueued_at`, no `at`.
@@ -77,6 +80,128 @@ public enum JobTransitions {
         p["at"] = nil
         p["enqueued_at"] = JobTime.value(now, like: payload)
         return p
+    }
+
+    // MARK: Moves out of an in-flight list
+
+    /// One job leaving a process's in-flight list, and what it counts. Built by the worker, the reaper, shutdown and
+    /// reconciliation; applied in batches by `applyCommands` (one script per batch).
+    public struct Move: Sendable {
+        public enum Target: Sendable, Equatable {
+            /// Finished: removed, nothing else.
+            case ack
+            case retry(payload: [UInt8], at: Double)
+            case dead(payload: [UInt8])
+            /// Onto a queue: `head` runs it next (shutdown, reaping, reconciling), otherwise behind what is queued.
+            case queue(String, payload: [UInt8], head: Bool)
+            /// Rewritten in place (a jid given to a job that had none).
+            case replace(payload: [UInt8])
+        }
+
+        /// What a move adds to Sidekiq's `stat:processed` / `stat:failed`.
+        public enum Counts: String, Sendable {
+            case none = "0", processed = "1", processedAndFailed = "2", failed = "3"
+        }
+
+        /// A terminal outcome kept in Redis with the move, in the same script: durable the instant the job leaves.
+        public struct JournalEntry: Sendable, Equatable {
+            public var field: String
+            public var value: [UInt8]
+            public init(field: String, value: [UInt8]) {
+                self.field = field
+                self.value = value
+            }
+        }
+
+        public var raw: [UInt8]
+        public var target: Target
+        public var counts: Counts
+        public var journal: JournalEntry?
+
+        public init(raw: [UInt8], target: Target, counts: Counts, journal: JournalEntry? = nil) {
+            self.raw = raw
+            self.target = target
+            self.counts = counts
+            self.journal = journal
+        }
+    }
+
+    /// Most moves in one script call: a long script blocks Redis for everyone else.
+    static let movesPerScript = 500
+
+    /// The script calls that apply `moves` out of `source`, in order, `movesPerScript` at a time. Each call replies
+    /// with one 1 (applied) or 0 (the source no longer held the job) per move.
+    /// - Parameter journal: the hash that journal entries go to (this process's outcome journal).
+    static func applyCommands(
+        keys: QueueKeys, source: String, journal: String, moves: [Move], now: Double, limits: DeadSetLimits
+    ) -> [RedisCommand] {
+        let day = JobTime.day(now)
+        var commands: [RedisCommand] = []
+        var start = 0
+        while start < moves.count {
+            let chunk = moves[start..<min(moves.count, start + movesPerScript)]
+            start += chunk.count
+            var queueKeys: [String] = []
+            var queueIndex: [String: Int] = [:]
+            var entries: [any RedisArgument] = []
+            entries.reserveCapacity(chunk.count * 8)
+            for move in chunk {
+                var payload: [UInt8] = []
+                var target: any RedisArgument = 0
+                var queueName = ""
+                let mode: String
+                switch move.target {
+                case .ack: mode = "ack"
+                case .retry(let p, let at):
+                    mode = "retry"
+                    payload = p
+                    target = at
+                case .dead(let p):
+                    mode = "dead"
+                    payload = p
+                case .queue(let queue, let p, let head):
+                    mode = head ? "head" : "tail"
+                    payload = p
+                    queueName = queue
+                    let key = keys.queue(queue)
+                    if queueIndex[key] == nil {
+                        queueKeys.append(key)
+                        queueIndex[key] = 9 + queueKeys.count
+                    }
+                    target = queueIndex[key]!
+                case .replace(let p):
+                    mode = "replace"
+                    payload = p
+                }
+                entries += [
+                    move.raw, mode, payload, target, queueName, move.counts.rawValue, move.journal?.field ?? "",
+                    move.journal?.value ?? [],
+                ]
+            }
+            var arguments: [any RedisArgument] = [
+                "EVAL", LuaScripts.apply, 9 + queueKeys.count, source, keys.queues, keys.retry, keys.dead, journal,
+                keys.processed, keys.processed(day: day), keys.failed, keys.failed(day: day),
+            ]
+            arguments += queueKeys as [any RedisArgument]
+            arguments += [now, limits.maxJobs, now - limits.maxAge, dayCounterTTL] as [any RedisArgument]
+            arguments += entries
+            commands.append(RedisCommand(arguments))
+        }
+        return commands
+    }
+
+    /// Sidekiq keeps its per-day counters for five years.
+    static let dayCounterTTL = 5 * 365 * 86_400
+
+    /// Which moves were applied, from the replies of `applyCommands`' calls (in order).
+    static func applied(_ replies: [RedisReply], count: Int) throws(RedisError) -> [Bool] {
+        var flags: [Bool] = []
+        flags.reserveCapacity(count)
+        for reply in replies {
+            for item in try reply.check().array ?? [] { flags.append(item.int == 1) }
+        }
+        guard flags.count == count else { throw .server("transition script answered \(flags.count) of \(count) moves") }
+        return flags
     }
 
     // MARK: Redis commands

@@ -44,6 +44,73 @@ enum LuaScripts {
         return 1
         """
 
+    /// Applies a batch of moves out of one list (a process's in-flight list) atomically, and counts only what it
+    /// moved: a batch sent again after its reply was lost (Redis restarted, connection cut) changes nothing twice.
+    /// KEYS: 1 source list, 2 queues set, 3 retry set, 4 dead set, 5 outcome journal (hash), 6 stat:processed,
+    /// 7 stat:processed:<day>, 8 stat:failed, 9 stat:failed:<day>, then the queue lists the entries push to.
+    /// ARGV: 1 now, 2 dead max size, 3 dead cutoff, 4 day-counter TTL, then 8 per entry: raw job, mode, new payload,
+    /// score (retry) or KEYS index (head/tail), queue name, counts (0 none, 1 processed, 2 processed + failed,
+    /// 3 failed), journal field ('' for none), journal value.
+    /// Modes: `ack` (remove only), `retry` (ZADD retry), `dead` (ZADD dead, trimmed), `head` (RPUSH: runs next),
+    /// `tail` (LPUSH), `replace` (the payload takes the job's place in the source list).
+    /// Returns one 1 or 0 per entry: applied (now or by an earlier send of the same batch), or the source no longer
+    /// held the job.
+    static let apply = """
+        local processed, failed, died = 0, 0, 0
+        local out = {}
+        local n = 0
+        for i = 5, #ARGV, 8 do
+          local field = ARGV[i + 6]
+          n = n + 1
+          if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 0 then
+            if field ~= '' and redis.call('HEXISTS', KEYS[5], field) == 1 then out[n] = 1 else out[n] = 0 end
+          else
+            out[n] = 1
+            local mode = ARGV[i + 1]
+            if mode == 'retry' then
+              redis.call('ZADD', KEYS[3], ARGV[i + 3], ARGV[i + 2])
+            elseif mode == 'dead' then
+              redis.call('ZADD', KEYS[4], ARGV[1], ARGV[i + 2])
+              died = died + 1
+            elseif mode == 'head' then
+              redis.call('RPUSH', KEYS[tonumber(ARGV[i + 3])], ARGV[i + 2])
+              redis.call('SADD', KEYS[2], ARGV[i + 4])
+            elseif mode == 'tail' then
+              redis.call('LPUSH', KEYS[tonumber(ARGV[i + 3])], ARGV[i + 2])
+              redis.call('SADD', KEYS[2], ARGV[i + 4])
+            elseif mode == 'replace' then
+              redis.call('LPUSH', KEYS[1], ARGV[i + 2])
+            end
+            local counts = ARGV[i + 5]
+            if counts == '1' or counts == '2' then processed = processed + 1 end
+            if counts == '2' or counts == '3' then failed = failed + 1 end
+            if field ~= '' then redis.call('HSET', KEYS[5], field, ARGV[i + 7]) end
+          end
+        end
+        if died > 0 then
+          redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[3])
+          redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[2]) + 1))
+        end
+        if processed > 0 then
+          redis.call('INCRBY', KEYS[6], processed)
+          redis.call('INCRBY', KEYS[7], processed)
+          redis.call('EXPIRE', KEYS[7], ARGV[4])
+        end
+        if failed > 0 then
+          redis.call('INCRBY', KEYS[8], failed)
+          redis.call('INCRBY', KEYS[9], failed)
+          redis.call('EXPIRE', KEYS[9], ARGV[4])
+        end
+        return out
+        """
+
+    /// KEYS: a dead process's outcome journal, the set of orphaned journals. Marks the journal orphaned if it
+    /// holds anything.
+    static let orphanJournal = """
+        if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SADD', KEYS[2], KEYS[1]) end
+        return 0
+        """
+
     /// KEYS: sorted set (schedule or retry), queue list, queues set. ARGV: raw job, new payload, queue name.
     /// Moves one due job onto its queue if this caller removed it from the set.
     static let promote = """

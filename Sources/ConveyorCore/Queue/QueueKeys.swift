@@ -34,6 +34,12 @@ public struct QueueKeys: Sendable, Equatable {
     public var conveyorProcesses: String { prefix + "conveyor:processes" }
     /// LIST of jobs one process has taken and not yet finished.
     public func inflight(_ identity: String) -> String { prefix + "conveyor:inflight:" + identity }
+    /// HASH of the terminal outcomes one process acknowledged and its result writer has not yet stored
+    /// (field `<jid>:<sequence>`, value the outcome record): written in the same script as the ack.
+    public func outcomes(_ identity: String) -> String { prefix + "conveyor:outcomes:" + identity }
+    /// SET of outcome journals whose process is gone (reaped or stopped with outcomes unwritten): any result
+    /// writer stores and empties them.
+    public var orphanedOutcomes: String { prefix + "conveyor:outcomes-orphaned" }
     /// STRING that exists while a process is alive (its TTL is the heartbeat lease).
     public func heartbeat(_ identity: String) -> String { prefix + "conveyor:heartbeat:" + identity }
     /// Lock held while one process reaps another's in-flight list.

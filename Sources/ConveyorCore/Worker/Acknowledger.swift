@@ -2,18 +2,13 @@ import Logging
 import Redis
 import Synchronization
 
-/// Writes job completions to Redis in batches: every completion that piles up while one round trip is under
-/// way goes in the next pipeline, with the `stat:*` counters added up. An entry leaves the buffer only after
-/// Redis answered it, so a Redis outage delays acks but loses none.
+/// Writes job completions to Redis in batches: every move out of the in-flight list that piles up while one round
+/// trip is under way goes in the next script call (`JobTransitions.applyCommands`), counters included. An entry
+/// leaves the buffer only after Redis answered it, so a Redis outage delays acks but loses none; and because the
+/// script counts only what it moved, a batch sent again after its reply was lost counts nothing twice.
 final class Acknowledger: Sendable {
-    struct Entry: Sendable {
-        var command: RedisCommand
-        var processed: Int
-        var failed: Int
-    }
-
     private struct State {
-        var pending: [Entry] = []
+        var pending: [JobTransitions.Move] = []
         var writing = false
         var flushWaiters: [CheckedContinuation<Void, Never>] = []
         var stopped = false
@@ -23,18 +18,29 @@ final class Acknowledger: Sendable {
     private let ready = AsyncEvent()
     private let redis: RedisThread
     private let keys: QueueKeys
+    private let source: String
+    private let journalKey: String
+    private let deadSet: DeadSetLimits
     private let logger: Logger
-    private let onError: @Sendable (any Error) -> Void
+    private let outage = OutageLog("writing job completions to redis")
+    /// Called after Redis answered a batch, with each move and whether it was applied.
+    private let onApplied: @Sendable ([JobTransitions.Move], [Bool]) -> Void
 
-    init(redis: RedisThread, keys: QueueKeys, logger: Logger, onError: @escaping @Sendable (any Error) -> Void) {
+    init(
+        redis: RedisThread, keys: QueueKeys, source: String, journalKey: String, deadSet: DeadSetLimits, logger: Logger,
+        onApplied: @escaping @Sendable ([JobTransitions.Move], [Bool]) -> Void
+    ) {
         self.redis = redis
         self.keys = keys
+        self.source = source
+        self.journalKey = journalKey
+        self.deadSet = deadSet
         self.logger = logger
-        self.onError = onError
+        self.onApplied = onApplied
     }
 
-    func add(_ entry: Entry) {
-        state.withLock { $0.pending.append(entry) }
+    func add(_ move: JobTransitions.Move) {
+        state.withLock { $0.pending.append(move) }
         ready.set()
     }
 
@@ -43,7 +49,7 @@ final class Acknowledger: Sendable {
         while true {
             await ready.wait()
             ready.reset()
-            let batch = state.withLock { s -> [Entry]? in
+            let batch = state.withLock { s -> [JobTransitions.Move]? in
                 if s.pending.isEmpty {
                     if s.stopped { return nil }
                     return []
@@ -54,7 +60,9 @@ final class Acknowledger: Sendable {
             guard let batch else { return }
             if batch.isEmpty { continue }
             do {
-                try await write(batch)
+                let applied = try await write(batch)
+                outage.succeeded(logger: logger)
+                onApplied(batch, applied)
                 let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
                     s.pending.removeFirst(batch.count)
                     s.writing = false
@@ -68,9 +76,8 @@ final class Acknowledger: Sendable {
                 if state.withLock({ !$0.pending.isEmpty || $0.stopped }) { ready.set() }
             } catch {
                 state.withLock { $0.writing = false }
-                onError(error)
-                logger.error("cannot write job completions to redis, will retry", metadata: ["error": "\(error)", "pending": "\(batch.count)"])
-                try? await Task.sleep(for: .milliseconds(500))
+                outage.failed(error, logger: logger, metadata: ["pending": "\(batch.count)"])
+                try? await Task.sleep(for: .milliseconds(250))
                 ready.set()
             }
         }
@@ -94,29 +101,21 @@ final class Acknowledger: Sendable {
         ready.set()
     }
 
-    private func write(_ batch: [Entry]) async throws {
-        var commands = batch.map(\.command)
-        let processed = batch.reduce(0) { $0 + $1.processed }
-        let failed = batch.reduce(0) { $0 + $1.failed }
-        let day = JobTime.day(JobTime.now())
-        let fiveYears = 5 * 365 * 86_400
-        if processed > 0 {
-            commands.append(RedisCommand("INCRBY", keys.processed, processed))
-            commands.append(RedisCommand("INCRBY", keys.processed(day: day), processed))
-            commands.append(RedisCommand("EXPIRE", keys.processed(day: day), fiveYears))
-        }
-        if failed > 0 {
-            commands.append(RedisCommand("INCRBY", keys.failed, failed))
-            commands.append(RedisCommand("INCRBY", keys.failed(day: day), failed))
-            commands.append(RedisCommand("EXPIRE", keys.failed(day: day), fiveYears))
-        }
+    private func write(_ batch: [JobTransitions.Move]) async throws -> [Bool] {
+        let commands = JobTransitions.applyCommands(
+            keys: keys, source: source, journal: journalKey, moves: batch, now: JobTime.now(), limits: deadSet)
+        let count = batch.count
         let logger = logger
-        try await redis.run { [commands] connection in
-            for reply in try connection.pipeline(commands) {
-                if case .error(let message) = reply {
-                    // A script error is a bug, not an outage: report it and drop only that command's effect.
-                    logger.error("redis rejected a completion command", metadata: ["error": "\(message)"])
-                }
+        return try await redis.run { [commands] connection in
+            let replies = try connection.pipeline(commands)
+            do throws(RedisError) {
+                return try JobTransitions.applied(replies, count: count)
+            } catch where error.isTransient {
+                throw error
+            } catch {
+                // A script error is a bug, not an outage: sending it again would fail again. Report it and move on.
+                logger.critical("redis rejected a batch of job completions", metadata: ["error": "\(error)", "moves": "\(count)"])
+                return Array(repeating: false, count: count)
             }
         }
     }

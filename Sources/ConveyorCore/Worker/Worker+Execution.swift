@@ -58,9 +58,10 @@ extension Worker {
         var outcome = JobOutcome(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .succeeded, attempts: job.previousFailures + 1,
             result: nil, failure: nil, enqueuedAt: job.enqueuedAt, startedAt: startedAt, finishedAt: now, payload: job.payload)
+        let move: JobTransitions.Move
         switch result {
         case .success(let value):
-            acknowledger.add(.init(command: RedisCommand("LREM", inflightKey, 1, job.raw), processed: 1, failed: 0))
+            move = .init(raw: job.raw, target: .ack, counts: .processed)
             outcome.result = value
             if log.logLevel <= .info {
                 var metadata: Logger.Metadata = ["duration_ms": "\(durationMS)"]
@@ -83,23 +84,19 @@ extension Worker {
             switch destination {
             case .retry(let at):
                 outcome.status = .retrying
-                acknowledger.add(
-                    .init(
-                        command: JobTransitions.moveToSet(keys: keys, from: inflightKey, raw: job.raw, to: keys.retry, payload: payload, score: at),
-                        processed: 1, failed: 1))
+                move = .init(raw: job.raw, target: .retry(payload: payload.bytes, at: at), counts: .processedAndFailed)
                 metadata["retry_in_s"] = "\(Int((at - now).rounded()))"
                 log.warning("job failed; will retry", metadata: metadata)
             case .dead:
                 outcome.status = .dead
-                acknowledger.add(
-                    .init(
-                        command: JobTransitions.moveToDead(
-                            keys: keys, from: inflightKey, raw: job.raw, payload: payload, now: now, limits: configuration.deadSet),
-                        processed: 1, failed: 1))
+                move = .init(raw: job.raw, target: .dead(payload: payload.bytes), counts: .processedAndFailed)
                 metadata["reason"] = failure.isPermanent ? "permanent error" : "out of attempts"
                 log.error("job failed; moved to the dead set", metadata: metadata)
             }
         }
+        var journaled = move
+        journaled.journal = journalEntry(for: outcome)
+        acknowledger.add(journaled)
         for observer in observers { observer.jobFinished(outcome) }
     }
 }

@@ -107,8 +107,8 @@ extension Worker {
             }
             if items.isEmpty { break }
             let now = JobTime.now()
-            var commands: [RedisCommand] = []
-            var buriedNow = 0
+            var moves: [JobTransitions.Move] = []
+            var outcomes: [JobOutcome?] = []
             for item in items {
                 guard let raw = item.bytes else { continue }
                 do {
@@ -116,33 +116,46 @@ extension Worker {
                     let policy = registry[job.jobClass]?.retry ?? .default
                     let (payload, isDead) = JobTransitions.reaped(job, identity: dead, policy: policy, now: now)
                     if isDead {
-                        buriedNow += 1
-                        commands.append(
-                            JobTransitions.moveToDead(keys: keys, from: inflight, raw: raw, payload: payload, now: now, limits: configuration.deadSet))
-                        logger.error(
-                            "job lost its worker too many times; moved to the dead set",
-                            metadata: ["job.id": "\(job.jid)", "job.class": "\(job.jobClass)", "dead_process": "\(dead)"])
+                        // Whoever decides a job's end records it: the reaper journals the outcome with the move.
+                        let outcome = JobOutcome(
+                            jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .dead, attempts: job.previousFailures + 1,
+                            result: nil, failure: JobTransitions.workerLost(dead), enqueuedAt: job.enqueuedAt,
+                            startedAt: now, finishedAt: now, payload: payload)
+                        moves.append(.init(raw: raw, target: .dead(payload: payload.bytes), counts: .failed, journal: journalEntry(for: outcome)))
+                        outcomes.append(outcome)
                     } else {
-                        commands.append(
-                            JobTransitions.moveToQueue(keys: keys, from: inflight, raw: raw, queue: job.queue, payload: payload.bytes, head: true))
+                        moves.append(.init(raw: raw, target: .queue(job.queue, payload: payload.bytes, head: true), counts: .failed))
+                        outcomes.append(nil)
                     }
                 } catch {
-                    buriedNow += 1
                     let payload = JobTransitions.quarantined(raw: raw, queue: "unknown", failure: error, now: now)
-                    commands.append(
-                        JobTransitions.moveToDead(keys: keys, from: inflight, raw: raw, payload: payload, now: now, limits: configuration.deadSet))
+                    let outcome = JobOutcome(
+                        jid: payload["jid"]?.stringValue ?? "", jobClass: "conveyor.malformed", queue: "unknown", status: .dead,
+                        attempts: 1, result: nil, failure: error, enqueuedAt: nil, startedAt: now, finishedAt: now, payload: payload)
+                    moves.append(.init(raw: raw, target: .dead(payload: payload.bytes), counts: .failed, journal: journalEntry(for: outcome)))
+                    outcomes.append(outcome)
                 }
             }
-            let total = items.count
-            commands.append(RedisCommand("INCRBY", keys.failed, total))
-            commands.append(RedisCommand("INCRBY", keys.failed(day: JobTime.day(now)), total))
-            let replies = try await housekeepingRedis.run { [commands] connection in try connection.pipeline(commands) }
-            for reply in replies { try reply.check() }
-            buried += buriedNow
-            requeued += total - buriedNow
+            let applied = try await apply(moves, from: inflight, now: now)
+            var entries: [JobTransitions.Move.JournalEntry] = []
+            for (i, done) in applied.enumerated() where done {
+                if let outcome = outcomes[i] {
+                    buried += 1
+                    if let entry = moves[i].journal { entries.append(entry) }
+                    logger.error(
+                        "job lost its worker too many times; moved to the dead set",
+                        metadata: ["job.id": "\(outcome.jid)", "job.class": "\(outcome.jobClass)", "dead_process": "\(dead)"])
+                    for observer in observers { observer.jobFinished(outcome) }
+                } else {
+                    requeued += 1
+                }
+            }
+            if !entries.isEmpty { journal?.journaled(key: journalKey, entries: entries) }
         }
         _ = try await housekeepingRedis.run { connection in
             try connection.pipeline([
+                // Outcomes the dead process acknowledged but never stored: any result writer stores them.
+                RedisCommand("EVAL", LuaScripts.orphanJournal, 2, keys.outcomes(dead), keys.orphanedOutcomes),
                 RedisCommand("SREM", keys.conveyorProcesses, dead),
                 RedisCommand("SREM", keys.processes, dead),
                 RedisCommand("DEL", keys.process(dead)),
@@ -155,6 +168,17 @@ extension Worker {
                 metadata: ["dead_process": "\(dead)", "requeued": "\(requeued)", "dead": "\(buried)"])
         }
         for observer in observers { observer.jobsReaped(count: requeued + buried, requeued: requeued, dead: buried) }
+    }
+
+    /// Applies moves out of `source` on the housekeeping connection; returns which were applied.
+    func apply(_ moves: [JobTransitions.Move], from source: String, now: Double = JobTime.now()) async throws -> [Bool] {
+        if moves.isEmpty { return [] }
+        let commands = JobTransitions.applyCommands(
+            keys: keys, source: source, journal: journalKey, moves: moves, now: now, limits: configuration.deadSet)
+        let count = moves.count
+        return try await housekeepingRedis.run { connection in
+            try JobTransitions.applied(try connection.pipeline(commands), count: count)
+        }
     }
 
     // MARK: Scheduled and retried jobs
@@ -207,7 +231,6 @@ extension Worker {
     /// Pushes everything still in this process's in-flight list back to the head of its queue, unchanged:
     /// a job interrupted by shutdown does not spend an attempt.
     func requeueInflight() async -> Int {
-        let keys = keys
         let inflight = inflightKey
         var requeued = 0
         do {
@@ -216,19 +239,64 @@ extension Worker {
                     try connection.command("LRANGE", inflight, -500, -1).check().array ?? []
                 }
                 if items.isEmpty { break }
-                let commands = items.compactMap(\.bytes).map { raw -> RedisCommand in
-                    let queue = (try? Job(raw: raw))?.queue ?? "default"
-                    return JobTransitions.moveToQueue(keys: keys, from: inflight, raw: raw, queue: queue, payload: raw, head: true)
-                }
-                let replies = try await housekeepingRedis.run { [commands] connection in try connection.pipeline(commands) }
-                for reply in replies { try reply.check() }
-                requeued += commands.count
+                let moves = items.compactMap(\.bytes).map(Self.requeue)
+                requeued += try await apply(moves, from: inflight).filter { $0 }.count
             }
         } catch {
             // The jobs stay in the in-flight list; the reaper of a live process will return them.
             logger.error("could not push unfinished jobs back; another worker's reaper will", metadata: ["error": "\(error)"])
         }
         return requeued
+    }
+
+    /// Back to the head of its queue, unchanged and uncounted.
+    static func requeue(_ raw: [UInt8]) -> JobTransitions.Move {
+        let queue = (try? Job(raw: raw))?.queue ?? "default"
+        return .init(raw: raw, target: .queue(queue, payload: raw, head: true), counts: .none)
+    }
+
+    // MARK: Reconciling after a lost fetch reply
+
+    /// After a fetch failed, the jobs it moved in Redis may sit in this process's in-flight list with nobody
+    /// running them (the reply was lost with the connection). With fetches held, every job in the list that this
+    /// process does not hold goes back to the head of its queue, unchanged: no attempt counted. Retried until Redis
+    /// answers, so such a job waits at most about one heartbeat interval after Redis is back.
+    func reconcileLoop() async {
+        let outage = OutageLog("returning jobs whose fetch reply was lost")
+        while !Task.isCancelled {
+            // Woken by a failed fetch, or by shutdown after it cancelled this loop.
+            await reconcileNeeded.wait()
+            if Task.isCancelled { return }
+            await ledger.close()
+            reconcileNeeded.reset()
+            var attempt = 0
+            while !Task.isCancelled {
+                do {
+                    let returned = try await reconcile()
+                    outage.succeeded(logger: logger)
+                    if returned > 0 {
+                        logger.warning("returned jobs whose fetch reply was lost to their queues", metadata: ["returned": "\(returned)"])
+                    }
+                    break
+                } catch {
+                    outage.failed(error, logger: logger)
+                    attempt += 1
+                    try? await Task.sleep(for: .milliseconds(min(1000, 50 * (1 << min(attempt, 5)))))
+                }
+            }
+            ledger.open()
+        }
+    }
+
+    /// One reconciliation pass; call with the ledger's gate closed. Returns how many jobs went back.
+    func reconcile() async throws -> Int {
+        let inflight = inflightKey
+        let items = try await housekeepingRedis.run { connection in
+            try connection.command("LRANGE", inflight, 0, -1).check().array ?? []
+        }
+        let orphans = ledger.orphans(in: items.compactMap(\.bytes))
+        if orphans.isEmpty { return 0 }
+        return try await apply(orphans.map(Self.requeue), from: inflight).filter { $0 }.count
     }
 
     func deregister() async {

@@ -12,16 +12,27 @@ public final class Worker: Sendable {
     public let registry: JobRegistry
     let endpoint: RedisEndpoint
     let observers: [any JobObserver]
+    /// Where terminal outcomes are kept durably with their acks (the result store), or nil when none are recorded.
+    let journal: (any OutcomeJournal)?
     let logger: Logger
     let keys: QueueKeys
     var identity: String { configuration.identity }
     let inflightKey: String
+    /// This process's outcome journal (`conveyor:outcomes:<identity>`).
+    let journalKey: String
+    /// Numbers this process's journal entries.
+    let journalSequence = Atomic<UInt64>(0)
 
     let dispatcher: Dispatcher
     let acknowledger: Acknowledger
     let fetchRedis: RedisThread
     let housekeepingRedis: RedisThread
     let watchdog = Watchdog()
+    /// The jobs of the in-flight list this process knows it holds.
+    let ledger = InflightLedger()
+    /// Set when a fetch failed: its jobs may be in the in-flight list with nobody running them.
+    let reconcileNeeded = AsyncEvent()
+    let fetchOutage = OutageLog("fetching jobs")
 
     /// Set once shutdown starts: nothing new is fetched.
     let stopping = AsyncEvent()
@@ -39,22 +50,38 @@ public final class Worker: Sendable {
 
     public init(
         redis endpoint: RedisEndpoint, registry: JobRegistry, configuration: WorkerConfiguration,
-        observers: [any JobObserver] = [], logger: Logger = Logger(label: "conveyor.worker")
+        observers: [any JobObserver] = [], journal: (any OutcomeJournal)? = nil,
+        logger: Logger = Logger(label: "conveyor.worker")
     ) {
         self.endpoint = endpoint
         self.registry = registry
         self.configuration = configuration
         self.observers = observers
+        self.journal = journal
         var logger = logger
         logger[metadataKey: "process"] = "\(configuration.identity)"
         self.logger = logger
         self.keys = configuration.keys
-        self.inflightKey = configuration.keys.inflight(configuration.identity)
+        let inflightKey = configuration.keys.inflight(configuration.identity)
+        let journalKey = configuration.keys.outcomes(configuration.identity)
+        self.inflightKey = inflightKey
+        self.journalKey = journalKey
         self.dispatcher = Dispatcher(concurrency: configuration.concurrency)
         self.fetchRedis = RedisThread(endpoint, name: "conveyor-fetch")
         self.housekeepingRedis = RedisThread(endpoint, name: "conveyor-housekeeping")
         let ackRedis = RedisThread(endpoint, name: "conveyor-ack")
-        self.acknowledger = Acknowledger(redis: ackRedis, keys: configuration.keys, logger: logger) { _ in }
+        let ledger = ledger
+        self.acknowledger = Acknowledger(
+            redis: ackRedis, keys: configuration.keys, source: inflightKey, journalKey: journalKey,
+            deadSet: configuration.deadSet, logger: logger
+        ) { [journal] moves, applied in
+            var entries: [JobTransitions.Move.JournalEntry] = []
+            for (move, done) in zip(moves, applied) {
+                ledger.release(move.raw)
+                if done, let entry = move.journal { entries.append(entry) }
+            }
+            if !entries.isEmpty { journal?.journaled(key: journalKey, entries: entries) }
+        }
     }
 
     /// Asks the worker to stop: no new jobs are fetched, running ones get `shutdownTimeout` to finish, the rest
@@ -93,6 +120,7 @@ public final class Worker: Sendable {
                 group.addTask { await self.heartbeatLoop() }
                 group.addTask { await self.reaperLoop() }
                 group.addTask { await self.promoterLoop() }
+                group.addTask { await self.reconcileLoop() }
             }
         }
         await withDiscardingTaskGroup { group in
@@ -112,6 +140,7 @@ public final class Worker: Sendable {
         }
         await acknowledger.flush()
         housekeeping.cancel()
+        reconcileNeeded.set()
         _ = await housekeeping.value
         let requeued = await requeueInflight()
         acknowledger.stop()
@@ -134,13 +163,22 @@ public final class Worker: Sendable {
             if want == 0 { continue }
             let order = configuration.queues.order()
             let batch: [(raw: [UInt8], queue: String)]
+            await ledger.beginFetch()
+            if quiet.isSet {
+                ledger.endFetch(delivered: [])
+                break
+            }
             do {
                 batch = try await fetch(order: order, count: want)
+                ledger.endFetch(delivered: batch.map(\.raw))
                 fetchErrors = 0
+                fetchOutage.succeeded(logger: logger)
             } catch {
+                ledger.endFetch(delivered: [])
+                reconcileNeeded.set()
                 fetchErrors += 1
-                logger.error("fetch failed; retrying", metadata: ["error": "\(error)"])
-                await quiet.wait(timeout: .milliseconds(min(5000, 100 * (1 << min(fetchErrors, 6)))))
+                fetchOutage.failed(error, logger: logger)
+                await quiet.wait(timeout: .milliseconds(min(2000, 50 * (1 << min(fetchErrors, 6)))))
                 continue
             }
             if batch.isEmpty {
@@ -201,21 +239,29 @@ public final class Worker: Sendable {
         let source = keys.queue(queue)
         let inflight = inflightKey
         let timeout = configuration.blockTimeout
+        let outage = OutageLog("waiting for jobs")
         while !quiet.isSet {
             // Re-check quiet every second: the fetcher resets `idle` when it wakes, possibly past a shutdown.
             guard await idle.wait(timeout: .seconds(1)), !quiet.isSet else { continue }
+            await ledger.beginFetch()
             do {
                 let reply = try await redis.run { connection in
                     try connection.command("BLMOVE", source, inflight, "RIGHT", "LEFT", timeout).check()
                 }
                 if let raw = reply.bytes {
+                    ledger.endFetch(delivered: [raw])
                     // Kept even after shutdown began: it is in the in-flight list and goes back with the rest.
                     delivered.withLock { $0.append((raw, queue)) }
                     wake.set()
+                } else {
+                    ledger.endFetch(delivered: [])
                 }
+                outage.succeeded(logger: logger, metadata: ["queue": "\(queue)"])
             } catch {
-                logger.error("blocking fetch failed; retrying", metadata: ["queue": "\(queue)", "error": "\(error)"])
-                await quiet.wait(timeout: .seconds(1))
+                ledger.endFetch(delivered: [])
+                reconcileNeeded.set()
+                outage.failed(error, logger: logger, metadata: ["queue": "\(queue)"])
+                await quiet.wait(timeout: .milliseconds(500))
             }
         }
     }
@@ -224,12 +270,27 @@ public final class Worker: Sendable {
 
     @discardableResult
     private func dispatch(raw: [UInt8], queue: String, group: inout DiscardingTaskGroup) -> Dispatcher.Decision {
-        let job: Job
+        var job: Job
         do {
             job = try Job(raw: raw, fetchedFrom: queue)
         } catch {
             quarantine(raw: raw, queue: queue, failure: error)
             return .wait
+        }
+        if !Job.isValidJID(job.payload["jid"]) {
+            // As Sidekiq's client would have: a jid of its own, written back before the job runs, so its logs,
+            // result row and retry or dead entry name it.
+            var payload = job.payload
+            payload["jid"] = .string(Job.newJID())
+            let rewritten = payload.bytes
+            do {
+                job = try Job(raw: rewritten, fetchedFrom: queue)
+            } catch {
+                quarantine(raw: raw, queue: queue, failure: error)
+                return .wait
+            }
+            ledger.hold(rewritten)
+            acknowledger.add(.init(raw: raw, target: .replace(payload: rewritten), counts: .none))
         }
         guard let jobClass = registry[job.jobClass] else {
             let failure = JobFailure.permanent(
@@ -246,11 +307,7 @@ public final class Worker: Sendable {
         case .wait:
             break
         case .pushBack:
-            acknowledger.add(
-                .init(
-                    command: JobTransitions.moveToQueue(
-                        keys: keys, from: inflightKey, raw: raw, queue: job.queue, payload: raw, head: false),
-                    processed: 0, failed: 0))
+            acknowledger.add(.init(raw: job.raw, target: .queue(job.queue, payload: job.raw, head: false), counts: .none))
         }
         return decision
     }
@@ -264,6 +321,13 @@ public final class Worker: Sendable {
         }
     }
 
+    /// The journal entry that keeps a terminal outcome with its ack, when outcomes are recorded.
+    func journalEntry(for outcome: JobOutcome) -> JobTransitions.Move.JournalEntry? {
+        guard let journal, let value = journal.journalValue(for: outcome) else { return nil }
+        let n = journalSequence.add(1, ordering: .relaxed).newValue
+        return .init(field: "\(outcome.jid):\(n)", value: value)
+    }
+
     /// A payload that is not a runnable job goes to the dead set with its bytes kept.
     private func quarantine(raw: [UInt8], queue: String, failure: JobFailure) {
         let now = JobTime.now()
@@ -271,13 +335,11 @@ public final class Worker: Sendable {
         logger.error(
             "malformed job moved to the dead set",
             metadata: ["queue": "\(queue)", "error_class": "\(failure.errorClass)", "error": "\(failure.message)", "bytes": "\(raw.count)"])
-        acknowledger.add(
-            .init(
-                command: JobTransitions.moveToDead(keys: keys, from: inflightKey, raw: raw, payload: payload, now: now, limits: configuration.deadSet),
-                processed: 1, failed: 1))
         let outcome = JobOutcome(
             jid: payload["jid"]?.stringValue ?? "", jobClass: "conveyor.malformed", queue: queue, status: .dead, attempts: 1,
             result: nil, failure: failure, enqueuedAt: nil, startedAt: now, finishedAt: now, payload: payload)
+        acknowledger.add(
+            .init(raw: raw, target: .dead(payload: payload.bytes), counts: .processedAndFailed, journal: journalEntry(for: outcome)))
         for observer in observers { observer.jobFinished(outcome) }
     }
 }

@@ -79,3 +79,38 @@ public struct JobResultRecord: Sendable, Equatable {
         }
     }
 }
+
+extension JobResultRecord {
+    /// The record as kept in a worker's outcome journal in Redis (`conveyor:outcomes:<identity>`): compact JSON
+    /// with the result inline.
+    public var journalValue: [UInt8] {
+        var o = JSONObject()
+        o["jid"] = .string(jid)
+        o["class"] = .string(jobClass)
+        o["queue"] = .string(queue)
+        o["status"] = .string(status)
+        o["attempts"] = JSONValue(attempts)
+        if let result { o["result"] = .string(result) }
+        if let errorClass { o["error_class"] = .string(errorClass) }
+        if let errorMessage { o["error_message"] = .string(errorMessage) }
+        if let correlationKey { o["correlation_key"] = .string(correlationKey) }
+        if let enqueuedAt { o["enqueued_at"] = JSONValue(enqueuedAt) }
+        o["started_at"] = JSONValue(startedAt)
+        o["finished_at"] = JSONValue(finishedAt)
+        return o.bytes
+    }
+
+    /// A record read back from a journal; nil when the bytes are not one (they are then dropped from it).
+    public init?(journalValue bytes: [UInt8]) {
+        guard let o = try? JSONValue(parsing: bytes).objectValue,
+            let jid = o["jid"]?.stringValue, let jobClass = o["class"]?.stringValue, let queue = o["queue"]?.stringValue,
+            let status = o["status"]?.stringValue, let attempts = o["attempts"]?.intValue,
+            let startedAt = o["started_at"]?.doubleValue, let finishedAt = o["finished_at"]?.doubleValue
+        else { return nil }
+        self.init(
+            jid: jid, jobClass: jobClass, queue: queue, status: status, attempts: attempts, result: o["result"]?.stringValue,
+            errorClass: o["error_class"]?.stringValue, errorMessage: o["error_message"]?.stringValue,
+            correlationKey: o["correlation_key"]?.stringValue, enqueuedAt: o["enqueued_at"]?.doubleValue,
+            startedAt: startedAt, finishedAt: finishedAt)
+    }
+}

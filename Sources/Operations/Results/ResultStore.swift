@@ -2,6 +2,8 @@ public import ConveyorCore
 import Foundation
 public import Logging
 public import Postgres
+public import Redis
+import Synchronization
 
 /// Records every terminal job outcome in `conveyor.job_results`, in batches, off the worker's path.
 ///
@@ -11,7 +13,41 @@ public import Postgres
 /// The buffer is bounded (`capacity`): when it is full the OLDEST buffered outcome is dropped and counted in
 /// `stats.dropped` (`conveyor_result_writes_dropped_total`), so a long outage costs memory up to a known bound
 /// and never crashes the worker.
-public final class ResultStore: JobObserver, @unchecked Sendable {
+///
+/// In a worker (`journal` set), outcomes arrive as `OutcomeJournal` entries: each is already in Redis, in the
+/// worker's outcome journal, written by the same script that acknowledged its job. Once a batch is in PostgreSQL
+/// its entries are deleted from the journal. What a killed process never stored stays in its journal; the reaper
+/// marks that journal orphaned, and every store's recovery thread writes and empties orphaned journals (and its own,
+/// after the buffer overflowed). So an acknowledged outcome is lost neither by kill -9 nor by a long outage.
+public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable {
+    /// Where this store's outcome journal is, for a store fed by a worker.
+    public struct Journal: Sendable {
+        public var redis: RedisEndpoint
+        public var keys: QueueKeys
+        /// The worker's identity: its journal is `keys.outcomes(identity)`.
+        public var identity: String
+        /// How often orphaned journals are looked for.
+        public var recoveryInterval: Double
+
+        public init(redis: RedisEndpoint, keys: QueueKeys, identity: String, recoveryInterval: Double = 1) {
+            self.redis = redis
+            self.keys = keys
+            self.identity = identity
+            self.recoveryInterval = recoveryInterval
+        }
+    }
+
+    /// A buffered outcome and, when it came from a journal, where it stands there.
+    struct Pending {
+        var record: JobResultRecord
+        var journal: JournalRef?
+    }
+
+    struct JournalRef: Hashable {
+        var key: String
+        var field: String
+    }
+
     public struct Configuration: Sendable {
         /// Most rows written by one INSERT (`CONVEYOR_RESULTS_BATCH`).
         public var batchSize = 1000
@@ -46,6 +82,10 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
         public var dropped: Int
         /// Outcomes PostgreSQL refused to store, even without their result (logged with their jid).
         public var refused: Int
+        /// Journaled outcomes let go from memory while the buffer was full: still in Redis, written later.
+        public var deferred: Int = 0
+        /// Outcomes read back from journals (orphaned ones, or this store's own after an overflow).
+        public var recovered: Int = 0
         /// Failed write attempts (each is retried).
         public var writeErrors: Int
         /// Whether the last write attempt failed.
@@ -56,7 +96,7 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     private let configuration: Configuration
     private let logger: Logger
     private let condition = NSCondition()
-    private var buffer: [JobResultRecord] = []
+    private var buffer: [Pending] = []
     private var head = 0
     private var inFlight = 0
     private var stats = Stats(backlog: 0, written: 0, dropped: 0, refused: 0, writeErrors: 0, failing: false)
@@ -64,24 +104,56 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     /// Callers waiting in `drain`: the flusher writes partial batches at once while any wait.
     private var drainers = 0
     private var finished = false
+    /// Journal entries buffered or being written, so recovery does not read them twice.
+    private var journaledPending = Set<JournalRef>()
+    /// Journal entries written to PostgreSQL whose deletion from Redis failed; retried with the next batch.
+    private var undeleted: [JournalRef] = []
+    /// Set when a journaled outcome was let go from memory: recovery reads this store's own journal again.
+    private var ownJournalBehind = false
 
     private let prepare: (@Sendable (PostgresConnection) throws -> Void)?
+    private let journal: Journal?
+    private let redis: RedisThread?
+    /// This store's own journal key, when it has one.
+    public let journalKey: String?
 
     /// - Parameters:
     ///   - prepare: runs on the flusher's connection before its first write succeeds (e.g. migrations that could
     ///     not run at start because PostgreSQL was down); retried with the write until it succeeds.
+    ///   - journal: where the feeding worker's outcome journal is; nil for a store fed through `jobFinished` alone.
     public init(
         databaseURL: String, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "conveyor.results"),
-        prepare: (@Sendable (PostgresConnection) throws -> Void)? = nil
+        prepare: (@Sendable (PostgresConnection) throws -> Void)? = nil, journal: Journal? = nil
     ) {
         self.url = databaseURL
         self.configuration = configuration
         self.logger = logger
         self.prepare = prepare
+        self.journal = journal
+        self.journalKey = journal.map { $0.keys.outcomes($0.identity) }
+        self.redis = journal.map { RedisThread($0.redis, name: "conveyor-results-redis") }
         for i in 0..<max(1, configuration.writers) {
             let thread = Thread { [self] in flushLoop() }
             thread.name = "conveyor-results-\(i)"
             thread.start()
+        }
+        if journal != nil {
+            let thread = Thread { [self] in recoveryLoop() }
+            thread.name = "conveyor-results-recovery"
+            thread.start()
+        }
+    }
+
+    // MARK: OutcomeJournal
+
+    public func journalValue(for outcome: JobOutcome) -> [UInt8]? {
+        JobResultRecord(outcome)?.journalValue
+    }
+
+    public func journaled(key: String, entries: [JobTransitions.Move.JournalEntry]) {
+        for entry in entries {
+            guard let row = JobResultRecord(journalValue: entry.value) else { continue }
+            enqueue(Pending(record: row, journal: JournalRef(key: key, field: entry.field)), recovered: false)
         }
     }
 
@@ -94,25 +166,38 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
 
     /// Buffers one outcome for writing.
     public func record(_ record: JobResultRecord) {
+        enqueue(Pending(record: record, journal: nil), recovered: false)
+    }
+
+    private func enqueue(_ pending: Pending, recovered: Bool) {
         condition.lock()
         // The bound covers what the flusher is writing right now too.
         if pendingCount + inFlight >= configuration.capacity {
-            if pendingCount > 0 {
-                head += 1
+            // The oldest buffered outcome goes, or, when everything buffered is being written, the new one.
+            let dropNew = pendingCount == 0
+            let victim = dropNew ? pending : buffer[head]
+            if !dropNew { head += 1 }
+            if let ref = victim.journal {
+                // Still in Redis: written when recovery reads the journal again.
+                journaledPending.remove(ref)
+                if ref.key == journalKey { ownJournalBehind = true }
+                stats.deferred += 1
             } else {
-                // Everything buffered is being written: the new outcome is the one that does not fit.
                 stats.dropped += 1
+                if stats.dropped == 1 || stats.dropped % 1000 == 0 {
+                    logger.error(
+                        "result buffer full (\(configuration.capacity) outcomes, CONVEYOR_RESULTS_BUFFER): dropping the oldest; PostgreSQL unreachable?",
+                        metadata: ["dropped": "\(stats.dropped)"])
+                }
+            }
+            if dropNew {
                 condition.unlock()
                 return
             }
-            stats.dropped += 1
-            if stats.dropped == 1 || stats.dropped % 1000 == 0 {
-                logger.error(
-                    "result buffer full (\(configuration.capacity) outcomes, CONVEYOR_RESULTS_BUFFER): dropping the oldest; PostgreSQL unreachable?",
-                    metadata: ["dropped": "\(stats.dropped)"])
-            }
         }
-        buffer.append(record)
+        if let ref = pending.journal { journaledPending.insert(ref) }
+        if recovered { stats.recovered += 1 }
+        buffer.append(pending)
         if pendingCount >= configuration.batchSize || pendingCount == 1 { condition.broadcast() }
         condition.unlock()
     }
@@ -143,6 +228,7 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
     }
 
     /// Writes what is buffered (up to `timeout` seconds) and stops the flusher. Returns the outcomes left unwritten.
+    /// Journaled ones stay in Redis: the journal is marked orphaned for another process's store to write.
     @discardableResult
     public func shutdown(timeout: Double) -> Int {
         drain(timeout: timeout)
@@ -150,12 +236,34 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
         stopping = true
         condition.broadcast()
         let left = pendingCount + inFlight
+        let undeletedLeft = undeleted.count
         condition.unlock()
+        if let redis, let journal, let journalKey {
+            let keys = journal.keys
+            do {
+                try redis.runBlocking { connection in
+                    try connection.command("EVAL", ResultStore.orphanJournal, 2, journalKey, keys.orphanedOutcomes).check()
+                }
+            } catch {
+                logger.error("could not mark this worker's outcome journal for recovery; the reaper will", metadata: ["error": "\(error)"])
+            }
+            redis.stop()
+        }
         if left > 0 {
-            logger.error("\(left) job outcomes were not written to PostgreSQL before shutdown")
+            let kept = journal == nil ? "" : " (they stay in Redis, \(journalKey ?? ""), and another worker writes them)"
+            logger.error("\(left) job outcomes were not written to PostgreSQL before shutdown\(kept)")
+        }
+        if undeletedLeft > 0 {
+            logger.notice("\(undeletedLeft) written outcomes are still in the journal; they will be written again (harmlessly)")
         }
         return left
     }
+
+    /// KEYS: a journal, the orphaned-journals set. Marks the journal orphaned if it holds anything.
+    static let orphanJournal = """
+        if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SADD', KEYS[2], KEYS[1]) end
+        return 0
+        """
 
     private var pendingCount: Int { buffer.count - head }
 
@@ -178,7 +286,8 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
                 while pendingCount < configuration.batchSize && !stopping && drainers == 0 && condition.wait(until: deadline) {}
             }
             let take = min(pendingCount, configuration.batchSize)
-            let batch = Array(buffer[head..<(head + take)])
+            let pending = Array(buffer[head..<(head + take)])
+            let batch = pending.map(\.record)
             head += take
             inFlight += take
             if head > 4096 && head * 2 > buffer.count {
@@ -203,13 +312,23 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
                 if let pg = error as? PostgresError, pg.isConnectionError { connection = nil }
             }
 
+            if failure == nil { deleteFromJournals(pending.compactMap(\.journal)) }
+
             condition.lock()
             inFlight -= batch.count
             if let failure {
                 // Put the batch back in front, within the capacity bound.
                 let room = max(0, configuration.capacity - pendingCount - inFlight)
-                let keep = batch.suffix(room)
-                stats.dropped += batch.count - keep.count
+                let keep = pending.suffix(room)
+                for lost in pending.dropLast(keep.count) {
+                    if let ref = lost.journal {
+                        journaledPending.remove(ref)
+                        if ref.key == journalKey { ownJournalBehind = true }
+                        stats.deferred += 1
+                    } else {
+                        stats.dropped += 1
+                    }
+                }
                 buffer.replaceSubrange(head..<head, with: keep)
                 stats.writeErrors += 1
                 let firstFailure = !stats.failing
@@ -226,6 +345,7 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
                 condition.unlock()
                 backoff = min(backoff * 2, configuration.maximumBackoff)
             } else {
+                for ref in pending.compactMap(\.journal) { journaledPending.remove(ref) }
                 stats.written += batch.count - refused.count
                 stats.refused += refused.count
                 if stats.failing { logger.notice("writing job outcomes to PostgreSQL again") }
@@ -236,6 +356,129 @@ public final class ResultStore: JobObserver, @unchecked Sendable {
             }
         }
     }
+
+    // MARK: Journals
+
+    /// Deletes stored outcomes from their journals (and any whose deletion failed before). A failure keeps them for
+    /// the next batch: written twice at worst, never lost.
+    private func deleteFromJournals(_ refs: [JournalRef]) {
+        guard let redis else { return }
+        condition.lock()
+        var all = undeleted
+        undeleted.removeAll()
+        condition.unlock()
+        all += refs
+        if all.isEmpty { return }
+        var byKey: [String: [String]] = [:]
+        for ref in all { byKey[ref.key, default: []].append(ref.field) }
+        let commands = byKey.map { key, fields in RedisCommand(["HDEL", key] + fields) }
+        do {
+            try redis.runBlocking { connection in
+                for reply in try connection.pipeline(commands) { try reply.check() }
+            }
+        } catch {
+            condition.lock()
+            // Bounded: past this, the leftovers are simply written again when their journal is recovered.
+            undeleted = Array((all + undeleted).suffix(200_000))
+            condition.unlock()
+        }
+    }
+
+    /// Finds orphaned journals (of reaped or stopped processes), and this store's own after an overflow, and feeds
+    /// their entries to the flushers; an emptied orphan is forgotten. One store at a time recovers a journal.
+    private func recoveryLoop() {
+        guard let journal, let redis, let journalKey else { return }
+        let keys = journal.keys
+        let outage = OutageLog("recovering job outcomes from redis")
+        while true {
+            condition.lock()
+            if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: journal.recoveryInterval)) }
+            if stopping {
+                condition.unlock()
+                return
+            }
+            var targets: [String] = []
+            if ownJournalBehind && pendingCount + inFlight == 0 {
+                ownJournalBehind = false
+                targets.append(journalKey)
+            }
+            let room = configuration.capacity - pendingCount - inFlight
+            condition.unlock()
+            if room < configuration.batchSize { continue }
+            do {
+                let orphans = try redis.runBlocking { connection in
+                    try connection.command("SMEMBERS", keys.orphanedOutcomes).check().array?.compactMap(\.text) ?? []
+                }
+                targets += orphans.filter { $0 != journalKey }
+                for key in targets { try recover(key, own: key == journalKey, redis: redis, keys: keys) }
+                outage.succeeded(logger: logger)
+            } catch {
+                outage.failed(error, logger: logger)
+            }
+        }
+    }
+
+    /// Reads one journal into the buffer (up to the buffer's room); forgets an orphan that is empty.
+    private func recover(_ key: String, own: Bool, redis: RedisThread, keys: QueueKeys) throws {
+        let lock = key + ":recovering"
+        let me = journalKey ?? ""
+        if !own {
+            let locked = try redis.runBlocking { connection in
+                try connection.command("SET", lock, me, "NX", "EX", 30).check().text == "OK"
+            }
+            guard locked else { return }
+        }
+        defer {
+            if !own { _ = try? redis.runBlocking { connection in try connection.command("DEL", lock) } }
+        }
+        var cursor = "0"
+        var found = 0
+        repeat {
+            let reply = try redis.runBlocking { [cursor] connection in
+                try connection.command("HSCAN", key, cursor, "COUNT", 500).check().array ?? []
+            }
+            guard reply.count == 2, let next = reply[0].text, let items = reply[1].array else { break }
+            cursor = next
+            var i = 0
+            var unreadable: [String] = []
+            while i + 1 < items.count {
+                defer { i += 2 }
+                guard let field = items[i].text, let value = items[i + 1].bytes else { continue }
+                let ref = JournalRef(key: key, field: field)
+                condition.lock()
+                let known = journaledPending.contains(ref)
+                let full = pendingCount + inFlight >= configuration.capacity - 1
+                condition.unlock()
+                if known { continue }
+                if full { return }
+                guard let row = JobResultRecord(journalValue: value) else {
+                    unreadable.append(field)
+                    continue
+                }
+                found += 1
+                enqueue(Pending(record: row, journal: ref), recovered: true)
+            }
+            if !unreadable.isEmpty {
+                logger.error("dropped unreadable entries of an outcome journal", metadata: ["journal": "\(key)", "entries": "\(unreadable.count)"])
+                _ = try redis.runBlocking { connection in try connection.command(RedisCommand(["HDEL", key] + unreadable)) }
+            }
+        } while cursor != "0"
+        if found > 0 {
+            logger.notice("recovering job outcomes acknowledged by a stopped worker", metadata: ["journal": "\(key)", "outcomes": "\(found)"])
+        }
+        if !own && found == 0 {
+            // Nothing left that is not already being written: forget the orphan once it is empty.
+            _ = try redis.runBlocking { connection in
+                try connection.command("EVAL", ResultStore.forgetEmptyOrphan, 2, key, keys.orphanedOutcomes).check()
+            }
+        }
+    }
+
+    /// KEYS: a journal, the orphaned-journals set. Forgets the journal if it is empty.
+    static let forgetEmptyOrphan = """
+        if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], KEYS[1]) end
+        return 0
+        """
 
     /// Writes a batch and returns the rows PostgreSQL refused even after salvaging (see `store`). Throws only
     /// what writing again could fix: a lost connection, a server error that is not about these rows.

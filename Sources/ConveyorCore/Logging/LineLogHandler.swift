@@ -1,0 +1,106 @@
+import Foundation
+public import Logging
+
+/// Writes one line per event to standard error, `<time> <level> <label>: key=value ... [source] message`, with
+/// every part made safe first: job classes, arguments, error texts and whatever else reaches a log from a job are
+/// hostile input. Control characters are escaped (`\n`, `\u{1B}`), so a newline in a job's class cannot start a
+/// forged line; values with spaces or quotes are quoted; and long values are cut, so a 1 MB class name costs a
+/// bounded line.
+public struct LineLogHandler: LogHandler {
+    /// Longest metadata value, in characters, before it is cut.
+    public static let maximumValueLength = 512
+    /// Longest message, in characters, before it is cut.
+    public static let maximumMessageLength = 4096
+
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    public let label: String
+    private let write: @Sendable (String) -> Void
+
+    public init(label: String, level: Logger.Level, write: @escaping @Sendable (String) -> Void = LineLogHandler.standardError) {
+        self.label = label
+        self.logLevel = level
+        self.write = write
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let explicit = event.metadata { merged.merge(explicit) { _, new in new } }
+        if let error = event.error { merged["error.message"] = "\(error)" }
+        var line = Self.timestamp()
+        line += " \(event.level) "
+        line += Self.escape(label, limit: 200)
+        line += ":"
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+            line += " " + Self.escape(key, limit: 100) + "=" + Self.quoted(Self.escape("\(value)", limit: Self.maximumValueLength))
+        }
+        line += " [\(Self.escape(event.source, limit: 100))] "
+        line += Self.escape("\(event.message)", limit: Self.maximumMessageLength)
+        line += "\n"
+        write(line)
+    }
+
+    /// `text` with control characters (C0, DEL, C1, and the Unicode line and paragraph separators) and backslashes
+    /// escaped, cut to `limit` characters with a note of how much was left out.
+    public static func escape(_ text: String, limit: Int) -> String {
+        var out = ""
+        var kept = 0
+        var total = 0
+        for scalar in text.unicodeScalars {
+            total += 1
+            if kept >= limit { continue }
+            kept += 1
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\\": out += "\\\\"
+            default:
+                let v = scalar.value
+                if v < 0x20 || (0x7F...0x9F).contains(v) || v == 0x2028 || v == 0x2029 || v == 0x85 {
+                    out += "\\u{" + String(v, radix: 16, uppercase: true) + "}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        if total > kept { out += "…(\(total - kept) more characters)" }
+        return out
+    }
+
+    /// An escaped value, in double quotes when it is empty or holds a space, a quote or an equals sign.
+    static func quoted(_ value: String) -> String {
+        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) else { return value }
+        return "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
+    private static func timestamp() -> String {
+        var buffer = [Int8](repeating: 0, count: 64)
+        var now = time(nil)
+        var parts = tm()
+        localtime_r(&now, &parts)
+        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    /// Writes a whole line to standard error in one call, so lines from several threads never interleave.
+    public static let standardError: @Sendable (String) -> Void = { line in
+        var bytes = Array(line.utf8)
+        bytes.withUnsafeMutableBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = Foundation.write(2, buffer.baseAddress! + offset, buffer.count - offset)
+                if n <= 0 {
+                    if n < 0 && errno == EINTR { continue }
+                    return
+                }
+                offset += n
+            }
+        }
+    }
+}
