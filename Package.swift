@@ -86,7 +86,7 @@ let package = Package(
             path: "Benchmarks/llm/Sources", swiftSettings: swiftSettings),
 
         .testTarget(
-            name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis"], exclude: ["sidekiq_interop.rb"],
+            name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis", "Postgres"], exclude: ["sidekiq_interop.rb"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "mail-bench", dependencies: ["Mail", "Curl", "ConveyorCore", .product(name: "Logging", package: "swift-log")],

@@ -11,6 +11,7 @@ public final class RedisConnection {
 
     /// Connects, authenticates and selects the database named by the endpoint.
     public init(_ endpoint: RedisEndpoint, connectTimeout: Double = 5, commandTimeout: Double? = 30) throws(RedisError) {
+        _ = Self.ignoreBrokenPipes
         self.endpoint = endpoint
         var tv = Self.timeval(connectTimeout)
         let ctx: UnsafeMutablePointer<redisContext>? =
@@ -43,6 +44,12 @@ public final class RedisConnection {
     deinit {
         if let context { redisFree(context) }
     }
+
+    /// hiredis writes with `write(2)`: a server that went away (restart, failover) would raise SIGPIPE and kill the
+    /// process. Ignored process-wide, once; the write then fails with EPIPE and the connection counts as broken.
+    private static let ignoreBrokenPipes: Void = {
+        signal(SIGPIPE, SIG_IGN)
+    }()
 
     /// Sets how long a read or write may block before the connection is declared broken.
     /// Blocking commands (`BLMOVE ... timeout`) need a socket timeout longer than their own.

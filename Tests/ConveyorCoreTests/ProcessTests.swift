@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import Redis
 import Testing
 
@@ -79,6 +80,15 @@ import Testing
         #expect(dead["error_class"]?.stringValue == "WorkerLost")
         #expect(dead["retry_count"]?.intValue == 2)
         #expect(try await redis.int("LLEN", redis.keys.queue("default")) == 0)
+        if let url = ProcessInfo.processInfo.environment["DATABASE_URL"] {
+            // The reaper decided this outcome: it records it too.
+            let c = try PostgresConnection(url: url)
+            try await eventually("the poison pill's result row", timeout: .seconds(10)) {
+                try c.query("SELECT 1 FROM conveyor.job_results WHERE jid = $1", [jid]).count == 1
+            }
+            let row = try c.query("SELECT status, error_class, attempts FROM conveyor.job_results WHERE jid = $1", [jid])
+            #expect(row.rows.first == ["dead", "WorkerLost", "3"])
+        }
         #expect(try await reaper.terminate() == 0)
         try await redis.clean()
     }

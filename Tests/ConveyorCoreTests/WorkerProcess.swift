@@ -9,7 +9,7 @@ final class WorkerProcess: @unchecked Sendable {
     let process = Process()
     let logURL: URL
 
-    init(redisURL: String, namespace: String?, arguments: [String]) throws {
+    init(redisURL: String, namespace: String?, arguments: [String], environment: [String: String] = [:]) throws {
         guard let binary = ProcessInfo.processInfo.environment["CONVEYOR_BIN"] else {
             throw TestSetupError("CONVEYOR_BIN is not set: run the tests through `make test`")
         }
@@ -23,6 +23,9 @@ final class WorkerProcess: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         try process.run()
     }
 
