@@ -25,7 +25,7 @@ public enum ImagesJobs {
         guard let root = arguments["media_root"]?.stringValue else {
             throw .permanent("HelperProtocolError", "image helper request has no media_root")
         }
-        return (try MediaRoot(root), ImageLimits(json: arguments["limits"]?.objectValue))
+        return (try MediaRoot(root, create: false), ImageLimits(json: arguments["limits"]?.objectValue))
     }
 
     /// Registers `image.thumbnail` and `image.strip_metadata` (queue `media`), configured from `environment`:

@@ -3,18 +3,29 @@ import Foundation
 
 /// The local directory that holds uploads and renditions. Jobs name files by relative keys under it.
 ///
-/// `CONVEYOR_MEDIA_ROOT` (default `.run/media`, relative to the worker's working directory).
+/// `CONVEYOR_MEDIA_ROOT` (default `.run/media`, relative to the worker's working directory, used only if it exists).
 public struct MediaRoot: Sendable, Equatable {
     /// Absolute, symlink-free path of the root.
     public let path: String
 
-    /// Uses `path` (relative paths are taken from the current directory); creates it when missing.
-    public init(_ path: String) throws(JobFailure) {
+    /// The root used when `CONVEYOR_MEDIA_ROOT` is unset, relative to the working directory.
+    public static let defaultPath = ".run/media"
+
+    /// Uses `path` (relative paths are taken from the current directory).
+    /// - Parameter create: create the folder when it is missing (a root the operator named). The built-in default
+    ///   is not created: a worker started anywhere must not leave a `.run/media` behind. A missing root fails
+    ///   each media job with `MediaRootUnavailable`.
+    public init(_ path: String, create: Bool = true) throws(JobFailure) {
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        do {
-            try FileManager.default.createDirectory(atPath: absolute, withIntermediateDirectories: true)
-        } catch {
-            throw .transient("MediaRootUnavailable", "cannot create the media root \(absolute) (CONVEYOR_MEDIA_ROOT): \(error)")
+        if create {
+            do {
+                try FileManager.default.createDirectory(atPath: absolute, withIntermediateDirectories: true)
+            } catch {
+                throw .transient("MediaRootUnavailable", "cannot create the media root \(absolute) (CONVEYOR_MEDIA_ROOT): \(error)")
+            }
+        } else if !FileManager.default.fileExists(atPath: absolute) {
+            self.path = absolute
+            return
         }
         guard let real = MediaRoot.realPath(absolute) else {
             throw .transient("MediaRootUnavailable", "cannot resolve the media root \(absolute) (CONVEYOR_MEDIA_ROOT)")
@@ -22,8 +33,21 @@ public struct MediaRoot: Sendable, Equatable {
         self.path = real
     }
 
+    /// `CONVEYOR_MEDIA_ROOT`, created when missing; unset, `.run/media` if it exists.
     public init(environment: [String: String]) throws(JobFailure) {
-        try self.init(environment["CONVEYOR_MEDIA_ROOT"].flatMap { $0.isEmpty ? nil : $0 } ?? ".run/media")
+        if let configured = environment["CONVEYOR_MEDIA_ROOT"], !configured.isEmpty {
+            try self.init(configured)
+        } else {
+            try self.init(Self.defaultPath, create: false)
+        }
+    }
+
+    /// Fails when the root folder does not exist (the unset default that nobody created).
+    func requireExisting() throws(JobFailure) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw .transient("MediaRootUnavailable", "the media root \(path) does not exist; set CONVEYOR_MEDIA_ROOT to the folder that holds the uploads")
+        }
     }
 
     /// Checks the form of a key: relative, no `..` or `.` components, no NUL.
@@ -43,6 +67,7 @@ public struct MediaRoot: Sendable, Equatable {
     /// The absolute path of an existing file named by `key`, after following symlinks, which must stay inside.
     public func source(_ key: String, field: String = "source") throws(JobFailure) -> String {
         try MediaRoot.validate(key, field: field)
+        try requireExisting()
         let joined = path + "/" + key
         guard let real = MediaRoot.realPath(joined) else {
             throw .permanent("SourceNotFound", "\(field) \(key) does not exist under the media root \(path)")
@@ -60,6 +85,7 @@ public struct MediaRoot: Sendable, Equatable {
     /// The absolute path to write `key` to; creates its directories, all of which must stay inside the root.
     public func destination(_ key: String, field: String = "destination") throws(JobFailure) -> String {
         try MediaRoot.validate(key, field: field)
+        try requireExisting()
         let parts = key.split(separator: "/").map(String.init)
         guard let name = parts.last else { throw .invalidArguments("\(field) is empty") }
         // Walk down one directory at a time: an existing component must resolve inside the root before

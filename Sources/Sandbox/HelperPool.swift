@@ -240,7 +240,13 @@ public final class HelperPool: Sendable {
         let signal = status & 0x7f
         switch signal {
         case SIGKILL:
-            return .transient("HelperOutOfMemory", "\(who) was killed by SIGKILL from outside the worker (most likely the kernel's out-of-memory killer)")
+            // Out of memory only when the kernel says so: its cgroup's oom_kill count grew while the helper ran.
+            if let before = helper.oomKillsAtSpawn, let after = OOMKills.count(), after > before {
+                return .transient(
+                    "HelperOutOfMemory",
+                    "\(who) was killed by the kernel's out-of-memory killer (cgroup oom_kill \(before) -> \(after)); lower the job's size limits or raise the memory available")
+            }
+            return .transient("HelperCrashed", "\(who) was killed with SIGKILL from outside the worker (the kernel reports no out-of-memory kill)")
         case SIGXCPU:
             return .transient("HelperCPULimit", "\(who) used up its CPU-time limit (RLIMIT_CPU, CONVEYOR_HELPER_CPU_SECONDS) and was killed by SIGXCPU")
         default:

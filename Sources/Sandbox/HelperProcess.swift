@@ -16,11 +16,15 @@ final class HelperProcess: Sendable {
     /// Why the parent killed the child, if it did (set before the SIGKILL, read after the pipe closes).
     let killReason = Mutex<String?>(nil)
     private let reaped = Atomic<Bool>(false)
+    /// The kernel's count of out-of-memory kills in this cgroup when the helper started (nil where unreadable):
+    /// a SIGKILL counts as out-of-memory only if the count grew.
+    let oomKillsAtSpawn: Int?
 
     private init(pid: pid_t, requests: Int32, responses: Int32) {
         self.pid = pid
         self.requests = requests
         self.responses = responses
+        self.oomKillsAtSpawn = OOMKills.count()
     }
 
     /// Starts `executable arguments...` with pipes on its stdin and stdout; stderr is inherited.
@@ -132,5 +136,31 @@ func signalName(_ signal: Int32) -> String {
     case SIGPIPE: return "SIGPIPE"
     case SIGSYS: return "SIGSYS"
     default: return "signal \(signal)"
+    }
+}
+
+/// The out-of-memory kills the kernel reports for this process's memory cgroup, which counts the cgroup and
+/// everything below it (helpers live in their worker's cgroup): `oom_kill` in `memory.events` (cgroup v2) or in
+/// `memory.oom_control` (v1). Nil where neither can be read.
+public enum OOMKills {
+    public static func count(cgroupRoot: String = "/sys/fs/cgroup") -> Int? {
+        guard let membership = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else { return nil }
+        for line in membership.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            let file: String
+            if parts[1].split(separator: ",").contains("memory") {
+                file = cgroupRoot + "/memory" + parts[2] + "/memory.oom_control"
+            } else if parts[0] == "0" && parts[1].isEmpty {
+                file = cgroupRoot + parts[2] + "/memory.events"
+            } else {
+                continue
+            }
+            guard let events = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+            for entry in events.split(separator: "\n") where entry.hasPrefix("oom_kill ") {
+                return Int(entry.dropFirst("oom_kill ".count))
+            }
+        }
+        return nil
     }
 }

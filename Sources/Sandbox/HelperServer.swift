@@ -90,8 +90,8 @@ public enum HelperServer {
 
     /// A helper outlives a worker that was killed (SIGKILL, the OOM killer) only as long as its current job:
     /// a transcode would burn CPU for up to its whole limit, a decoder stuck without using CPU would stay
-    /// forever. Once a second a thread checks that the parent is still the worker that started it, and ends
-    /// the helper when it is not. (PR_SET_PDEATHSIG would fire when the spawning *thread* ends, which a worker's
+    /// forever. Ten times a second a thread checks that the parent is still the worker that started it, and
+    /// ends the helper when it is not, well within a second of the worker's death. (PR_SET_PDEATHSIG would fire when the spawning *thread* ends, which a worker's
     /// pool threads do.)
     private static func watchParent() {
         let parent = getppid()
@@ -100,7 +100,7 @@ public enum HelperServer {
             // What /proc/<pid>/task/*/comm shows (15 characters at most).
             _ = conveyor_set_thread_name("parent-watch")
             while true {
-                sleep(1)
+                usleep(100_000)
                 if getppid() != parent {
                     logError("conveyor helper: the worker (pid \(parent)) is gone; exiting")
                     _exit(75)

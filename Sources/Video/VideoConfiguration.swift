@@ -6,6 +6,8 @@ public import Sandbox
 public struct VideoConfiguration: Sendable {
     /// `CONVEYOR_MEDIA_ROOT` (default `.run/media`).
     public var mediaRoot: String = ".run/media"
+    /// Whether `CONVEYOR_MEDIA_ROOT` named the root (then it is created when missing).
+    public var mediaRootConfigured = false
     public var policy = InputPolicy()
     /// `CONVEYOR_VIDEO_PRESET` (default `veryfast`).
     public var preset: String = "veryfast"
@@ -27,7 +29,10 @@ public struct VideoConfiguration: Sendable {
     public init() {}
 
     public init(environment: [String: String]) throws {
-        if let root = environment["CONVEYOR_MEDIA_ROOT"], !root.isEmpty { mediaRoot = root }
+        if let root = environment["CONVEYOR_MEDIA_ROOT"], !root.isEmpty {
+            mediaRoot = root
+            mediaRootConfigured = true
+        }
         func int(_ name: String, _ range: ClosedRange<Int>) throws -> Int? {
             guard let text = environment[name], !text.isEmpty else { return nil }
             guard let value = Int(text), range.contains(value) else {

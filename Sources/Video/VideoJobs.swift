@@ -38,7 +38,7 @@ public enum VideoJobs {
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil,
         images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil
     ) throws {
-        let root = try MediaRoot(configuration.mediaRoot)
+        let root = try MediaRoot(configuration.mediaRoot, create: configuration.mediaRootConfigured)
         AVLibrary.configure()
         VideoOperations.registerHelperOperations()
         let probe = ProbeHandler(root: root, configuration: configuration, pool: pool)

@@ -185,6 +185,25 @@ import Testing
         }
     }
 
+    @Test func theDefaultMediaRootIsNotCreated() throws {
+        let missing = NSTemporaryDirectory() + "conveyor-no-root-\(UUID().uuidString)"
+        let root = try MediaRoot(missing, create: false)
+        #expect(!FileManager.default.fileExists(atPath: missing), "a root nobody configured is not created")
+        #expect(throws: JobFailure.self) { try root.source("uploads/a.jpg") }
+        do {
+            _ = try root.destination("thumbs/a.webp")
+            Issue.record("a missing root accepted a destination")
+        } catch {
+            #expect(error.errorClass == "MediaRootUnavailable")
+            #expect(error.message.contains("CONVEYOR_MEDIA_ROOT"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: missing))
+        // A configured root is created.
+        let configured = try MediaRoot(environment: ["CONVEYOR_MEDIA_ROOT": missing])
+        #expect(FileManager.default.fileExists(atPath: configured.path))
+        try FileManager.default.removeItem(atPath: missing)
+    }
+
     @Test func pathsMustStayInsideTheMediaRoot() async throws {
         let box = try MediaSandbox()
         try await box.run("vips", "black", box.path("ok.png"), "10", "10")

@@ -13,8 +13,8 @@ public final class QueuePoller: @unchecked Sendable {
     private let condition = NSCondition()
     private var stopped = false
     private var last: QueueSnapshot?
-    private var lastError: String?
     private let logger = Logger(label: "conveyor.metrics")
+    private let outage = OutageLog("reading queue metrics from redis")
 
     public init(endpoint: RedisEndpoint, keys: QueueKeys, metrics: ConveyorMetrics, interval: Double = 5) {
         self.endpoint = endpoint
@@ -47,18 +47,14 @@ public final class QueuePoller: @unchecked Sendable {
                 if connection == nil || connection!.isBroken { connection = try RedisConnection(endpoint, connectTimeout: 2, commandTimeout: 5) }
                 let s = try QueueSnapshot.read(connection!, keys: keys)
                 metrics.update(from: s)
+                outage.succeeded(logger: logger)
                 condition.lock()
                 last = s
-                lastError = nil
                 condition.unlock()
             } catch {
                 metrics.redisError()
                 if connection?.isBroken ?? true { connection = nil }
-                condition.lock()
-                let first = lastError == nil
-                lastError = "\(error)"
-                condition.unlock()
-                if first { logger.warning("cannot read queue metrics from Redis: \(error)") }
+                outage.failed(error, logger: logger)
             }
             condition.lock()
             if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
