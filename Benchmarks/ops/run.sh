@@ -4,9 +4,12 @@
 #   baseline   no DATABASE_URL, no --metrics-addr       (queue only)
 #   metrics    --metrics-addr, no DATABASE_URL          (Prometheus observer + Redis poller)
 #   results    --metrics-addr + DATABASE_URL            (metrics + batched writes to conveyor.job_results)
-# The target (issue 3): "results" keeps at least 80% of the baseline rate. Writes a table to
+# The target: "results" keeps at least 85% of the baseline rate. Writes a table to
 # Benchmarks/results/ops.md. Needs the worker wired with WorkerOperations (`conveyor worker --metrics-addr`).
 #   Benchmarks/ops/run.sh [JOBS] [ROUNDS]      (defaults 200000, 3; release build)
+# COMPARE_REV=<git revision> also builds that revision (release, in .build-compare/) and runs its baseline and
+# results setups in the same interleaved rounds, as "baseline@REV" and "results@REV": before and after a change,
+# on the same machine at the same time.
 # Two CPU layouts, each with all three setups (LAYOUTS="shared split" by default):
 #   shared  every process on every core: PostgreSQL's own CPU time competes with the worker's
 #   split   the worker and Redis on CPU 0, PostgreSQL on CPU 1, as when the database has its own host
@@ -23,6 +26,16 @@ trap 'scripts/services.sh stop' EXIT
 source .run/env
 swift build -c release --product conveyor >/dev/null
 BIN="$(swift build -c release --show-bin-path)/conveyor"
+MODES="baseline metrics results"
+if [ -n "${COMPARE_REV:-}" ]; then
+  COMPARE_DIR="$PWD/.build-compare/src"
+  rm -rf "$COMPARE_DIR"; mkdir -p "$COMPARE_DIR"
+  git archive "$COMPARE_REV" | tar -x -C "$COMPARE_DIR"
+  (cd "$COMPARE_DIR" && swift build -c release --product conveyor >/dev/null)
+  COMPARE_BIN="$(cd "$COMPARE_DIR" && swift build -c release --show-bin-path)/conveyor"
+  COMPARE_NAME=$(git rev-parse --short "$COMPARE_REV")
+  MODES="baseline baseline@$COMPARE_NAME metrics results results@$COMPARE_NAME"
+fi
 if ! "$BIN" worker --help 2>&1 | grep -q -- "--metrics-addr"; then
   echo "ops benchmark: this build's worker has no --metrics-addr yet (WorkerOperations not wired); nothing measured" >&2
   exit 2
@@ -56,7 +69,8 @@ PY
 # Runs one drain; prints jobs/s.
 pin=()
 drain() {
-  local mode=$1 args=() env=()
+  local mode=$1 args=() env=() bin=$BIN
+  case $mode in *@*) bin=$COMPARE_BIN; mode=${mode%@*} ;; esac
   case $mode in
     baseline) env=(env -u DATABASE_URL) ;;
     metrics) env=(env -u DATABASE_URL); args=(--metrics-addr 127.0.0.1:0) ;;
@@ -66,7 +80,7 @@ drain() {
   enqueue
   local start end
   start=$(date +%s.%N)
-  "${pin[@]}" "${env[@]}" "$BIN" worker --namespace "$NS" --queues bench --concurrency "$CONCURRENCY" "${args[@]}" --log-level warning &
+  "${pin[@]}" "${env[@]}" "$bin" worker --namespace "$NS" --queues bench --concurrency "$CONCURRENCY" "${args[@]}" --log-level warning &
   local pid=$!
   while [ "$(redis-cli -p "$REDIS_PORT" get "$NS:stat:processed")" != "$JOBS" ]; do sleep 0.05; done
   local processed_at
@@ -115,12 +129,12 @@ for lay in $LAYOUTS; do
   # Rounds interleave the setups, so a slow spell on the shared machine hits all three alike.
   declare -A rate recorded runs ends
   for _ in $(seq "$ROUNDS"); do
-    for mode in baseline metrics results; do
+    for mode in $MODES; do
       read -r p r < <(drain "$mode")
       runs[$mode]+="$p "; ends[$mode]+="$r "
     done
   done
-  for mode in baseline metrics results; do
+  for mode in $MODES; do
     rate[$mode]=$(printf '%s\n' ${runs[$mode]} | median)
     recorded[$mode]=$(printf '%s\n' ${ends[$mode]} | median)
     echo "$lay $mode: processed ${runs[$mode]}jobs/s (median ${rate[$mode]}); until recorded ${ends[$mode]}(median ${recorded[$mode]})"
@@ -128,10 +142,11 @@ for lay in $LAYOUTS; do
   {
     echo "Layout: $lay ($( [ "$lay" = split ] && echo "worker and Redis on CPU 0, PostgreSQL on CPU $(( $(nproc) - 1 ))" || echo "every process on all $(nproc) CPUs"))"
     echo
-    echo "| Worker setup ($JOBS noop jobs, concurrency $CONCURRENCY, median of $ROUNDS interleaved rounds) | Processed jobs/s | vs baseline | Until all rows in PostgreSQL, jobs/s | vs baseline |"
+    echo "| Worker setup (@REV: the build of that revision; $JOBS noop jobs, concurrency $CONCURRENCY, median of $ROUNDS interleaved rounds) | Processed jobs/s | vs baseline | Until all rows in PostgreSQL, jobs/s | vs baseline |"
     echo "|---|---|---|---|---|"
-    for mode in baseline metrics results; do
-      echo "| $mode | ${rate[$mode]} | $(python3 -c "print(f'{${rate[$mode]}/${rate[baseline]}:.0%}')") | ${recorded[$mode]} | $(python3 -c "print(f'{${recorded[$mode]}/${rate[baseline]}:.0%}')") |"
+    for mode in $MODES; do
+      base=baseline; case $mode in *@*) base=baseline@${mode#*@} ;; esac
+      echo "| $mode | ${rate[$mode]} | $(python3 -c "print(f'{${rate[$mode]}/${rate[$base]}:.0%}')") | ${recorded[$mode]} | $(python3 -c "print(f'{${recorded[$mode]}/${rate[$base]}:.0%}')") |"
     done
     echo
   } | tee -a Benchmarks/results/ops.md

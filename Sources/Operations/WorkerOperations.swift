@@ -35,6 +35,8 @@ public final class WorkerOperations: Sendable {
     ) throws {
         let metrics = ConveyorMetrics()
         self.metrics = metrics
+        // Validated whether or not outcomes are recorded: a bad value is an error, not a silent default.
+        let resultsConfiguration = try ResultStore.Configuration(environment: environment)
         let databaseURL = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         if let databaseURL {
             // Migrate at start; a database that is down now only delays writes: the store buffers, and runs the
@@ -58,7 +60,7 @@ public final class WorkerOperations: Sendable {
                 }
             }
             let store = ResultStore(
-                databaseURL: databaseURL, configuration: .init(environment: environment), logger: logger, prepare: prepare,
+                databaseURL: databaseURL, configuration: resultsConfiguration, logger: logger, prepare: prepare,
                 journal: identity.map { ResultStore.Journal(redis: redis, keys: keys, identity: $0) })
             metrics.observe(store)
             results = store
@@ -68,8 +70,8 @@ public final class WorkerOperations: Sendable {
             results = nil
             journaled = false
         }
-        let interval = environment["CONVEYOR_METRICS_POLL_SECONDS"].flatMap { Double($0) } ?? 5
-        poller = QueuePoller(endpoint: redis, keys: keys, metrics: metrics, interval: max(0.5, interval))
+        let interval = try EnvironmentNumber.double("CONVEYOR_METRICS_POLL_SECONDS", in: environment, default: 5, range: 0.5...3600)
+        poller = QueuePoller(endpoint: redis, keys: keys, metrics: metrics, interval: interval)
         if let metricsAddress, !metricsAddress.isEmpty {
             server = try MetricsServer(address: metricsAddress, metrics: metrics) {
                 Readiness.check(redis: redis, databaseURL: databaseURL)

@@ -5,8 +5,12 @@ struct Conveyor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "conveyor",
         abstract: "Job worker and media pipeline: runs jobs from Redis queues.",
+        version: Conveyor.version,
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, MigrateCommand.self, StatsCommand.self, DeadCommand.self,
             RetryCommand.self, HelperCommand.self,
         ])
+
+    /// `conveyor --version`.
+    static let version = "0.3.0"
 }

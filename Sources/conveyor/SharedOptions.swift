@@ -17,13 +17,23 @@ struct RedisOptions: ParsableArguments {
     @Option(help: "Prefix for every key, to share one Redis between deployments (env CONVEYOR_NAMESPACE).")
     var namespace: String?
 
+    static let defaultURL = "redis://127.0.0.1:6379/0"
+
     func endpoint() throws -> RedisEndpoint {
-        let url = redisURL ?? ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:6379/0"
+        let url = redisURL ?? ProcessInfo.processInfo.environment["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultURL
         do { return try RedisEndpoint(url: url) } catch { throw ValidationError("\(error)") }
     }
 
     var keys: QueueKeys {
         QueueKeys(namespace: namespace ?? ProcessInfo.processInfo.environment["CONVEYOR_NAMESPACE"])
+    }
+
+    /// `environment` with the flags applied, for the parts that read Redis settings from it.
+    func environment(_ environment: [String: String]) -> [String: String] {
+        var e = environment
+        e["REDIS_URL"] = redisURL ?? e["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultURL
+        if let namespace { e["CONVEYOR_NAMESPACE"] = namespace }
+        return e
     }
 }
 

@@ -61,8 +61,30 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var redis: RedisOptions
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        LogSetup.bootstrap(level: logLevel ?? environment["CONVEYOR_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info)
+        do {
+            try await start()
+        } catch let failure as JobFailure where failure.errorClass == "InvalidConfiguration" {
+            // A setting that cannot be used is a usage error (exit 64), reported before anything starts.
+            throw ValidationError(failure.message)
+        }
+    }
+
+    private func start() async throws {
+        // One environment for every family: --redis-url and --namespace win over REDIS_URL / CONVEYOR_NAMESPACE
+        // everywhere (the mail rate limiter and the summary cache read them too).
+        let environment = redis.environment(ProcessInfo.processInfo.environment)
+        let level: Logger.Level
+        if let logLevel {
+            level = logLevel
+        } else if let text = environment["CONVEYOR_LOG_LEVEL"], !text.isEmpty {
+            guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
+                throw ValidationError("CONVEYOR_LOG_LEVEL=\(text) is not one of trace, debug, info, notice, warning, error, critical")
+            }
+            level = parsed
+        } else {
+            level = .info
+        }
+        LogSetup.bootstrap(level: level)
         let logger = Logger(label: "conveyor.worker")
 
         // The metrics exist only after the registry (the families' migrations must be registered first), and
@@ -91,9 +113,19 @@ struct WorkerCommand: AsyncParsableCommand {
         do {
             selection = try QueueSelection(parsing: queues ?? environment["CONVEYOR_QUEUES"] ?? Self.defaultQueues(registry))
         } catch { throw ValidationError(error.message) }
+        // A class whose queue is not served never runs here: say so, once, at start-up.
+        let unserved = registry.classes.values.filter { !selection.names.contains($0.queue) }
+        if !unserved.isEmpty {
+            logger.warning(
+                "job classes whose queue is not served by this worker (another worker must serve it, or they never run)",
+                metadata: [
+                    "classes": "\(unserved.map(\.name).sorted().joined(separator: ","))",
+                    "queues": "\(Set(unserved.map(\.queue)).sorted().joined(separator: ","))",
+                ])
+        }
         let configuration = WorkerConfiguration(
             queues: selection,
-            concurrency: concurrency ?? environment["CONVEYOR_CONCURRENCY"].flatMap(Int.init) ?? 10,
+            concurrency: try concurrency ?? EnvironmentNumber.int("CONVEYOR_CONCURRENCY", in: environment, default: 10, range: 1...10_000),
             shutdownTimeout: shutdownTimeout.duration,
             heartbeatInterval: heartbeatInterval.duration,
             heartbeatTTL: max(2, Int(heartbeatTtl.seconds.rounded())),

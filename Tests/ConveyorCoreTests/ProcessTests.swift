@@ -113,6 +113,77 @@ import Testing
         try await redis.clean()
     }
 
+    /// Sidekiq's own tools against a running worker: the Busy page's `Workers`, "Add to queue" on a job Conveyor
+    /// scheduled, "Retry Now" on a retry, the dead set for a job whose args are refused, `retry: false`.
+    @Test func sidekiqsToolsSeeWhatConveyorDoes() async throws {
+        let base = try RedisEndpoint(url: try redisURL())
+        guard case .tcp(let host, let port) = base.address else { throw TestSetupError("interop test needs TCP Redis") }
+        let url = "redis://\(host):\(port)/8"
+        let db = RedisThread(try RedisEndpoint(url: url), name: "tools")
+        defer { db.stop() }
+        _ = try await db.run { try $0.command("FLUSHDB").check() }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("sidekiq_interop.rb").path
+        func ruby(_ command: String) async throws -> JSONValue {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/ruby")
+            process.arguments = [script, command]
+            process.environment = ["REDIS_URL": url, "PATH": "/usr/bin:/bin"]
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            let data = try await BlockingPool.shared.run { out.fileHandleForReading.readDataToEndOfFile() }
+            try await BlockingPool.shared.run { process.waitUntilExit() }
+            #expect(process.terminationStatus == 0)
+            return try JSONValue(parsing: Array(data))
+        }
+        let pushed = try await ruby("tools")
+        let client = JobClient(redis: db, keys: QueueKeys())
+        let scheduled = try await client.enqueue("noop", queue: "interop", at: JobTime.now() + 600)
+        let stored = try await db.run { try $0.command("ZRANGE", "schedule", 0, -1).check().array ?? [] }
+        #expect(try stored.map { try JSONValue(parsing: $0.bytes!)["at"] } == [nil], "scheduled payloads carry no `at`, as Sidekiq's")
+        let worker = try WorkerProcess(
+            redisURL: url, namespace: nil,
+            arguments: ["--queues", "interop", "-c", "4", "--class-timeout", "sleep=4s", "--heartbeat-interval", "200ms", "--poll-interval", "200ms"])
+
+        // The Busy page: the long job is listed while it runs, with its queue and payload.
+        try await eventually("the running job in Sidekiq::Workers", timeout: .seconds(20)) {
+            let busy = try await ruby("busy")["busy"]?.arrayValue ?? []
+            return busy.contains { $0["jid"] == pushed["long"] && $0["queue"] == "interop" && ($0["run_at"]?.intValue ?? 0) > 0 }
+        }
+        try await eventually("the long job timed out into the retry set", timeout: .seconds(20)) {
+            try await db.run { try $0.command("ZCARD", "retry").check().int ?? 0 } == 1
+        }
+        #expect(try await ruby("busy")["size"]?.intValue == 0, "a finished job leaves the Busy page with the next heartbeat")
+
+        let replayed = try await ruby("replay")
+        #expect(replayed["added"]?.intValue == 1)
+        #expect(replayed["retried"]?.intValue == 1)
+        try await eventually("the scheduled job ran once added to the queue", timeout: .seconds(20)) { worker.succeeded.contains(scheduled) }
+        // "Retry Now" (retry_count 0 -> -1) spends no extra attempt: the run fails again as the first retry.
+        try await eventually("the retried job failed again", timeout: .seconds(20)) {
+            let sets = try await ruby("sets")
+            let queued = try await db.run { try $0.command("LLEN", "queue:interop").check().int ?? 0 }
+            return sets["retry"]?.arrayValue?.count == 1 && sets["retry"]?[0]?["jid"] == pushed["long"]
+                && sets["queued"]?.intValue == 0 && queued == 0
+                && worker.log.split(separator: "\n").filter { $0.contains("job.id=\(pushed["long"]!.stringValue!)") && $0.contains("JobTimeout") }.count == 2
+        }
+        let sets = try await ruby("sets")
+        #expect(sets["retry"]?[0]?["retry_count"]?.intValue == 0)
+        #expect(sets["scheduled"]?.intValue == 0)
+        // The job whose args are not one object keeps its class, jid and args in the dead set; the `retry: false`
+        // job is neither retried nor kept, as in Sidekiq.
+        let dead = sets["dead"]?.arrayValue ?? []
+        #expect(dead.count == 1)
+        #expect(dead.first?["jid"] == pushed["listed"])
+        #expect(dead.first?["class"] == "noop")
+        #expect(dead.first?["args"] == [1, 2])
+        #expect(dead.first?["error_class"] == "InvalidArguments")
+        #expect(!(sets["retry"]?.arrayValue ?? []).contains { $0["jid"] == pushed["discarded"] })
+        #expect(worker.log.contains("job failed; discarded (retry: false)"))
+        #expect(try await worker.terminate() == 0)
+        _ = try await db.run { try $0.command("FLUSHDB").check() }
+    }
+
     @Test func sidekiqClientAndAPIInteroperate() async throws {
         // Sidekiq's API has no namespace support without an extra gem: use a database of this test's own.
         let base = try RedisEndpoint(url: try redisURL())
@@ -169,6 +240,7 @@ import Testing
         #expect(processes.first?["queues"] == ["interop"])
         #expect(worker.succeeded.isSuperset(of: [pushed["ok"]!.stringValue!, pushed["later"]!.stringValue!]))
         #expect(try await worker.terminate() == 0)
+        #expect(worker.log.contains("job classes whose queue is not served by this worker"), "--queues interop leaves media, mail, llm unserved")
         _ = try await db.run { try $0.command("FLUSHDB").check() }
         _ = redis
     }

@@ -1,6 +1,10 @@
 # Talks to Conveyor's Redis through Sidekiq's own client and API (Debian's ruby-sidekiq).
 #   ruby sidekiq_interop.rb push   -> pushes jobs with Sidekiq::Client, prints their jids as JSON
 #   ruby sidekiq_interop.rb read   -> prints what Sidekiq's API reads of the queues, sets, stats, processes
+#   ruby sidekiq_interop.rb tools  -> pushes the jobs of the tools scenario (see ProcessTests), prints their jids
+#   ruby sidekiq_interop.rb busy   -> prints Sidekiq::Workers: the running jobs of every process
+#   ruby sidekiq_interop.rb replay -> "Add to queue" on every scheduled job, "Retry Now" on every retry
+#   ruby sidekiq_interop.rb sets   -> prints the retry and dead sets' entries
 require 'sidekiq'
 require 'sidekiq/api'
 require 'json'
@@ -17,6 +21,25 @@ when 'push'
   bulk = Sidekiq::Client.push_bulk('class' => 'noop', 'args' => [[{}], [{}], [{}]], 'queue' => 'interop')
   puts JSON.generate(ok: ok, bad: bad, slow: slow, later: later, bulk: bulk,
                      queued: Sidekiq::Queue.new('interop').size, scheduled: Sidekiq::ScheduledSet.new.size)
+when 'tools'
+  long = Sidekiq::Client.push('class' => 'sleep', 'args' => [{ 'ms' => 60_000 }], 'queue' => 'interop')
+  listed = Sidekiq::Client.push('class' => 'noop', 'args' => [1, 2], 'queue' => 'interop')
+  discarded = Sidekiq::Client.push('class' => 'sleep', 'args' => [{ 'ms' => 'soon' }], 'queue' => 'interop', 'retry' => false)
+  puts JSON.generate(long: long, listed: listed, discarded: discarded)
+when 'busy'
+  busy = []
+  Sidekiq::Workers.new.each { |process, tid, work| busy << { process: process, tid: tid, queue: work['queue'], jid: work['payload']['jid'], run_at: work['run_at'] } }
+  puts JSON.generate(busy: busy, size: Sidekiq::Workers.new.size)
+when 'replay'
+  scheduled = Sidekiq::ScheduledSet.new.to_a
+  scheduled.each(&:add_to_queue)
+  retries = Sidekiq::RetrySet.new.to_a
+  retries.each(&:retry)
+  puts JSON.generate(added: scheduled.size, retried: retries.size)
+when 'sets'
+  entry = ->(e) { { jid: e.jid, class: e.klass, args: e.args, error_class: e['error_class'], retry_count: e['retry_count'] } }
+  puts JSON.generate(retry: Sidekiq::RetrySet.new.map(&entry), dead: Sidekiq::DeadSet.new.map(&entry),
+                     scheduled: Sidekiq::ScheduledSet.new.size, queued: Sidekiq::Queue.new('interop').size)
 when 'read'
   retry_entry = Sidekiq::RetrySet.new.first
   dead_entry = Sidekiq::DeadSet.new.first

@@ -37,6 +37,19 @@ struct DeploymentFilesTests {
         #expect(tests.code == 0, "\(tests.output)")
     }
 
+    /// A pinned `--queues` list must name every family's queue, or that family never runs in the deployment (the
+    /// shipped files pinned one without `llm`). Unpinned, the worker serves every registered class's queue, weighted.
+    @Test func shippedDeploymentsServeEveryFamilysQueue() throws {
+        let families = ["critical", "default", "media", "mail", "llm", "low"]
+        for file in ["docker/Dockerfile", "docker-compose.yml", "docker/k8s/deployment.yaml"] {
+            let text = try String(contentsOfFile: Self.path(file), encoding: .utf8)
+            guard let range = text.range(of: #""--queues",\s*"([^"]+)""#, options: .regularExpression) else { continue }
+            let value = text[range].split(separator: "\"").dropLast().last.map(String.init) ?? ""
+            let named = Set(value.split(separator: ",").map { String($0.split(separator: ":")[0]) })
+            #expect(named.isSuperset(of: families), "\(file) pins --queues \(value), which leaves out \(Set(families).subtracting(named).sorted())")
+        }
+    }
+
     @Test(.enabled(if: has("docker-compose"), "needs docker-compose"))
     func composeFileIsValid() throws {
         let r = try run(["docker-compose", "-f", Self.path("docker-compose.yml"), "config", "-q"])

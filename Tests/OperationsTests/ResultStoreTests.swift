@@ -217,3 +217,23 @@ struct ResultStoreTests {
         #expect(key(["source": "x"], [("correlation_id", "env")]) == "env")
     }
 }
+
+/// The journal keeps each outcome as its COPY line; recovery reads it back.
+struct JournalLineTests {
+    @Test func aCopyLineReadsBackAsTheSameRecord() throws {
+        let full = JobResultRecord(
+            jid: "j1", jobClass: "image.thumbnail", queue: "media", status: "dead", attempts: 3, result: #"{"a":"tab\there\\n"}"#,
+            errorClass: "Boom", errorMessage: "line one\nline two\r\\ back", correlationKey: "u-1", enqueuedAt: 1_764_620_000.25,
+            startedAt: 1_764_620_001.5, finishedAt: 1_764_620_002.123456)
+        #expect(JobResultRecord(copyLine: full.copyLine) == full)
+        let sparse = JobResultRecord(
+            jid: "j2", jobClass: "noop", queue: "default", status: "succeeded", attempts: 1, result: nil, errorClass: nil,
+            errorMessage: nil, correlationKey: nil, enqueuedAt: nil, startedAt: 0.000001, finishedAt: 86_400)
+        #expect(JobResultRecord(copyLine: sparse.copyLine) == sparse)
+        // A literal "\N" text is not NULL.
+        var backslashN = sparse
+        backslashN.errorMessage = #"\N"#
+        #expect(JobResultRecord(copyLine: backslashN.copyLine)?.errorMessage == #"\N"#)
+        #expect(JobResultRecord(copyLine: Array("not\ta\tline".utf8)) == nil)
+    }
+}

@@ -65,8 +65,9 @@ extension JobObserver {
 /// only once Redis has applied that script. A process killed at any instant leaves every acknowledged outcome in
 /// its journal, which the reaper of a live process marks orphaned for any result writer to store.
 public protocol OutcomeJournal: Sendable {
-    /// The record to keep for this outcome, or nil when none is kept (`retrying`, `requeued`).
-    func journalValue(for outcome: JobOutcome) -> [UInt8]?
+    /// The record to keep for this outcome (its bytes, and the value they encode, handed back with `journaled`), or
+    /// nil when none is kept (`retrying`, `requeued`).
+    func journalValue(for outcome: JobOutcome) -> (value: [UInt8], record: any Sendable)?
     /// Redis applied the moves carrying these entries of journal `key`: store them, then remove them from it.
     func journaled(key: String, entries: [JobTransitions.Move.JournalEntry])
 }

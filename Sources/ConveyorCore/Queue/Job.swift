@@ -11,10 +11,11 @@ public struct Job: Sendable {
     /// `args[0]`, or an empty object when `args` is empty.
     public var arguments: JSONObject
 
-    /// Runs that already failed before this one (Sidekiq's `retry_count` + 1, or 0).
+    /// Runs that already failed before this one (Sidekiq's `retry_count` + 1, or 0). Sidekiq's "Retry Now"
+    /// lowers `retry_count` by one (to -1 for a first retry), so the replayed run spends no extra attempt.
     public var previousFailures: Int {
         guard let count = payload["retry_count"]?.intValue else { return 0 }
-        return max(0, count) + 1
+        return max(0, count + 1)
     }
 
     /// When the job was last pushed onto its queue, in Unix seconds.
@@ -80,7 +81,13 @@ public struct Job: Sendable {
     /// characters. Anything else (missing, a number such as `1e400`, a multi-line string) gets a new jid at fetch.
     public static func isValidJID(_ value: JSONValue?) -> Bool {
         guard case .string(let jid)? = value, !jid.isEmpty, jid.utf8.count <= 128 else { return false }
-        return !jid.unicodeScalars.contains { $0.properties.generalCategory == .control }
+        // C0 controls and DEL are single bytes; C1 controls (U+0080-U+009F) are 0xC2 0x80-0x9F in UTF-8.
+        var previous: UInt8 = 0
+        for byte in jid.utf8 {
+            if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte >= 0x80 && byte <= 0x9F) { return false }
+            previous = byte
+        }
+        return true
     }
 
     /// 12 random bytes as hex, like Sidekiq's jids.

@@ -32,7 +32,11 @@ public struct JobClient: Sendable {
         let commands = payloads.flatMap { payload -> [RedisCommand] in
             let queue = payload["queue"]?.stringValue ?? "default"
             if let at = payload["at"].flatMap(JobTime.seconds) {
-                return [RedisCommand("ZADD", keys.schedule, at, payload.bytes)]
+                // As Sidekiq's client stores it: the score is the time, the payload has no `at` (Sidekiq's "Add to
+                // queue" pushes the payload again, and an `at` in it would only schedule it again).
+                var scheduled = payload
+                scheduled["at"] = nil
+                return [RedisCommand("ZADD", keys.schedule, at, scheduled.bytes)]
             }
             return [RedisCommand("SADD", keys.queues, queue), RedisCommand("LPUSH", keys.queue(queue), payload.bytes)]
         }

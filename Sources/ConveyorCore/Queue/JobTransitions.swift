@@ -40,6 +40,27 @@ public enum JobTransitions {
         return (payload, .retry(at: now + policy.delay(retryCount: failures - 1, random: random)))
     }
 
+    /// Whether a job that failed for good is kept in the dead set: not with `retry: false`, which Sidekiq discards
+    /// (its outcome is still recorded and counted).
+    public static func keepsDead(_ payload: JSONObject) -> Bool {
+        payload["retry"] != .bool(false)
+    }
+
+    /// A job envelope whose arguments Conveyor refuses (not one object): kept as it came, class, jid and args
+    /// included, with the failure fields, so operators find it in the dead set by its own jid and class.
+    /// `raw` keeps the bytes as they came, as for a malformed payload.
+    public static func rejected(_ payload: JSONObject, raw: [UInt8], queue: String, failure: JobFailure, now: Double) -> JSONObject {
+        var o = payload
+        o["raw"] = .string(String(decoding: raw, as: UTF8.self))
+        if !Job.isValidJID(o["jid"]) { o["jid"] = .string(Job.newJID()) }
+        if o["queue"]?.stringValue == nil { o["queue"] = .string(queue) }
+        o["retry_count"] = 0
+        o["error_class"] = .string(failure.errorClass)
+        o["error_message"] = .string(truncated(failure.message))
+        o["failed_at"] = JobTime.value(now, like: payload)
+        return o
+    }
+
     /// A payload Conveyor cannot run as a job, wrapped so the dead set stays readable by Sidekiq's API while
     /// keeping the original bytes (`raw`, or `raw_base64` when they are not UTF-8).
     public static func quarantined(raw: [UInt8], queue: String, failure: JobFailure, now: Double) -> JSONObject {
@@ -104,12 +125,15 @@ public enum JobTransitions {
         }
 
         /// A terminal outcome kept in Redis with the move, in the same script: durable the instant the job leaves.
-        public struct JournalEntry: Sendable, Equatable {
+        public struct JournalEntry: Sendable {
             public var field: String
             public var value: [UInt8]
-            public init(field: String, value: [UInt8]) {
+            /// What the journal built `value` from, handed back with `journaled` so it need not parse the bytes.
+            public var record: (any Sendable)?
+            public init(field: String, value: [UInt8], record: (any Sendable)? = nil) {
                 self.field = field
                 self.value = value
+                self.record = record
             }
         }
 
@@ -188,6 +212,71 @@ public enum JobTransitions {
             commands.append(RedisCommand(arguments))
         }
         return commands
+    }
+
+    /// The acknowledger's form of a batch: one `MULTI`/`EXEC` of native commands (a plain `LREM` for a success, the
+    /// conditional `move` script for the rest), the journal entries in one `HSET`, the counters, and `SET marker seq`,
+    /// so the batch applies whole or not at all and the marker tells whether a batch whose reply was lost applied.
+    /// Cheaper in Redis than `applyCommands`' per-move Lua, which the rarer paths (reaping, requeueing) use.
+    static func batchCommands(
+        keys: QueueKeys, source: String, journal: String, marker: String, sequence: UInt64, moves: [Move], now: Double,
+        limits: DeadSetLimits
+    ) -> [RedisCommand] {
+        var commands: [RedisCommand] = [RedisCommand("MULTI")]
+        commands.reserveCapacity(moves.count + 10)
+        var processed = 0
+        var failed = 0
+        var journalArguments: [any RedisArgument] = ["HSET", journal]
+        for move in moves {
+            switch move.target {
+            case .ack:
+                commands.append(RedisCommand("LREM", source, 1, move.raw))
+            case .retry(let payload, let at):
+                commands.append(RedisCommand(["EVAL", LuaScripts.move, 3, source, keys.retry, keys.queues, move.raw, "zadd", payload, at, 0, 0]))
+            case .dead(let payload):
+                commands.append(
+                    RedisCommand([
+                        "EVAL", LuaScripts.move, 3, source, keys.dead, keys.queues, move.raw, "dead", payload, now, limits.maxJobs,
+                        now - limits.maxAge,
+                    ]))
+            case .queue(let queue, let payload, let head):
+                commands.append(
+                    RedisCommand(["EVAL", LuaScripts.move, 3, source, keys.queue(queue), keys.queues, move.raw, head ? "head" : "tail", payload, queue, 0, 0]))
+            case .replace(let payload):
+                commands.append(RedisCommand(["EVAL", LuaScripts.move, 3, source, source, keys.queues, move.raw, "replace", payload, "", 0, 0]))
+            }
+            switch move.counts {
+            case .none: break
+            case .processed: processed += 1
+            case .processedAndFailed: processed += 1; failed += 1
+            case .failed: failed += 1
+            }
+            if let entry = move.journal { journalArguments += [entry.field, entry.value] }
+        }
+        if journalArguments.count > 2 { commands.append(RedisCommand(journalArguments)) }
+        let day = JobTime.day(now)
+        if processed > 0 {
+            commands.append(RedisCommand("INCRBY", keys.processed, processed))
+            commands.append(RedisCommand("INCRBY", keys.processed(day: day), processed))
+            commands.append(RedisCommand("EXPIRE", keys.processed(day: day), dayCounterTTL))
+        }
+        if failed > 0 {
+            commands.append(RedisCommand("INCRBY", keys.failed, failed))
+            commands.append(RedisCommand("INCRBY", keys.failed(day: day), failed))
+            commands.append(RedisCommand("EXPIRE", keys.failed(day: day), dayCounterTTL))
+        }
+        commands.append(RedisCommand("SET", marker, String(sequence), "EX", 86_400))
+        commands.append(RedisCommand("EXEC"))
+        return commands
+    }
+
+    /// Which moves of a `batchCommands` batch were applied, from its replies; throws what the server refused.
+    static func batchApplied(_ replies: [RedisReply], count: Int) throws(RedisError) -> [Bool] {
+        for reply in replies.dropLast() { try reply.check() }
+        guard let results = try replies.last?.check().array, results.count >= count else {
+            throw .server("EXEC answered \(String(describing: replies.last)) for a batch of \(count) completions")
+        }
+        return results.prefix(count).map { ($0.int ?? 0) == 1 }
     }
 
     /// Sidekiq keeps its per-day counters for five years.

@@ -23,7 +23,7 @@ enum LuaScripts {
 
     /// KEYS: source list, target. ARGV: raw job, mode, new payload, score or queue name, dead max size, dead cutoff.
     /// Modes: `zadd` (retry/schedule), `dead` (zadd + trim by age and count), `head` (RPUSH: runs next),
-    /// `tail` (LPUSH: runs after what is queued). Push modes add the queue name (ARGV[4]) to the `queues` set
+    /// `tail` (LPUSH: runs after what is queued), `replace` (LPUSH into the source itself, KEYS[2]). Push modes add the queue name (ARGV[4]) to the `queues` set
     /// (KEYS[3]). Returns 1 when the job was moved, 0 when the source no longer held it.
     static let move = """
         if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
@@ -37,6 +37,8 @@ enum LuaScripts {
         elseif mode == 'head' then
           redis.call('RPUSH', KEYS[2], ARGV[3])
           redis.call('SADD', KEYS[3], ARGV[4])
+        elseif mode == 'replace' then
+          redis.call('LPUSH', KEYS[2], ARGV[3])
         else
           redis.call('LPUSH', KEYS[2], ARGV[3])
           redis.call('SADD', KEYS[3], ARGV[4])

@@ -27,6 +27,9 @@ public struct QueueKeys: Sendable, Equatable {
     public var processes: String { prefix + "processes" }
     /// HASH of one process (`info`, `busy`, `beat`, `quiet`), expiring when its heartbeat stops.
     public func process(_ identity: String) -> String { prefix + identity }
+    /// HASH of one process's running jobs in Sidekiq's format (thread id -> `{queue, payload, run_at}`), read by
+    /// Sidekiq's `Workers` API and the Web UI's Busy page; rewritten with each heartbeat.
+    public func workers(_ identity: String) -> String { prefix + identity + ":workers" }
     /// LIST of signals (`TSTP`, `TERM`) sent to one process, as Sidekiq's Web UI sends them.
     public func signals(_ identity: String) -> String { prefix + identity + "-signals" }
 
@@ -37,6 +40,9 @@ public struct QueueKeys: Sendable, Equatable {
     /// HASH of the terminal outcomes one process acknowledged and its result writer has not yet stored
     /// (field `<jid>:<sequence>`, value the outcome record): written in the same script as the ack.
     public func outcomes(_ identity: String) -> String { prefix + "conveyor:outcomes:" + identity }
+    /// STRING: the number of the last batch of completions one process's acknowledger applied, so a batch whose
+    /// reply was lost is not applied (or counted) twice.
+    public func acknowledged(_ identity: String) -> String { prefix + "conveyor:acked:" + identity }
     /// SET of outcome journals whose process is gone (reaped or stopped with outcomes unwritten): any result
     /// writer stores and empties them.
     public var orphanedOutcomes: String { prefix + "conveyor:outcomes-orphaned" }

@@ -3,9 +3,10 @@ import Redis
 import Synchronization
 
 /// Writes job completions to Redis in batches: every move out of the in-flight list that piles up while one round
-/// trip is under way goes in the next script call (`JobTransitions.applyCommands`), counters included. An entry
-/// leaves the buffer only after Redis answered it, so a Redis outage delays acks but loses none; and because the
-/// script counts only what it moved, a batch sent again after its reply was lost counts nothing twice.
+/// trip is under way goes in the next transaction (`JobTransitions.batchCommands`), counters and outcome journal
+/// entries included. An entry leaves the buffer only after Redis answered it, so a Redis outage delays acks but
+/// loses none; and because each transaction sets a numbered marker, a batch whose reply was lost is recognised as
+/// applied instead of being applied and counted twice.
 final class Acknowledger: Sendable {
     private struct State {
         var pending: [JobTransitions.Move] = []
@@ -20,6 +21,7 @@ final class Acknowledger: Sendable {
     private let keys: QueueKeys
     private let source: String
     private let journalKey: String
+    private let identity: String
     private let deadSet: DeadSetLimits
     private let logger: Logger
     private let outage = OutageLog("writing job completions to redis")
@@ -27,13 +29,14 @@ final class Acknowledger: Sendable {
     private let onApplied: @Sendable ([JobTransitions.Move], [Bool]) -> Void
 
     init(
-        redis: RedisThread, keys: QueueKeys, source: String, journalKey: String, deadSet: DeadSetLimits, logger: Logger,
+        redis: RedisThread, keys: QueueKeys, identity: String, deadSet: DeadSetLimits, logger: Logger,
         onApplied: @escaping @Sendable ([JobTransitions.Move], [Bool]) -> Void
     ) {
         self.redis = redis
         self.keys = keys
-        self.source = source
-        self.journalKey = journalKey
+        self.identity = identity
+        self.source = keys.inflight(identity)
+        self.journalKey = keys.outcomes(identity)
         self.deadSet = deadSet
         self.logger = logger
         self.onApplied = onApplied
@@ -46,6 +49,9 @@ final class Acknowledger: Sendable {
 
     /// Writes until `stop` is called and nothing is pending.
     func run() async {
+        var sequence: UInt64 = 0
+        // A batch whose send failed may have been applied (only the reply lost): its number and size.
+        var uncertain: (sequence: UInt64, count: Int)?
         while true {
             await ready.wait()
             ready.reset()
@@ -55,12 +61,22 @@ final class Acknowledger: Sendable {
                     return []
                 }
                 s.writing = true
+                // The uncertain batch is sent again exactly as it was, under its own number.
+                if let uncertain { return Array(s.pending.prefix(uncertain.count)) }
                 return s.pending
             }
             guard let batch else { return }
             if batch.isEmpty { continue }
+            let number: UInt64
+            if let uncertain {
+                number = uncertain.sequence
+            } else {
+                sequence += 1
+                number = sequence
+            }
             do {
-                let applied = try await write(batch)
+                let applied = try await write(batch, sequence: number, mayHaveApplied: uncertain != nil)
+                uncertain = nil
                 outage.succeeded(logger: logger)
                 onApplied(batch, applied)
                 let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
@@ -75,6 +91,7 @@ final class Acknowledger: Sendable {
                 for w in waiters { w.resume() }
                 if state.withLock({ !$0.pending.isEmpty || $0.stopped }) { ready.set() }
             } catch {
+                uncertain = (number, batch.count)
                 state.withLock { $0.writing = false }
                 outage.failed(error, logger: logger, metadata: ["pending": "\(batch.count)"])
                 try? await Task.sleep(for: .milliseconds(250))
@@ -101,19 +118,27 @@ final class Acknowledger: Sendable {
         ready.set()
     }
 
-    private func write(_ batch: [JobTransitions.Move]) async throws -> [Bool] {
-        let commands = JobTransitions.applyCommands(
-            keys: keys, source: source, journal: journalKey, moves: batch, now: JobTime.now(), limits: deadSet)
+    /// Sends one batch as a transaction (`JobTransitions.batchCommands`); returns which moves were applied. After a
+    /// failed send (`mayHaveApplied`) the batch's marker is read first: if that send applied, it is not sent again.
+    private func write(_ batch: [JobTransitions.Move], sequence: UInt64, mayHaveApplied: Bool) async throws -> [Bool] {
+        let marker = keys.acknowledged(identity)
+        let commands = JobTransitions.batchCommands(
+            keys: keys, source: source, journal: journalKey, marker: marker, sequence: sequence, moves: batch,
+            now: JobTime.now(), limits: deadSet)
         let count = batch.count
         let logger = logger
         return try await redis.run { [commands] connection in
+            if mayHaveApplied, try connection.command("GET", marker).check().text == String(sequence) {
+                // Applied before the reply was lost: whole, journal included.
+                return Array(repeating: true, count: count)
+            }
             let replies = try connection.pipeline(commands)
             do throws(RedisError) {
-                return try JobTransitions.applied(replies, count: count)
+                return try JobTransitions.batchApplied(replies, count: count)
             } catch where error.isTransient {
                 throw error
             } catch {
-                // A script error is a bug, not an outage: sending it again would fail again. Report it and move on.
+                // A refused transaction is a bug, not an outage: sending it again would fail again. Report it and move on.
                 logger.critical("redis rejected a batch of job completions", metadata: ["error": "\(error)", "moves": "\(count)"])
                 return Array(repeating: false, count: count)
             }

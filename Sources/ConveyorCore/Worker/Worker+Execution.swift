@@ -20,6 +20,8 @@ extension Worker {
         let handler = jobClass.handler
         let timeout = jobClass.timeout
         let token = watchdog.newToken()
+        runningJobs.withLock { $0[token] = (job.queue, job.raw, Int(startedAt)) }
+        defer { _ = runningJobs.withLock { $0.removeValue(forKey: token) } }
         let result: Result<JSONValue, JobFailure> = await withCheckedContinuation { continuation in
             let once = OnceResume(continuation)
             // The handler runs in its own task so a handler that ignores cancellation cannot hold the job past
@@ -89,9 +91,14 @@ extension Worker {
                 log.warning("job failed; will retry", metadata: metadata)
             case .dead:
                 outcome.status = .dead
-                move = .init(raw: job.raw, target: .dead(payload: payload.bytes), counts: .processedAndFailed)
                 metadata["reason"] = failure.isPermanent ? "permanent error" : "out of attempts"
-                log.error("job failed; moved to the dead set", metadata: metadata)
+                if JobTransitions.keepsDead(payload) {
+                    move = .init(raw: job.raw, target: .dead(payload: payload.bytes), counts: .processedAndFailed)
+                    log.error("job failed; moved to the dead set", metadata: metadata)
+                } else {
+                    move = .init(raw: job.raw, target: .ack, counts: .processedAndFailed)
+                    log.error("job failed; discarded (retry: false)", metadata: metadata)
+                }
             }
         }
         var journaled = move

@@ -19,7 +19,18 @@ extension Worker {
         info["labels"] = .array([.string("conveyor")])
         info["identity"] = .string(identity)
         let process = keys.process(identity)
-        let commands = [
+        let workersKey = keys.workers(identity)
+        // Sidekiq's heartbeat rewrites the hash of running jobs whole; so does this one.
+        let running = runningJobs.withLock { $0 }
+        var workers: [any RedisArgument] = ["HSET", workersKey]
+        for (token, job) in running {
+            var entry = JSONObject()
+            entry["queue"] = .string(job.queue)
+            entry["payload"] = .string(String(decoding: job.raw, as: UTF8.self))
+            entry["run_at"] = JSONValue(job.runAt)
+            workers += [String(token, radix: 36), entry.bytes]
+        }
+        var commands = [
             RedisCommand("SET", keys.heartbeat(identity), JSONValue(now).text, "EX", configuration.heartbeatTTL),
             RedisCommand("SADD", keys.conveyorProcesses, identity),
             RedisCommand("SADD", keys.processes, identity),
@@ -27,8 +38,13 @@ extension Worker {
                 "HSET", process, "info", info.bytes, "busy", dispatcher.running, "beat", JSONValue(now).text, "quiet",
                 quiet.isSet ? "true" : "false", "rss", Self.residentKilobytes()),
             RedisCommand("EXPIRE", process, max(60, configuration.heartbeatTTL)),
-            RedisCommand("RPOP", keys.signals(identity)),
+            RedisCommand("UNLINK", workersKey),
         ]
+        if !running.isEmpty {
+            commands.append(RedisCommand(workers))
+            commands.append(RedisCommand("EXPIRE", workersKey, 60))
+        }
+        commands.append(RedisCommand("RPOP", keys.signals(identity)))
         let replies = try await housekeepingRedis.run { [commands] connection in try connection.pipeline(commands) }
         for reply in replies { try reply.check() }
         switch replies.last?.text {
@@ -39,13 +55,15 @@ extension Worker {
     }
 
     func heartbeatLoop() async {
+        let outage = OutageLog("heartbeat")
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.heartbeatInterval)
             if Task.isCancelled { return }
             do {
                 try await heartbeat()
+                outage.succeeded(logger: logger)
             } catch {
-                logger.error("heartbeat failed", metadata: ["error": "\(error)"])
+                outage.failed(error, logger: logger)
             }
         }
     }
@@ -61,11 +79,13 @@ extension Worker {
     // MARK: Reaping dead processes
 
     func reaperLoop() async {
+        let outage = OutageLog("reaping dead processes")
         while !Task.isCancelled {
             do {
                 try await reapDeadProcesses()
+                outage.succeeded(logger: logger)
             } catch {
-                logger.error("reaper failed", metadata: ["error": "\(error)"])
+                outage.failed(error, logger: logger)
             }
             let jitter = Double.random(in: 0.8...1.2)
             try? await Task.sleep(for: configuration.heartbeatInterval * jitter)
@@ -159,6 +179,8 @@ extension Worker {
                 RedisCommand("SREM", keys.conveyorProcesses, dead),
                 RedisCommand("SREM", keys.processes, dead),
                 RedisCommand("DEL", keys.process(dead)),
+                RedisCommand("DEL", keys.workers(dead)),
+                RedisCommand("DEL", keys.acknowledged(dead)),
                 RedisCommand("DEL", lockKey),
             ])
         }
@@ -184,11 +206,13 @@ extension Worker {
     // MARK: Scheduled and retried jobs
 
     func promoterLoop() async {
+        let outage = OutageLog("moving due scheduled and retried jobs")
         while !Task.isCancelled {
             do {
                 try await promoteDueJobs()
+                outage.succeeded(logger: logger)
             } catch {
-                logger.error("moving due jobs failed", metadata: ["error": "\(error)"])
+                outage.failed(error, logger: logger)
             }
             try? await Task.sleep(for: configuration.pollInterval * Double.random(in: 0.5...1.5))
         }
@@ -310,6 +334,8 @@ extension Worker {
                     RedisCommand("DEL", keys.heartbeat(me)),
                     RedisCommand("SREM", keys.processes, me),
                     RedisCommand("DEL", keys.process(me)),
+                    RedisCommand("DEL", keys.workers(me)),
+                    RedisCommand("DEL", keys.acknowledged(me)),
                 ]
                 // Keep the process known to the reaper while anything is left in flight.
                 if left == 0 { commands.append(RedisCommand("SREM", keys.conveyorProcesses, me)) }

@@ -47,6 +47,8 @@ public final class Worker: Sendable {
     /// After shutdown gave up on running jobs, their late outcomes are not recorded (the jobs were requeued).
     let abandoned = Atomic<Bool>(false)
     let startedAt = JobTime.now()
+    /// Running jobs by watchdog token, for Sidekiq's `<identity>:workers` hash: queue, payload, start time.
+    let runningJobs = Mutex<[UInt64: (queue: String, raw: [UInt8], runAt: Int)]>([:])
 
     public init(
         redis endpoint: RedisEndpoint, registry: JobRegistry, configuration: WorkerConfiguration,
@@ -72,7 +74,7 @@ public final class Worker: Sendable {
         let ackRedis = RedisThread(endpoint, name: "conveyor-ack")
         let ledger = ledger
         self.acknowledger = Acknowledger(
-            redis: ackRedis, keys: configuration.keys, source: inflightKey, journalKey: journalKey,
+            redis: ackRedis, keys: configuration.keys, identity: configuration.identity,
             deadSet: configuration.deadSet, logger: logger
         ) { [journal] moves, applied in
             var entries: [JobTransitions.Move.JournalEntry] = []
@@ -323,20 +325,34 @@ public final class Worker: Sendable {
 
     /// The journal entry that keeps a terminal outcome with its ack, when outcomes are recorded.
     func journalEntry(for outcome: JobOutcome) -> JobTransitions.Move.JournalEntry? {
-        guard let journal, let value = journal.journalValue(for: outcome) else { return nil }
+        guard let journal, let kept = journal.journalValue(for: outcome) else { return nil }
         let n = journalSequence.add(1, ordering: .relaxed).newValue
-        return .init(field: "\(outcome.jid):\(n)", value: value)
+        return .init(field: "\(outcome.jid):\(n)", value: kept.value, record: kept.record)
     }
 
-    /// A payload that is not a runnable job goes to the dead set with its bytes kept.
+    /// A payload that is not a runnable job goes to the dead set with its bytes kept: a job envelope whose
+    /// arguments are refused as it came (class, jid, args), anything else wrapped as `conveyor.malformed`.
     private func quarantine(raw: [UInt8], queue: String, failure: JobFailure) {
         let now = JobTime.now()
-        let payload = JobTransitions.quarantined(raw: raw, queue: queue, failure: failure, now: now)
+        let payload: JSONObject
+        let jobClass: String
+        if failure.errorClass == "InvalidArguments", let envelope = try? JSONValue(parsing: raw).objectValue,
+            let named = envelope["class"]?.stringValue
+        {
+            payload = JobTransitions.rejected(envelope, raw: raw, queue: queue, failure: failure, now: now)
+            jobClass = named
+        } else {
+            payload = JobTransitions.quarantined(raw: raw, queue: queue, failure: failure, now: now)
+            jobClass = "conveyor.malformed"
+        }
         logger.error(
             "malformed job moved to the dead set",
-            metadata: ["queue": "\(queue)", "error_class": "\(failure.errorClass)", "error": "\(failure.message)", "bytes": "\(raw.count)"])
+            metadata: [
+                "queue": "\(queue)", "job.class": "\(jobClass)", "job.id": "\(payload["jid"]?.stringValue ?? "")",
+                "error_class": "\(failure.errorClass)", "error": "\(failure.message)", "bytes": "\(raw.count)",
+            ])
         let outcome = JobOutcome(
-            jid: payload["jid"]?.stringValue ?? "", jobClass: "conveyor.malformed", queue: queue, status: .dead, attempts: 1,
+            jid: payload["jid"]?.stringValue ?? "", jobClass: jobClass, queue: queue, status: .dead, attempts: 1,
             result: nil, failure: failure, enqueuedAt: nil, startedAt: now, finishedAt: now, payload: payload)
         acknowledger.add(
             .init(raw: raw, target: .dead(payload: payload.bytes), counts: .processedAndFailed, journal: journalEntry(for: outcome)))

@@ -81,36 +81,79 @@ public struct JobResultRecord: Sendable, Equatable {
 }
 
 extension JobResultRecord {
-    /// The record as kept in a worker's outcome journal in Redis (`conveyor:outcomes:<identity>`): compact JSON
-    /// with the result inline.
-    public var journalValue: [UInt8] {
-        var o = JSONObject()
-        o["jid"] = .string(jid)
-        o["class"] = .string(jobClass)
-        o["queue"] = .string(queue)
-        o["status"] = .string(status)
-        o["attempts"] = JSONValue(attempts)
-        if let result { o["result"] = .string(result) }
-        if let errorClass { o["error_class"] = .string(errorClass) }
-        if let errorMessage { o["error_message"] = .string(errorMessage) }
-        if let correlationKey { o["correlation_key"] = .string(correlationKey) }
-        if let enqueuedAt { o["enqueued_at"] = JSONValue(enqueuedAt) }
-        o["started_at"] = JSONValue(startedAt)
-        o["finished_at"] = JSONValue(finishedAt)
-        return o.bytes
+    /// The record as one line of `COPY conveyor.job_results (...) FROM STDIN` text: what a worker keeps in its outcome
+    /// journal in Redis, and what the result writer sends as it is (built once, on the worker's path).
+    public var copyLine: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(160 + (result?.utf8.count ?? 0) + (errorMessage?.utf8.count ?? 0))
+        ResultStore.appendCopyLine(self, to: &out)
+        return out
     }
 
-    /// A record read back from a journal; nil when the bytes are not one (they are then dropped from it).
-    public init?(journalValue bytes: [UInt8]) {
-        guard let o = try? JSONValue(parsing: bytes).objectValue,
-            let jid = o["jid"]?.stringValue, let jobClass = o["class"]?.stringValue, let queue = o["queue"]?.stringValue,
-            let status = o["status"]?.stringValue, let attempts = o["attempts"]?.intValue,
-            let startedAt = o["started_at"]?.doubleValue, let finishedAt = o["finished_at"]?.doubleValue
+    /// A record read back from a COPY line (a journal entry); nil when the bytes are not one.
+    public init?(copyLine bytes: [UInt8]) {
+        var fields: [String?] = []
+        var current: [UInt8] = []
+        var isNull = false
+        var i = 0
+        var body = bytes[...]
+        if body.last == 10 { body = body.dropLast() }
+        let b = Array(body)
+        while i <= b.count {
+            if i == b.count || b[i] == 9 {
+                fields.append(isNull ? nil : String(decoding: current, as: UTF8.self))
+                current.removeAll(keepingCapacity: true)
+                isNull = false
+                i += 1
+                continue
+            }
+            if b[i] == 92, i + 1 < b.count {
+                switch b[i + 1] {
+                case 78 where current.isEmpty && (i + 2 == b.count || b[i + 2] == 9): isNull = true
+                case 110: current.append(10)
+                case 116: current.append(9)
+                case 114: current.append(13)
+                default: current.append(b[i + 1])
+                }
+                i += 2
+                continue
+            }
+            current.append(b[i])
+            i += 1
+        }
+        guard fields.count == 12, let jid = fields[0], let jobClass = fields[1], let queue = fields[2], let status = fields[3],
+            let attempts = fields[4].flatMap({ Int($0) }), let started = fields[10].flatMap(Self.seconds),
+            let finished = fields[11].flatMap(Self.seconds)
         else { return nil }
         self.init(
-            jid: jid, jobClass: jobClass, queue: queue, status: status, attempts: attempts, result: o["result"]?.stringValue,
-            errorClass: o["error_class"]?.stringValue, errorMessage: o["error_message"]?.stringValue,
-            correlationKey: o["correlation_key"]?.stringValue, enqueuedAt: o["enqueued_at"]?.doubleValue,
-            startedAt: startedAt, finishedAt: finishedAt)
+            jid: jid, jobClass: jobClass, queue: queue, status: status, attempts: attempts, result: fields[5],
+            errorClass: fields[6], errorMessage: fields[7], correlationKey: fields[8], enqueuedAt: fields[9].flatMap(Self.seconds),
+            startedAt: started, finishedAt: finished)
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS.ffffff+00` (as `ResultStore.timestamp` writes it) as Unix seconds.
+    static func seconds(_ text: String) -> Double? {
+        let u = Array(text.utf8)
+        guard u.count == 29, u[4] == 45, u[7] == 45, u[10] == 32, u[13] == 58, u[16] == 58, u[19] == 46 else { return nil }
+        func number(_ range: Range<Int>) -> Int64? {
+            var n: Int64 = 0
+            for i in range {
+                guard u[i] >= 48 && u[i] <= 57 else { return nil }
+                n = n * 10 + Int64(u[i] - 48)
+            }
+            return n
+        }
+        guard let y = number(0..<4), let m = number(5..<7), let d = number(8..<10), let hh = number(11..<13),
+            let mm = number(14..<16), let ss = number(17..<19), let micros = number(20..<26)
+        else { return nil }
+        // H. Hinnant's days_from_civil.
+        let year = m <= 2 ? y - 1 : y
+        let era = (year >= 0 ? year : year - 399) / 400
+        let yoe = year - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        let whole = days * 86_400 + hh * 3600 + mm * 60 + ss
+        return Double(whole) + Double(micros) / 1_000_000
     }
 }

@@ -37,9 +37,10 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
         }
     }
 
-    /// A buffered outcome and, when it came from a journal, where it stands there.
+    /// A buffered outcome, its COPY line, and, when it came from a journal, where it stands there.
     struct Pending {
         var record: JobResultRecord
+        var line: [UInt8]
         var journal: JournalRef?
     }
 
@@ -63,13 +64,15 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
 
         public init() {}
 
-        /// Reads `CONVEYOR_RESULTS_BATCH`, `CONVEYOR_RESULTS_BUFFER`, `CONVEYOR_RESULTS_FLUSH_MS`.
-        public init(environment: [String: String]) {
+        /// Reads `CONVEYOR_RESULTS_BATCH` (1-5000), `CONVEYOR_RESULTS_BUFFER`, `CONVEYOR_RESULTS_FLUSH_MS`,
+        /// `CONVEYOR_RESULTS_WRITERS` (1-8); a value that is not a number in range is an error naming the variable.
+        public init(environment: [String: String]) throws(JobFailure) {
             self.init()
-            if let n = environment["CONVEYOR_RESULTS_BATCH"].flatMap({ Int($0) }), n > 0 { batchSize = min(n, 5000) }
-            if let n = environment["CONVEYOR_RESULTS_BUFFER"].flatMap({ Int($0) }), n > 0 { capacity = n }
-            if let n = environment["CONVEYOR_RESULTS_FLUSH_MS"].flatMap({ Double($0) }), n >= 0 { flushInterval = n / 1000 }
-            if let n = environment["CONVEYOR_RESULTS_WRITERS"].flatMap({ Int($0) }), n > 0 { writers = min(n, 8) }
+            batchSize = try EnvironmentNumber.int("CONVEYOR_RESULTS_BATCH", in: environment, default: batchSize, range: 1...5000)
+            capacity = try EnvironmentNumber.int("CONVEYOR_RESULTS_BUFFER", in: environment, default: capacity)
+            flushInterval = try EnvironmentNumber.double(
+                "CONVEYOR_RESULTS_FLUSH_MS", in: environment, default: flushInterval * 1000, range: 0...60_000) / 1000
+            writers = try EnvironmentNumber.int("CONVEYOR_RESULTS_WRITERS", in: environment, default: writers, range: 1...8)
         }
     }
 
@@ -104,7 +107,8 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
     /// Callers waiting in `drain`: the flusher writes partial batches at once while any wait.
     private var drainers = 0
     private var finished = false
-    /// Journal entries buffered or being written, so recovery does not read them twice.
+    /// Recovered journal entries buffered or being written, so recovery does not read them twice. (Live entries are
+    /// not tracked: this store's own journal is read back only once its buffer is empty.)
     private var journaledPending = Set<JournalRef>()
     /// Journal entries written to PostgreSQL whose deletion from Redis failed; retried with the next batch.
     private var undeleted: [JournalRef] = []
@@ -146,14 +150,16 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
 
     // MARK: OutcomeJournal
 
-    public func journalValue(for outcome: JobOutcome) -> [UInt8]? {
-        JobResultRecord(outcome)?.journalValue
+    /// The journal value is the outcome's COPY line: built once here, sent to PostgreSQL as it is.
+    public func journalValue(for outcome: JobOutcome) -> (value: [UInt8], record: any Sendable)? {
+        guard let row = JobResultRecord(outcome) else { return nil }
+        return (row.copyLine, row)
     }
 
     public func journaled(key: String, entries: [JobTransitions.Move.JournalEntry]) {
         for entry in entries {
-            guard let row = JobResultRecord(journalValue: entry.value) else { continue }
-            enqueue(Pending(record: row, journal: JournalRef(key: key, field: entry.field)), recovered: false)
+            guard let row = entry.record as? JobResultRecord ?? JobResultRecord(copyLine: entry.value) else { continue }
+            enqueue(Pending(record: row, line: entry.value, journal: JournalRef(key: key, field: entry.field)), recovered: false)
         }
     }
 
@@ -166,7 +172,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
 
     /// Buffers one outcome for writing.
     public func record(_ record: JobResultRecord) {
-        enqueue(Pending(record: record, journal: nil), recovered: false)
+        enqueue(Pending(record: record, line: record.copyLine, journal: nil), recovered: false)
     }
 
     private func enqueue(_ pending: Pending, recovered: Bool) {
@@ -195,8 +201,10 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 return
             }
         }
-        if let ref = pending.journal { journaledPending.insert(ref) }
-        if recovered { stats.recovered += 1 }
+        if recovered, let ref = pending.journal {
+            journaledPending.insert(ref)
+            stats.recovered += 1
+        }
         buffer.append(pending)
         if pendingCount >= configuration.batchSize || pendingCount == 1 { condition.broadcast() }
         condition.unlock()
@@ -305,7 +313,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                     try prepare?(connection!)
                     prepared = true
                 }
-                refused = try Self.write(batch, on: connection!, logger: logger)
+                refused = try Self.write(batch, lines: pending.reduce(into: [UInt8]()) { $0 += $1.line }, on: connection!, logger: logger)
             } catch {
                 failure = error
                 if connection?.isBroken ?? true { connection = nil }
@@ -345,7 +353,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 condition.unlock()
                 backoff = min(backoff * 2, configuration.maximumBackoff)
             } else {
-                for ref in pending.compactMap(\.journal) { journaledPending.remove(ref) }
+                if !journaledPending.isEmpty { for ref in pending.compactMap(\.journal) { journaledPending.remove(ref) } }
                 stats.written += batch.count - refused.count
                 stats.refused += refused.count
                 if stats.failing { logger.notice("writing job outcomes to PostgreSQL again") }
@@ -451,12 +459,12 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 condition.unlock()
                 if known { continue }
                 if full { return }
-                guard let row = JobResultRecord(journalValue: value) else {
+                guard let row = JobResultRecord(copyLine: value) else {
                     unreadable.append(field)
                     continue
                 }
                 found += 1
-                enqueue(Pending(record: row, journal: ref), recovered: true)
+                enqueue(Pending(record: row, line: value, journal: ref), recovered: true)
             }
             if !unreadable.isEmpty {
                 logger.error("dropped unreadable entries of an outcome journal", metadata: ["journal": "\(key)", "entries": "\(unreadable.count)"])
@@ -482,7 +490,21 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
 
     /// Writes a batch and returns the rows PostgreSQL refused even after salvaging (see `store`). Throws only
     /// what writing again could fix: a lost connection, a server error that is not about these rows.
-    static func write(_ batch: [JobResultRecord], on connection: PostgresConnection, logger: Logger) throws -> [JobResultRecord] {
+    /// - Parameter lines: the batch's COPY text when it is already built (the journal's lines), tried first.
+    static func write(_ batch: [JobResultRecord], lines: [UInt8]? = nil, on connection: PostgresConnection, logger: Logger) throws
+        -> [JobResultRecord]
+    {
+        if let lines {
+            let copyError: PostgresError
+            do {
+                _ = try connection.copyIn(copyStatement, lines)
+                return []
+            } catch {
+                copyError = error
+            }
+            // A stored jid or a row PostgreSQL refuses: the slow path below sorts it out. Anything else is retried.
+            if !copyError.isUniqueViolation && !copyError.isDataError { throw copyError }
+        }
         var refused: [JobResultRecord] = []
         try store(batch[...], on: connection, logger: logger, refused: &refused)
         return refused
@@ -548,22 +570,25 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
     static func copyText(_ rows: ArraySlice<JobResultRecord>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(rows.count * 160)
-        for r in rows {
-            copyField(r.jid, &out); out.append(9)
-            copyField(r.jobClass, &out); out.append(9)
-            copyField(r.queue, &out); out.append(9)
-            copyField(r.status, &out); out.append(9)
-            out.append(contentsOf: String(r.attempts).utf8); out.append(9)
-            copyField(r.result, &out); out.append(9)
-            copyField(r.errorClass, &out); out.append(9)
-            copyField(r.errorMessage, &out); out.append(9)
-            copyField(r.correlationKey, &out); out.append(9)
-            if let enqueued = r.enqueuedAt { timestamp(enqueued, &out) } else { out.append(contentsOf: [92, 78]) }
-            out.append(9)
-            timestamp(r.startedAt, &out); out.append(9)
-            timestamp(r.finishedAt, &out); out.append(10)
-        }
+        for r in rows { appendCopyLine(r, to: &out) }
         return out
+    }
+
+    /// One row in COPY's text format, newline included.
+    static func appendCopyLine(_ r: JobResultRecord, to out: inout [UInt8]) {
+        copyField(r.jid, &out); out.append(9)
+        copyField(r.jobClass, &out); out.append(9)
+        copyField(r.queue, &out); out.append(9)
+        copyField(r.status, &out); out.append(9)
+        out.append(contentsOf: String(r.attempts).utf8); out.append(9)
+        copyField(r.result, &out); out.append(9)
+        copyField(r.errorClass, &out); out.append(9)
+        copyField(r.errorMessage, &out); out.append(9)
+        copyField(r.correlationKey, &out); out.append(9)
+        if let enqueued = r.enqueuedAt { timestamp(enqueued, &out) } else { out.append(contentsOf: [92, 78]) }
+        out.append(9)
+        timestamp(r.startedAt, &out); out.append(9)
+        timestamp(r.finishedAt, &out); out.append(10)
     }
 
     /// One text field: backslash, tab, newline and carriage return escaped; NUL (which PostgreSQL text cannot
