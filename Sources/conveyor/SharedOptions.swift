@@ -69,8 +69,13 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
 enum LogSetup {
     /// Logs to standard error in `key=value` form, one line per event, every value escaped and cut
     /// (`LineLogHandler`): what reaches a log from a job cannot forge lines.
-    static func bootstrap(level: Logger.Level) {
-        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
+    /// `CONVEYOR_LOG_FORMAT`: `text` (default) or `json`, one object per line; anything else is a usage error.
+    static func bootstrap(level: Logger.Level, environment: [String: String]) throws {
+        let text = environment["CONVEYOR_LOG_FORMAT"].flatMap { $0.isEmpty ? nil : $0.lowercased() } ?? "text"
+        guard let format = LineLogHandler.Format(rawValue: text) else {
+            throw ValidationError("CONVEYOR_LOG_FORMAT=\(text) is neither text nor json")
+        }
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level, format: format) }
     }
 }
 

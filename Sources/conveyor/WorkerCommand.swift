@@ -84,7 +84,7 @@ struct WorkerCommand: AsyncParsableCommand {
         } else {
             level = .info
         }
-        LogSetup.bootstrap(level: level)
+        try LogSetup.bootstrap(level: level, environment: environment)
         let logger = Logger(label: "conveyor.worker")
 
         // The metrics exist only after the registry (the families' migrations must be registered first), and

@@ -8,7 +8,7 @@ struct ConfigurationTests {
     @Test(arguments: [
         ("CONVEYOR_CONCURRENCY", "ten"), ("CONVEYOR_CONCURRENCY", "0"), ("CONVEYOR_LOG_LEVEL", "loud"),
         ("CONVEYOR_METRICS_POLL_SECONDS", "soon"), ("CONVEYOR_RESULTS_BATCH", "0"), ("CONVEYOR_RESULTS_BATCH", "9000"),
-        ("CONVEYOR_RESULTS_WRITERS", "x"), ("CONVEYOR_RESULTS_FLUSH_MS", "-5"), ("CONVEYOR_RESULTS_BUFFER", "lots"),
+        ("CONVEYOR_RESULTS_WRITERS", "x"), ("CONVEYOR_RESULTS_FLUSH_MS", "-5"), ("CONVEYOR_RESULTS_BUFFER", "lots"), ("CONVEYOR_LOG_FORMAT", "xml"),
     ])
     func anUnusableSettingStopsTheWorker(name: String, value: String) throws {
         let r = try TestEnv.conveyor(["worker", "--queues", "default"], environment: [name: value])

@@ -6,7 +6,14 @@ public import Logging
 /// hostile input. Control characters are escaped (`\n`, `\u{1B}`), so a newline in a job's class cannot start a
 /// forged line; values with spaces or quotes are quoted; and long values are cut, so a 1 MB class name costs a
 /// bounded line.
+///
+/// `format: .json` writes one JSON object per line instead (`CONVEYOR_LOG_FORMAT=json`): `time`, `level`, `label`,
+/// `source`, `message`, then every metadata key as a field of its own, cut the same way, escaped by JSON's rules.
 public struct LineLogHandler: LogHandler {
+    public enum Format: String, Sendable {
+        case text, json
+    }
+
     /// Longest metadata value, in characters, before it is cut.
     public static let maximumValueLength = 512
     /// Longest message, in characters, before it is cut.
@@ -15,11 +22,16 @@ public struct LineLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     public let label: String
+    public let format: Format
     private let write: @Sendable (String) -> Void
 
-    public init(label: String, level: Logger.Level, write: @escaping @Sendable (String) -> Void = LineLogHandler.standardError) {
+    public init(
+        label: String, level: Logger.Level, format: Format = .text,
+        write: @escaping @Sendable (String) -> Void = LineLogHandler.standardError
+    ) {
         self.label = label
         self.logLevel = level
+        self.format = format
         self.write = write
     }
 
@@ -32,6 +44,19 @@ public struct LineLogHandler: LogHandler {
         var merged = metadata
         if let explicit = event.metadata { merged.merge(explicit) { _, new in new } }
         if let error = event.error { merged["error.message"] = "\(error)" }
+        if format == .json {
+            var o = JSONObject()
+            o["time"] = .string(Self.timestamp())
+            o["level"] = .string("\(event.level)")
+            o["label"] = .string(Self.cut(label, limit: 200))
+            o["source"] = .string(Self.cut(event.source, limit: 100))
+            o["message"] = .string(Self.cut("\(event.message)", limit: Self.maximumMessageLength))
+            for (key, value) in merged.sorted(by: { $0.key < $1.key }) where o[key] == nil {
+                o[Self.cut(key, limit: 100)] = .string(Self.cut("\(value)", limit: Self.maximumValueLength))
+            }
+            write(String(decoding: o.bytes, as: UTF8.self) + "\n")
+            return
+        }
         var line = Self.timestamp()
         line += " \(event.level) "
         line += Self.escape(label, limit: 200)
@@ -71,6 +96,15 @@ public struct LineLogHandler: LogHandler {
         }
         if total > kept { out += "…(\(total - kept) more characters)" }
         return out
+    }
+
+    /// `text` cut to `limit` characters, with a note of how much was left out (JSON escapes the rest).
+    static func cut(_ text: String, limit: Int) -> String {
+        let count = text.unicodeScalars.count
+        guard count > limit else { return text }
+        var out = String.UnicodeScalarView()
+        out.append(contentsOf: text.unicodeScalars.prefix(limit))
+        return String(out) + "…(\(count - limit) more characters)"
     }
 
     /// An escaped value, in double quotes when it is empty or holds a space, a quote or an equals sign.
