@@ -86,6 +86,9 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         try LogSetup.bootstrap(level: level, environment: environment)
         let logger = Logger(label: "conveyor.worker")
+        for name in Settings.unknown(in: environment) {
+            logger.warning("\(name) is not a Conveyor setting (a typo?); it is ignored")
+        }
 
         // The metrics exist only after the registry (the families' migrations must be registered first), and
         // transcodes report to them through this relay.

@@ -27,4 +27,22 @@ struct ConfigurationTests {
         #expect(r.out.contains("(default: 25s)"), "\(r.out)")
         #expect(!r.out.contains("DurationArgument"))
     }
+
+    @Test func configPrintsMaskedValuesAndChecksEverySetting() throws {
+        let env = [
+            "REDIS_URL": "redis://worker:s3cret@127.0.0.1:6390/0", "OPENAI_API_KEY": "sk-live-123", "CONVEYOR_CONCURENCY": "4",
+            "CONVEYOR_VIDEO_CRF": "23",
+        ]
+        let ok = try TestEnv.conveyor(["config"], environment: env)
+        #expect(ok.code == 0, "\(ok.err)")
+        #expect(ok.out.contains("redis://worker:****@127.0.0.1:6390/0"))
+        #expect(!ok.out.contains("s3cret") && !ok.out.contains("sk-live-123"))
+        #expect(ok.err.contains("CONVEYOR_CONCURENCY is not a Conveyor setting"), "a typo is reported: \(ok.err)")
+        let json = try TestEnv.conveyor(["config", "--json"], environment: env)
+        let object = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
+        #expect((object?["unknown"] as? [String]) == ["CONVEYOR_CONCURENCY"])
+        let bad = try TestEnv.conveyor(["config"], environment: ["CONVEYOR_VIDEO_CRF": "99", "CONVEYOR_QUEUES": "a:x"])
+        #expect(bad.code == 64)
+        #expect(bad.err.contains("CONVEYOR_VIDEO_CRF") && bad.err.contains("CONVEYOR_QUEUES"), "\(bad.err)")
+    }
 }

@@ -1,0 +1,131 @@
+import ArgumentParser
+import ConveyorCore
+import Foundation
+import Images
+import Logging
+import Mail
+import Operations
+import Summaries
+import Video
+
+/// `conveyor config`: the configuration a worker started here would run with, every setting validated the way the
+/// worker validates it, secrets masked. Exits 64 when a value cannot be used; warns about unknown `CONVEYOR_*`
+/// names, so a typo does not pass silently.
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Print the effective configuration (secrets masked) and check every setting.")
+
+    @Flag(help: "One JSON object instead of a table.")
+    var json = false
+
+    @OptionGroup var redis: RedisOptions
+
+    func run() throws {
+        let environment = redis.environment(ProcessInfo.processInfo.environment)
+        let errors = Settings.validate(environment)
+        let unknown = Settings.unknown(in: environment)
+        let rows = Settings.known.map { name -> (String, String, String) in
+            guard let value = environment[name], !value.isEmpty else { return (name, "", "default") }
+            return (name, Settings.masked(name, value), "environment")
+        }
+        if json {
+            var o = JSONObject()
+            o["version"] = .string(Conveyor.version)
+            o["settings"] = .array(
+                rows.map { name, value, source in
+                    JSONValue.object(JSONObject([("name", .string(name)), ("value", source == "default" ? .null : .string(value)), ("source", .string(source))]))
+                })
+            o["unknown"] = .array(unknown.map { .string($0) })
+            o["errors"] = .array(errors.map { .string($0) })
+            print(String(decoding: o.bytes, as: UTF8.self))
+        } else {
+            let width = rows.map(\.0.count).max() ?? 10
+            for (name, value, source) in rows {
+                let shown = source == "default" ? "(default)" : value
+                print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + shown)
+            }
+        }
+        for name in unknown {
+            FileHandle.standardError.write(Data("warning: \(name) is not a Conveyor setting (a typo?); it is ignored\n".utf8))
+        }
+        for error in errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+        if !errors.isEmpty { throw ExitCode(64) }
+    }
+}
+
+/// Every setting Conveyor reads, and the checks `conveyor worker` applies to them at start-up.
+enum Settings {
+    static let known: [String] = [
+        "REDIS_URL", "DATABASE_URL", "CONVEYOR_NAMESPACE", "CONVEYOR_QUEUES", "CONVEYOR_CONCURRENCY", "CONVEYOR_LOG_LEVEL",
+        "CONVEYOR_LOG_FORMAT", "CONVEYOR_METRICS_ADDR", "CONVEYOR_METRICS_POLL_SECONDS",
+        "CONVEYOR_RESULTS_BATCH", "CONVEYOR_RESULTS_BUFFER", "CONVEYOR_RESULTS_FLUSH_MS", "CONVEYOR_RESULTS_WRITERS",
+        "CONVEYOR_MEDIA_ROOT",
+        "CONVEYOR_IMAGE_MAX_MEGAPIXELS", "CONVEYOR_IMAGE_MAX_DIMENSION", "CONVEYOR_IMAGE_MAX_FILE_MB", "CONVEYOR_IMAGE_MAX_FRAMES",
+        "CONVEYOR_IMAGE_MAX_PROGRESSIVE_MEGAPIXELS", "CONVEYOR_IMAGE_TIMEOUT_SECONDS", "CONVEYOR_IMAGE_WEBP_EFFORT",
+        "CONVEYOR_IMAGE_AVIF_EFFORT", "CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD", "CONVEYOR_IMAGE_IN_PROCESS",
+        "CONVEYOR_HELPERS", "CONVEYOR_HELPER_MAX_JOBS", "CONVEYOR_HELPER_MEMORY_MB", "CONVEYOR_HELPER_CPU_SECONDS",
+        "CONVEYOR_HELPER_OPEN_FILES", "CONVEYOR_HELPER_SANDBOX", "CONVEYOR_HELPER_BIN", "VIPS_CONCURRENCY",
+        "CONVEYOR_VIDEO_MAX_PIXELS", "CONVEYOR_VIDEO_MAX_DURATION", "CONVEYOR_VIDEO_PRESET", "CONVEYOR_VIDEO_CRF",
+        "CONVEYOR_VIDEO_PROBE_TIMEOUT", "CONVEYOR_VIDEO_TRANSCODE_TIMEOUT", "CONVEYOR_VIDEO_TRANSCODE_CONCURRENCY",
+        "CONVEYOR_VIDEO_HELPERS", "CONVEYOR_VIDEO_HELPER_MEMORY_MB", "CONVEYOR_VIDEO_FFMPEG_LOG", "CONVEYOR_VIDEO_IN_PROCESS",
+        "SMTP_URL", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS", "SMTP_CA_FILE", "SMTP_CONNECT_TIMEOUT", "SMTP_TIMEOUT",
+        "SMTP_RATE_LIMIT", "CONVEYOR_MAIL_FROM", "CONVEYOR_MAIL_REPLY_TO", "CONVEYOR_MAIL_MESSAGE_ID_DOMAIN",
+        "CONVEYOR_MAIL_TEMPLATES", "CONVEYOR_MAIL_DEFAULT_LOCALE", "CONVEYOR_MAIL_LIST_TEMPLATES", "CONVEYOR_MAIL_OUTBOX",
+        "CONVEYOR_MAIL_CONCURRENCY",
+        "CONVEYOR_LLM_PROVIDERS", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "CONVEYOR_LLM_OPENAI_MAX_TOKENS_FIELD",
+        "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL", "CONVEYOR_LLM_TIMEOUT", "CONVEYOR_LLM_CONNECT_TIMEOUT",
+        "CONVEYOR_LLM_MAX_INPUT_CHARS", "CONVEYOR_LLM_MAX_OUTPUT_TOKENS", "CONVEYOR_LLM_CACHE_TTL", "CONVEYOR_LLM_LOCK_TTL",
+        "CONVEYOR_LLM_MODEL_ALIAS", "CONVEYOR_LLM_BREAKER_WINDOW", "CONVEYOR_LLM_BREAKER_MIN_CALLS",
+        "CONVEYOR_LLM_BREAKER_FAILURE_RATE", "CONVEYOR_LLM_BREAKER_SLOW_CALL", "CONVEYOR_LLM_BREAKER_SLOW_RATE",
+        "CONVEYOR_LLM_BREAKER_OPEN", "CONVEYOR_LLM_BREAKER_HALF_OPEN_CALLS", "CONVEYOR_LLM_AUTH_FAILURE_OPEN",
+    ]
+
+    /// Read by the project's scripts and tests, not by the worker: not reported as unknown.
+    static let scripts: Set<String> = [
+        "CONVEYOR_BIN", "CONVEYOR_TEST_TIMEOUT", "CONVEYOR_REDIS_PORT", "CONVEYOR_PG_PORT", "CONVEYOR_BENCH_CONCURRENCY",
+    ]
+
+    /// `CONVEYOR_*` names in `environment` that nothing reads.
+    static func unknown(in environment: [String: String]) -> [String] {
+        let all = Set(known).union(scripts)
+        return environment.keys.filter { $0.hasPrefix("CONVEYOR_") && !all.contains($0) }.sorted()
+    }
+
+    /// Every problem with the settings, each naming its variable; empty when a worker would start.
+    static func validate(_ environment: [String: String]) -> [String] {
+        var errors: [String] = []
+        func check(_ body: () throws -> Void) {
+            do { try body() } catch let failure as JobFailure { errors.append(failure.message) } catch { errors.append("\(error)") }
+        }
+        check { _ = try EnvironmentNumber.int("CONVEYOR_CONCURRENCY", in: environment, default: 10, range: 1...10_000) }
+        check { _ = try EnvironmentNumber.double("CONVEYOR_METRICS_POLL_SECONDS", in: environment, default: 5, range: 0.5...3600) }
+        check { _ = try ResultStore.Configuration(environment: environment) }
+        if let text = environment["CONVEYOR_LOG_LEVEL"], !text.isEmpty, Logger.Level(rawValue: text.lowercased()) == nil {
+            errors.append("CONVEYOR_LOG_LEVEL=\(text) is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        if let text = environment["CONVEYOR_LOG_FORMAT"], !text.isEmpty, LineLogHandler.Format(rawValue: text.lowercased()) == nil {
+            errors.append("CONVEYOR_LOG_FORMAT=\(text) is neither text nor json")
+        }
+        if let text = environment["CONVEYOR_QUEUES"], !text.isEmpty {
+            check {
+                do { _ = try QueueSelection(parsing: text) } catch { throw JobFailure.permanent("InvalidConfiguration", "CONVEYOR_QUEUES=\(text): \(error)") }
+            }
+        }
+        // The images family's settings without its media root, which the worker would create when missing.
+        var withoutRoot = environment
+        withoutRoot["CONVEYOR_MEDIA_ROOT"] = nil
+        check { _ = try ImagesConfiguration(environment: withoutRoot) }
+        check { _ = try VideoConfiguration(environment: environment) }
+        check { _ = try MailConfiguration(environment: environment) }
+        check { _ = try SummariesConfiguration(environment: environment) }
+        return errors
+    }
+
+    /// A value as it may be shown: keys, passwords and tokens hidden, a password inside a URL replaced.
+    static func masked(_ name: String, _ value: String) -> String {
+        if ["KEY", "PASSWORD", "TOKEN", "SECRET"].contains(where: { name.contains($0) }) { return "****" }
+        guard var url = URLComponents(string: value), url.password != nil else { return value }
+        url.password = "****"
+        return url.string ?? "****"
+    }
+}
