@@ -13,7 +13,6 @@ public enum MailJobs {
     /// an in-process ledger), `REDIS_URL` + `SMTP_RATE_LIMIT` for the shared rate limit. See README → Email.
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
         let configuration = try MailConfiguration(environment: environment)
-        MailMigrations.register()
         let transport: any MailTransport = configuration.smtp.map { SMTPTransport(configuration: $0, connections: configuration.concurrency) }
             ?? OutboxTransport(folder: configuration.outbox)
         let ledger: any MailLedger = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresMailLedger(url: $0) }

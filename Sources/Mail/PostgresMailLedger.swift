@@ -27,10 +27,6 @@ public enum MailMigrations {
                 """),
     ]
 
-    /// Adds the mail migrations to the shared catalog (idempotent).
-    public static func register(into catalog: MigrationCatalog = .shared) {
-        catalog.add(all)
-    }
 }
 
 /// The idempotency ledger in PostgreSQL (`conveyor.mail_ledger`), shared by every worker process.

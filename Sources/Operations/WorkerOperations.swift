@@ -1,7 +1,7 @@
 public import ConveyorCore
 import Foundation
 public import Logging
-import Postgres
+public import Postgres
 public import Redis
 
 /// Everything operations adds to a `conveyor worker` process, started in one call: migrations, the result
@@ -27,11 +27,14 @@ public final class WorkerOperations: Sendable {
     /// - Parameters:
     ///   - metricsAddress: `--metrics-addr` (`CONVEYOR_METRICS_ADDR`), e.g. `127.0.0.1:9464`; nil serves nothing.
     ///   - environment: reads `DATABASE_URL`, `CONVEYOR_RESULTS_*`, `CONVEYOR_METRICS_POLL_SECONDS`.
+    ///   - migrations: every family's migrations, applied at start (and by the store before its first write while
+    ///     PostgreSQL is down).
     ///   - identity: the worker process's identity: outcomes then reach the store through its outcome journal
     ///     in Redis (`journal`), which survives kill -9. Nil: through `observers`, in memory only.
     public init(
         redis: RedisEndpoint, keys: QueueKeys, metricsAddress: String?, environment: [String: String],
-        identity: String? = nil, logger: Logger = Logger(label: "conveyor.operations")
+        migrations: [Migration] = OperationsMigrations.all, identity: String? = nil,
+        logger: Logger = Logger(label: "conveyor.operations")
     ) throws {
         let metrics = ConveyorMetrics()
         self.metrics = metrics
@@ -41,8 +44,6 @@ public final class WorkerOperations: Sendable {
         if let databaseURL {
             // Migrate at start; a database that is down now only delays writes: the store buffers, and runs the
             // migrations itself before its first write once PostgreSQL is back.
-            OperationsMigrations.register()
-            let migrations = MigrationCatalog.shared.all
             var migrated = false
             do {
                 let connection = try PostgresConnection(url: databaseURL)

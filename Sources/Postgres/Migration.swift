@@ -21,8 +21,6 @@ public struct Migration: Sendable, Equatable {
 /// The migrations every process knows about. Families add theirs when they register their job classes
 /// (`MigrationCatalog.shared.add(...)`); `conveyor migrate` and the worker apply them all.
 public final class MigrationCatalog: @unchecked Sendable {
-    public static let shared = MigrationCatalog()
-
     private let lock = NSLock()
     private var migrations: [Migration] = []
 

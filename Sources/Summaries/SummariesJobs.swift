@@ -34,13 +34,12 @@ public enum SummariesJobs {
     /// Registers `llm.summarize` on queue `llm`, 120 s timeout (two providers at the 30 s default each plus
     /// waiting for another job's call), 8 per process, reading README's variables from `environment`.
     /// Summaries are stored by post id in PostgreSQL (`conveyor.summaries`) when `DATABASE_URL` is set; the
-    /// table's migration is added to `MigrationCatalog.shared`.
+    /// table's migration is `PostgresSummaryStore.migrations`, which the composition hands to `conveyor migrate`.
     /// - Parameters:
     ///   - store: overrides where summaries are kept (tests); without it and without `DATABASE_URL` they are
     ///     only in the job results.
     public static func register(into registry: inout JobRegistry, environment: [String: String], store: (any SummaryStore)? = nil) throws {
         let configuration = try SummariesConfiguration(environment: environment)
-        MigrationCatalog.shared.add(PostgresSummaryStore.migrations)
         var store = store
         if store == nil, let url = environment["DATABASE_URL"], !url.isEmpty {
             store = PostgresSummaryStore(database: PostgresThread(url: url, name: "conveyor-llm-store"))

@@ -34,10 +34,6 @@ public enum MediaMigrations {
                 """),
     ]
 
-    /// Adds the media migrations to the shared catalog (idempotent).
-    public static func register(into catalog: MigrationCatalog = .shared) {
-        catalog.add(all)
-    }
 }
 
 /// Writes `media.ingest` rows to `conveyor.media_uploads` (created on first use if `conveyor migrate` has not

@@ -21,7 +21,6 @@ public enum VideoJobs {
         let images = try ImagesConfiguration(environment: environment)
         // One row per upload in conveyor.media_uploads when PostgreSQL is configured.
         let recorder = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
-        MediaMigrations.register()
         try register(
             into: &registry, configuration: configuration, pool: HelperPool(configuration.helperPool),
             onProgress: onProgress, images: IngestHandler.imagePipeline(configuration: images, pool: HelperPool(images.pool)),

@@ -26,11 +26,6 @@ struct MigrateCommand: ParsableCommand {
             FileHandle.standardError.write(Data("conveyor migrate: set DATABASE_URL or pass --database-url\n".utf8))
             throw ExitCode(64)
         }
-        OperationsMigrations.register()
-        // Families add their migrations to the catalog when they register their job classes.
-        do { _ = try JobClasses.registry(environment: ProcessInfo.processInfo.environment) } catch {
-            FileHandle.standardError.write(Data("conveyor migrate: warning: job classes not all registered (\(error)); their tables may be missing\n".utf8))
-        }
         let connection: PostgresConnection
         do {
             connection = try PostgresConnection(url: url)
@@ -41,7 +36,7 @@ struct MigrateCommand: ParsableCommand {
         do {
             if status {
                 let rows = try Migrator.appliedVersions(connection)
-                let known = MigrationCatalog.shared.all
+                let known = Composition.migrations
                 let pending = known.filter { m in !rows.contains { $0.component == m.component && $0.version == m.version } }
                 if json {
                     let applied = rows.map { "{\"component\":\(jsonString($0.component)),\"version\":\($0.version),\"name\":\(jsonString($0.name))}" }
@@ -53,7 +48,7 @@ struct MigrateCommand: ParsableCommand {
                 }
                 return
             }
-            let report = try Migrator(migrations: MigrationCatalog.shared.all).migrate(connection)
+            let report = try Migrator(migrations: Composition.migrations).migrate(connection)
             if json {
                 let applied = report.applied.map { "{\"component\":\(jsonString($0.component)),\"version\":\($0.version),\"name\":\(jsonString($0.name))}" }
                 print("{\"applied\":[\(applied.joined(separator: ","))],\"already_applied\":\(report.alreadyApplied)}")

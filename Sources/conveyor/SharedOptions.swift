@@ -93,7 +93,6 @@ enum JobClasses {
         try ImagesJobs.register(into: &registry, environment: environment)
         try VideoJobs.register(into: &registry, environment: environment, onProgress: transcodeProgress)
         try MailJobs.register(into: &registry, environment: environment)
-        MailMigrations.register()
         try SummariesJobs.register(into: &registry, environment: environment)
         return registry
     }

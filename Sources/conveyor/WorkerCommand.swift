@@ -140,7 +140,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let endpoint = try redis.endpoint()
         let operations = try WorkerOperations(
             redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
-            environment: environment, identity: configuration.identity, logger: logger)
+            environment: environment, migrations: Composition.migrations, identity: configuration.identity, logger: logger)
         progress.withLock { $0 = operations.metrics }
         operations.metrics.addExporter { SummariesJobs.current?.metricsSnapshot().prometheusText() ?? "" }
         let worker = Worker(

@@ -14,6 +14,19 @@ struct MigrateCommandTests {
         #expect(status.out.contains("\"pending\":[]"))
     }
 
+    /// `migrate` needs only the families' tables: it builds no family (no helper pool, no Redis connection), so a
+    /// Redis that is down, a helper binary that is missing or another family's bad setting does not concern it.
+    @Test func migrateBuildsNoFamilyAndKnowsEveryFamilysTables() throws {
+        let r = try TestEnv.conveyor(
+            ["migrate", "--status", "--json"],
+            environment: ["REDIS_URL": "redis://127.0.0.1:1/0", "CONVEYOR_HELPER_BIN": "/nonexistent/conveyor", "CONVEYOR_VIDEO_CRF": "99"])
+        #expect(r.code == 0, "\(r.err)")
+        #expect(r.err.isEmpty, "\(r.err)")
+        for component in ["operations", "mail", "media", "summaries"] {
+            #expect(r.out.contains("\"component\":\"\(component)\""), "\(component) missing: \(r.out)")
+        }
+    }
+
     @Test func unreachableDatabaseExitsWithCode3() throws {
         let r = try TestEnv.conveyor(["migrate", "--database-url", "postgres://127.0.0.1:1/x"])
         #expect(r.code == 3)

@@ -37,8 +37,4 @@ public enum OperationsMigrations {
                 """),
     ]
 
-    /// Adds Conveyor's own migrations to the shared catalog (idempotent).
-    public static func register(into catalog: MigrationCatalog = .shared) {
-        catalog.add(all)
-    }
 }
