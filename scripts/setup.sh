@@ -8,11 +8,17 @@ PACKAGES=(
   redis-server redis-tools postgresql postgresql-client
   # C libraries behind the wrapper targets
   libhiredis-dev libpq-dev libvips-dev libcurl4-openssl-dev
-  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev
   # test and benchmark peers: Sidekiq's own client/API, media tools, SMTP server, metric/compose linters
   ruby-sidekiq libvips-tools ffmpeg imagemagick libimage-exiftool-perl python3-aiosmtpd
   prometheus docker-compose
 )
+
+# A test peer from PyPI: the Kubernetes manifest validator (its schemas ship inside the package: it runs offline).
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check kubernetes-validate >/dev/null 2>&1 \
+    || echo "setup: could not pip install kubernetes-validate; the manifest check will be skipped" >&2
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

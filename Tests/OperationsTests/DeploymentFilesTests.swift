@@ -9,7 +9,8 @@ struct DeploymentFilesTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
     static func has(_ tool: String) -> Bool {
-        ["/usr/bin", "/usr/local/bin", "/bin"].contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)") }
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        return (["/usr/bin", "/usr/local/bin", "/bin"] + path).contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)") }
     }
 
     private func run(_ arguments: [String]) throws -> (code: Int32, output: String) {
@@ -48,6 +49,28 @@ struct DeploymentFilesTests {
             let named = Set(value.split(separator: ",").map { String($0.split(separator: ":")[0]) })
             #expect(named.isSuperset(of: families), "\(file) pins --queues \(value), which leaves out \(Set(families).subtracting(named).sorted())")
         }
+    }
+
+    /// The built-in kinds (Deployment, Service) against Kubernetes' own schemas, strictly (an unknown field fails).
+    /// KEDA's and the Prometheus Operator's kinds have no schema offline; the validator names them as skipped.
+    @Test(.enabled(if: has("kubernetes-validate"), "needs kubernetes-validate (pip, installed by scripts/setup.sh)"))
+    func kubernetesManifestsMatchTheirSchemas() throws {
+        let r = try run(["kubernetes-validate", "--strict", Self.path("docker/k8s/deployment.yaml"), Self.path("docker/k8s/keda-scaledobject.yaml")])
+        #expect(r.code == 0, "\(r.output)")
+        #expect(r.output.contains("passed for resource deployment/conveyor-worker"), "\(r.output)")
+        #expect(!r.output.contains("ERROR") && !r.output.contains("failed"), "\(r.output)")
+    }
+
+    /// The worker's pod runs unprivileged under the runtime's seccomp profile, the init container too, and mail has
+    /// somewhere writable to go on a read-only root filesystem.
+    @Test func theKubernetesWorkerIsConfinedAndCanWriteItsOutbox() throws {
+        let text = try String(contentsOfFile: Self.path("docker/k8s/deployment.yaml"), encoding: .utf8)
+        #expect(text.contains("seccompProfile: {type: RuntimeDefault}"))
+        #expect(text.components(separatedBy: "readOnlyRootFilesystem: true").count - 1 == 2, "worker and init container")
+        #expect(text.contains("CONVEYOR_MAIL_OUTBOX") && text.contains("mountPath: /var/lib/conveyor/outbox"))
+        #expect(text.contains("kind: PodMonitor"))
+        let keda = try String(contentsOfFile: Self.path("docker/k8s/keda-scaledobject.yaml"), encoding: .utf8)
+        #expect(keda.contains("kind: TriggerAuthentication") && keda.contains("authenticationRef: {name: conveyor-redis}"))
     }
 
     @Test(.enabled(if: has("docker-compose"), "needs docker-compose"))
