@@ -29,7 +29,7 @@ public enum ImagesJobs {
     }
 
     /// Registers `image.thumbnail` and `image.strip_metadata` (queue `media`), configured from `environment`:
-    /// `CONVEYOR_MEDIA_ROOT`, `CONVEYOR_IMAGE_*` limits, `CONVEYOR_HELPER*` pool settings (see README).
+    /// `CONVEYOR_MEDIA_ROOT`, `CONVEYOR_IMAGE_*` limits, `CONVEYOR_HELPER*` pool settings (see docs/configuration.md).
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
         registerHelperOperations()
         let configuration = try ImagesConfiguration(environment: environment)

@@ -68,7 +68,7 @@ public struct EmailSendHandler: JobHandler {
         } catch {
             let failure = JobFailure(error)
             // An ambiguous failure (the connection dropped after the final ".") also releases the key: the retry
-            // sends again with the same Message-ID. At-least-once, see README "Email".
+            // sends again with the same Message-ID. At-least-once, see docs/jobs.md "Email".
             try? await ledger.release(key: key, jid: job.jid, reason: failure.description)
             throw JobFailure(errorClass: failure.errorClass, message: "email.send jid=\(job.jid) to \(to.address): \(failure.message)", isPermanent: failure.isPermanent)
         }

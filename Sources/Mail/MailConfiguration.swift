@@ -1,7 +1,7 @@
 public import ConveyorCore
 public import Foundation
 
-/// Email settings read from the environment (see README, Configuration → Email).
+/// Email settings read from the environment (see docs/configuration.md, Email).
 public struct MailConfiguration: Sendable {
     public enum StartTLS: String, Sendable {
         /// `smtp://` must upgrade with STARTTLS or the send fails (permanent: a configuration error).

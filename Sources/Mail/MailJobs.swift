@@ -10,7 +10,7 @@ public enum MailJobs {
 
     /// Registers `email.send` on queue `mail`, reading the configuration from `environment`:
     /// `SMTP_URL` (none: `.eml` files in `CONVEYOR_MAIL_OUTBOX`), `DATABASE_URL` for the idempotency ledger (none:
-    /// an in-process ledger), `REDIS_URL` + `SMTP_RATE_LIMIT` for the shared rate limit. See README → Email.
+    /// an in-process ledger), `REDIS_URL` + `SMTP_RATE_LIMIT` for the shared rate limit. See docs/configuration.md, Email.
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
         let configuration = try MailConfiguration(environment: environment)
         let transport: any MailTransport = configuration.smtp.map { SMTPTransport(configuration: $0, connections: configuration.concurrency) }

@@ -1,6 +1,6 @@
 public import ConveyorCore
 
-/// Everything `llm.summarize` reads from the environment; see README "LLM summaries".
+/// Everything `llm.summarize` reads from the environment; see docs/configuration.md "LLM summaries".
 public struct SummariesConfiguration: Sendable {
     /// Providers in the order they are tried; only those with an API key.
     public var providers: [LLMProvider] = []
@@ -24,7 +24,7 @@ public struct SummariesConfiguration: Sendable {
 
     public init() {}
 
-    /// Reads the variables in README's table; unset ones keep the defaults above.
+    /// Reads the variables in docs/configuration.md; unset ones keep the defaults above.
     public init(environment env: [String: String]) throws(JobFailure) {
         func seconds(_ name: String, _ fallback: Duration) throws(JobFailure) -> Duration {
             guard let text = env[name], !text.isEmpty else { return fallback }

@@ -32,7 +32,7 @@ public enum SummariesJobs {
     public static var current: Summarizer? { Current.value.withLock { $0 } }
 
     /// Registers `llm.summarize` on queue `llm`, 120 s timeout (two providers at the 30 s default each plus
-    /// waiting for another job's call), 8 per process, reading README's variables from `environment`.
+    /// waiting for another job's call), 8 per process, reading the variables of docs/configuration.md from `environment`.
     /// Summaries are stored by post id in PostgreSQL (`conveyor.summaries`) when `DATABASE_URL` is set; the
     /// table's migration is `PostgresSummaryStore.migrations`, which the composition hands to `conveyor migrate`.
     /// - Parameters:

@@ -2,7 +2,7 @@ public import AV
 import ConveyorCore
 public import Sandbox
 
-/// Video settings read from the environment (see README, Configuration → Video).
+/// Video settings read from the environment (see docs/configuration.md, Video).
 public struct VideoConfiguration: Sendable {
     /// `CONVEYOR_MEDIA_ROOT` (default `.run/media`).
     public var mediaRoot: String = ".run/media"

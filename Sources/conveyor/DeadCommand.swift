@@ -17,7 +17,7 @@ extension RedisOptions {
     }
 }
 
-/// Exit codes of the operator commands (documented in the README).
+/// Exit codes of the operator commands (documented in docs/operations.md).
 enum OperatorExit: Int32 {
     case ok = 0
     case failed = 1

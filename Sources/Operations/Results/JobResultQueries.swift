@@ -1,6 +1,6 @@
 public import Postgres
 
-/// Reads `conveyor.job_results`: what an API does to learn a job's outcome (the same SQL is in the README).
+/// Reads `conveyor.job_results`: what an API does to learn a job's outcome (the same SQL is in docs/operations.md).
 public enum JobResultQueries {
     static let columns = """
         jid, job_class, queue, status, attempts, result::text AS result, error_class, error_message, correlation_key,

@@ -1,0 +1,54 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import ConveyorCore
+
+// The complete example of docs/writing-a-job-class.md: a handler, its class, and its test against a real Redis.
+
+/// `text.count_words` `{"text": "..."}` -> `{"words": N}`.
+struct CountWordsHandler: JobHandler {
+    func perform(_ job: JobContext) async throws -> JSONValue {
+        let text = try job.string("text")  // missing or not a string: permanent InvalidArguments, straight to dead
+        guard text.utf8.count <= 1_000_000 else { throw JobFailure.invalidArguments("text is longer than 1 MB") }
+        let words = text.split(whereSeparator: { $0.isWhitespace }).count
+        job.logger.debug("counted", metadata: ["words": "\(words)"])
+        return ["words": JSONValue(words)]
+    }
+}
+
+extension JobClass {
+    static let countWords = JobClass("text.count_words", queue: "default", timeout: .seconds(10), handler: CountWordsHandler())
+}
+
+/// Collects the outcomes the worker reports.
+final class Outcomes: JobObserver {
+    private let seen = Mutex<[String: JobOutcome]>([:])
+    func jobFinished(_ outcome: JobOutcome) { seen.withLock { $0[outcome.jid] = outcome } }
+    subscript(jid: String) -> JobOutcome? { seen.withLock { $0[jid] } }
+}
+
+@Suite struct WritingAJobClassTests {
+    @Test func countsWordsAndRefusesBadArguments() async throws {
+        let redis = try TestRedis()
+        var registry = JobRegistry()
+        registry.register(.countWords)
+        let outcomes = Outcomes()
+        let worker = Worker(
+            redis: redis.endpoint, registry: registry,
+            configuration: WorkerConfiguration(queues: try QueueSelection(parsing: "default"), keys: redis.keys),
+            observers: [outcomes])
+        let running = Task { try await worker.run() }
+        let ok = try await redis.client.enqueue("text.count_words", arguments: ["text": "the quick brown fox"])
+        let bad = try await redis.client.enqueue("text.count_words", arguments: ["text": 42])
+        try await eventually("both finished") { outcomes[ok] != nil && outcomes[bad] != nil }
+        worker.shutdown()
+        try await running.value
+        #expect(outcomes[ok]?.status == .succeeded)
+        #expect(outcomes[ok]?.result == ["words": 4])
+        #expect(outcomes[bad]?.status == .dead)
+        #expect(outcomes[bad]?.failure?.errorClass == "InvalidArguments")
+        #expect(try await redis.int("ZCARD", redis.keys.dead) == 1)
+        try await redis.clean()
+    }
+}
