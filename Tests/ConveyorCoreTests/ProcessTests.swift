@@ -22,6 +22,22 @@ import Testing
         return jobs
     }
 
+    /// Runs `sidekiq_interop.rb COMMAND` (Sidekiq's own client and API) against `redisURL`; returns its JSON.
+    func sidekiqRuby(_ command: String, redisURL url: String) async throws -> JSONValue {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("sidekiq_interop.rb").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/ruby")
+        process.arguments = [script, command]
+        process.environment = ["REDIS_URL": url, "PATH": "/usr/bin:/bin"]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = try await BlockingPool.shared.run { out.fileHandleForReading.readDataToEndOfFile() }
+        try await BlockingPool.shared.run { process.waitUntilExit() }
+        #expect(process.terminationStatus == 0)
+        return try JSONValue(parsing: Array(data))
+    }
+
     @Test func killDashNineMidRunLosesNoJob() async throws {
         let redis = try TestRedis()
         var jids: [String] = []
@@ -122,20 +138,7 @@ import Testing
         let db = RedisThread(try RedisEndpoint(url: url), name: "tools")
         defer { db.stop() }
         _ = try await db.run { try $0.command("FLUSHDB").check() }
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("sidekiq_interop.rb").path
-        func ruby(_ command: String) async throws -> JSONValue {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/ruby")
-            process.arguments = [script, command]
-            process.environment = ["REDIS_URL": url, "PATH": "/usr/bin:/bin"]
-            let out = Pipe()
-            process.standardOutput = out
-            try process.run()
-            let data = try await BlockingPool.shared.run { out.fileHandleForReading.readDataToEndOfFile() }
-            try await BlockingPool.shared.run { process.waitUntilExit() }
-            #expect(process.terminationStatus == 0)
-            return try JSONValue(parsing: Array(data))
-        }
+        func ruby(_ command: String) async throws -> JSONValue { try await sidekiqRuby(command, redisURL: url) }
         let pushed = try await ruby("tools")
         let client = JobClient(redis: db, keys: QueueKeys())
         let scheduled = try await client.enqueue("noop", queue: "interop", at: JobTime.now() + 600)
@@ -194,20 +197,7 @@ import Testing
         defer { db.stop() }
         _ = try await db.run { try $0.command("FLUSHDB").check() }
 
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("sidekiq_interop.rb").path
-        func ruby(_ command: String) async throws -> JSONValue {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/ruby")
-            process.arguments = [script, command]
-            process.environment = ["REDIS_URL": url, "PATH": "/usr/bin:/bin"]
-            let out = Pipe()
-            process.standardOutput = out
-            try process.run()
-            let data = try await BlockingPool.shared.run { out.fileHandleForReading.readDataToEndOfFile() }
-            try await BlockingPool.shared.run { process.waitUntilExit() }
-            #expect(process.terminationStatus == 0)
-            return try JSONValue(parsing: Array(data))
-        }
+        func ruby(_ command: String) async throws -> JSONValue { try await sidekiqRuby(command, redisURL: url) }
 
         let pushed = try await ruby("push")
         #expect(pushed["queued"]?.intValue == 6)

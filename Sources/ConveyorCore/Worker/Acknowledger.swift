@@ -25,12 +25,13 @@ final class Acknowledger: Sendable {
     private let deadSet: DeadSetLimits
     private let logger: Logger
     private let outage = OutageLog("writing job completions to redis")
-    /// Called after Redis answered a batch, with each move and whether it was applied.
-    private let onApplied: @Sendable ([JobTransitions.Move], [Bool]) -> Void
+    /// Called after Redis answered a batch, with its moves and whether the transaction was executed (false only
+    /// when Redis refused it as a whole, which is a bug).
+    private let onApplied: @Sendable ([JobTransitions.Move], Bool) -> Void
 
     init(
         redis: RedisThread, keys: QueueKeys, identity: String, deadSet: DeadSetLimits, logger: Logger,
-        onApplied: @escaping @Sendable ([JobTransitions.Move], [Bool]) -> Void
+        onApplied: @escaping @Sendable ([JobTransitions.Move], Bool) -> Void
     ) {
         self.redis = redis
         self.keys = keys
@@ -75,10 +76,10 @@ final class Acknowledger: Sendable {
                 number = sequence
             }
             do {
-                let applied = try await write(batch, sequence: number, mayHaveApplied: uncertain != nil)
+                let executed = try await write(batch, sequence: number, mayHaveApplied: uncertain != nil)
                 uncertain = nil
                 outage.succeeded(logger: logger)
-                onApplied(batch, applied)
+                onApplied(batch, executed)
                 let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
                     s.pending.removeFirst(batch.count)
                     s.writing = false
@@ -118,9 +119,9 @@ final class Acknowledger: Sendable {
         ready.set()
     }
 
-    /// Sends one batch as a transaction (`JobTransitions.batchCommands`); returns which moves were applied. After a
+    /// Sends one batch as a transaction (`JobTransitions.batchCommands`); returns whether Redis executed it. After a
     /// failed send (`mayHaveApplied`) the batch's marker is read first: if that send applied, it is not sent again.
-    private func write(_ batch: [JobTransitions.Move], sequence: UInt64, mayHaveApplied: Bool) async throws -> [Bool] {
+    private func write(_ batch: [JobTransitions.Move], sequence: UInt64, mayHaveApplied: Bool) async throws -> Bool {
         let marker = keys.acknowledged(identity)
         let commands = JobTransitions.batchCommands(
             keys: keys, source: source, journal: journalKey, marker: marker, sequence: sequence, moves: batch,
@@ -130,17 +131,18 @@ final class Acknowledger: Sendable {
         return try await redis.run { [commands] connection in
             if mayHaveApplied, try connection.command("GET", marker).check().text == String(sequence) {
                 // Applied before the reply was lost: whole, journal included.
-                return Array(repeating: true, count: count)
+                return true
             }
             let replies = try connection.pipeline(commands)
             do throws(RedisError) {
-                return try JobTransitions.batchApplied(replies, count: count)
+                _ = try JobTransitions.batchApplied(replies, count: count)
+                return true
             } catch where error.isTransient {
                 throw error
             } catch {
                 // A refused transaction is a bug, not an outage: sending it again would fail again. Report it and move on.
                 logger.critical("redis rejected a batch of job completions", metadata: ["error": "\(error)", "moves": "\(count)"])
-                return Array(repeating: false, count: count)
+                return false
             }
         }
     }

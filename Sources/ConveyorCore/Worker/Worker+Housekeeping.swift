@@ -294,7 +294,9 @@ extension Worker {
             await ledger.close()
             reconcileNeeded.reset()
             var attempt = 0
-            while !Task.isCancelled {
+            // Shutdown gives up: the gate opens so the fetchers can see it, and whatever is left in the list goes
+            // back with the rest of the in-flight jobs (or to a live worker's reaper).
+            while !Task.isCancelled && !quiet.isSet {
                 do {
                     let returned = try await reconcile()
                     outage.succeeded(logger: logger)

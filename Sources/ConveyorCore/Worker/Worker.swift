@@ -76,11 +76,13 @@ public final class Worker: Sendable {
         self.acknowledger = Acknowledger(
             redis: ackRedis, keys: configuration.keys, identity: configuration.identity,
             deadSet: configuration.deadSet, logger: logger
-        ) { [journal] moves, applied in
+        ) { [journal] moves, executed in
+            // An executed batch wrote all its journal entries, whether or not each job was still in the list (a job
+            // reaped meanwhile runs again, and its later outcome replaces this one): all go on to be stored.
             var entries: [JobTransitions.Move.JournalEntry] = []
-            for (move, done) in zip(moves, applied) {
+            for move in moves {
                 ledger.release(move.raw)
-                if done, let entry = move.journal { entries.append(entry) }
+                if executed, let entry = move.journal { entries.append(entry) }
             }
             if !entries.isEmpty { journal?.journaled(key: journalKey, entries: entries) }
         }

@@ -183,13 +183,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
             let dropNew = pendingCount == 0
             let victim = dropNew ? pending : buffer[head]
             if !dropNew { head += 1 }
-            if let ref = victim.journal {
-                // Still in Redis: written when recovery reads the journal again.
-                journaledPending.remove(ref)
-                if ref.key == journalKey { ownJournalBehind = true }
-                stats.deferred += 1
-            } else {
-                stats.dropped += 1
+            if !letGo(victim) {
                 if stats.dropped == 1 || stats.dropped % 1000 == 0 {
                     logger.error(
                         "result buffer full (\(configuration.capacity) outcomes, CONVEYOR_RESULTS_BUFFER): dropping the oldest; PostgreSQL unreachable?",
@@ -275,6 +269,20 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
 
     private var pendingCount: Int { buffer.count - head }
 
+    /// Accounts for an outcome the full buffer lets go (call with the lock held). Returns whether it is still safe:
+    /// a journaled one stays in Redis and is written when recovery reads its journal again; any other is dropped.
+    @discardableResult
+    private func letGo(_ pending: Pending) -> Bool {
+        guard let ref = pending.journal else {
+            stats.dropped += 1
+            return false
+        }
+        journaledPending.remove(ref)
+        if ref.key == journalKey { ownJournalBehind = true }
+        stats.deferred += 1
+        return true
+    }
+
     // MARK: Flusher
 
     private func flushLoop() {
@@ -328,15 +336,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 // Put the batch back in front, within the capacity bound.
                 let room = max(0, configuration.capacity - pendingCount - inFlight)
                 let keep = pending.suffix(room)
-                for lost in pending.dropLast(keep.count) {
-                    if let ref = lost.journal {
-                        journaledPending.remove(ref)
-                        if ref.key == journalKey { ownJournalBehind = true }
-                        stats.deferred += 1
-                    } else {
-                        stats.dropped += 1
-                    }
-                }
+                for lost in pending.dropLast(keep.count) { letGo(lost) }
                 buffer.replaceSubrange(head..<head, with: keep)
                 stats.writeErrors += 1
                 let firstFailure = !stats.failing
