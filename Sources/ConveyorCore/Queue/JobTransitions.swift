@@ -124,9 +124,12 @@ public enum JobTransitions {
             case none = "0", processed = "1", processedAndFailed = "2", failed = "3"
         }
 
-        /// A terminal outcome kept in Redis with the move, in the same script: durable the instant the job leaves.
+        /// A terminal outcome kept in Redis with the move, in the same step: durable the instant the job leaves.
+        /// The entries of one batch share one field of the journal hash (`a<n>` for the acknowledger's batches,
+        /// `r<n>` for the reaper's), their values concatenated: one hash entry per batch, not per job.
         public struct JournalEntry: Sendable {
             public var field: String
+            /// One COPY line, newline included.
             public var value: [UInt8]
             /// What the journal built `value` from, handed back with `journaled` so it need not parse the bytes.
             public var record: (any Sendable)?
@@ -156,8 +159,10 @@ public enum JobTransitions {
     /// The script calls that apply `moves` out of `source`, in order, `movesPerScript` at a time. Each call replies
     /// with one 1 (applied) or 0 (the source no longer held the job) per move.
     /// - Parameter journal: the hash that journal entries go to (this process's outcome journal).
+    /// - Parameter journalField: the field this batch's journal entries go to (`movesPerScript` at most per field:
+    ///   a longer batch takes `journalField.1`, `.2`, ... for its later script calls).
     static func applyCommands(
-        keys: QueueKeys, source: String, journal: String, moves: [Move], now: Double, limits: DeadSetLimits
+        keys: QueueKeys, source: String, journal: String, journalField: String, moves: [Move], now: Double, limits: DeadSetLimits
     ) -> [RedisCommand] {
         let day = JobTime.day(now)
         var commands: [RedisCommand] = []
@@ -198,7 +203,7 @@ public enum JobTransitions {
                     payload = p
                 }
                 entries += [
-                    move.raw, mode, payload, target, queueName, move.counts.rawValue, move.journal?.field ?? "",
+                    move.raw, mode, payload, target, queueName, move.counts.rawValue, move.journal == nil ? "" : "1",
                     move.journal?.value ?? [],
                 ]
             }
@@ -207,7 +212,8 @@ public enum JobTransitions {
                 keys.processed, keys.processed(day: day), keys.failed, keys.failed(day: day),
             ]
             arguments += queueKeys as [any RedisArgument]
-            arguments += [now, limits.maxJobs, now - limits.maxAge, dayCounterTTL] as [any RedisArgument]
+            let field = commands.isEmpty ? journalField : "\(journalField).\(commands.count)"
+            arguments += [now, limits.maxJobs, now - limits.maxAge, dayCounterTTL, field] as [any RedisArgument]
             arguments += entries
             commands.append(RedisCommand(arguments))
         }
@@ -218,6 +224,7 @@ public enum JobTransitions {
     /// conditional `move` script for the rest), the journal entries in one `HSET`, the counters, and `SET marker seq`,
     /// so the batch applies whole or not at all and the marker tells whether a batch whose reply was lost applied.
     /// Cheaper in Redis than `applyCommands`' per-move Lua, which the rarer paths (reaping, requeueing) use.
+    /// The journal entries go to field `a<sequence>` (`ackJournalField`).
     static func batchCommands(
         keys: QueueKeys, source: String, journal: String, marker: String, sequence: UInt64, moves: [Move], now: Double,
         limits: DeadSetLimits
@@ -226,7 +233,7 @@ public enum JobTransitions {
         commands.reserveCapacity(moves.count + 10)
         var processed = 0
         var failed = 0
-        var journalArguments: [any RedisArgument] = ["HSET", journal]
+        var lines: [UInt8] = []
         for move in moves {
             switch move.target {
             case .ack:
@@ -251,9 +258,9 @@ public enum JobTransitions {
             case .processedAndFailed: processed += 1; failed += 1
             case .failed: failed += 1
             }
-            if let entry = move.journal { journalArguments += [entry.field, entry.value] }
+            if let entry = move.journal { lines += entry.value }
         }
-        if journalArguments.count > 2 { commands.append(RedisCommand(journalArguments)) }
+        if !lines.isEmpty { commands.append(RedisCommand("HSET", journal, ackJournalField(sequence), lines)) }
         let day = JobTime.day(now)
         if processed > 0 {
             commands.append(RedisCommand("INCRBY", keys.processed, processed))
@@ -269,6 +276,9 @@ public enum JobTransitions {
         commands.append(RedisCommand("EXEC"))
         return commands
     }
+
+    /// The journal field of the acknowledger's batch number `sequence`.
+    static func ackJournalField(_ sequence: UInt64) -> String { "a\(sequence)" }
 
     /// Which moves of a `batchCommands` batch were applied, from its replies; throws what the server refused.
     static func batchApplied(_ replies: [RedisReply], count: Int) throws(RedisError) -> [Bool] {

@@ -50,9 +50,10 @@ enum LuaScripts {
     /// moved: a batch sent again after its reply was lost (Redis restarted, connection cut) changes nothing twice.
     /// KEYS: 1 source list, 2 queues set, 3 retry set, 4 dead set, 5 outcome journal (hash), 6 stat:processed,
     /// 7 stat:processed:<day>, 8 stat:failed, 9 stat:failed:<day>, then the queue lists the entries push to.
-    /// ARGV: 1 now, 2 dead max size, 3 dead cutoff, 4 day-counter TTL, then 8 per entry: raw job, mode, new payload,
-    /// score (retry) or KEYS index (head/tail), queue name, counts (0 none, 1 processed, 2 processed + failed,
-    /// 3 failed), journal field ('' for none), journal value.
+    /// ARGV: 1 now, 2 dead max size, 3 dead cutoff, 4 day-counter TTL, 5 the journal field of this batch, then 8 per
+    /// entry: raw job, mode, new payload, score (retry) or KEYS index (head/tail), queue name, counts (0 none,
+    /// 1 processed, 2 processed + failed, 3 failed), journal flag ('' for none), journal value (a COPY line).
+    /// The journal values of the applied moves go into one field of the journal hash, concatenated.
     /// Modes: `ack` (remove only), `retry` (ZADD retry), `dead` (ZADD dead, trimmed), `head` (RPUSH: runs next),
     /// `tail` (LPUSH), `replace` (the payload takes the job's place in the source list).
     /// Returns one 1 or 0 per entry: applied (now or by an earlier send of the same batch), or the source no longer
@@ -60,12 +61,13 @@ enum LuaScripts {
     static let apply = """
         local processed, failed, died = 0, 0, 0
         local out = {}
+        local lines = {}
         local n = 0
-        for i = 5, #ARGV, 8 do
-          local field = ARGV[i + 6]
+        for i = 6, #ARGV, 8 do
+          local journaled = ARGV[i + 6]
           n = n + 1
           if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 0 then
-            if field ~= '' and redis.call('HEXISTS', KEYS[5], field) == 1 then out[n] = 1 else out[n] = 0 end
+            if journaled ~= '' and redis.call('HEXISTS', KEYS[5], ARGV[5]) == 1 then out[n] = 1 else out[n] = 0 end
           else
             out[n] = 1
             local mode = ARGV[i + 1]
@@ -86,9 +88,10 @@ enum LuaScripts {
             local counts = ARGV[i + 5]
             if counts == '1' or counts == '2' then processed = processed + 1 end
             if counts == '2' or counts == '3' then failed = failed + 1 end
-            if field ~= '' then redis.call('HSET', KEYS[5], field, ARGV[i + 7]) end
+            if journaled ~= '' then lines[#lines + 1] = ARGV[i + 7] end
           end
         end
+        if #lines > 0 then redis.call('HSET', KEYS[5], ARGV[5], table.concat(lines)) end
         if died > 0 then
           redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[3])
           redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[2]) + 1))

@@ -25,13 +25,13 @@ final class Acknowledger: Sendable {
     private let deadSet: DeadSetLimits
     private let logger: Logger
     private let outage = OutageLog("writing job completions to redis")
-    /// Called after Redis answered a batch, with its moves and whether the transaction was executed (false only
-    /// when Redis refused it as a whole, which is a bug).
-    private let onApplied: @Sendable ([JobTransitions.Move], Bool) -> Void
+    /// Called after Redis answered a batch, with its moves, whether the transaction was executed (false only when
+    /// Redis refused it as a whole, which is a bug) and its number (its journal field is `a<number>`).
+    private let onApplied: @Sendable ([JobTransitions.Move], Bool, UInt64) -> Void
 
     init(
         redis: RedisThread, keys: QueueKeys, identity: String, deadSet: DeadSetLimits, logger: Logger,
-        onApplied: @escaping @Sendable ([JobTransitions.Move], Bool) -> Void
+        onApplied: @escaping @Sendable ([JobTransitions.Move], Bool, UInt64) -> Void
     ) {
         self.redis = redis
         self.keys = keys
@@ -79,7 +79,7 @@ final class Acknowledger: Sendable {
                 let executed = try await write(batch, sequence: number, mayHaveApplied: uncertain != nil)
                 uncertain = nil
                 outage.succeeded(logger: logger)
-                onApplied(batch, executed)
+                onApplied(batch, executed, number)
                 let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
                     s.pending.removeFirst(batch.count)
                     s.writing = false

@@ -156,12 +156,16 @@ extension Worker {
                     outcomes.append(outcome)
                 }
             }
-            let applied = try await apply(moves, from: inflight, now: now)
+            let field = "r\(journalSequence.add(1, ordering: .relaxed).newValue)"
+            let applied = try await apply(moves, from: inflight, now: now, journalField: field)
             var entries: [JobTransitions.Move.JournalEntry] = []
             for (i, done) in applied.enumerated() where done {
                 if let outcome = outcomes[i] {
                     buried += 1
-                    if let entry = moves[i].journal { entries.append(entry) }
+                    if var entry = moves[i].journal {
+                        entry.field = field
+                        entries.append(entry)
+                    }
                     logger.error(
                         "job lost its worker too many times; moved to the dead set",
                         metadata: ["job.id": "\(outcome.jid)", "job.class": "\(outcome.jobClass)", "dead_process": "\(dead)"])
@@ -193,10 +197,14 @@ extension Worker {
     }
 
     /// Applies moves out of `source` on the housekeeping connection; returns which were applied.
-    func apply(_ moves: [JobTransitions.Move], from source: String, now: Double = JobTime.now()) async throws -> [Bool] {
+    /// - Parameter journalField: where the moves' journal entries go (at most `movesPerScript` journaled moves).
+    func apply(_ moves: [JobTransitions.Move], from source: String, now: Double = JobTime.now(), journalField: String = "")
+        async throws -> [Bool]
+    {
         if moves.isEmpty { return [] }
         let commands = JobTransitions.applyCommands(
-            keys: keys, source: source, journal: journalKey, moves: moves, now: now, limits: configuration.deadSet)
+            keys: keys, source: source, journal: journalKey, journalField: journalField, moves: moves, now: now,
+            limits: configuration.deadSet)
         let count = moves.count
         return try await housekeepingRedis.run { connection in
             try JobTransitions.applied(try connection.pipeline(commands), count: count)

@@ -20,7 +20,7 @@ public final class Worker: Sendable {
     let inflightKey: String
     /// This process's outcome journal (`conveyor:outcomes:<identity>`).
     let journalKey: String
-    /// Numbers this process's journal entries.
+    /// Numbers the reaper's batches in this process's journal (`r<n>`).
     let journalSequence = Atomic<UInt64>(0)
 
     let dispatcher: Dispatcher
@@ -76,13 +76,17 @@ public final class Worker: Sendable {
         self.acknowledger = Acknowledger(
             redis: ackRedis, keys: configuration.keys, identity: configuration.identity,
             deadSet: configuration.deadSet, logger: logger
-        ) { [journal] moves, executed in
+        ) { [journal] moves, executed, sequence in
             // An executed batch wrote all its journal entries, whether or not each job was still in the list (a job
             // reaped meanwhile runs again, and its later outcome replaces this one): all go on to be stored.
             var entries: [JobTransitions.Move.JournalEntry] = []
+            let field = JobTransitions.ackJournalField(sequence)
             for move in moves {
                 ledger.release(move.raw)
-                if executed, let entry = move.journal { entries.append(entry) }
+                if executed, var entry = move.journal {
+                    entry.field = field
+                    entries.append(entry)
+                }
             }
             if !entries.isEmpty { journal?.journaled(key: journalKey, entries: entries) }
         }
@@ -328,8 +332,8 @@ public final class Worker: Sendable {
     /// The journal entry that keeps a terminal outcome with its ack, when outcomes are recorded.
     func journalEntry(for outcome: JobOutcome) -> JobTransitions.Move.JournalEntry? {
         guard let journal, let kept = journal.journalValue(for: outcome) else { return nil }
-        let n = journalSequence.add(1, ordering: .relaxed).newValue
-        return .init(field: "\(outcome.jid):\(n)", value: kept.value, record: kept.record)
+        // The field is the batch's, set when the batch is sent.
+        return .init(field: "", value: kept.value, record: kept.record)
     }
 
     /// A payload that is not a runnable job goes to the dead set with its bytes kept: a job envelope whose

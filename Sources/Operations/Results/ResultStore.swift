@@ -107,9 +107,12 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
     /// Callers waiting in `drain`: the flusher writes partial batches at once while any wait.
     private var drainers = 0
     private var finished = false
-    /// Recovered journal entries buffered or being written, so recovery does not read them twice. (Live entries are
-    /// not tracked: this store's own journal is read back only once its buffer is empty.)
-    private var journaledPending = Set<JournalRef>()
+    /// Journal batches (one hash field each) with outcomes buffered or being written, and how many: a batch whose
+    /// count reaches zero is deleted from its journal, and recovery does not read a batch listed here. A batch one
+    /// of whose outcomes the full buffer let go leaves the list: recovery reads it again, whole.
+    private var outstanding: [JournalRef: Int] = [:]
+    /// Batches that lost an outcome from memory: not counted again until recovery reads them whole.
+    private var abandoned = Set<JournalRef>()
     /// Journal entries written to PostgreSQL whose deletion from Redis failed; retried with the next batch.
     private var undeleted: [JournalRef] = []
     /// Set when a journaled outcome was let go from memory: recovery reads this store's own journal again.
@@ -195,10 +198,8 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 return
             }
         }
-        if recovered, let ref = pending.journal {
-            journaledPending.insert(ref)
-            stats.recovered += 1
-        }
+        if let ref = pending.journal, recovered || !abandoned.contains(ref) { outstanding[ref, default: 0] += 1 }
+        if recovered { stats.recovered += 1 }
         buffer.append(pending)
         if pendingCount >= configuration.batchSize || pendingCount == 1 { condition.broadcast() }
         condition.unlock()
@@ -277,7 +278,8 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
             stats.dropped += 1
             return false
         }
-        journaledPending.remove(ref)
+        outstanding.removeValue(forKey: ref)
+        abandoned.insert(ref)
         if ref.key == journalKey { ownJournalBehind = true }
         stats.deferred += 1
         return true
@@ -328,8 +330,6 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 if let pg = error as? PostgresError, pg.isConnectionError { connection = nil }
             }
 
-            if failure == nil { deleteFromJournals(pending.compactMap(\.journal)) }
-
             condition.lock()
             inFlight -= batch.count
             if let failure {
@@ -353,7 +353,16 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 condition.unlock()
                 backoff = min(backoff * 2, configuration.maximumBackoff)
             } else {
-                if !journaledPending.isEmpty { for ref in pending.compactMap(\.journal) { journaledPending.remove(ref) } }
+                var stored: [JournalRef] = []
+                for ref in pending.compactMap(\.journal) {
+                    guard let n = outstanding[ref] else { continue }
+                    if n <= 1 {
+                        outstanding.removeValue(forKey: ref)
+                        stored.append(ref)
+                    } else {
+                        outstanding[ref] = n - 1
+                    }
+                }
                 stats.written += batch.count - refused.count
                 stats.refused += refused.count
                 if stats.failing { logger.notice("writing job outcomes to PostgreSQL again") }
@@ -361,14 +370,15 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 backoff = 0.1
                 condition.broadcast()
                 condition.unlock()
+                deleteFromJournals(stored)
             }
         }
     }
 
     // MARK: Journals
 
-    /// Deletes stored outcomes from their journals (and any whose deletion failed before). A failure keeps them for
-    /// the next batch: written twice at worst, never lost.
+    /// Deletes journal batches whose outcomes are all stored (and any whose deletion failed before). A failure keeps
+    /// them for the next time: written twice at worst, never lost.
     private func deleteFromJournals(_ refs: [JournalRef]) {
         guard let redis else { return }
         condition.lock()
@@ -451,20 +461,29 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
             var unreadable: [String] = []
             while i + 1 < items.count {
                 defer { i += 2 }
-                guard let field = items[i].text, let value = items[i + 1].bytes else { continue }
+                guard let field = items[i].text, let blob = items[i + 1].bytes else { continue }
                 let ref = JournalRef(key: key, field: field)
                 condition.lock()
-                let known = journaledPending.contains(ref)
-                let full = pendingCount + inFlight >= configuration.capacity - 1
+                let known = outstanding[ref] != nil
+                let full = pendingCount + inFlight + 500 >= configuration.capacity
                 condition.unlock()
                 if known { continue }
                 if full { return }
-                guard let row = JobResultRecord(copyLine: value) else {
+                // The batch's outcomes, one COPY line each.
+                var rows: [Pending] = []
+                for line in blob.split(separator: 10, omittingEmptySubsequences: true) {
+                    let bytes = Array(line) + [10]
+                    if let row = JobResultRecord(copyLine: bytes) { rows.append(Pending(record: row, line: bytes, journal: ref)) }
+                }
+                if rows.isEmpty {
                     unreadable.append(field)
                     continue
                 }
-                found += 1
-                enqueue(Pending(record: row, line: value, journal: ref), recovered: true)
+                found += rows.count
+                condition.lock()
+                abandoned.remove(ref)
+                condition.unlock()
+                for row in rows { enqueue(row, recovered: true) }
             }
             if !unreadable.isEmpty {
                 logger.error("dropped unreadable entries of an outcome journal", metadata: ["journal": "\(key)", "entries": "\(unreadable.count)"])
