@@ -2,6 +2,7 @@ import ConveyorCore
 import Foundation
 @testable import Operations
 import Postgres
+import Redis
 import Testing
 
 @Suite(.enabled(if: TestEnv.databaseURL != nil, "needs DATABASE_URL"))
@@ -109,6 +110,52 @@ struct ResultStoreTests {
         #expect(!after.failing)
         #expect(after.backlog == 0)
         #expect(after.written == 150)
+    }
+
+    /// A worker's outcomes are in its Redis journal before the store sees them: when a long outage fills the
+    /// buffer, the oldest leave memory but not Redis, and are read back from the journal and written once
+    /// PostgreSQL is back; the journal ends empty.
+    @Test func aFullBufferLosesNoJournaledOutcome() async throws {
+        let p = TestEnv.unique("deferred")
+        let pgPort = Int(URLComponents(string: TestEnv.databaseURL!)!.port ?? 5432)
+        let proxy = try TCPProxy(target: pgPort)
+        defer { proxy.kill() }
+        var url = URLComponents(string: TestEnv.databaseURL!)!
+        url.port = proxy.port
+        var config = ResultStore.Configuration()
+        config.batchSize = 10
+        config.capacity = 25
+        config.maximumBackoff = 0.2
+        let keys = QueueKeys(namespace: p)
+        let redis = try TestEnv.redis()
+        let store = ResultStore(
+            databaseURL: url.string!, configuration: config,
+            journal: .init(redis: try RedisEndpoint(url: TestEnv.redisURL!), keys: keys, identity: "w1", recoveryInterval: 0.1))
+        defer { store.shutdown(timeout: 5) }
+        let journalKey = keys.outcomes("w1")
+        proxy.kill()
+        // Four batches of 20 outcomes, each written to the journal as the acknowledger writes it, then handed over.
+        for batch in 0..<4 {
+            var entries: [JobTransitions.Move.JournalEntry] = []
+            var blob: [UInt8] = []
+            for i in 0..<20 {
+                guard let kept = store.journalValue(for: outcome("\(p)-\(batch)-\(i)", status: .succeeded)) else { continue }
+                blob += kept.value
+                entries.append(.init(field: "a\(batch)", value: kept.value, record: kept.record))
+            }
+            _ = try redis.command("HSET", journalKey, "a\(batch)", blob).check()
+            store.journaled(key: journalKey, entries: entries)
+        }
+        let during = store.currentStats
+        #expect(during.deferred >= 80 - 25, "the buffer let go of what did not fit: \(during)")
+        #expect(during.dropped == 0, "nothing journaled is dropped")
+        try proxy.start()
+        let deadline = Date(timeIntervalSinceNow: 30)
+        while (try count(prefix: p)) < 80 && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(try count(prefix: p) == 80)
+        while (try redis.command("EXISTS", journalKey).int ?? 1) == 1 && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(try redis.command("EXISTS", journalKey).int == 0, "every stored batch left the journal")
+        #expect(store.currentStats.recovered >= during.deferred)
     }
 
     @Test(arguments: ["copy", "upsert"])

@@ -428,7 +428,14 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                     try connection.command("SMEMBERS", keys.orphanedOutcomes).check().array?.compactMap(\.text) ?? []
                 }
                 targets += orphans.filter { $0 != journalKey }
-                for key in targets { try recover(key, own: key == journalKey, redis: redis, keys: keys) }
+                for key in targets where !(try recover(key, own: key == journalKey, redis: redis, keys: keys)) {
+                    // The buffer filled before the journal was read to its end: read it again once it drains.
+                    if key == journalKey {
+                        condition.lock()
+                        ownJournalBehind = true
+                        condition.unlock()
+                    }
+                }
                 outage.succeeded(logger: logger)
             } catch {
                 outage.failed(error, logger: logger)
@@ -436,15 +443,17 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
         }
     }
 
-    /// Reads one journal into the buffer (up to the buffer's room); forgets an orphan that is empty.
-    private func recover(_ key: String, own: Bool, redis: RedisThread, keys: QueueKeys) throws {
+    /// Reads one journal into the buffer (up to the buffer's room); forgets an orphan that is empty. Returns false
+    /// when the buffer filled before the end.
+    @discardableResult
+    private func recover(_ key: String, own: Bool, redis: RedisThread, keys: QueueKeys) throws -> Bool {
         let lock = key + ":recovering"
         let me = journalKey ?? ""
         if !own {
             let locked = try redis.runBlocking { connection in
                 try connection.command("SET", lock, me, "NX", "EX", 30).check().text == "OK"
             }
-            guard locked else { return }
+            guard locked else { return true }
         }
         defer {
             if !own { _ = try? redis.runBlocking { connection in try connection.command("DEL", lock) } }
@@ -465,10 +474,8 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 let ref = JournalRef(key: key, field: field)
                 condition.lock()
                 let known = outstanding[ref] != nil
-                let full = pendingCount + inFlight + 500 >= configuration.capacity
                 condition.unlock()
                 if known { continue }
-                if full { return }
                 // The batch's outcomes, one COPY line each.
                 var rows: [Pending] = []
                 for line in blob.split(separator: 10, omittingEmptySubsequences: true) {
@@ -479,10 +486,16 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                     unreadable.append(field)
                     continue
                 }
-                found += rows.count
+                // A batch goes in whole, or waits for the buffer to drain (an empty buffer takes any batch).
                 condition.lock()
+                let used = pendingCount + inFlight
+                if used > 0 && used + rows.count > configuration.capacity {
+                    condition.unlock()
+                    return false
+                }
                 abandoned.remove(ref)
                 condition.unlock()
+                found += rows.count
                 for row in rows { enqueue(row, recovered: true) }
             }
             if !unreadable.isEmpty {
@@ -491,7 +504,8 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
             }
         } while cursor != "0"
         if found > 0 {
-            logger.notice("recovering job outcomes acknowledged by a stopped worker", metadata: ["journal": "\(key)", "outcomes": "\(found)"])
+            let what = own ? "reading back job outcomes the full buffer let go" : "recovering job outcomes acknowledged by a stopped worker"
+            logger.notice("\(what)", metadata: ["journal": "\(key)", "outcomes": "\(found)"])
         }
         if !own && found == 0 {
             // Nothing left that is not already being written: forget the orphan once it is empty.
@@ -499,6 +513,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 try connection.command("EVAL", ResultStore.forgetEmptyOrphan, 2, key, keys.orphanedOutcomes).check()
             }
         }
+        return true
     }
 
     /// KEYS: a journal, the orphaned-journals set. Forgets the journal if it is empty.
