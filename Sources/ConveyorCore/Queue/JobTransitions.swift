@@ -235,23 +235,7 @@ public enum JobTransitions {
         var failed = 0
         var lines: [UInt8] = []
         for move in moves {
-            switch move.target {
-            case .ack:
-                commands.append(RedisCommand("LREM", source, 1, move.raw))
-            case .retry(let payload, let at):
-                commands.append(RedisCommand(["EVAL", LuaScripts.move, 3, source, keys.retry, keys.queues, move.raw, "zadd", payload, at, 0, 0]))
-            case .dead(let payload):
-                commands.append(
-                    RedisCommand([
-                        "EVAL", LuaScripts.move, 3, source, keys.dead, keys.queues, move.raw, "dead", payload, now, limits.maxJobs,
-                        now - limits.maxAge,
-                    ]))
-            case .queue(let queue, let payload, let head):
-                commands.append(
-                    RedisCommand(["EVAL", LuaScripts.move, 3, source, keys.queue(queue), keys.queues, move.raw, head ? "head" : "tail", payload, queue, 0, 0]))
-            case .replace(let payload):
-                commands.append(RedisCommand(["EVAL", LuaScripts.move, 3, source, source, keys.queues, move.raw, "replace", payload, "", 0, 0]))
-            }
+            commands.append(moveCommand(move, keys: keys, source: source, now: now, limits: limits))
             switch move.counts {
             case .none: break
             case .processed: processed += 1
@@ -305,26 +289,21 @@ public enum JobTransitions {
 
     // MARK: Redis commands
 
-    static func moveToSet(keys: QueueKeys, from source: String, raw: [UInt8], to set: String, payload: JSONObject, score: Double)
-        -> RedisCommand
-    {
-        RedisCommand(["EVAL", LuaScripts.move, 3, source, set, keys.queues, raw, "zadd", payload.bytes, score, 0, 0])
-    }
-
-    static func moveToDead(keys: QueueKeys, from source: String, raw: [UInt8], payload: JSONObject, now: Double, limits: DeadSetLimits)
-        -> RedisCommand
-    {
-        RedisCommand([
-            "EVAL", LuaScripts.move, 3, source, keys.dead, keys.queues, raw, "dead", payload.bytes, now, limits.maxJobs,
-            now - limits.maxAge,
-        ])
-    }
-
-    /// Back onto a queue: `head` runs it next (shutdown, reaping), otherwise it waits behind what is queued.
-    static func moveToQueue(keys: QueueKeys, from source: String, raw: [UInt8], queue: String, payload: [UInt8], head: Bool)
-        -> RedisCommand
-    {
-        RedisCommand(["EVAL", LuaScripts.move, 3, source, keys.queue(queue), keys.queues, raw, head ? "head" : "tail", payload, queue, 0, 0])
+    /// The conditional `move` script for one move other than a plain ack: applied only if `source` still held the
+    /// job, so two processes racing over one job (reapers, replays) move it once.
+    static func moveCommand(_ move: Move, keys: QueueKeys, source: String, now: Double, limits: DeadSetLimits) -> RedisCommand {
+        func script(_ target: String, _ mode: String, _ payload: [UInt8], _ a: any RedisArgument, _ b: any RedisArgument = 0, _ c: any RedisArgument = 0)
+            -> RedisCommand
+        {
+            RedisCommand(["EVAL", LuaScripts.move, 3, source, target, keys.queues, move.raw, mode, payload, a, b, c])
+        }
+        switch move.target {
+        case .ack: return RedisCommand("LREM", source, 1, move.raw)
+        case .retry(let payload, let at): return script(keys.retry, "zadd", payload, at)
+        case .dead(let payload): return script(keys.dead, "dead", payload, now, limits.maxJobs, now - limits.maxAge)
+        case .queue(let queue, let payload, let head): return script(keys.queue(queue), head ? "head" : "tail", payload, queue)
+        case .replace(let payload): return script(source, "replace", payload, "")
+        }
     }
 
     static func truncated(_ message: String) -> String {
