@@ -21,6 +21,14 @@ struct ResultStoreTests {
             payload: (["class": "image.thumbnail", "args": [args], "queue": "media", "jid": .string(jid)] as JSONValue).objectValue!)
     }
 
+    /// PostgreSQL reached through a proxy the test can take down and bring back.
+    private func proxiedDatabase() throws -> (TCPProxy, String) {
+        let proxy = try TCPProxy(target: Int(URLComponents(string: TestEnv.databaseURL!)!.port ?? 5432))
+        var url = URLComponents(string: TestEnv.databaseURL!)!
+        url.port = proxy.port
+        return (proxy, url.string!)
+    }
+
     private func count(prefix: String) throws -> Int {
         let c = try PostgresConnection(url: TestEnv.databaseURL!)
         return Int(try c.query("SELECT count(*) FROM conveyor.job_results WHERE jid LIKE $1", [prefix + "%"]).scalar ?? "0") ?? 0
@@ -76,15 +84,12 @@ struct ResultStoreTests {
 
     @Test func outcomesSurviveADatabaseOutage() async throws {
         let p = TestEnv.unique("outage")
-        let pgPort = Int(URLComponents(string: TestEnv.databaseURL!)!.port ?? 5432)
-        let proxy = try TCPProxy(target: pgPort)
+        let (proxy, url) = try proxiedDatabase()
         defer { proxy.kill() }
-        var url = URLComponents(string: TestEnv.databaseURL!)!
-        url.port = proxy.port
         var config = ResultStore.Configuration()
         config.batchSize = 20
         config.maximumBackoff = 0.2
-        let store = ResultStore(databaseURL: url.string!, configuration: config)
+        let store = ResultStore(databaseURL: url, configuration: config)
         defer { store.shutdown(timeout: 5) }
 
         for i in 0..<50 { store.jobFinished(outcome("\(p)-a\(i)", status: .succeeded)) }
@@ -117,11 +122,8 @@ struct ResultStoreTests {
     /// PostgreSQL is back; the journal ends empty.
     @Test func aFullBufferLosesNoJournaledOutcome() async throws {
         let p = TestEnv.unique("deferred")
-        let pgPort = Int(URLComponents(string: TestEnv.databaseURL!)!.port ?? 5432)
-        let proxy = try TCPProxy(target: pgPort)
+        let (proxy, url) = try proxiedDatabase()
         defer { proxy.kill() }
-        var url = URLComponents(string: TestEnv.databaseURL!)!
-        url.port = proxy.port
         var config = ResultStore.Configuration()
         config.batchSize = 10
         config.capacity = 25
@@ -129,7 +131,7 @@ struct ResultStoreTests {
         let keys = QueueKeys(namespace: p)
         let redis = try TestEnv.redis()
         let store = ResultStore(
-            databaseURL: url.string!, configuration: config,
+            databaseURL: url, configuration: config,
             journal: .init(redis: try RedisEndpoint(url: TestEnv.redisURL!), keys: keys, identity: "w1", recoveryInterval: 0.1))
         defer { store.shutdown(timeout: 5) }
         let journalKey = keys.outcomes("w1")
