@@ -28,9 +28,6 @@ public struct SummarizeHandler: JobHandler {
 
 /// Registers the summaries job classes.
 public enum SummariesJobs {
-    /// The summariser of the last `register` call in this process, for the metrics exporter.
-    public static var current: Summarizer? { Current.value.withLock { $0 } }
-
     /// Registers `llm.summarize` on queue `llm`, 120 s timeout (two providers at the 30 s default each plus
     /// waiting for another job's call), 8 per process, reading the variables of docs/configuration.md from `environment`.
     /// Summaries are stored by post id in PostgreSQL (`conveyor.summaries`) when `DATABASE_URL` is set; the
@@ -38,7 +35,11 @@ public enum SummariesJobs {
     /// - Parameters:
     ///   - store: overrides where summaries are kept (tests); without it and without `DATABASE_URL` they are
     ///     only in the job results.
-    public static func register(into registry: inout JobRegistry, environment: [String: String], store: (any SummaryStore)? = nil) throws {
+    /// - Returns: the summariser, whose breakers and counters the worker's metrics export.
+    @discardableResult
+    public static func register(into registry: inout JobRegistry, environment: [String: String], store: (any SummaryStore)? = nil) throws
+        -> Summarizer
+    {
         let configuration = try SummariesConfiguration(environment: environment)
         var store = store
         if store == nil, let url = environment["DATABASE_URL"], !url.isEmpty {
@@ -52,15 +53,9 @@ public enum SummariesJobs {
                                  ttl: configuration.cacheTTL, lockTTL: configuration.lockTTL)
         }
         let summarizer = Summarizer(configuration: configuration, cache: cache)
-        Current.value.withLock { $0 = summarizer }
         registry.register(JobClass(
             "llm.summarize", queue: "llm", retry: .default, timeout: .seconds(120), concurrency: 8,
             handler: SummarizeHandler(summarizer: summarizer, store: store)))
-    }
-
-    private enum Current {
-        static let value = Mutex<Summarizer?>(nil)
+        return summarizer
     }
 }
-
-import Synchronization

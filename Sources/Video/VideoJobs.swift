@@ -2,26 +2,28 @@ public import AV
 public import ConveyorCore
 public import Sandbox
 import Images
-import Synchronization
 
 /// Registers the video job classes.
 public enum VideoJobs {
     /// Registers `video.probe`, `video.transcode` and `media.ingest` on the `media` queue.
-    public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
+    /// - Returns: the observers the worker adds for these classes (see the last overload).
+    @discardableResult
+    public static func register(into registry: inout JobRegistry, environment: [String: String]) throws -> [any JobObserver] {
         try register(into: &registry, environment: environment, onProgress: nil)
     }
 
     /// The same, with a hook called about once a second per running transcode (for metrics).
+    @discardableResult
     public static func register(
         into registry: inout JobRegistry, environment: [String: String],
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?
-    ) throws {
+    ) throws -> [any JobObserver] {
         let configuration = try VideoConfiguration(environment: environment)
         // media.ingest hands images to the images family, in helpers configured as image.* jobs are.
         let images = try ImagesConfiguration(environment: environment)
         // One row per upload in conveyor.media_uploads when PostgreSQL is configured.
         let recorder = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
-        try register(
+        return try register(
             into: &registry, configuration: configuration, pool: HelperPool(configuration.helperPool),
             onProgress: onProgress, images: IngestHandler.imagePipeline(configuration: images, pool: HelperPool(images.pool)),
             recorder: recorder)
@@ -32,11 +34,14 @@ public enum VideoJobs {
     ///   - images: the images family's half of `media.ingest`; without it image uploads fail (transient
     ///     `IngestNotConfigured`) and videos still ingest.
     ///   - recorder: where `media.ingest` writes one row per upload (the PostgreSQL table the API reads).
+    /// - Returns: the observers the worker adds: with a recorder, the one that gives an upload whose `media.ingest`
+    ///   job died a `failed` row.
+    @discardableResult
     public static func register(
         into registry: inout JobRegistry, configuration: VideoConfiguration, pool: HelperPool,
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil,
         images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil
-    ) throws {
+    ) throws -> [any JobObserver] {
         let root = try MediaRoot(configuration.mediaRoot, create: configuration.mediaRootConfigured)
         AVLibrary.configure()
         VideoOperations.registerHelperOperations()
@@ -56,14 +61,6 @@ public enum VideoJobs {
                 timeout: .seconds(configuration.probeTimeout + configuration.transcodeTimeout),
                 concurrency: configuration.transcodeConcurrency,
                 handler: IngestHandler(root: root, probe: probe, transcode: transcode, images: images, recorder: recorder)))
-        Current.observers.withLock { $0 = recorder.map { [IngestDeathObserver(recorder: $0)] } ?? [] }
-    }
-
-    /// Observers the worker should add for the classes of the last `register` call: with a recorder, the one
-    /// that gives an upload whose `media.ingest` job died a `failed` row.
-    public static var observers: [any JobObserver] { Current.observers.withLock { $0 } }
-
-    private enum Current {
-        static let observers = Mutex<[any JobObserver]>([])
+        return recorder.map { [IngestDeathObserver(recorder: $0)] } ?? []
     }
 }

@@ -35,7 +35,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         let value: JSONValue
         do { value = try JSONValue(parsing: args) } catch { throw ValidationError("--args is not JSON: \(error)") }
         guard case .object(let arguments) = value else { throw ValidationError("--args must be a JSON object") }
-        let registry = try JobClasses.registry()
+        let registry = try JobClasses().registry
         if registry[jobClass] == nil {
             FileHandle.standardError.write(Data("warning: this build has no handler for \(jobClass); enqueuing anyway\n".utf8))
         }

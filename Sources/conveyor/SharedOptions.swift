@@ -81,19 +81,25 @@ enum LogSetup {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// The job classes this build of Conveyor runs.
-enum JobClasses {
+/// The job classes this build of Conveyor runs, and what the worker adds for them.
+struct JobClasses {
+    var registry: JobRegistry
+    /// Observers the families ask the worker to add (the video family's dead-upload recorder).
+    var observers: [any JobObserver]
+    /// The summaries family's summariser, whose metrics the worker exports.
+    var summarizer: Summarizer
+
     /// - Parameter transcodeProgress: where running transcodes report their position (the worker's metrics).
-    static func registry(
+    init(
         environment: [String: String] = ProcessInfo.processInfo.environment,
         transcodeProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil
-    ) throws -> JobRegistry {
+    ) throws {
         var registry = JobRegistry()
         BuiltinJobs.register(into: &registry)
         try ImagesJobs.register(into: &registry, environment: environment)
-        try VideoJobs.register(into: &registry, environment: environment, onProgress: transcodeProgress)
+        observers = try VideoJobs.register(into: &registry, environment: environment, onProgress: transcodeProgress)
         try MailJobs.register(into: &registry, environment: environment)
-        try SummariesJobs.register(into: &registry, environment: environment)
-        return registry
+        summarizer = try SummariesJobs.register(into: &registry, environment: environment)
+        self.registry = registry
     }
 }

@@ -6,7 +6,6 @@ import Logging
 import Operations
 import Redis
 import Summaries
-import Synchronization
 import Video
 
 struct WorkerCommand: AsyncParsableCommand {
@@ -90,12 +89,20 @@ struct WorkerCommand: AsyncParsableCommand {
             logger.warning("\(name) is not a Conveyor setting (a typo?); it is ignored")
         }
 
-        // The metrics exist only after the registry (the families' migrations must be registered first), and
-        // transcodes report to them through this relay.
-        let progress = Mutex<ConveyorMetrics?>(nil)
-        var registry = try JobClasses.registry(environment: environment) { jid, p in
-            progress.withLock { $0 }?.transcodeProgress(jid: jid, frames: p.frames, seconds: p.seconds)
+        // Metrics, the HTTP endpoint and outcomes in PostgreSQL (when DATABASE_URL is set) first: the families
+        // report to the metrics (transcode progress, the summariser's breakers).
+        let identity = WorkerConfiguration.newIdentity()
+        let endpoint = try redis.endpoint()
+        let operations = try WorkerOperations(
+            redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
+            environment: environment, migrations: Composition.migrations, identity: identity, logger: logger)
+        let metrics = operations.metrics
+        let families = try JobClasses(environment: environment) { jid, p in
+            metrics.transcodeProgress(jid: jid, frames: p.frames, seconds: p.seconds)
         }
+        let summarizer = families.summarizer
+        metrics.addExporter { summarizer.metricsSnapshot().prometheusText() }
+        var registry = families.registry
         try apply(classConcurrency, "--class-concurrency", to: &registry) { jobClass, value in
             guard let n = Int(value), n >= 1 else { return false }
             jobClass.concurrency = n
@@ -135,16 +142,10 @@ struct WorkerCommand: AsyncParsableCommand {
             pollInterval: pollInterval.duration,
             deadSet: DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400),
             keys: redis.keys,
+            identity: identity,
             tag: tag)
-        // Metrics, the HTTP endpoint and outcomes in PostgreSQL (when DATABASE_URL is set) observe every job.
-        let endpoint = try redis.endpoint()
-        let operations = try WorkerOperations(
-            redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
-            environment: environment, migrations: Composition.migrations, identity: configuration.identity, logger: logger)
-        progress.withLock { $0 = operations.metrics }
-        operations.metrics.addExporter { SummariesJobs.current?.metricsSnapshot().prometheusText() ?? "" }
         let worker = Worker(
-            redis: endpoint, registry: registry, configuration: configuration, observers: operations.observers + VideoJobs.observers,
+            redis: endpoint, registry: registry, configuration: configuration, observers: operations.observers + families.observers,
             journal: operations.journal, logger: logger)
 
         let signals = SignalWatcher { signal, count in

@@ -35,9 +35,8 @@ func runJobs(_ label: String, providers: String, offset: Int) async throws -> (R
     var env = common
     env["CONVEYOR_LLM_PROVIDERS"] = providers
     var registry = JobRegistry()
-    try SummariesJobs.register(into: &registry, environment: env, store: nil)
+    let summarizer = try SummariesJobs.register(into: &registry, environment: env, store: nil)
     let handler = registry["llm.summarize"]!.handler
-    let summarizer = SummariesJobs.current!
     var run = Run()
     run.latencies = Array(repeating: 0, count: jobs)
     try await withThrowingTaskGroup(of: (Int, Double, String?, Bool, Bool).self) { group in
