@@ -31,9 +31,14 @@ public enum ImagesJobs {
     /// Registers `image.thumbnail` and `image.strip_metadata` (queue `media`), configured from `environment`:
     /// `CONVEYOR_MEDIA_ROOT`, `CONVEYOR_IMAGE_*` limits, `CONVEYOR_HELPER*` pool settings (see docs/configuration.md).
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
-        registerHelperOperations()
         let configuration = try ImagesConfiguration(environment: environment)
-        let pool = HelperPool(configuration.pool)
+        register(into: &registry, configuration: configuration, pool: HelperPool(configuration.pool))
+    }
+
+    /// The same with a configuration and helper pool of the caller's (the pool `media.ingest` uses for its images
+    /// too, so a process keeps one image pool).
+    public static func register(into registry: inout JobRegistry, configuration: ImagesConfiguration, pool: HelperPool) {
+        registerHelperOperations()
         let thumbnail = ImageJobHandler(kind: .thumbnail, configuration: configuration, pool: pool)
         let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool)
         let retry = RetryPolicy.default

@@ -13,10 +13,12 @@ public enum VideoJobs {
     }
 
     /// The same, with a hook called about once a second per running transcode (for metrics).
+    /// - Parameter imagePool: the images family's helper pool, shared by `media.ingest`'s image half (nil: one
+    ///   of its own, configured as the image jobs are).
     @discardableResult
     public static func register(
         into registry: inout JobRegistry, environment: [String: String],
-        onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?
+        onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?, imagePool: HelperPool? = nil
     ) throws -> [any JobObserver] {
         let configuration = try VideoConfiguration(environment: environment)
         // media.ingest hands images to the images family, in helpers configured as image.* jobs are.
@@ -25,7 +27,7 @@ public enum VideoJobs {
         let recorder = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
         return try register(
             into: &registry, configuration: configuration, pool: HelperPool(configuration.helperPool),
-            onProgress: onProgress, images: IngestHandler.imagePipeline(configuration: images, pool: HelperPool(images.pool)),
+            onProgress: onProgress, images: IngestHandler.imagePipeline(configuration: images, pool: imagePool ?? HelperPool(images.pool)),
             recorder: recorder)
     }
 

@@ -5,6 +5,7 @@ import Images
 import Logging
 import Mail
 import Redis
+import Sandbox
 import Summaries
 import AV
 import Video
@@ -96,8 +97,12 @@ struct JobClasses {
     ) throws {
         var registry = JobRegistry()
         BuiltinJobs.register(into: &registry)
-        try ImagesJobs.register(into: &registry, environment: environment)
-        observers = try VideoJobs.register(into: &registry, environment: environment, onProgress: transcodeProgress)
+        // One image helper pool for the image jobs and media.ingest's images.
+        let images = try ImagesConfiguration(environment: environment)
+        let imagePool = HelperPool(images.pool)
+        ImagesJobs.register(into: &registry, configuration: images, pool: imagePool)
+        observers = try VideoJobs.register(
+            into: &registry, environment: environment, onProgress: transcodeProgress, imagePool: imagePool)
         try MailJobs.register(into: &registry, environment: environment)
         summarizer = try SummariesJobs.register(into: &registry, environment: environment)
         self.registry = registry
