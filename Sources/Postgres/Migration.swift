@@ -18,8 +18,8 @@ public struct Migration: Sendable, Equatable {
     }
 }
 
-/// The migrations every process knows about. Families add theirs when they register their job classes
-/// (`MigrationCatalog.shared.add(...)`); `conveyor migrate` and the worker apply them all.
+/// A set of migrations without duplicate (component, version) pairs, for callers that gather them from several
+/// places. The executable lists every family's migrations statically (`Composition.migrations`).
 public final class MigrationCatalog: @unchecked Sendable {
     private let lock = NSLock()
     private var migrations: [Migration] = []

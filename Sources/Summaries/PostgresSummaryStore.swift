@@ -1,7 +1,7 @@
 public import Postgres
 
-/// Summaries by post id in `conveyor.summaries` (migration `summaries` v1, applied by `conveyor migrate`
-/// and at worker start once `SummariesJobs.register` has added it to `MigrationCatalog.shared`).
+/// Summaries by post id in `conveyor.summaries` (migration `summaries` v1, in `Composition.migrations`: applied by
+/// `conveyor migrate` and at worker start).
 public final class PostgresSummaryStore: SummaryStore {
     let database: PostgresThread
 
