@@ -28,6 +28,10 @@ public enum ImagesJobs {
         return (try MediaRoot(root, create: false), ImageLimits(json: arguments["limits"]?.objectValue))
     }
 
+    /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
+    public static let queue = "media"
+    public static let classNames = ["image.thumbnail", "image.strip_metadata"]
+
     /// Registers `image.thumbnail` and `image.strip_metadata` (queue `media`), configured from `environment`:
     /// `CONVEYOR_MEDIA_ROOT`, `CONVEYOR_IMAGE_*` limits, `CONVEYOR_HELPER*` pool settings (see docs/configuration.md).
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
@@ -43,10 +47,10 @@ public enum ImagesJobs {
         let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool)
         let retry = RetryPolicy.default
         registry.register(JobClass(
-            "image.thumbnail", queue: "media", retry: retry, timeout: configuration.timeout,
+            "image.thumbnail", queue: queue, retry: retry, timeout: configuration.timeout,
             concurrency: configuration.pool.size, handler: thumbnail))
         registry.register(JobClass(
-            "image.strip_metadata", queue: "media", retry: retry, timeout: configuration.timeout,
+            "image.strip_metadata", queue: queue, retry: retry, timeout: configuration.timeout,
             concurrency: configuration.pool.size, handler: strip))
     }
 }

@@ -7,6 +7,9 @@ import Redis
 /// Registers the email job classes.
 public enum MailJobs {
     public static let sendClass = "email.send"
+    /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
+    public static let queue = "mail"
+    public static let classNames = [sendClass]
 
     /// Registers `email.send` on queue `mail`, reading the configuration from `environment`:
     /// `SMTP_URL` (none: `.eml` files in `CONVEYOR_MAIL_OUTBOX`), `DATABASE_URL` for the idempotency ledger (none:
@@ -28,7 +31,7 @@ public enum MailJobs {
         }
         let handler = EmailSendHandler(configuration: configuration, transport: transport, ledger: ledger, rateLimiter: limiter)
         registry.register(JobClass(
-            sendClass, queue: "mail", retry: RetryPolicy(maxAttempts: 8), timeout: (configuration.smtp?.timeout ?? .seconds(60)) + .seconds(30),
+            sendClass, queue: queue, retry: RetryPolicy(maxAttempts: 8), timeout: (configuration.smtp?.timeout ?? .seconds(60)) + .seconds(30),
             concurrency: configuration.concurrency, handler: handler))
     }
 }

@@ -28,6 +28,10 @@ public struct SummarizeHandler: JobHandler {
 
 /// Registers the summaries job classes.
 public enum SummariesJobs {
+    /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
+    public static let queue = "llm"
+    public static let classNames = ["llm.summarize"]
+
     /// Registers `llm.summarize` on queue `llm`, 120 s timeout (two providers at the 30 s default each plus
     /// waiting for another job's call), 8 per process, reading the variables of docs/configuration.md from `environment`.
     /// Summaries are stored by post id in PostgreSQL (`conveyor.summaries`) when `DATABASE_URL` is set; the
@@ -54,7 +58,7 @@ public enum SummariesJobs {
         }
         let summarizer = Summarizer(configuration: configuration, cache: cache)
         registry.register(JobClass(
-            "llm.summarize", queue: "llm", retry: .default, timeout: .seconds(120), concurrency: 8,
+            "llm.summarize", queue: queue, retry: .default, timeout: .seconds(120), concurrency: 8,
             handler: SummarizeHandler(summarizer: summarizer, store: store)))
         return summarizer
     }

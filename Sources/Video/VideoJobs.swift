@@ -5,6 +5,10 @@ import Images
 
 /// Registers the video job classes.
 public enum VideoJobs {
+    /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
+    public static let queue = "media"
+    public static let classNames = ["video.probe", "video.transcode", IngestHandler.jobClass]
+
     /// Registers `video.probe`, `video.transcode` and `media.ingest` on the `media` queue.
     /// - Returns: the observers the worker adds for these classes (see the last overload).
     @discardableResult
@@ -51,15 +55,15 @@ public enum VideoJobs {
         let transcode = TranscodeHandler(root: root, configuration: configuration, pool: pool, onProgress: onProgress)
         registry.register(
             JobClass(
-                "video.probe", queue: "media", retry: .default, timeout: .seconds(configuration.probeTimeout),
+                "video.probe", queue: queue, retry: .default, timeout: .seconds(configuration.probeTimeout),
                 handler: probe))
         registry.register(
             JobClass(
-                "video.transcode", queue: "media", retry: .default, timeout: .seconds(configuration.transcodeTimeout),
+                "video.transcode", queue: queue, retry: .default, timeout: .seconds(configuration.transcodeTimeout),
                 concurrency: configuration.transcodeConcurrency, handler: transcode))
         registry.register(
             JobClass(
-                IngestHandler.jobClass, queue: "media", retry: .default,
+                IngestHandler.jobClass, queue: queue, retry: .default,
                 timeout: .seconds(configuration.probeTimeout + configuration.transcodeTimeout),
                 concurrency: configuration.transcodeConcurrency,
                 handler: IngestHandler(root: root, probe: probe, transcode: transcode, images: images, recorder: recorder)))

@@ -1,3 +1,5 @@
+import ConveyorCore
+import Images
 import Mail
 import Operations
 import Postgres
@@ -13,4 +15,17 @@ enum Composition {
         + MailMigrations.all
         + MediaMigrations.all
         + PostgresSummaryStore.migrations
+
+    /// Every class's own queue, from the families' static tables (`conveyor enqueue` builds no family); a new
+    /// family adds its own line.
+    static let classQueues: [String: String] = {
+        var queues: [String: String] = ["noop": "default", "sleep": "default"]
+        for (names, queue) in [
+            (ImagesJobs.classNames, ImagesJobs.queue), (VideoJobs.classNames, VideoJobs.queue),
+            (MailJobs.classNames, MailJobs.queue), (SummariesJobs.classNames, SummariesJobs.queue),
+        ] {
+            for name in names { queues[name] = queue }
+        }
+        return queues
+    }()
 }

@@ -35,8 +35,8 @@ struct EnqueueCommand: AsyncParsableCommand {
         let value: JSONValue
         do { value = try JSONValue(parsing: args) } catch { throw ValidationError("--args is not JSON: \(error)") }
         guard case .object(let arguments) = value else { throw ValidationError("--args must be a JSON object") }
-        let registry = try JobClasses().registry
-        if registry[jobClass] == nil {
+        let known = Composition.classQueues[jobClass]
+        if known == nil {
             FileHandle.standardError.write(Data("warning: this build has no handler for \(jobClass); enqueuing anyway\n".utf8))
         }
         var runAt: Double?
@@ -54,7 +54,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         defer { thread.stop() }
         let client = JobClient(redis: thread, keys: redis.keys)
         let jid = try await client.enqueue(
-            jobClass, arguments: arguments, queue: queue ?? registry[jobClass]?.queue ?? "default", at: runAt,
+            jobClass, arguments: arguments, queue: queue ?? known ?? "default", at: runAt,
             retry: retry.map { JSONValue($0) })
         print(jid)
     }

@@ -103,6 +103,12 @@ struct WorkerCommand: AsyncParsableCommand {
         let summarizer = families.summarizer
         metrics.addExporter { summarizer.metricsSnapshot().prometheusText() }
         var registry = families.registry
+        // The static table `conveyor enqueue` reads must say what the families registered.
+        let registered = registry.classes.mapValues(\.queue)
+        if registered != Composition.classQueues {
+            logger.critical("Composition.classQueues disagrees with the registered classes; conveyor enqueue would pick wrong queues",
+                            metadata: ["registered": "\(registered.sorted { $0.key < $1.key })"])
+        }
         try apply(classConcurrency, "--class-concurrency", to: &registry) { jobClass, value in
             guard let n = Int(value), n >= 1 else { return false }
             jobClass.concurrency = n

@@ -27,6 +27,19 @@ struct MigrateCommandTests {
         }
     }
 
+    /// `enqueue` needs only a class's queue: it builds no family either.
+    @Test func enqueueBuildsNoFamilyAndUsesTheClasssQueue() throws {
+        let namespace = TestEnv.unique("enq")
+        let r = try TestEnv.conveyor(
+            ["enqueue", "image.thumbnail", "--args", #"{"source":"uploads/a.jpg"}"#, "--namespace", namespace],
+            environment: ["CONVEYOR_HELPER_BIN": "/nonexistent/conveyor", "CONVEYOR_VIDEO_CRF": "99"])
+        #expect(r.code == 0, "\(r.err)")
+        #expect(r.err.isEmpty, "\(r.err)")
+        let redis = try TestEnv.redis()
+        #expect(try redis.command("LLEN", namespace + ":queue:media").int == 1)
+        _ = try redis.command("DEL", namespace + ":queue:media", namespace + ":queues")
+    }
+
     @Test func unreachableDatabaseExitsWithCode3() throws {
         let r = try TestEnv.conveyor(["migrate", "--database-url", "postgres://127.0.0.1:1/x"])
         #expect(r.code == 3)
