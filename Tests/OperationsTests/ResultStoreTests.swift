@@ -134,6 +134,8 @@ struct ResultStoreTests {
             databaseURL: url, configuration: config,
             journal: .init(redis: try RedisEndpoint(url: TestEnv.redisURL!), keys: keys, identity: "w1", recoveryInterval: 0.1))
         defer { store.shutdown(timeout: 5) }
+        let metrics = ConveyorMetrics()
+        metrics.observe(store)
         let journalKey = keys.outcomes("w1")
         proxy.kill()
         // Four batches of 20 outcomes, each written to the journal as the acknowledger writes it, then handed over.
@@ -158,6 +160,10 @@ struct ResultStoreTests {
         while (try redis.command("EXISTS", journalKey).int ?? 1) == 1 && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(try redis.command("EXISTS", journalKey).int == 0, "every stored batch left the journal")
         #expect(store.currentStats.recovered >= during.deferred)
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(text.contains("conveyor_result_writes_deferred_total \(during.deferred)"), "\(text)")
+        #expect(text.contains("conveyor_result_writes_recovered_total \(store.currentStats.recovered)"))
+        #expect(text.contains("conveyor_result_writes_dropped_total 0"))
     }
 
     @Test(arguments: ["copy", "upsert"])

@@ -264,13 +264,12 @@ public enum JobTransitions {
     /// The journal field of the acknowledger's batch number `sequence`.
     static func ackJournalField(_ sequence: UInt64) -> String { "a\(sequence)" }
 
-    /// Which moves of a `batchCommands` batch were applied, from its replies; throws what the server refused.
-    static func batchApplied(_ replies: [RedisReply], count: Int) throws(RedisError) -> [Bool] {
+    /// Checks the replies of a `batchCommands` batch: throws what the server refused, or an `EXEC` that did not run.
+    static func checkBatch(_ replies: [RedisReply], count: Int) throws(RedisError) {
         for reply in replies.dropLast() { try reply.check() }
         guard let results = try replies.last?.check().array, results.count >= count else {
             throw .server("EXEC answered \(String(describing: replies.last)) for a batch of \(count) completions")
         }
-        return results.prefix(count).map { ($0.int ?? 0) == 1 }
     }
 
     /// Sidekiq keeps its per-day counters for five years.

@@ -135,7 +135,7 @@ final class Acknowledger: Sendable {
             }
             let replies = try connection.pipeline(commands)
             do throws(RedisError) {
-                _ = try JobTransitions.batchApplied(replies, count: count)
+                try JobTransitions.checkBatch(replies, count: count)
                 return true
             } catch where error.isTransient {
                 throw error

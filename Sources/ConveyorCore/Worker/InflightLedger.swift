@@ -17,9 +17,6 @@ final class InflightLedger: Sendable {
 
     private let state = Mutex(State())
 
-    /// Jobs held (for tests and the log).
-    var count: Int { state.withLock { $0.held.values.reduce(0, +) } }
-
     /// Waits while the gate is closed, then counts a fetch as under way.
     func beginFetch() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in

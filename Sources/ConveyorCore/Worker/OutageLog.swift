@@ -17,9 +17,6 @@ public final class OutageLog: Sendable {
         self.activity = activity
     }
 
-    /// Whether the last attempt failed.
-    public var isFailing: Bool { state.withLock { $0.failures > 0 } }
-
     /// Records a failed attempt; only the first of an outage is logged.
     public func failed(_ error: any Error, logger: Logger, metadata: Logger.Metadata = [:]) {
         let first = state.withLock { s -> Bool in

@@ -28,6 +28,8 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
         _ = counter("conveyor_result_writes_total", "Job outcomes written to conveyor.job_results.")
         _ = counter("conveyor_result_writes_dropped_total", "Job outcomes dropped because the result buffer was full.")
         _ = counter("conveyor_result_writes_refused_total", "Job outcomes PostgreSQL refused to store, even without their result.")
+        _ = counter("conveyor_result_writes_deferred_total", "Journaled job outcomes a full result buffer let go; they stay in Redis and are written later.")
+        _ = counter("conveyor_result_writes_recovered_total", "Job outcomes read back from an outcome journal in Redis (a stopped worker's, or this one's after an overflow).")
         _ = gauge("conveyor_result_write_backlog", "Job outcomes buffered in this process, waiting to be written to PostgreSQL.")
         _ = gauge("conveyor_result_writes_failing", "1 while writes to PostgreSQL are failing and being retried.")
         _ = gauge("conveyor_up", "1 while this worker process runs.").set(1.0)
@@ -138,13 +140,17 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
             gauge("conveyor_result_write_backlog", "Job outcomes buffered in this process, waiting to be written to PostgreSQL.")
                 .set(Double(s.backlog) as Double)
             gauge("conveyor_result_writes_failing", "1 while writes to PostgreSQL are failing and being retried.").set(s.failing ? 1.0 : 0.0)
-            let (written, dropped, refused, errors) = last.delta(s.written, s.dropped, s.refused, s.writeErrors)
-            counter("conveyor_result_writes_total", "Job outcomes written to conveyor.job_results.").increment(by: Int64(written))
+            counter("conveyor_result_writes_total", "Job outcomes written to conveyor.job_results.")
+                .increment(by: Int64(last.delta("written", s.written)))
             counter("conveyor_result_writes_dropped_total", "Job outcomes dropped because the result buffer was full.")
-                .increment(by: Int64(dropped))
+                .increment(by: Int64(last.delta("dropped", s.dropped)))
             counter("conveyor_result_writes_refused_total", "Job outcomes PostgreSQL refused to store, even without their result.")
-                .increment(by: Int64(refused))
-            postgresError(count: errors)
+                .increment(by: Int64(last.delta("refused", s.refused)))
+            counter("conveyor_result_writes_deferred_total", "Journaled job outcomes a full result buffer let go; they stay in Redis and are written later.")
+                .increment(by: Int64(last.delta("deferred", s.deferred)))
+            counter("conveyor_result_writes_recovered_total", "Job outcomes read back from an outcome journal in Redis (a stopped worker's, or this one's after an overflow).")
+                .increment(by: Int64(last.delta("recovered", s.recovered)))
+            postgresError(count: last.delta("errors", s.writeErrors))
         }
     }
 
@@ -217,13 +223,13 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
 /// Turns a store's running totals into increments for monotonic counters.
 private final class LastCounts: @unchecked Sendable {
     private let lock = NSLock()
-    private var written = 0, dropped = 0, refused = 0, errors = 0
+    private var last: [String: Int] = [:]
 
-    func delta(_ w: Int, _ d: Int, _ r: Int, _ e: Int) -> (Int, Int, Int, Int) {
+    /// What total `name` grew by since the last call.
+    func delta(_ name: String, _ total: Int) -> Int {
         lock.lock()
         defer { lock.unlock() }
-        let result = (max(0, w - written), max(0, d - dropped), max(0, r - refused), max(0, e - errors))
-        (written, dropped, refused, errors) = (w, d, r, e)
-        return result
+        defer { last[name] = total }
+        return max(0, total - last[name, default: 0])
     }
 }
