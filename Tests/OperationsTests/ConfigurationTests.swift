@@ -45,4 +45,20 @@ struct ConfigurationTests {
         #expect(bad.code == 64)
         #expect(bad.err.contains("CONVEYOR_VIDEO_CRF") && bad.err.contains("CONVEYOR_QUEUES"), "\(bad.err)")
     }
+
+    /// Every variable docs/configuration.md documents is one `conveyor config` knows, so none is warned as a typo.
+    @Test func everyDocumentedVariableIsKnown() throws {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/configuration.md")
+        let text = try String(contentsOf: docs.standardized, encoding: .utf8)
+        var documented = Set<String>()
+        for line in text.split(separator: "\n") where line.hasPrefix("| `") {
+            let cell = line.split(separator: "|").first.map(String.init) ?? ""
+            for match in cell.matches(of: /`((?:CONVEYOR|SMTP|OPENAI|ANTHROPIC)_[A-Z0-9_]+)`/) { documented.insert(String(match.1)) }
+        }
+        #expect(documented.count > 60, "\(documented.count) documented")
+        let r = try TestEnv.conveyor(["config", "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+        let known = Set(((object?["settings"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String })
+        #expect(documented.subtracting(known).isEmpty, "documented but unknown to conveyor config: \(documented.subtracting(known).sorted())")
+    }
 }
