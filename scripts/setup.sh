@@ -14,10 +14,11 @@ PACKAGES=(
   prometheus docker-compose
 )
 
-# A test peer from PyPI: the Kubernetes manifest validator (its schemas ship inside the package: it runs offline).
-if ! command -v kubernetes-validate >/dev/null 2>&1; then
-  python3 -m pip install -q --disable-pip-version-check kubernetes-validate >/dev/null 2>&1 \
-    || echo "setup: could not pip install kubernetes-validate; the manifest check will be skipped" >&2
+# Test peers from PyPI: the Kubernetes manifest validator (its schemas ship inside the package: it runs offline),
+# and jsonschema + PyYAML for scripts/validate-crds.py (custom resources against docker/k8s/schemas/).
+if ! command -v kubernetes-validate >/dev/null 2>&1 || ! python3 -c 'import jsonschema, yaml' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check kubernetes-validate jsonschema PyYAML >/dev/null 2>&1 \
+    || echo "setup: could not pip install kubernetes-validate, jsonschema, PyYAML; the manifest checks will be skipped" >&2
 fi
 
 missing=()

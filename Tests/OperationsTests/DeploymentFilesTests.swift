@@ -13,6 +13,19 @@ struct DeploymentFilesTests {
         return (["/usr/bin", "/usr/local/bin", "/bin"] + path).contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)") }
     }
 
+    /// Whether `python3` can import these modules (`"jsonschema, yaml"`).
+    static func pythonImports(_ modules: String) -> Bool {
+        guard has("python3") else { return false }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import \(modules)"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }
+
     private func run(_ arguments: [String]) throws -> (code: Int32, output: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -52,13 +65,49 @@ struct DeploymentFilesTests {
     }
 
     /// The built-in kinds (Deployment, Service) against Kubernetes' own schemas, strictly (an unknown field fails).
-    /// KEDA's and the Prometheus Operator's kinds have no schema offline; the validator names them as skipped.
+    /// kubernetes-validate skips KEDA's and the Prometheus Operator's kinds; the next test checks those.
     @Test(.enabled(if: has("kubernetes-validate"), "needs kubernetes-validate (pip, installed by scripts/setup.sh)"))
     func kubernetesManifestsMatchTheirSchemas() throws {
         let r = try run(["kubernetes-validate", "--strict", Self.path("docker/k8s/deployment.yaml"), Self.path("docker/k8s/keda-scaledobject.yaml")])
         #expect(r.code == 0, "\(r.output)")
         #expect(r.output.contains("passed for resource deployment/conveyor-worker"), "\(r.output)")
         #expect(!r.output.contains("ERROR") && !r.output.contains("failed"), "\(r.output)")
+    }
+
+    /// The ScaledObject, TriggerAuthentication and PodMonitor against KEDA's and the Prometheus Operator's own CRD
+    /// schemas (vendored in docker/k8s/schemas/), as strictly: an undeclared field fails, as does a custom kind with
+    /// no schema. Broken copies prove the check can fail.
+    @Test(.enabled(if: pythonImports("jsonschema, yaml"), "needs python3 with jsonschema and PyYAML (pip, installed by scripts/setup.sh)"))
+    func customResourcesMatchTheirVendoredCRDSchemas() throws {
+        let script = Self.path("scripts/validate-crds.py")
+        let r = try run(["python3", script, Self.path("docker/k8s/deployment.yaml"), Self.path("docker/k8s/keda-scaledobject.yaml")])
+        #expect(r.code == 0, "\(r.output)")
+        for resource in ["PodMonitor/conveyor-worker", "ScaledObject/conveyor-worker", "TriggerAuthentication/conveyor-redis"] {
+            #expect(r.output.contains("PASS") && r.output.contains(": \(resource) ("), "\(resource) not checked: \(r.output)")
+        }
+        #expect(!r.output.contains("ERROR"), "\(r.output)")
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("conveyor-crds-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+
+        // The shipped ScaledObject with a misspelled field and a trigger that lost its type.
+        let keda = try String(contentsOfFile: Self.path("docker/k8s/keda-scaledobject.yaml"), encoding: .utf8)
+        let broken = keda.replacingOccurrences(of: "  minReplicaCount:", with: "  minReplicas:")
+            .replacingOccurrences(of: "    - type: prometheus\n      metadata:", with: "    - metadata:")
+        #expect(!broken.contains("minReplicaCount") && !broken.contains("type: prometheus"), "the manifest changed; update the broken copy")
+        let brokenFile = dir.appendingPathComponent("keda-scaledobject.yaml")
+        try broken.write(to: brokenFile, atomically: true, encoding: .utf8)
+        let bad = try run(["python3", script, brokenFile.path])
+        #expect(bad.code != 0, "\(bad.output)")
+        #expect(bad.output.contains(#"ScaledObject/conveyor-worker: unknown field "spec.minReplicas""#), "\(bad.output)")
+        #expect(bad.output.contains("ScaledObject/conveyor-worker: spec.triggers[2].type: Required value"), "\(bad.output)")
+
+        // A custom kind without a vendored schema is an error, not a silent pass.
+        let unknownFile = dir.appendingPathComponent("widget.yaml")
+        try "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n".write(to: unknownFile, atomically: true, encoding: .utf8)
+        let unknown = try run(["python3", script, unknownFile.path])
+        #expect(unknown.code != 0 && unknown.output.contains("no vendored schema for Widget"), "\(unknown.output)")
     }
 
     /// The worker's pod runs unprivileged under the runtime's seccomp profile, the init container too, and mail has
