@@ -39,17 +39,22 @@ let package = Package(
         .target(name: "AV", dependencies: ["CFFmpeg", "CShims"], swiftSettings: swiftSettings),
         .target(name: "Curl", dependencies: ["CCurl", "CShims"], swiftSettings: swiftSettings),
 
-        // Jobs, queues, retries, the worker.
+        // Jobs, retries, the worker and the QueueBackend protocol it talks to. No Redis here.
         .target(
             name: "ConveyorCore",
-            dependencies: ["Redis", .product(name: "Logging", package: "swift-log")],
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        // The queue backend in Sidekiq's Redis layout: keys, scripts, reliable fetch, batches, heartbeat, promoter.
+        .target(
+            name: "SidekiqQueue",
+            dependencies: ["ConveyorCore", "Redis", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
         // Operations: results in PostgreSQL, migrations, Prometheus metrics, health endpoint, dead/retry tools.
         .target(
             name: "Operations",
             dependencies: [
-                "ConveyorCore", "Postgres", "Redis",
+                "ConveyorCore", "SidekiqQueue", "Postgres", "Redis",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -64,17 +69,17 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Mail",
-            dependencies: ["ConveyorCore", "Curl", "Redis", "Postgres", .product(name: "Mustache", package: "swift-mustache")],
+            dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Redis", "Postgres", .product(name: "Mustache", package: "swift-mustache")],
             swiftSettings: swiftSettings),
         .target(
-            name: "Summaries", dependencies: ["ConveyorCore", "Curl", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            name: "Summaries", dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
         // The executable: argument parsing, configuration, wiring.
         .executableTarget(
             name: "conveyor",
             dependencies: [
-                "ConveyorCore", "Images", "Video", "Mail", "Summaries", "Operations", "Postgres", "Redis", "Sandbox",
+                "ConveyorCore", "SidekiqQueue", "Images", "Video", "Mail", "Summaries", "Operations", "Postgres", "Redis", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -86,25 +91,25 @@ let package = Package(
             path: "Benchmarks/llm/Sources", swiftSettings: swiftSettings),
 
         .testTarget(
-            name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "Redis", "Postgres"], exclude: ["sidekiq_interop.rb"],
+            name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "SidekiqQueue", "Redis", "Postgres"], exclude: ["sidekiq_interop.rb"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "mail-bench", dependencies: ["Mail", "Curl", "ConveyorCore", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/mail/Sources", swiftSettings: swiftSettings),
         .testTarget(
-            name: "MailTests", dependencies: ["Mail", "Curl", "ConveyorCore", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            name: "MailTests", dependencies: ["Mail", "Curl", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
             exclude: ["smtp_sink.py", "parse_eml.py"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "Postgres", "Redis"], exclude: ["tcp_proxy.py"],
+            name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "SidekiqQueue", "Postgres", "Redis"], exclude: ["tcp_proxy.py"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "Redis", "Postgres"],
+            name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
             exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
         // Benchmarks/video/run.sh drives this; not run by the tests.
         .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
         .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "ConveyorCore", "Postgres"], swiftSettings: swiftSettings),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore", "SidekiqQueue", "Redis"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

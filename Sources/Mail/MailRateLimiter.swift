@@ -1,5 +1,6 @@
 public import Redis
 import ConveyorCore
+import SidekiqQueue
 import Foundation
 
 /// At most `perSecond` messages per second for one transport, counted in Redis so every worker process shares

@@ -1,4 +1,5 @@
 public import ConveyorCore
+public import SidekiqQueue
 import Foundation
 public import Logging
 public import Postgres

@@ -1,4 +1,5 @@
 public import ConveyorCore
+public import SidekiqQueue
 internal import Postgres
 internal import Redis
 

@@ -1,4 +1,5 @@
 public import ConveyorCore
+public import SidekiqQueue
 public import Redis
 
 /// Summaries in Redis for 24 h under `conveyor:summary:v1:<sha256>` of the canonical request, and the

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConveyorCore
+import SidekiqQueue
 import Foundation
 import Redis
 

@@ -1,5 +1,6 @@
 public import ArgumentParser
 import ConveyorCore
+import SidekiqQueue
 import Foundation
 import Images
 import Logging

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConveyorCore
+import SidekiqQueue
 @preconcurrency import Dispatch
 import Foundation
 import Logging
@@ -146,12 +147,13 @@ struct WorkerCommand: AsyncParsableCommand {
             heartbeatInterval: heartbeatInterval.duration,
             heartbeatTTL: max(2, Int(heartbeatTtl.seconds.rounded())),
             pollInterval: pollInterval.duration,
-            deadSet: DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400),
-            keys: redis.keys,
             identity: identity,
             tag: tag)
+        let backend = SidekiqBackend(
+            redis: endpoint, keys: redis.keys, identity: identity,
+            deadSet: DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400), logger: logger)
         let worker = Worker(
-            redis: endpoint, registry: registry, configuration: configuration, observers: operations.observers + families.observers,
+            backend: backend, registry: registry, configuration: configuration, observers: operations.observers + families.observers,
             journal: operations.journal, logger: logger)
 
         let signals = SignalWatcher { signal, count in

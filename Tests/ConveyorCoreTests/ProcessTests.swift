@@ -4,6 +4,7 @@ import Redis
 import Testing
 
 @testable import ConveyorCore
+import SidekiqQueue
 
 /// Whole `conveyor worker` processes: killed, terminated, and read by Sidekiq's own Ruby API.
 @Suite(.serialized) struct ProcessTests {

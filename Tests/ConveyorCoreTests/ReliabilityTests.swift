@@ -4,6 +4,7 @@ import Redis
 import Testing
 
 @testable import ConveyorCore
+import SidekiqQueue
 
 /// Whole worker processes with results in PostgreSQL, shaped as the failures were found: Redis restarted
 /// mid-drain, workers killed with SIGKILL, jobs without a jid, and hostile text reaching the log.

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import ConveyorCore
+import SidekiqQueue
 
 /// A real Redis for one test: the server `make test` started (`REDIS_URL`), a namespace of the test's own.
 final class TestRedis: Sendable {
@@ -106,10 +107,9 @@ func withWorker<T>(
 ) async throws -> T {
     let configuration = WorkerConfiguration(
         queues: try QueueSelection(parsing: queues), concurrency: concurrency, shutdownTimeout: shutdownTimeout,
-        heartbeatInterval: .milliseconds(200), heartbeatTTL: heartbeatTTL, pollInterval: .milliseconds(50), deadSet: deadSet,
-        keys: redis.keys,
+        heartbeatInterval: .milliseconds(200), heartbeatTTL: heartbeatTTL, pollInterval: .milliseconds(50),
         identity: identity)
-    let worker = Worker(redis: redis.endpoint, registry: registry, configuration: configuration)
+    let worker = Worker(redis: redis.endpoint, keys: redis.keys, deadSet: deadSet, registry: registry, configuration: configuration)
     let running = Task { try await worker.run() }
     do {
         let result = try await body(worker)

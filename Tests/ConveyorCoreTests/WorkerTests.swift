@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import ConveyorCore
+import SidekiqQueue
 
 /// The worker against a real Redis: fetch, ack, retries, dead set, priorities, limits, timeouts, shutdown, reaping.
 @Suite struct WorkerTests {

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 
 @testable import ConveyorCore
+import SidekiqQueue
 
 // The complete example of docs/writing-a-job-class.md: a handler, its class, and its test against a real Redis.
 
@@ -35,8 +36,8 @@ final class Outcomes: JobObserver {
         registry.register(.countWords)
         let outcomes = Outcomes()
         let worker = Worker(
-            redis: redis.endpoint, registry: registry,
-            configuration: WorkerConfiguration(queues: try QueueSelection(parsing: "default"), keys: redis.keys),
+            redis: redis.endpoint, keys: redis.keys, registry: registry,
+            configuration: WorkerConfiguration(queues: try QueueSelection(parsing: "default")),
             observers: [outcomes])
         let running = Task { try await worker.run() }
         let ok = try await redis.client.enqueue("text.count_words", arguments: ["text": "the quick brown fox"])

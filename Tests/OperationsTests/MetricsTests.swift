@@ -1,4 +1,5 @@
 import ConveyorCore
+import SidekiqQueue
 import Foundation
 import Operations
 import Redis

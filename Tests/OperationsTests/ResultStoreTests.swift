@@ -1,4 +1,5 @@
 import ConveyorCore
+import SidekiqQueue
 import Foundation
 @testable import Operations
 import Postgres

@@ -1,4 +1,5 @@
 import ConveyorCore
+import SidekiqQueue
 import Curl
 import Foundation
 import Logging

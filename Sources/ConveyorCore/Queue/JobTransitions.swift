@@ -1,16 +1,3 @@
-import Redis
-
-/// How the dead set is bounded, as Sidekiq bounds its own.
-public struct DeadSetLimits: Sendable, Equatable {
-    public var maxJobs: Int
-    public var maxAge: Double
-
-    public init(maxJobs: Int = 10_000, maxAge: Double = 180 * 86_400) {
-        self.maxJobs = maxJobs
-        self.maxAge = maxAge
-    }
-}
-
 /// Where a failed job goes next.
 public enum FailureDestination: Sendable, Equatable {
     case retry(at: Double)
@@ -103,10 +90,23 @@ public enum JobTransitions {
         return p
     }
 
+    /// A job an operator sends back to its queue from the dead or retry set: enqueued now and marked replayed;
+    /// `resetAttempts` starts its attempt count over.
+    public static func replayed(_ payload: JSONObject, queue: String, resetAttempts: Bool, now: Double) -> JSONObject {
+        var p = enqueued(payload, now: now)
+        p["queue"] = .string(queue)
+        p["replayed_at"] = JobTime.value(now, like: payload)
+        if resetAttempts {
+            p["retry_count"] = nil
+            p["retried_at"] = nil
+        }
+        return p
+    }
+
     // MARK: Moves out of an in-flight list
 
     /// One job leaving a process's in-flight list, and what it counts. Built by the worker, the reaper, shutdown and
-    /// reconciliation; applied in batches by `applyCommands` (one script per batch).
+    /// reconciliation; applied in batches by the queue backend.
     public struct Move: Sendable {
         public enum Target: Sendable, Equatable {
             /// Finished: removed, nothing else.
@@ -153,163 +153,17 @@ public enum JobTransitions {
         }
     }
 
-    /// Most moves in one script call: a long script blocks Redis for everyone else.
-    static let movesPerScript = 500
-
-    /// The script calls that apply `moves` out of `source`, in order, `movesPerScript` at a time. Each call replies
-    /// with one 1 (applied) or 0 (the source no longer held the job) per move.
-    /// - Parameter journal: the hash that journal entries go to (this process's outcome journal).
-    /// - Parameter journalField: the field this batch's journal entries go to (`movesPerScript` at most per field:
-    ///   a longer batch takes `journalField.1`, `.2`, ... for its later script calls).
-    static func applyCommands(
-        keys: QueueKeys, source: String, journal: String, journalField: String, moves: [Move], now: Double, limits: DeadSetLimits
-    ) -> [RedisCommand] {
-        let day = JobTime.day(now)
-        var commands: [RedisCommand] = []
-        var start = 0
-        while start < moves.count {
-            let chunk = moves[start..<min(moves.count, start + movesPerScript)]
-            start += chunk.count
-            var queueKeys: [String] = []
-            var queueIndex: [String: Int] = [:]
-            var entries: [any RedisArgument] = []
-            entries.reserveCapacity(chunk.count * 8)
-            for move in chunk {
-                var payload: [UInt8] = []
-                var target: any RedisArgument = 0
-                var queueName = ""
-                let mode: String
-                switch move.target {
-                case .ack: mode = "ack"
-                case .retry(let p, let at):
-                    mode = "retry"
-                    payload = p
-                    target = at
-                case .dead(let p):
-                    mode = "dead"
-                    payload = p
-                case .queue(let queue, let p, let head):
-                    mode = head ? "head" : "tail"
-                    payload = p
-                    queueName = queue
-                    let key = keys.queue(queue)
-                    if queueIndex[key] == nil {
-                        queueKeys.append(key)
-                        queueIndex[key] = 9 + queueKeys.count
-                    }
-                    target = queueIndex[key]!
-                case .replace(let p):
-                    mode = "replace"
-                    payload = p
-                }
-                entries += [
-                    move.raw, mode, payload, target, queueName, move.counts.rawValue, move.journal == nil ? "" : "1",
-                    move.journal?.value ?? [],
-                ]
-            }
-            var arguments: [any RedisArgument] = [
-                "EVAL", LuaScripts.apply, 9 + queueKeys.count, source, keys.queues, keys.retry, keys.dead, journal,
-                keys.processed, keys.processed(day: day), keys.failed, keys.failed(day: day),
-            ]
-            arguments += queueKeys as [any RedisArgument]
-            let field = commands.isEmpty ? journalField : "\(journalField).\(commands.count)"
-            arguments += [now, limits.maxJobs, now - limits.maxAge, dayCounterTTL, field] as [any RedisArgument]
-            arguments += entries
-            commands.append(RedisCommand(arguments))
-        }
-        return commands
-    }
-
-    /// The acknowledger's form of a batch: one `MULTI`/`EXEC` of native commands (a plain `LREM` for a success, the
-    /// conditional `move` script for the rest), the journal entries in one `HSET`, the counters, and `SET marker seq`,
-    /// so the batch applies whole or not at all and the marker tells whether a batch whose reply was lost applied.
-    /// Cheaper in Redis than `applyCommands`' per-move Lua, which the rarer paths (reaping, requeueing) use.
-    /// The journal entries go to field `a<sequence>` (`ackJournalField`).
-    static func batchCommands(
-        keys: QueueKeys, source: String, journal: String, marker: String, sequence: UInt64, moves: [Move], now: Double,
-        limits: DeadSetLimits
-    ) -> [RedisCommand] {
-        var commands: [RedisCommand] = [RedisCommand("MULTI")]
-        commands.reserveCapacity(moves.count + 10)
-        var processed = 0
-        var failed = 0
-        var lines: [UInt8] = []
-        for move in moves {
-            commands.append(moveCommand(move, keys: keys, source: source, now: now, limits: limits))
-            switch move.counts {
-            case .none: break
-            case .processed: processed += 1
-            case .processedAndFailed: processed += 1; failed += 1
-            case .failed: failed += 1
-            }
-            if let entry = move.journal { lines += entry.value }
-        }
-        if !lines.isEmpty { commands.append(RedisCommand("HSET", journal, ackJournalField(sequence), lines)) }
-        let day = JobTime.day(now)
-        if processed > 0 {
-            commands.append(RedisCommand("INCRBY", keys.processed, processed))
-            commands.append(RedisCommand("INCRBY", keys.processed(day: day), processed))
-            commands.append(RedisCommand("EXPIRE", keys.processed(day: day), dayCounterTTL))
-        }
-        if failed > 0 {
-            commands.append(RedisCommand("INCRBY", keys.failed, failed))
-            commands.append(RedisCommand("INCRBY", keys.failed(day: day), failed))
-            commands.append(RedisCommand("EXPIRE", keys.failed(day: day), dayCounterTTL))
-        }
-        commands.append(RedisCommand("SET", marker, String(sequence), "EX", 86_400))
-        commands.append(RedisCommand("EXEC"))
-        return commands
-    }
-
     /// The journal field of the acknowledger's batch number `sequence`.
-    static func ackJournalField(_ sequence: UInt64) -> String { "a\(sequence)" }
+    public static func ackJournalField(_ sequence: UInt64) -> String { "a\(sequence)" }
 
-    /// Checks the replies of a `batchCommands` batch: throws what the server refused, or an `EXEC` that did not run.
-    static func checkBatch(_ replies: [RedisReply], count: Int) throws(RedisError) {
-        for reply in replies.dropLast() { try reply.check() }
-        guard let results = try replies.last?.check().array, results.count >= count else {
-            throw .server("EXEC answered \(String(describing: replies.last)) for a batch of \(count) completions")
-        }
-    }
+    /// The journal field of the reaper's batch number `sequence` (its later script calls add `.1`, `.2`, ...).
+    public static func reapJournalField(_ sequence: UInt64) -> String { "r\(sequence)" }
 
-    /// Sidekiq keeps its per-day counters for five years.
-    static let dayCounterTTL = 5 * 365 * 86_400
-
-    /// Which moves were applied, from the replies of `applyCommands`' calls (in order).
-    static func applied(_ replies: [RedisReply], count: Int) throws(RedisError) -> [Bool] {
-        var flags: [Bool] = []
-        flags.reserveCapacity(count)
-        for reply in replies {
-            for item in try reply.check().array ?? [] { flags.append(item.int == 1) }
-        }
-        guard flags.count == count else { throw .server("transition script answered \(flags.count) of \(count) moves") }
-        return flags
-    }
-
-    // MARK: Redis commands
-
-    /// The conditional `move` script for one move other than a plain ack: applied only if `source` still held the
-    /// job, so two processes racing over one job (reapers, replays) move it once.
-    static func moveCommand(_ move: Move, keys: QueueKeys, source: String, now: Double, limits: DeadSetLimits) -> RedisCommand {
-        func script(_ target: String, _ mode: String, _ payload: [UInt8], _ a: any RedisArgument, _ b: any RedisArgument = 0, _ c: any RedisArgument = 0)
-            -> RedisCommand
-        {
-            RedisCommand(["EVAL", LuaScripts.move, 3, source, target, keys.queues, move.raw, mode, payload, a, b, c])
-        }
-        switch move.target {
-        case .ack: return RedisCommand("LREM", source, 1, move.raw)
-        case .retry(let payload, let at): return script(keys.retry, "zadd", payload, at)
-        case .dead(let payload): return script(keys.dead, "dead", payload, now, limits.maxJobs, now - limits.maxAge)
-        case .queue(let queue, let payload, let head): return script(keys.queue(queue), head ? "head" : "tail", payload, queue)
-        case .replace(let payload): return script(source, "replace", payload, "")
-        }
-    }
-
-    static func truncated(_ message: String) -> String {
+    package static func truncated(_ message: String) -> String {
         message.utf8.count <= 4000 ? message : String(message.prefix(4000)) + "…"
     }
 
-    static func base64(_ bytes: [UInt8]) -> String {
+    package static func base64(_ bytes: [UInt8]) -> String {
         let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
         var out = [UInt8]()
         var i = 0

@@ -1,12 +1,11 @@
 import Logging
-import Redis
 import Synchronization
 
-/// Writes job completions to Redis in batches: every move out of the in-flight list that piles up while one round
-/// trip is under way goes in the next transaction (`JobTransitions.batchCommands`), counters and outcome journal
-/// entries included. An entry leaves the buffer only after Redis answered it, so a Redis outage delays acks but
-/// loses none; and because each transaction sets a numbered marker, a batch whose reply was lost is recognised as
-/// applied instead of being applied and counted twice.
+/// Writes job completions to the backend in batches: every move out of the in-flight store that piles up while one
+/// round trip is under way goes in the next batch (`QueueBackend.complete`), counters and outcome journal entries
+/// included. An entry leaves the buffer only after the backend answered it, so an outage delays acks but loses
+/// none; and because each batch keeps its number when it is sent again, the backend can recognise a batch whose
+/// reply was lost as applied instead of applying and counting it twice.
 final class Acknowledger: Sendable {
     private struct State {
         var pending: [JobTransitions.Move] = []
@@ -17,28 +16,17 @@ final class Acknowledger: Sendable {
 
     private let state = Mutex(State())
     private let ready = AsyncEvent()
-    private let redis: RedisThread
-    private let keys: QueueKeys
-    private let source: String
-    private let journalKey: String
-    private let identity: String
-    private let deadSet: DeadSetLimits
+    private let backend: any QueueBackend
     private let logger: Logger
-    private let outage = OutageLog("writing job completions to redis")
-    /// Called after Redis answered a batch, with its moves, whether the transaction was executed (false only when
-    /// Redis refused it as a whole, which is a bug) and its number (its journal field is `a<number>`).
+    private let outage = OutageLog("writing job completions")
+    /// Called after the backend answered a batch, with its moves, whether it was applied (false only when the
+    /// backend refused it as a whole, which is a bug) and its number (its journal field is `a<number>`).
     private let onApplied: @Sendable ([JobTransitions.Move], Bool, UInt64) -> Void
 
     init(
-        redis: RedisThread, keys: QueueKeys, identity: String, deadSet: DeadSetLimits, logger: Logger,
-        onApplied: @escaping @Sendable ([JobTransitions.Move], Bool, UInt64) -> Void
+        backend: any QueueBackend, logger: Logger, onApplied: @escaping @Sendable ([JobTransitions.Move], Bool, UInt64) -> Void
     ) {
-        self.redis = redis
-        self.keys = keys
-        self.identity = identity
-        self.source = keys.inflight(identity)
-        self.journalKey = keys.outcomes(identity)
-        self.deadSet = deadSet
+        self.backend = backend
         self.logger = logger
         self.onApplied = onApplied
     }
@@ -76,7 +64,7 @@ final class Acknowledger: Sendable {
                 number = sequence
             }
             do {
-                let executed = try await write(batch, sequence: number, mayHaveApplied: uncertain != nil)
+                let executed = try await backend.complete(batch, batch: number, resent: uncertain != nil)
                 uncertain = nil
                 outage.succeeded(logger: logger)
                 onApplied(batch, executed, number)
@@ -117,33 +105,5 @@ final class Acknowledger: Sendable {
     func stop() {
         state.withLock { $0.stopped = true }
         ready.set()
-    }
-
-    /// Sends one batch as a transaction (`JobTransitions.batchCommands`); returns whether Redis executed it. After a
-    /// failed send (`mayHaveApplied`) the batch's marker is read first: if that send applied, it is not sent again.
-    private func write(_ batch: [JobTransitions.Move], sequence: UInt64, mayHaveApplied: Bool) async throws -> Bool {
-        let marker = keys.acknowledged(identity)
-        let commands = JobTransitions.batchCommands(
-            keys: keys, source: source, journal: journalKey, marker: marker, sequence: sequence, moves: batch,
-            now: JobTime.now(), limits: deadSet)
-        let count = batch.count
-        let logger = logger
-        return try await redis.run { [commands] connection in
-            if mayHaveApplied, try connection.command("GET", marker).check().text == String(sequence) {
-                // Applied before the reply was lost: whole, journal included.
-                return true
-            }
-            let replies = try connection.pipeline(commands)
-            do throws(RedisError) {
-                try JobTransitions.checkBatch(replies, count: count)
-                return true
-            } catch where error.isTransient {
-                throw error
-            } catch {
-                // A refused transaction is a bug, not an outage: sending it again would fail again. Report it and move on.
-                logger.critical("redis rejected a batch of job completions", metadata: ["error": "\(error)", "moves": "\(count)"])
-                return false
-            }
-        }
     }
 }

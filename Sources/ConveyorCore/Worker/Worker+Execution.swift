@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Redis
 import Synchronization
 
 extension Worker {

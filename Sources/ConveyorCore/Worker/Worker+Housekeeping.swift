@@ -1,56 +1,24 @@
 import Foundation
 import Logging
-import Redis
 
 extension Worker {
     // MARK: Heartbeat
 
-    /// Proves this process alive: Conveyor's heartbeat lease plus Sidekiq's process hash, so Sidekiq's
-    /// `ProcessSet`, `Stats#workers_size` and Web UI see Conveyor workers. Also reads signals sent from there.
+    /// Proves this process alive for `heartbeatTTL` seconds, with what it runs (Sidekiq's process list and Busy
+    /// page read it), and acts on a signal an operator sent from there.
     func heartbeat() async throws {
-        let now = JobTime.now()
-        var info = JSONObject()
-        info["hostname"] = .string(ProcessInfo.processInfo.hostName)
-        info["started_at"] = JSONValue(startedAt)
-        info["pid"] = JSONValue(Int(getpid()))
-        info["tag"] = .string(configuration.tag)
-        info["concurrency"] = JSONValue(configuration.concurrency)
-        info["queues"] = .array(configuration.queues.names.map { .string($0) })
-        info["labels"] = .array([.string("conveyor")])
-        info["identity"] = .string(identity)
-        let process = keys.process(identity)
-        let workersKey = keys.workers(identity)
-        // Sidekiq's heartbeat rewrites the hash of running jobs whole; so does this one.
-        let running = runningJobs.withLock { $0 }
-        var workers: [any RedisArgument] = ["HSET", workersKey]
-        for (token, job) in running {
-            var entry = JSONObject()
-            entry["queue"] = .string(job.queue)
-            entry["payload"] = .string(String(decoding: job.raw, as: UTF8.self))
-            entry["run_at"] = JSONValue(job.runAt)
-            workers += [String(token, radix: 36), entry.bytes]
+        let running = runningJobs.withLock { $0 }.map { token, job in
+            ProcessBeat.Running(token: token, queue: job.queue, raw: job.raw, runAt: job.runAt)
         }
-        var commands = [
-            RedisCommand("SET", keys.heartbeat(identity), JSONValue(now).text, "EX", configuration.heartbeatTTL),
-            RedisCommand("SADD", keys.conveyorProcesses, identity),
-            RedisCommand("SADD", keys.processes, identity),
-            RedisCommand(
-                "HSET", process, "info", info.bytes, "busy", dispatcher.running, "beat", JSONValue(now).text, "quiet",
-                quiet.isSet ? "true" : "false", "rss", Self.residentKilobytes()),
-            RedisCommand("EXPIRE", process, max(60, configuration.heartbeatTTL)),
-            RedisCommand("UNLINK", workersKey),
-        ]
-        if !running.isEmpty {
-            commands.append(RedisCommand(workers))
-            commands.append(RedisCommand("EXPIRE", workersKey, 60))
-        }
-        commands.append(RedisCommand("RPOP", keys.signals(identity)))
-        let replies = try await housekeepingRedis.run { [commands] connection in try connection.pipeline(commands) }
-        for reply in replies { try reply.check() }
-        switch replies.last?.text {
-        case "TSTP"?: quietDown()
-        case "TERM"?: shutdown()
-        default: break
+        let beat = ProcessBeat(
+            identity: identity, hostname: ProcessInfo.processInfo.hostName, pid: Int(getpid()), startedAt: startedAt,
+            tag: configuration.tag, concurrency: configuration.concurrency, queues: configuration.queues.names,
+            busy: dispatcher.running, quiet: quiet.isSet, residentKilobytes: Self.residentKilobytes(), running: running,
+            lease: configuration.heartbeatTTL)
+        switch try await backend.heartbeat(beat) {
+        case .quiet?: quietDown()
+        case .stop?: shutdown()
+        case nil: break
         }
     }
 
@@ -95,42 +63,22 @@ extension Worker {
     /// Puts the in-flight jobs of every process whose heartbeat lease expired back on their queues, counting the
     /// lost run as a failed attempt: a job that kills its worker every time ends in the dead set as `WorkerLost`.
     func reapDeadProcesses() async throws {
-        let keys = keys
-        let me = identity
-        let members = try await housekeepingRedis.run { connection in
-            try connection.command("SMEMBERS", keys.conveyorProcesses).check().array ?? []
-        }
-        let others = members.compactMap(\.text).filter { $0 != me }
-        guard !others.isEmpty else { return }
-        let alive = try await housekeepingRedis.run { connection in
-            try connection.pipeline(others.map { RedisCommand("EXISTS", keys.heartbeat($0)) })
-        }
-        for (other, exists) in zip(others, alive) where exists.int == 0 {
+        for other in try await backend.deadProcesses() where other != identity {
             try await reap(other)
         }
     }
 
     private func reap(_ dead: String) async throws {
-        let keys = keys
-        let lockKey = keys.reapLock(dead)
-        let me = identity
-        let locked = try await housekeepingRedis.run { connection in
-            try connection.command("SET", lockKey, me, "NX", "EX", 60).check()
-        }
-        guard locked.text == "OK" else { return }
-        let inflight = keys.inflight(dead)
+        guard try await backend.claim(deadProcess: dead) else { return }
         var requeued = 0
         var buried = 0
         while true {
-            let items = try await housekeepingRedis.run { connection in
-                try connection.command("LRANGE", inflight, -500, -1).check().array ?? []
-            }
+            let items = try await backend.inflightJobs(of: dead, limit: 500)
             if items.isEmpty { break }
             let now = JobTime.now()
             var moves: [JobTransitions.Move] = []
             var outcomes: [JobOutcome?] = []
-            for item in items {
-                guard let raw = item.bytes else { continue }
+            for raw in items {
                 do {
                     let job = try Job(raw: raw)
                     let policy = registry[job.jobClass]?.retry ?? .default
@@ -156,8 +104,8 @@ extension Worker {
                     outcomes.append(outcome)
                 }
             }
-            let field = "r\(journalSequence.add(1, ordering: .relaxed).newValue)"
-            let applied = try await apply(moves, from: inflight, now: now, journalField: field)
+            let field = JobTransitions.reapJournalField(journalSequence.add(1, ordering: .relaxed).newValue)
+            let applied = try await backend.apply(moves, fromInflightOf: dead, journalField: field)
             var entries: [JobTransitions.Move.JournalEntry] = []
             for (i, done) in applied.enumerated() where done {
                 if let outcome = outcomes[i] {
@@ -176,39 +124,13 @@ extension Worker {
             }
             if !entries.isEmpty { journal?.journaled(key: journalKey, entries: entries) }
         }
-        _ = try await housekeepingRedis.run { connection in
-            try connection.pipeline([
-                // Outcomes the dead process acknowledged but never stored: any result writer stores them.
-                RedisCommand("EVAL", LuaScripts.orphanJournal, 2, keys.outcomes(dead), keys.orphanedOutcomes),
-                RedisCommand("SREM", keys.conveyorProcesses, dead),
-                RedisCommand("SREM", keys.processes, dead),
-                RedisCommand("DEL", keys.process(dead)),
-                RedisCommand("DEL", keys.workers(dead)),
-                RedisCommand("DEL", keys.acknowledged(dead)),
-                RedisCommand("DEL", lockKey),
-            ])
-        }
+        try await backend.forget(deadProcess: dead)
         if requeued + buried > 0 {
             logger.warning(
                 "reaped the jobs of a dead worker process",
                 metadata: ["dead_process": "\(dead)", "requeued": "\(requeued)", "dead": "\(buried)"])
         }
         for observer in observers { observer.jobsReaped(count: requeued + buried, requeued: requeued, dead: buried) }
-    }
-
-    /// Applies moves out of `source` on the housekeeping connection; returns which were applied.
-    /// - Parameter journalField: where the moves' journal entries go (at most `movesPerScript` journaled moves).
-    func apply(_ moves: [JobTransitions.Move], from source: String, now: Double = JobTime.now(), journalField: String = "")
-        async throws -> [Bool]
-    {
-        if moves.isEmpty { return [] }
-        let commands = JobTransitions.applyCommands(
-            keys: keys, source: source, journal: journalKey, journalField: journalField, moves: moves, now: now,
-            limits: configuration.deadSet)
-        let count = moves.count
-        return try await housekeepingRedis.run { connection in
-            try JobTransitions.applied(try connection.pipeline(commands), count: count)
-        }
     }
 
     // MARK: Scheduled and retried jobs
@@ -228,34 +150,7 @@ extension Worker {
 
     /// Moves due jobs from `schedule` and `retry` onto their queues, each only once across all processes.
     func promoteDueJobs() async throws {
-        let keys = keys
-        for set in [keys.schedule, keys.retry] {
-            while true {
-                let now = JobTime.now()
-                let due = try await housekeepingRedis.run { connection in
-                    try connection.command("ZRANGEBYSCORE", set, "-inf", now, "LIMIT", 0, 100).check().array ?? []
-                }
-                if due.isEmpty { break }
-                var commands: [RedisCommand] = []
-                for member in due {
-                    guard let raw = member.bytes else { continue }
-                    if let job = try? Job(raw: raw) {
-                        let payload = JobTransitions.enqueued(job.payload, now: now)
-                        commands.append(
-                            RedisCommand(["EVAL", LuaScripts.promote, 3, set, keys.queue(job.queue), keys.queues, raw, payload.bytes, job.queue]))
-                    } else {
-                        let failure = JobFailure.permanent("MalformedJob", "member of \(set) is not a runnable job")
-                        let payload = JobTransitions.quarantined(raw: raw, queue: "unknown", failure: failure, now: now)
-                        let limits = configuration.deadSet
-                        commands.append(
-                            RedisCommand(["EVAL", LuaScripts.bury, 2, set, keys.dead, raw, payload.bytes, now, limits.maxJobs, now - limits.maxAge]))
-                    }
-                }
-                let replies = try await housekeepingRedis.run { [commands] connection in try connection.pipeline(commands) }
-                for reply in replies { try reply.check() }
-                if due.count < 100 { break }
-            }
-        }
+        try await backend.promoteDueJobs()
     }
 
     // MARK: Shutdown
@@ -263,16 +158,12 @@ extension Worker {
     /// Pushes everything still in this process's in-flight list back to the head of its queue, unchanged:
     /// a job interrupted by shutdown does not spend an attempt.
     func requeueInflight() async -> Int {
-        let inflight = inflightKey
         var requeued = 0
         do {
             while true {
-                let items = try await housekeepingRedis.run { connection in
-                    try connection.command("LRANGE", inflight, -500, -1).check().array ?? []
-                }
+                let items = try await backend.inflightJobs(of: identity, limit: 500)
                 if items.isEmpty { break }
-                let moves = items.compactMap(\.bytes).map(Self.requeue)
-                requeued += try await apply(moves, from: inflight).filter { $0 }.count
+                requeued += try await backend.apply(items.map(Self.requeue), fromInflightOf: identity, journalField: "").filter { $0 }.count
             }
         } catch {
             // The jobs stay in the in-flight list; the reaper of a live process will return them.
@@ -289,10 +180,10 @@ extension Worker {
 
     // MARK: Reconciling after a lost fetch reply
 
-    /// After a fetch failed, the jobs it moved in Redis may sit in this process's in-flight list with nobody
+    /// After a fetch failed, the jobs it moved in the backend may sit in this process's in-flight list with nobody
     /// running them (the reply was lost with the connection). With fetches held, every job in the list that this
-    /// process does not hold goes back to the head of its queue, unchanged: no attempt counted. Retried until Redis
-    /// answers, so such a job waits at most about one heartbeat interval after Redis is back.
+    /// process does not hold goes back to the head of its queue, unchanged: no attempt counted. Retried until the backend
+    /// answers, so such a job waits at most about one heartbeat interval after it is back.
     func reconcileLoop() async {
         let outage = OutageLog("returning jobs whose fetch reply was lost")
         while !Task.isCancelled {
@@ -324,33 +215,14 @@ extension Worker {
 
     /// One reconciliation pass; call with the ledger's gate closed. Returns how many jobs went back.
     func reconcile() async throws -> Int {
-        let inflight = inflightKey
-        let items = try await housekeepingRedis.run { connection in
-            try connection.command("LRANGE", inflight, 0, -1).check().array ?? []
-        }
-        let orphans = ledger.orphans(in: items.compactMap(\.bytes))
+        let orphans = ledger.orphans(in: try await backend.inflightJobs(of: identity, limit: nil))
         if orphans.isEmpty { return 0 }
-        return try await apply(orphans.map(Self.requeue), from: inflight).filter { $0 }.count
+        return try await backend.apply(orphans.map(Self.requeue), fromInflightOf: identity, journalField: "").filter { $0 }.count
     }
 
     func deregister() async {
-        let keys = keys
-        let me = identity
-        let inflight = inflightKey
         do {
-            _ = try await housekeepingRedis.run { connection in
-                let left = try connection.command("LLEN", inflight).check().int ?? 0
-                var commands = [
-                    RedisCommand("DEL", keys.heartbeat(me)),
-                    RedisCommand("SREM", keys.processes, me),
-                    RedisCommand("DEL", keys.process(me)),
-                    RedisCommand("DEL", keys.workers(me)),
-                    RedisCommand("DEL", keys.acknowledged(me)),
-                ]
-                // Keep the process known to the reaper while anything is left in flight.
-                if left == 0 { commands.append(RedisCommand("SREM", keys.conveyorProcesses, me)) }
-                return try connection.pipeline(commands)
-            }
+            try await backend.deregister()
         } catch {
             logger.error("could not deregister this process", metadata: ["error": "\(error)"])
         }

@@ -1,5 +1,4 @@
 public import Logging
-public import Redis
 import Synchronization
 
 /// A worker process: takes jobs from its queues with a reliable fetch, runs them under the concurrency limits,
@@ -10,23 +9,20 @@ import Synchronization
 public final class Worker: Sendable {
     public let configuration: WorkerConfiguration
     public let registry: JobRegistry
-    let endpoint: RedisEndpoint
+    /// Where the jobs live: every read and write of queues, sets and liveness records goes through it.
+    let backend: any QueueBackend
     let observers: [any JobObserver]
     /// Where terminal outcomes are kept durably with their acks (the result store), or nil when none are recorded.
     let journal: (any OutcomeJournal)?
     let logger: Logger
-    let keys: QueueKeys
     var identity: String { configuration.identity }
-    let inflightKey: String
-    /// This process's outcome journal (`conveyor:outcomes:<identity>`).
-    let journalKey: String
+    /// This process's outcome journal, as the backend names it.
+    var journalKey: String { backend.journalName }
     /// Numbers the reaper's batches in this process's journal (`r<n>`).
     let journalSequence = Atomic<UInt64>(0)
 
     let dispatcher: Dispatcher
     let acknowledger: Acknowledger
-    let fetchRedis: RedisThread
-    let housekeepingRedis: RedisThread
     let watchdog = Watchdog()
     /// The jobs of the in-flight list this process knows it holds.
     let ledger = InflightLedger()
@@ -38,24 +34,26 @@ public final class Worker: Sendable {
     let stopping = AsyncEvent()
     /// Set when fetched jobs should no longer be started (`TSTP` from Sidekiq's Web UI, or shutdown).
     let quiet = AsyncEvent()
-    /// Open while the fetcher found its queues empty: the per-queue blockers wait in Redis for a job.
+    /// Open while the fetcher found its queues empty: the per-queue waiters wait in the backend for a job.
     let idle = AsyncEvent()
     /// Set by a blocker that received a job.
     let wake = AsyncEvent()
     /// Jobs received by blockers, waiting to be dispatched by the fetch loop.
-    let delivered = Mutex<[(raw: [UInt8], queue: String)]>([])
+    let delivered = Mutex<[FetchedJob]>([])
     /// After shutdown gave up on running jobs, their late outcomes are not recorded (the jobs were requeued).
     let abandoned = Atomic<Bool>(false)
     let startedAt = JobTime.now()
     /// Running jobs by watchdog token, for Sidekiq's `<identity>:workers` hash: queue, payload, start time.
     let runningJobs = Mutex<[UInt64: (queue: String, raw: [UInt8], runAt: Int)]>([:])
 
+    /// - Parameter backend: serves this process (`configuration.identity`); the worker closes it when `run` returns.
     public init(
-        redis endpoint: RedisEndpoint, registry: JobRegistry, configuration: WorkerConfiguration,
+        backend: any QueueBackend, registry: JobRegistry, configuration: WorkerConfiguration,
         observers: [any JobObserver] = [], journal: (any OutcomeJournal)? = nil,
         logger: Logger = Logger(label: "conveyor.worker")
     ) {
-        self.endpoint = endpoint
+        precondition(backend.identity == configuration.identity, "a worker's backend serves its own identity")
+        self.backend = backend
         self.registry = registry
         self.configuration = configuration
         self.observers = observers
@@ -63,20 +61,10 @@ public final class Worker: Sendable {
         var logger = logger
         logger[metadataKey: "process"] = "\(configuration.identity)"
         self.logger = logger
-        self.keys = configuration.keys
-        let inflightKey = configuration.keys.inflight(configuration.identity)
-        let journalKey = configuration.keys.outcomes(configuration.identity)
-        self.inflightKey = inflightKey
-        self.journalKey = journalKey
+        let journalKey = backend.journalName
         self.dispatcher = Dispatcher(concurrency: configuration.concurrency)
-        self.fetchRedis = RedisThread(endpoint, name: "conveyor-fetch")
-        self.housekeepingRedis = RedisThread(endpoint, name: "conveyor-housekeeping")
-        let ackRedis = RedisThread(endpoint, name: "conveyor-ack")
         let ledger = ledger
-        self.acknowledger = Acknowledger(
-            redis: ackRedis, keys: configuration.keys, identity: configuration.identity,
-            deadSet: configuration.deadSet, logger: logger
-        ) { [journal] moves, executed, sequence in
+        self.acknowledger = Acknowledger(backend: backend, logger: logger) { [journal] moves, executed, sequence in
             // An executed batch wrote all its journal entries, whether or not each job was still in the list (a job
             // reaped meanwhile runs again, and its later outcome replaces this one): all go on to be stored.
             var entries: [JobTransitions.Move.JournalEntry] = []
@@ -155,8 +143,7 @@ public final class Worker: Sendable {
         await ackTask.value
         await deregister()
         logger.info("worker stopped", metadata: ["requeued": "\(requeued)"])
-        fetchRedis.stop()
-        housekeepingRedis.stop()
+        backend.close()
     }
 
     // MARK: Fetching
@@ -170,7 +157,7 @@ public final class Worker: Sendable {
             let want = dispatcher.capacity
             if want == 0 { continue }
             let order = configuration.queues.order()
-            let batch: [(raw: [UInt8], queue: String)]
+            let batch: [FetchedJob]
             await ledger.beginFetch()
             if quiet.isSet {
                 ledger.endFetch(delivered: [])
@@ -190,7 +177,7 @@ public final class Worker: Sendable {
                 continue
             }
             if batch.isEmpty {
-                // Nothing ready: let the blockers wait inside Redis until a job arrives.
+                // Nothing ready: let the per-queue waiters wait in the backend until a job arrives.
                 idle.set()
                 await wake.wait()
                 wake.reset()
@@ -213,22 +200,8 @@ public final class Worker: Sendable {
         dispatchDelivered(group: &group)
     }
 
-    private func fetch(order: [String], count: Int) async throws -> [(raw: [UInt8], queue: String)] {
-        var arguments: [any RedisArgument] = ["EVAL", LuaScripts.fetch, order.count + 1, inflightKey]
-        arguments += order.map { keys.queue($0) }
-        arguments.append(count)
-        let command = RedisCommand(arguments)
-        let reply = try await fetchRedis.run { connection in try connection.command(command).check() }
-        guard let items = reply.array else { return [] }
-        var jobs: [(raw: [UInt8], queue: String)] = []
-        jobs.reserveCapacity(items.count / 2)
-        var i = 0
-        while i + 1 < items.count {
-            let index = items[i].int ?? 1
-            jobs.append((items[i + 1].bytes ?? [], order[max(0, min(order.count - 1, index - 1))]))
-            i += 2
-        }
-        return jobs
+    private func fetch(order: [String], count: Int) async throws -> [FetchedJob] {
+        try await backend.fetch(from: order, count: count)
     }
 
     private func dispatchDelivered(group: inout DiscardingTaskGroup) {
@@ -239,13 +212,9 @@ public final class Worker: Sendable {
         for item in items { _ = dispatch(raw: item.raw, queue: item.queue, group: &group) }
     }
 
-    /// One blocking connection per queue waits for a job while the fetcher is idle, so a job pushed onto an
+    /// One waiter per queue waits in the backend for a job while the fetcher is idle, so a job pushed onto an
     /// empty queue starts within milliseconds without polling.
     private func blockerLoop(queue: String) async {
-        let redis = RedisThread(endpoint, name: "conveyor-block-\(queue)", commandTimeout: configuration.blockTimeout + 10)
-        defer { redis.stop() }
-        let source = keys.queue(queue)
-        let inflight = inflightKey
         let timeout = configuration.blockTimeout
         let outage = OutageLog("waiting for jobs")
         while !quiet.isSet {
@@ -253,13 +222,10 @@ public final class Worker: Sendable {
             guard await idle.wait(timeout: .seconds(1)), !quiet.isSet else { continue }
             await ledger.beginFetch()
             do {
-                let reply = try await redis.run { connection in
-                    try connection.command("BLMOVE", source, inflight, "RIGHT", "LEFT", timeout).check()
-                }
-                if let raw = reply.bytes {
+                if let raw = try await backend.waitForJob(on: queue, timeout: timeout) {
                     ledger.endFetch(delivered: [raw])
                     // Kept even after shutdown began: it is in the in-flight list and goes back with the rest.
-                    delivered.withLock { $0.append((raw, queue)) }
+                    delivered.withLock { $0.append(FetchedJob(raw: raw, queue: queue)) }
                     wake.set()
                 } else {
                     ledger.endFetch(delivered: [])

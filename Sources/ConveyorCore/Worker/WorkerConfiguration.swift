@@ -13,10 +13,8 @@ public struct WorkerConfiguration: Sendable {
     public var heartbeatTTL: Int
     /// How often due jobs move from `schedule` and `retry` to their queues.
     public var pollInterval: Duration
-    /// Seconds an idle fetch blocks in Redis before checking for shutdown.
+    /// Seconds an idle fetch waits in the backend before checking for shutdown.
     public var blockTimeout: Double
-    public var deadSet: DeadSetLimits
-    public var keys: QueueKeys
     /// This process's name in `processes`, unique per process: `host:pid:hex`.
     public var identity: String
     /// Shown in Sidekiq's process list.
@@ -25,8 +23,7 @@ public struct WorkerConfiguration: Sendable {
     public init(
         queues: QueueSelection, concurrency: Int = 10, shutdownTimeout: Duration = .seconds(25),
         heartbeatInterval: Duration = .seconds(5), heartbeatTTL: Int = 30, pollInterval: Duration = .seconds(1),
-        blockTimeout: Double = 1, deadSet: DeadSetLimits = DeadSetLimits(), keys: QueueKeys = QueueKeys(),
-        identity: String? = nil, tag: String = "conveyor"
+        blockTimeout: Double = 1, identity: String? = nil, tag: String = "conveyor"
     ) {
         self.queues = queues
         self.concurrency = max(1, concurrency)
@@ -35,8 +32,6 @@ public struct WorkerConfiguration: Sendable {
         self.heartbeatTTL = max(2, heartbeatTTL)
         self.pollInterval = pollInterval
         self.blockTimeout = blockTimeout
-        self.deadSet = deadSet
-        self.keys = keys
         self.identity = identity ?? WorkerConfiguration.newIdentity()
         self.tag = tag
     }

@@ -1,6 +1,7 @@
 public import ConveyorCore
 import Foundation
 public import Redis
+public import SidekiqQueue
 
 /// The sorted sets an operator works on: `dead` (jobs that will not run again) and `retry` (failed jobs waiting
 /// for their next attempt).
@@ -153,21 +154,13 @@ public struct JobSet {
     /// when the entry was gone (a worker or another replay took it).
     public func replay(_ entry: JobSetEntry, resetAttempts: Bool, now: Double? = nil) throws -> Bool {
         let now = now ?? Date().timeIntervalSince1970
-        guard var job = entry.job, let jobClass = entry.jobClass, !jobClass.isEmpty else {
+        guard let job = entry.job, let jobClass = entry.jobClass, !jobClass.isEmpty else {
             throw JobSetError.usage("cannot replay a member that is not a job (no JSON object with a class); delete it instead")
         }
         let queue = entry.queue.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
-        job["queue"] = .string(queue)
-        job["enqueued_at"] = JSONValue(now)
-        job["replayed_at"] = JSONValue(now)
-        if resetAttempts {
-            job["retry_count"] = nil
-            job["retried_at"] = nil
-        }
-        let reply = try connection.command(RedisCommand([
-            "EVAL", Self.moveScript, "3", name.key(keys), keys.queue(queue), keys.queues, entry.member,
-            JSONValue.object(job).bytes, queue,
-        ])).check()
+        let payload = JobTransitions.replayed(job, queue: queue, resetAttempts: resetAttempts, now: now)
+        let reply = try connection.command(SidekiqCommands.replayCommand(entry.member, from: name.key(keys), payload: payload, queue: queue, keys: keys))
+            .check()
         return reply.int == 1
     }
 
@@ -175,15 +168,4 @@ public struct JobSet {
     public func delete(_ entry: JobSetEntry) throws -> Bool {
         try connection.command("ZREM", name.key(keys), entry.member).check().int == 1
     }
-
-    /// ZREM the member and only if that removed it, LPUSH the job and SADD its queue: one atomic step, so two
-    /// replays of the same set never push a job twice and a crash between the two never loses it.
-    static let moveScript = """
-        if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-          redis.call('LPUSH', KEYS[2], ARGV[2])
-          redis.call('SADD', KEYS[3], ARGV[3])
-          return 1
-        end
-        return 0
-        """
 }

@@ -1,3 +1,4 @@
+public import ConveyorCore
 public import Redis
 
 /// Pushes jobs the way any Sidekiq client does: `SADD queues` + `LPUSH queue:<q>`, or `ZADD schedule` for later.
