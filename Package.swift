@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -42,7 +43,7 @@ let package = Package(
         // Jobs, retries, the worker and the QueueBackend protocol it talks to. No Redis here.
         .target(
             name: "ConveyorCore",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings),
         // The queue backend in Sidekiq's Redis layout: keys, scripts, reliable fetch, batches, heartbeat, promoter.
         .target(
@@ -57,6 +58,7 @@ let package = Package(
                 "ConveyorCore", "SidekiqQueue", "Postgres", "Redis",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
         // Supervised helper processes for native decoding (`conveyor helper`).
@@ -82,6 +84,7 @@ let package = Package(
                 "ConveyorCore", "SidekiqQueue", "Images", "Video", "Mail", "Summaries", "Operations", "Postgres", "Redis", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
 

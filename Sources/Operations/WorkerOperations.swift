@@ -4,10 +4,12 @@ import Foundation
 public import Logging
 public import Postgres
 public import Redis
+public import ServiceLifecycle
 
-/// Everything operations adds to a `conveyor worker` process, started in one call: migrations, the result
-/// store, metrics with the Redis poller, and the HTTP endpoint. Hand `observers` to the worker and call
-/// `shutdown(timeout:)` after it drains.
+/// Everything operations adds to a `conveyor worker` process, built in one call: migrations, the result store,
+/// metrics with the Redis poller, and the HTTP endpoint. Hand `observers` to the worker and run `services` in
+/// the worker's service group before it (they stop after it: the store writes what the worker finished last);
+/// outside a group, call `shutdown(timeout:)` after the worker drains.
 public final class WorkerOperations: Sendable {
     public let metrics: ConveyorMetrics
     /// Nil when no `DATABASE_URL` is set: outcomes are then not recorded.
@@ -84,10 +86,19 @@ public final class WorkerOperations: Sendable {
         }
     }
 
-    /// Writes buffered outcomes (up to `timeout` seconds), then stops the poller and the HTTP server.
+    /// The long-running parts in start order: the HTTP server, the queue poller, the result store. A service group
+    /// stops them in reverse: the store writes its buffer (up to `shutdownTimeout` seconds) before the server goes.
+    public func services(shutdownTimeout: Double = 5) -> [any Service] {
+        var services: [any Service] = []
+        if let server { services.append(StoppingService("metrics-server") { server.stop() }) }
+        services.append(poller)
+        if let results { services.append(StoppingService("result-store") { results.shutdown(timeout: shutdownTimeout) }) }
+        return services
+    }
+
+    /// Without a service group: writes buffered outcomes (up to `timeout` seconds), then stops the HTTP server.
     public func shutdown(timeout: Double = 5) {
         results?.shutdown(timeout: timeout)
-        poller.stop()
         server?.stop()
     }
 }

@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import Operations
 import Redis
+import ServiceLifecycle
 import Summaries
 import Video
 
@@ -156,21 +157,21 @@ struct WorkerCommand: AsyncParsableCommand {
             backend: backend, registry: registry, configuration: configuration, observers: operations.observers + families.observers,
             journal: operations.journal, logger: logger)
 
+        // One lifecycle: started in this order, stopped in reverse on SIGTERM/SIGINT (the worker drains first, then
+        // the result store writes what it finished, then the poller and the HTTP server go). The worker also ends
+        // the group when it stops on its own (TERM from Sidekiq's Web UI).
+        var services = operations.services(shutdownTimeout: 5).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+        services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
         let signals = SignalWatcher { signal, count in
             if count > 1 {
                 logger.warning("second \(signal): exiting now; a live worker's reaper returns the unfinished jobs")
                 Foundation.exit(1)
             }
-            worker.shutdown()
+            Task { await group.triggerGracefulShutdown() }
         }
         defer { signals.cancel() }
-        do {
-            try await worker.run()
-        } catch {
-            operations.shutdown(timeout: 5)
-            throw error
-        }
-        operations.shutdown(timeout: 5)
+        try await group.run()
     }
 
     /// Every queue a registered class uses, weighted: `critical:8,default:4,<family queues>:2,low:1`.

@@ -130,6 +130,37 @@ import SidekiqQueue
         try await redis.clean()
     }
 
+    /// One lifecycle: on SIGTERM the worker drains first and the result store stops after it, so a job that finishes
+    /// during the drain still gets its row; a second signal exits at once and leaves the rest to a reaper.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] != nil, "needs DATABASE_URL"))
+    func shutdownStopsTheResultStoreAfterTheWorkerAndASecondSignalExitsAtOnce() async throws {
+        let redis = try TestRedis()
+        let databaseURL = ProcessInfo.processInfo.environment["DATABASE_URL"]!
+        let environment = ["DATABASE_URL": databaseURL, "CONVEYOR_RESULTS_FLUSH_MS": "60000"]
+        let finishing = try await redis.client.enqueue("sleep", arguments: ["ms": 1500])
+        let worker = try WorkerProcess(
+            redisURL: try redisURL(), namespace: redis.namespace, arguments: ["--queues", "default", "-c", "2"], environment: environment)
+        try await eventually("the job started", timeout: .seconds(20)) { try await inflight(redis).count == 1 }
+        // The store's flush interval is a minute: only the shutdown order writes the row before exit.
+        #expect(try await worker.terminate() == 0)
+        let c = try PostgresConnection(url: databaseURL)
+        let row = try c.query("SELECT status FROM conveyor.job_results WHERE jid = $1", [finishing])
+        #expect(row.rows.first == ["succeeded"], "the store wrote the outcome of a job that finished while the worker drained")
+
+        let stuck = try await redis.client.enqueue("sleep", arguments: ["ms": 60_000])
+        let second = try WorkerProcess(
+            redisURL: try redisURL(), namespace: redis.namespace, arguments: ["--queues", "default", "--shutdown-timeout", "60s"],
+            environment: environment)
+        try await eventually("the long job started", timeout: .seconds(20)) { try await inflight(redis).count == 1 }
+        kill(second.pid, SIGTERM)
+        try await eventually("the drain began", timeout: .seconds(10)) { second.log.contains("shutting down") }
+        let started = ContinuousClock.now
+        #expect(try await second.terminate() == 1)
+        #expect(ContinuousClock.now - started < .seconds(5), "the second signal does not wait for the drain")
+        #expect(try await inflight(redis).compactMap { $0["jid"]?.stringValue } == [stuck], "left in flight for a reaper")
+        try await redis.clean()
+    }
+
     /// Sidekiq's own tools against a running worker: the Busy page's `Workers`, "Add to queue" on a job Conveyor
     /// scheduled, "Retry Now" on a retry, the dead set for a job whose args are refused, `retry: false`.
     @Test func sidekiqsToolsSeeWhatConveyorDoes() async throws {

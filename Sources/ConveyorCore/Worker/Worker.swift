@@ -1,4 +1,5 @@
 public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// A worker process: takes jobs from its queues with a reliable fetch, runs them under the concurrency limits,
@@ -6,7 +7,7 @@ import Synchronization
 ///
 /// Every job taken from a queue sits in this process's in-flight list until its outcome is written, so a crash at
 /// any instant leaves it where a live process's reaper finds it.
-public final class Worker: Sendable {
+public final class Worker: Service {
     public let configuration: WorkerConfiguration
     public let registry: JobRegistry
     /// Where the jobs live: every read and write of queues, sets and liveness records goes through it.
@@ -101,8 +102,16 @@ public final class Worker: Sendable {
         wake.set()
     }
 
-    /// Runs until `shutdown()`; returns after the graceful drain.
+    /// Runs until `shutdown()` (or, in a `ServiceGroup`, its graceful shutdown); returns after the graceful drain.
     public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await drain()
+        } onGracefulShutdown: {
+            self.shutdown()
+        }
+    }
+
+    private func drain() async throws {
         try await heartbeat()
         logger.info(
             "worker started",

@@ -3,17 +3,17 @@ public import SidekiqQueue
 import Foundation
 import Logging
 public import Redis
+public import ServiceLifecycle
+import Synchronization
 
-/// Reads a `QueueSnapshot` from Redis every `interval` seconds on its own thread and connection, and feeds it to
-/// the metrics. One per worker process.
-public final class QueuePoller: @unchecked Sendable {
+/// Reads a `QueueSnapshot` from Redis every `interval` seconds on its own connection and feeds it to the metrics,
+/// until its service group shuts down. One per worker process.
+public final class QueuePoller: Service {
     private let endpoint: RedisEndpoint
     private let keys: QueueKeys
     private let metrics: ConveyorMetrics
     private let interval: Double
-    private let condition = NSCondition()
-    private var stopped = false
-    private var last: QueueSnapshot?
+    private let last = Mutex<QueueSnapshot?>(nil)
     private let logger = Logger(label: "conveyor.metrics")
     private let outage = OutageLog("reading queue metrics from redis")
 
@@ -22,46 +22,27 @@ public final class QueuePoller: @unchecked Sendable {
         self.keys = keys
         self.metrics = metrics
         self.interval = interval
-        let thread = Thread { [self] in loop() }
-        thread.name = "conveyor-queue-poller"
-        thread.start()
     }
 
     /// The last snapshot read, if any.
-    public var snapshot: QueueSnapshot? {
-        condition.lock()
-        defer { condition.unlock() }
-        return last
-    }
+    public var snapshot: QueueSnapshot? { last.withLock { $0 } }
 
-    public func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    private func loop() {
-        var connection: RedisConnection?
-        while true {
+    /// Polls until graceful shutdown or cancellation.
+    public func run() async throws {
+        let redis = RedisThread(endpoint, name: "conveyor-queue-poller", commandTimeout: 5)
+        defer { redis.stop() }
+        let keys = keys
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                if connection == nil || connection!.isBroken { connection = try RedisConnection(endpoint, connectTimeout: 2, commandTimeout: 5) }
-                let s = try QueueSnapshot.read(connection!, keys: keys)
+                let s = try await redis.run { connection in try QueueSnapshot.read(connection, keys: keys) }
                 metrics.update(from: s)
                 outage.succeeded(logger: logger)
-                condition.lock()
-                last = s
-                condition.unlock()
+                last.withLock { $0 = s }
             } catch {
                 metrics.redisError()
-                if connection?.isBroken ?? true { connection = nil }
                 outage.failed(error, logger: logger)
             }
-            condition.lock()
-            if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
-            let done = stopped
-            condition.unlock()
-            if done { return }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(self.interval)) }
         }
     }
 }
