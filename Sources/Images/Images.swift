@@ -23,7 +23,7 @@ public enum ImagesJobs {
 
     private static func context(_ arguments: JSONObject) throws(JobFailure) -> (MediaRoot, ImageLimits) {
         guard let root = arguments["media_root"]?.stringValue else {
-            throw .permanent("HelperProtocolError", "image helper request has no media_root")
+            throw .permanent(.helperProtocolError, "image helper request has no media_root")
         }
         return (try MediaRoot(root, create: false), ImageLimits(json: arguments["limits"]?.objectValue))
     }
@@ -75,7 +75,7 @@ public struct ImagesConfiguration: Sendable {
         limits = try ImageLimits(environment: environment)
         func int(_ name: String, _ fallback: Int) throws -> Int {
             guard let text = environment[name], !text.isEmpty else { return fallback }
-            guard let n = Int(text), n > 0 else { throw JobFailure.permanent("InvalidConfiguration", "\(name)=\(text) is not a positive integer") }
+            guard let n = Int(text), n > 0 else { throw JobFailure.permanent(.invalidConfiguration, "\(name)=\(text) is not a positive integer") }
             return n
         }
         var pool = HelperPool.Configuration(
@@ -98,7 +98,7 @@ public struct ImagesConfiguration: Sendable {
             guard let text = environment[name], !text.isEmpty else { continue }
             let range = ThumbnailVariant.effortRange[format]!
             guard let n = Int(text), range.contains(n) else {
-                throw JobFailure.permanent("InvalidConfiguration", "\(name)=\(text) is not an integer in \(range.lowerBound)...\(range.upperBound)")
+                throw JobFailure.permanent(.invalidConfiguration, "\(name)=\(text) is not an integer in \(range.lowerBound)...\(range.upperBound)")
             }
             defaultEffort[format] = n
         }
@@ -142,7 +142,7 @@ public struct ImageJobHandler: JobHandler {
         do {
             return try await pool.run(operation, arguments, deadline: job.deadline)
         } catch let failure as JobFailure {
-            throw JobFailure(errorClass: failure.errorClass, message: "jid=\(job.jid) \(failure.message)", isPermanent: failure.isPermanent)
+            throw failure.with(message: "jid=\(job.jid) \(failure.message)")
         }
     }
 }

@@ -21,14 +21,14 @@ public struct MediaRoot: Sendable, Equatable {
             do {
                 try FileManager.default.createDirectory(atPath: absolute, withIntermediateDirectories: true)
             } catch {
-                throw .transient("MediaRootUnavailable", "cannot create the media root \(absolute) (CONVEYOR_MEDIA_ROOT): \(error)")
+                throw .transient(.mediaRootUnavailable, "cannot create the media root \(absolute) (CONVEYOR_MEDIA_ROOT): \(error)")
             }
         } else if !FileManager.default.fileExists(atPath: absolute) {
             self.path = absolute
             return
         }
         guard let real = MediaRoot.realPath(absolute) else {
-            throw .transient("MediaRootUnavailable", "cannot resolve the media root \(absolute) (CONVEYOR_MEDIA_ROOT)")
+            throw .transient(.mediaRootUnavailable, "cannot resolve the media root \(absolute) (CONVEYOR_MEDIA_ROOT)")
         }
         self.path = real
     }
@@ -46,7 +46,7 @@ public struct MediaRoot: Sendable, Equatable {
     func requireExisting() throws(JobFailure) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw .transient("MediaRootUnavailable", "the media root \(path) does not exist; set CONVEYOR_MEDIA_ROOT to the folder that holds the uploads")
+            throw .transient(.mediaRootUnavailable, "the media root \(path) does not exist; set CONVEYOR_MEDIA_ROOT to the folder that holds the uploads")
         }
     }
 
@@ -54,12 +54,12 @@ public struct MediaRoot: Sendable, Equatable {
     public static func validate(_ key: String, field: String) throws(JobFailure) {
         guard !key.isEmpty else { throw .invalidArguments("\(field) is empty") }
         guard !key.hasPrefix("/") else {
-            throw .permanent("PathOutsideMediaRoot", "\(field) \(key) is an absolute path; give a key relative to the media root")
+            throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) is an absolute path; give a key relative to the media root")
         }
-        guard !key.contains("\0") else { throw .permanent("PathOutsideMediaRoot", "\(field) contains a NUL byte") }
+        guard !key.contains("\0") else { throw .permanent(.pathOutsideMediaRoot, "\(field) contains a NUL byte") }
         for component in key.split(separator: "/", omittingEmptySubsequences: false) {
             if component == ".." || component == "." {
-                throw .permanent("PathOutsideMediaRoot", "\(field) \(key) contains a '\(component)' component; keys must stay under the media root")
+                throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) contains a '\(component)' component; keys must stay under the media root")
             }
         }
     }
@@ -70,14 +70,14 @@ public struct MediaRoot: Sendable, Equatable {
         try requireExisting()
         let joined = path + "/" + key
         guard let real = MediaRoot.realPath(joined) else {
-            throw .permanent("SourceNotFound", "\(field) \(key) does not exist under the media root \(path)")
+            throw .permanent(.sourceNotFound, "\(field) \(key) does not exist under the media root \(path)")
         }
         guard inside(real) else {
-            throw .permanent("PathOutsideMediaRoot", "\(field) \(key) resolves (through a symlink) to \(real), outside the media root")
+            throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) resolves (through a symlink) to \(real), outside the media root")
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: real, isDirectory: &isDirectory), !isDirectory.boolValue else {
-            throw .permanent("SourceNotFound", "\(field) \(key) is not a regular file")
+            throw .permanent(.sourceNotFound, "\(field) \(key) is not a regular file")
         }
         return real
     }
@@ -95,11 +95,11 @@ public struct MediaRoot: Sendable, Equatable {
             let next = realDirectory + "/" + part
             if !FileManager.default.fileExists(atPath: next) {
                 guard mkdir(next, 0o755) == 0 || errno == EEXIST else {
-                    throw .transient("MediaWriteFailed", "cannot create the directory for \(field) \(key): \(String(cString: strerror(errno)))")
+                    throw .transient(.mediaWriteFailed, "cannot create the directory for \(field) \(key): \(String(cString: strerror(errno)))")
                 }
             }
             guard let resolved = MediaRoot.realPath(next), inside(resolved) else {
-                throw .permanent("PathOutsideMediaRoot", "\(field) \(key) leads (through a symlink) outside the media root")
+                throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) leads (through a symlink) outside the media root")
             }
             realDirectory = resolved
         }

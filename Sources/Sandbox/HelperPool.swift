@@ -78,7 +78,7 @@ public final class HelperPool: Sendable {
     public func run(_ operation: String, _ arguments: JSONObject, deadline: ContinuousClock.Instant) async throws -> JSONValue {
         if configuration.inProcess {
             guard let body = SandboxOperations.operation(named: operation) else {
-                throw JobFailure.permanent("UnknownHelperOperation", "no helper operation named \(operation)")
+                throw JobFailure.permanent(.unknownHelperOperation, "no helper operation named \(operation)")
             }
             let response = try await threads.run {
                 HelperServer.perform(body, name: operation, arguments: arguments, deadline: deadline)
@@ -207,14 +207,14 @@ public final class HelperPool: Sendable {
         } catch {
             helper.kill(reason: "protocol")
             helper.reap()
-            return .failure(.transient("HelperProtocolError", "\(operation): \(error)"))
+            return .failure(.transient(.helperProtocolError, "\(operation): \(error)"))
         }
         do {
             return .success(try JSONValue(parsing: frame))
         } catch {
             helper.kill(reason: "protocol")
             helper.reap()
-            return .failure(.transient("HelperProtocolError", "\(operation): helper answered with invalid JSON: \(error)"))
+            return .failure(.transient(.helperProtocolError, "\(operation): helper answered with invalid JSON: \(error)"))
         }
     }
 
@@ -226,16 +226,16 @@ public final class HelperPool: Sendable {
         let who = "\(operation) helper pid \(helper.pid)"
         switch reason {
         case "deadline":
-            return .transient("HelperTimeout", "\(who) did not finish before the job's deadline and was killed; retry later or raise the job timeout")
+            return .transient(.helperTimeout, "\(who) did not finish before the job's deadline and was killed; retry later or raise the job timeout")
         case "cancelled":
-            return .transient("HelperCancelled", "\(who) was killed because its job was cancelled")
+            return .transient(.helperCancelled, "\(who) was killed because its job was cancelled")
         default:
             break
         }
         let exited = status & 0x7f == 0
         if exited {
             let code = (status >> 8) & 0xff
-            return .transient("HelperCrashed", "\(who) exited with status \(code) before answering")
+            return .transient(.helperCrashed, "\(who) exited with status \(code) before answering")
         }
         let signal = status & 0x7f
         switch signal {
@@ -243,14 +243,14 @@ public final class HelperPool: Sendable {
             // Out of memory only when the kernel says so: its cgroup's oom_kill count grew while the helper ran.
             if let before = helper.oomKillsAtSpawn, let after = OOMKills.count(), after > before {
                 return .transient(
-                    "HelperOutOfMemory",
+                    .helperOutOfMemory,
                     "\(who) was killed by the kernel's out-of-memory killer (cgroup oom_kill \(before) -> \(after)); lower the job's size limits or raise the memory available")
             }
-            return .transient("HelperCrashed", "\(who) was killed with SIGKILL from outside the worker (the kernel reports no out-of-memory kill)")
+            return .transient(.helperCrashed, "\(who) was killed with SIGKILL from outside the worker (the kernel reports no out-of-memory kill)")
         case SIGXCPU:
-            return .transient("HelperCPULimit", "\(who) used up its CPU-time limit (RLIMIT_CPU, CONVEYOR_HELPER_CPU_SECONDS) and was killed by SIGXCPU")
+            return .transient(.helperCPULimit, "\(who) used up its CPU-time limit (RLIMIT_CPU, CONVEYOR_HELPER_CPU_SECONDS) and was killed by SIGXCPU")
         default:
-            return .transient("HelperCrashed", "\(who) crashed with \(signalName(signal)); the input may be hostile or corrupt, a fresh helper takes the next job")
+            return .transient(.helperCrashed, "\(who) crashed with \(signalName(signal)); the input may be hostile or corrupt, a fresh helper takes the next job")
         }
     }
 
@@ -258,11 +258,11 @@ public final class HelperPool: Sendable {
         if let result = response["result"] { return result }
         if let error = response["error"]?.objectValue {
             throw JobFailure(
-                errorClass: error["errorClass"]?.stringValue ?? "HelperError",
+                errorClass: error["errorClass"]?.stringValue.map(ErrorClass.init(rawValue:)) ?? .helperError,
                 message: error["message"]?.stringValue ?? "\(operation) failed in its helper",
                 isPermanent: error["permanent"]?.boolValue ?? false)
         }
-        throw JobFailure.transient("HelperProtocolError", "\(operation): helper response has neither result nor error")
+        throw JobFailure.transient(.helperProtocolError, "\(operation): helper response has neither result nor error")
     }
 
     static func milliseconds(_ d: Duration) -> Int {

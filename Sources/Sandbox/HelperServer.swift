@@ -114,18 +114,18 @@ public enum HelperServer {
         let request: JSONObject
         do {
             guard let object = try JSONValue(parsing: frame).objectValue else {
-                return HelperWire.errorFrame(.permanent("HelperProtocolError", "helper request is not a JSON object"))
+                return HelperWire.errorFrame(.permanent(.helperProtocolError, "helper request is not a JSON object"))
             }
             request = object
         } catch {
-            return HelperWire.errorFrame(.permanent("HelperProtocolError", "helper request is not valid JSON: \(error)"))
+            return HelperWire.errorFrame(.permanent(.helperProtocolError, "helper request is not valid JSON: \(error)"))
         }
         guard let name = request["operation"]?.stringValue else {
-            return HelperWire.errorFrame(.permanent("HelperProtocolError", "helper request has no operation"))
+            return HelperWire.errorFrame(.permanent(.helperProtocolError, "helper request has no operation"))
         }
         guard let operation = SandboxOperations.operation(named: name) else {
             return HelperWire.errorFrame(.permanent(
-                "UnknownHelperOperation",
+                .unknownHelperOperation,
                 "this conveyor helper has no operation \(name); known: \(SandboxOperations.names.joined(separator: ", "))"))
         }
         let arguments = request["arguments"]?.objectValue ?? JSONObject()

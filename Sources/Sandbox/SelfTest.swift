@@ -37,14 +37,14 @@ enum SelfTest {
         }
         if let errorClass = arguments["fail"]?.stringValue {
             let permanent = arguments["permanent"]?.boolValue ?? false
-            throw JobFailure(errorClass: errorClass, message: "sandbox.selftest failed on request", isPermanent: permanent)
+            throw JobFailure(errorClass: ErrorClass(rawValue: errorClass), message: "sandbox.selftest failed on request", isPermanent: permanent)
         }
         var result = JSONObject([("pid", JSONValue(Int(getpid())))])
         if let megabytes = arguments["allocate_mb"]?.intValue, megabytes > 0 {
             let size = megabytes << 20
             guard let block = malloc(size) else {
                 throw JobFailure.transient(
-                    "HelperOutOfMemory",
+                    .helperOutOfMemory,
                     "sandbox.selftest could not allocate \(megabytes) MiB inside the helper's address-space limit")
             }
             defer { free(block) }

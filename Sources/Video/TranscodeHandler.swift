@@ -115,7 +115,7 @@ public struct TranscodeHandler: JobHandler {
                 try AtomicOutput.commit(temporaryPoster, to: posterPath)
             }
         } catch {
-            throw JobFailure.transient("VideoOutputFailed", "\(job.jobClass) jid=\(job.jid) source \(source): cannot move output into place: \(error)")
+            throw JobFailure.transient(.videoOutputFailed, "\(job.jobClass) jid=\(job.jid) source \(source): cannot move output into place: \(error)")
         }
         let bytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? nil
         if case .object(var object) = result {

@@ -35,7 +35,7 @@ public enum VideoOperations {
         let progressPath = arguments["progress"]?.stringValue
         let policy = InputPolicy(json: arguments["policy"]?.objectValue)
         guard let profileObject = arguments["profile"]?.objectValue, let profile = TranscodeProfile(json: profileObject) else {
-            throw .permanent("InvalidHelperArguments", "video.transcode: profile argument missing or malformed")
+            throw .permanent(.invalidHelperArguments, "video.transcode: profile argument missing or malformed")
         }
         var report: (@Sendable (TranscodeProgress) -> Void)? = nil
         if let progressPath {
@@ -53,7 +53,7 @@ public enum VideoOperations {
             do {
                 try Data(jpeg).write(to: URL(fileURLWithPath: posterPath))
             } catch {
-                throw .transient("VideoOutputFailed", "cannot write the poster: \(error)")
+                throw .transient(.videoOutputFailed, "cannot write the poster: \(error)")
             }
         }
         var object = JSONObject()
@@ -78,7 +78,7 @@ public enum VideoOperations {
 
     static func required(_ arguments: JSONObject, _ key: String) throws(JobFailure) -> String {
         guard let value = arguments[key]?.stringValue else {
-            throw .permanent("InvalidHelperArguments", "video operation: argument \(key) missing")
+            throw .permanent(.invalidHelperArguments, "video operation: argument \(key) missing")
         }
         return value
     }
@@ -109,16 +109,16 @@ extension JobFailure {
     init(_ failure: AVFailure) {
         let message = "\(failure.message) [\(failure.operation)]"
         switch failure.kind {
-        case .rejectedInput: self = .permanent("UnsupportedMedia", message)
-        case .nestedOpenRefused: self = .permanent("MediaReferenceRefused", message)
-        case .deadline: self = .transient("MediaDeadline", message)
-        case .resource, .output: self = .transient("VideoOutputFailed", message)
+        case .rejectedInput: self = .permanent(.unsupportedMedia, message)
+        case .nestedOpenRefused: self = .permanent(.mediaReferenceRefused, message)
+        case .deadline: self = .transient(.mediaDeadline, message)
+        case .resource, .output: self = .transient(.videoOutputFailed, message)
         }
     }
 
     /// The failure with the job and its input named in front of the message.
     func about(_ job: JobContext, source: String) -> JobFailure {
-        JobFailure(errorClass: errorClass, message: "\(job.jobClass) jid=\(job.jid) source \(source): \(message)", isPermanent: isPermanent)
+        with(message: "\(job.jobClass) jid=\(job.jid) source \(source): \(message)")
     }
 }
 
