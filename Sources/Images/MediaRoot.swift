@@ -1,5 +1,6 @@
 public import ConveyorCore
 import Foundation
+import Sandbox
 
 /// The local directory that holds uploads and renditions. Jobs name files by relative keys under it.
 ///
@@ -40,6 +41,15 @@ public struct MediaRoot: Sendable, Equatable {
         } else {
             try self.init(Self.defaultPath, create: false)
         }
+    }
+
+    /// The `media_root` of a helper request: every request that names media keys carries the root, and the helper
+    /// resolves and confines the keys itself.
+    public static func helperArgument(_ arguments: JSONObject) throws(JobFailure) -> String {
+        guard let root = arguments["media_root"]?.stringValue else {
+            throw .permanent(.helperProtocolError, "helper request has no media_root")
+        }
+        return root
     }
 
     /// Fails when the root folder does not exist (the unset default that nobody created).
@@ -104,6 +114,19 @@ public struct MediaRoot: Sendable, Equatable {
             realDirectory = resolved
         }
         return realDirectory + "/" + name
+    }
+
+    /// The absolute path of a file to write in place (opened and written, not renamed over): as `destination`, and a
+    /// symlink already at `key` must lead inside the root, so writing through it cannot reach a file outside.
+    public func writable(_ key: String, field: String) throws(JobFailure) -> String {
+        let path = try destination(key, field: field)
+        var status = stat()
+        if lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFLNK {
+            guard let real = MediaRoot.realPath(path), inside(real) else {
+                throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) is a symlink leading outside the media root")
+            }
+        }
+        return path
     }
 
     /// The key of an absolute path inside the root.

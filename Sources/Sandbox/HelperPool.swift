@@ -56,11 +56,15 @@ public final class HelperPool: Sendable {
     }
 
     public let configuration: Configuration
+    /// What an in-process pool runs (helper processes serve what `conveyor helper` was built with).
+    public let operations: HelperOperations
     private let state = Mutex(State())
     private let threads: BlockingPool
 
-    public init(_ configuration: Configuration = Configuration()) {
+    /// - Parameter operations: the operations an `inProcess` pool runs; the built-in `sandbox.selftest` alone by default.
+    public init(_ configuration: Configuration = Configuration(), operations: HelperOperations = HelperOperations()) {
         self.configuration = configuration
+        self.operations = operations
         self.threads = BlockingPool(name: "conveyor-helper", maximumThreads: configuration.size)
         // A write to a helper that just died must fail with EPIPE, not kill the worker.
         signal(SIGPIPE, SIG_IGN)
@@ -71,17 +75,26 @@ public final class HelperPool: Sendable {
     /// Helpers started since the pool was created (crashed, recycled and replaced ones included).
     public var helpersStarted: Int { state.withLock { $0.started } }
 
-    /// Runs `operation` in a helper and returns its result.
+    /// Runs a typed operation in a helper: sends its request, decodes its response.
+    ///
+    /// - Throws: as `run(_:_:deadline:)`, or the response's own decoding failure.
+    public func run<Request, Response>(
+        _ operation: HelperOperation<Request, Response>, _ request: Request, deadline: ContinuousClock.Instant
+    ) async throws -> Response {
+        try Response(helperResult: try await run(operation.name, request.helperArguments, deadline: deadline))
+    }
+
+    /// Runs the operation named `operation` in a helper and returns its result.
     ///
     /// - Throws: the operation's own `JobFailure`, or a transient `HelperCrashed` / `HelperOutOfMemory` /
     ///   `HelperCPULimit` / `HelperTimeout` when the helper died or overran `deadline`.
     public func run(_ operation: String, _ arguments: JSONObject, deadline: ContinuousClock.Instant) async throws -> JSONValue {
         if configuration.inProcess {
-            guard let body = SandboxOperations.operation(named: operation) else {
+            guard let body = operations.operation(named: operation) else {
                 throw JobFailure.permanent(.unknownHelperOperation, "no helper operation named \(operation)")
             }
             let response = try await threads.run {
-                HelperServer.perform(body, name: operation, arguments: arguments, deadline: deadline)
+                HelperServer.perform(body, arguments: arguments, deadline: deadline)
             }
             return try Self.decode(response, operation: operation)
         }

@@ -19,7 +19,11 @@ import Darwin
 /// reading, or creates it, and answers the errno, 0 where it worked). Every answer carries `landlock`: the
 /// Landlock ABI confining the helper, 0 when none.
 enum SelfTest {
-    static func run(_ arguments: JSONObject) throws -> JSONValue {
+    static let operation = HelperOperation<JSONObject, JSONValue>("sandbox.selftest") { arguments, _ throws(JobFailure) in
+        try run(arguments)
+    }
+
+    static func run(_ arguments: JSONObject) throws(JobFailure) -> JSONValue {
         if arguments["crash"]?.boolValue == true {
             // A real invalid write, as a decoder bug would do (raise() would return after a handler ran).
             let address = UnsafeMutablePointer<Int>(bitPattern: 8)

@@ -342,11 +342,11 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
     }
 
     @Test func operationsSeeTheirRequestsDeadline() async throws {
-        SandboxOperations.register("test.deadline") { _ in
-            guard let deadline = SandboxOperations.currentDeadline else { return .null }
+        let deadline = HelperOperation<JSONObject, JSONValue>("test.deadline") { _, context in
+            guard let deadline = context.deadline else { return .null }
             return JSONValue(Int((deadline - .now).components.seconds))
         }
-        let pool = HelperPool(.init(size: 2, inProcess: true))
+        let pool = HelperPool(.init(size: 2, inProcess: true), operations: HelperOperations().adding(deadline))
         async let a = pool.run("test.deadline", JSONObject(), deadline: .now + .seconds(100))
         async let b = pool.run("test.deadline", JSONObject(), deadline: .now + .seconds(10))
         let (left100, left10) = try await (a, b)
