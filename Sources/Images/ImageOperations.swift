@@ -3,7 +3,7 @@ import Foundation
 import Vips
 
 /// The native work of the image jobs, as pure functions of their request. They run inside a helper process
-/// (registered as helper operations) or, for debugging, in the worker.
+/// (`ImagesJobs.thumbnailOperation`, `stripMetadataOperation`) or, for debugging, in the worker.
 public enum ImageOperations {
     // MARK: - Header checks
 
