@@ -20,7 +20,7 @@ public struct ImageLimits: Sendable, Equatable {
         func number(_ name: String) throws(JobFailure) -> Double? {
             guard let text = environment[name], !text.isEmpty else { return nil }
             guard let value = Double(text), value > 0 else {
-                throw .permanent("InvalidConfiguration", "\(name)=\(text) is not a positive number")
+                throw .permanent(.invalidConfiguration, "\(name)=\(text) is not a positive number")
             }
             return value
         }

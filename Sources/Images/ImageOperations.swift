@@ -3,7 +3,7 @@ import Foundation
 import Vips
 
 /// The native work of the image jobs, as pure functions of their request. They run inside a helper process
-/// (registered as helper operations) or, for debugging, in the worker.
+/// (`ImagesJobs.thumbnailOperation`, `stripMetadataOperation`) or, for debugging, in the worker.
 public enum ImageOperations {
     // MARK: - Header checks
 
@@ -33,29 +33,29 @@ public enum ImageOperations {
     static func check(_ key: String, root: MediaRoot, limits: ImageLimits, job: String,
                       deadline: ContinuousClock.Instant?) throws(JobFailure) -> Checked {
         if let deadline, deadline <= .now {
-            throw .transient("ImageTimeout", "\(job) source \(key): the job's deadline passed before decoding started")
+            throw .transient(.imageTimeout, "\(job) source \(key): the job's deadline passed before decoding started")
         }
         let path = try root.source(key)
         let what = "\(job) source \(key)"
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        guard size > 0 else { throw .permanent("ImageEmpty", "\(what) is an empty file (0 bytes)") }
+        guard size > 0 else { throw .permanent(.imageEmpty, "\(what) is an empty file (0 bytes)") }
         guard size <= limits.maxFileBytes else {
-            throw .permanent("ImageTooLarge", "\(what): \(size) bytes exceeds the \(limits.maxFileBytes >> 20) MB limit (CONVEYOR_IMAGE_MAX_FILE_MB)")
+            throw .permanent(.imageTooLarge, "\(what): \(size) bytes exceeds the \(limits.maxFileBytes >> 20) MB limit (CONVEYOR_IMAGE_MAX_FILE_MB)")
         }
-        do { try Vips.start() } catch { throw .transient("VipsUnavailable", "libvips failed to start: \(error)") }
+        do { try Vips.start() } catch { throw .transient(.vipsUnavailable, "libvips failed to start: \(error)") }
         // libvips picks the loader from the bytes: the extension means nothing.
         let found = Vips.loader(for: path)
         guard let loader = found.map(Self.nickname) else {
-            throw .permanent("UnsupportedImageFormat", "\(what) is not an image Conveyor reads (JPEG, PNG, WebP, GIF, HEIF/AVIF), or its header is damaged")
+            throw .permanent(.unsupportedImageFormat, "\(what) is not an image Conveyor reads (JPEG, PNG, WebP, GIF, HEIF/AVIF), or its header is damaged")
         }
         guard Vips.allowedLoaders.contains(loader) else {
             let kind = loaderNames[loader] ?? "a format handled by \(loader)"
-            throw .permanent("UnsupportedImageFormat", "\(what) is \(kind), whatever its name says; Conveyor only decodes JPEG, PNG, WebP, GIF and HEIF/AVIF")
+            throw .permanent(.unsupportedImageFormat, "\(what) is \(kind), whatever its name says; Conveyor only decodes JPEG, PNG, WebP, GIF and HEIF/AVIF")
         }
         let image: VipsImage
         do { image = try Vips.open(path) } catch {
-            if error.wasBlocked { throw .permanent("UnsupportedImageFormat", "\(what): \(error.message)") }
-            throw .permanent("ImageCorrupt", "\(what) cannot be read: \(error.message)")
+            if error.wasBlocked { throw .permanent(.unsupportedImageFormat, "\(what): \(error.message)") }
+            throw .permanent(.imageCorrupt, "\(what) cannot be read: \(error.message)")
         }
         var width = image.width
         var height = image.pageHeight
@@ -63,17 +63,17 @@ public enum ImageOperations {
         let frames = max(1, image.pages)
         let megapixels = Double(width) * Double(height) / 1_000_000
         guard frames <= limits.maxFrames else {
-            throw .permanent("ImageTooManyFrames", "\(what) has \(frames) frames; the limit is \(limits.maxFrames) (CONVEYOR_IMAGE_MAX_FRAMES)")
+            throw .permanent(.imageTooManyFrames, "\(what) has \(frames) frames; the limit is \(limits.maxFrames) (CONVEYOR_IMAGE_MAX_FRAMES)")
         }
         guard megapixels <= limits.maxMegapixels else {
-            throw .permanent("ImageTooLarge", "\(what): \(width)x\(height) exceeds the \(format(limits.maxMegapixels)) megapixel limit (CONVEYOR_IMAGE_MAX_MEGAPIXELS)")
+            throw .permanent(.imageTooLarge, "\(what): \(width)x\(height) exceeds the \(format(limits.maxMegapixels)) megapixel limit (CONVEYOR_IMAGE_MAX_MEGAPIXELS)")
         }
         guard width <= limits.maxDimension, height <= limits.maxDimension else {
-            throw .permanent("ImageTooLarge", "\(what): \(width)x\(height) has a side longer than \(limits.maxDimension) pixels (CONVEYOR_IMAGE_MAX_DIMENSION)")
+            throw .permanent(.imageTooLarge, "\(what): \(width)x\(height) has a side longer than \(limits.maxDimension) pixels (CONVEYOR_IMAGE_MAX_DIMENSION)")
         }
         if image.isInterlaced, megapixels > limits.maxProgressiveMegapixels {
             throw .permanent(
-                "ImageTooLarge",
+                .imageTooLarge,
                 "\(what): a progressive/interlaced \(width)x\(height) image must be decoded at full size; the limit for those is \(format(limits.maxProgressiveMegapixels)) megapixels (CONVEYOR_IMAGE_MAX_PROGRESSIVE_MEGAPIXELS)")
         }
         return Checked(path: path, loader: loader, width: width, height: height, frames: frames, hasICCProfile: image.hasICCProfile,
@@ -94,13 +94,13 @@ public enum ImageOperations {
     /// Turns a libvips failure during decode/encode into the job's error.
     static func failure(_ error: VipsError, _ what: String, deadline: ContinuousClock.Instant?) -> JobFailure {
         if error.wasKilled || (deadline.map { $0 < .now } ?? false) {
-            return .transient("ImageTimeout", "\(what) did not finish before the job's deadline; libvips was stopped")
+            return .transient(.imageTimeout, "\(what) did not finish before the job's deadline; libvips was stopped")
         }
         if error.message.contains("out of memory") || error.message.contains("memory allocation") {
-            return .transient("HelperOutOfMemory", "\(what): libvips ran out of memory within the helper's limit: \(error.message)")
+            return .transient(.helperOutOfMemory, "\(what): libvips ran out of memory within the helper's limit: \(error.message)")
         }
-        if error.wasBlocked { return .permanent("UnsupportedImageFormat", "\(what): \(error.message)") }
-        return .permanent("ImageCorrupt", "\(what) is damaged or truncated: \(error.message)")
+        if error.wasBlocked { return .permanent(.unsupportedImageFormat, "\(what): \(error.message)") }
+        return .permanent(.imageCorrupt, "\(what) is damaged or truncated: \(error.message)")
     }
 
     static func remainingMilliseconds(_ deadline: ContinuousClock.Instant?) -> Int {
@@ -142,7 +142,7 @@ public enum ImageOperations {
                 try WebPChunks.stripMetadata(atPath: temporary, keepICC: keptProfile != nil)
             } catch {
                 unlink(temporary)
-                throw .transient("MediaWriteFailed", "\(what): cannot rewrite the WebP output: \(error)")
+                throw .transient(.mediaWriteFailed, "\(what): cannot rewrite the WebP output: \(error)")
             }
         }
         if format == .jpeg, let keptProfile {
@@ -153,13 +153,13 @@ public enum ImageOperations {
                 }
             } catch {
                 unlink(temporary)
-                throw .transient("MediaWriteFailed", "\(what): cannot add the ICC profile to the JPEG output: \(error)")
+                throw .transient(.mediaWriteFailed, "\(what): cannot add the ICC profile to the JPEG output: \(error)")
             }
         }
         guard rename(temporary, path) == 0 else {
             let message = String(cString: strerror(errno))
             unlink(temporary)
-            throw .transient("MediaWriteFailed", "\(what): cannot move the result into place at \(path): \(message)")
+            throw .transient(.mediaWriteFailed, "\(what): cannot move the result into place at \(path): \(message)")
         }
         var st = stat()
         return stat(path, &st) == 0 ? Int(st.st_size) : 0

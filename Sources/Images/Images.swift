@@ -4,29 +4,21 @@ public import Vips
 
 /// Image jobs: thumbnails and metadata stripping with libvips, run in supervised helper processes.
 public enum ImagesJobs {
-    /// Registers the helper operations of this family (`image.thumbnail`, `image.strip_metadata`) in the
-    /// process-global `SandboxOperations` table. `conveyor helper` calls it before serving.
-    public static func registerHelperOperations() {
-        SandboxOperations.register("image.thumbnail") { arguments in
-            let (root, limits) = try context(arguments)
-            let request = try ThumbnailRequest(arguments: arguments["request"]?.objectValue ?? JSONObject())
-            return try ImageOperations.thumbnail(request, root: root, limits: limits,
-                                                 fastShrinkOnLoad: arguments["fast_shrink_on_load"]?.boolValue ?? true,
-                                                 deadline: SandboxOperations.currentDeadline)
-        }
-        SandboxOperations.register("image.strip_metadata") { arguments in
-            let (root, limits) = try context(arguments)
-            let request = try StripMetadataRequest(arguments: arguments["request"]?.objectValue ?? JSONObject())
-            return try ImageOperations.stripMetadata(request, root: root, limits: limits, deadline: SandboxOperations.currentDeadline)
-        }
+    /// `image.thumbnail` in a helper: the variants written, as the job's result.
+    public static let thumbnailOperation = HelperOperation<ImageHelperRequest<ThumbnailRequest>, JSONValue>("image.thumbnail") {
+        request, context throws(JobFailure) in
+        try ImageOperations.thumbnail(request.request, root: try request.root(), limits: request.limits,
+                                      fastShrinkOnLoad: request.fastShrinkOnLoad ?? true, deadline: context.deadline)
     }
 
-    private static func context(_ arguments: JSONObject) throws(JobFailure) -> (MediaRoot, ImageLimits) {
-        guard let root = arguments["media_root"]?.stringValue else {
-            throw .permanent("HelperProtocolError", "image helper request has no media_root")
-        }
-        return (try MediaRoot(root, create: false), ImageLimits(json: arguments["limits"]?.objectValue))
+    /// `image.strip_metadata` in a helper: the clean copy written, as the job's result.
+    public static let stripMetadataOperation = HelperOperation<ImageHelperRequest<StripMetadataRequest>, JSONValue>("image.strip_metadata") {
+        request, context throws(JobFailure) in
+        try ImageOperations.stripMetadata(request.request, root: try request.root(), limits: request.limits, deadline: context.deadline)
     }
+
+    /// This family's helper operations, for `conveyor helper` and for an in-process `HelperPool`.
+    public static let helperOperations = HelperOperations().adding(thumbnailOperation).adding(stripMetadataOperation)
 
     /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
     public static let queue = "media"
@@ -36,13 +28,12 @@ public enum ImagesJobs {
     /// `CONVEYOR_MEDIA_ROOT`, `CONVEYOR_IMAGE_*` limits, `CONVEYOR_HELPER*` pool settings (see docs/configuration.md).
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
         let configuration = try ImagesConfiguration(environment: environment)
-        register(into: &registry, configuration: configuration, pool: HelperPool(configuration.pool))
+        register(into: &registry, configuration: configuration, pool: HelperPool(configuration.pool, operations: helperOperations))
     }
 
     /// The same with a configuration and helper pool of the caller's (the pool `media.ingest` uses for its images
-    /// too, so a process keeps one image pool).
+    /// too, so a process keeps one image pool; an in-process pool needs `helperOperations`).
     public static func register(into registry: inout JobRegistry, configuration: ImagesConfiguration, pool: HelperPool) {
-        registerHelperOperations()
         let thumbnail = ImageJobHandler(kind: .thumbnail, configuration: configuration, pool: pool)
         let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool)
         let retry = RetryPolicy.default
@@ -75,7 +66,7 @@ public struct ImagesConfiguration: Sendable {
         limits = try ImageLimits(environment: environment)
         func int(_ name: String, _ fallback: Int) throws -> Int {
             guard let text = environment[name], !text.isEmpty else { return fallback }
-            guard let n = Int(text), n > 0 else { throw JobFailure.permanent("InvalidConfiguration", "\(name)=\(text) is not a positive integer") }
+            guard let n = Int(text), n > 0 else { throw JobFailure.permanent(.invalidConfiguration, "\(name)=\(text) is not a positive integer") }
             return n
         }
         var pool = HelperPool.Configuration(
@@ -98,7 +89,7 @@ public struct ImagesConfiguration: Sendable {
             guard let text = environment[name], !text.isEmpty else { continue }
             let range = ThumbnailVariant.effortRange[format]!
             guard let n = Int(text), range.contains(n) else {
-                throw JobFailure.permanent("InvalidConfiguration", "\(name)=\(text) is not an integer in \(range.lowerBound)...\(range.upperBound)")
+                throw JobFailure.permanent(.invalidConfiguration, "\(name)=\(text) is not an integer in \(range.lowerBound)...\(range.upperBound)")
             }
             defaultEffort[format] = n
         }
@@ -119,30 +110,28 @@ public struct ImageJobHandler: JobHandler {
     }
 
     public func perform(_ job: JobContext) async throws -> JSONValue {
-        let request: JSONObject
-        let operation: String
         switch kind {
         case .thumbnail:
             var thumbnail = try ThumbnailRequest(arguments: job.arguments)
             for i in thumbnail.variants.indices where thumbnail.variants[i].effort == nil {
                 thumbnail.variants[i].effort = configuration.defaultEffort[thumbnail.variants[i].format]
             }
-            request = thumbnail.json
-            operation = "image.thumbnail"
+            return try await run(ImagesJobs.thumbnailOperation, thumbnail, fastShrinkOnLoad: configuration.fastShrinkOnLoad, job)
         case .stripMetadata:
-            request = try StripMetadataRequest(arguments: job.arguments).json
-            operation = "image.strip_metadata"
+            return try await run(ImagesJobs.stripMetadataOperation, try StripMetadataRequest(arguments: job.arguments), job)
         }
-        var arguments = JSONObject([
-            ("media_root", .string(configuration.mediaRoot.path)),
-            ("limits", configuration.limits.json),
-            ("request", .object(request)),
-        ])
-        if kind == .thumbnail { arguments["fast_shrink_on_load"] = .bool(configuration.fastShrinkOnLoad) }
+    }
+
+    private func run<Request>(
+        _ operation: HelperOperation<ImageHelperRequest<Request>, JSONValue>, _ request: Request, fastShrinkOnLoad: Bool? = nil,
+        _ job: JobContext
+    ) async throws -> JSONValue {
+        let helperRequest = ImageHelperRequest(
+            mediaRoot: configuration.mediaRoot.path, limits: configuration.limits, request: request, fastShrinkOnLoad: fastShrinkOnLoad)
         do {
-            return try await pool.run(operation, arguments, deadline: job.deadline)
+            return try await pool.run(operation, helperRequest, deadline: job.deadline)
         } catch let failure as JobFailure {
-            throw JobFailure(errorClass: failure.errorClass, message: "jid=\(job.jid) \(failure.message)", isPermanent: failure.isPermanent)
+            throw failure.with(message: "jid=\(job.jid) \(failure.message)")
         }
     }
 }

@@ -1,5 +1,6 @@
 public import ConveyorCore
 import Foundation
+import Sandbox
 
 /// The local directory that holds uploads and renditions. Jobs name files by relative keys under it.
 ///
@@ -21,14 +22,14 @@ public struct MediaRoot: Sendable, Equatable {
             do {
                 try FileManager.default.createDirectory(atPath: absolute, withIntermediateDirectories: true)
             } catch {
-                throw .transient("MediaRootUnavailable", "cannot create the media root \(absolute) (CONVEYOR_MEDIA_ROOT): \(error)")
+                throw .transient(.mediaRootUnavailable, "cannot create the media root \(absolute) (CONVEYOR_MEDIA_ROOT): \(error)")
             }
         } else if !FileManager.default.fileExists(atPath: absolute) {
             self.path = absolute
             return
         }
         guard let real = MediaRoot.realPath(absolute) else {
-            throw .transient("MediaRootUnavailable", "cannot resolve the media root \(absolute) (CONVEYOR_MEDIA_ROOT)")
+            throw .transient(.mediaRootUnavailable, "cannot resolve the media root \(absolute) (CONVEYOR_MEDIA_ROOT)")
         }
         self.path = real
     }
@@ -42,11 +43,20 @@ public struct MediaRoot: Sendable, Equatable {
         }
     }
 
+    /// The `media_root` of a helper request: every request that names media keys carries the root, and the helper
+    /// resolves and confines the keys itself.
+    public static func helperArgument(_ arguments: JSONObject) throws(JobFailure) -> String {
+        guard let root = arguments["media_root"]?.stringValue else {
+            throw .permanent(.helperProtocolError, "helper request has no media_root")
+        }
+        return root
+    }
+
     /// Fails when the root folder does not exist (the unset default that nobody created).
     func requireExisting() throws(JobFailure) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw .transient("MediaRootUnavailable", "the media root \(path) does not exist; set CONVEYOR_MEDIA_ROOT to the folder that holds the uploads")
+            throw .transient(.mediaRootUnavailable, "the media root \(path) does not exist; set CONVEYOR_MEDIA_ROOT to the folder that holds the uploads")
         }
     }
 
@@ -54,12 +64,12 @@ public struct MediaRoot: Sendable, Equatable {
     public static func validate(_ key: String, field: String) throws(JobFailure) {
         guard !key.isEmpty else { throw .invalidArguments("\(field) is empty") }
         guard !key.hasPrefix("/") else {
-            throw .permanent("PathOutsideMediaRoot", "\(field) \(key) is an absolute path; give a key relative to the media root")
+            throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) is an absolute path; give a key relative to the media root")
         }
-        guard !key.contains("\0") else { throw .permanent("PathOutsideMediaRoot", "\(field) contains a NUL byte") }
+        guard !key.contains("\0") else { throw .permanent(.pathOutsideMediaRoot, "\(field) contains a NUL byte") }
         for component in key.split(separator: "/", omittingEmptySubsequences: false) {
             if component == ".." || component == "." {
-                throw .permanent("PathOutsideMediaRoot", "\(field) \(key) contains a '\(component)' component; keys must stay under the media root")
+                throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) contains a '\(component)' component; keys must stay under the media root")
             }
         }
     }
@@ -70,14 +80,14 @@ public struct MediaRoot: Sendable, Equatable {
         try requireExisting()
         let joined = path + "/" + key
         guard let real = MediaRoot.realPath(joined) else {
-            throw .permanent("SourceNotFound", "\(field) \(key) does not exist under the media root \(path)")
+            throw .permanent(.sourceNotFound, "\(field) \(key) does not exist under the media root \(path)")
         }
         guard inside(real) else {
-            throw .permanent("PathOutsideMediaRoot", "\(field) \(key) resolves (through a symlink) to \(real), outside the media root")
+            throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) resolves (through a symlink) to \(real), outside the media root")
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: real, isDirectory: &isDirectory), !isDirectory.boolValue else {
-            throw .permanent("SourceNotFound", "\(field) \(key) is not a regular file")
+            throw .permanent(.sourceNotFound, "\(field) \(key) is not a regular file")
         }
         return real
     }
@@ -95,15 +105,28 @@ public struct MediaRoot: Sendable, Equatable {
             let next = realDirectory + "/" + part
             if !FileManager.default.fileExists(atPath: next) {
                 guard mkdir(next, 0o755) == 0 || errno == EEXIST else {
-                    throw .transient("MediaWriteFailed", "cannot create the directory for \(field) \(key): \(String(cString: strerror(errno)))")
+                    throw .transient(.mediaWriteFailed, "cannot create the directory for \(field) \(key): \(String(cString: strerror(errno)))")
                 }
             }
             guard let resolved = MediaRoot.realPath(next), inside(resolved) else {
-                throw .permanent("PathOutsideMediaRoot", "\(field) \(key) leads (through a symlink) outside the media root")
+                throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) leads (through a symlink) outside the media root")
             }
             realDirectory = resolved
         }
         return realDirectory + "/" + name
+    }
+
+    /// The absolute path of a file to write in place (opened and written, not renamed over): as `destination`, and a
+    /// symlink already at `key` must lead inside the root, so writing through it cannot reach a file outside.
+    public func writable(_ key: String, field: String) throws(JobFailure) -> String {
+        let path = try destination(key, field: field)
+        var status = stat()
+        if lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFLNK {
+            guard let real = MediaRoot.realPath(path), inside(real) else {
+                throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) is a symlink leading outside the media root")
+            }
+        }
+        return path
     }
 
     /// The key of an absolute path inside the root.

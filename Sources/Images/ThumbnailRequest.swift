@@ -135,7 +135,7 @@ public struct ThumbnailRequest: Sendable, Equatable {
         self.variants = variants
     }
 
-    var json: JSONObject {
+    public var json: JSONObject {
         JSONObject([
             ("source", .string(source)), ("destination", .string(destination)),
             ("variants", .array(variants.map(\.json))),
@@ -174,7 +174,7 @@ public struct StripMetadataRequest: Sendable, Equatable {
         }
     }
 
-    var json: JSONObject {
+    public var json: JSONObject {
         var o = JSONObject([("source", .string(source)), ("icc", .string(icc.rawValue)), ("quality", JSONValue(quality))])
         if let destination { o["destination"] = .string(destination) }
         return o

@@ -38,7 +38,7 @@ public struct EmailSendHandler: JobHandler {
         do {
             prepared = try prepare(job)
         } catch {
-            throw JobFailure(errorClass: error.errorClass, message: "email.send jid=\(job.jid): \(error.message)", isPermanent: error.isPermanent)
+            throw error.with(message: "email.send jid=\(job.jid): \(error.message)")
         }
         let (key, messageID, to) = (prepared.key, prepared.messageID, prepared.to)
 
@@ -47,14 +47,14 @@ public struct EmailSendHandler: JobHandler {
         do {
             decision = try await ledger.claim(key: key, messageID: messageID, jid: job.jid, recipient: to.address, lease: configuration.ledgerLease)
         } catch {
-            throw JobFailure.transient("MailLedgerUnavailable", "email.send jid=\(job.jid): cannot claim the idempotency key, not sending: \(error)")
+            throw JobFailure.transient(.mailLedgerUnavailable, "email.send jid=\(job.jid): cannot claim the idempotency key, not sending: \(error)")
         }
         switch decision {
         case .alreadySent(let id, let reply, let sentAt):
             job.logger.info("email.send: already accepted, not sending again", metadata: ["mail.message_id": "\(id)"])
             return ["status": "already_sent", "message_id": .string(id), "reply": .string(reply), "sent_at": JSONValue(sentAt.timeIntervalSince1970)]
         case .inFlight(let other):
-            throw JobFailure.transient("MailInFlight", "email.send jid=\(job.jid): idempotency key is being sent by jid=\(other); retrying later")
+            throw JobFailure.transient(.mailInFlight, "email.send jid=\(job.jid): idempotency key is being sent by jid=\(other); retrying later")
         case .send:
             break
         }
@@ -70,7 +70,7 @@ public struct EmailSendHandler: JobHandler {
             // An ambiguous failure (the connection dropped after the final ".") also releases the key: the retry
             // sends again with the same Message-ID. At-least-once, see docs/jobs.md "Email".
             try? await ledger.release(key: key, jid: job.jid, reason: failure.description)
-            throw JobFailure(errorClass: failure.errorClass, message: "email.send jid=\(job.jid) to \(to.address): \(failure.message)", isPermanent: failure.isPermanent)
+            throw failure.with(message: "email.send jid=\(job.jid) to \(to.address): \(failure.message)")
         }
         // The server has the message: from here on the job succeeds. Failing it now (a ledger write error) would
         // make the retry send a second copy.
@@ -122,7 +122,7 @@ public struct EmailSendHandler: JobHandler {
         do {
             bytes = try message.rendered()
         } catch {
-            throw JobFailure(errorClass: error.errorClass, message: "template \(template) to \(to.address): \(error.message)", isPermanent: error.isPermanent)
+            throw error.with(message: "template \(template) to \(to.address): \(error.message)")
         }
         return Prepared(key: key, messageID: messageID, to: to, locale: rendered.locale, bytes: bytes)
     }

@@ -84,7 +84,7 @@ public struct MailConfiguration: Sendable {
         func int(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws(JobFailure) -> Int {
             guard let text = value(name) else { return fallback }
             guard let n = Int(text), range.contains(n) else {
-                throw .permanent("MailConfiguration", "\(name)=\(text.debugDescription) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+                throw .permanent(.mailConfiguration, "\(name)=\(text.debugDescription) must be an integer in \(range.lowerBound)...\(range.upperBound)")
             }
             return n
         }
@@ -114,7 +114,7 @@ public struct MailConfiguration: Sendable {
         guard var components = URLComponents(string: raw), let scheme = components.scheme?.lowercased(), scheme == "smtp" || scheme == "smtps",
             let host = components.host, !host.isEmpty
         else {
-            throw .permanent("MailConfiguration", "SMTP_URL must look like smtp://host:587 or smtps://user:pass@host:465")
+            throw .permanent(.mailConfiguration, "SMTP_URL must look like smtp://host:587 or smtps://user:pass@host:465")
         }
         let username = env["SMTP_USERNAME"].flatMap { $0.isEmpty ? nil : $0 } ?? components.user
         let password = env["SMTP_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 } ?? components.password
@@ -122,7 +122,7 @@ public struct MailConfiguration: Sendable {
         components.password = nil
         let startTLSText = env["SMTP_STARTTLS"].flatMap { $0.isEmpty ? nil : $0 } ?? "required"
         guard let startTLS = StartTLS(rawValue: startTLSText) else {
-            throw .permanent("MailConfiguration", "SMTP_STARTTLS=\(startTLSText.debugDescription) must be required, optional or off")
+            throw .permanent(.mailConfiguration, "SMTP_STARTTLS=\(startTLSText.debugDescription) must be required, optional or off")
         }
         return SMTP(url: components.string ?? raw, username: username, password: password, startTLS: startTLS)
     }

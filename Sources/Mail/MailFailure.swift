@@ -3,14 +3,14 @@ public import ConveyorCore
 extension JobFailure {
     /// CR, LF or NUL in an address, display name or header value: refused, never stripped.
     public static func headerInjection(_ field: String, _ detail: String) -> JobFailure {
-        .permanent("HeaderInjection", "\(field) contains \(detail); refusing to build a message that could carry injected headers")
+        .permanent(.headerInjection, "\(field) contains \(detail); refusing to build a message that could carry injected headers")
     }
 
     static func invalidAddress(_ address: String, _ why: String) -> JobFailure {
-        .permanent("InvalidAddress", "address \(address.debugDescription) is not a valid mailbox: \(why)")
+        .permanent(.invalidAddress, "address \(address.debugDescription) is not a valid mailbox: \(why)")
     }
 
-    static func templateMissing(_ message: String) -> JobFailure { .permanent("TemplateMissing", message) }
+    static func templateMissing(_ message: String) -> JobFailure { .permanent(.templateMissing, message) }
 }
 
 /// Refuses CR, LF and NUL anywhere in a header value.

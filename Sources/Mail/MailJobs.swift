@@ -24,7 +24,7 @@ public enum MailJobs {
         var limiter: MailRateLimiter?
         if let rate = configuration.rateLimit {
             guard let url = environment["REDIS_URL"], !url.isEmpty else {
-                throw JobFailure.permanent("MailConfiguration", "SMTP_RATE_LIMIT=\(rate) needs REDIS_URL: the limit is shared through Redis")
+                throw JobFailure.permanent(.mailConfiguration, "SMTP_RATE_LIMIT=\(rate) needs REDIS_URL: the limit is shared through Redis")
             }
             let keys = QueueKeys(namespace: environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 })
             limiter = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url), name: "conveyor-mail-rate"),

@@ -61,7 +61,7 @@ public struct MailMessage: Sendable {
             guard unsubscribeURL.hasPrefix("https://"), unsubscribeURL.count <= 900,
                 unsubscribeURL.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F && $0 != "<" && $0 != ">" })
             else {
-                throw .permanent("InvalidArguments", "unsubscribe URL \(unsubscribeURL.debugDescription) must be an https URL of printable ASCII without spaces or angle brackets")
+                throw .permanent(.invalidArguments, "unsubscribe URL \(unsubscribeURL.debugDescription) must be an https URL of printable ASCII without spaces or angle brackets")
             }
         }
         for header in extraHeaders {
@@ -90,7 +90,7 @@ public struct MailMessage: Sendable {
         head += "\r\n"
         // RFC 5322 §2.1.1: no line may pass 998 octets (a single unbreakable word in a subject could).
         for line in head.split(separator: "\r\n") where line.utf8.count > 998 {
-            throw .permanent("HeaderTooLong", "header line of \(line.utf8.count) octets starting \(String(line.prefix(40)).debugDescription) exceeds 998")
+            throw .permanent(.headerTooLong, "header line of \(line.utf8.count) octets starting \(String(line.prefix(40)).debugDescription) exceeds 998")
         }
 
         var body = "This is a multipart message in MIME format.\r\n"

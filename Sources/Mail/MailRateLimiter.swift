@@ -41,13 +41,13 @@ public final class MailRateLimiter: Sendable {
             let (count, second, micros) = try await redis.run { connection -> (Int, Int, Int) in
                 let reply = try connection.command("EVAL", MailRateLimiter.script, "1", key).check()
                 let values = reply.array?.compactMap(\.int) ?? []
-                guard values.count == 3 else { throw JobFailure.transient("MailRateLimited", "unexpected reply from the rate limit script: \(reply)") }
+                guard values.count == 3 else { throw JobFailure.transient(.mailRateLimited, "unexpected reply from the rate limit script: \(reply)") }
                 return (values[0], values[1], values[2])
             }
             if count <= perSecond { return second }
             let wait = Duration.microseconds(1_000_000 - micros) + .milliseconds(1)
             if ContinuousClock.now + wait >= deadline {
-                throw JobFailure.transient("MailRateLimited", "rate limit of \(perSecond) messages/s (SMTP_RATE_LIMIT) left no slot before the job's deadline")
+                throw JobFailure.transient(.mailRateLimited, "rate limit of \(perSecond) messages/s (SMTP_RATE_LIMIT) left no slot before the job's deadline")
             }
             try await Task.sleep(for: wait)
         }

@@ -64,7 +64,7 @@ public final class MailTemplates: @unchecked Sendable {
         do {
             parsed = try MustacheTemplate(string: prefixed)
         } catch {
-            throw .permanent("TemplateInvalid", "mail template \(url.path) does not parse: \(error)")
+            throw .permanent(.templateInvalid, "mail template \(url.path) does not parse: \(error)")
         }
         lock.lock()
         cache[key] = parsed

@@ -56,11 +56,15 @@ public final class HelperPool: Sendable {
     }
 
     public let configuration: Configuration
+    /// What an in-process pool runs (helper processes serve what `conveyor helper` was built with).
+    public let operations: HelperOperations
     private let state = Mutex(State())
     private let threads: BlockingPool
 
-    public init(_ configuration: Configuration = Configuration()) {
+    /// - Parameter operations: the operations an `inProcess` pool runs; the built-in `sandbox.selftest` alone by default.
+    public init(_ configuration: Configuration = Configuration(), operations: HelperOperations = HelperOperations()) {
         self.configuration = configuration
+        self.operations = operations
         self.threads = BlockingPool(name: "conveyor-helper", maximumThreads: configuration.size)
         // A write to a helper that just died must fail with EPIPE, not kill the worker.
         signal(SIGPIPE, SIG_IGN)
@@ -71,17 +75,26 @@ public final class HelperPool: Sendable {
     /// Helpers started since the pool was created (crashed, recycled and replaced ones included).
     public var helpersStarted: Int { state.withLock { $0.started } }
 
-    /// Runs `operation` in a helper and returns its result.
+    /// Runs a typed operation in a helper: sends its request, decodes its response.
+    ///
+    /// - Throws: as `run(_:_:deadline:)`, or the response's own decoding failure.
+    public func run<Request, Response>(
+        _ operation: HelperOperation<Request, Response>, _ request: Request, deadline: ContinuousClock.Instant
+    ) async throws -> Response {
+        try Response(helperResult: try await run(operation.name, request.helperArguments, deadline: deadline))
+    }
+
+    /// Runs the operation named `operation` in a helper and returns its result.
     ///
     /// - Throws: the operation's own `JobFailure`, or a transient `HelperCrashed` / `HelperOutOfMemory` /
     ///   `HelperCPULimit` / `HelperTimeout` when the helper died or overran `deadline`.
     public func run(_ operation: String, _ arguments: JSONObject, deadline: ContinuousClock.Instant) async throws -> JSONValue {
         if configuration.inProcess {
-            guard let body = SandboxOperations.operation(named: operation) else {
-                throw JobFailure.permanent("UnknownHelperOperation", "no helper operation named \(operation)")
+            guard let body = operations.operation(named: operation) else {
+                throw JobFailure.permanent(.unknownHelperOperation, "no helper operation named \(operation)")
             }
             let response = try await threads.run {
-                HelperServer.perform(body, name: operation, arguments: arguments, deadline: deadline)
+                HelperServer.perform(body, arguments: arguments, deadline: deadline)
             }
             return try Self.decode(response, operation: operation)
         }
@@ -207,14 +220,14 @@ public final class HelperPool: Sendable {
         } catch {
             helper.kill(reason: "protocol")
             helper.reap()
-            return .failure(.transient("HelperProtocolError", "\(operation): \(error)"))
+            return .failure(.transient(.helperProtocolError, "\(operation): \(error)"))
         }
         do {
             return .success(try JSONValue(parsing: frame))
         } catch {
             helper.kill(reason: "protocol")
             helper.reap()
-            return .failure(.transient("HelperProtocolError", "\(operation): helper answered with invalid JSON: \(error)"))
+            return .failure(.transient(.helperProtocolError, "\(operation): helper answered with invalid JSON: \(error)"))
         }
     }
 
@@ -226,16 +239,16 @@ public final class HelperPool: Sendable {
         let who = "\(operation) helper pid \(helper.pid)"
         switch reason {
         case "deadline":
-            return .transient("HelperTimeout", "\(who) did not finish before the job's deadline and was killed; retry later or raise the job timeout")
+            return .transient(.helperTimeout, "\(who) did not finish before the job's deadline and was killed; retry later or raise the job timeout")
         case "cancelled":
-            return .transient("HelperCancelled", "\(who) was killed because its job was cancelled")
+            return .transient(.helperCancelled, "\(who) was killed because its job was cancelled")
         default:
             break
         }
         let exited = status & 0x7f == 0
         if exited {
             let code = (status >> 8) & 0xff
-            return .transient("HelperCrashed", "\(who) exited with status \(code) before answering")
+            return .transient(.helperCrashed, "\(who) exited with status \(code) before answering")
         }
         let signal = status & 0x7f
         switch signal {
@@ -243,14 +256,14 @@ public final class HelperPool: Sendable {
             // Out of memory only when the kernel says so: its cgroup's oom_kill count grew while the helper ran.
             if let before = helper.oomKillsAtSpawn, let after = OOMKills.count(), after > before {
                 return .transient(
-                    "HelperOutOfMemory",
+                    .helperOutOfMemory,
                     "\(who) was killed by the kernel's out-of-memory killer (cgroup oom_kill \(before) -> \(after)); lower the job's size limits or raise the memory available")
             }
-            return .transient("HelperCrashed", "\(who) was killed with SIGKILL from outside the worker (the kernel reports no out-of-memory kill)")
+            return .transient(.helperCrashed, "\(who) was killed with SIGKILL from outside the worker (the kernel reports no out-of-memory kill)")
         case SIGXCPU:
-            return .transient("HelperCPULimit", "\(who) used up its CPU-time limit (RLIMIT_CPU, CONVEYOR_HELPER_CPU_SECONDS) and was killed by SIGXCPU")
+            return .transient(.helperCPULimit, "\(who) used up its CPU-time limit (RLIMIT_CPU, CONVEYOR_HELPER_CPU_SECONDS) and was killed by SIGXCPU")
         default:
-            return .transient("HelperCrashed", "\(who) crashed with \(signalName(signal)); the input may be hostile or corrupt, a fresh helper takes the next job")
+            return .transient(.helperCrashed, "\(who) crashed with \(signalName(signal)); the input may be hostile or corrupt, a fresh helper takes the next job")
         }
     }
 
@@ -258,11 +271,11 @@ public final class HelperPool: Sendable {
         if let result = response["result"] { return result }
         if let error = response["error"]?.objectValue {
             throw JobFailure(
-                errorClass: error["errorClass"]?.stringValue ?? "HelperError",
+                errorClass: error["errorClass"]?.stringValue.map(ErrorClass.init(rawValue:)) ?? .helperError,
                 message: error["message"]?.stringValue ?? "\(operation) failed in its helper",
                 isPermanent: error["permanent"]?.boolValue ?? false)
         }
-        throw JobFailure.transient("HelperProtocolError", "\(operation): helper response has neither result nor error")
+        throw JobFailure.transient(.helperProtocolError, "\(operation): helper response has neither result nor error")
     }
 
     static func milliseconds(_ d: Duration) -> Int {

@@ -76,7 +76,7 @@ final class HelperProcess: Sendable {
     }
 
     private static func spawnError(_ call: String, _ code: Int32, _ executable: String) -> JobFailure {
-        .transient("HelperSpawnFailed", "could not start helper \(executable): \(call): \(String(cString: strerror(code)))")
+        .transient(.helperSpawnFailed, "could not start helper \(executable): \(call): \(String(cString: strerror(code)))")
     }
 
     func kill(reason: String) {

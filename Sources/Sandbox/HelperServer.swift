@@ -49,12 +49,12 @@ public struct HelperLimits: Sendable, Equatable {
     }
 }
 
-/// The child side: `conveyor helper` calls `HelperServer.serve(limits:)`, which answers requests on
+/// The child side: `conveyor helper` calls `HelperServer.serve(operations:limits:)`, which answers requests on
 /// stdin/stdout until stdin closes.
 public enum HelperServer {
-    /// Applies the limits, then serves requests one at a time until the parent closes stdin.
+    /// Applies the limits, then serves requests for `operations` one at a time until the parent closes stdin.
     /// Returns the process exit status.
-    public static func serve(limits: HelperLimits) -> Int32 {
+    public static func serve(operations: HelperOperations, limits: HelperLimits) -> Int32 {
         // The protocol owns the original stdout; anything a library prints goes to stderr instead.
         let output = dup(1)
         guard output >= 0 else { return 70 }
@@ -79,7 +79,7 @@ public enum HelperServer {
                 return 74
             }
             armCPULimit(seconds: limits.cpuSecondsPerJob)
-            let response = handle(frame)
+            let response = handle(frame, operations: operations)
             do {
                 try HelperWire.writeFrame(response.bytes, to: output)
             } catch {
@@ -110,36 +110,36 @@ public enum HelperServer {
         thread.start()
     }
 
-    static func handle(_ frame: [UInt8]) -> JSONValue {
+    static func handle(_ frame: [UInt8], operations: HelperOperations) -> JSONValue {
         let request: JSONObject
         do {
             guard let object = try JSONValue(parsing: frame).objectValue else {
-                return HelperWire.errorFrame(.permanent("HelperProtocolError", "helper request is not a JSON object"))
+                return HelperWire.errorFrame(.permanent(.helperProtocolError, "helper request is not a JSON object"))
             }
             request = object
         } catch {
-            return HelperWire.errorFrame(.permanent("HelperProtocolError", "helper request is not valid JSON: \(error)"))
+            return HelperWire.errorFrame(.permanent(.helperProtocolError, "helper request is not valid JSON: \(error)"))
         }
         guard let name = request["operation"]?.stringValue else {
-            return HelperWire.errorFrame(.permanent("HelperProtocolError", "helper request has no operation"))
+            return HelperWire.errorFrame(.permanent(.helperProtocolError, "helper request has no operation"))
         }
-        guard let operation = SandboxOperations.operation(named: name) else {
+        guard let operation = operations.operation(named: name) else {
             return HelperWire.errorFrame(.permanent(
-                "UnknownHelperOperation",
-                "this conveyor helper has no operation \(name); known: \(SandboxOperations.names.joined(separator: ", "))"))
+                .unknownHelperOperation,
+                "this conveyor helper has no operation \(name); known: \(operations.names.joined(separator: ", "))"))
         }
         let arguments = request["arguments"]?.objectValue ?? JSONObject()
         let deadline = request["deadline_ms"]?.intValue.map { ContinuousClock.now + .milliseconds($0) }
-        return perform(operation, name: name, arguments: arguments, deadline: deadline)
+        return perform(operation, arguments: arguments, deadline: deadline)
     }
 
     /// Runs one operation and turns its outcome into a response frame (also used for in-process runs).
-    static func perform(_ operation: HelperOperation, name: String, arguments: JSONObject, deadline: ContinuousClock.Instant?) -> JSONValue {
-        do {
-            let result = try SandboxOperations.withDeadline(deadline) { try operation(arguments) }
+    static func perform(_ operation: HelperOperations.Wire, arguments: JSONObject, deadline: ContinuousClock.Instant?) -> JSONValue {
+        do throws(JobFailure) {
+            let result = try operation(arguments, HelperContext(deadline: deadline))
             return .object(JSONObject([("result", result)]))
         } catch {
-            return HelperWire.errorFrame(JobFailure(error))
+            return HelperWire.errorFrame(error)
         }
     }
 

@@ -19,7 +19,11 @@ import Darwin
 /// reading, or creates it, and answers the errno, 0 where it worked). Every answer carries `landlock`: the
 /// Landlock ABI confining the helper, 0 when none.
 enum SelfTest {
-    static func run(_ arguments: JSONObject) throws -> JSONValue {
+    static let operation = HelperOperation<JSONObject, JSONValue>("sandbox.selftest") { arguments, _ throws(JobFailure) in
+        try run(arguments)
+    }
+
+    static func run(_ arguments: JSONObject) throws(JobFailure) -> JSONValue {
         if arguments["crash"]?.boolValue == true {
             // A real invalid write, as a decoder bug would do (raise() would return after a handler ran).
             let address = UnsafeMutablePointer<Int>(bitPattern: 8)
@@ -37,14 +41,14 @@ enum SelfTest {
         }
         if let errorClass = arguments["fail"]?.stringValue {
             let permanent = arguments["permanent"]?.boolValue ?? false
-            throw JobFailure(errorClass: errorClass, message: "sandbox.selftest failed on request", isPermanent: permanent)
+            throw JobFailure(errorClass: ErrorClass(rawValue: errorClass), message: "sandbox.selftest failed on request", isPermanent: permanent)
         }
         var result = JSONObject([("pid", JSONValue(Int(getpid())))])
         if let megabytes = arguments["allocate_mb"]?.intValue, megabytes > 0 {
             let size = megabytes << 20
             guard let block = malloc(size) else {
                 throw JobFailure.transient(
-                    "HelperOutOfMemory",
+                    .helperOutOfMemory,
                     "sandbox.selftest could not allocate \(megabytes) MiB inside the helper's address-space limit")
             }
             defer { free(block) }

@@ -28,13 +28,13 @@ public struct SummariesConfiguration: Sendable {
     public init(environment env: [String: String]) throws(JobFailure) {
         func seconds(_ name: String, _ fallback: Duration) throws(JobFailure) -> Duration {
             guard let text = env[name], !text.isEmpty else { return fallback }
-            guard let value = Double(text), value > 0 else { throw .permanent("InvalidConfiguration", "\(name)=\(text) must be a positive number of seconds") }
+            guard let value = Double(text), value > 0 else { throw .permanent(.invalidConfiguration, "\(name)=\(text) must be a positive number of seconds") }
             return .milliseconds(Int(value * 1000))
         }
         func int(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws(JobFailure) -> Int {
             guard let text = env[name], !text.isEmpty else { return fallback }
             guard let value = Int(text), range.contains(value) else {
-                throw .permanent("InvalidConfiguration", "\(name)=\(text) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+                throw .permanent(.invalidConfiguration, "\(name)=\(text) must be an integer in \(range.lowerBound)...\(range.upperBound)")
             }
             return value
         }
@@ -71,7 +71,7 @@ public struct SummariesConfiguration: Sendable {
                     kind: .anthropic, baseURL: env["ANTHROPIC_BASE_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://api.anthropic.com",
                     apiKey: key, model: env["ANTHROPIC_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "claude-haiku-4-5"))
             default:
-                throw .permanent("InvalidConfiguration", "CONVEYOR_LLM_PROVIDERS: unknown provider \(name); known: openai, anthropic")
+                throw .permanent(.invalidConfiguration, "CONVEYOR_LLM_PROVIDERS: unknown provider \(name); known: openai, anthropic")
             }
         }
     }

@@ -20,7 +20,7 @@ public struct SummarizeHandler: JobHandler {
             do {
                 try await store.save(result)
             } catch {
-                throw JobFailure.transient("SummaryStoreFailed", "llm.summarize jid=\(job.jid) post \(request.postID): could not store the summary: \(error)")
+                throw JobFailure.transient(.summaryStoreFailed, "llm.summarize jid=\(job.jid) post \(request.postID): could not store the summary: \(error)")
             }
         }
         return result.json

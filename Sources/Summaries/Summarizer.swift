@@ -153,7 +153,7 @@ public final class Summarizer: Sendable {
             case .badRequest(let why):
                 breaker.record(permit, .ignored)
                 metrics.call(provider.name, .badRequest, seconds: attempt.seconds)
-                return .failure(.permanent("LLMBadRequest", "llm.summarize post \(request.postID): \(provider.name) rejected the request: \(why)"))
+                return .failure(.permanent(.llmBadRequest, "llm.summarize post \(request.postID): \(provider.name) rejected the request: \(why)"))
             case .rejectedOutput(let why):
                 breaker.record(permit, .success)
                 metrics.call(provider.name, .rejectedOutput, seconds: attempt.seconds)

@@ -6,7 +6,6 @@ extension IngestHandler {
     /// The image half of `media.ingest` through the images family: `image.strip_metadata` (a clean copy with
     /// orientation applied and metadata removed) and `image.thumbnail` with its default variants.
     public static func imagePipeline(configuration: ImagesConfiguration, pool: HelperPool) -> ImageIngest {
-        ImagesJobs.registerHelperOperations()
         let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool)
         let thumbnail = ImageJobHandler(kind: .thumbnail, configuration: configuration, pool: pool)
         return { job, source in

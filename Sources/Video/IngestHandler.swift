@@ -42,7 +42,7 @@ public struct IngestDeathObserver: JobObserver {
         row["source"] = arguments["source"]?.stringValue.map { JSONValue($0) } ?? ""
         row["detected_type"] = "unknown"
         row["status"] = "failed"
-        row["error_class"] = JSONValue(outcome.failure?.errorClass ?? "JobDead")
+        row["error_class"] = JSONValue(outcome.failure?.errorClass ?? ErrorClass.jobDead.rawValue)
         row["error_message"] = JSONValue(outcome.failure?.message ?? "media.ingest jid=\(outcome.jid) is in the dead set")
         do {
             try await recorder.recordIfAbsent(uploadID: uploadID, jid: outcome.jid, row: row)
@@ -97,14 +97,14 @@ public struct IngestHandler: JobHandler {
             case "image":
                 guard let images else {
                     throw JobFailure.transient(
-                        "IngestNotConfigured",
+                        .ingestNotConfigured,
                         "\(job.jobClass) jid=\(job.jid) source \(source): image uploads need the images pipeline, which this worker has not wired")
                 }
                 row["kind"] = "image"
                 for (key, value) in try await images(job, source) { row[key] = value }
             default:
                 throw JobFailure.permanent(
-                    "UnsupportedMedia", "\(job.jobClass) jid=\(job.jid) source \(source): not a JPEG, PNG, GIF, WebP, HEIF/AVIF, MP4/MOV or Matroska/WebM file")
+                    .unsupportedMedia, "\(job.jobClass) jid=\(job.jid) source \(source): not a JPEG, PNG, GIF, WebP, HEIF/AVIF, MP4/MOV or Matroska/WebM file")
             }
             row["status"] = "ready"
         } catch let failure as JobFailure {
@@ -155,12 +155,12 @@ public struct IngestHandler: JobHandler {
 
     static func sniff(_ path: String, job: JobContext, source: String) throws(JobFailure) -> MediaKind {
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw .transient("MediaUnreadable", "\(job.jobClass) jid=\(job.jid) source \(source): cannot open the upload")
+            throw .transient(.mediaUnreadable, "\(job.jobClass) jid=\(job.jid) source \(source): cannot open the upload")
         }
         defer { try? handle.close() }
         let head = (try? handle.read(upToCount: 64)).map { [UInt8]($0) } ?? []
         if head.isEmpty {
-            throw .permanent("UnsupportedMedia", "\(job.jobClass) jid=\(job.jid) source \(source): the upload is empty")
+            throw .permanent(.unsupportedMedia, "\(job.jobClass) jid=\(job.jid) source \(source): the upload is empty")
         }
         return MediaKind(sniffing: head)
     }

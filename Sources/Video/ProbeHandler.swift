@@ -21,14 +21,12 @@ public struct ProbeHandler: JobHandler {
     public func perform(_ job: JobContext) async throws -> JSONValue {
         try VideoArguments.check(job, allowed: ["source"])
         let source = try job.string("source")
-        let path: String
-        do { path = try root.source(source) } catch { throw error.about(job) }
-        var arguments = JSONObject()
-        arguments["path"] = JSONValue(path)
-        arguments["policy"] = configuration.policy.json
+        // Refused here with the job named; the helper resolves the key again itself.
+        do { _ = try root.source(source) } catch { throw error.about(job) }
+        let request = ProbeHelperRequest(mediaRoot: root.path, source: source, policy: configuration.policy)
         var result: JSONValue
         do {
-            result = try await pool.run("video.probe", arguments, deadline: job.deadline)
+            result = try await pool.run(VideoOperations.probeOperation, request, deadline: job.deadline)
         } catch let failure as JobFailure {
             throw failure.about(job, source: source)
         }

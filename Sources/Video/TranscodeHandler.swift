@@ -59,6 +59,7 @@ public struct TranscodeHandler: JobHandler {
             throw JobFailure.invalidArguments("\(job.jobClass) jid=\(job.jid): output and poster must differ from source \(source)")
         }
 
+        // The helper writes temporary files next to the outputs, all inside the media root, and gets their keys.
         let temporaryOutput = AtomicOutput.temporary(for: outputPath)
         let temporaryPoster = posterPath.map { AtomicOutput.temporary(for: $0) }
         let progressFile = temporaryOutput + ".progress"
@@ -67,13 +68,9 @@ public struct TranscodeHandler: JobHandler {
             unlink(progressFile)
             if let temporaryPoster { unlink(temporaryPoster) }
         }
-        var arguments = JSONObject()
-        arguments["path"] = JSONValue(inputPath)
-        arguments["output"] = JSONValue(temporaryOutput)
-        if let temporaryPoster { arguments["poster"] = JSONValue(temporaryPoster) }
-        arguments["progress"] = JSONValue(progressFile)
-        arguments["profile"] = profile.json
-        arguments["policy"] = configuration.policy.json
+        let request = TranscodeHelperRequest(
+            mediaRoot: root.path, source: source, output: root.key(of: temporaryOutput), poster: temporaryPoster.map(root.key(of:)),
+            progress: root.key(of: progressFile), profile: profile, policy: configuration.policy)
 
         let logger = job.logger
         let jid = job.jid
@@ -104,7 +101,7 @@ public struct TranscodeHandler: JobHandler {
         var result: JSONValue
         do {
             defer { watcher.cancel() }
-            result = try await pool.run("video.transcode", arguments, deadline: job.deadline)
+            result = try await pool.run(VideoOperations.transcodeOperation, request, deadline: job.deadline)
         } catch let failure as JobFailure {
             throw failure.about(job, source: source)
         }
@@ -115,7 +112,7 @@ public struct TranscodeHandler: JobHandler {
                 try AtomicOutput.commit(temporaryPoster, to: posterPath)
             }
         } catch {
-            throw JobFailure.transient("VideoOutputFailed", "\(job.jobClass) jid=\(job.jid) source \(source): cannot move output into place: \(error)")
+            throw JobFailure.transient(.videoOutputFailed, "\(job.jobClass) jid=\(job.jid) source \(source): cannot move output into place: \(error)")
         }
         let bytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? nil
         if case .object(var object) = result {

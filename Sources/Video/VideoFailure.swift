@@ -3,6 +3,6 @@ public import ConveyorCore
 extension JobFailure {
     /// The failure with the job named in front of the message.
     func about(_ job: JobContext) -> JobFailure {
-        JobFailure(errorClass: errorClass, message: "\(job.jobClass) jid=\(job.jid): \(message)", isPermanent: isPermanent)
+        with(message: "\(job.jobClass) jid=\(job.jid): \(message)")
     }
 }

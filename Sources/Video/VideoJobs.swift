@@ -30,12 +30,15 @@ public enum VideoJobs {
         // One row per upload in conveyor.media_uploads when PostgreSQL is configured.
         let recorder = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
         return try register(
-            into: &registry, configuration: configuration, pool: HelperPool(configuration.helperPool),
-            onProgress: onProgress, images: IngestHandler.imagePipeline(configuration: images, pool: imagePool ?? HelperPool(images.pool)),
+            into: &registry, configuration: configuration,
+            pool: HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations), onProgress: onProgress,
+            images: IngestHandler.imagePipeline(
+                configuration: images, pool: imagePool ?? HelperPool(images.pool, operations: ImagesJobs.helperOperations)),
             recorder: recorder)
     }
 
-    /// Registers the classes with an explicit configuration and helper pool (tests, or a pool shared by families).
+    /// Registers the classes with an explicit configuration and helper pool (tests, or a pool shared by families; an
+    /// in-process pool needs `VideoOperations.helperOperations`).
     /// - Parameters:
     ///   - images: the images family's half of `media.ingest`; without it image uploads fail (transient
     ///     `IngestNotConfigured`) and videos still ingest.
@@ -50,7 +53,6 @@ public enum VideoJobs {
     ) throws -> [any JobObserver] {
         let root = try MediaRoot(configuration.mediaRoot, create: configuration.mediaRootConfigured)
         AVLibrary.configure()
-        VideoOperations.registerHelperOperations()
         let probe = ProbeHandler(root: root, configuration: configuration, pool: pool)
         let transcode = TranscodeHandler(root: root, configuration: configuration, pool: pool, onProgress: onProgress)
         registry.register(

@@ -1,42 +1,50 @@
 public import AV
 public import ConveyorCore
 import Foundation
-import Sandbox
+public import Images
+public import Sandbox
 
-/// The native work of the video jobs as helper operations (`HelperOperation`): JSON arguments in, JSON out,
-/// so it runs in a supervised `conveyor helper` process (or, for debugging, on a thread of the worker).
+/// The native work of the video jobs as helper operations: typed requests that name media by key under the
+/// media root, resolved and confined by the helper itself (`MediaRoot`, as the image operations do), so a job
+/// argument cannot make a helper read or write outside the root. Runs in a supervised `conveyor helper` process
+/// (or, for debugging, on a thread of the worker).
 public enum VideoOperations {
-    /// Adds `video.probe` and `video.transcode` to the process's helper operations. `conveyor helper` and
-    /// `VideoJobs.register` call it.
-    public static func registerHelperOperations() {
-        AVLibrary.routeLog(level: ProcessInfo.processInfo.environment["CONVEYOR_VIDEO_FFMPEG_LOG"])
-        SandboxOperations.register("video.probe", { try probe($0) })
-        SandboxOperations.register("video.transcode", { try transcode($0) })
+    /// `video.probe`: ffprobe-shaped JSON of the source.
+    public static let probeOperation = HelperOperation<ProbeHelperRequest, JSONValue>("video.probe") {
+        request, context throws(JobFailure) in
+        try probe(request, deadline: context.deadline)
     }
 
-    /// `video.probe`: `{"path", "timeout_ms"?, "policy"?}` → ffprobe-shaped JSON.
-    public static func probe(_ arguments: JSONObject) throws(JobFailure) -> JSONValue {
-        let path = try required(arguments, "path")
-        let policy = InputPolicy(json: arguments["policy"]?.objectValue)
+    /// `video.transcode`: facts of the output. Writes the MP4 to `output`, the JPEG poster to `poster` and, about
+    /// once a second, `{"frames", "seconds", "duration"}` to `progress`; the worker renames the outputs into place.
+    public static let transcodeOperation = HelperOperation<TranscodeHelperRequest, JSONValue>("video.transcode") {
+        request, context throws(JobFailure) in
+        try transcode(request, deadline: context.deadline)
+    }
+
+    /// This family's helper operations, for `conveyor helper` and for an in-process `HelperPool`.
+    public static let helperOperations = HelperOperations().adding(probeOperation).adding(transcodeOperation)
+
+    /// FFmpeg's log goes to stderr at `CONVEYOR_VIDEO_FFMPEG_LOG`, set once per process before the first operation.
+    private static let logRouted: Void = AVLibrary.routeLog(level: ProcessInfo.processInfo.environment["CONVEYOR_VIDEO_FFMPEG_LOG"])
+
+    static func probe(_ request: ProbeHelperRequest, deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {
+        _ = logRouted
+        let path = try MediaRoot(request.mediaRoot, create: false).source(request.source)
         do {
-            return try MediaProbe.probe(path: path, policy: policy, deadline: deadline(arguments)).ffprobeJSON
+            return try MediaProbe.probe(path: path, policy: request.policy, deadline: Self.deadline(deadline)).ffprobeJSON
         } catch {
             throw JobFailure(error)
         }
     }
 
-    /// `video.transcode`: `{"path", "output", "poster"?, "progress"?, "profile", "timeout_ms"?, "policy"?}` →
-    /// facts of the output. Writes the MP4 to `output`, the JPEG poster to `poster` and, about once a second,
-    /// `{"frames", "seconds", "duration"}` to `progress`; the caller renames the outputs into place.
-    public static func transcode(_ arguments: JSONObject) throws(JobFailure) -> JSONValue {
-        let path = try required(arguments, "path")
-        let output = try required(arguments, "output")
-        let posterPath = arguments["poster"]?.stringValue
-        let progressPath = arguments["progress"]?.stringValue
-        let policy = InputPolicy(json: arguments["policy"]?.objectValue)
-        guard let profileObject = arguments["profile"]?.objectValue, let profile = TranscodeProfile(json: profileObject) else {
-            throw .permanent("InvalidHelperArguments", "video.transcode: profile argument missing or malformed")
-        }
+    static func transcode(_ request: TranscodeHelperRequest, deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {
+        _ = logRouted
+        let root = try MediaRoot(request.mediaRoot, create: false)
+        let path = try root.source(request.source)
+        let output = try root.writable(request.output, field: "output")
+        let posterPath = try request.poster.map { key throws(JobFailure) in try root.writable(key, field: "poster") }
+        let progressPath = try request.progress.map { key throws(JobFailure) in try root.writable(key, field: "progress") }
         var report: (@Sendable (TranscodeProgress) -> Void)? = nil
         if let progressPath {
             report = { p in writeProgress(p, to: progressPath) }
@@ -44,8 +52,8 @@ public enum VideoOperations {
         let result: TranscodeResult
         do {
             result = try Transcoder.transcode(
-                inputPath: path, outputPath: output, profile: profile, policy: policy,
-                posterAt: posterPath == nil ? nil : 0.5, deadline: deadline(arguments), progress: report)
+                inputPath: path, outputPath: output, profile: request.profile, policy: request.policy,
+                posterAt: posterPath == nil ? nil : 0.5, deadline: Self.deadline(deadline), progress: report)
         } catch {
             throw JobFailure(error)
         }
@@ -53,7 +61,7 @@ public enum VideoOperations {
             do {
                 try Data(jpeg).write(to: URL(fileURLWithPath: posterPath))
             } catch {
-                throw .transient("VideoOutputFailed", "cannot write the poster: \(error)")
+                throw .transient(.videoOutputFailed, "cannot write the poster: \(error)")
             }
         }
         var object = JSONObject()
@@ -71,14 +79,14 @@ public enum VideoOperations {
         return .object(object)
     }
 
-    static func deadline(_ arguments: JSONObject) -> ContinuousClock.Instant {
-        if let deadline = SandboxOperations.currentDeadline { return deadline }
-        return ContinuousClock.now + .milliseconds(arguments["timeout_ms"]?.intValue ?? 1_800_000)
+    /// A request without a deadline (not one the worker sends) gets half an hour.
+    static func deadline(_ deadline: ContinuousClock.Instant?) -> ContinuousClock.Instant {
+        deadline ?? ContinuousClock.now + .seconds(1800)
     }
 
     static func required(_ arguments: JSONObject, _ key: String) throws(JobFailure) -> String {
         guard let value = arguments[key]?.stringValue else {
-            throw .permanent("InvalidHelperArguments", "video operation: argument \(key) missing")
+            throw .permanent(.invalidHelperArguments, "video operation: argument \(key) missing")
         }
         return value
     }
@@ -104,21 +112,98 @@ public enum VideoOperations {
     }
 }
 
+/// What the worker sends `video.probe`: the media root and the source's key.
+///
+/// Wire: `{"media_root", "source", "policy"?}`.
+public struct ProbeHelperRequest: HelperRequest {
+    public var mediaRoot: String
+    public var source: String
+    public var policy: InputPolicy
+
+    public init(mediaRoot: String, source: String, policy: InputPolicy) {
+        self.mediaRoot = mediaRoot
+        self.source = source
+        self.policy = policy
+    }
+
+    public init(helperArguments arguments: JSONObject) throws(JobFailure) {
+        mediaRoot = try MediaRoot.helperArgument(arguments)
+        source = try VideoOperations.required(arguments, "source")
+        policy = InputPolicy(json: arguments["policy"]?.objectValue)
+    }
+
+    public var helperArguments: JSONObject {
+        JSONObject([("media_root", .string(mediaRoot)), ("source", .string(source)), ("policy", policy.json)])
+    }
+}
+
+/// What the worker sends `video.transcode`: the media root and keys under it. `output`, `poster` and `progress` are
+/// temporary names next to the final outputs (`AtomicOutput`), so everything the helper writes stays in the media
+/// root, the one place besides the temporary directory its Landlock rules let it write.
+///
+/// Wire: `{"media_root", "source", "output", "poster"?, "progress"?, "profile", "policy"?}`.
+public struct TranscodeHelperRequest: HelperRequest {
+    public var mediaRoot: String
+    public var source: String
+    public var output: String
+    /// Nil: no poster.
+    public var poster: String?
+    /// Nil: no progress reports.
+    public var progress: String?
+    public var profile: TranscodeProfile
+    public var policy: InputPolicy
+
+    public init(
+        mediaRoot: String, source: String, output: String, poster: String?, progress: String?, profile: TranscodeProfile,
+        policy: InputPolicy
+    ) {
+        self.mediaRoot = mediaRoot
+        self.source = source
+        self.output = output
+        self.poster = poster
+        self.progress = progress
+        self.profile = profile
+        self.policy = policy
+    }
+
+    public init(helperArguments arguments: JSONObject) throws(JobFailure) {
+        mediaRoot = try MediaRoot.helperArgument(arguments)
+        source = try VideoOperations.required(arguments, "source")
+        output = try VideoOperations.required(arguments, "output")
+        poster = arguments["poster"]?.stringValue
+        progress = arguments["progress"]?.stringValue
+        guard let profileObject = arguments["profile"]?.objectValue, let profile = TranscodeProfile(json: profileObject) else {
+            throw .permanent(.invalidHelperArguments, "video.transcode: profile argument missing or malformed")
+        }
+        self.profile = profile
+        policy = InputPolicy(json: arguments["policy"]?.objectValue)
+    }
+
+    public var helperArguments: JSONObject {
+        var arguments = JSONObject([("media_root", .string(mediaRoot)), ("source", .string(source)), ("output", .string(output))])
+        if let poster { arguments["poster"] = .string(poster) }
+        if let progress { arguments["progress"] = .string(progress) }
+        arguments["profile"] = profile.json
+        arguments["policy"] = policy.json
+        return arguments
+    }
+}
+
 extension JobFailure {
     /// How an FFmpeg failure is recorded: bad input is permanent, the rest retries.
     init(_ failure: AVFailure) {
         let message = "\(failure.message) [\(failure.operation)]"
         switch failure.kind {
-        case .rejectedInput: self = .permanent("UnsupportedMedia", message)
-        case .nestedOpenRefused: self = .permanent("MediaReferenceRefused", message)
-        case .deadline: self = .transient("MediaDeadline", message)
-        case .resource, .output: self = .transient("VideoOutputFailed", message)
+        case .rejectedInput: self = .permanent(.unsupportedMedia, message)
+        case .nestedOpenRefused: self = .permanent(.mediaReferenceRefused, message)
+        case .deadline: self = .transient(.mediaDeadline, message)
+        case .resource, .output: self = .transient(.videoOutputFailed, message)
         }
     }
 
     /// The failure with the job and its input named in front of the message.
     func about(_ job: JobContext, source: String) -> JobFailure {
-        JobFailure(errorClass: errorClass, message: "\(job.jobClass) jid=\(job.jid) source \(source): \(message)", isPermanent: isPermanent)
+        with(message: "\(job.jobClass) jid=\(job.jid) source \(source): \(message)")
     }
 }
 

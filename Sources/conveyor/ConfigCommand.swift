@@ -108,7 +108,7 @@ enum Settings {
         }
         if let text = environment["CONVEYOR_QUEUES"], !text.isEmpty {
             check {
-                do { _ = try QueueSelection(parsing: text) } catch { throw JobFailure.permanent("InvalidConfiguration", "CONVEYOR_QUEUES=\(text): \(error)") }
+                do { _ = try QueueSelection(parsing: text) } catch { throw JobFailure.permanent(.invalidConfiguration, "CONVEYOR_QUEUES=\(text): \(error)") }
             }
         }
         // The images family's settings without its media root, which the worker would create when missing.

@@ -27,10 +27,9 @@ struct HelperCommand: ParsableCommand {
     var writable: [String] = []
 
     func run() throws {
-        // Every family that runs native code in helpers registers its operations here.
-        ImagesJobs.registerHelperOperations()
-        VideoOperations.registerHelperOperations()
+        // Every family that runs native code in helpers adds its operations here.
         let status = HelperServer.serve(
+            operations: ImagesJobs.helperOperations.merging(VideoOperations.helperOperations),
             limits: HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles,
                                 sandbox: sandbox, writablePaths: writable))
         throw ExitCode(status)

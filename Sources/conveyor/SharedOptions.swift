@@ -100,7 +100,7 @@ struct JobClasses {
         BuiltinJobs.register(into: &registry)
         // One image helper pool for the image jobs and media.ingest's images.
         let images = try ImagesConfiguration(environment: environment)
-        let imagePool = HelperPool(images.pool)
+        let imagePool = HelperPool(images.pool, operations: ImagesJobs.helperOperations)
         ImagesJobs.register(into: &registry, configuration: images, pool: imagePool)
         observers = try VideoJobs.register(
             into: &registry, environment: environment, onProgress: transcodeProgress, imagePool: imagePool)

@@ -334,6 +334,29 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         #expect(pool.helpersStarted == 1)
     }
 
+    /// `conveyor helper` serves every family's operations, handed to it as one value.
+    @Test func theHelperServesEveryFamilysOperations() async throws {
+        let pool = makePool(size: 1)
+        defer { pool.shutdown() }
+        let unknown = await failure { try await pool.run("no.such.op", JSONObject(), deadline: .now + .seconds(10)) }
+        #expect(unknown?.message.hasSuffix("known: image.strip_metadata, image.thumbnail, sandbox.selftest, video.probe, video.transcode") == true,
+                "\(String(describing: unknown))")
+    }
+
+    /// An in-process pool runs only the operations it was given, as a helper does.
+    @Test func inProcessPoolsRunTheOperationsTheyAreGiven() async throws {
+        let echo = HelperOperation<JSONObject, JSONValue>("test.echo") { arguments, _ in .object(arguments) }
+        let operations = HelperOperations().adding(echo)
+        #expect(operations.names == ["sandbox.selftest", "test.echo"])
+        #expect(HelperOperations().merging(operations).names == operations.names)
+        let given = HelperPool(.init(size: 1, inProcess: true), operations: operations)
+        #expect(try await given.run(echo, JSONObject([("a", 1)]), deadline: .now + .seconds(5)) == ["a": 1])
+        let bare = HelperPool(.init(size: 1, inProcess: true))
+        let missing = await failure { try await bare.run(echo, JSONObject(), deadline: .now + .seconds(5)) }
+        #expect(missing?.errorClass == "UnknownHelperOperation")
+        #expect(missing?.isPermanent == true)
+    }
+
     @Test func inProcessModeRunsTheSameOperations() async throws {
         let pool = HelperPool(.init(size: 1, inProcess: true))
         let result = try await pool.run("sandbox.selftest", JSONObject([("echo", "x")]), deadline: .now + .seconds(5))
@@ -342,11 +365,11 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
     }
 
     @Test func operationsSeeTheirRequestsDeadline() async throws {
-        SandboxOperations.register("test.deadline") { _ in
-            guard let deadline = SandboxOperations.currentDeadline else { return .null }
+        let deadline = HelperOperation<JSONObject, JSONValue>("test.deadline") { _, context in
+            guard let deadline = context.deadline else { return .null }
             return JSONValue(Int((deadline - .now).components.seconds))
         }
-        let pool = HelperPool(.init(size: 2, inProcess: true))
+        let pool = HelperPool(.init(size: 2, inProcess: true), operations: HelperOperations().adding(deadline))
         async let a = pool.run("test.deadline", JSONObject(), deadline: .now + .seconds(100))
         async let b = pool.run("test.deadline", JSONObject(), deadline: .now + .seconds(10))
         let (left100, left10) = try await (a, b)

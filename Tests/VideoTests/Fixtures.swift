@@ -21,8 +21,7 @@ final class MediaFixture: @unchecked Sendable {
     init() throws {
         directory = FileManager.default.temporaryDirectory.path + "/conveyor-video-" + UUID().uuidString
         root = try MediaRoot(directory + "/media")
-        VideoOperations.registerHelperOperations()
-        inProcess = HelperPool(.init(size: 2, inProcess: true))
+        inProcess = HelperPool(.init(size: 2, inProcess: true), operations: VideoOperations.helperOperations)
         var configuration = VideoConfiguration().helperPool
         configuration.executable = conveyorBinary()
         configuration.size = 1

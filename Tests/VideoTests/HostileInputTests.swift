@@ -209,6 +209,55 @@ import Testing
     }
 }
 
+extension HostileInputTests {
+    /// The helper resolves and confines every key itself, as the image helper does: a request that never passed
+    /// the worker's checks still cannot make it read or write outside the media root, in a helper process or in-process.
+    @Test(arguments: ["../outside/secret.mp4", "/etc/passwd", "link/secret.mp4", "escape.mp4"], [true, false])
+    func theHelperRefusesKeysThatLeaveTheMediaRoot(key: String, sandboxed: Bool) async throws {
+        let fixture = try MediaFixture()
+        let outside = fixture.directory + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try await fixture.clip("../outside/secret.mp4", seconds: 0.2, audio: false)
+        let secret = try Data(contentsOf: URL(fileURLWithPath: outside + "/secret.mp4"))
+        try FileManager.default.createSymbolicLink(atPath: fixture.path("link"), withDestinationPath: outside)
+        try FileManager.default.createSymbolicLink(atPath: fixture.path("escape.mp4"), withDestinationPath: outside + "/secret.mp4")
+        try await fixture.clip("in.mp4", seconds: 0.2, audio: false)
+        let pool = sandboxed ? fixture.helpers : fixture.inProcess
+        let root = fixture.root.path
+        let policy = InputPolicy()
+        let message = await expectPermanent("PathOutsideMediaRoot") {
+            try await pool.run(VideoOperations.probeOperation, ProbeHelperRequest(mediaRoot: root, source: key, policy: policy), deadline: .now + .seconds(30))
+        }
+        #expect(message.contains(key))
+        func transcode(source: String = "in.mp4", output: String = "out.mp4", poster: String? = nil, progress: String? = nil) -> TranscodeHelperRequest {
+            TranscodeHelperRequest(mediaRoot: root, source: source, output: output, poster: poster, progress: progress, profile: .web720p, policy: policy)
+        }
+        for request in [transcode(source: key), transcode(output: key), transcode(poster: key), transcode(progress: key)] {
+            _ = await expectPermanent("PathOutsideMediaRoot") {
+                try await pool.run(VideoOperations.transcodeOperation, request, deadline: .now + .seconds(60))
+            }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside) == ["secret.mp4"])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: outside + "/secret.mp4")) == secret)
+        #expect(!FileManager.default.fileExists(atPath: fixture.path("out.mp4")))
+    }
+
+    /// Keys inside the root work the same through the helper: the outputs and the progress file land where named.
+    @Test func theHelperWritesWhereTheKeysSay() async throws {
+        let fixture = try MediaFixture()
+        try await fixture.clip("in.mp4", seconds: 0.5, audio: false)
+        let request = TranscodeHelperRequest(
+            mediaRoot: fixture.root.path, source: "in.mp4", output: "out/clip.mp4", poster: "out/clip.jpg", progress: "out/clip.progress",
+            profile: .web720p, policy: InputPolicy())
+        let result = try await fixture.helpers.run(VideoOperations.transcodeOperation, request, deadline: .now + .seconds(60))
+        #expect(result["frames"]?.intValue ?? 0 > 0)
+        for key in ["out/clip.mp4", "out/clip.jpg", "out/clip.progress"] {
+            #expect(FileManager.default.fileExists(atPath: fixture.path(key)), "\(key)")
+        }
+        #expect(VideoOperations.readProgress(fixture.path("out/clip.progress"))?.frames ?? 0 > 0)
+    }
+}
+
 /// Runs FFmpeg work on an app-owned thread, keeping its typed failure.
 func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws(AVFailure) -> T) async throws -> Result<T, AVFailure> {
     try await BlockingPool.shared.run { () -> Result<T, AVFailure> in

@@ -80,7 +80,7 @@ final class RowRecorder: IngestRecorder {
         // A JPEG named .mov.
         try await fixture.ffmpeg(["-f", "lavfi", "-i", "testsrc=s=640x480", "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg"], output: "uploads/photo.mov")
         let images = try ImagesConfiguration(environment: ["CONVEYOR_MEDIA_ROOT": fixture.root.path, "CONVEYOR_IMAGE_IN_PROCESS": "1"])
-        let pool = HelperPool(images.pool)
+        let pool = HelperPool(images.pool, operations: ImagesJobs.helperOperations)
         defer { pool.shutdown() }
         let recorder = RowRecorder()
         let result = try await handler(fixture, recorder: recorder, images: IngestHandler.imagePipeline(configuration: images, pool: pool))

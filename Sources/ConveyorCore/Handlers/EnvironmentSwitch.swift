@@ -9,7 +9,7 @@ public enum EnvironmentSwitch {
         case nil, "": return defaultValue
         case "on", "1", "true", "yes": return true
         case "off", "0", "false", "no": return false
-        case let other?: throw .permanent("InvalidConfiguration", "\(name)=\(other) is neither on nor off")
+        case let other?: throw .permanent(.invalidConfiguration, "\(name)=\(other) is neither on nor off")
         }
     }
 }
@@ -22,7 +22,7 @@ public enum EnvironmentNumber {
     ) throws(JobFailure) -> Int {
         guard let text = environment[name], !text.isEmpty else { return defaultValue }
         guard let n = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(n) else {
-            throw .permanent("InvalidConfiguration", "\(name)=\(text) is not a whole number in \(describe(range))")
+            throw .permanent(.invalidConfiguration, "\(name)=\(text) is not a whole number in \(describe(range))")
         }
         return n
     }
@@ -32,7 +32,7 @@ public enum EnvironmentNumber {
     ) throws(JobFailure) -> Double {
         guard let text = environment[name], !text.isEmpty else { return defaultValue }
         guard let n = Double(text.trimmingCharacters(in: .whitespaces)), n.isFinite, range.contains(n) else {
-            throw .permanent("InvalidConfiguration", "\(name)=\(text) is not a number in \(range.lowerBound)...\(range.upperBound)")
+            throw .permanent(.invalidConfiguration, "\(name)=\(text) is not a number in \(range.lowerBound)...\(range.upperBound)")
         }
         return n
     }

@@ -7,22 +7,29 @@ public struct JobFailure: Error, Sendable, CustomStringConvertible, Equatable {
     public var message: String
     public var isPermanent: Bool
 
-    public init(errorClass: String, message: String, isPermanent: Bool) {
-        self.errorClass = errorClass
+    public init(errorClass: ErrorClass, message: String, isPermanent: Bool) {
+        self.errorClass = errorClass.rawValue
         self.message = message
         self.isPermanent = isPermanent
     }
 
-    public static func permanent(_ errorClass: String, _ message: String) -> JobFailure {
+    public static func permanent(_ errorClass: ErrorClass, _ message: String) -> JobFailure {
         JobFailure(errorClass: errorClass, message: message, isPermanent: true)
     }
 
-    public static func transient(_ errorClass: String, _ message: String) -> JobFailure {
+    public static func transient(_ errorClass: ErrorClass, _ message: String) -> JobFailure {
         JobFailure(errorClass: errorClass, message: message, isPermanent: false)
     }
 
     /// The job's arguments do not match its class's schema.
-    public static func invalidArguments(_ message: String) -> JobFailure { .permanent("InvalidArguments", message) }
+    public static func invalidArguments(_ message: String) -> JobFailure { .permanent(.invalidArguments, message) }
+
+    /// The same failure (class and permanence) with another message, usually the job named in front of it.
+    public func with(message: String) -> JobFailure {
+        var failure = self
+        failure.message = message
+        return failure
+    }
 
     public var description: String { "\(errorClass): \(message)" }
 }
@@ -33,7 +40,7 @@ extension JobFailure {
         if let failure = error as? JobFailure {
             self = failure
         } else {
-            self = .transient(String(describing: type(of: error)), String(describing: error))
+            self = .transient(ErrorClass(rawValue: String(describing: type(of: error))), String(describing: error))
         }
     }
 }

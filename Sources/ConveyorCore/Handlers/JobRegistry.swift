@@ -42,7 +42,7 @@ public struct JobRegistry: Sendable {
     /// Changes the options of a registered class (from the command line or configuration).
     public mutating func configure(_ name: String, _ change: (inout JobClass) -> Void) throws(JobFailure) {
         guard var jobClass = classes[name] else {
-            throw .permanent("UnknownJobClass", "no job class named \(name); known: \(names.joined(separator: ", "))")
+            throw .permanent(.unknownJobClass, "no job class named \(name); known: \(names.joined(separator: ", "))")
         }
         change(&jobClass)
         classes[name] = jobClass
