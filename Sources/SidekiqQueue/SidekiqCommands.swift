@@ -161,7 +161,7 @@ public enum SidekiqCommands {
             let payload = JobTransitions.enqueued(job.payload, now: now)
             return RedisCommand(["EVAL", LuaScripts.promote, 3, set, keys.queue(job.queue), keys.queues, raw, payload.bytes, job.queue])
         }
-        let failure = JobFailure.permanent("MalformedJob", "member of \(set) is not a runnable job")
+        let failure = JobFailure.permanent(.malformedJob, "member of \(set) is not a runnable job")
         let payload = JobTransitions.quarantined(raw: raw, queue: "unknown", failure: failure, now: now)
         return RedisCommand(["EVAL", LuaScripts.bury, 2, set, keys.dead, raw, payload.bytes, now, limits.maxJobs, now - limits.maxAge])
     }

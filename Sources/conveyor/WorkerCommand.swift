@@ -64,7 +64,7 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             try await start()
-        } catch let failure as JobFailure where failure.errorClass == "InvalidConfiguration" {
+        } catch let failure as JobFailure where failure.errorClass == ErrorClass.invalidConfiguration.rawValue {
             // A setting that cannot be used is a usage error (exit 64), reported before anything starts.
             throw ValidationError(failure.message)
         }

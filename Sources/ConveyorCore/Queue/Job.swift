@@ -29,13 +29,13 @@ public struct Job: Sendable {
         do {
             value = try JSONValue(parsing: raw)
         } catch {
-            throw .permanent("MalformedJob", "payload is not JSON: \(error)")
+            throw .permanent(.malformedJob, "payload is not JSON: \(error)")
         }
         guard case .object(let payload) = value else {
-            throw .permanent("MalformedJob", "payload must be a JSON object, got \(value.typeName)")
+            throw .permanent(.malformedJob, "payload must be a JSON object, got \(value.typeName)")
         }
         guard let jobClass = payload["class"]?.stringValue, !jobClass.isEmpty else {
-            throw .permanent("MalformedJob", "payload has no \"class\" string")
+            throw .permanent(.malformedJob, "payload has no \"class\" string")
         }
         var arguments = JSONObject()
         switch payload["args"] {
@@ -45,13 +45,13 @@ public struct Job: Sendable {
             if let first = items.first {
                 guard case .object(let object) = first, items.count == 1 else {
                     throw .permanent(
-                        "InvalidArguments",
+                        .invalidArguments,
                         "\(jobClass): args must hold one JSON object (got \(items.count) item(s), first a \(first.typeName))")
                 }
                 arguments = object
             }
         case let other?:
-            throw .permanent("MalformedJob", "args must be an array, got \(other.typeName)")
+            throw .permanent(.malformedJob, "args must be an array, got \(other.typeName)")
         }
         self.raw = raw
         self.payload = payload

@@ -79,7 +79,7 @@ public enum JobTransitions {
 
     /// The failure of a run whose process died.
     public static func workerLost(_ identity: String) -> JobFailure {
-        .transient("WorkerLost", "worker process \(identity) stopped heartbeating while running this job (crash, kill -9 or OOM)")
+        .transient(.workerLost, "worker process \(identity) stopped heartbeating while running this job (crash, kill -9 or OOM)")
     }
 
     /// The job moved onto a queue again (promotion, replay): fresh `enqueued_at`, no `at`.

@@ -19,22 +19,22 @@ public struct QueueSelection: Sendable, Equatable, CustomStringConvertible {
         for part in spec.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
             let pieces = part.split(separator: ":", omittingEmptySubsequences: false)
             guard pieces.count <= 2, let name = pieces.first, !name.isEmpty else {
-                throw .permanent("InvalidConfiguration", "bad queue \"\(part)\" in \"\(spec)\"")
+                throw .permanent(.invalidConfiguration, "bad queue \"\(part)\" in \"\(spec)\"")
             }
             var weight = 1
             if pieces.count == 2 {
                 guard let w = Int(pieces[1]), w >= 1 else {
-                    throw .permanent("InvalidConfiguration", "queue weight must be a positive integer in \"\(part)\"")
+                    throw .permanent(.invalidConfiguration, "queue weight must be a positive integer in \"\(part)\"")
                 }
                 weight = w
                 weighted = true
             }
             guard !queues.contains(where: { $0.0 == name }) else {
-                throw .permanent("InvalidConfiguration", "queue \(name) is listed twice in \"\(spec)\"")
+                throw .permanent(.invalidConfiguration, "queue \(name) is listed twice in \"\(spec)\"")
             }
             queues.append((String(name), weight))
         }
-        guard !queues.isEmpty else { throw .permanent("InvalidConfiguration", "no queues in \"\(spec)\"") }
+        guard !queues.isEmpty else { throw .permanent(.invalidConfiguration, "no queues in \"\(spec)\"") }
         self.queues = queues.map { (name: $0.0, weight: $0.1) }
         self.mode = weighted ? .weighted : .strict
     }

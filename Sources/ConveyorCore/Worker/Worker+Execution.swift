@@ -38,11 +38,11 @@ extension Worker {
                 // win the race and become the job's error.
                 onTimeout: {
                     once.resume(
-                        .failure(.transient("JobTimeout", "\(job.jobClass) ran longer than its \(timeout) limit and was stopped")))
+                        .failure(.transient(.jobTimeout, "\(job.jobClass) ran longer than its \(timeout) limit and was stopped")))
                     task.cancel()
                 },
                 onAbandon: {
-                    once.resume(.failure(.transient("WorkerShutdown", "worker shut down before the job finished")))
+                    once.resume(.failure(.transient(.workerShutdown, "worker shut down before the job finished")))
                     task.cancel()
                 })
         }

@@ -277,7 +277,7 @@ public final class Worker: Service {
         }
         guard let jobClass = registry[job.jobClass] else {
             let failure = JobFailure.permanent(
-                "UnknownJobClass",
+                .unknownJobClass,
                 "no handler for class \(job.jobClass) in this worker (known: \(registry.names.joined(separator: ", ")))")
             let now = JobTime.now()
             record(job: job, policy: .default, startedAt: now, result: .failure(failure))
@@ -317,7 +317,7 @@ public final class Worker: Service {
         let now = JobTime.now()
         let payload: JSONObject
         let jobClass: String
-        if failure.errorClass == "InvalidArguments", let envelope = try? JSONValue(parsing: raw).objectValue,
+        if failure.errorClass == ErrorClass.invalidArguments.rawValue, let envelope = try? JSONValue(parsing: raw).objectValue,
             let named = envelope["class"]?.stringValue
         {
             payload = JobTransitions.rejected(envelope, raw: raw, queue: queue, failure: failure, now: now)
