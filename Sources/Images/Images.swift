@@ -3,7 +3,7 @@ public import Sandbox
 public import Vips
 
 /// Image jobs: thumbnails and metadata stripping with libvips, run in supervised helper processes.
-public enum ImagesJobs {
+public enum ImagesJobs: JobFamilyDefinition, DeclaresHelperOperations {
     /// `image.thumbnail` in a helper: the variants written, as the job's result.
     public static let thumbnailOperation = HelperOperation<ImageHelperRequest<ThumbnailRequest>, JSONValue>("image.thumbnail") {
         request, context throws(JobFailure) in
@@ -23,6 +23,30 @@ public enum ImagesJobs {
     /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
     public static let queue = "media"
     public static let classNames = ["image.thumbnail", "image.strip_metadata"]
+
+    /// The family for a worker: both classes, on the process's one image helper pool (`sharedPool`), which the
+    /// family's services stop at shutdown.
+    public static func family(_ context: FamilyContext) throws -> JobFamily {
+        let (configuration, pool) = try sharedPool(context)
+        var registry = JobRegistry()
+        register(into: &registry, configuration: configuration, pool: pool)
+        return JobFamily(registry: registry, services: [StoppingService("image-helpers") { pool.shutdown() }])
+    }
+
+    /// The image configuration and helper pool of a worker process, built once: the image jobs and
+    /// `media.ingest`'s image half share them.
+    public static func sharedPool(_ context: FamilyContext) throws -> (ImagesConfiguration, HelperPool) {
+        try context.shared("images.helper-pool", as: ImagesShared.self) {
+            let configuration = try ImagesConfiguration(environment: context.environment)
+            return ImagesShared(configuration: configuration, pool: HelperPool(configuration.pool, operations: helperOperations))
+        }.parts
+    }
+
+    private struct ImagesShared: Sendable {
+        var configuration: ImagesConfiguration
+        var pool: HelperPool
+        var parts: (ImagesConfiguration, HelperPool) { (configuration, pool) }
+    }
 
     /// Registers `image.thumbnail` and `image.strip_metadata` (queue `media`), configured from `environment`:
     /// `CONVEYOR_MEDIA_ROOT`, `CONVEYOR_IMAGE_*` limits, `CONVEYOR_HELPER*` pool settings (see docs/configuration.md).

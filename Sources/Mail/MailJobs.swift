@@ -2,15 +2,24 @@ public import ConveyorCore
 public import SidekiqQueue
 import Curl
 import Foundation
-import Postgres
+public import Postgres
 import Redis
 
 /// Registers the email job classes.
-public enum MailJobs {
+public enum MailJobs: JobFamilyDefinition, DeclaresMigrations {
     public static let sendClass = "email.send"
     /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
     public static let queue = "mail"
     public static let classNames = [sendClass]
+
+    /// `conveyor.mail_ledger`, the idempotency ledger.
+    public static var migrations: [Migration] { MailMigrations.all }
+
+    public static func family(_ context: FamilyContext) throws -> JobFamily {
+        var registry = JobRegistry()
+        try register(into: &registry, environment: context.environment)
+        return JobFamily(registry: registry)
+    }
 
     /// Registers `email.send` on queue `mail`, reading the configuration from `environment`:
     /// `SMTP_URL` (none: `.eml` files in `CONVEYOR_MAIL_OUTBOX`), `DATABASE_URL` for the idempotency ledger (none:

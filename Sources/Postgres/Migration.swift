@@ -18,6 +18,12 @@ public struct Migration: Sendable, Equatable {
     }
 }
 
+/// A job family (or any part) that owns tables in schema `conveyor`: the composition root gathers every
+/// declaration for `conveyor migrate` and the worker's start-up migration, without building the family.
+public protocol DeclaresMigrations {
+    static var migrations: [Migration] { get }
+}
+
 /// A set of migrations without duplicate (component, version) pairs, for callers that gather them from several
 /// places. The executable lists every family's migrations statically (`Composition.migrations`).
 public final class MigrationCatalog: @unchecked Sendable {

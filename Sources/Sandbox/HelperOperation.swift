@@ -59,6 +59,11 @@ public struct HelperOperation<Request: HelperRequest, Response: HelperResponse>:
 
 /// The operations a helper serves, by name. Each family builds its own value (`ImagesJobs.helperOperations`); the
 /// executable merges them for `conveyor helper`, and a `HelperPool` running in-process is given the same value.
+/// A job family that runs native code in helpers: `conveyor helper` serves every declared operation.
+public protocol DeclaresHelperOperations {
+    static var helperOperations: HelperOperations { get }
+}
+
 public struct HelperOperations: Sendable {
     typealias Wire = @Sendable (JSONObject, HelperContext) throws(JobFailure) -> JSONValue
 

@@ -1,6 +1,6 @@
 public import ConveyorCore
 public import SidekiqQueue
-internal import Postgres
+public import Postgres
 internal import Redis
 
 /// The `llm.summarize` job: summary text, provider and model, whether cached or degraded.
@@ -28,10 +28,20 @@ public struct SummarizeHandler: JobHandler {
 }
 
 /// Registers the summaries job classes.
-public enum SummariesJobs {
+public enum SummariesJobs: JobFamilyDefinition, DeclaresMigrations {
     /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
     public static let queue = "llm"
     public static let classNames = ["llm.summarize"]
+
+    /// `conveyor.summaries`.
+    public static var migrations: [Migration] { PostgresSummaryStore.migrations }
+
+    /// The family for a worker: `llm.summarize`, with its summariser's breakers and counters in the metrics.
+    public static func family(_ context: FamilyContext) throws -> JobFamily {
+        var registry = JobRegistry()
+        let summarizer = try register(into: &registry, environment: context.environment)
+        return JobFamily(registry: registry, metrics: { summarizer.metricsSnapshot().prometheusText() })
+    }
 
     /// Registers `llm.summarize` on queue `llm`, 120 s timeout (two providers at the 30 s default each plus
     /// waiting for another job's call), 8 per process, reading the variables of docs/configuration.md from `environment`.

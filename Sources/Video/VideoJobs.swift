@@ -2,12 +2,35 @@ public import AV
 public import ConveyorCore
 public import Sandbox
 import Images
+public import Postgres
 
 /// Registers the video job classes.
-public enum VideoJobs {
+public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOperations {
     /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
     public static let queue = "media"
     public static let classNames = ["video.probe", "video.transcode", IngestHandler.jobClass]
+
+    /// `conveyor.media_uploads`, the table `media.ingest` writes.
+    public static var migrations: [Migration] { MediaMigrations.all }
+    public static var helperOperations: HelperOperations { VideoOperations.helperOperations }
+
+    /// The family for a worker: its classes on a video helper pool of its own, `media.ingest`'s images on the
+    /// process's image pool (`ImagesJobs.sharedPool`), transcode progress to `context.progress`, and the upload
+    /// recorder when PostgreSQL is configured.
+    public static func family(_ context: FamilyContext) throws -> JobFamily {
+        let environment = context.environment
+        let configuration = try VideoConfiguration(environment: environment)
+        let (images, imagePool) = try ImagesJobs.sharedPool(context)
+        let recorder = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
+        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        var onProgress: (@Sendable (String, TranscodeProgress) -> Void)?
+        if let report = context.progress { onProgress = { jid, p in report(jid, p.frames, p.seconds) } }
+        var registry = JobRegistry()
+        let observers = try register(
+            into: &registry, configuration: configuration, pool: pool, onProgress: onProgress,
+            images: IngestHandler.imagePipeline(configuration: images, pool: imagePool), recorder: recorder)
+        return JobFamily(registry: registry, observers: observers, services: [StoppingService("video-helpers") { pool.shutdown() }])
+    }
 
     /// Registers `video.probe`, `video.transcode` and `media.ingest` on the `media` queue.
     /// - Returns: the observers the worker adds for these classes (see the last overload).

@@ -3,29 +3,44 @@ import Images
 import Mail
 import Operations
 import Postgres
+import Sandbox
 import Summaries
 import Video
 
-/// What the executable puts together from the families. Each family's part is a static value, so a command that
-/// needs one of them (`conveyor migrate` needs only the tables) builds nothing else: no helper pool, no Redis.
+/// What the executable puts together from the families: one list, and everything else derived from it. A command
+/// that needs only a family's static facts (`conveyor migrate` its tables, `conveyor enqueue` its queues,
+/// `conveyor helper` its native operations) builds nothing else: no helper pool, no Redis connection.
 enum Composition {
-    /// Every family's tables in schema `conveyor`; a new family adds its own line.
-    static let migrations: [Migration] =
-        OperationsMigrations.all
-        + MailMigrations.all
-        + MediaMigrations.all
-        + PostgresSummaryStore.migrations
+    /// Every job family of this build; a new family adds its own line.
+    static let families: [any JobFamilyDefinition.Type] = [
+        BuiltinJobs.self,
+        MailJobs.self,
+        ImagesJobs.self,
+        VideoJobs.self,
+        SummariesJobs.self,
+    ]
 
-    /// Every class's own queue, from the families' static tables (`conveyor enqueue` builds no family); a new
-    /// family adds its own line.
+    /// Every table in schema `conveyor`: operations' own, then each family's.
+    static let migrations: [Migration] =
+        OperationsMigrations.all + families.flatMap { ($0 as? any DeclaresMigrations.Type)?.migrations ?? [] }
+
+    /// Every class's own queue (what `conveyor enqueue` picks when none is given).
     static let classQueues: [String: String] = {
-        var queues: [String: String] = ["noop": "default", "sleep": "default"]
-        for (names, queue) in [
-            (ImagesJobs.classNames, ImagesJobs.queue), (VideoJobs.classNames, VideoJobs.queue),
-            (MailJobs.classNames, MailJobs.queue), (SummariesJobs.classNames, SummariesJobs.queue),
-        ] {
-            for name in names { queues[name] = queue }
+        var queues: [String: String] = [:]
+        for family in families {
+            for name in family.classNames { queues[name] = family.queue }
         }
         return queues
     }()
+
+    /// Every native operation `conveyor helper` serves.
+    static let helperOperations: HelperOperations = families.reduce(HelperOperations()) { all, family in
+        guard let declared = family as? any DeclaresHelperOperations.Type else { return all }
+        return all.merging(declared.helperOperations)
+    }
+
+    /// Builds every family for a worker process from one context.
+    static func build(_ context: FamilyContext) throws -> [JobFamily] {
+        try families.map { try $0.family(context) }
+    }
 }

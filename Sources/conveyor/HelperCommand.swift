@@ -1,7 +1,5 @@
 import ArgumentParser
-import Images
 import Sandbox
-import Video
 
 /// `conveyor helper`: the child side of a `HelperPool`. Not for people: the worker starts it and speaks
 /// length-prefixed JSON to it over stdin/stdout.
@@ -29,7 +27,7 @@ struct HelperCommand: ParsableCommand {
     func run() throws {
         // Every family that runs native code in helpers adds its operations here.
         let status = HelperServer.serve(
-            operations: ImagesJobs.helperOperations.merging(VideoOperations.helperOperations),
+            operations: Composition.helperOperations,
             limits: HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles,
                                 sandbox: sandbox, writablePaths: writable))
         throw ExitCode(status)

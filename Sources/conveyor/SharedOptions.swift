@@ -82,30 +82,3 @@ enum LogSetup {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
-
-/// The job classes this build of Conveyor runs, and what the worker adds for them.
-struct JobClasses {
-    var registry: JobRegistry
-    /// Observers the families ask the worker to add (the video family's dead-upload recorder).
-    var observers: [any JobObserver]
-    /// The summaries family's summariser, whose metrics the worker exports.
-    var summarizer: Summarizer
-
-    /// - Parameter transcodeProgress: where running transcodes report their position (the worker's metrics).
-    init(
-        environment: [String: String] = ProcessInfo.processInfo.environment,
-        transcodeProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil
-    ) throws {
-        var registry = JobRegistry()
-        BuiltinJobs.register(into: &registry)
-        // One image helper pool for the image jobs and media.ingest's images.
-        let images = try ImagesConfiguration(environment: environment)
-        let imagePool = HelperPool(images.pool, operations: ImagesJobs.helperOperations)
-        ImagesJobs.register(into: &registry, configuration: images, pool: imagePool)
-        observers = try VideoJobs.register(
-            into: &registry, environment: environment, onProgress: transcodeProgress, imagePool: imagePool)
-        try MailJobs.register(into: &registry, environment: environment)
-        summarizer = try SummariesJobs.register(into: &registry, environment: environment)
-        self.registry = registry
-    }
-}

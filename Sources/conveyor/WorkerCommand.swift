@@ -99,12 +99,14 @@ struct WorkerCommand: AsyncParsableCommand {
             redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
             environment: environment, migrations: Composition.migrations, identity: identity, logger: logger)
         let metrics = operations.metrics
-        let families = try JobClasses(environment: environment) { jid, p in
-            metrics.transcodeProgress(jid: jid, frames: p.frames, seconds: p.seconds)
+        let families = try Composition.build(FamilyContext(environment: environment) { jid, frames, seconds in
+            metrics.transcodeProgress(jid: jid, frames: frames, seconds: seconds)
+        })
+        var registry = JobRegistry()
+        for family in families {
+            for jobClass in family.classes { registry.register(jobClass) }
+            if let exported = family.metrics { metrics.addExporter(exported) }
         }
-        let summarizer = families.summarizer
-        metrics.addExporter { summarizer.metricsSnapshot().prometheusText() }
-        var registry = families.registry
         // The static table `conveyor enqueue` reads must say what the families registered.
         let registered = registry.classes.mapValues(\.queue)
         if registered != Composition.classQueues {
@@ -154,13 +156,14 @@ struct WorkerCommand: AsyncParsableCommand {
             redis: endpoint, keys: redis.keys, identity: identity,
             deadSet: DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400), logger: logger)
         let worker = Worker(
-            backend: backend, registry: registry, configuration: configuration, observers: operations.observers + families.observers,
+            backend: backend, registry: registry, configuration: configuration, observers: operations.observers + families.flatMap(\.observers),
             journal: operations.journal, logger: logger)
 
         // One lifecycle: started in this order, stopped in reverse on SIGTERM/SIGINT (the worker drains first, then
         // the result store writes what it finished, then the poller and the HTTP server go). The worker also ends
         // the group when it stops on its own (TERM from Sidekiq's Web UI).
-        var services = operations.services(shutdownTimeout: 5).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+        var services = (operations.services(shutdownTimeout: 5) + families.flatMap(\.services))
+            .map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
         let signals = SignalWatcher { signal, count in

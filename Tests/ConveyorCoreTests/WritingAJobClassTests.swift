@@ -22,6 +22,12 @@ extension JobClass {
     static let countWords = JobClass("text.count_words", queue: "default", timeout: .seconds(10), handler: CountWordsHandler())
 }
 
+enum TextJobs: JobFamilyDefinition {
+    static let queue = "default"
+    static let classNames = ["text.count_words"]
+    static func family(_ context: FamilyContext) -> JobFamily { JobFamily(classes: [.countWords]) }
+}
+
 /// Collects the outcomes the worker reports.
 final class Outcomes: JobObserver {
     private let seen = Mutex<[String: JobOutcome]>([:])
@@ -51,5 +57,11 @@ final class Outcomes: JobObserver {
         #expect(outcomes[bad]?.failure?.errorClass == "InvalidArguments")
         #expect(try await redis.int("ZCARD", redis.keys.dead) == 1)
         try await redis.clean()
+    }
+
+    @Test func theFamilyBuildsWhatItNames() {
+        let family = TextJobs.family(FamilyContext(environment: [:]))
+        #expect(family.classes.map(\.name) == TextJobs.classNames)
+        #expect(family.classes.allSatisfy { $0.queue == TextJobs.queue })
     }
 }

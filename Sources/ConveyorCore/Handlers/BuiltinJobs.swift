@@ -1,5 +1,14 @@
 /// Job classes every worker runs: `noop` and `sleep`, for smoke tests, capacity planning and benchmarks.
-public enum BuiltinJobs {
+public enum BuiltinJobs: JobFamilyDefinition {
+    public static let queue = "default"
+    public static let classNames = ["noop", "sleep"]
+
+    public static func family(_ context: FamilyContext) -> JobFamily {
+        var registry = JobRegistry()
+        register(into: &registry)
+        return JobFamily(registry: registry)
+    }
+
     public static func register(into registry: inout JobRegistry) {
         registry.register(JobClass("noop", handler: NoopHandler()))
         registry.register(JobClass("sleep", timeout: .seconds(3600), handler: SleepHandler()))
