@@ -2,6 +2,9 @@
 # Queue throughput and pickup latency: Conveyor against Sidekiq 6.4 (Debian's ruby-sidekiq), same Redis, same run.
 #   Benchmarks/queue/run.sh            (JOBS=200000 CONVEYOR_CONCURRENCY="25 100" SIDEKIQ_CONCURRENCY="10 25")
 # Prints a Markdown table and writes it to Benchmarks/results/queue.md.
+# COMPARE_REV=<git revision> also builds that revision (release, in .build-compare/) and drains with it right after
+# this build at each concurrency, ROUNDS times (default 1, interleaved): a change against the build before it, on
+# the same machine at the same time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 JOBS=${JOBS:-200000}
@@ -15,6 +18,17 @@ mkdir -p "$OUT" .run/bench-redis
 
 swift build -c release --product conveyor >/dev/null
 BIN="$(swift build -c release --show-bin-path)/conveyor"
+ROUNDS=${ROUNDS:-1}
+BUILDS=("this:$BIN")
+if [ -n "${COMPARE_REV:-}" ]; then
+  COMPARE_DIR="$PWD/.build-compare/src"
+  rm -rf "$COMPARE_DIR"; mkdir -p "$COMPARE_DIR"
+  git archive "$COMPARE_REV" | tar -x -C "$COMPARE_DIR"
+  (cd "$COMPARE_DIR" && swift build -c release --product conveyor >/dev/null)
+  COMPARE_NAME=$(git rev-parse --short "$COMPARE_REV")
+  BUILDS+=("$COMPARE_NAME:$(cd "$COMPARE_DIR" && swift build -c release --show-bin-path)/conveyor")
+fi
+declare -A best
 
 redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir .run/bench-redis --daemonize yes \
   --pidfile "$PWD/.run/bench-redis/redis.pid" --logfile "$PWD/.run/bench-redis/redis.log" >/dev/null
@@ -40,16 +54,23 @@ peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
 
 rows=()
 for c in $CONVEYOR_CONCURRENCY; do
-  R flushall >/dev/null
-  ruby "$HERE/enqueue.rb" noop "$JOBS"
-  "$BIN" worker --queues default -c "$c" --log-level warning &
-  pid=$!
-  rate=$(drain_rate)
-  rss=$(peak_rss_kb "$pid")
-  kill -TERM "$pid"; wait "$pid" || true
-  left=$(R llen queue:default)
-  rows+=("| Conveyor (reliable fetch) | $c | $rate | $((rss / 1024)) | $left |"); echo "${rows[-1]}" >&2
-  conveyor_best=$(( ${conveyor_best:-0} > rate ? ${conveyor_best:-0} : rate ))
+  for round in $(seq 1 "$ROUNDS"); do
+    for build in "${BUILDS[@]}"; do
+      label=${build%%:*}; bin=${build#*:}
+      R flushall >/dev/null
+      ruby "$HERE/enqueue.rb" noop "$JOBS"
+      "$bin" worker --queues default -c "$c" --log-level warning &
+      pid=$!
+      rate=$(drain_rate)
+      rss=$(peak_rss_kb "$pid")
+      kill -TERM "$pid"; wait "$pid" || true
+      left=$(R llen queue:default)
+      name="Conveyor (reliable fetch)"; [ "$label" = this ] || name="Conveyor @$label"
+      rows+=("| $name | $c | $rate | $((rss / 1024)) | $left |"); echo "${rows[-1]}" >&2
+      key="$label:$c"; best[$key]=$(( ${best[$key]:-0} > rate ? ${best[$key]:-0} : rate ))
+      if [ "$label" = this ]; then conveyor_best=$(( ${conveyor_best:-0} > rate ? ${conveyor_best:-0} : rate )); fi
+    done
+  done
 done
 for c in $SIDEKIQ_CONCURRENCY; do
   R flushall >/dev/null
@@ -92,6 +113,12 @@ ratio=$(python3 -c "print(round($conveyor_best / $sidekiq_best, 1))")
   printf '%s\n' "${rows[@]}"
   echo
   echo "Best Conveyor / best Sidekiq: **${ratio}x**."
+  if [ -n "${COMPARE_NAME:-}" ]; then
+    echo
+    for c in $CONVEYOR_CONCURRENCY; do
+      echo "This build against @$COMPARE_NAME at concurrency $c (best of $ROUNDS): $(python3 -c "print(round(100 * ${best[this:$c]} / ${best[$COMPARE_NAME:$c]}))") %."
+    done
+  fi
   echo
   echo "Redis ceiling (redis-benchmark, pipelined 50): LPUSH $lpush/s, LMOVE $lmove/s, LREM on a 50-job in-flight list $lrem/s; LMOVE unpipelined $lmove1/s. One reliable job costs one of each, so one Redis core tops out near $(python3 -c "print(round(1 / (1 / $lpush + 1 / $lmove + 1 / $lrem)))") jobs/s enqueued and drained."
   echo
