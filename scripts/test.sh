@@ -14,7 +14,9 @@ swift build --build-tests
 CONVEYOR_BIN="$(swift build --show-bin-path)/conveyor"
 export CONVEYOR_BIN
 if [ $# -gt 0 ]; then
-  exec swift test --skip-build "$@"
+  # Not exec: the EXIT trap must stop the services afterwards.
+  swift test --skip-build "$@"
+  exit
 fi
 TARGET_TIMEOUT=${CONVEYOR_TEST_TIMEOUT:-300}
 failed=()
