@@ -64,10 +64,13 @@ let package = Package(
         // Supervised helper processes for native decoding (`conveyor helper`).
         .target(name: "Sandbox", dependencies: ["ConveyorCore", "CShims"], swiftSettings: swiftSettings),
 
+        // Where media lives: the local root, or an S3-compatible bucket; the helpers only ever see a local root.
+        .target(name: "Storage", dependencies: ["ConveyorCore", "Sandbox"], swiftSettings: swiftSettings),
+
         // Handler families.
-        .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox"], swiftSettings: swiftSettings),
+        .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox", "Storage"], swiftSettings: swiftSettings),
         .target(
-            name: "Video", dependencies: ["ConveyorCore", "AV", "Sandbox", "Images", "Postgres", .product(name: "Logging", package: "swift-log")],
+            name: "Video", dependencies: ["ConveyorCore", "AV", "Sandbox", "Images", "Storage", "Postgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
             name: "Mail",
@@ -81,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "conveyor",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "Images", "Video", "Mail", "Summaries", "Operations", "Postgres", "Redis", "Sandbox",
+                "ConveyorCore", "SidekiqQueue", "Images", "Video", "Mail", "Summaries", "Operations", "Postgres", "Redis", "Sandbox", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -111,8 +114,8 @@ let package = Package(
             exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
         // Benchmarks/video/run.sh drives this; not run by the tests.
         .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
-        .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "ConveyorCore", "Postgres"], swiftSettings: swiftSettings),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "Storage", "ConveyorCore", "Postgres"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore", "SidekiqQueue", "Redis"], swiftSettings: swiftSettings),
-        .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

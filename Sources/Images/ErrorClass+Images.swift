@@ -1,16 +1,7 @@
 public import ConveyorCore
 
-/// The image jobs' error classes, and the media root's (shared by every family that reads uploads).
+/// The image jobs' error classes (the media root's are Storage's).
 extension ErrorClass {
-    /// The media root is missing or cannot be created or resolved.
-    public static let mediaRootUnavailable: ErrorClass = "MediaRootUnavailable"
-    /// A key is absolute, has `.`/`..` components or a NUL, or resolves through a symlink outside the media root.
-    public static let pathOutsideMediaRoot: ErrorClass = "PathOutsideMediaRoot"
-    /// The source key names no regular file under the media root.
-    public static let sourceNotFound: ErrorClass = "SourceNotFound"
-    /// An output could not be written or moved into place.
-    public static let mediaWriteFailed: ErrorClass = "MediaWriteFailed"
-
     /// The source is an empty file.
     public static let imageEmpty: ErrorClass = "ImageEmpty"
     /// The source exceeds a size limit: bytes, megapixels or longest side.

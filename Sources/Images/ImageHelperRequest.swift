@@ -1,10 +1,13 @@
 public import ConveyorCore
+public import Storage
 public import Sandbox
 
 /// A validated image job request (`ThumbnailRequest`, `StripMetadataRequest`) as it crosses to the helper.
 public protocol ImageJobRequest: Sendable {
     init(arguments: JSONObject) throws(JobFailure)
     var json: JSONObject { get }
+    /// The media key the job reads.
+    var source: String { get }
 }
 
 extension ThumbnailRequest: ImageJobRequest {}

@@ -1,4 +1,5 @@
 public import ConveyorCore
+public import Storage
 import Foundation
 import Vips
 

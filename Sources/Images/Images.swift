@@ -1,4 +1,5 @@
 public import ConveyorCore
+public import Storage
 public import Sandbox
 public import Vips
 
@@ -72,7 +73,12 @@ public enum ImagesJobs: JobFamilyDefinition, DeclaresHelperOperations {
 
 /// Everything the image jobs read from the environment.
 public struct ImagesConfiguration: Sendable {
-    public var mediaRoot: MediaRoot
+    /// The local media root (`CONVEYOR_MEDIA_ROOT`): where the jobs' keys live unless `store` names another store.
+    public var mediaRoot: MediaRoot {
+        didSet { store = LocalMediaStore(root: mediaRoot) }
+    }
+    /// Where the jobs read sources and publish outputs; the local media root unless set.
+    public var store: any MediaStore
     public var limits: ImageLimits
     public var pool: HelperPool.Configuration
     /// Per-job time limit (CONVEYOR_IMAGE_TIMEOUT_SECONDS, default 60).
@@ -87,6 +93,7 @@ public struct ImagesConfiguration: Sendable {
 
     public init(environment: [String: String]) throws {
         mediaRoot = try MediaRoot(environment: environment)
+        store = LocalMediaStore(root: mediaRoot)
         limits = try ImageLimits(environment: environment)
         func int(_ name: String, _ fallback: Int) throws -> Int {
             guard let text = environment[name], !text.isEmpty else { return fallback }
@@ -150,10 +157,15 @@ public struct ImageJobHandler: JobHandler {
         _ operation: HelperOperation<ImageHelperRequest<Request>, JSONValue>, _ request: Request, fastShrinkOnLoad: Bool? = nil,
         _ job: JobContext
     ) async throws -> JSONValue {
-        let helperRequest = ImageHelperRequest(
-            mediaRoot: configuration.mediaRoot.path, limits: configuration.limits, request: request, fastShrinkOnLoad: fastShrinkOnLoad)
+        let configuration = configuration
+        let pool = pool
         do {
-            return try await pool.run(operation, helperRequest, deadline: job.deadline)
+            let source = MediaInput(request.source, maxBytes: configuration.limits.maxFileBytes)
+            return try await configuration.store.staged([source], jid: job.jid, deadline: job.deadline) { root in
+                let helperRequest = ImageHelperRequest(
+                    mediaRoot: root.path, limits: configuration.limits, request: request, fastShrinkOnLoad: fastShrinkOnLoad)
+                return try await pool.run(operation, helperRequest, deadline: job.deadline)
+            }
         } catch let failure as JobFailure {
             throw failure.with(message: "jid=\(job.jid) \(failure.message)")
         }

@@ -1,4 +1,5 @@
 public import ConveyorCore
+public import Storage
 public import Vips
 
 /// How a variant fills its box.

@@ -1,4 +1,5 @@
 public import ConveyorCore
+public import Storage
 import Foundation
 public import Sandbox
 public import Images
@@ -58,7 +59,8 @@ public struct IngestDeathObserver: JobObserver {
 /// Arguments: `upload_id`, `source`.
 public struct IngestHandler: JobHandler {
     public static let jobClass = "media.ingest"
-    public let root: MediaRoot
+    /// Where uploads are and variants go; the probe, transcode and image steps share its staged root.
+    public let store: any MediaStore
     public let probe: ProbeHandler
     public let transcode: TranscodeHandler
     public let images: ImageIngest?
@@ -68,7 +70,14 @@ public struct IngestHandler: JobHandler {
         root: MediaRoot, probe: ProbeHandler, transcode: TranscodeHandler, images: ImageIngest?,
         recorder: (any IngestRecorder)?
     ) {
-        self.root = root
+        self.init(store: LocalMediaStore(root: root), probe: probe, transcode: transcode, images: images, recorder: recorder)
+    }
+
+    public init(
+        store: any MediaStore, probe: ProbeHandler, transcode: TranscodeHandler, images: ImageIngest?,
+        recorder: (any IngestRecorder)?
+    ) {
+        self.store = store
         self.probe = probe
         self.transcode = transcode
         self.images = images
@@ -82,6 +91,14 @@ public struct IngestHandler: JobHandler {
             throw JobFailure.invalidArguments("\(job.jobClass): upload_id must be 1 to 200 bytes")
         }
         let source = try job.string("source")
+        // The largest source any step accepts: each step checks its own limit again.
+        let input = MediaInput(source, maxBytes: max(probe.configuration.maxSourceBytes, 0))
+        return try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
+            try await ingest(job, uploadID: uploadID, source: source, root: root)
+        }
+    }
+
+    private func ingest(_ job: JobContext, uploadID: String, source: String, root: MediaRoot) async throws -> JSONValue {
         let path: String
         do { path = try root.source(source) } catch { throw error.about(job) }
         let kind = try Self.sniff(path, job: job, source: source)
@@ -90,6 +107,7 @@ public struct IngestHandler: JobHandler {
         row["upload_id"] = JSONValue(uploadID)
         row["source"] = JSONValue(source)
         row["detected_type"] = JSONValue(kind.rawValue)
+        row["store"] = JSONValue(store.location)
         do {
             switch kind.family {
             case "video":

@@ -1,5 +1,6 @@
 public import AV
 public import ConveyorCore
+public import Storage
 public import Sandbox
 public import Images
 import Foundation
@@ -11,7 +12,8 @@ import Synchronization
 /// Arguments: `source`, optional `profile` (`1080p` default, `720p`), `output` and `poster` keys (defaults:
 /// `<source>.<profile>.mp4` and `<source>.poster.jpg`), `poster: false` to skip the poster.
 public struct TranscodeHandler: JobHandler {
-    public let root: MediaRoot
+    /// Where the sources are and the outputs go (the local media root, or a bucket staged per job).
+    public let store: any MediaStore
     public let configuration: VideoConfiguration
     /// Called about once a second with the job id and progress (for metrics).
     public let onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?
@@ -19,18 +21,26 @@ public struct TranscodeHandler: JobHandler {
     public let pool: HelperPool
 
     public init(
-        root: MediaRoot, configuration: VideoConfiguration, pool: HelperPool,
+        store: any MediaStore, configuration: VideoConfiguration, pool: HelperPool,
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil
     ) {
-        self.root = root
+        self.store = store
         self.configuration = configuration
         self.pool = pool
         self.onProgress = onProgress
     }
 
+    public init(
+        root: MediaRoot, configuration: VideoConfiguration, pool: HelperPool,
+        onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil
+    ) {
+        self.init(store: LocalMediaStore(root: root), configuration: configuration, pool: pool, onProgress: onProgress)
+    }
+
     public func perform(_ job: JobContext) async throws -> JSONValue {
         try VideoArguments.check(job, allowed: ["source", "profile", "output", "poster"])
-        let source = try job.string("source")
+        let sourceKey = try job.string("source")
+        let source = sourceKey
         let profileName = try job.optionalString("profile") ?? "1080p"
         guard let profile = configuration.profile(named: profileName) else {
             throw JobFailure.invalidArguments("\(job.jobClass): profile must be 1080p or 720p, got \(profileName)")
@@ -46,7 +56,15 @@ public struct TranscodeHandler: JobHandler {
         let base = Self.stem(of: source)
         let outputKey = try job.optionalString("output") ?? "\(base).\(profile.name).mp4"
         let finalPosterKey = wantsPoster ? (posterKey ?? "\(base).poster.jpg") : nil
+        let input = MediaInput(sourceKey, maxBytes: configuration.maxSourceBytes)
+        return try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
+            try await transcode(job, root: root, source: sourceKey, profile: profile, outputKey: outputKey, finalPosterKey: finalPosterKey)
+        }
+    }
 
+    private func transcode(
+        _ job: JobContext, root: MediaRoot, source: String, profile: TranscodeProfile, outputKey: String, finalPosterKey: String?
+    ) async throws -> JSONValue {
         let inputPath: String, outputPath: String, posterPath: String?
         do {
             inputPath = try root.source(source)

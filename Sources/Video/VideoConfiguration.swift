@@ -17,6 +17,9 @@ public struct VideoConfiguration: Sendable {
     public var transcodeTimeout: Int = 1800
     /// `CONVEYOR_VIDEO_PROBE_TIMEOUT` seconds (default 30).
     public var probeTimeout: Int = 30
+    /// `CONVEYOR_VIDEO_MAX_FILE_MB` (default 4096): a larger source is refused before it is read (from an object
+    /// store, before it is downloaded whole).
+    public var maxSourceBytes: Int = 4096 << 20
     /// `CONVEYOR_VIDEO_TRANSCODE_CONCURRENCY` (default 1: x264 already uses every core).
     public var transcodeConcurrency: Int = 1
 
@@ -43,6 +46,7 @@ public struct VideoConfiguration: Sendable {
         if let v = try int("CONVEYOR_VIDEO_MAX_PIXELS", 1...(16384 * 16384)) { policy.maxPixels = v }
         if let v = try int("CONVEYOR_VIDEO_MAX_DURATION", 0...86_400) { policy.maxDurationSeconds = Double(v) }
         if let v = try int("CONVEYOR_VIDEO_CRF", 0...51) { crf = v }
+        if let v = try int("CONVEYOR_VIDEO_MAX_FILE_MB", 1...1_048_576) { maxSourceBytes = v << 20 }
         if let v = try int("CONVEYOR_VIDEO_TRANSCODE_TIMEOUT", 1...86_400) { transcodeTimeout = v }
         if let v = try int("CONVEYOR_VIDEO_PROBE_TIMEOUT", 1...3600) { probeTimeout = v }
         if let v = try int("CONVEYOR_VIDEO_TRANSCODE_CONCURRENCY", 1...64) { transcodeConcurrency = v }

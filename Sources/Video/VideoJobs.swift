@@ -1,5 +1,6 @@
 public import AV
 public import ConveyorCore
+public import Storage
 public import Sandbox
 import Images
 public import Postgres

@@ -1,5 +1,6 @@
 public import AV
 public import ConveyorCore
+public import Storage
 import Foundation
 public import Images
 public import Sandbox

@@ -1,4 +1,5 @@
 import ConveyorCore
+import Storage
 import Foundation
 import Images
 import Testing

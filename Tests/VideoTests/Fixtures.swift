@@ -1,5 +1,6 @@
 import AV
 import ConveyorCore
+import Storage
 import Foundation
 import Logging
 import Images
