@@ -29,6 +29,8 @@ let package = Package(
             name: "CFFmpeg", pkgConfig: "libavformat libavcodec libavutil libswscale libswresample",
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev", "libswresample-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // SHA-256 and HMAC for S3 request signing.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Wrappers for variadic C functions and macros that Swift cannot call directly.
         .target(name: "CShims", dependencies: ["CVips", "CFFmpeg", "CCurl"]),
 
@@ -61,11 +63,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
+        // Object storage: the S3 client (SigV4, libcurl transfers streamed to and from files).
+        .target(name: "Storage", dependencies: ["ConveyorCore", "Curl", "COpenSSL"], swiftSettings: swiftSettings),
         // Supervised helper processes for native decoding (`conveyor helper`).
         .target(name: "Sandbox", dependencies: ["ConveyorCore", "CShims"], swiftSettings: swiftSettings),
 
         // Handler families.
-        .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox"], swiftSettings: swiftSettings),
+        .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox", "Storage"], swiftSettings: swiftSettings),
         .target(
             name: "Video", dependencies: ["ConveyorCore", "AV", "Sandbox", "Images", "Postgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
@@ -113,6 +117,7 @@ let package = Package(
         .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
         .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "ConveyorCore", "Postgres"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore", "SidekiqQueue", "Redis"], swiftSettings: swiftSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )
