@@ -1,6 +1,7 @@
 public import ConveyorCore
 import Foundation
 import Sandbox
+import Storage
 
 /// The local directory that holds uploads and renditions. Jobs name files by relative keys under it.
 ///
