@@ -6,7 +6,7 @@ import Glibc
 ///
 /// Transfers block on the client's own threads (never Swift's cooperative pool); each thread borrows a libcurl handle
 /// whose kept-alive connection serves the next request. Every call takes the job's deadline and stops at it, and a
-/// cancelled task aborts its transfer.
+/// cancelled task aborts its transfer. Make one per process: its threads and connections live as long as it does.
 public final class S3Client: Sendable {
     public let configuration: S3Configuration
     let signer: SigV4Signer

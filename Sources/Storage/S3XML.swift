@@ -8,14 +8,7 @@ enum S3XML {
 
     /// The texts of every `<name>…</name>`, in document order.
     static func all(_ name: String, in text: String) -> [String] {
-        var found: [String] = []
-        var rest = Substring(text)
-        let open = "<\(name)>", close = "</\(name)>"
-        while let start = rest.range(of: open), let end = rest[start.upperBound...].range(of: close) {
-            found.append(unescape(rest[start.upperBound..<end.lowerBound]))
-            rest = rest[end.upperBound...]
-        }
-        return found
+        blocks(name, in: text).map(unescape)
     }
 
     /// Each `<name>…</name>` block's inner XML, for repeated records (`<Upload>` in a listing).
