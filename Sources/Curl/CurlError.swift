@@ -16,6 +16,11 @@ public struct CurlError: Error, Sendable, CustomStringConvertible, Equatable {
         case invalidRequest
         /// libcurl could not be initialised or an option was refused.
         case setup
+        /// The transfer's `CurlAbortSignal` fired (the task waiting for it was cancelled).
+        case cancelled
+        /// The upload file could not be read (shorter than announced: changed while sending) or the response file
+        /// could not be written (disk full).
+        case localFile
     }
 
     public var kind: Kind

@@ -14,18 +14,28 @@ public struct HTTPRequest: Sendable {
     public var url: String
     public var headers: [HTTPHeader]
     public var body: [UInt8]?
-    /// Timeouts, deadline and response size cap; `upload` is taken from `body`.
+    /// A file range sent as the body instead of `body`, read while sending.
+    public var bodyFile: CurlFileBody?
+    /// Timeouts, deadline and response size cap; `upload` and `uploadFile` are taken from `body` and `bodyFile`.
     public var transfer: CurlTransferOptions
+    /// PEM file of CA certificates to trust instead of the system's (`CURLOPT_CAINFO`).
+    public var caFile: String?
+    /// The URL's path is sent exactly as given (`CURLOPT_PATH_AS_IS`): signed requests must not see it rewritten.
+    public var pathAsIs: Bool
 
     public init(
         method: String = "GET", url: String, headers: [HTTPHeader] = [], body: [UInt8]? = nil,
-        transfer: CurlTransferOptions = CurlTransferOptions()
+        transfer: CurlTransferOptions = CurlTransferOptions(), bodyFile: CurlFileBody? = nil, caFile: String? = nil,
+        pathAsIs: Bool = false
     ) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
+        self.bodyFile = bodyFile
         self.transfer = transfer
+        self.caFile = caFile
+        self.pathAsIs = pathAsIs
     }
 }
 
@@ -34,6 +44,8 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [HTTPHeader]
     public var body: [UInt8]
+    /// Body bytes written to the request's `transfer.responseFile` (the body is then not in `body`).
+    public var fileBytes: Int = 0
     public var timing: CurlTiming
     /// `retry-after-ms`, else `Retry-After` (seconds or an HTTP date, as libcurl reads it); nil when absent.
     public var retryAfter: Duration?
@@ -65,14 +77,21 @@ extension CurlEasy {
             }
         }
         try setOption(.url, request.url)
+        if request.pathAsIs { try setOption(.pathAsIs, 1) }
+        if let caFile = request.caFile { try setOption(.caInfo, caFile) }
         let method = request.method.uppercased()
         var transfer = request.transfer
         transfer.upload = nil
+        transfer.uploadFile = nil
         switch method {
         case "GET": try setOption(.httpGet, 1)
         case "HEAD": try setOption(.noBody, 1)
         default:
-            if let body = request.body {
+            if let file = request.bodyFile {
+                try setOption(.post, 1)
+                try setOption(.postFieldSize, large: file.length)
+                transfer.uploadFile = file
+            } else if let body = request.body {
                 try setOption(.post, 1)
                 try setOption(.postFieldSize, large: Int64(body.count))
                 transfer.upload = body
@@ -99,7 +118,8 @@ extension CurlEasy {
             let value = line[line.index(after: colon)...].drop { $0 == " " || $0 == "\t" }
             headers.append(HTTPHeader(name, String(value)))
         }
-        var response = HTTPResponse(status: raw.responseCode, headers: headers, body: raw.body, timing: raw.timing, retryAfter: nil)
+        var response = HTTPResponse(
+            status: raw.responseCode, headers: headers, body: raw.body, fileBytes: raw.responseFileBytes, timing: raw.timing, retryAfter: nil)
         if let ms = response.header("retry-after-ms").flatMap({ Double($0.trimmingSpaces) }), ms >= 0 {
             response.retryAfter = .milliseconds(ms)
         } else if let seconds = raw.retryAfterSeconds {

@@ -38,6 +38,8 @@ public struct CurlOption: Sendable, Hashable {
     public static let followLocation = CurlOption(CURLOPT_FOLLOWLOCATION)
     public static let acceptEncoding = CurlOption(CURLOPT_ACCEPT_ENCODING)
     public static let userAgent = CurlOption(CURLOPT_USERAGENT)
+    /// Send the path as given: no squashing of `/../` or `/./` (object keys are names, not file paths).
+    public static let pathAsIs = CurlOption(CURLOPT_PATH_AS_IS)
 
     // SMTP (envelope; the message itself is the upload body).
     public static let mailFrom = CurlOption(CURLOPT_MAIL_FROM)

@@ -31,14 +31,21 @@ public enum ImagesJobs: JobFamilyDefinition, DeclaresHelperOperations {
         let (configuration, pool) = try sharedPool(context)
         var registry = JobRegistry()
         register(into: &registry, configuration: configuration, pool: pool)
-        return JobFamily(registry: registry, services: [StoppingService("image-helpers") { pool.shutdown() }])
+        // The media store's traffic (the video family shares the store).
+        let storage = try context.mediaStore().metrics
+        return JobFamily(
+            registry: registry, services: [StoppingService("image-helpers") { pool.shutdown() }],
+            metrics: { storage.prometheusText() })
     }
 
     /// The image configuration and helper pool of a worker process, built once: the image jobs and
     /// `media.ingest`'s image half share them.
     public static func sharedPool(_ context: FamilyContext) throws -> (ImagesConfiguration, HelperPool) {
         try context.shared("images.helper-pool", as: ImagesShared.self) {
-            let configuration = try ImagesConfiguration(environment: context.environment)
+            let media = try context.mediaStore()
+            var configuration = try ImagesConfiguration(environment: context.environment)
+            configuration.store = media.store
+            configuration.pool.limits.writablePaths = [media.settings.writablePath]
             return ImagesShared(configuration: configuration, pool: HelperPool(configuration.pool, operations: helperOperations))
         }.parts
     }

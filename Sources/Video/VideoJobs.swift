@@ -20,7 +20,9 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
     /// recorder when PostgreSQL is configured.
     public static func family(_ context: FamilyContext) throws -> JobFamily {
         let environment = context.environment
-        let configuration = try VideoConfiguration(environment: environment)
+        let media = try context.mediaStore()
+        var configuration = try VideoConfiguration(environment: environment)
+        configuration.helperPool.limits.writablePaths = [media.settings.writablePath]
         let (images, imagePool) = try ImagesJobs.sharedPool(context)
         let recorder = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
         let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
@@ -29,7 +31,7 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
         var registry = JobRegistry()
         let observers = try register(
             into: &registry, configuration: configuration, pool: pool, onProgress: onProgress,
-            images: IngestHandler.imagePipeline(configuration: images, pool: imagePool), recorder: recorder)
+            images: IngestHandler.imagePipeline(configuration: images, pool: imagePool), recorder: recorder, store: media.store)
         return JobFamily(registry: registry, observers: observers, services: [StoppingService("video-helpers") { pool.shutdown() }])
     }
 
@@ -67,18 +69,19 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
     ///   - images: the images family's half of `media.ingest`; without it image uploads fail (transient
     ///     `IngestNotConfigured`) and videos still ingest.
     ///   - recorder: where `media.ingest` writes one row per upload (the PostgreSQL table the API reads).
+    ///   - store: where the media is (nil: the local media root of `configuration`).
     /// - Returns: the observers the worker adds: with a recorder, the one that gives an upload whose `media.ingest`
     ///   job died a `failed` row.
     @discardableResult
     public static func register(
         into registry: inout JobRegistry, configuration: VideoConfiguration, pool: HelperPool,
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil,
-        images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil
+        images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil, store: (any MediaStore)? = nil
     ) throws -> [any JobObserver] {
-        let root = try MediaRoot(configuration.mediaRoot, create: configuration.mediaRootConfigured)
+        let store = try store ?? LocalMediaStore(root: MediaRoot(configuration.mediaRoot, create: configuration.mediaRootConfigured))
         AVLibrary.configure()
-        let probe = ProbeHandler(root: root, configuration: configuration, pool: pool)
-        let transcode = TranscodeHandler(root: root, configuration: configuration, pool: pool, onProgress: onProgress)
+        let probe = ProbeHandler(store: store, configuration: configuration, pool: pool)
+        let transcode = TranscodeHandler(store: store, configuration: configuration, pool: pool, onProgress: onProgress)
         registry.register(
             JobClass(
                 "video.probe", queue: queue, retry: .default, timeout: .seconds(configuration.probeTimeout),
@@ -92,7 +95,7 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
                 IngestHandler.jobClass, queue: queue, retry: .default,
                 timeout: .seconds(configuration.probeTimeout + configuration.transcodeTimeout),
                 concurrency: configuration.transcodeConcurrency,
-                handler: IngestHandler(root: root, probe: probe, transcode: transcode, images: images, recorder: recorder)))
+                handler: IngestHandler(store: store, probe: probe, transcode: transcode, images: images, recorder: recorder)))
         return recorder.map { [IngestDeathObserver(recorder: $0)] } ?? []
     }
 }

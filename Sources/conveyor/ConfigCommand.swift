@@ -5,6 +5,7 @@ import Images
 import Logging
 import Mail
 import Operations
+import Storage
 import Summaries
 import Video
 
@@ -59,7 +60,10 @@ enum Settings {
         "REDIS_URL", "DATABASE_URL", "CONVEYOR_NAMESPACE", "CONVEYOR_QUEUES", "CONVEYOR_CONCURRENCY", "CONVEYOR_LOG_LEVEL",
         "CONVEYOR_LOG_FORMAT", "CONVEYOR_METRICS_ADDR", "CONVEYOR_METRICS_POLL_SECONDS",
         "CONVEYOR_RESULTS_BATCH", "CONVEYOR_RESULTS_BUFFER", "CONVEYOR_RESULTS_FLUSH_MS", "CONVEYOR_RESULTS_WRITERS",
-        "CONVEYOR_MEDIA_ROOT",
+        "CONVEYOR_MEDIA_ROOT", "CONVEYOR_MEDIA_STORE", "CONVEYOR_SCRATCH_DIR", "CONVEYOR_MEDIA_CACHE_CONTROL",
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "CONVEYOR_S3_PATH_STYLE", "CONVEYOR_S3_CA_FILE", "CONVEYOR_S3_MULTIPART_MB",
+        "CONVEYOR_S3_PART_MB", "CONVEYOR_S3_PARALLEL_PARTS",
         "CONVEYOR_IMAGE_MAX_MEGAPIXELS", "CONVEYOR_IMAGE_MAX_DIMENSION", "CONVEYOR_IMAGE_MAX_FILE_MB", "CONVEYOR_IMAGE_MAX_FRAMES",
         "CONVEYOR_IMAGE_MAX_PROGRESSIVE_MEGAPIXELS", "CONVEYOR_IMAGE_TIMEOUT_SECONDS", "CONVEYOR_IMAGE_WEBP_EFFORT",
         "CONVEYOR_IMAGE_AVIF_EFFORT", "CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD", "CONVEYOR_IMAGE_IN_PROCESS",
@@ -83,6 +87,7 @@ enum Settings {
     /// Read by the project's scripts and tests, not by the worker: not reported as unknown.
     static let scripts: Set<String> = [
         "CONVEYOR_BIN", "CONVEYOR_TEST_TIMEOUT", "CONVEYOR_REDIS_PORT", "CONVEYOR_PG_PORT", "CONVEYOR_BENCH_CONCURRENCY",
+        "CONVEYOR_S3_PORT", "CONVEYOR_TEST_S3_ENDPOINT", "CONVEYOR_TEST_S3_ACCESS_KEY", "CONVEYOR_TEST_S3_SECRET_KEY",
     ]
 
     /// `CONVEYOR_*` names in `environment` that nothing reads.
@@ -116,6 +121,10 @@ enum Settings {
         withoutRoot["CONVEYOR_MEDIA_ROOT"] = nil
         check { _ = try ImagesConfiguration(environment: withoutRoot) }
         check { _ = try VideoConfiguration(environment: environment) }
+        check {
+            guard case .s3 = try MediaStoreSettings(environment: withoutRoot).kind else { return }
+            _ = try S3Configuration(environment: environment)
+        }
         check { _ = try MailConfiguration(environment: environment) }
         check { _ = try SummariesConfiguration(environment: environment) }
         return errors

@@ -16,6 +16,8 @@ CURLcode cshims_curl_setopt_slist(CURL *handle, CURLoption option, struct curl_s
 CURLcode cshims_curl_setopt_write_function(CURL *handle, CURLoption option, curl_write_callback value);
 CURLcode cshims_curl_setopt_read_function(CURL *handle, curl_read_callback value);
 CURLcode cshims_curl_setopt_xferinfo_function(CURL *handle, curl_xferinfo_callback value);
+/* CURLOPT_SEEKFUNCTION: lets libcurl rewind an upload body (a resend on a fresh connection after a kept-alive one died). */
+CURLcode cshims_curl_setopt_seek_function(CURL *handle, curl_seek_callback value);
 
 CURLcode cshims_curl_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode cshims_curl_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value);

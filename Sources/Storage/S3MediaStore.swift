@@ -1,0 +1,155 @@
+public import ConveyorCore
+import Foundation
+import Synchronization
+
+/// Media in an S3-compatible bucket (`CONVEYOR_MEDIA_STORE=s3://bucket/prefix`): a job's inputs are streamed to a
+/// private scratch root on this machine (bounded by the job's size limits while streaming), its helpers work
+/// there as on a local root, and what they wrote is uploaded under the same keys, then the scratch root goes.
+/// Keys keep the local root's rules (relative, no `..`); the object key is the prefix, a slash, and the key.
+public final class S3MediaStore: MediaStore {
+    public let client: S3Client
+    public let bucket: String
+    public let prefix: String
+    /// Where scratch roots are made, one per job: `<scratch>/<pid>-<jid>-<random>`, mode 0700.
+    public let scratch: String
+    /// `Cache-Control` of every uploaded output (CONVEYOR_MEDIA_CACHE_CONTROL); nil sends none.
+    public let cacheControl: String?
+    public var location: String { "s3://" + bucket + (prefix.isEmpty ? "" : "/" + prefix) }
+
+    /// The staged root of the job this task runs, shared by nested `staged` calls.
+    @TaskLocal static var active: Staging?
+
+    final class Staging: Sendable {
+        let store: ObjectIdentifier
+        let root: MediaRoot
+        /// Inputs fetched, with what they looked like then: an input a job rewrote in place is an output too.
+        let inputs = Mutex<[String: FileStamp]>([:])
+
+        init(store: ObjectIdentifier, root: MediaRoot) {
+            self.store = store
+            self.root = root
+        }
+    }
+
+    struct FileStamp: Equatable, Sendable {
+        var size: Int64
+        var modified: Int
+        var inode: UInt64
+
+        init?(_ path: String) {
+            var s = stat()
+            guard stat(path, &s) == 0 else { return nil }
+            size = Int64(s.st_size)
+            modified = Int(s.st_mtim.tv_sec) * 1_000_000_000 + Int(s.st_mtim.tv_nsec)
+            inode = UInt64(s.st_ino)
+        }
+    }
+
+    /// - Parameter scratch: created (0700) when missing; scratch roots a dead process left there are removed.
+    public init(client: S3Client, location: S3Location, scratch: String, cacheControl: String? = nil) throws(JobFailure) {
+        self.client = client
+        self.bucket = location.bucket
+        self.prefix = location.prefix
+        self.cacheControl = cacheControl
+        let absolute = scratch.hasPrefix("/") ? scratch : FileManager.default.currentDirectoryPath + "/" + scratch
+        do {
+            try FileManager.default.createDirectory(atPath: absolute, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw .transient(.mediaRootUnavailable, "cannot create the scratch folder \(absolute) (CONVEYOR_SCRATCH_DIR): \(error)")
+        }
+        self.scratch = absolute
+        Self.removeStale(in: absolute)
+    }
+
+    /// The object key of a media key.
+    public func objectKey(_ key: String) -> String { prefix.isEmpty ? key : prefix + "/" + key }
+
+    public func staged<T: Sendable>(
+        _ inputs: [MediaInput], jid: String, deadline: ContinuousClock.Instant, _ body: (MediaRoot) async throws -> T
+    ) async throws -> T {
+        if let active = Self.active, active.store == ObjectIdentifier(self) {
+            try await fetch(inputs, into: active, deadline: deadline)
+            return try await body(active.root)
+        }
+        let safeJID = String(jid.unicodeScalars.filter { $0.properties.isAlphabetic || ("0"..."9").contains($0) }.prefix(40))
+        let directory = scratch + "/\(getpid())-\(safeJID)-\(UInt32.random(in: 0...UInt32.max))"
+        guard mkdir(directory, 0o700) == 0 else {
+            throw JobFailure.transient(.mediaWriteFailed, "cannot create a scratch root under \(scratch): \(String(cString: strerror(errno)))")
+        }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let staging = Staging(store: ObjectIdentifier(self), root: try MediaRoot(directory, create: false))
+        return try await Self.$active.withValue(staging) {
+            try await fetch(inputs, into: staging, deadline: deadline)
+            let result = try await body(staging.root)
+            try await publish(staging, deadline: deadline)
+            return result
+        }
+    }
+
+    private func fetch(_ inputs: [MediaInput], into staging: Staging, deadline: ContinuousClock.Instant) async throws {
+        for input in inputs {
+            if staging.inputs.withLock({ $0[input.key] != nil }) { continue }
+            try MediaRoot.validate(input.key, field: input.field)
+            let path = try staging.root.destination(input.key, field: input.field)
+            _ = try await client.get(bucket: bucket, key: objectKey(input.key), to: path, maxBytes: input.maxBytes, deadline: deadline)
+            let stamp = FileStamp(path)
+            staging.inputs.withLock { $0[input.key] = stamp }
+        }
+    }
+
+    /// Uploads every regular file under the staged root that is not an untouched input; dot-files (temporaries,
+    /// progress files) stay behind.
+    private func publish(_ staging: Staging, deadline: ContinuousClock.Instant) async throws {
+        let root = staging.root.path
+        let inputs = staging.inputs.withLock { $0 }
+        var outputs: [String] = []
+        if let walker = FileManager.default.enumerator(atPath: root) {
+            while let relative = walker.nextObject() as? String {
+                let name = (relative as NSString).lastPathComponent
+                if name.hasPrefix(".") {
+                    if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeDirectory { walker.skipDescendants() }
+                    continue
+                }
+                guard (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular else { continue }
+                if let before = inputs[relative], before == FileStamp(root + "/" + relative) { continue }
+                outputs.append(relative)
+            }
+        }
+        for key in outputs.sorted() {
+            try await client.put(
+                bucket: bucket, key: objectKey(key), from: root + "/" + key, contentType: Self.contentType(of: key),
+                cacheControl: cacheControl, deadline: deadline)
+        }
+    }
+
+    /// The `Content-Type` an output gets, from its extension.
+    static func contentType(of key: String) -> String {
+        switch (key as NSString).pathExtension.lowercased() {
+        case "jpg", "jpeg": "image/jpeg"
+        case "png": "image/png"
+        case "webp": "image/webp"
+        case "gif": "image/gif"
+        case "avif": "image/avif"
+        case "heic", "heif": "image/heif"
+        case "mp4", "m4v": "video/mp4"
+        case "mov": "video/quicktime"
+        case "webm": "video/webm"
+        case "m4a": "audio/mp4"
+        case "mp3": "audio/mpeg"
+        case "json": "application/json"
+        default: "application/octet-stream"
+        }
+    }
+
+    /// Scratch roots of processes that are gone (a crash, kill -9), and of an earlier process with this pid.
+    static func removeStale(in scratch: String) {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: scratch) else { return }
+        let me = getpid()
+        for entry in entries {
+            guard let pid = entry.split(separator: "-").first.flatMap({ Int32($0) }) else { continue }
+            if pid == me || (kill(pid, 0) != 0 && errno == ESRCH) {
+                try? FileManager.default.removeItem(atPath: scratch + "/" + entry)
+            }
+        }
+    }
+}

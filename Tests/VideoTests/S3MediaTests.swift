@@ -1,0 +1,239 @@
+import ConveyorCore
+import Foundation
+import Images
+import Logging
+import Sandbox
+import Storage
+import Testing
+
+@testable import Video
+
+/// The media jobs with their media in a bucket of the SeaweedFS that scripts/services.sh starts: sources are
+/// downloaded to a scratch root, the helpers (real `conveyor helper` processes) work there, outputs go back up.
+@Suite(.enabled(if: S3Media.endpoint != nil, "needs CONVEYOR_TEST_S3_ENDPOINT (scripts/services.sh start)"))
+struct S3MediaTests {
+    /// A bucket of its own, a scratch folder inside the fixture's directory (the helpers' writable path).
+    func store(_ fixture: MediaFixture, endpoint: String? = nil, secret: String? = nil) async throws -> S3MediaStore {
+        let bucket = "media-" + UUID().uuidString.prefix(13).lowercased()
+        let admin = S3Client(S3Media.configuration())
+        try await admin.createBucket(bucket, deadline: .now + .seconds(10))
+        let client = S3Client(S3Media.configuration(secret: secret, endpoint: endpoint))
+        return try S3MediaStore(
+            client: client, location: S3Location(bucket: bucket), scratch: fixture.directory + "/scratch", cacheControl: "public, max-age=60")
+    }
+
+    func put(_ store: S3MediaStore, _ fixture: MediaFixture, _ key: String, type: String = "application/octet-stream") async throws {
+        try await store.client.put(
+            bucket: store.bucket, key: key, from: fixture.path(key), contentType: type, cacheControl: nil, deadline: .now + .seconds(20))
+    }
+
+    func head(_ store: S3MediaStore, _ key: String) async throws -> S3ObjectInfo? {
+        try await S3Client(S3Media.configuration()).head(bucket: store.bucket, key: key, deadline: .now + .seconds(10))
+    }
+
+    func download(_ store: S3MediaStore, _ key: String, to path: String) async throws {
+        _ = try await S3Client(S3Media.configuration()).get(
+            bucket: store.bucket, key: key, to: path, maxBytes: 1 << 30, deadline: .now + .seconds(20))
+    }
+
+    func scratchIsEmpty(_ store: S3MediaStore) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: store.scratch)) ?? []).isEmpty
+    }
+
+    func images(_ fixture: MediaFixture, store: S3MediaStore) throws -> (ImagesConfiguration, HelperPool) {
+        var configuration = try ImagesConfiguration(environment: [
+            "CONVEYOR_MEDIA_ROOT": fixture.root.path, "CONVEYOR_HELPER_BIN": conveyorBinary(), "CONVEYOR_HELPERS": "1",
+        ])
+        configuration.store = store
+        configuration.pool.limits.writablePaths = [store.scratch]
+        return (configuration, HelperPool(configuration.pool, operations: ImagesJobs.helperOperations))
+    }
+
+    @Test func thumbnailsAndACleanCopyGoBackToTheBucket() async throws {
+        let fixture = try MediaFixture()
+        let store = try await store(fixture)
+        try FileManager.default.createDirectory(atPath: fixture.path("uploads"), withIntermediateDirectories: true)
+        _ = try await runAsync("/usr/bin/convert", ["-size", "800x600", "gradient:red-blue", fixture.path("uploads/photo.jpg")])
+        _ = try await runAsync("/usr/bin/exiftool", [
+            "-overwrite_original", "-GPSLatitude=48.85", "-GPSLatitudeRef=N", "-GPSLongitude=2.35", "-GPSLongitudeRef=E",
+            "-SerialNumber=123456", fixture.path("uploads/photo.jpg"),
+        ])
+        try await put(store, fixture, "uploads/photo.jpg", type: "image/jpeg")
+        try FileManager.default.removeItem(atPath: fixture.path("uploads/photo.jpg"))
+        let (configuration, pool) = try images(fixture, store: store)
+        defer { pool.shutdown() }
+
+        let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool)
+        let clean = try await strip.perform(fixture.job("image.strip_metadata", ["source": "uploads/photo.jpg"]))
+        #expect(clean["key"] == "uploads/photo.clean.jpg")
+        let cleanInfo = try #require(try await head(store, "uploads/photo.clean.jpg"))
+        #expect(cleanInfo.contentType == "image/jpeg")
+        #expect(cleanInfo.cacheControl == "public, max-age=60")
+        try await download(store, "uploads/photo.clean.jpg", to: fixture.directory + "/clean.jpg")
+        let tags = try await runAsync("/usr/bin/exiftool", ["-j", "-G", "-a", fixture.directory + "/clean.jpg"])
+        #expect(!tags.contains("GPS") && !tags.contains("SerialNumber"), "the object in the bucket carries no location: \(tags)")
+
+        let thumbnail = ImageJobHandler(kind: .thumbnail, configuration: configuration, pool: pool)
+        let result = try await thumbnail.perform(fixture.job("image.thumbnail", [
+            "source": "uploads/photo.jpg", "destination": "thumbs/photo",
+            "variants": [["name": "small", "width": 160, "height": 160, "fit": "cover", "format": "webp"]],
+        ]))
+        #expect(result["variants"]?[0]?["key"] == "thumbs/photo/small.webp")
+        #expect(try await head(store, "thumbs/photo/small.webp")?.contentType == "image/webp")
+        // The source was only read: it is not uploaded again, and nothing is left on this machine.
+        #expect(try await head(store, "uploads/photo.jpg")?.contentType == "image/jpeg")
+        #expect(scratchIsEmpty(store))
+    }
+
+    @Test func transcodeAndPosterAndTheIngestRowNameTheBucket() async throws {
+        let fixture = try MediaFixture()
+        let store = try await store(fixture)
+        try await fixture.clip("clips/c.mp4", size: "640x360", seconds: 1)
+        try await put(store, fixture, "clips/c.mp4", type: "video/mp4")
+        try FileManager.default.removeItem(atPath: fixture.path("clips/c.mp4"))
+        var configuration = VideoConfiguration()
+        configuration.helperPool.executable = conveyorBinary()
+        configuration.helperPool.size = 1
+        configuration.helperPool.limits.writablePaths = [store.scratch]
+        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        defer { pool.shutdown() }
+        let probe = ProbeHandler(store: store, configuration: configuration, pool: pool)
+        let transcode = TranscodeHandler(store: store, configuration: configuration, pool: pool)
+
+        let result = try await transcode.perform(fixture.job("video.transcode", ["source": "clips/c.mp4", "profile": "720p"]))
+        #expect(result["output"] == "clips/c.720p.mp4")
+        let output = try #require(try await head(store, "clips/c.720p.mp4"))
+        #expect(output.contentType == "video/mp4")
+        #expect(output.size == result["output_bytes"]?.intValue)
+        #expect(try await head(store, "clips/c.poster.jpg")?.contentType == "image/jpeg")
+        #expect(scratchIsEmpty(store))
+
+        let recorder = RowRecorder()
+        let ingest = IngestHandler(store: store, probe: probe, transcode: transcode, images: nil, recorder: recorder)
+        let row = try await ingest.perform(fixture.job("media.ingest", ["upload_id": "u-s3", "source": "clips/c.mp4"]))
+        #expect(row["status"] == "ready")
+        #expect(row["store"] == JSONValue(store.location))
+        #expect(row["variants"]?[0]?["key"] == "clips/c.1080p.mp4")
+        #expect(try await head(store, "clips/c.1080p.mp4")?.contentType == "video/mp4")
+        #expect(recorder.rows.withLock { $0["u-s3"] } == row.objectValue)
+        #expect(scratchIsEmpty(store))
+    }
+
+    @Test func missingOversizedAndRefusedObjectsFailWithTheirClasses() async throws {
+        let fixture = try MediaFixture()
+        let store = try await store(fixture)
+        try await fixture.clip("big.mp4", seconds: 1)
+        try await put(store, fixture, "big.mp4")
+        var configuration = VideoConfiguration()
+        configuration.helperPool.inProcess = true
+        configuration.maxSourceBytes = 1000
+        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        let probe = ProbeHandler(store: store, configuration: configuration, pool: pool)
+
+        func failure(_ handler: ProbeHandler, _ source: String) async -> JobFailure? {
+            do {
+                _ = try await handler.perform(fixture.job("video.probe", ["source": .string(source)]))
+                return nil
+            } catch { return JobFailure(error) }
+        }
+        let missing = await failure(probe, "nope.mp4")
+        #expect(missing?.errorClass == "SourceNotFound" && missing?.isPermanent == true)
+        let oversized = await failure(probe, "big.mp4")
+        #expect(oversized?.errorClass == "StorageObjectTooLarge" && oversized?.isPermanent == true)
+        let escaping = await failure(probe, "../etc/passwd")
+        #expect(escaping?.errorClass == "PathOutsideMediaRoot")
+
+        let wrong = try await self.store(fixture, secret: "not-the-secret")
+        try await S3Client(S3Media.configuration()).put(
+            bucket: wrong.bucket, key: "big.mp4", from: fixture.path("big.mp4"), contentType: "video/mp4", cacheControl: nil,
+            deadline: .now + .seconds(20))
+        let denied = await failure(ProbeHandler(store: wrong, configuration: configuration, pool: pool), "big.mp4")
+        #expect(denied?.errorClass == "StorageAccessDenied" && denied?.isPermanent == true)
+        #expect(scratchIsEmpty(store) && scratchIsEmpty(wrong))
+    }
+
+    /// The store goes away while an output is uploading: the job fails as retryable, no object (whole or half) is
+    /// visible, nothing is left in scratch, and the retry (the store back) publishes the output.
+    @Test func aStoreThatDiesMidUploadLeavesNoHalfObjectAndTheRetryPublishes() async throws {
+        let fixture = try MediaFixture()
+        let direct = try await store(fixture)
+        try await fixture.clip("clips/d.mp4", size: "640x360", seconds: 2)
+        try await put(direct, fixture, "clips/d.mp4", type: "video/mp4")
+        let port = Int(URL(string: S3Media.endpoint!)!.port!)
+        let proxy = try CuttingProxy(target: port, limit: 4096)
+        defer { proxy.stop() }
+        let cut = try S3MediaStore(
+            client: S3Client(S3Media.configuration(endpoint: "http://127.0.0.1:\(proxy.port)")),
+            location: S3Location(bucket: direct.bucket), scratch: direct.scratch)
+        var configuration = VideoConfiguration()
+        configuration.helperPool.inProcess = true
+        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        let arguments: JSONValue = ["source": "clips/d.mp4", "profile": "720p", "poster": false]
+
+        var failure: JobFailure?
+        do {
+            _ = try await TranscodeHandler(store: cut, configuration: configuration, pool: pool).perform(fixture.job("video.transcode", arguments))
+        } catch { failure = JobFailure(error) }
+        #expect(failure?.errorClass == "StorageUnavailable" && failure?.isPermanent == false, "\(String(describing: failure))")
+        #expect(try await head(direct, "clips/d.720p.mp4") == nil, "no half object")
+        #expect(try await S3Client(S3Media.configuration()).multipartUploads(bucket: direct.bucket, deadline: .now + .seconds(10)).isEmpty)
+        #expect(scratchIsEmpty(direct))
+
+        let retried = try await TranscodeHandler(store: direct, configuration: configuration, pool: pool)
+            .perform(fixture.job("video.transcode", arguments))
+        let bytes = try #require(retried["output_bytes"]?.intValue)
+        #expect(bytes > 4096, "the output is larger than what the proxy let through")
+        #expect(try await head(direct, "clips/d.720p.mp4")?.size == bytes)
+    }
+
+    @Test func scratchRootsOfDeadProcessesAreRemovedAtStart() throws {
+        let fixture = try MediaFixture()
+        let scratch = fixture.directory + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch + "/999999-deadjob-1/uploads", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: scratch + "/999999-deadjob-1/uploads/a.jpg"))
+        try FileManager.default.createDirectory(atPath: scratch + "/1-livejob-2", withIntermediateDirectories: true)
+        _ = try S3MediaStore(client: S3Client(S3Media.configuration()), location: S3Location(bucket: "unused"), scratch: scratch)
+        let left = try FileManager.default.contentsOfDirectory(atPath: scratch)
+        #expect(left == ["1-livejob-2"], "a live process's (pid 1) root stays, a dead one's goes")
+    }
+}
+
+/// The SeaweedFS of scripts/services.sh, from the test-only variables it exports.
+enum S3Media {
+    static let environment = ProcessInfo.processInfo.environment
+    static let endpoint = environment["CONVEYOR_TEST_S3_ENDPOINT"]
+
+    static func configuration(secret: String? = nil, endpoint: String? = nil) -> S3Configuration {
+        S3Configuration(
+            endpoint: endpoint ?? Self.endpoint ?? "", accessKeyID: environment["CONVEYOR_TEST_S3_ACCESS_KEY"] ?? "",
+            secretAccessKey: secret ?? environment["CONVEYOR_TEST_S3_SECRET_KEY"] ?? "", pathStyle: true)
+    }
+}
+
+/// cutting_proxy.py: forwards to the store until `limit` bytes went up, then drops everything.
+final class CuttingProxy: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+
+    init(target: Int, limit: Int) throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("cutting_proxy.py").path
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script, String(target), String(limit)]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { throw CocoaError(.fileReadUnknown) }
+            line.append(chunk)
+        }
+        port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))!
+    }
+
+    /// SIGKILL: a test process may have SIGTERM ignored, which its children inherit.
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
