@@ -118,7 +118,7 @@ let package = Package(
         // Benchmarks/video/run.sh drives this; not run by the tests.
         .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
         .testTarget(
-            name: "VideoTests", dependencies: ["Video", "Images", "AV", "Sandbox", "Storage", "ConveyorCore", "Postgres"],
+            name: "VideoTests", dependencies: ["Video", "Images", "AV", "Sandbox", "Storage", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
             exclude: ["cutting_proxy.py"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore", "SidekiqQueue", "Redis"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl"], swiftSettings: swiftSettings),

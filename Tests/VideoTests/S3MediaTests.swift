@@ -2,6 +2,9 @@ import ConveyorCore
 import Foundation
 import Images
 import Logging
+import Postgres
+import Redis
+import SidekiqQueue
 import Sandbox
 import Storage
 import Testing
@@ -235,5 +238,65 @@ final class CuttingProxy: @unchecked Sendable {
     func stop() {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+}
+
+/// A whole `conveyor worker` configured for a bucket: the composition builds one store for the image and video
+/// families, the sandboxed helpers write only in the scratch folder, and the upload's row names the bucket.
+@Suite(.enabled(
+    if: S3Media.endpoint != nil && S3Media.environment["REDIS_URL"] != nil && S3Media.environment["DATABASE_URL"] != nil,
+    "needs the S3, Redis and PostgreSQL servers of scripts/services.sh"))
+struct S3WorkerTests {
+    @Test func aWorkerIngestsAnUploadFromTheBucket() async throws {
+        let fixture = try MediaFixture()
+        let bucket = "worker-" + UUID().uuidString.prefix(12).lowercased()
+        let client = S3Client(S3Media.configuration())
+        try await client.createBucket(bucket, deadline: .now + .seconds(10))
+        try FileManager.default.createDirectory(atPath: fixture.path("uploads"), withIntermediateDirectories: true)
+        _ = try await runAsync("/usr/bin/convert", ["-size", "640x480", "plasma:", fixture.path("uploads/e2e.jpg")])
+        _ = try await runAsync("/usr/bin/exiftool", ["-overwrite_original", "-GPSLatitude=48.85", "-GPSLatitudeRef=N", fixture.path("uploads/e2e.jpg")])
+        try await client.put(
+            bucket: bucket, key: "uploads/e2e.jpg", from: fixture.path("uploads/e2e.jpg"), contentType: "image/jpeg", cacheControl: nil,
+            deadline: .now + .seconds(20))
+
+        let environment = S3Media.environment
+        let namespace = "s3w-" + UUID().uuidString.prefix(8).lowercased()
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: conveyorBinary())
+        worker.arguments = ["worker", "--namespace", namespace, "--queues", "media", "-c", "2"]
+        worker.environment = environment.merging([
+            "CONVEYOR_MEDIA_STORE": "s3://\(bucket)", "AWS_ENDPOINT_URL_S3": S3Media.endpoint!, "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": environment["CONVEYOR_TEST_S3_ACCESS_KEY"] ?? "",
+            "AWS_SECRET_ACCESS_KEY": environment["CONVEYOR_TEST_S3_SECRET_KEY"] ?? "",
+            "CONVEYOR_SCRATCH_DIR": fixture.directory + "/scratch", "CONVEYOR_MAIL_OUTBOX": fixture.directory + "/outbox",
+            "CONVEYOR_HELPERS": "1", "CONVEYOR_VIDEO_HELPERS": "1",
+        ]) { _, new in new }
+        let log = Pipe()
+        worker.standardOutput = log
+        worker.standardError = log
+        try worker.run()
+        defer {
+            kill(worker.processIdentifier, SIGKILL)
+            worker.waitUntilExit()
+        }
+
+        let redis = RedisThread(try RedisEndpoint(url: environment["REDIS_URL"]!), name: "s3-worker-test")
+        defer { redis.stop() }
+        let upload = "up-" + UUID().uuidString.prefix(8).lowercased()
+        try await JobClient(redis: redis, keys: QueueKeys(namespace: namespace))
+            .enqueue("media.ingest", arguments: ["upload_id": .string(upload), "source": "uploads/e2e.jpg"], queue: "media")
+
+        let database = try PostgresConnection(url: environment["DATABASE_URL"]!)
+        let deadline = ContinuousClock.now + .seconds(60)
+        var row: [String?] = []
+        while ContinuousClock.now < deadline {
+            let result = try database.query(
+                "SELECT status, details->>'store', details->>'clean' FROM conveyor.media_uploads WHERE upload_id = $1", [upload])
+            if let first = result.rows.first { row = first; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(row == ["ready", "s3://\(bucket)", "uploads/e2e.clean.jpg"], "no ready row for the upload")
+        #expect(try await client.head(bucket: bucket, key: "uploads/e2e.clean.jpg", deadline: .now + .seconds(10))?.contentType == "image/jpeg")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: fixture.directory + "/scratch")) ?? []).isEmpty)
     }
 }
