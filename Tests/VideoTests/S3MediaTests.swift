@@ -189,6 +189,24 @@ struct S3MediaTests {
         #expect(try await head(direct, "clips/d.720p.mp4")?.size == bytes)
     }
 
+    /// A 200 MB output (a long transcode's size) goes up as a multipart upload in parallel parts and arrives whole.
+    @Test func aLargeOutputGoesUpInPartsAndArrivesWhole() async throws {
+        let fixture = try MediaFixture()
+        let store = try await store(fixture)
+        let size = 200 << 20
+        let digest = try await store.staged([], jid: "large", deadline: .now + .seconds(120)) { root -> String in
+            let path = try root.destination("renditions/large.mp4", field: "output")
+            _ = try await runAsync("/usr/bin/dd", ["if=/dev/urandom", "of=\(path)", "bs=1M", "count=\(size >> 20)", "status=none"])
+            return try await runAsync("/usr/bin/sha256sum", [path]).prefix(64).description
+        }
+        let info = try #require(try await head(store, "renditions/large.mp4"))
+        #expect(info.size == size)
+        #expect(info.contentType == "video/mp4")
+        try await download(store, "renditions/large.mp4", to: fixture.directory + "/large.mp4")
+        #expect(try await runAsync("/usr/bin/sha256sum", [fixture.directory + "/large.mp4"]).prefix(64).description == digest)
+        #expect(scratchIsEmpty(store))
+    }
+
     @Test func scratchRootsOfDeadProcessesAreRemovedAtStart() throws {
         let fixture = try MediaFixture()
         let scratch = fixture.directory + "/scratch"
