@@ -13,11 +13,12 @@ final class PrivateRedis: @unchecked Sendable {
 
     var url: String { "redis://127.0.0.1:\(port)/0" }
 
-    init() throws {
+    /// - Parameter started: false leaves the port closed until `start()`.
+    init(started: Bool = true) throws {
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("conveyor-redis-\(Job.newJID().prefix(10))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         port = try Self.freePort()
-        try start()
+        if started { try start() }
     }
 
     /// A port the kernel just handed out for loopback, free again once the probe socket is closed.

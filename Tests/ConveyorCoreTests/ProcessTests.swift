@@ -161,6 +161,40 @@ import SidekiqQueue
         try await redis.clean()
     }
 
+    /// A worker started before its Redis waits for it (not ready meanwhile) instead of exiting, then serves.
+    @Test func aWorkerStartedBeforeRedisWaitsForItThenServes() async throws {
+        let redis = try PrivateRedis(started: false)
+        let metricsPort = try PrivateRedis.freePort()
+        let worker = try WorkerProcess(
+            redisURL: redis.url, namespace: nil,
+            arguments: ["--queues", "default", "--metrics-addr", "127.0.0.1:\(metricsPort)", "--heartbeat-interval", "200ms"],
+            environment: ["DATABASE_URL": ""])
+        func readiness() async throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(metricsPort)/readyz"]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return text
+        }
+        try await eventually("the worker says it waits for Redis", timeout: .seconds(20)) {
+            worker.log.contains("registering this worker process") && worker.log.contains("failed; retrying")
+        }
+        #expect(worker.process.isRunning, "it did not exit")
+        try await eventually("/readyz answers 503", timeout: .seconds(10)) { try await readiness() == "503" }
+
+        try redis.start()
+        let thread = RedisThread(try RedisEndpoint(url: redis.url), name: "late-redis")
+        defer { thread.stop() }
+        let jid = try await JobClient(redis: thread, keys: QueueKeys()).enqueue("noop")
+        try await eventually("the job ran once Redis came up", timeout: .seconds(30)) { worker.succeeded.contains(jid) }
+        try await eventually("/readyz answers 200", timeout: .seconds(10)) { try await readiness() == "200" }
+        #expect(try await worker.terminate() == 0)
+    }
+
     /// Sidekiq's own tools against a running worker: the Busy page's `Workers`, "Add to queue" on a job Conveyor
     /// scheduled, "Retry Now" on a retry, the dead set for a job whose args are refused, `retry: false`.
     @Test func sidekiqsToolsSeeWhatConveyorDoes() async throws {

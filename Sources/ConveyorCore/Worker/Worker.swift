@@ -112,7 +112,10 @@ public final class Worker: Service {
     }
 
     private func drain() async throws {
-        try await heartbeat()
+        guard await register() else {
+            backend.close()
+            return
+        }
         logger.info(
             "worker started",
             metadata: [
@@ -153,6 +156,26 @@ public final class Worker: Service {
         await deregister()
         logger.info("worker stopped", metadata: ["requeued": "\(requeued)"])
         backend.close()
+    }
+
+    /// The first heartbeat. A worker may start before its Redis does (a pod scheduled first, a restart under way):
+    /// it keeps trying, with backoff up to 5 s and one log line per outage, until the heartbeat lands or shutdown
+    /// begins (then false). Until then nothing is fetched, and `/readyz` says 503.
+    private func register() async -> Bool {
+        let outage = OutageLog("registering this worker process (waiting for the queue backend)")
+        var attempt = 0
+        while !stopping.isSet {
+            do {
+                try await heartbeat()
+                outage.succeeded(logger: logger)
+                return true
+            } catch {
+                outage.failed(error, logger: logger)
+                attempt += 1
+                _ = await stopping.wait(timeout: .milliseconds(min(5000, 100 << min(attempt, 6))))
+            }
+        }
+        return false
     }
 
     // MARK: Fetching
