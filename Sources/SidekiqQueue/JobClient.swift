@@ -5,10 +5,13 @@ public import Redis
 public struct JobClient: Sendable {
     public let redis: RedisThread
     public let keys: QueueKeys
+    /// After each push, wait for this many replicas to have it (`WAIT`; 0: don't).
+    public let replicas: ReplicaWait
 
-    public init(redis: RedisThread, keys: QueueKeys) {
+    public init(redis: RedisThread, keys: QueueKeys, replicas: ReplicaWait = .none) {
         self.redis = redis
         self.keys = keys
+        self.replicas = replicas
     }
 
     /// Enqueues one job and returns its jid.
@@ -41,8 +44,9 @@ public struct JobClient: Sendable {
             }
             return [RedisCommand("SADD", keys.queues, queue), RedisCommand("LPUSH", keys.queue(queue), payload.bytes)]
         }
+        let replicas = replicas
         try await redis.run { connection in
-            for reply in try connection.pipeline(commands) { try reply.check() }
+            for reply in try connection.pipeline(commands + replicas.commands) { try reply.check() }
         }
     }
 }

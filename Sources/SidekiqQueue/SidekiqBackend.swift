@@ -15,6 +15,8 @@ public final class SidekiqBackend: QueueBackend {
     public let identity: String
     public let keys: QueueKeys
     public let deadSet: DeadSetLimits
+    /// Replicas each batch of completions waits for (`CONVEYOR_REDIS_WAIT_REPLICAS`).
+    public let replicas: ReplicaWait
     public var journalName: String { keys.outcomes(identity) }
 
     private let endpoint: RedisEndpoint
@@ -27,8 +29,9 @@ public final class SidekiqBackend: QueueBackend {
 
     public init(
         redis endpoint: RedisEndpoint, keys: QueueKeys = QueueKeys(), identity: String, deadSet: DeadSetLimits = DeadSetLimits(),
-        logger: Logger = Logger(label: "conveyor.worker")
+        replicas: ReplicaWait = .none, logger: Logger = Logger(label: "conveyor.worker")
     ) {
+        self.replicas = replicas
         self.endpoint = endpoint
         self.keys = keys
         self.identity = identity
@@ -99,12 +102,18 @@ public final class SidekiqBackend: QueueBackend {
             now: JobTime.now(), limits: deadSet)
         let count = moves.count
         let logger = logger
+        let wait = replicas
         return try await ackRedis.run { [commands] connection in
             if resent, try connection.command("GET", marker).check().text == String(sequence) {
                 // Applied before the reply was lost: whole, journal included.
                 return true
             }
-            let replies = try connection.pipeline(commands)
+            var replies = try connection.pipeline(commands + wait.commands)
+            if wait.replicas > 0, let reached = replies.popLast()?.int, reached < wait.replicas {
+                logger.warning(
+                    "a batch of job completions reached fewer replicas than CONVEYOR_REDIS_WAIT_REPLICAS in time",
+                    metadata: ["replicas": "\(reached)", "wanted": "\(wait.replicas)"])
+            }
             do throws(RedisError) {
                 try SidekiqCommands.checkBatch(replies, count: count)
                 return true

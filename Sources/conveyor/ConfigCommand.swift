@@ -5,6 +5,7 @@ import Images
 import Logging
 import Mail
 import Operations
+import SidekiqQueue
 import Storage
 import Summaries
 import Video
@@ -57,7 +58,7 @@ struct ConfigCommand: ParsableCommand {
 /// Every setting Conveyor reads, and the checks `conveyor worker` applies to them at start-up.
 enum Settings {
     static let known: [String] = [
-        "REDIS_URL", "DATABASE_URL", "CONVEYOR_NAMESPACE", "CONVEYOR_QUEUES", "CONVEYOR_CONCURRENCY", "CONVEYOR_LOG_LEVEL",
+        "REDIS_URL", "DATABASE_URL", "CONVEYOR_NAMESPACE", "CONVEYOR_REDIS_WAIT_REPLICAS", "CONVEYOR_REDIS_WAIT_TIMEOUT_MS", "CONVEYOR_QUEUES", "CONVEYOR_CONCURRENCY", "CONVEYOR_LOG_LEVEL",
         "CONVEYOR_LOG_FORMAT", "CONVEYOR_METRICS_ADDR", "CONVEYOR_METRICS_POLL_SECONDS",
         "CONVEYOR_RESULTS_BATCH", "CONVEYOR_RESULTS_BUFFER", "CONVEYOR_RESULTS_FLUSH_MS", "CONVEYOR_RESULTS_WRITERS",
         "CONVEYOR_MEDIA_ROOT", "CONVEYOR_MEDIA_STORE", "CONVEYOR_SCRATCH_DIR", "CONVEYOR_MEDIA_CACHE_CONTROL",
@@ -105,6 +106,7 @@ enum Settings {
         check { _ = try EnvironmentNumber.int("CONVEYOR_CONCURRENCY", in: environment, default: 10, range: 1...10_000) }
         check { _ = try EnvironmentNumber.double("CONVEYOR_METRICS_POLL_SECONDS", in: environment, default: 5, range: 0.5...3600) }
         check { _ = try ResultStore.Configuration(environment: environment) }
+        check { _ = try ReplicaWait(environment: environment) }
         if let text = environment["CONVEYOR_LOG_LEVEL"], !text.isEmpty, Logger.Level(rawValue: text.lowercased()) == nil {
             errors.append("CONVEYOR_LOG_LEVEL=\(text) is not one of trace, debug, info, notice, warning, error, critical")
         }

@@ -53,7 +53,8 @@ struct EnqueueCommand: AsyncParsableCommand {
         }
         let thread = RedisThread(try redis.endpoint(), name: "conveyor-enqueue")
         defer { thread.stop() }
-        let client = JobClient(redis: thread, keys: redis.keys)
+        let client = JobClient(
+            redis: thread, keys: redis.keys, replicas: try ReplicaWait(environment: redis.environment(ProcessInfo.processInfo.environment)))
         let jid = try await client.enqueue(
             jobClass, arguments: arguments, queue: queue ?? known ?? "default", at: runAt,
             retry: retry.map { JSONValue($0) })

@@ -154,7 +154,8 @@ struct WorkerCommand: AsyncParsableCommand {
             tag: tag)
         let backend = SidekiqBackend(
             redis: endpoint, keys: redis.keys, identity: identity,
-            deadSet: DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400), logger: logger)
+            deadSet: DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400),
+            replicas: try ReplicaWait(environment: environment), logger: logger)
         let worker = Worker(
             backend: backend, registry: registry, configuration: configuration, observers: operations.observers + families.flatMap(\.observers),
             journal: operations.journal, logger: logger)

@@ -12,9 +12,15 @@ final class PrivateRedis: @unchecked Sendable {
     private var process: Process?
 
     var url: String { "redis://127.0.0.1:\(port)/0" }
+    /// The server's pid while it runs.
+    var pid: Int32? { process?.processIdentifier }
+
+    /// Extra `redis-server` arguments (`--replicaof 127.0.0.1 6390`).
+    let extraArguments: [String]
 
     /// - Parameter started: false leaves the port closed until `start()`.
-    init(started: Bool = true) throws {
+    init(started: Bool = true, arguments: [String] = []) throws {
+        extraArguments = arguments
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("conveyor-redis-\(Job.newJID().prefix(10))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         port = try Self.freePort()
@@ -56,7 +62,7 @@ final class PrivateRedis: @unchecked Sendable {
         p.arguments = [
             "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory.path,
             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", directory.appendingPathComponent("redis.log").path,
-        ]
+        ] + extraArguments
         p.standardInput = FileHandle.nullDevice
         try p.run()
         process = p
