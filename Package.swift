@@ -31,12 +31,14 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // SHA-256 and HMAC for S3 request signing.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // TLS for Redis (rediss://).
+        .systemLibrary(name: "CLibSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
         // Wrappers for variadic C functions and macros that Swift cannot call directly.
         .target(name: "CShims", dependencies: ["CVips", "CFFmpeg", "CCurl"]),
 
         // One Swift wrapper per C library: the only code that imports a C module.
         .target(name: "ConnectionThread", swiftSettings: swiftSettings),
-        .target(name: "Redis", dependencies: ["CHiredis", "ConnectionThread"], swiftSettings: swiftSettings),
+        .target(name: "Redis", dependencies: ["CHiredis", "CLibSSL", "ConnectionThread"], swiftSettings: swiftSettings),
         .target(name: "Postgres", dependencies: ["CLibpq", "ConnectionThread"], swiftSettings: swiftSettings),
         .target(name: "Vips", dependencies: ["CVips", "CShims"], swiftSettings: swiftSettings),
         .target(name: "AV", dependencies: ["CFFmpeg", "CShims"], swiftSettings: swiftSettings),
@@ -109,6 +111,7 @@ let package = Package(
             name: "MailTests", dependencies: ["Mail", "Curl", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
             exclude: ["smtp_sink.py", "parse_eml.py"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: swiftSettings),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "SidekiqQueue", "ConveyorCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "SidekiqQueue", "Postgres", "Redis"], exclude: ["tcp_proxy.py"],
             swiftSettings: swiftSettings),

@@ -6,6 +6,10 @@
 #   scripts/services.sh stop
 # Ports: CONVEYOR_REDIS_PORT (6390), CONVEYOR_PG_PORT (5439), CONVEYOR_S3_PORT (8333; SeaweedFS's other servers take
 # the next four ports and each of the five plus 10000 for gRPC).
+# For the Redis transport tests (test-only names, CONVEYOR_TEST_REDIS_* in .run/env): a TLS-only Redis that requires
+# client certificates on CONVEYOR_REDIS_TLS_PORT (Redis port + 1), one presenting an expired certificate on
+# CONVEYOR_REDIS_EXPIRED_PORT (+ 7), and a Sentinel group from CONVEYOR_SENTINEL_PORT (+ 2): master, replica, then
+# three sentinels on the next three ports. The group is made afresh on every start (its test kills the master).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -13,6 +17,9 @@ RUN="$ROOT/.run"
 REDIS_PORT=${CONVEYOR_REDIS_PORT:-6390}
 PG_PORT=${CONVEYOR_PG_PORT:-5439}
 S3_PORT=${CONVEYOR_S3_PORT:-8333}
+TLS_PORT=${CONVEYOR_REDIS_TLS_PORT:-$((REDIS_PORT + 1))}
+EXPIRED_PORT=${CONVEYOR_REDIS_EXPIRED_PORT:-$((REDIS_PORT + 7))}
+SENTINEL_PORT=${CONVEYOR_SENTINEL_PORT:-$((REDIS_PORT + 2))}
 # The identity SeaweedFS knows: a local test server's, never a real account's.
 S3_ACCESS_KEY=conveyor-test
 S3_SECRET_KEY=conveyor-test-secret
@@ -34,12 +41,137 @@ start_redis() {
   if [ -n "${REDIS_URL:-}" ]; then echo "export REDIS_URL='$REDIS_URL'"; return; fi
   mkdir -p "$RUN/redis"
   if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" --daemonize yes \
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --unixsocket "$RUN/redis/redis.sock" --dir "$RUN/redis" --daemonize yes \
       --pidfile "$RUN/redis/redis.pid" --logfile "$RUN/redis/redis.log" --save "" --appendonly no >/dev/null
     for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
     redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "services: redis did not start, see $RUN/redis/redis.log" >&2; exit 1; }
   fi
   echo "export REDIS_URL='redis://127.0.0.1:$REDIS_PORT/0'"
+  [ -S "$RUN/redis/redis.sock" ] && echo "export CONVEYOR_TEST_REDIS_SOCKET='$RUN/redis/redis.sock'"
+  return 0
+}
+
+# A test CA, a server certificate for localhost and 127.0.0.1, a client certificate, an expired server certificate
+# and a second, unrelated CA: made once.
+make_certificates() {
+  local dir="$RUN/redis-tls"
+  [ -f "$dir/done" ] && return
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    openssl_quiet() { openssl "$@" >/dev/null 2>&1 || { echo "services: openssl $1 failed" >&2; exit 1; }; }
+    for ca in ca other-ca; do
+      openssl_quiet req -x509 -newkey rsa:2048 -nodes -keyout "$ca.key" -out "$ca.crt" -days 3650 -subj "/CN=Conveyor test $ca"
+    done
+    # name, days, subject, extensions
+    sign() {
+      openssl_quiet req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$3"
+      printf '%s\n' "$4" >"$1.ext"
+      openssl_quiet x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days "$2" -extfile "$1.ext" -out "$1.crt"
+    }
+    sign server 3650 /CN=localhost "subjectAltName=DNS:localhost,IP:127.0.0.1"
+    sign client 3650 /CN=conveyor-client "extendedKeyUsage=clientAuth"
+    # Valid for no time at all: expired by the time anything connects.
+    sign expired 0 /CN=localhost "subjectAltName=DNS:localhost,IP:127.0.0.1"
+    chmod 644 ./*.key
+    touch done
+  )
+}
+
+# redis-server on loopback with its files under .run/<name>/: name, then redis-server arguments.
+start_redis_server() {
+  local name=$1
+  shift
+  mkdir -p "$RUN/$name"
+  redis-server --bind 127.0.0.1 --dir "$RUN/$name" --daemonize yes --pidfile "$RUN/$name/redis.pid" \
+    --logfile "$RUN/$name/redis.log" --save "" --appendonly no "$@" >/dev/null
+}
+
+stop_pidfile() {
+  local pidfile=$1 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+wait_tls() {
+  local port=$1 log=$2
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return
+    sleep 0.05
+  done
+  echo "services: TLS redis on $port did not start, see $log" >&2
+  exit 1
+}
+
+start_redis_tls() {
+  command -v openssl >/dev/null || { echo "services: openssl not found (apt-get install openssl)" >&2; exit 1; }
+  make_certificates
+  local dir="$RUN/redis-tls"
+  if ! [ -f "$RUN/redis-tls-server/redis.pid" ] || ! kill -0 "$(cat "$RUN/redis-tls-server/redis.pid")" 2>/dev/null; then
+    # 127.0.0.2 is loopback too, and in no certificate: the host-name mismatch test connects there.
+    start_redis_server redis-tls-server --port 0 --tls-port "$TLS_PORT" --bind 127.0.0.1 127.0.0.2 \
+      --tls-cert-file "$dir/server.crt" --tls-key-file "$dir/server.key" --tls-ca-cert-file "$dir/ca.crt" --tls-auth-clients yes
+    wait_tls "$TLS_PORT" "$RUN/redis-tls-server/redis.log"
+  fi
+  if ! [ -f "$RUN/redis-tls-expired/redis.pid" ] || ! kill -0 "$(cat "$RUN/redis-tls-expired/redis.pid")" 2>/dev/null; then
+    start_redis_server redis-tls-expired --port 0 --tls-port "$EXPIRED_PORT" \
+      --tls-cert-file "$dir/expired.crt" --tls-key-file "$dir/expired.key" --tls-auth-clients no
+    wait_tls "$EXPIRED_PORT" "$RUN/redis-tls-expired/redis.log"
+  fi
+  echo "export CONVEYOR_TEST_REDIS_TLS_URL='rediss://localhost:$TLS_PORT/0'"
+  echo "export CONVEYOR_TEST_REDIS_EXPIRED_URL='rediss://localhost:$EXPIRED_PORT/0'"
+  echo "export CONVEYOR_TEST_REDIS_CA_FILE='$dir/ca.crt'"
+  echo "export CONVEYOR_TEST_REDIS_OTHER_CA_FILE='$dir/other-ca.crt'"
+  echo "export CONVEYOR_TEST_REDIS_CERT_FILE='$dir/client.crt'"
+  echo "export CONVEYOR_TEST_REDIS_KEY_FILE='$dir/client.key'"
+}
+
+stop_sentinel() {
+  local f
+  for f in "$RUN"/sentinel/*/redis.pid; do [ -e "$f" ] && stop_pidfile "$f"; done
+  return 0
+}
+
+# One master, one replica, three sentinels watching them as "conveyor-test".
+start_sentinel() {
+  local master=$SENTINEL_PORT replica=$((SENTINEL_PORT + 1)) dir="$RUN/sentinel" p i
+  stop_sentinel
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  RUN="$dir" start_redis_server master --port "$master"
+  RUN="$dir" start_redis_server replica --port "$replica" --replicaof 127.0.0.1 "$master"
+  local urls=()
+  for i in 1 2 3; do
+    p=$((SENTINEL_PORT + 1 + i))
+    mkdir -p "$dir/sentinel$i"
+    cat >"$dir/sentinel$i/sentinel.conf" <<CONF
+port $p
+bind 127.0.0.1
+daemonize yes
+pidfile $dir/sentinel$i/redis.pid
+logfile $dir/sentinel$i/redis.log
+dir $dir/sentinel$i
+sentinel monitor conveyor-test 127.0.0.1 $master 2
+sentinel down-after-milliseconds conveyor-test 1000
+sentinel failover-timeout conveyor-test 3000
+sentinel parallel-syncs conveyor-test 1
+CONF
+    redis-server "$dir/sentinel$i/sentinel.conf" --sentinel >/dev/null
+    urls+=("127.0.0.1:$p")
+  done
+  for _ in $(seq 1 100); do
+    redis-cli -p "$replica" info replication 2>/dev/null | grep -q 'master_link_status:up' && break
+    sleep 0.05
+  done
+  redis-cli -p "$replica" info replication | grep -q 'master_link_status:up' \
+    || { echo "services: the sentinel group's replica did not sync, see $dir/replica/redis.log" >&2; exit 1; }
+  local IFS=,
+  echo "export CONVEYOR_TEST_SENTINEL_URL='redis+sentinel://${urls[*]}/conveyor-test'"
 }
 
 start_postgres() {
@@ -149,6 +281,9 @@ stop_s3() {
 
 stop_all() {
   stop_s3
+  stop_sentinel
+  stop_pidfile "$RUN/redis-tls-server/redis.pid"
+  stop_pidfile "$RUN/redis-tls-expired/redis.pid"
   if [ -f "$RUN/redis/redis.pid" ]; then
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || kill "$(cat "$RUN/redis/redis.pid")" 2>/dev/null || true
     rm -f "$RUN/redis/redis.pid"
@@ -160,7 +295,7 @@ stop_all() {
 
 case "${1:-}" in
   start)
-    { start_redis; start_postgres; start_s3; } >"$RUN/env.tmp"
+    { start_redis; start_redis_tls; start_sentinel; start_postgres; start_s3; } >"$RUN/env.tmp"
     mv "$RUN/env.tmp" "$RUN/env"
     cat "$RUN/env"
     ;;

@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(
   pkg-config git make
   # servers started privately by make run / make test
-  redis-server redis-tools postgresql postgresql-client
+  redis-server redis-tools redis-sentinel postgresql postgresql-client openssl
   # C libraries behind the wrapper targets
   libhiredis-dev libpq-dev libvips-dev libcurl4-openssl-dev libssl-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev

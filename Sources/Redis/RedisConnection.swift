@@ -1,65 +1,106 @@
 internal import CHiredis
 import Foundation
+import Synchronization
 
-/// One blocking connection to Redis (hiredis). Use it from one thread at a time.
+/// One blocking connection to Redis: Conveyor's own socket (TCP, unix, TLS), hiredis' RESP encoder and reply
+/// reader. Use it from one thread at a time.
 ///
 /// Calls block the calling thread: run them on a dedicated thread (see `RedisThread`), never on Swift's
 /// cooperative pool.
 public final class RedisConnection {
-    private var context: UnsafeMutablePointer<redisContext>?
+    var socket: RedisSocket?
+    private var reader: UnsafeMutablePointer<redisReader>
+    /// One read buffer per connection: a pipeline's replies usually arrive in one `recv`.
+    private let input: UnsafeMutableRawBufferPointer
+    private var output: [UInt8] = []
+    var failed = false
     public let endpoint: RedisEndpoint
+    /// The data node this connection talks to: the endpoint's address, or the master a sentinel named.
+    public private(set) var server: RedisEndpoint.Node?
 
-    /// Connects, authenticates and selects the database named by the endpoint.
+    /// Connects, authenticates and selects the database named by the endpoint. A sentinel endpoint asks its
+    /// sentinels, in order, for the master and checks with `ROLE` that it is one.
     public init(_ endpoint: RedisEndpoint, connectTimeout: Double = 5, commandTimeout: Double? = 30) throws(RedisError) {
         _ = Self.ignoreBrokenPipes
         self.endpoint = endpoint
-        var tv = Self.timeval(connectTimeout)
-        let ctx: UnsafeMutablePointer<redisContext>? =
-            switch endpoint.address {
-            case .tcp(let host, let port): redisConnectWithTimeout(host, Int32(port), tv)
-            case .unix(let path): redisConnectUnixWithTimeout(path, tv)
+        guard let reader = redisReaderCreate() else { throw .connection("cannot allocate a reply reader for \(endpoint)") }
+        self.reader = reader
+        input = .allocate(byteCount: 64 << 10, alignment: 16)
+        if let tls = endpoint.tls, tls.insecure { Self.warnInsecure(endpoint) }
+        switch endpoint.address {
+        case .tcp(let host, let port):
+            try open(host: host, port: port, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+        case .unix(let path):
+            do throws(RedisError) {
+                socket = try RedisSocket.unix(path: path, timeout: connectTimeout)
+            } catch {
+                throw .connection("\(endpoint): \(error.message)")
             }
-        guard let ctx else { throw .connection("cannot allocate a connection to \(endpoint)") }
-        if ctx.pointee.err != 0 {
-            let message = Self.errorString(ctx)
-            redisFree(ctx)
-            throw .connection("\(endpoint): \(message)")
+            socket?.setTimeout(commandTimeout)
+        case .sentinel(let nodes, let master):
+            try openMaster(nodes: nodes, name: master, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
         }
-        context = ctx
-        if let commandTimeout {
-            tv = Self.timeval(commandTimeout)
-            redisSetTimeout(ctx, tv)
-        }
-        if let password = endpoint.password {
-            var auth: [any RedisArgument] = ["AUTH"]
-            if let user = endpoint.username { auth.append(user) }
-            auth.append(password)
-            try command(RedisCommand(auth)).check()
-        }
+        if case .sentinel = endpoint.address {} else { try authenticate() }
         if endpoint.database != 0 {
             try command("SELECT", endpoint.database).check()
         }
     }
 
     deinit {
-        if let context { redisFree(context) }
+        redisReaderFree(reader)
+        input.deallocate()
     }
 
-    /// hiredis writes with `write(2)`: a server that went away (restart, failover) would raise SIGPIPE and kill the
-    /// process. Ignored process-wide, once; the write then fails with EPIPE and the connection counts as broken.
+    /// Plain sockets send with `MSG_NOSIGNAL`, but OpenSSL writes with `write(2)`: a server that went away (restart,
+    /// failover) would raise SIGPIPE and kill the process. Ignored process-wide, once; the write then fails with EPIPE
+    /// and the connection counts as broken.
     private static let ignoreBrokenPipes: Void = {
         signal(SIGPIPE, SIG_IGN)
     }()
 
+    /// Opens the socket to one data node, with TLS when the endpoint asks for it.
+    func open(host: String, port: Int, connectTimeout: Double, commandTimeout: Double?) throws(RedisError) {
+        let node = RedisEndpoint.Node(host: host, port: port)
+        do throws(RedisError) {
+            socket = try RedisSocket.tcp(host: host, port: port, tls: endpoint.tls, timeout: connectTimeout)
+        } catch {
+            throw .connection("\(endpoint)\(endpoint.address == .tcp(host: host, port: port) ? "" : " (master \(node))"): \(error.message)")
+        }
+        socket?.setTimeout(commandTimeout)
+        server = node
+    }
+
+    /// `AUTH [user] password` when the endpoint has a password; the password never appears in an error.
+    func authenticate() throws(RedisError) {
+        guard let password = endpoint.password else { return }
+        var auth: [any RedisArgument] = ["AUTH"]
+        if let user = endpoint.username { auth.append(user) }
+        auth.append(password)
+        let reply = try command(RedisCommand(auth))
+        if case .error(let message) = reply {
+            throw .server("AUTH as \(endpoint.username ?? "default") on \(endpoint) refused: \(message)")
+        }
+    }
+
+    /// Closes the socket and forgets any partial reply read from it, before connecting elsewhere.
+    func discardSocket() throws(RedisError) {
+        socket = nil
+        failed = false
+        server = nil
+        guard let fresh = redisReaderCreate() else { throw .connection("cannot allocate a reply reader for \(endpoint)") }
+        redisReaderFree(reader)
+        reader = fresh
+    }
+
     /// Sets how long a read or write may block before the connection is declared broken.
     /// Blocking commands (`BLMOVE ... timeout`) need a socket timeout longer than their own.
     public func setTimeout(_ seconds: Double) {
-        guard let context else { return }
-        redisSetTimeout(context, Self.timeval(seconds))
+        socket?.setTimeout(seconds)
     }
 
-    /// Whether the connection failed; a broken connection must be replaced.
-    public var isBroken: Bool { context == nil || context!.pointee.err != 0 }
+    /// Whether the connection failed, or its server stopped being a writable master (`READONLY`, `LOADING`: a
+    /// failover or a restart); a broken connection must be replaced.
+    public var isBroken: Bool { socket == nil || failed }
 
     /// Sends one command and waits for its reply. An error reply is returned, not thrown.
     @discardableResult
@@ -74,32 +115,72 @@ public final class RedisConnection {
 
     /// Sends every command in one write and reads all the replies: one round trip.
     public func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisReply] {
-        guard let context else { throw .connection("connection is closed") }
-        if context.pointee.err != 0 { throw .connection(Self.errorString(context)) }
+        guard let socket else { throw .connection("connection is closed") }
+        if failed { throw .connection("\(endpoint): connection is broken") }
+        output.removeAll(keepingCapacity: true)
         for command in commands {
-            let status = Self.append(context, command)
-            if status != REDIS_OK { throw brokenConnection() }
+            guard Self.append(command, to: &output) else { throw broken("cannot encode \(command.arguments.count) arguments") }
         }
+        let unsent: RedisError? = output.withUnsafeBytes { bytes in
+            do throws(RedisError) {
+                try socket.send(bytes)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let unsent { throw broken(unsent.message) }
+        // A one-off large write (a big value) should not stay allocated for the connection's lifetime.
+        if output.capacity > 1 << 20 { output = [] }
         var replies: [RedisReply] = []
         replies.reserveCapacity(commands.count)
-        for _ in commands {
+        while replies.count < commands.count {
             var raw: UnsafeMutableRawPointer?
-            if redisGetReply(context, &raw) != REDIS_OK || raw == nil { throw brokenConnection() }
-            let reply = raw!.assumingMemoryBound(to: redisReply.self)
-            defer { freeReplyObject(raw) }
-            replies.append(Self.copy(reply))
+            if redisReaderGetReply(reader, &raw) != REDIS_OK { throw broken("protocol error: \(readerError())") }
+            if let raw {
+                let reply = raw.assumingMemoryBound(to: redisReply.self)
+                defer { freeReplyObject(raw) }
+                let copied = Self.copy(reply)
+                if case .error(let message) = copied, Self.demotingPrefixes.contains(where: { message.hasPrefix($0) }) {
+                    // This server is not (or no longer) a writable master: reconnect, which asks the sentinels again.
+                    failed = true
+                }
+                replies.append(copied)
+                continue
+            }
+            let n: Int
+            do throws(RedisError) { n = try socket.receive(into: input) } catch { throw broken(error.message) }
+            if redisReaderFeed(reader, input.baseAddress!.assumingMemoryBound(to: CChar.self), n) != REDIS_OK {
+                throw broken("protocol error: \(readerError())")
+            }
         }
         return replies
     }
 
-    private func brokenConnection() -> RedisError {
-        guard let context else { return .connection("connection is closed") }
-        let message = Self.errorString(context)
-        return .connection("\(endpoint): \(message.isEmpty ? "connection lost" : message)")
+    /// Error replies after which this connection's server cannot take Conveyor's writes.
+    private static let demotingPrefixes = ["READONLY", "LOADING", "MASTERDOWN", "UNBLOCKED"]
+
+    private func broken(_ message: String) -> RedisError {
+        failed = true
+        return .connection("\(endpoint)\(serverSuffix): \(message)")
     }
 
-    /// Appends one command to hiredis' output buffer; the argument bytes are laid out in one buffer.
-    private static func append(_ context: UnsafeMutablePointer<redisContext>, _ command: RedisCommand) -> Int32 {
+    /// " (master h:p)" for a sentinel endpoint, so an error names the node that failed.
+    private var serverSuffix: String {
+        guard case .sentinel = endpoint.address, let server else { return "" }
+        return " (master \(server))"
+    }
+
+    private func readerError() -> String {
+        withUnsafeBytes(of: reader.pointee.errstr) { raw in
+            let chars = raw.bindMemory(to: UInt8.self)
+            let end = chars.firstIndex(of: 0) ?? chars.count
+            return String(decoding: chars[..<end], as: UTF8.self)
+        }
+    }
+
+    /// Appends one command in RESP (hiredis' encoder) to `output`; the argument bytes are laid out in one buffer.
+    private static func append(_ command: RedisCommand, to output: inout [UInt8]) -> Bool {
         var storage: [UInt8] = []
         var lengths: [Int] = []
         lengths.reserveCapacity(command.arguments.count)
@@ -109,7 +190,8 @@ public final class RedisConnection {
                 lengths.append(bytes.count)
             }
         }
-        return storage.withUnsafeBufferPointer { base -> Int32 in
+        var formatted: UnsafeMutablePointer<CChar>?
+        let length = storage.withUnsafeBufferPointer { base -> Int32 in
             var pointers: [UnsafePointer<CChar>?] = []
             pointers.reserveCapacity(lengths.count)
             var offset = 0
@@ -121,10 +203,14 @@ public final class RedisConnection {
             }
             return pointers.withUnsafeMutableBufferPointer { argv in
                 lengths.withUnsafeBufferPointer { argvlen in
-                    redisAppendCommandArgv(context, Int32(lengths.count), argv.baseAddress, argvlen.baseAddress)
+                    redisFormatCommandArgv(&formatted, Int32(lengths.count), argv.baseAddress, argvlen.baseAddress)
                 }
             }
         }
+        guard length >= 0, let formatted else { return false }
+        defer { redisFreeCommand(formatted) }
+        output.append(contentsOf: UnsafeRawBufferPointer(start: formatted, count: Int(length)))
+        return true
     }
 
     private static func copy(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
@@ -155,17 +241,14 @@ public final class RedisConnection {
         return Array(UnsafeRawBufferPointer(start: pointer, count: length))
     }
 
-    private static func errorString(_ context: UnsafeMutablePointer<redisContext>) -> String {
-        withUnsafeBytes(of: context.pointee.errstr) { raw in
-            let chars = raw.bindMemory(to: UInt8.self)
-            let end = chars.firstIndex(of: 0) ?? chars.count
-            return String(decoding: chars[..<end], as: UTF8.self)
-        }
-    }
+    private static let insecureWarned = Mutex<Set<String>>([])
 
-    private static func timeval(_ seconds: Double) -> Glibc.timeval {
-        let whole = seconds.rounded(.down)
-        return Glibc.timeval(tv_sec: Int(whole), tv_usec: Int((seconds - whole) * 1_000_000))
+    /// Says on standard error, once per endpoint and process, that certificates are not checked.
+    private static func warnInsecure(_ endpoint: RedisEndpoint) {
+        let first = insecureWarned.withLock { $0.insert(endpoint.description).inserted }
+        guard first else { return }
+        FileHandle.standardError.write(Data(
+            "WARNING: CONVEYOR_REDIS_TLS_INSECURE is set: the certificate of \(endpoint) is NOT verified. Tests only, never production.\n".utf8))
     }
 }
 

@@ -61,6 +61,13 @@ public enum RedisError: Error, Sendable, CustomStringConvertible, Equatable {
         }
     }
 
+    /// The text of the error, without the kind.
+    var message: String {
+        switch self {
+        case .connection(let m), .server(let m), .invalidURL(let m): m
+        }
+    }
+
     /// The connection broke; the caller may retry on a new connection.
     public var isConnectionError: Bool {
         if case .connection = self { return true }
