@@ -36,7 +36,7 @@ public enum MailJobs: JobFamilyDefinition, DeclaresMigrations {
                 throw JobFailure.permanent(.mailConfiguration, "SMTP_RATE_LIMIT=\(rate) needs REDIS_URL: the limit is shared through Redis")
             }
             let keys = QueueKeys(namespace: environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 })
-            limiter = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url), name: "conveyor-mail-rate"),
+            limiter = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url, environment: environment), name: "conveyor-mail-rate"),
                                       keyPrefix: keys.conveyor("mail:rate:\(transport.name)"), perSecond: rate)
         }
         let handler = EmailSendHandler(configuration: configuration, transport: transport, ledger: ledger, rateLimiter: limiter)

@@ -62,7 +62,7 @@ public enum SummariesJobs: JobFamilyDefinition, DeclaresMigrations {
         }
         var cache: SummaryCache?
         if let url = configuration.redisURL {
-            let endpoint = try RedisEndpoint(url: url)
+            let endpoint = try RedisEndpoint(url: url, environment: environment)
             let redis = RedisThread(endpoint, name: "conveyor-llm-cache", commandTimeout: 5)
             cache = SummaryCache(redis: redis, keys: QueueKeys(namespace: configuration.namespace),
                                  ttl: configuration.cacheTTL, lockTTL: configuration.lockTTL)

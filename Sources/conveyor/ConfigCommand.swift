@@ -5,6 +5,7 @@ import Images
 import Logging
 import Mail
 import Operations
+import Redis
 import SidekiqQueue
 import Storage
 import Summaries
@@ -112,6 +113,9 @@ enum Settings {
         check { _ = try EnvironmentNumber.double("CONVEYOR_METRICS_POLL_SECONDS", in: environment, default: 5, range: 0.5...3600) }
         check { _ = try ResultStore.Configuration(environment: environment) }
         check { _ = try ReplicaWait(environment: environment) }
+        if let url = environment["REDIS_URL"], !url.isEmpty {
+            check { _ = try RedisEndpoint(url: url, environment: environment) }
+        }
         if let text = environment["CONVEYOR_LOG_LEVEL"], !text.isEmpty, Logger.Level(rawValue: text.lowercased()) == nil {
             errors.append("CONVEYOR_LOG_LEVEL=\(text) is not one of trace, debug, info, notice, warning, error, critical")
         }

@@ -23,7 +23,7 @@ struct RedisOptions: ParsableArguments {
 
     func endpoint() throws -> RedisEndpoint {
         let url = redisURL ?? ProcessInfo.processInfo.environment["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultURL
-        do { return try RedisEndpoint(url: url) } catch { throw ValidationError("\(error)") }
+        do { return try RedisEndpoint(url: url, environment: ProcessInfo.processInfo.environment) } catch { throw ValidationError("\(error)") }
     }
 
     var keys: QueueKeys {
