@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import Redis
 import Testing
 
@@ -41,5 +42,154 @@ import SidekiqQueue
         #expect(untrusting.process.isRunning)
         kill(untrusting.pid, SIGKILL)
         try await untrusting.waitForExit()
+    }
+}
+
+/// A Sentinel deployment of one test's own: a master and a replica (`PrivateRedis`, AOF fsync always) and three
+/// sentinels on free loopback ports, so the test may kill the master without disturbing anything else.
+final class PrivateSentinelGroup: @unchecked Sendable {
+    let master: PrivateRedis
+    let replica: PrivateRedis
+    let sentinelPorts: [Int]
+    let name = "conveyor-failover"
+    private var sentinels: [Process] = []
+    private let directory: URL
+
+    var url: String { "redis+sentinel://" + sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") + "/\(name)" }
+
+    init() async throws {
+        master = try PrivateRedis()
+        replica = try PrivateRedis(arguments: ["--replicaof", "127.0.0.1", "\(master.port)"])
+        directory = master.directory.appendingPathComponent("sentinels")
+        var ports: [Int] = []
+        for i in 0..<3 {
+            let port = try PrivateRedis.freePort()
+            ports.append(port)
+            let dir = directory.appendingPathComponent("s\(i)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let conf = dir.appendingPathComponent("sentinel.conf")
+            try """
+                port \(port)
+                bind 127.0.0.1
+                dir \(dir.path)
+                logfile \(dir.appendingPathComponent("sentinel.log").path)
+                sentinel monitor \(name) 127.0.0.1 \(master.port) 2
+                sentinel down-after-milliseconds \(name) 1000
+                sentinel failover-timeout \(name) 3000
+                sentinel parallel-syncs \(name) 1
+
+                """.write(to: conf, atomically: true, encoding: .utf8)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+            p.arguments = [conf.path, "--sentinel"]
+            p.standardInput = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            sentinels.append(p)
+        }
+        sentinelPorts = ports
+        // Ready for a failover: the replica in sync, and every sentinel sees the replica and the two other sentinels.
+        try await eventually("the sentinel group is ready", timeout: .seconds(30)) {
+            for port in ports {
+                guard let c = try? RedisConnection(RedisEndpoint(url: "redis://127.0.0.1:\(port)"), connectTimeout: 1, commandTimeout: 1),
+                    let replicas = try? c.command("SENTINEL", "replicas", self.name).check().array,
+                    let others = try? c.command("SENTINEL", "sentinels", self.name).check().array,
+                    replicas.count == 1, others.count == 2
+                else { return false }
+            }
+            return true
+        }
+    }
+
+    /// The master the sentinels name now.
+    func currentMasterPort() -> Int? {
+        for port in sentinelPorts {
+            guard let c = try? RedisConnection(RedisEndpoint(url: "redis://127.0.0.1:\(port)"), connectTimeout: 1, commandTimeout: 1),
+                let address = try? c.command("SENTINEL", "get-master-addr-by-name", name).check().array, address.count == 2
+            else { continue }
+            return address[1].text.flatMap { Int($0) }
+        }
+        return nil
+    }
+
+    deinit {
+        for p in sentinels where p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+    }
+}
+
+extension ProductionRedisTests {
+    /// Sentinel failover mid-drain: 20,000 jobs replicated, two workers draining through the sentinels, the master
+    /// killed with kill -9. Every job ends with exactly one row, no in-flight list is left, and `conveyor stats`
+    /// reads the new master through the sentinels.
+    @Test(.enabled(if: environment["DATABASE_URL"] != nil, "needs DATABASE_URL"))
+    func aSentinelFailoverMidDrainLosesNoJob() async throws {
+        let group = try await PrivateSentinelGroup()
+        let url = group.url
+        let namespace = "failover-" + Job.newJID().prefix(8)
+        let keys = QueueKeys(namespace: String(namespace))
+        let redis = RedisThread(try RedisEndpoint(url: url), name: "failover-test")
+        defer { redis.stop() }
+        let prefix = "fo-\(Job.newJID().prefix(10))-"
+        let client = JobClient(redis: redis, keys: keys)
+        let total = 20_000
+        for start in stride(from: 0, to: total, by: 1000) {
+            try await client.push((start..<start + 1000).map { i in
+                var payload = Job.envelope(jobClass: "noop", arguments: JSONObject(), queue: "default", retry: nil, at: nil, now: JobTime.now())
+                payload["jid"] = .string(prefix + String(i))
+                return payload
+            })
+        }
+        #expect(try await redis.run { try $0.command("WAIT", 1, 10_000).check().int } == 1, "the jobs reached the replica")
+
+        let arguments = ["--queues", "default", "-c", "10", "--heartbeat-interval", "300ms", "--heartbeat-ttl", "3s", "--poll-interval", "200ms"]
+        let a = try WorkerProcess(redisURL: url, namespace: String(namespace), arguments: arguments)
+        let b = try WorkerProcess(redisURL: url, namespace: String(namespace), arguments: arguments)
+        try await eventually("a fifth drained", timeout: .seconds(120)) {
+            (try? await redis.run { try $0.command("GET", keys.processed).check().text }).flatMap { $0 }.flatMap { Int($0) } ?? 0 >= total / 5
+        }
+        let oldMaster = group.master.port
+        let before = try await redis.run { try $0.command("GET", keys.processed).check().text }.flatMap { Int($0) } ?? 0
+        kill(try #require(group.master.pid), SIGKILL)
+        #expect(before < total, "the master died mid-drain")
+        try await eventually("the sentinels promoted the replica", timeout: .seconds(30)) { group.currentMasterPort() == group.replica.port }
+        #expect(group.currentMasterPort() != oldMaster)
+
+        let database = try PostgresConnection(url: Self.environment["DATABASE_URL"]!)
+        try await eventually("every job has its row", timeout: .seconds(240)) {
+            let r = try database.query("SELECT count(DISTINCT jid) FROM conveyor.job_results WHERE jid LIKE $1", [prefix + "%"])
+            return r.rows.first?.first == String(total)
+        }
+        let rows = try database.query("SELECT count(*), count(*) FILTER (WHERE status = 'succeeded') FROM conveyor.job_results WHERE jid LIKE $1", [prefix + "%"])
+        #expect(rows.rows.first == [String(total), String(total)], "one succeeded row per job")
+        // This test's own connection to the dead master breaks on its next command, then reconnects through the
+        // sentinels: a failed read counts as not yet.
+        try await eventually("no in-flight list is left", timeout: .seconds(30)) {
+            do {
+                let lists = try await redis.run { try $0.command("KEYS", keys.prefix + "conveyor:inflight:*").check().array ?? [] }
+                for list in lists {
+                    if try await redis.run({ try $0.command("LLEN", list.text!).check().int ?? 0 }) > 0 { return false }
+                }
+                return try await redis.run { try $0.command("LLEN", keys.queue("default")).check().int } == 0
+            } catch {
+                return false
+            }
+        }
+
+        let stats = Process()
+        stats.executableURL = URL(fileURLWithPath: Self.environment["CONVEYOR_BIN"]!)
+        stats.arguments = ["stats", "--redis-url", url, "--namespace", String(namespace), "--json"]
+        let out = Pipe()
+        stats.standardOutput = out
+        try stats.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        stats.waitUntilExit()
+        #expect(stats.terminationStatus == 0, "\(text)")
+        #expect(text.contains("\"processes\""), "\(text)")
+        #expect(a.log.contains("failed; retrying") && b.log.contains("failed; retrying"), "both workers lost the old master")
+        #expect(try await a.terminate() == 0)
+        #expect(try await b.terminate() == 0)
     }
 }
