@@ -47,6 +47,9 @@ services() {
     "$SERVICES/scripts/services.sh" "$1"
 }
 trap 'services stop >/dev/null 2>&1 || true' EXIT
+# Each run uploads into a fresh bucket; the earlier runs' buckets (600 MB each for N=200) are not kept.
+services stop >/dev/null 2>&1 || true
+rm -rf "$SERVICES/.run/s3/data"
 services start >/dev/null
 # shellcheck disable=SC1091
 source "$SERVICES/.run/env"
