@@ -93,12 +93,16 @@ public struct IngestHandler: JobHandler {
         let source = try job.string("source")
         // The largest source any step accepts: each step checks its own limit again.
         let input = MediaInput(source, maxBytes: max(probe.configuration.maxSourceBytes, 0))
-        return try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
+        let row = try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
             try await ingest(job, uploadID: uploadID, source: source, root: root)
         }
+        // Ready only once the store has published the variants: the API may fetch them the moment it reads the row.
+        try await recorder?.record(uploadID: uploadID, jid: job.jid, row: row)
+        return .object(row)
     }
 
-    private func ingest(_ job: JobContext, uploadID: String, source: String, root: MediaRoot) async throws -> JSONValue {
+    /// The upload's row; a permanent failure is recorded as a `failed` row here, before it is thrown.
+    private func ingest(_ job: JobContext, uploadID: String, source: String, root: MediaRoot) async throws -> JSONObject {
         let path: String
         do { path = try root.source(source) } catch { throw error.about(job) }
         let kind = try Self.sniff(path, job: job, source: source)
@@ -135,8 +139,7 @@ public struct IngestHandler: JobHandler {
             }
             throw failure
         }
-        try await recorder?.record(uploadID: uploadID, jid: job.jid, row: row)
-        return .object(row)
+        return row
     }
 
     func ingestVideo(_ job: JobContext, source: String, into row: inout JSONObject) async throws {

@@ -7,6 +7,7 @@ import Redis
 import SidekiqQueue
 import Sandbox
 import Storage
+import Synchronization
 import Testing
 
 @testable import Video
@@ -111,7 +112,7 @@ struct S3MediaTests {
         #expect(try await head(store, "clips/c.poster.jpg")?.contentType == "image/jpeg")
         #expect(scratchIsEmpty(store))
 
-        let recorder = RowRecorder()
+        let recorder = PublishedCheckingRecorder(store: store)
         let ingest = IngestHandler(store: store, probe: probe, transcode: transcode, images: nil, recorder: recorder)
         let row = try await ingest.perform(fixture.job("media.ingest", ["upload_id": "u-s3", "source": "clips/c.mp4"]))
         #expect(row["status"] == "ready")
@@ -119,6 +120,7 @@ struct S3MediaTests {
         #expect(row["variants"]?[0]?["key"] == "clips/c.1080p.mp4")
         #expect(try await head(store, "clips/c.1080p.mp4")?.contentType == "video/mp4")
         #expect(recorder.rows.withLock { $0["u-s3"] } == row.objectValue)
+        #expect(recorder.variantsPublishedWhenRecorded.withLock { $0 } == [true], "the ready row is written after the upload")
         #expect(scratchIsEmpty(store))
     }
 
@@ -316,5 +318,26 @@ struct S3WorkerTests {
         #expect(row == ["ready", "s3://\(bucket)", "uploads/e2e.clean.jpg"], "no ready row for the upload")
         #expect(try await client.head(bucket: bucket, key: "uploads/e2e.clean.jpg", deadline: .now + .seconds(10))?.contentType == "image/jpeg")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: fixture.directory + "/scratch")) ?? []).isEmpty)
+    }
+}
+
+/// Records rows like `RowRecorder`, and notes whether each ready row's variants were already in the bucket.
+final class PublishedCheckingRecorder: IngestRecorder {
+    let store: S3MediaStore
+    let rows = Mutex<[String: JSONObject]>([:])
+    let variantsPublishedWhenRecorded = Mutex<[Bool]>([])
+
+    init(store: S3MediaStore) { self.store = store }
+
+    func record(uploadID: String, jid: String, row: JSONObject) async throws {
+        if row["status"] == "ready", let key = row["variants"]?[0]?["key"]?.stringValue {
+            let info = try await S3Client(S3Media.configuration()).head(bucket: store.bucket, key: key, deadline: .now + .seconds(10))
+            variantsPublishedWhenRecorded.withLock { $0.append(info != nil) }
+        }
+        rows.withLock { $0[uploadID] = row }
+    }
+
+    func recordIfAbsent(uploadID: String, jid: String, row: JSONObject) async throws {
+        rows.withLock { if $0[uploadID] == nil { $0[uploadID] = row } }
     }
 }
