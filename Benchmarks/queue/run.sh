@@ -5,6 +5,9 @@
 # COMPARE_REV=<git revision> also builds that revision (release, in .build-compare/) and drains with it right after
 # this build at each concurrency, ROUNDS times (default 1, interleaved): a change against the build before it, on
 # the same machine at the same time.
+# TLS=1 adds rows for this build reaching the same Redis over TLS (its --tls-port, a CA made here with openssl).
+# WAIT_REPLICAS=1 adds rows for this build with CONVEYOR_REDIS_WAIT_REPLICAS=1 against a replica of the bench Redis
+# (started on the next port), interleaved with plain rows of the same concurrency: the cost of waiting for a replica.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 JOBS=${JOBS:-200000}
@@ -29,12 +32,34 @@ if [ -n "${COMPARE_REV:-}" ]; then
   BUILDS+=("$COMPARE_NAME:$(cd "$COMPARE_DIR" && swift build -c release --show-bin-path)/conveyor")
 fi
 declare -A best
+if [ "${TLS:-0}" = 1 ]; then BUILDS+=("tls:$BIN"); fi
+if [ "${WAIT_REPLICAS:-0}" -gt 0 ]; then BUILDS+=("wait:$BIN"); fi
+TLS_ARGS=()
+if [ "${TLS:-0}" = 1 ]; then
+  T="$PWD/.run/bench-tls"
+  mkdir -p "$T"
+  if [ ! -f "$T/server.crt" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench-ca -keyout "$T/ca.key" -out "$T/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$T/server.key" -out "$T/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$T/san.ext"
+    openssl x509 -req -in "$T/server.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial -days 30 -extfile "$T/san.ext" \
+      -out "$T/server.crt" 2>/dev/null
+  fi
+  TLS_ARGS=(--tls-port "$((PORT + 2))" --tls-cert-file "$T/server.crt" --tls-key-file "$T/server.key" --tls-ca-cert-file "$T/ca.crt"
+    --tls-auth-clients no)
+fi
 
 redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir .run/bench-redis --daemonize yes \
-  --pidfile "$PWD/.run/bench-redis/redis.pid" --logfile "$PWD/.run/bench-redis/redis.log" >/dev/null
-trap 'redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true; pkill -f "sidekiq.*bench" 2>/dev/null || true' EXIT
+  --pidfile "$PWD/.run/bench-redis/redis.pid" --logfile "$PWD/.run/bench-redis/redis.log" "${TLS_ARGS[@]}" >/dev/null
+trap 'redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true; redis-cli -p "$((PORT + 1))" shutdown nosave >/dev/null 2>&1 || true; pkill -f "sidekiq.*bench" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 export REDIS_URL="redis://127.0.0.1:$PORT/0"
+if [ "${WAIT_REPLICAS:-0}" -gt 0 ]; then
+  mkdir -p .run/bench-redis-replica
+  redis-server --port "$((PORT + 1))" --bind 127.0.0.1 --save "" --appendonly no --dir .run/bench-redis-replica --daemonize yes \
+    --replicaof 127.0.0.1 "$PORT" --logfile "$PWD/.run/bench-redis-replica/redis.log" >/dev/null
+  for _ in $(seq 1 100); do [ "$(redis-cli -p "$PORT" wait 1 100)" = 1 ] && break; done
+fi
 R() { redis-cli -p "$PORT" "$@"; }
 
 # Seconds from the first processed job to the last: start-up is left out for both systems.
@@ -59,13 +84,25 @@ for c in $CONVEYOR_CONCURRENCY; do
       label=${build%%:*}; bin=${build#*:}
       R flushall >/dev/null
       ruby "$HERE/enqueue.rb" noop "$JOBS"
-      "$bin" worker --queues default -c "$c" --log-level warning &
+      if [ "$label" = wait ]; then
+        CONVEYOR_REDIS_WAIT_REPLICAS=$WAIT_REPLICAS "$bin" worker --queues default -c "$c" --log-level warning &
+      elif [ "$label" = tls ]; then
+        REDIS_URL="rediss://127.0.0.1:$((PORT + 2))/0" CONVEYOR_REDIS_CA_FILE="$PWD/.run/bench-tls/ca.crt" \
+          "$bin" worker --queues default -c "$c" --log-level warning &
+      else
+        "$bin" worker --queues default -c "$c" --log-level warning &
+      fi
       pid=$!
       rate=$(drain_rate)
       rss=$(peak_rss_kb "$pid")
       kill -TERM "$pid"; wait "$pid" || true
       left=$(R llen queue:default)
-      name="Conveyor (reliable fetch)"; [ "$label" = this ] || name="Conveyor @$label"
+      case $label in
+        this) name="Conveyor (reliable fetch)" ;;
+        wait) name="Conveyor, WAIT $WAIT_REPLICAS after each ack batch" ;;
+        tls) name="Conveyor over TLS" ;;
+        *) name="Conveyor @$label" ;;
+      esac
       rows+=("| $name | $c | $rate | $((rss / 1024)) | $left |"); echo "${rows[-1]}" >&2
       key="$label:$c"; best[$key]=$(( ${best[$key]:-0} > rate ? ${best[$key]:-0} : rate ))
       if [ "$label" = this ]; then conveyor_best=$(( ${conveyor_best:-0} > rate ? ${conveyor_best:-0} : rate )); fi
@@ -113,6 +150,18 @@ ratio=$(python3 -c "print(round($conveyor_best / $sidekiq_best, 1))")
   printf '%s\n' "${rows[@]}"
   echo
   echo "Best Conveyor / best Sidekiq: **${ratio}x**."
+  if [ "${TLS:-0}" = 1 ]; then
+    echo
+    for c in $CONVEYOR_CONCURRENCY; do
+      echo "TLS against plain TCP at concurrency $c (best of $ROUNDS): $(python3 -c "print(round(100 * ${best[tls:$c]} / ${best[this:$c]}))") %."
+    done
+  fi
+  if [ "${WAIT_REPLICAS:-0}" -gt 0 ]; then
+    echo
+    for c in $CONVEYOR_CONCURRENCY; do
+      echo "WAIT $WAIT_REPLICAS against none at concurrency $c (best of $ROUNDS): $(python3 -c "print(round(100 * ${best[wait:$c]} / ${best[this:$c]}))") %."
+    done
+  fi
   if [ -n "${COMPARE_NAME:-}" ]; then
     echo
     for c in $CONVEYOR_CONCURRENCY; do
