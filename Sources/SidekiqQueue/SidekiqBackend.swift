@@ -25,6 +25,8 @@ public final class SidekiqBackend: QueueBackend {
     private let ackRedis: RedisThread
     private let housekeepingRedis: RedisThread
     private let waiters = Mutex<[String: RedisThread]>([:])
+    /// Logs a run of batches that reached fewer replicas than wanted once, not once per batch.
+    private let replicaShortfall = OutageLog("waiting for CONVEYOR_REDIS_WAIT_REPLICAS replicas after job completions")
     private let inflight: String
 
     public init(
@@ -103,16 +105,19 @@ public final class SidekiqBackend: QueueBackend {
         let count = moves.count
         let logger = logger
         let wait = replicas
+        let shortfall = replicaShortfall
         return try await ackRedis.run { [commands] connection in
             if resent, try connection.command("GET", marker).check().text == String(sequence) {
                 // Applied before the reply was lost: whole, journal included.
                 return true
             }
             var replies = try connection.pipeline(commands + wait.commands)
-            if wait.replicas > 0, let reached = replies.popLast()?.int, reached < wait.replicas {
-                logger.warning(
-                    "a batch of job completions reached fewer replicas than CONVEYOR_REDIS_WAIT_REPLICAS in time",
-                    metadata: ["replicas": "\(reached)", "wanted": "\(wait.replicas)"])
+            if wait.replicas > 0, let reached = replies.popLast()?.int {
+                if reached < wait.replicas {
+                    shortfall.failed(ReplicaShortfall(reached: reached, wanted: wait.replicas), logger: logger)
+                } else {
+                    shortfall.succeeded(logger: logger)
+                }
             }
             do throws(RedisError) {
                 try SidekiqCommands.checkBatch(replies, count: count)
@@ -288,4 +293,11 @@ extension Worker {
             backend: SidekiqBackend(redis: endpoint, keys: keys, identity: configuration.identity, deadSet: deadSet, logger: logger),
             registry: registry, configuration: configuration, observers: observers, journal: journal, logger: logger)
     }
+}
+
+/// A `WAIT` that timed out with fewer replicas than asked for (the writes stand on the master).
+struct ReplicaShortfall: Error, CustomStringConvertible {
+    var reached: Int
+    var wanted: Int
+    var description: String { "\(reached) of \(wanted) replicas confirmed within the WAIT timeout" }
 }

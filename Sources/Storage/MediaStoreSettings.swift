@@ -12,14 +12,15 @@ public struct MediaStoreSettings: Sendable {
     }
 
     public var kind: Kind
-    /// Where an object store's jobs are staged (also the folder the helpers' sandbox may write).
+    /// Where an object store's jobs are staged (also the folder the helpers' sandbox may write); absolute.
     public var scratch: String
     public var cacheControl: String?
 
     public init(environment: [String: String]) throws(JobFailure) {
         let configured = environment["CONVEYOR_MEDIA_STORE"].flatMap { $0.isEmpty ? nil : $0 }
         let temporary = environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        scratch = environment["CONVEYOR_SCRATCH_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? temporary + "/conveyor-scratch"
+        let configuredScratch = environment["CONVEYOR_SCRATCH_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? temporary + "/conveyor-scratch"
+        scratch = configuredScratch.hasPrefix("/") ? configuredScratch : FileManager.default.currentDirectoryPath + "/" + configuredScratch
         switch environment["CONVEYOR_MEDIA_CACHE_CONTROL"] {
         case nil: cacheControl = "public, max-age=86400"
         case ""?: cacheControl = nil
@@ -63,7 +64,7 @@ public struct MediaStoreSettings: Sendable {
     public var writablePath: String {
         switch kind {
         case .local(let root): root.path
-        case .s3: scratch.hasPrefix("/") ? scratch : FileManager.default.currentDirectoryPath + "/" + scratch
+        case .s3: scratch
         }
     }
 }

@@ -91,8 +91,8 @@ public struct IngestHandler: JobHandler {
             throw JobFailure.invalidArguments("\(job.jobClass): upload_id must be 1 to 200 bytes")
         }
         let source = try job.string("source")
-        // The largest source any step accepts: each step checks its own limit again.
-        let input = MediaInput(source, maxBytes: max(probe.configuration.maxSourceBytes, 0))
+        // The video limit, the larger one: an image step checks its own limit again on the staged file.
+        let input = MediaInput(source, maxBytes: probe.configuration.maxSourceBytes)
         let row = try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
             try await ingest(job, uploadID: uploadID, source: source, root: root)
         }

@@ -19,7 +19,7 @@ struct S3MediaTests {
     /// A bucket of its own, a scratch folder inside the fixture's directory (the helpers' writable path).
     func store(_ fixture: MediaFixture, endpoint: String? = nil, secret: String? = nil) async throws -> S3MediaStore {
         let bucket = "media-" + UUID().uuidString.prefix(13).lowercased()
-        let admin = S3Client(S3Media.configuration())
+        let admin = S3Media.admin
         try await admin.createBucket(bucket, deadline: .now + .seconds(10))
         let client = S3Client(S3Media.configuration(secret: secret, endpoint: endpoint))
         return try S3MediaStore(
@@ -32,11 +32,11 @@ struct S3MediaTests {
     }
 
     func head(_ store: S3MediaStore, _ key: String) async throws -> S3ObjectInfo? {
-        try await S3Client(S3Media.configuration()).head(bucket: store.bucket, key: key, deadline: .now + .seconds(10))
+        try await S3Media.admin.head(bucket: store.bucket, key: key, deadline: .now + .seconds(10))
     }
 
     func download(_ store: S3MediaStore, _ key: String, to path: String) async throws {
-        _ = try await S3Client(S3Media.configuration()).get(
+        _ = try await S3Media.admin.get(
             bucket: store.bucket, key: key, to: path, maxBytes: 1 << 30, deadline: .now + .seconds(20))
     }
 
@@ -149,7 +149,7 @@ struct S3MediaTests {
         #expect(escaping?.errorClass == "PathOutsideMediaRoot")
 
         let wrong = try await self.store(fixture, secret: "not-the-secret")
-        try await S3Client(S3Media.configuration()).put(
+        try await S3Media.admin.put(
             bucket: wrong.bucket, key: "big.mp4", from: fixture.path("big.mp4"), contentType: "video/mp4", cacheControl: nil,
             deadline: .now + .seconds(20))
         let denied = await failure(ProbeHandler(store: wrong, configuration: configuration, pool: pool), "big.mp4")
@@ -181,7 +181,7 @@ struct S3MediaTests {
         } catch { failure = JobFailure(error) }
         #expect(failure?.errorClass == "StorageUnavailable" && failure?.isPermanent == false, "\(String(describing: failure))")
         #expect(try await head(direct, "clips/d.720p.mp4") == nil, "no half object")
-        #expect(try await S3Client(S3Media.configuration()).multipartUploads(bucket: direct.bucket, deadline: .now + .seconds(10)).isEmpty)
+        #expect(try await S3Media.admin.multipartUploads(bucket: direct.bucket, deadline: .now + .seconds(10)).isEmpty)
         #expect(scratchIsEmpty(direct))
 
         let retried = try await TranscodeHandler(store: direct, configuration: configuration, pool: pool)
@@ -215,7 +215,7 @@ struct S3MediaTests {
         try FileManager.default.createDirectory(atPath: scratch + "/999999-deadjob-1/uploads", withIntermediateDirectories: true)
         try Data("x".utf8).write(to: URL(fileURLWithPath: scratch + "/999999-deadjob-1/uploads/a.jpg"))
         try FileManager.default.createDirectory(atPath: scratch + "/1-livejob-2", withIntermediateDirectories: true)
-        _ = try S3MediaStore(client: S3Client(S3Media.configuration()), location: S3Location(bucket: "unused"), scratch: scratch)
+        _ = try S3MediaStore(client: S3Media.admin, location: S3Location(bucket: "unused"), scratch: scratch)
         let left = try FileManager.default.contentsOfDirectory(atPath: scratch)
         #expect(left == ["1-livejob-2"], "a live process's (pid 1) root stays, a dead one's goes")
     }
@@ -225,6 +225,9 @@ struct S3MediaTests {
 enum S3Media {
     static let environment = ProcessInfo.processInfo.environment
     static let endpoint = environment["CONVEYOR_TEST_S3_ENDPOINT"]
+
+    /// One client for the tests' own reads and writes (a client keeps threads and connections for its lifetime).
+    static let admin = S3Client(configuration())
 
     static func configuration(secret: String? = nil, endpoint: String? = nil) -> S3Configuration {
         S3Configuration(
@@ -270,7 +273,7 @@ struct S3WorkerTests {
     @Test func aWorkerIngestsAnUploadFromTheBucket() async throws {
         let fixture = try MediaFixture()
         let bucket = "worker-" + UUID().uuidString.prefix(12).lowercased()
-        let client = S3Client(S3Media.configuration())
+        let client = S3Media.admin
         try await client.createBucket(bucket, deadline: .now + .seconds(10))
         try FileManager.default.createDirectory(atPath: fixture.path("uploads"), withIntermediateDirectories: true)
         _ = try await runAsync("/usr/bin/convert", ["-size", "640x480", "plasma:", fixture.path("uploads/e2e.jpg")])
@@ -331,7 +334,7 @@ final class PublishedCheckingRecorder: IngestRecorder {
 
     func record(uploadID: String, jid: String, row: JSONObject) async throws {
         if row["status"] == "ready", let key = row["variants"]?[0]?["key"]?.stringValue {
-            let info = try await S3Client(S3Media.configuration()).head(bucket: store.bucket, key: key, deadline: .now + .seconds(10))
+            let info = try await S3Media.admin.head(bucket: store.bucket, key: key, deadline: .now + .seconds(10))
             variantsPublishedWhenRecorded.withLock { $0.append(info != nil) }
         }
         rows.withLock { $0[uploadID] = row }
