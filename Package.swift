@@ -38,7 +38,9 @@ let package = Package(
 
         // One Swift wrapper per C library: the only code that imports a C module.
         .target(name: "ConnectionThread", swiftSettings: swiftSettings),
-        .target(name: "Redis", dependencies: ["CHiredis", "CLibSSL", "ConnectionThread"], swiftSettings: swiftSettings),
+        .target(
+            name: "Redis", dependencies: ["CHiredis", "CLibSSL", "ConnectionThread", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .target(name: "Postgres", dependencies: ["CLibpq", "ConnectionThread"], swiftSettings: swiftSettings),
         .target(name: "Vips", dependencies: ["CVips", "CShims"], swiftSettings: swiftSettings),
         .target(name: "AV", dependencies: ["CFFmpeg", "CShims"], swiftSettings: swiftSettings),

@@ -10,6 +10,7 @@
 # client certificates on CONVEYOR_REDIS_TLS_PORT (Redis port + 1), one presenting an expired certificate on
 # CONVEYOR_REDIS_EXPIRED_PORT (+ 7), and a Sentinel group from CONVEYOR_SENTINEL_PORT (+ 2): master, replica, then
 # three sentinels on the next three ports. The group is made afresh on every start (its test kills the master).
+# CONVEYOR_SENTINEL_TLS_PORT (+ 8): a TLS-only master, and on the next port one TLS sentinel with a password.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -20,6 +21,9 @@ S3_PORT=${CONVEYOR_S3_PORT:-8333}
 TLS_PORT=${CONVEYOR_REDIS_TLS_PORT:-$((REDIS_PORT + 1))}
 EXPIRED_PORT=${CONVEYOR_REDIS_EXPIRED_PORT:-$((REDIS_PORT + 7))}
 SENTINEL_PORT=${CONVEYOR_SENTINEL_PORT:-$((REDIS_PORT + 2))}
+SENTINEL_TLS_PORT=${CONVEYOR_SENTINEL_TLS_PORT:-$((REDIS_PORT + 8))}
+# The TLS sentinel's own password (a throwaway test server's).
+SENTINEL_TLS_PASSWORD=conveyor-sentinel-secret
 # The identity SeaweedFS knows: a local test server's, never a real account's.
 S3_ACCESS_KEY=conveyor-test
 S3_SECRET_KEY=conveyor-test-secret
@@ -174,6 +178,36 @@ CONF
   echo "export CONVEYOR_TEST_SENTINEL_URL='redis+sentinel://${urls[*]}/conveyor-test'"
 }
 
+# A TLS-only master and one TLS sentinel with a password of its own (requirepass), watching it as
+# "conveyor-tls": rediss+sentinel:// end to end. Made afresh after the plain group (same folder, same stop).
+start_sentinel_tls() {
+  local master=$SENTINEL_TLS_PORT sentinel=$((SENTINEL_TLS_PORT + 1)) dir="$RUN/sentinel" certs="$RUN/redis-tls"
+  local tls=(--tls-cert-file "$certs/server.crt" --tls-key-file "$certs/server.key" --tls-ca-cert-file "$certs/ca.crt")
+  RUN="$dir" start_redis_server tls-master --port 0 --tls-port "$master" "${tls[@]}" --tls-auth-clients no
+  mkdir -p "$dir/tls-sentinel"
+  cat >"$dir/tls-sentinel/sentinel.conf" <<CONF
+port 0
+tls-port $sentinel
+tls-cert-file $certs/server.crt
+tls-key-file $certs/server.key
+tls-ca-cert-file $certs/ca.crt
+tls-auth-clients no
+tls-replication yes
+requirepass $SENTINEL_TLS_PASSWORD
+bind 127.0.0.1
+daemonize yes
+pidfile $dir/tls-sentinel/redis.pid
+logfile $dir/tls-sentinel/redis.log
+dir $dir/tls-sentinel
+sentinel monitor conveyor-tls 127.0.0.1 $master 1
+CONF
+  redis-server "$dir/tls-sentinel/sentinel.conf" --sentinel >/dev/null
+  wait_tls "$master" "$dir/tls-master/redis.log"
+  wait_tls "$sentinel" "$dir/tls-sentinel/redis.log"
+  echo "export CONVEYOR_TEST_TLS_SENTINEL_URL='rediss+sentinel://127.0.0.1:$sentinel/conveyor-tls'"
+  echo "export CONVEYOR_TEST_SENTINEL_PASSWORD='$SENTINEL_TLS_PASSWORD'"
+}
+
 start_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then echo "export DATABASE_URL='$DATABASE_URL'"; return; fi
   local bin data
@@ -295,7 +329,7 @@ stop_all() {
 
 case "${1:-}" in
   start)
-    { start_redis; start_redis_tls; start_sentinel; start_postgres; start_s3; } >"$RUN/env.tmp"
+    { start_redis; start_redis_tls; start_sentinel; start_sentinel_tls; start_postgres; start_s3; } >"$RUN/env.tmp"
     mv "$RUN/env.tmp" "$RUN/env"
     cat "$RUN/env"
     ;;
