@@ -81,6 +81,28 @@ import Testing
         let refused = failure { _ = try RedisConnection(wrong, connectTimeout: 2, commandTimeout: 2) }
         #expect(refused?.contains("AUTH") == true, "\(refused ?? "connected")")
         #expect(refused?.contains("not-the-secret") == false)
+        // A sentinel ACL user with only what Conveyor asks of sentinels (docs/operations.md): finding the master,
+        // and the +switch-master subscription.
+        let admin = try RedisConnection(sentinelEndpoint, commandTimeout: 5)
+        let user = TestEnv.unique("watcher")
+        #expect(try admin.command(RedisCommand([
+            "ACL", "SETUSER", user, "on", ">watch%pw", "resetchannels", "-@all", "+auth", "+ping", "+subscribe",
+            "+sentinel|get-master-addr-by-name", "&+switch-master",
+        ])).check() == .status("OK"))
+        defer { _ = try? admin.command("ACL", "DELUSER", user) }
+        let watcher = try RedisEndpoint(url: url, environment: [
+            "CONVEYOR_REDIS_CA_FILE": ca, "CONVEYOR_REDIS_SENTINEL_USERNAME": user, "CONVEYOR_REDIS_SENTINEL_PASSWORD": "watch%pw",
+        ])
+        #expect(try RedisConnection(watcher, commandTimeout: 5).command("PING").check() == .status("PONG"))
+        var asWatcher = sentinelEndpoint
+        asWatcher.username = user
+        asWatcher.password = "watch%pw"
+        let subscriber = try RedisConnection(asWatcher, commandTimeout: 5)
+        try subscriber.send(RedisCommand(["SUBSCRIBE", "+switch-master"]))
+        #expect(try subscriber.nextReply(within: 5)?.array?.first?.text == "subscribe")
+        let denied = try RedisConnection(asWatcher, commandTimeout: 5).command("SENTINEL", "masters")
+        #expect(denied == .error("NOPERM this user has no permissions to run the 'sentinel|masters' command"))
+
         // Plain TCP to a TLS-only sentinel fails; it does not fall back.
         let plain = try RedisEndpoint(url: url.replacingOccurrences(of: "rediss+", with: "redis+"), environment: ["CONVEYOR_REDIS_SENTINEL_PASSWORD": password])
         #expect(failure { _ = try RedisConnection(plain, connectTimeout: 2, commandTimeout: 2) } != nil)
