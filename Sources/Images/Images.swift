@@ -168,11 +168,12 @@ public struct ImageJobHandler: JobHandler {
         let pool = pool
         do {
             let source = MediaInput(request.source, maxBytes: configuration.limits.maxFileBytes)
-            return try await configuration.store.staged([source], jid: job.jid, deadline: job.deadline) { root in
+            let result = try await configuration.store.staged([source], jid: job.jid, deadline: job.deadline) { root in
                 let helperRequest = ImageHelperRequest(
                     mediaRoot: root.path, limits: configuration.limits, request: request, fastShrinkOnLoad: fastShrinkOnLoad)
                 return try await pool.run(operation, helperRequest, deadline: job.deadline)
             }
+            return configuration.store.locating(result)
         } catch let failure as JobFailure {
             throw failure.with(message: "jid=\(job.jid) \(failure.message)")
         }

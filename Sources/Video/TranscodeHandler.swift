@@ -57,9 +57,10 @@ public struct TranscodeHandler: JobHandler {
         let outputKey = try job.optionalString("output") ?? "\(base).\(profile.name).mp4"
         let finalPosterKey = wantsPoster ? (posterKey ?? "\(base).poster.jpg") : nil
         let input = MediaInput(sourceKey, maxBytes: configuration.maxSourceBytes)
-        return try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
+        let result = try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
             try await transcode(job, root: root, source: sourceKey, profile: profile, outputKey: outputKey, finalPosterKey: finalPosterKey)
         }
+        return store.locating(result)
     }
 
     private func transcode(

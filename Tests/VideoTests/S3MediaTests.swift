@@ -70,6 +70,8 @@ struct S3MediaTests {
         let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool)
         let clean = try await strip.perform(fixture.job("image.strip_metadata", ["source": "uploads/photo.jpg"]))
         #expect(clean["key"] == "uploads/photo.clean.jpg")
+        #expect(clean["store"] == JSONValue(store.location))
+        #expect(clean["path"] == nil, "no scratch path in a result on S3")
         let cleanInfo = try #require(try await head(store, "uploads/photo.clean.jpg"))
         #expect(cleanInfo.contentType == "image/jpeg")
         #expect(cleanInfo.cacheControl == "public, max-age=60")
@@ -83,6 +85,8 @@ struct S3MediaTests {
             "variants": [["name": "small", "width": 160, "height": 160, "fit": "cover", "format": "webp"]],
         ]))
         #expect(result["variants"]?[0]?["key"] == "thumbs/photo/small.webp")
+        #expect(result["variants"]?[0]?["path"] == nil)
+        #expect(result["store"] == JSONValue(store.location))
         #expect(try await head(store, "thumbs/photo/small.webp")?.contentType == "image/webp")
         // The source was only read: it is not uploaded again, and nothing is left on this machine.
         #expect(try await head(store, "uploads/photo.jpg")?.contentType == "image/jpeg")
@@ -106,6 +110,7 @@ struct S3MediaTests {
 
         let result = try await transcode.perform(fixture.job("video.transcode", ["source": "clips/c.mp4", "profile": "720p"]))
         #expect(result["output"] == "clips/c.720p.mp4")
+        #expect(result["store"] == JSONValue(store.location))
         let output = try #require(try await head(store, "clips/c.720p.mp4"))
         #expect(output.contentType == "video/mp4")
         #expect(output.size == result["output_bytes"]?.intValue)
