@@ -80,6 +80,30 @@ import Testing
         #expect(leftovers.isEmpty)
     }
 
+    /// A progressive JPEG whose second scan has impossible parameters: the header is fine, and only decoding the
+    /// scans finds it. The check decode before publishing does; without it the copy would go out as is.
+    @Test func aScanOnlyADecodeCanRefuseIsNotPublished() async throws {
+        let box = try MediaSandbox()
+        try await box.run("convert", "-size", "320x240", "plasma:", "-interlace", "Plane", box.path("p.jpg"))
+        var bytes = try box.bytes("p.jpg")
+        let scans = (0..<bytes.count - 1).filter { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xDA }
+        try #require(scans.count > 2, "a progressive JPEG has several scans")
+        let second = scans[1]
+        let components = Int(bytes[second + 4])
+        bytes[second + 6 + 2 * components] = 70  // Se past the 64 coefficients
+        try box.write("bad.jpg", bytes)
+        let f = await box.failure("image.strip_metadata", source("bad.jpg"))
+        #expect(f?.errorClass == "ImageCorrupt", "\(String(describing: f))")
+        #expect(!FileManager.default.fileExists(atPath: box.path("bad.clean.jpg")))
+        // Without the check decode the header passes and the copy is written: the check is what refuses it.
+        let unchecked = try ImageOperations.stripMetadata(
+            StripMetadataRequest(arguments: source("bad.jpg", [("destination", "unchecked.jpg")])), root: box.configuration.mediaRoot,
+            limits: box.configuration.limits, verifyLosslessCopy: false, deadline: .now + .seconds(30))
+        #expect(unchecked["lossless"] == true)
+        let thumbnail = await box.failure("image.thumbnail", source("bad.jpg", [("variants", variants([("v", 64, 64, "inside", "webp")]))]))
+        #expect(thumbnail?.errorClass == "ImageCorrupt", "media.ingest's thumbnails, made first, refuse it too")
+    }
+
     /// The rewrite itself, on hostile marker streams: never a crash, never a copy of something it cannot parse.
     @Test func malformedMarkerStreamsAreNotRewritten() throws {
         let soi: [UInt8] = [0xFF, 0xD8]
