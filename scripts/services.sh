@@ -318,10 +318,8 @@ stop_all() {
   stop_sentinel
   stop_pidfile "$RUN/redis-tls-server/redis.pid"
   stop_pidfile "$RUN/redis-tls-expired/redis.pid"
-  if [ -f "$RUN/redis/redis.pid" ]; then
-    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || kill "$(cat "$RUN/redis/redis.pid")" 2>/dev/null || true
-    rm -f "$RUN/redis/redis.pid"
-  fi
+  # By pid, never by port: a stop with other port settings must not shut down someone else's server.
+  stop_pidfile "$RUN/redis/redis.pid"
   if [ -f "$RUN/pg/data/postmaster.pid" ]; then
     as_pg "$(pg_bin)/pg_ctl" -D "$RUN/pg/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
