@@ -31,7 +31,8 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
         var registry = JobRegistry()
         let observers = try register(
             into: &registry, configuration: configuration, pool: pool, onProgress: onProgress,
-            images: IngestHandler.imagePipeline(configuration: images, pool: imagePool), recorder: recorder, store: media.store)
+            images: IngestHandler.imagePipeline(configuration: images, pool: imagePool), recorder: recorder, store: media.store,
+            ingestConcurrency: configuration.transcodeConcurrency + images.pool.size)
         return JobFamily(registry: registry, observers: observers, services: [StoppingService("video-helpers") { pool.shutdown() }])
     }
 
@@ -70,13 +71,17 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
     ///     `IngestNotConfigured`) and videos still ingest.
     ///   - recorder: where `media.ingest` writes one row per upload (the PostgreSQL table the API reads).
     ///   - store: where the media is (nil: the local media root of `configuration`).
+    ///   - ingestConcurrency: how many `media.ingest` jobs run at once in this process (nil: as many as transcodes).
+    ///     A worker allows its transcode slots plus its image helpers: image uploads keep every image helper busy,
+    ///     and a video upload's transcode waits for a slot it shares with `video.transcode`.
     /// - Returns: the observers the worker adds: with a recorder, the one that gives an upload whose `media.ingest`
     ///   job died a `failed` row.
     @discardableResult
     public static func register(
         into registry: inout JobRegistry, configuration: VideoConfiguration, pool: HelperPool,
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil,
-        images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil, store: (any MediaStore)? = nil
+        images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil, store: (any MediaStore)? = nil,
+        ingestConcurrency: Int? = nil
     ) throws -> [any JobObserver] {
         let store = try store ?? LocalMediaStore(root: MediaRoot(configuration.mediaRoot, create: configuration.mediaRootConfigured))
         AVLibrary.configure()
@@ -94,7 +99,7 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
             JobClass(
                 IngestHandler.jobClass, queue: queue, retry: .default,
                 timeout: .seconds(configuration.probeTimeout + configuration.transcodeTimeout),
-                concurrency: configuration.transcodeConcurrency,
+                concurrency: ingestConcurrency ?? configuration.transcodeConcurrency,
                 handler: IngestHandler(store: store, probe: probe, transcode: transcode, images: images, recorder: recorder)))
         return recorder.map { [IngestDeathObserver(recorder: $0)] } ?? []
     }
