@@ -120,6 +120,8 @@ let package = Package(
             exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
         // Benchmarks/video/run.sh drives this; not run by the tests.
         .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
+        // Benchmarks/audio/run.sh drives this; not run by the tests.
+        .executableTarget(name: "AudioBench", dependencies: ["AV"], path: "Benchmarks/audio/AudioBench", swiftSettings: swiftSettings),
         .testTarget(
             name: "VideoTests", dependencies: ["Video", "Images", "AV", "Sandbox", "Storage", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
             exclude: ["cutting_proxy.py", "waveform_oracle.py"], swiftSettings: swiftSettings),

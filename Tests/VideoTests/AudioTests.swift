@@ -35,14 +35,14 @@ enum AudioClips {
 }
 
 func waveformHandler(_ fixture: MediaFixture, sandboxed: Bool = false, configuration: VideoConfiguration = VideoConfiguration()) -> AudioWaveformHandler {
-    AudioWaveformHandler(store: LocalMediaStoreFor(fixture), configuration: configuration, pool: sandboxed ? fixture.helpers : fixture.inProcess)
+    AudioWaveformHandler(store: localStore(fixture), configuration: configuration, pool: sandboxed ? fixture.helpers : fixture.inProcess)
 }
 
 func audioTranscodeHandler(_ fixture: MediaFixture, configuration: VideoConfiguration = VideoConfiguration()) -> AudioTranscodeHandler {
-    AudioTranscodeHandler(store: LocalMediaStoreFor(fixture), configuration: configuration, pool: fixture.inProcess)
+    AudioTranscodeHandler(store: localStore(fixture), configuration: configuration, pool: fixture.inProcess)
 }
 
-func LocalMediaStoreFor(_ fixture: MediaFixture) -> any MediaStore { LocalMediaStore(root: fixture.root) }
+func localStore(_ fixture: MediaFixture) -> any MediaStore { LocalMediaStore(root: fixture.root) }
 
 @Suite struct AudioWaveformTests {
     static let oracle = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("waveform_oracle.py").path
@@ -254,6 +254,22 @@ func LocalMediaStoreFor(_ fixture: MediaFixture) -> any MediaStore { LocalMediaS
         #expect(failure?.errorClass == "MediaTooLong", "\(String(describing: failure))")
         #expect(failure?.message.contains("CONVEYOR_AUDIO_MAX_DURATION") == true)
         #expect(throws: VideoConfigurationError.self) { try VideoConfiguration(environment: ["CONVEYOR_AUDIO_MAX_DURATION": "0"]) }
+    }
+
+    @Test func theDeadlineStopsTheDecodeAndIsRetryable() async throws {
+        let fixture = try MediaFixture()
+        try await fixture.ffmpeg(["-f", "lavfi", "-i", "anoisesrc=d=600:r=48000", "-ac", "2", "-c:a", "flac", "-compression_level", "0"], output: "long.flac")
+        for (jobClass, handler) in [("audio.waveform", waveformHandler(fixture) as any JobHandler), ("audio.transcode", audioTranscodeHandler(fixture))] {
+            do {
+                let result = try await handler.perform(fixture.job(jobClass, ["source": "long.flac"], timeout: .milliseconds(200)))
+                Issue.record("\(jobClass) of 10 minutes finished within 200 ms: \(result.text)")
+            } catch let failure as JobFailure {
+                #expect(failure.errorClass == "MediaDeadline", "\(failure)")
+                #expect(!failure.isPermanent)
+            }
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: fixture.root.path).filter { $0.hasPrefix(".") || $0.hasPrefix("long.w") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
     }
 
     @Test func aVideoContainerOutsideTheAudioDemuxersIsRefused() async throws {
