@@ -2,6 +2,7 @@ import AV
 import ConveyorCore
 import Foundation
 import Images
+import Postgres
 import Sandbox
 import Storage
 import Synchronization
@@ -398,6 +399,31 @@ func localStore(_ fixture: MediaFixture) -> any MediaStore { LocalMediaStore(roo
         let dat = try Data(contentsOf: URL(fileURLWithPath: fixture.path("uploads/song.waveform.dat")))
         #expect(dat.prefix(8) == Data([1, 0, 0, 0, 1, 0, 0, 0]), "version 1, 8-bit")
         #expect(recorder.rows.withLock { $0["a1"] } == row.objectValue)
+    }
+
+    @Test func theAudioRowLandsInPostgreSQL() async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["DATABASE_URL"], "DATABASE_URL is set by scripts/test.sh")
+        let fixture = try MediaFixture()
+        try await AudioClips.make(fixture, "split-44k-stereo.wav")
+        let handler = IngestHandler(
+            root: fixture.root, probe: fixture.probeHandler(), transcode: fixture.transcodeHandler(), images: nil,
+            recorder: PostgresIngestRecorder(url: url))
+        let upload = "pg-audio-\(UUID().uuidString)"
+        let job = fixture.job("media.ingest", ["upload_id": .string(upload), "source": "split-44k-stereo.wav"])
+        _ = try await handler.perform(job)
+        let rows = try PostgresConnection(url: url).query(
+            """
+            SELECT status, kind, duration::text, variants->0->>'key', details->'waveform'->>'dat', probe->'format'->>'format_name', jid
+              FROM conveyor.media_uploads WHERE upload_id = $1
+            """, [upload]).rows
+        #expect(rows.count == 1)
+        let row = try #require(rows.first)
+        #expect(row[0] == "ready" && row[1] == "audio")
+        #expect(abs((row[2].flatMap { Double($0) } ?? 0) - 2.2) < 0.01, "\(String(describing: row[2]))")
+        #expect(row[3] == "split-44k-stereo.web.m4a")
+        #expect(row[4] == "split-44k-stereo.waveform.dat")
+        #expect(row[5] == "wav")
+        #expect(row[6] == job.jid)
     }
 
     @Test func anAudioOnlyM4AIsIngestedAsAudio() async throws {
