@@ -1,5 +1,5 @@
 import AV
-public import ConveyorCore
+import ConveyorCore
 import Storage
 
 extension IngestHandler {
