@@ -10,7 +10,7 @@ import Testing
 
 @testable import Video
 
-/// Audio fixtures made by the ffmpeg CLI: tones, noise, silence, stereo with different channels, 44.1 and 48 kHz.
+/// Audio fixtures made by the ffmpeg CLI: tones, noise, silence, stereo with different channels, 5.1, 44.1 and 48 kHz.
 enum AudioClips {
     static let all: [(key: String, arguments: [String])] = [
         ("sine-44k-mono.mp3", ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3.3", "-c:a", "libmp3lame", "-b:a", "128k"]),
@@ -22,6 +22,12 @@ enum AudioClips {
         ("split-44k-stereo.wav", [
             "-filter_complex", "sine=frequency=300:sample_rate=44100:duration=2.2[l];anoisesrc=d=2.2:r=44100:a=0.9:c=white[r];[l][r]amerge=inputs=2",
             "-c:a", "pcm_s16le",
+        ]),
+        // Six channels, 24-bit FLAC: the mono average divides by 6, and the decoder's s32 is converted to 16-bit.
+        ("surround-48k-5.1.flac", [
+            "-f", "lavfi", "-i",
+            "aevalsrc=sin(440*2*PI*t)|0.5*sin(220*2*PI*t)|0.3*sin(1000*2*PI*t)|0.2*sin(60*2*PI*t)|0.7*sin(3000*2*PI*t)|-0.9*sin(550*2*PI*t):s=48000:d=1.9:c=5.1",
+            "-c:a", "flac",
         ]),
         ("voice-48k-stereo.opus", [
             "-filter_complex", "sine=frequency=880:sample_rate=48000:duration=2.5[l];sine=frequency=110:sample_rate=48000:duration=2.5,volume=0.3[r];[l][r]join=inputs=2:channel_layout=stereo",
@@ -335,6 +341,13 @@ func localStore(_ fixture: MediaFixture) -> any MediaStore { LocalMediaStore(roo
         let result = try await audioTranscodeHandler(fixture).perform(fixture.job("audio.transcode", ["source": "sine-44k-mono.mp3"]))
         #expect(result["channels"] == 1)
         #expect(result["sample_rate"] == 44100)
+        // Six channels are downmixed to stereo; Opus is always 48 kHz.
+        try await AudioClips.make(fixture, "surround-48k-5.1.flac")
+        let surround = try await audioTranscodeHandler(fixture).perform(
+            fixture.job("audio.transcode", ["source": "surround-48k-5.1.flac", "format": "opus"]))
+        let probe = try await ffprobe(fixture.path("surround-48k-5.1.web.opus"))
+        #expect(surround["channels"] == 2 && probe["streams"]?[0]?["channels"] == 2)
+        #expect(probe["streams"]?[0]?["sample_rate"] == "48000")
     }
 
     static func meanVolume(_ path: String) async throws -> Double {
