@@ -13,6 +13,14 @@ public struct Waveform: Sendable, Equatable {
     /// 16-bit values: min, max of channel 0, min, max of channel 1, ... for pixel 0, then pixel 1, ...
     public var data: [Int16]
 
+    public init(sampleRate: Int, samplesPerPixel: Int, channels: Int, bits: Int, data: [Int16]) {
+        self.sampleRate = sampleRate
+        self.samplesPerPixel = samplesPerPixel
+        self.channels = channels
+        self.bits = bits
+        self.data = data
+    }
+
     /// Min/max pairs per channel.
     public var length: Int { channels == 0 ? 0 : data.count / (2 * channels) }
 

@@ -147,6 +147,23 @@ func localStore(_ fixture: MediaFixture) -> any MediaStore { LocalMediaStore(roo
         #expect(header.contains("4 bands"), "\(header)")
     }
 
+    @Test func theImageDrawsEachSplitChannelInItsOwnBand() {
+        // Two pixels, two channels: channel 0 full scale, channel 1 silent.
+        let waveform = Waveform(
+            sampleRate: 44100, samplesPerPixel: 441, channels: 2, bits: 16, data: [-32768, 32767, 0, 0, -32768, 32767, 0, 0])
+        var style = WaveformImageStyle()
+        style.width = 4
+        style.height = 20
+        style.color = [255, 0, 0, 255]
+        style.background = [0, 0, 0, 0]
+        let pixels = WaveformImage.render(waveform, style: style)
+        func painted(_ x: Int, _ y: Int) -> Bool { pixels[(y * 4 + x) * 4] == 255 }
+        // The top band (rows 0-9) is painted from top to bottom; the bottom band only on its middle row.
+        #expect((0..<10).allSatisfy { painted(1, $0) })
+        #expect((10..<20).filter { painted(1, $0) } == [14])
+        #expect(pixels.count == 4 * 20 * 4)
+    }
+
     @Test func badArgumentsAreInvalid() async throws {
         let fixture = try MediaFixture()
         try await AudioClips.make(fixture, "sine-44k-mono.mp3")
