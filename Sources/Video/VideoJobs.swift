@@ -5,11 +5,11 @@ public import Sandbox
 import Images
 public import Postgres
 
-/// Registers the video job classes.
+/// Registers the media job classes: video, audio, and `media.ingest` for every upload.
 public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOperations {
     /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
     public static let queue = "media"
-    public static let classNames = ["video.probe", "video.transcode", IngestHandler.jobClass]
+    public static let classNames = ["video.probe", "video.transcode", AudioWaveformHandler.jobClass, AudioTranscodeHandler.jobClass, IngestHandler.jobClass]
 
     /// `conveyor.media_uploads`, the table `media.ingest` writes.
     public static var migrations: [Migration] { MediaMigrations.all }
@@ -36,7 +36,7 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
         return JobFamily(registry: registry, observers: observers, services: [StoppingService("video-helpers") { pool.shutdown() }])
     }
 
-    /// Registers `video.probe`, `video.transcode` and `media.ingest` on the `media` queue.
+    /// Registers `video.probe`, `video.transcode`, `audio.waveform`, `audio.transcode` and `media.ingest` on the `media` queue.
     /// - Returns: the observers the worker adds for these classes (see the last overload).
     @discardableResult
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws -> [any JobObserver] {
@@ -95,6 +95,15 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
             JobClass(
                 "video.transcode", queue: queue, retry: .default, timeout: .seconds(configuration.transcodeTimeout),
                 concurrency: configuration.transcodeConcurrency, handler: transcode))
+        // Audio decodes and encodes on one core: no concurrency limit beyond the queue's.
+        registry.register(
+            JobClass(
+                AudioWaveformHandler.jobClass, queue: queue, retry: .default, timeout: .seconds(configuration.transcodeTimeout),
+                handler: AudioWaveformHandler(store: store, configuration: configuration, pool: pool)))
+        registry.register(
+            JobClass(
+                AudioTranscodeHandler.jobClass, queue: queue, retry: .default, timeout: .seconds(configuration.transcodeTimeout),
+                handler: AudioTranscodeHandler(store: store, configuration: configuration, pool: pool)))
         registry.register(
             JobClass(
                 IngestHandler.jobClass, queue: queue, retry: .default,

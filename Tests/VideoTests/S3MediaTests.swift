@@ -129,6 +129,45 @@ struct S3MediaTests {
         #expect(scratchIsEmpty(store))
     }
 
+    @Test func anAudioUploadIngestsFromTheBucketInTheSandboxedHelpers() async throws {
+        let fixture = try MediaFixture()
+        let store = try await store(fixture)
+        try await AudioIngestTests.songWithCover(fixture, key: "voice/song.mp3")
+        try await put(store, fixture, "voice/song.mp3", type: "audio/mpeg")
+        try FileManager.default.removeItem(atPath: fixture.path("voice/song.mp3"))
+        var configuration = VideoConfiguration()
+        configuration.helperPool.executable = conveyorBinary()
+        configuration.helperPool.size = 1
+        configuration.helperPool.limits.writablePaths = [store.scratch]
+        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        defer { pool.shutdown() }
+        let (imageConfiguration, imagePool) = try images(fixture, store: store)
+        defer { imagePool.shutdown() }
+        let recorder = PublishedCheckingRecorder(store: store)
+        let ingest = IngestHandler(
+            store: store, probe: ProbeHandler(store: store, configuration: configuration, pool: pool),
+            transcode: TranscodeHandler(store: store, configuration: configuration, pool: pool),
+            images: IngestHandler.imagePipeline(configuration: imageConfiguration, pool: imagePool), recorder: recorder)
+        let row = try await ingest.perform(fixture.job("media.ingest", ["upload_id": "a-s3", "source": "voice/song.mp3"]))
+        #expect(row["status"] == "ready", "\(row.text)")
+        #expect(row["kind"] == "audio")
+        #expect(row["store"] == JSONValue(store.location))
+        #expect(row["variants"]?[0]?["key"] == "voice/song.web.m4a")
+        #expect(try await head(store, "voice/song.web.m4a")?.contentType == "audio/mp4")
+        #expect(try await head(store, "voice/song.waveform.dat") != nil)
+        let json = try #require(try await head(store, "voice/song.waveform.json"))
+        #expect(json.contentType == "application/json")
+        let poster = try #require(row["poster"]?.stringValue)
+        #expect(try await head(store, poster) != nil)
+        // The waveform in the bucket is the one the row describes.
+        try await download(store, "voice/song.waveform.json", to: fixture.directory + "/w.json")
+        let waveform = try JSONValue(parsing: [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture.directory + "/w.json"))))
+        #expect(waveform["length"] == row["waveform"]?["length"])
+        #expect(waveform["bits"] == 8)
+        #expect(recorder.variantsPublishedWhenRecorded.withLock { $0 } == [true], "the ready row is written after the upload")
+        #expect(scratchIsEmpty(store))
+    }
+
     @Test func missingOversizedAndRefusedObjectsFailWithTheirClasses() async throws {
         let fixture = try MediaFixture()
         let store = try await store(fixture)
