@@ -248,7 +248,9 @@ s3_exports() {
   echo "export CONVEYOR_TEST_S3_SECRET_KEY='$3'"
 }
 
-# SeaweedFS's `weed mini` (master, volume, filer and S3 gateway in one process) with one admin identity.
+# SeaweedFS's `weed mini` (master, volume, filer and S3 gateway in one process) with one admin identity. Every test
+# bucket is a collection with volumes of its own; the volume limit is set, not derived from the free disk space
+# at start (which other servers on the machine share), so a long run of tests does not run out of volumes.
 start_s3() {
   if [ -n "${CONVEYOR_TEST_S3_ENDPOINT:-}" ]; then
     s3_exports "$CONVEYOR_TEST_S3_ENDPOINT" "${CONVEYOR_TEST_S3_ACCESS_KEY:-}" "${CONVEYOR_TEST_S3_SECRET_KEY:-}"
@@ -280,6 +282,7 @@ JSON
     -filer.port=$((S3_PORT + 3)) -filer.port.grpc=$((S3_PORT + 10003)) \
     -admin.port=$((S3_PORT + 4)) -admin.port.grpc=$((S3_PORT + 10004)) -admin.ui=false \
     -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.iam=false -master.telemetry=false \
+    -volume.max=1000 \
     >"$dir/weed.log" 2>&1 </dev/null &
   echo $! >"$dir/weed.pid"
   echo "$S3_PORT" >"$dir/port"
