@@ -17,6 +17,8 @@ public final class RedisConnection {
     public let endpoint: RedisEndpoint
     /// The data node this connection talks to: the endpoint's address, or the master a sentinel named.
     public private(set) var server: RedisEndpoint.Node?
+    /// For a cluster endpoint: the router this connection hands every command to.
+    var cluster: RedisClusterRouter?
 
     /// Connects, authenticates and selects the database named by the endpoint. A sentinel endpoint asks its
     /// sentinels, in order, for the master and checks with `ROLE` that it is one.
@@ -39,6 +41,10 @@ public final class RedisConnection {
             socket?.setTimeout(commandTimeout)
         case .sentinel(let nodes, let master):
             try openMaster(nodes: nodes, name: master, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+        case .cluster(let nodes):
+            // Each node's connection authenticates itself.
+            cluster = try RedisClusterRouter(endpoint, seeds: nodes, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+            return
         }
         if case .sentinel = endpoint.address {} else { try authenticate() }
         if endpoint.database != 0 {
@@ -95,12 +101,16 @@ public final class RedisConnection {
     /// Sets how long a read or write may block before the connection is declared broken.
     /// Blocking commands (`BLMOVE ... timeout`) need a socket timeout longer than their own.
     public func setTimeout(_ seconds: Double) {
+        cluster?.setTimeout(seconds)
         socket?.setTimeout(seconds)
     }
 
     /// Whether the connection failed, or its server stopped being a writable master (`READONLY`, `LOADING`: a
     /// failover or a restart); a broken connection must be replaced.
-    public var isBroken: Bool { socket == nil || failed }
+    public var isBroken: Bool {
+        if let cluster { return cluster.isBroken }
+        return socket == nil || failed
+    }
 
     /// Sends one command and waits for its reply. An error reply is returned, not thrown.
     @discardableResult
@@ -115,6 +125,7 @@ public final class RedisConnection {
 
     /// Sends every command in one write and reads all the replies: one round trip.
     public func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisReply] {
+        if let cluster { return try cluster.pipeline(commands) }
         guard let socket else { throw .connection("connection is closed") }
         if failed { throw .connection("\(endpoint): connection is broken") }
         output.removeAll(keepingCapacity: true)
