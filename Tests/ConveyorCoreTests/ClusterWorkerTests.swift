@@ -1,0 +1,179 @@
+import Foundation
+import Postgres
+import Redis
+import Synchronization
+import Testing
+
+@testable import ConveyorCore
+import SidekiqQueue
+
+/// Workers on the Redis Cluster scripts/services.sh starts (three masters, three replicas), in the cluster layout.
+/// The tests that move a slot and kill a master run last, in one test, since a killed master stays dead.
+@Suite(.serialized) struct ClusterWorkerTests {
+    static let environment = ProcessInfo.processInfo.environment
+    static let url = environment["CONVEYOR_TEST_REDIS_CLUSTER_URL"]
+    static var ready: Bool { url != nil && environment["DATABASE_URL"] != nil }
+
+    /// `count` queue names of this test that hash to every master, in turn.
+    static func queues(_ count: Int, prefix: String, on connection: RedisConnection, keys: QueueKeys) -> [String] {
+        let masters = connection.masters
+        var picked: [String] = []
+        var i = 0
+        while picked.count < count {
+            let name = "\(prefix)\(i)"
+            i += 1
+            if connection.master(of: keys.queue(name)) == masters[picked.count % masters.count] { picked.append(name) }
+        }
+        return picked
+    }
+
+    static func envelopes(_ range: Range<Int>, queues: [String], prefix: String, jobClass: String = "noop") -> [JSONObject] {
+        range.map { i in
+            var payload = Job.envelope(
+                jobClass: jobClass, arguments: JSONObject(), queue: queues[i % queues.count], retry: nil, at: nil, now: JobTime.now())
+            payload["jid"] = .string(prefix + String(i))
+            return payload
+        }
+    }
+
+    /// Rows of this test's jobs: all, distinct jids, succeeded.
+    static func rows(_ database: PostgresConnection, prefix: String) throws -> [String] {
+        try database.query(
+            "SELECT count(*), count(DISTINCT jid), count(*) FILTER (WHERE status = 'succeeded') FROM conveyor.job_results WHERE jid LIKE $1",
+            [prefix + "%"]
+        ).rows.first?.compactMap { $0 } ?? []
+    }
+
+    /// The sum of one counter over `queues`.
+    static func total(_ connection: RedisConnection, _ keys: [String]) throws -> Int {
+        try connection.pipeline(keys.map { RedisCommand("GET", $0) }).reduce(0) { $0 + (try $1.check().int ?? 0) }
+    }
+
+    /// Every in-flight list and ready list of `queues` is empty.
+    static func drained(_ connection: RedisConnection, keys: QueueKeys, queues: [String]) throws -> Bool {
+        var commands = queues.map { RedisCommand("LLEN", keys.queue($0)) }
+        for queue in queues {
+            let pattern = keys.prefix + "conveyor:" + keys.tag(queue) + ":inflight:*"
+            // KEYS on the master of the queue's slot: the pattern's tag keeps them there.
+            let node = connection.master(of: keys.queue(queue))!
+            for list in try connection.pipeline([RedisCommand("KEYS", pattern)], on: node)[0].check().array ?? [] {
+                commands.append(RedisCommand("LLEN", list.bytes!))
+            }
+        }
+        return try connection.pipeline(commands).allSatisfy { try $0.check().int == 0 }
+    }
+
+    @Test(.enabled(if: ready, "needs the cluster of scripts/services.sh and DATABASE_URL"))
+    func twoWorkersDrainSixQueuesOverThreeMastersExactlyOnce() async throws {
+        let namespace = "cl-" + Job.newJID().prefix(8)
+        let keys = QueueKeys(namespace: String(namespace), cluster: true)
+        let connection = try RedisConnection(RedisEndpoint(url: Self.url!))
+        let queues = Self.queues(6, prefix: "q", on: connection, keys: keys)
+        #expect(Set(queues.compactMap { connection.master(of: keys.queue($0)) }).count == 3, "the queues spread over the three masters")
+        let redis = RedisThread(try RedisEndpoint(url: Self.url!), name: "cluster-test")
+        defer { redis.stop() }
+        let client = JobClient(redis: redis, keys: keys)
+        let prefix = "cl-\(Job.newJID().prefix(10))-"
+        let total = 30_000
+        for start in stride(from: 0, to: total, by: 1000) {
+            try await client.push(Self.envelopes(start..<start + 1000, queues: queues, prefix: prefix))
+        }
+        #expect(try connection.pipeline(queues.map { RedisCommand("LLEN", keys.queue($0)) }).map(\.int) == queues.map { _ in total / 6 })
+
+        let arguments = ["--queues", queues.joined(separator: ","), "-c", "10", "--heartbeat-interval", "300ms", "--poll-interval", "200ms"]
+        let a = try WorkerProcess(redisURL: Self.url!, namespace: String(namespace), arguments: arguments)
+        let b = try WorkerProcess(redisURL: Self.url!, namespace: String(namespace), arguments: arguments)
+        let database = try PostgresConnection(url: Self.environment["DATABASE_URL"]!)
+        // The workers create the table on start: a failed read counts as not yet.
+        try await eventually("every job has its row", timeout: .seconds(240)) {
+            (try? Self.rows(database, prefix: prefix))?.first == String(total)
+        }
+        #expect(try Self.rows(database, prefix: prefix) == [String(total), String(total), String(total)], "one succeeded row per job")
+        try await eventually("every list is empty", timeout: .seconds(20)) { try Self.drained(connection, keys: keys, queues: queues) }
+        // Counted once each, on the shards of their queues; both workers took part.
+        try await eventually("counters", timeout: .seconds(10)) {
+            try Self.total(connection, queues.map { keys.processed(queue: $0) }) == total
+        }
+        #expect(try Self.total(connection, queues.map { keys.failed(queue: $0) }) == 0)
+        #expect(try connection.command("SMEMBERS", keys.queues).check().array?.count == 6)
+        #expect(try await a.terminate() == 0)
+        #expect(try await b.terminate() == 0)
+        #expect(!a.log.contains("CROSSSLOT") && !b.log.contains("CROSSSLOT"), "\(a.log.suffix(2000))")
+    }
+
+    @Test(.enabled(if: url != nil, "needs the cluster of scripts/services.sh"))
+    func retriesAndScheduledJobsComeBackOnTimeOnTheirQueuesShard() async throws {
+        let namespace = "clr-" + Job.newJID().prefix(8)
+        let keys = QueueKeys(namespace: String(namespace), cluster: true)
+        let endpoint = try RedisEndpoint(url: Self.url!)
+        let connection = try RedisConnection(endpoint)
+        let queues = Self.queues(2, prefix: "r", on: connection, keys: keys)
+        let redis = RedisThread(endpoint, name: "cluster-retry-test")
+        defer { redis.stop() }
+        let client = JobClient(redis: redis, keys: keys)
+
+        let runs = Mutex<[String: [Double]]>([:])
+        let policy = RetryPolicy(maxAttempts: 3, backoff: .exponential(base: 0.4, factor: 2, cap: 5, jitter: 0.25))
+        var registry = JobRegistry()
+        BuiltinJobs.register(into: &registry)
+        registry.register(
+            JobClass(
+                "flaky", retry: policy,
+                handler: ClosureHandler { job in
+                    let n = runs.withLock { r in
+                        r[job.jid, default: []].append(JobTime.now())
+                        return r[job.jid]!.count
+                    }
+                    // Fails twice, then succeeds; "hopeless" always fails.
+                    if n < 3 || job.arguments["hopeless"] != nil { throw JobFailure.transient("UpstreamDown", "not yet") }
+                    return nil
+                }))
+        registry.register(
+            JobClass("later", handler: ClosureHandler { job in
+                runs.withLock { $0[job.jid, default: []].append(JobTime.now()) }
+                return nil
+            }))
+        let flaky = try await client.enqueue("flaky", queue: queues[0])
+        let hopeless = try await client.enqueue("flaky", arguments: ["hopeless": true], queue: queues[1])
+        let at = JobTime.now() + 1.5
+        let later = try await client.enqueue("later", queue: queues[1], at: at)
+        // The scheduled job waits in its own queue's schedule, on that queue's shard.
+        #expect(try connection.command("ZCARD", keys.schedule(queue: queues[1])).int == 1)
+        #expect(connection.master(of: keys.schedule(queue: queues[1])) == connection.master(of: keys.queue(queues[1])))
+
+        let identity = "cluster-retry-\(Job.newJID().prefix(6))"
+        let configuration = WorkerConfiguration(
+            queues: try QueueSelection(parsing: queues.joined(separator: ",")), concurrency: 4, shutdownTimeout: .seconds(5),
+            heartbeatInterval: .milliseconds(200), heartbeatTTL: 30, pollInterval: .milliseconds(50), identity: identity)
+        let backend = ClusterBackend(redis: endpoint, keys: keys, identity: identity, queues: queues)
+        let worker = Worker(backend: backend, registry: registry, configuration: configuration)
+        let running = Task { try await worker.run() }
+        defer { worker.shutdown() }
+
+        try await eventually("the first failure waits in its queue's retry set", timeout: .seconds(10)) {
+            try connection.command("ZCARD", keys.retry(queue: queues[0])).int == 1
+        }
+        try await eventually("the flaky job succeeded on its third run", timeout: .seconds(20)) { runs.withLock { $0[flaky]?.count } == 3 }
+        try await eventually("the hopeless job is dead, in its queue's dead set", timeout: .seconds(20)) {
+            try connection.command("ZCARD", keys.dead(queue: queues[1])).int == 1
+        }
+        try await eventually("the scheduled job ran", timeout: .seconds(10)) { runs.withLock { $0[later]?.count } == 1 }
+        let times = runs.withLock { $0 }
+        // Each retry waited its backoff; the scheduled job ran at its time, not before.
+        let first = times[flaky]!
+        #expect(first[1] - first[0] >= policy.delayBounds(retryCount: 0).lowerBound - 0.05)
+        #expect(first[2] - first[1] >= policy.delayBounds(retryCount: 1).lowerBound - 0.05)
+        #expect(times[hopeless]!.count == 3)
+        #expect(times[later]![0] >= at - 0.01)
+        let dead = try connection.command("ZRANGE", keys.dead(queue: queues[1]), 0, -1).check().array!
+        #expect(try JSONValue(parsing: dead[0].bytes!)["jid"]?.stringValue == hopeless)
+        try await eventually("counted on each queue's shard", timeout: .seconds(5)) {
+            try Self.total(connection, queues.map { keys.failed(queue: $0) }) == 5
+        }
+        #expect(try Self.total(connection, queues.map { keys.processed(queue: $0) }) == 7)
+        #expect(try connection.command("ZCARD", keys.retry(queue: queues[0])).int == 0)
+        #expect(try connection.command("ZCARD", keys.schedule(queue: queues[1])).int == 0)
+        worker.shutdown()
+        try await running.value
+    }
+}
