@@ -14,6 +14,12 @@ extension RedisConnection {
         return server
     }
 
+    /// The master serving `slot` (a cluster connection), or this connection's server.
+    public func master(ofSlot slot: Int) -> RedisEndpoint.Node? {
+        if let cluster { return cluster.master(of: slot) }
+        return server
+    }
+
     /// Sends `commands` to one master, unrouted: per-shard commands (`INFO`, `DBSIZE`, `SCAN`). On a connection
     /// that is not a cluster's, `node` is ignored.
     public func pipeline(_ commands: [RedisCommand], on node: RedisEndpoint.Node) throws(RedisError) -> [RedisReply] {

@@ -177,3 +177,127 @@ import SidekiqQueue
         try await running.value
     }
 }
+
+extension ClusterWorkerTests {
+    /// A direct connection to one node.
+    static func node(_ node: RedisEndpoint.Node) throws -> RedisConnection {
+        try RedisConnection(RedisEndpoint(address: .tcp(host: node.host, port: node.port)), connectTimeout: 2, commandTimeout: 5)
+    }
+
+    /// How many of `master`'s slots come before `slot`, itself included: what `redis-cli --cluster reshard` must
+    /// move (it takes the source's lowest slots first) for `slot` to go.
+    static func slotsUpTo(_ slot: Int, of master: RedisEndpoint.Node, on connection: RedisConnection) -> Int {
+        (0...slot).filter { connection.master(ofSlot: $0) == master }.count
+    }
+
+    /// Two workers drain 20,000 jobs over six queues while (1) `redis-cli --cluster reshard` moves a busy queue's
+    /// slot to another master, then (2) that master is killed with kill -9 and its replica takes over. The workers
+    /// wait for one replica after each batch (`CONVEYOR_REDIS_WAIT_REPLICAS=1`), the jobs were replicated before:
+    /// every job ends with exactly one succeeded row, nothing is left in any list.
+    @Test(.enabled(if: ready, "needs the cluster of scripts/services.sh and DATABASE_URL"))
+    func aSlotMovedThenAMasterKilledMidDrainLoseNoJob() async throws {
+        let namespace = "clf-" + Job.newJID().prefix(8)
+        let keys = QueueKeys(namespace: String(namespace), cluster: true)
+        let endpoint = try RedisEndpoint(url: Self.url!)
+        let connection = try RedisConnection(endpoint)
+        // A queue whose slot is among the first its master serves, so a small reshard moves it; five more spread.
+        var candidate = ""
+        var i = 0
+        while candidate.isEmpty {
+            let name = "m\(i)"
+            i += 1
+            let slot = RedisClusterSlot.of(keys.queue(name))
+            if let master = connection.master(ofSlot: slot), Self.slotsUpTo(slot, of: master, on: connection) <= 300 { candidate = name }
+        }
+        let moving = candidate
+        // Workers take from earlier queues first: the moving queue, last, still holds jobs when its slot moves.
+        let queues = Self.queues(5, prefix: "f", on: connection, keys: keys) + [moving]
+        let movingSlot = RedisClusterSlot.of(keys.queue(moving))
+        let source = try #require(connection.master(ofSlot: movingSlot))
+        let target = try #require(connection.masters.first { $0 != source })
+
+        let redis = RedisThread(endpoint, name: "cluster-failover-test")
+        defer { redis.stop() }
+        let client = JobClient(redis: redis, keys: keys)
+        let prefix = "clf-\(Job.newJID().prefix(10))-"
+        let total = 20_000
+        for start in stride(from: 0, to: total, by: 1000) {
+            try await client.push(Self.envelopes(start..<start + 1000, queues: queues, prefix: prefix, jobClass: "sleep").map { job in
+                var job = job
+                job["args"] = .array([.object(["ms": 2])])
+                return job
+            })
+        }
+        for master in connection.masters {
+            #expect(try connection.pipeline([RedisCommand("WAIT", 1, 10_000)], on: master)[0].int == 1, "the jobs reached \(master)'s replica")
+        }
+
+        let arguments = ["--queues", queues.joined(separator: ","), "-c", "8", "--heartbeat-interval", "300ms", "--heartbeat-ttl", "5s", "--poll-interval", "200ms"]
+        let environment = ["CONVEYOR_REDIS_WAIT_REPLICAS": "1", "CONVEYOR_REDIS_WAIT_TIMEOUT_MS": "200"]
+        let a = try WorkerProcess(redisURL: Self.url!, namespace: String(namespace), arguments: arguments, environment: environment)
+        let b = try WorkerProcess(redisURL: Self.url!, namespace: String(namespace), arguments: arguments, environment: environment)
+        let watcher = RedisThread(endpoint, name: "cluster-failover-watch")
+        defer { watcher.stop() }
+        func processed() async -> Int {
+            (try? await watcher.run { try Self.total($0, queues.map { keys.processed(queue: $0) }) }) ?? 0
+        }
+        try await eventually("a twentieth drained", timeout: .seconds(120)) { await processed() >= total / 20 }
+
+        // (1) The reshard, while the workers drain the queue whose slot moves.
+        let sourceID = try #require(try Self.node(source).command("CLUSTER", "MYID").check().text)
+        let targetID = try #require(try Self.node(target).command("CLUSTER", "MYID").check().text)
+        let count = Self.slotsUpTo(movingSlot, of: source, on: connection)
+        let reshard = Process()
+        reshard.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        reshard.arguments = [
+            "--cluster", "reshard", "\(source.host):\(source.port)", "--cluster-from", sourceID, "--cluster-to", targetID,
+            "--cluster-slots", "\(count)", "--cluster-yes",
+        ]
+        let output = Pipe()
+        reshard.standardOutput = output
+        reshard.standardError = output
+        reshard.standardInput = FileHandle.nullDevice
+        let duringReshard = await processed()
+        #expect(try connection.command("LLEN", keys.queue(moving)).check().int ?? 0 > 0)
+        try reshard.run()
+        let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        reshard.waitUntilExit()
+        #expect(reshard.terminationStatus == 0, "\(log.suffix(2000))")
+        #expect(duringReshard < total, "the slot moved mid-drain")
+        let owner = try Self.node(target).command("CLUSTER", "COUNTKEYSINSLOT", movingSlot).check().int ?? 0
+        #expect(owner > 0, "the moving queue's keys are on the target now")
+        // The slot moved with jobs still queued: the workers, following MOVED and ASK, drain them on the new master.
+        let moved = try Self.node(target)
+        let left = try moved.command("LLEN", keys.queue(moving)).check().int ?? 0
+        #expect(left > 0, "the moving queue still had jobs after its slot moved")
+
+        // (2) kill -9 the master that now holds the moved slot.
+        let before = await processed()
+        #expect(before < total, "the master dies mid-drain")
+        let info = try Self.node(target).command("INFO", "server").check().text ?? ""
+        let pid = try #require(info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("process_id:") }.flatMap { Int32($0.dropFirst(11)) })
+        kill(pid, SIGKILL)
+        try await eventually("a replica took over the killed master's slots", timeout: .seconds(60)) {
+            guard let survivor = connection.masters.first(where: { $0 != target }), let c = try? Self.node(survivor),
+                let slots = try? c.command("CLUSTER", "SLOTS").check().array
+            else { return false }
+            return slots.contains { range in
+                guard let parts = range.array, let first = parts[0].int, let last = parts[1].int, let master = parts[2].array else { return false }
+                return (first...last).contains(movingSlot) && master[1].int != target.port
+            }
+        }
+
+        let database = try PostgresConnection(url: Self.environment["DATABASE_URL"]!)
+        try await eventually("every job has its row", timeout: .seconds(240)) {
+            (try? Self.rows(database, prefix: prefix))?.first == String(total)
+        }
+        #expect(try Self.rows(database, prefix: prefix) == [String(total), String(total), String(total)], "one succeeded row per job")
+        try await eventually("every list is empty", timeout: .seconds(30)) {
+            guard let fresh = try? RedisConnection(endpoint) else { return false }
+            return (try? Self.drained(fresh, keys: keys, queues: queues)) == true
+        }
+        #expect(a.log.contains("failed; retrying") || b.log.contains("failed; retrying"), "a worker lost the killed master")
+        #expect(try await a.terminate() == 0)
+        #expect(try await b.terminate() == 0)
+    }
+}
