@@ -175,6 +175,32 @@ import SidekiqQueue
         #expect(try connection.command("ZCARD", keys.schedule(queue: queues[1])).int == 0)
         worker.shutdown()
         try await running.value
+
+        // The operator commands read the queues' sets on their shards and sum them.
+        let common = ["--redis-url", Self.url!, "--namespace", String(namespace), "--json"]
+        let stats = try JSONValue(parsing: try Self.conveyor(["stats"] + common))
+        #expect(stats["dead"]?.intValue == 1 && stats["processed"]?.intValue == 7 && stats["failed"]?.intValue == 5, "\(stats)")
+        let listed = try JSONValue(parsing: try Self.conveyor(["dead", "list"] + common))
+        #expect(listed["jobs"]?.arrayValue?.compactMap { $0["jid"]?.stringValue } == [hopeless], "\(listed)")
+        _ = try Self.conveyor(["dead", "replay"] + common)
+        #expect(try connection.command("ZCARD", keys.dead(queue: queues[1])).int == 0)
+        let back = try connection.command("LRANGE", keys.queue(queues[1]), 0, -1).check().array ?? []
+        #expect(back.count == 1 && (try? JSONValue(parsing: back[0].bytes!))?["jid"]?.stringValue == hopeless, "replayed onto its queue")
+    }
+
+    /// Runs the `conveyor` binary and returns its standard output; fails the test on a non-zero exit.
+    static func conveyor(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(environment["CONVEYOR_BIN"]))
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "conveyor \(arguments.joined(separator: " ")): \(text)")
+        return text
     }
 }
 
