@@ -101,6 +101,44 @@ import SidekiqQueue
         #expect(!a.log.contains("CROSSSLOT") && !b.log.contains("CROSSSLOT"), "\(a.log.suffix(2000))")
     }
 
+    /// A worker killed with kill -9 while its jobs run: another one reaps its in-flight lists (one per queue, on
+    /// each queue's shard) and stores the outcomes it had acknowledged but not written (its per-queue journals).
+    @Test(.enabled(if: ready, "needs the cluster of scripts/services.sh and DATABASE_URL"))
+    func aKilledWorkersJobsAreReapedFromEveryShard() async throws {
+        let namespace = "clk-" + Job.newJID().prefix(8)
+        let keys = QueueKeys(namespace: String(namespace), cluster: true)
+        let connection = try RedisConnection(RedisEndpoint(url: Self.url!))
+        let queues = Self.queues(3, prefix: "k", on: connection, keys: keys)
+        let redis = RedisThread(try RedisEndpoint(url: Self.url!), name: "cluster-reap-test")
+        defer { redis.stop() }
+        let prefix = "clk-\(Job.newJID().prefix(10))-"
+        let total = 300
+        try await JobClient(redis: redis, keys: keys).push(Self.envelopes(0..<total, queues: queues, prefix: prefix, jobClass: "sleep").map { job in
+            var job = job
+            job["args"] = .array([.object(["ms": 200])])
+            return job
+        })
+        let arguments = ["--queues", queues.joined(separator: ","), "-c", "30", "--heartbeat-interval", "200ms", "--heartbeat-ttl", "2s", "--poll-interval", "100ms"]
+        let doomed = try WorkerProcess(redisURL: Self.url!, namespace: String(namespace), arguments: arguments)
+        let database = try PostgresConnection(url: Self.environment["DATABASE_URL"]!)
+        try await eventually("the first worker finished some jobs", timeout: .seconds(60)) { doomed.succeeded.count >= 30 }
+        try await doomed.kill9()
+        let held = try queues.reduce(0) { sum, queue in
+            let node = connection.master(of: keys.queue(queue))!
+            let lists = try connection.pipeline([RedisCommand("KEYS", keys.prefix + "conveyor:" + keys.tag(queue) + ":inflight:*")], on: node)[0]
+            return sum + (try lists.check().array ?? []).reduce(0) { $0 + ((try? connection.command("LLEN", $1.bytes!).int) ?? 0) }
+        }
+        #expect(held > 0, "the killed worker held jobs in flight")
+        let heir = try WorkerProcess(redisURL: Self.url!, namespace: String(namespace), arguments: arguments)
+        try await eventually("every job has its row", timeout: .seconds(120)) {
+            (try? Self.rows(database, prefix: prefix))?.first == String(total)
+        }
+        #expect(try Self.rows(database, prefix: prefix) == [String(total), String(total), String(total)])
+        try await eventually("every list is empty", timeout: .seconds(20)) { try Self.drained(connection, keys: keys, queues: queues) }
+        #expect(heir.log.contains("reaped the jobs of a dead worker process"), "\(heir.log.suffix(3000))")
+        #expect(try await heir.terminate() == 0)
+    }
+
     @Test(.enabled(if: url != nil, "needs the cluster of scripts/services.sh"))
     func retriesAndScheduledJobsComeBackOnTimeOnTheirQueuesShard() async throws {
         let namespace = "clr-" + Job.newJID().prefix(8)
