@@ -143,16 +143,28 @@ final class RedisClusterRouter {
             var again: [Int] = []
             var pause = 0
             var stale = false
+            // Every node's share is written before any is read: the masters work at the same time.
+            var sent: [(node: RedisEndpoint.Node, connection: RedisConnection, count: Int)] = []
             for node in order {
-                let group = byNode[node]!
                 var batch: [RedisCommand] = []
-                for u in group {
+                for u in byNode[node]! {
                     if units[u].asking { batch.append(RedisCommand("ASKING")) }
                     batch += commands[units[u].range]
                 }
+                do throws(RedisError) {
+                    let link = try connection(to: node)
+                    try link.send(batch)
+                    sent.append((node, link, batch.count))
+                } catch {
+                    failed = true
+                    throw .connection("\(endpoint) (node \(node)): \(error.message)")
+                }
+            }
+            for (node, link, count) in sent {
+                let group = byNode[node]!
                 let answers: [RedisReply]
                 do throws(RedisError) {
-                    answers = try connection(to: node).pipeline(batch)
+                    answers = try link.receive(count)
                 } catch {
                     failed = true
                     throw .connection("\(endpoint) (node \(node)): \(error.message)")

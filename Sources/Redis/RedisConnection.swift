@@ -126,6 +126,13 @@ public final class RedisConnection {
     /// Sends every command in one write and reads all the replies: one round trip.
     public func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisReply] {
         if let cluster { return try cluster.pipeline(commands) }
+        try send(commands)
+        return try receive(commands.count)
+    }
+
+    /// Writes `commands` without reading their replies (`receive` reads them): the cluster router writes to every
+    /// node before it reads from any, so the nodes work at the same time.
+    func send(_ commands: [RedisCommand]) throws(RedisError) {
         guard let socket else { throw .connection("connection is closed") }
         if failed { throw .connection("\(endpoint): connection is broken") }
         output.removeAll(keepingCapacity: true)
@@ -143,9 +150,14 @@ public final class RedisConnection {
         if let unsent { throw broken(unsent.message) }
         // A one-off large write (a big value) should not stay allocated for the connection's lifetime.
         if output.capacity > 1 << 20 { output = [] }
+    }
+
+    /// Reads the replies of the `count` commands `send` wrote, in order.
+    func receive(_ count: Int) throws(RedisError) -> [RedisReply] {
+        guard let socket else { throw .connection("connection is closed") }
         var replies: [RedisReply] = []
-        replies.reserveCapacity(commands.count)
-        while replies.count < commands.count {
+        replies.reserveCapacity(count)
+        while replies.count < count {
             var raw: UnsafeMutableRawPointer?
             if redisReaderGetReply(reader, &raw) != REDIS_OK { throw broken("protocol error: \(readerError())") }
             if let raw {
