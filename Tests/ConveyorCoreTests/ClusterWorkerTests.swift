@@ -136,7 +136,59 @@ import SidekiqQueue
         #expect(try Self.rows(database, prefix: prefix) == [String(total), String(total), String(total)])
         try await eventually("every list is empty", timeout: .seconds(20)) { try Self.drained(connection, keys: keys, queues: queues) }
         #expect(heir.log.contains("reaped the jobs of a dead worker process"), "\(heir.log.suffix(3000))")
+        // The killed worker's journals (one per queue, on each queue's shard) were stored and emptied, and their
+        // orphan records forgotten.
+        try await eventually("no journal or orphan record left", timeout: .seconds(20)) {
+            for queue in queues {
+                let node = connection.master(of: keys.queue(queue))!
+                let journals = try connection.pipeline([RedisCommand("KEYS", keys.prefix + "conveyor:" + keys.tag(queue) + ":outcomes:*")], on: node)[0]
+                if !(try journals.check().array ?? []).isEmpty { return false }
+                if try connection.command("SCARD", keys.orphanedOutcomes(queue: queue)).check().int != 0 { return false }
+            }
+            return true
+        }
         #expect(try await heir.terminate() == 0)
+    }
+
+    /// A batch of completions over queues on several masters, sent again as after a lost reply: each queue's
+    /// transaction applies once (its own marker says so), nothing is counted twice.
+    @Test(.enabled(if: url != nil, "needs the cluster of scripts/services.sh"))
+    func aResentBatchAppliesOncePerQueue() async throws {
+        let namespace = "cls-" + Job.newJID().prefix(8)
+        let keys = QueueKeys(namespace: String(namespace), cluster: true)
+        let endpoint = try RedisEndpoint(url: Self.url!)
+        let connection = try RedisConnection(endpoint)
+        let queues = Self.queues(3, prefix: "s", on: connection, keys: keys)
+        let redis = RedisThread(endpoint, name: "cluster-resend-test")
+        defer { redis.stop() }
+        try await JobClient(redis: redis, keys: keys).push(Self.envelopes(0..<30, queues: queues, prefix: "s-"))
+        let backend = ClusterBackend(redis: endpoint, keys: keys, identity: "resend-\(Job.newJID().prefix(6))", queues: queues)
+        defer { backend.close() }
+        let fetched = try await backend.fetch(from: queues, count: 30)
+        #expect(fetched.count == 30)
+        #expect(Set(fetched.map(\.queue)) == Set(queues))
+        let moves = fetched.map { JobTransitions.Move(raw: $0.raw, target: .ack, counts: .processed) }
+        // The first send applied; its reply "was lost": the resend must change nothing.
+        #expect(try await backend.complete(moves, batch: 7, resent: false))
+        #expect(try await backend.complete(moves, batch: 7, resent: true))
+        for queue in queues {
+            #expect(try connection.command("GET", keys.processed(queue: queue)).check().int == 10)
+            #expect(try connection.command("LLEN", keys.inflight(backend.identity, queue: queue)).check().int == 0)
+            #expect(try connection.command("GET", keys.acknowledged(backend.identity, queue: queue)).check().text == "7")
+        }
+        // A queue whose transaction had not applied is applied by the resend, the others are not sent again.
+        try await JobClient(redis: redis, keys: keys).push(Self.envelopes(30..<60, queues: queues, prefix: "s-"))
+        let more = try await backend.fetch(from: queues, count: 30)
+        #expect(more.count == 30)
+        let first = more.filter { $0.queue == queues[0] }.map { JobTransitions.Move(raw: $0.raw, target: .ack, counts: .processed) }
+        #expect(try await backend.complete(first, batch: 8, resent: false))
+        let all = more.map { JobTransitions.Move(raw: $0.raw, target: .ack, counts: .processed) }
+        #expect(try await backend.complete(all, batch: 8, resent: true))
+        for queue in queues {
+            #expect(try connection.command("GET", keys.processed(queue: queue)).check().int == 20, "\(queue) counted once per job")
+            #expect(try connection.command("LLEN", keys.inflight(backend.identity, queue: queue)).check().int == 0)
+        }
+        try await backend.deregister()
     }
 
     @Test(.enabled(if: url != nil, "needs the cluster of scripts/services.sh"))
