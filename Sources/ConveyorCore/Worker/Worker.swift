@@ -17,8 +17,6 @@ public final class Worker: Service {
     let journal: (any OutcomeJournal)?
     let logger: Logger
     var identity: String { configuration.identity }
-    /// This process's outcome journal, as the backend names it.
-    var journalKey: String { backend.journalName }
     /// Numbers the reaper's batches in this process's journal (`r<n>`).
     let journalSequence = Atomic<UInt64>(0)
 
