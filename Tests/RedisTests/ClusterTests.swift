@@ -3,8 +3,8 @@ import Redis
 import Testing
 
 /// Redis Cluster: key slots against the values Redis itself gives, URL parsing, and routing over the cluster
-/// scripts/services.sh starts (three masters, three replicas).
-@Suite struct ClusterTests {
+/// scripts/services.sh starts (three masters, three replicas). Serialized: one test moves a slot under the others.
+@Suite(.serialized) struct ClusterTests {
     static let url = ProcessInfo.processInfo.environment["CONVEYOR_TEST_REDIS_CLUSTER_URL"]
 
     @Test func slotsMatchRedis() {
@@ -109,5 +109,44 @@ import Testing
         #expect(connection.master(of: old) == target)
         #expect(!connection.isBroken)
         _ = try connection.pipeline([RedisCommand("DEL", old), RedisCommand("DEL", new)])
+    }
+
+    /// A replica taking over its master by `CLUSTER FAILOVER` (the old master stays up, as a replica): the
+    /// connection's map is stale, the old master answers `MOVED`, and the client follows it to the new master.
+    @Test(.enabled(if: url != nil, "needs the cluster of scripts/services.sh"))
+    func followsAFailoverByMoved() async throws {
+        let connection = try RedisConnection(RedisEndpoint(url: Self.url!))
+        // A key on a master that has a replica (an earlier test may have killed a master: its successor has none).
+        var found: (key: String, node: RedisConnection)?
+        for _ in 0..<100 where found == nil {
+            let key = TestEnv.unique("failover")
+            let master = try #require(connection.master(of: key))
+            let node = try RedisConnection(RedisEndpoint(address: .tcp(host: master.host, port: master.port)))
+            if (try node.command("INFO", "replication").check().text ?? "").contains("connected_slaves:1") { found = (key, node) }
+        }
+        let (key, oldNode) = try #require(found)
+        #expect(try connection.command("SET", key, "kept", "EX", 60).check() == .status("OK"))
+        #expect(try oldNode.command("WAIT", 1, 5000).int == 1)
+        // The replica of that master, from the master's own view of its replication.
+        let info = try oldNode.command("INFO", "replication").check().text ?? ""
+        let line = try #require(info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("slave0:") })
+        let fields = Dictionary(uniqueKeysWithValues: line.dropFirst(7).split(separator: ",").compactMap { pair -> (String, String)? in
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            return kv.count == 2 ? (String(kv[0]), String(kv[1])) : nil
+        })
+        let replica = RedisEndpoint.Node(host: fields["ip"] ?? "127.0.0.1", port: try #require(fields["port"].flatMap { Int($0) }))
+        let replicaNode = try RedisConnection(RedisEndpoint(address: .tcp(host: replica.host, port: replica.port)))
+        try replicaNode.command("CLUSTER", "FAILOVER").check()
+        try await eventually("the replica took over", timeout: .seconds(20)) {
+            try replicaNode.command("ROLE").check().array?.first?.text == "master"
+                && (try oldNode.command("ROLE").check().array?.first?.text) == "slave"
+        }
+        // The stale map still names the old master; its MOVED leads to the new one.
+        #expect(try connection.command("GET", key).text == "kept")
+        #expect(try connection.command("SET", key, "after", "EX", 60).check() == .status("OK"))
+        #expect(connection.master(of: key) == replica)
+        #expect(try replicaNode.command("GET", key).text == "after")
+        #expect(!connection.isBroken)
+        _ = try connection.command("DEL", key)
     }
 }
