@@ -257,10 +257,11 @@ import SidekiqQueue
         #expect(times[later]![0] >= at - 0.01)
         let dead = try connection.command("ZRANGE", keys.dead(queue: queues[1]), 0, -1).check().array!
         #expect(try JSONValue(parsing: dead[0].bytes!)["jid"]?.stringValue == hopeless)
+        // Acknowledged in batches: the last run's ack may still be on its way.
         try await eventually("counted on each queue's shard", timeout: .seconds(5)) {
             try Self.total(connection, queues.map { keys.failed(queue: $0) }) == 5
+                && Self.total(connection, queues.map { keys.processed(queue: $0) }) == 7
         }
-        #expect(try Self.total(connection, queues.map { keys.processed(queue: $0) }) == 7)
         #expect(try connection.command("ZCARD", keys.retry(queue: queues[0])).int == 0)
         #expect(try connection.command("ZCARD", keys.schedule(queue: queues[1])).int == 0)
         worker.shutdown()
