@@ -24,16 +24,26 @@ BIN="$(swift build -c release --show-bin-path)/conveyor"
 unset DATABASE_URL
 
 PORTS=("$PORT" $((PORT + 1)) $((PORT + 2)) $((PORT + 3)))
+# By pid, never by port: another checkout's server on these ports is left alone. Workers still running (the run
+# failed mid-drain) go first.
+pids=()
 stop_all() {
-  for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+  local p f
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${PORTS[@]}"; do
+    f="$RUNDIR/$p/redis.pid"
+    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  done
 }
 trap stop_all EXIT
 for p in "${PORTS[@]}"; do
   extra=()
   [ "$p" != "$PORT" ] && extra=(--cluster-enabled yes --cluster-config-file "$RUNDIR/$p/nodes.conf")
   mkdir -p "$RUNDIR/$p"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "cluster bench: port $p is taken (set BENCH_PORT)" >&2; exit 1; fi
   redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no --dir "$RUNDIR/$p" --daemonize yes \
-    --logfile "$RUNDIR/$p/redis.log" "${extra[@]}" >/dev/null
+    --pidfile "$RUNDIR/$p/redis.pid" --logfile "$RUNDIR/$p/redis.log" "${extra[@]}" >/dev/null
 done
 for p in "${PORTS[@]}"; do for _ in $(seq 1 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.05; done; done
 redis-cli --cluster create 127.0.0.1:$((PORT + 1)) 127.0.0.1:$((PORT + 2)) 127.0.0.1:$((PORT + 3)) --cluster-yes >"$RUNDIR/create.log"
@@ -86,7 +96,8 @@ drain_rate() {
     if [ "$count" -ge "$JOBS" ]; then break; fi
     sleep 0.02
   done
-  python3 -c "print(round(($JOBS - $first) / ($now - $start)))"
+  # A drain shorter than one poll (a tiny JOBS) has no measurable rate: report 0 rather than divide by zero.
+  python3 -c "d = $now - $start; print(round(($JOBS - $first) / d) if d > 0 and $JOBS > $first else 0)"
 }
 
 load() {
@@ -114,6 +125,7 @@ for round in $(seq 1 "$ROUNDS"); do
       done
       rate=$(drain_rate "$topology")
       kill -TERM "${pids[@]}"; wait "${pids[@]}" || true
+      pids=()
       name="one Redis"; [ "$topology" = cluster ] && name="cluster, 3 masters"
       rows+=("| $round | $name | $workers | $rate |"); echo "${rows[-1]}" >&2
       if [ "$topology" = cluster ] && [ "$workers" = 2 ] && [ "$round" = "$ROUNDS" ]; then
