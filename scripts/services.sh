@@ -11,6 +11,9 @@
 # CONVEYOR_REDIS_EXPIRED_PORT (+ 7), and a Sentinel group from CONVEYOR_SENTINEL_PORT (+ 2): master, replica, then
 # three sentinels on the next three ports. The group is made afresh on every start (its test kills the master).
 # CONVEYOR_SENTINEL_TLS_PORT (+ 8): a TLS-only master, and on the next port one TLS sentinel with a password.
+# A Redis Cluster of three masters and three replicas on CONVEYOR_REDIS_CLUSTER_PORT (Redis port + 10) and the next
+# five ports (bus ports + 10000), made afresh on every start too (its tests kill a master and move slots):
+# CONVEYOR_TEST_REDIS_CLUSTER_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -24,6 +27,7 @@ SENTINEL_PORT=${CONVEYOR_SENTINEL_PORT:-$((REDIS_PORT + 2))}
 SENTINEL_TLS_PORT=${CONVEYOR_SENTINEL_TLS_PORT:-$((REDIS_PORT + 8))}
 # The TLS sentinel's own password (a throwaway test server's).
 SENTINEL_TLS_PASSWORD=conveyor-sentinel-secret
+CLUSTER_PORT=${CONVEYOR_REDIS_CLUSTER_PORT:-$((REDIS_PORT + 10))}
 # The identity SeaweedFS knows: a local test server's, never a real account's.
 S3_ACCESS_KEY=conveyor-test
 S3_SECRET_KEY=conveyor-test-secret
@@ -208,6 +212,54 @@ CONF
   echo "export CONVEYOR_TEST_SENTINEL_PASSWORD='$SENTINEL_TLS_PASSWORD'"
 }
 
+stop_cluster() {
+  local f
+  for f in "$RUN"/cluster/*/redis.pid; do [ -e "$f" ] && stop_pidfile "$f"; done
+  return 0
+}
+
+# Six nodes with cluster mode on, then `redis-cli --cluster create` pairs them: three masters, one replica each.
+# A short node timeout makes a replica take over a killed master within a few seconds.
+start_cluster() {
+  local dir="$RUN/cluster" p i nodes=() urls=()
+  stop_cluster
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  ((CLUSTER_PORT + 5 + 10000 <= 65535)) || { echo "services: CONVEYOR_REDIS_CLUSTER_PORT=$CLUSTER_PORT is too high (bus ports add 10000)" >&2; exit 1; }
+  for i in 0 1 2 3 4 5; do
+    p=$((CLUSTER_PORT + i))
+    RUN="$dir" start_redis_server "node$i" --port "$p" --cluster-enabled yes --cluster-config-file "$dir/node$i/nodes.conf" \
+      --cluster-node-timeout 1000 --cluster-replica-validity-factor 0 --cluster-require-full-coverage no
+    nodes+=("127.0.0.1:$p")
+    urls+=("127.0.0.1:$p")
+  done
+  for i in 0 1 2 3 4 5; do
+    p=$((CLUSTER_PORT + i))
+    for _ in $(seq 1 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
+    || { echo "services: redis-cli --cluster create failed, see $dir/create.log" >&2; exit 1; }
+  # Ready when every node sees the cluster whole and every replica has synced.
+  local ok
+  for _ in $(seq 1 200); do
+    ok=1
+    for i in 0 1 2 3 4 5; do
+      redis-cli -p $((CLUSTER_PORT + i)) cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
+    done
+    [ "$(redis-cli -p "$CLUSTER_PORT" cluster nodes 2>/dev/null | grep -c ' slave ')" = 3 ] || ok=0
+    for i in 0 1 2 3 4 5; do
+      if redis-cli -p $((CLUSTER_PORT + i)) role 2>/dev/null | head -1 | grep -q slave; then
+        redis-cli -p $((CLUSTER_PORT + i)) info replication | grep -q 'master_link_status:up' || ok=0
+      fi
+    done
+    [ "$ok" = 1 ] && break
+    sleep 0.1
+  done
+  [ "$ok" = 1 ] || { echo "services: the test cluster did not come up, see $dir/*/redis.log" >&2; exit 1; }
+  local IFS=,
+  echo "export CONVEYOR_TEST_REDIS_CLUSTER_URL='redis+cluster://${urls[*]}'"
+}
+
 start_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then echo "export DATABASE_URL='$DATABASE_URL'"; return; fi
   local bin data
@@ -319,6 +371,7 @@ stop_s3() {
 stop_all() {
   stop_s3
   stop_sentinel
+  stop_cluster
   stop_pidfile "$RUN/redis-tls-server/redis.pid"
   stop_pidfile "$RUN/redis-tls-expired/redis.pid"
   # By pid, never by port: a stop with other port settings must not shut down someone else's server.
@@ -330,7 +383,7 @@ stop_all() {
 
 case "${1:-}" in
   start)
-    { start_redis; start_redis_tls; start_sentinel; start_sentinel_tls; start_postgres; start_s3; } >"$RUN/env.tmp"
+    { start_redis; start_redis_tls; start_sentinel; start_sentinel_tls; start_cluster; start_postgres; start_s3; } >"$RUN/env.tmp"
     mv "$RUN/env.tmp" "$RUN/env"
     cat "$RUN/env"
     ;;

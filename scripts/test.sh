@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds Conveyor, starts the private Redis (plain, TLS, a Sentinel group), PostgreSQL and S3 server, runs the whole suite against them, stops them.
+# Builds Conveyor, starts the private Redis (plain, TLS, a Sentinel group, a Cluster), PostgreSQL and S3 server, runs the whole suite against them, stops them.
 # Test targets run one after another (each in parallel inside): Swift's cooperative pool has one thread per
 # core, and many suites' blocking helpers at once can starve it on a 2-core machine.
 #   scripts/test.sh                      every target
@@ -12,7 +12,7 @@ source .run/env
 export REDIS_URL DATABASE_URL CONVEYOR_TEST_S3_ENDPOINT CONVEYOR_TEST_S3_ACCESS_KEY CONVEYOR_TEST_S3_SECRET_KEY \
   CONVEYOR_TEST_REDIS_TLS_URL CONVEYOR_TEST_REDIS_EXPIRED_URL CONVEYOR_TEST_REDIS_CA_FILE CONVEYOR_TEST_REDIS_OTHER_CA_FILE \
   CONVEYOR_TEST_REDIS_CERT_FILE CONVEYOR_TEST_REDIS_KEY_FILE CONVEYOR_TEST_REDIS_SOCKET CONVEYOR_TEST_SENTINEL_URL \
-  CONVEYOR_TEST_TLS_SENTINEL_URL CONVEYOR_TEST_SENTINEL_PASSWORD
+  CONVEYOR_TEST_TLS_SENTINEL_URL CONVEYOR_TEST_SENTINEL_PASSWORD CONVEYOR_TEST_REDIS_CLUSTER_URL
 swift build --build-tests
 CONVEYOR_BIN="$(swift build --show-bin-path)/conveyor"
 export CONVEYOR_BIN

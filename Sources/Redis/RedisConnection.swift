@@ -21,6 +21,8 @@ public final class RedisConnection {
     /// its master. A later count means the master changed: the connection is broken.
     var watch: SentinelWatch?
     var connectedGeneration = 0
+    /// For a cluster endpoint: the router this connection hands every command to.
+    var cluster: RedisClusterRouter?
 
     /// Connects, authenticates and selects the database named by the endpoint. A sentinel endpoint asks its
     /// sentinels, in order, for the master and checks with `ROLE` that it is one.
@@ -43,6 +45,10 @@ public final class RedisConnection {
             socket?.setTimeout(commandTimeout)
         case .sentinel(let nodes, let master):
             try openMaster(nodes: nodes, name: master, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+        case .cluster(let nodes):
+            // Each node's connection authenticates itself.
+            cluster = try RedisClusterRouter(endpoint, seeds: nodes, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+            return
         }
         if case .sentinel = endpoint.address {} else { try authenticate() }
         if endpoint.database != 0 {
@@ -100,12 +106,16 @@ public final class RedisConnection {
     /// Sets how long a read or write may block before the connection is declared broken.
     /// Blocking commands (`BLMOVE ... timeout`) need a socket timeout longer than their own.
     public func setTimeout(_ seconds: Double) {
+        cluster?.setTimeout(seconds)
         socket?.setTimeout(seconds)
     }
 
     /// Whether the connection failed, or its server stopped being a writable master (`READONLY`, `LOADING`: a
     /// failover or a restart); a broken connection must be replaced.
-    public var isBroken: Bool { socket == nil || failed || masterSwitched }
+    public var isBroken: Bool {
+        if let cluster { return cluster.isBroken }
+        return socket == nil || failed || masterSwitched
+    }
 
     /// Whether the sentinels announced a new master since this connection found its own.
     public var masterSwitched: Bool {
@@ -126,6 +136,14 @@ public final class RedisConnection {
 
     /// Sends every command in one write and reads all the replies: one round trip.
     public func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisReply] {
+        if let cluster { return try cluster.pipeline(commands) }
+        try send(commands)
+        return try receive(commands.count)
+    }
+
+    /// Writes `commands` without reading their replies (`receive` reads them): the cluster router writes to every
+    /// node before it reads from any, so the nodes work at the same time.
+    func send(_ commands: [RedisCommand]) throws(RedisError) {
         guard let socket else { throw .connection("connection is closed") }
         if failed { throw .connection("\(endpoint): connection is broken") }
         output.removeAll(keepingCapacity: true)
@@ -143,9 +161,14 @@ public final class RedisConnection {
         if let unsent { throw broken(unsent.message) }
         // A one-off large write (a big value) should not stay allocated for the connection's lifetime.
         if output.capacity > 1 << 20 { output = [] }
+    }
+
+    /// Reads the replies of the `count` commands `send` wrote, in order.
+    func receive(_ count: Int) throws(RedisError) -> [RedisReply] {
+        guard let socket else { throw .connection("connection is closed") }
         var replies: [RedisReply] = []
-        replies.reserveCapacity(commands.count)
-        while replies.count < commands.count {
+        replies.reserveCapacity(count)
+        while replies.count < count {
             var raw: UnsafeMutableRawPointer?
             if redisReaderGetReply(reader, &raw) != REDIS_OK { throw broken("protocol error: \(readerError())") }
             if let raw {

@@ -4,6 +4,8 @@ import Foundation
 /// - `redis://[user:password@]host[:port][/db]`, `rediss://...` for TLS;
 /// - `redis+sentinel://[user:password@]host[:port],host[:port]/master[/db]` (sentinels, default port 26379),
 ///   `rediss+sentinel://...` for TLS to the sentinels and the data nodes;
+/// - `redis+cluster://[user:password@]host[:port],host[:port]` (seed nodes of a Redis Cluster, default port 6379),
+///   `rediss+cluster://...` for TLS;
 /// - `unix:///path/to/redis.sock[?db=N]`.
 ///
 /// The user name and password are percent-decoded (`p%40ss` is `p@ss`) and used for `AUTH` on the data nodes.
@@ -13,10 +15,12 @@ public struct RedisEndpoint: Sendable, CustomStringConvertible, Equatable {
         case unix(path: String)
         /// The master that the sentinels at `nodes` know as `master`, found again on every connect.
         case sentinel(nodes: [Node], master: String)
+        /// A Redis Cluster that the seed `nodes` describe (`CLUSTER SLOTS`); commands go to the master of their key's slot.
+        case cluster(nodes: [Node])
     }
 
     /// A host and port, of a sentinel or a data node.
-    public struct Node: Sendable, Equatable, CustomStringConvertible {
+    public struct Node: Sendable, Hashable, CustomStringConvertible {
         public var host: String
         public var port: Int
 
@@ -53,11 +57,13 @@ public struct RedisEndpoint: Sendable, CustomStringConvertible, Equatable {
             try self.init(unixURL: url)
             return
         }
-        let schemes: [(prefix: String, tls: Bool, sentinel: Bool)] = [
-            ("redis://", false, false), ("rediss://", true, false), ("redis+sentinel://", false, true), ("rediss+sentinel://", true, true),
+        let schemes: [(prefix: String, tls: Bool, sentinel: Bool, cluster: Bool)] = [
+            ("redis://", false, false, false), ("rediss://", true, false, false), ("redis+sentinel://", false, true, false),
+            ("rediss+sentinel://", true, true, false), ("redis+cluster://", false, false, true), ("rediss+cluster://", true, false, true),
         ]
         guard let scheme = schemes.first(where: { url.hasPrefix($0.prefix) }) else {
-            throw .invalidURL("\(Self.redacted(url)) (expected redis://, rediss://, redis+sentinel://, rediss+sentinel:// or unix://)")
+            throw .invalidURL(
+                "\(Self.redacted(url)) (expected redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster://, rediss+cluster:// or unix://)")
         }
         var rest = Substring(url.dropFirst(scheme.prefix.count))
         var username: String?
@@ -88,6 +94,14 @@ public struct RedisEndpoint: Sendable, CustomStringConvertible, Equatable {
             let nodes = try rest.split(separator: ",").map { spec throws(RedisError) in try Self.node(spec, defaultPort: 26379, in: safe) }
             guard !nodes.isEmpty else { throw .invalidURL("no sentinel in \(safe)") }
             self.init(address: .sentinel(nodes: nodes, master: String(master)), username: username, password: password, database: db, tls: tls)
+            return
+        }
+        if scheme.cluster {
+            // A cluster has database 0 only.
+            guard path.isEmpty || path == ["0"] else { throw .invalidURL("\(safe): a Redis Cluster has only database 0") }
+            let nodes = try rest.split(separator: ",").map { spec throws(RedisError) in try Self.node(spec, defaultPort: 6379, in: safe) }
+            guard !nodes.isEmpty else { throw .invalidURL("no cluster node in \(safe)") }
+            self.init(address: .cluster(nodes: nodes), username: username, password: password, database: 0, tls: tls)
             return
         }
         guard path.count <= 1 else { throw .invalidURL("\(safe): expected …/db") }
@@ -159,6 +173,7 @@ public struct RedisEndpoint: Sendable, CustomStringConvertible, Equatable {
         case .unix(let path): return "unix://\(path)?db=\(database)"
         case .sentinel(let nodes, let master):
             return "redis\(s)+sentinel://\(nodes.map(\.description).joined(separator: ","))/\(master)/\(database)"
+        case .cluster(let nodes): return "redis\(s)+cluster://\(nodes.map(\.description).joined(separator: ","))"
         }
     }
 

@@ -2,6 +2,8 @@ public import ConveyorCore
 public import Redis
 
 /// Pushes jobs the way any Sidekiq client does: `SADD queues` + `LPUSH queue:<q>`, or `ZADD schedule` for later.
+/// On a cluster (`keys.cluster`) the two are separate commands routed to their own slots, and a scheduled job goes
+/// to its queue's own schedule (`schedule(queue:)`).
 public struct JobClient: Sendable {
     public let redis: RedisThread
     public let keys: QueueKeys
@@ -40,7 +42,7 @@ public struct JobClient: Sendable {
                 // queue" pushes the payload again, and an `at` in it would only schedule it again).
                 var scheduled = payload
                 scheduled["at"] = nil
-                return [RedisCommand("ZADD", keys.schedule, at, scheduled.bytes)]
+                return [RedisCommand("ZADD", keys.cluster ? keys.schedule(queue: queue) : keys.schedule, at, scheduled.bytes)]
             }
             return [RedisCommand("SADD", keys.queues, queue), RedisCommand("LPUSH", keys.queue(queue), payload.bytes)]
         }

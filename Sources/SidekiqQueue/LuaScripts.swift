@@ -1,5 +1,7 @@
 /// The Lua scripts that make queue transitions atomic. Each moves a job only if it removed it from its source
 /// first, so two processes racing over the same job (reapers, promoters, replays) move it once.
+/// An empty queue name skips the `SADD` to the `queues` set: on a Redis Cluster that set is in another slot than
+/// the script's other keys (`QueueKeys+Cluster`), and the script is given a key of its own slot in its place.
 enum LuaScripts {
     /// KEYS: in-flight list, then ready queues in fetch order. ARGV: how many jobs at most.
     /// Moves jobs one by one from the right of each queue to the in-flight list, in queue order, and returns
@@ -36,12 +38,12 @@ enum LuaScripts {
           redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
         elseif mode == 'head' then
           redis.call('RPUSH', KEYS[2], ARGV[3])
-          redis.call('SADD', KEYS[3], ARGV[4])
+          if ARGV[4] ~= '' then redis.call('SADD', KEYS[3], ARGV[4]) end
         elseif mode == 'replace' then
           redis.call('LPUSH', KEYS[2], ARGV[3])
         else
           redis.call('LPUSH', KEYS[2], ARGV[3])
-          redis.call('SADD', KEYS[3], ARGV[4])
+          if ARGV[4] ~= '' then redis.call('SADD', KEYS[3], ARGV[4]) end
         end
         return 1
         """
@@ -78,10 +80,10 @@ enum LuaScripts {
               died = died + 1
             elseif mode == 'head' then
               redis.call('RPUSH', KEYS[tonumber(ARGV[i + 3])], ARGV[i + 2])
-              redis.call('SADD', KEYS[2], ARGV[i + 4])
+              if ARGV[i + 4] ~= '' then redis.call('SADD', KEYS[2], ARGV[i + 4]) end
             elseif mode == 'tail' then
               redis.call('LPUSH', KEYS[tonumber(ARGV[i + 3])], ARGV[i + 2])
-              redis.call('SADD', KEYS[2], ARGV[i + 4])
+              if ARGV[i + 4] ~= '' then redis.call('SADD', KEYS[2], ARGV[i + 4]) end
             elseif mode == 'replace' then
               redis.call('LPUSH', KEYS[1], ARGV[i + 2])
             end
@@ -121,7 +123,7 @@ enum LuaScripts {
     static let promote = """
         if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
         redis.call('LPUSH', KEYS[2], ARGV[2])
-        redis.call('SADD', KEYS[3], ARGV[3])
+        if ARGV[3] ~= '' then redis.call('SADD', KEYS[3], ARGV[3]) end
         return 1
         """
 

@@ -3,9 +3,13 @@
 public struct QueueKeys: Sendable, Equatable {
     /// Prefix with its trailing colon, or empty.
     public let prefix: String
+    /// The Redis Cluster layout (`QueueKeys+Cluster`): each queue's sets, counters and in-flight lists share the slot
+    /// of its ready list. False: Sidekiq's layout, unchanged.
+    public let cluster: Bool
 
-    public init(namespace: String? = nil) {
+    public init(namespace: String? = nil, cluster: Bool = false) {
         if let namespace, !namespace.isEmpty { prefix = namespace + ":" } else { prefix = "" }
+        self.cluster = cluster
     }
 
     /// LIST of ready jobs, pushed on the left, taken from the right.

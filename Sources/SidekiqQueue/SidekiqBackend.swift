@@ -100,7 +100,7 @@ public final class SidekiqBackend: QueueBackend {
     public func complete(_ moves: [JobTransitions.Move], batch sequence: UInt64, resent: Bool) async throws -> Bool {
         let marker = keys.acknowledged(identity)
         let commands = SidekiqCommands.batchCommands(
-            keys: keys, source: inflight, journal: journalName, marker: marker, sequence: sequence, moves: moves,
+            keys: keys.slot(""), source: inflight, journal: journalName, marker: marker, sequence: sequence, moves: moves,
             now: JobTime.now(), limits: deadSet)
         let count = moves.count
         let logger = logger
@@ -135,7 +135,7 @@ public final class SidekiqBackend: QueueBackend {
     public func apply(_ moves: [JobTransitions.Move], fromInflightOf process: String, journalField: String) async throws -> [Bool] {
         if moves.isEmpty { return [] }
         let commands = SidekiqCommands.applyCommands(
-            keys: keys, source: keys.inflight(process), journal: journalName, journalField: journalField, moves: moves,
+            keys: keys.slot(""), source: keys.inflight(process), journal: journalName, journalField: journalField, moves: moves,
             now: JobTime.now(), limits: deadSet)
         let count = moves.count
         return try await housekeepingRedis.run { connection in
@@ -158,49 +158,9 @@ public final class SidekiqBackend: QueueBackend {
     /// Conveyor's heartbeat lease plus Sidekiq's process hash and `<identity>:workers` hash, so Sidekiq's
     /// `ProcessSet`, `Workers`, `Stats#workers_size` and Web UI see Conveyor workers; pops one signal sent from there.
     public func heartbeat(_ beat: ProcessBeat) async throws -> ProcessSignal? {
-        let now = JobTime.now()
-        var info = JSONObject()
-        info["hostname"] = .string(beat.hostname)
-        info["started_at"] = JSONValue(beat.startedAt)
-        info["pid"] = JSONValue(beat.pid)
-        info["tag"] = .string(beat.tag)
-        info["concurrency"] = JSONValue(beat.concurrency)
-        info["queues"] = .array(beat.queues.map { .string($0) })
-        info["labels"] = .array([.string("conveyor")])
-        info["identity"] = .string(beat.identity)
-        let process = keys.process(beat.identity)
-        let workersKey = keys.workers(beat.identity)
-        // Sidekiq's heartbeat rewrites the hash of running jobs whole; so does this one.
-        var workers: [any RedisArgument] = ["HSET", workersKey]
-        for job in beat.running {
-            var entry = JSONObject()
-            entry["queue"] = .string(job.queue)
-            entry["payload"] = .string(String(decoding: job.raw, as: UTF8.self))
-            entry["run_at"] = JSONValue(job.runAt)
-            workers += [String(job.token, radix: 36), entry.bytes]
-        }
-        var commands = [
-            RedisCommand("SET", keys.heartbeat(beat.identity), JSONValue(now).text, "EX", beat.lease),
-            RedisCommand("SADD", keys.conveyorProcesses, beat.identity),
-            RedisCommand("SADD", keys.processes, beat.identity),
-            RedisCommand(
-                "HSET", process, "info", info.bytes, "busy", beat.busy, "beat", JSONValue(now).text, "quiet",
-                beat.quiet ? "true" : "false", "rss", beat.residentKilobytes),
-            RedisCommand("EXPIRE", process, max(60, beat.lease)),
-            RedisCommand("UNLINK", workersKey),
-        ]
-        if !beat.running.isEmpty {
-            commands.append(RedisCommand(workers))
-            commands.append(RedisCommand("EXPIRE", workersKey, 60))
-        }
-        commands.append(RedisCommand("RPOP", keys.signals(beat.identity)))
+        let commands = SidekiqCommands.heartbeatCommands(beat, keys: keys, now: JobTime.now())
         let replies = try await housekeepingRedis.run { [commands] connection in try connection.pipeline(commands) }
-        for reply in replies { try reply.check() }
-        switch replies.last?.text {
-        case "TSTP"?: return .quiet
-        case "TERM"?: return .stop
-        default: return nil
-        }
+        return try SidekiqCommands.signal(in: replies)
     }
 
     public func deadProcesses() async throws -> [String] {
@@ -273,7 +233,7 @@ public final class SidekiqBackend: QueueBackend {
                     try connection.command("ZRANGEBYSCORE", set, "-inf", now, "LIMIT", 0, 100).check().array ?? []
                 }
                 if due.isEmpty { break }
-                let commands = due.compactMap(\.bytes).map { SidekiqCommands.promoteCommand($0, from: set, keys: keys, now: now, limits: deadSet) }
+                let commands = due.compactMap(\.bytes).map { SidekiqCommands.promoteCommand($0, from: set, keys: keys.slot(""), now: now, limits: deadSet) }
                 let replies = try await housekeepingRedis.run { connection in try connection.pipeline(commands) }
                 for reply in replies { try reply.check() }
                 if due.count < 100 { break }

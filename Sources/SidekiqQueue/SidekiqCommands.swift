@@ -15,7 +15,7 @@ public enum SidekiqCommands {
     /// - Parameter journalField: the field this batch's journal entries go to (`movesPerScript` at most per field:
     ///   a longer batch takes `journalField.1`, `.2`, ... for its later script calls).
     static func applyCommands(
-        keys: QueueKeys, source: String, journal: String, journalField: String, moves: [Move], now: Double, limits: DeadSetLimits
+        keys: SlotKeys, source: String, journal: String, journalField: String, moves: [Move], now: Double, limits: DeadSetLimits
     ) -> [RedisCommand] {
         let day = JobTime.day(now)
         var commands: [RedisCommand] = []
@@ -44,8 +44,8 @@ public enum SidekiqCommands {
                 case .queue(let queue, let p, let head):
                     mode = head ? "head" : "tail"
                     payload = p
-                    queueName = queue
-                    let key = keys.queue(queue)
+                    queueName = keys.queueName(queue)
+                    let key = keys.list(queue)
                     if queueIndex[key] == nil {
                         queueKeys.append(key)
                         queueIndex[key] = 9 + queueKeys.count
@@ -61,7 +61,7 @@ public enum SidekiqCommands {
                 ]
             }
             var arguments: [any RedisArgument] = [
-                "EVAL", LuaScripts.apply, 9 + queueKeys.count, source, keys.queues, keys.retry, keys.dead, journal,
+                "EVAL", LuaScripts.apply, 9 + queueKeys.count, source, keys.queuesKey(sameSlotAs: source), keys.retry, keys.dead, journal,
                 keys.processed, keys.processed(day: day), keys.failed, keys.failed(day: day),
             ]
             arguments += queueKeys as [any RedisArgument]
@@ -79,7 +79,7 @@ public enum SidekiqCommands {
     /// Cheaper in Redis than `applyCommands`' per-move Lua, which the rarer paths (reaping, requeueing) use.
     /// The journal entries go to field `a<sequence>` (`ackJournalField`).
     static func batchCommands(
-        keys: QueueKeys, source: String, journal: String, marker: String, sequence: UInt64, moves: [Move], now: Double,
+        keys: SlotKeys, source: String, journal: String, marker: String, sequence: UInt64, moves: [Move], now: Double,
         limits: DeadSetLimits
     ) -> [RedisCommand] {
         var commands: [RedisCommand] = [RedisCommand("MULTI")]
@@ -138,17 +138,17 @@ public enum SidekiqCommands {
 
     /// The conditional `move` script for one move other than a plain ack: applied only if `source` still held the
     /// job, so two processes racing over one job (reapers, replays) move it once.
-    static func moveCommand(_ move: Move, keys: QueueKeys, source: String, now: Double, limits: DeadSetLimits) -> RedisCommand {
+    static func moveCommand(_ move: Move, keys: SlotKeys, source: String, now: Double, limits: DeadSetLimits) -> RedisCommand {
         func script(_ target: String, _ mode: String, _ payload: [UInt8], _ a: any RedisArgument, _ b: any RedisArgument = 0, _ c: any RedisArgument = 0)
             -> RedisCommand
         {
-            RedisCommand(["EVAL", LuaScripts.move, 3, source, target, keys.queues, move.raw, mode, payload, a, b, c])
+            RedisCommand(["EVAL", LuaScripts.move, 3, source, target, keys.queuesKey(sameSlotAs: source), move.raw, mode, payload, a, b, c])
         }
         switch move.target {
         case .ack: return RedisCommand("LREM", source, 1, move.raw)
         case .retry(let payload, let at): return script(keys.retry, "zadd", payload, at)
         case .dead(let payload): return script(keys.dead, "dead", payload, now, limits.maxJobs, now - limits.maxAge)
-        case .queue(let queue, let payload, let head): return script(keys.queue(queue), head ? "head" : "tail", payload, queue)
+        case .queue(let queue, let payload, let head): return script(keys.list(queue), head ? "head" : "tail", payload, keys.queueName(queue))
         case .replace(let payload): return script(source, "replace", payload, "")
         }
     }
@@ -156,10 +156,13 @@ public enum SidekiqCommands {
 
     /// Moves one member of `schedule` or `retry` whose time came onto its queue (fresh `enqueued_at`, no `at`), or
     /// to the dead set when it is not a runnable job; applied only by the caller that removed it from the set.
-    static func promoteCommand(_ raw: [UInt8], from set: String, keys: QueueKeys, now: Double, limits: DeadSetLimits) -> RedisCommand {
+    static func promoteCommand(_ raw: [UInt8], from set: String, keys: SlotKeys, now: Double, limits: DeadSetLimits) -> RedisCommand {
         if let job = try? Job(raw: raw) {
             let payload = JobTransitions.enqueued(job.payload, now: now)
-            return RedisCommand(["EVAL", LuaScripts.promote, 3, set, keys.queue(job.queue), keys.queues, raw, payload.bytes, job.queue])
+            return RedisCommand([
+                "EVAL", LuaScripts.promote, 3, set, keys.list(job.queue), keys.queuesKey(sameSlotAs: set), raw, payload.bytes,
+                keys.queueName(job.queue),
+            ])
         }
         let failure = JobFailure.permanent(.malformedJob, "member of \(set) is not a runnable job")
         let payload = JobTransitions.quarantined(raw: raw, queue: "unknown", failure: failure, now: now)
@@ -168,9 +171,64 @@ public enum SidekiqCommands {
 
     /// An operator's replay of one member of `set` (dead or retry) onto `queue` as `payload`
     /// (`JobTransitions.replayed`); replies 1 when it moved, 0 when the member was gone.
+    /// On a cluster, `set` is a queue's own (`dead(queue:)`) and the job goes back to that queue.
     public static func replayCommand(_ member: [UInt8], from set: String, payload: JSONObject, queue: String, keys: QueueKeys)
         -> RedisCommand
     {
-        RedisCommand(["EVAL", LuaScripts.promote, 3, set, keys.queue(queue), keys.queues, member, payload.bytes, queue])
+        let slot = keys.slot(keys.queue(ofTagged: set) ?? queue)
+        return RedisCommand([
+            "EVAL", LuaScripts.promote, 3, set, slot.list(queue), slot.queuesKey(sameSlotAs: set), member, payload.bytes, slot.queueName(queue),
+        ])
+    }
+
+    /// A heartbeat's commands (see `SidekiqBackend.heartbeat`): every one touches one key, so on a cluster they are
+    /// routed one by one. The last pops a signal.
+    static func heartbeatCommands(_ beat: ProcessBeat, keys: QueueKeys, now: Double) -> [RedisCommand] {
+        var info = JSONObject()
+        info["hostname"] = .string(beat.hostname)
+        info["started_at"] = JSONValue(beat.startedAt)
+        info["pid"] = JSONValue(beat.pid)
+        info["tag"] = .string(beat.tag)
+        info["concurrency"] = JSONValue(beat.concurrency)
+        info["queues"] = .array(beat.queues.map { .string($0) })
+        info["labels"] = .array([.string("conveyor")])
+        info["identity"] = .string(beat.identity)
+        let process = keys.process(beat.identity)
+        let workersKey = keys.workers(beat.identity)
+        // Sidekiq's heartbeat rewrites the hash of running jobs whole; so does this one.
+        var workers: [any RedisArgument] = ["HSET", workersKey]
+        for job in beat.running {
+            var entry = JSONObject()
+            entry["queue"] = .string(job.queue)
+            entry["payload"] = .string(String(decoding: job.raw, as: UTF8.self))
+            entry["run_at"] = JSONValue(job.runAt)
+            workers += [String(job.token, radix: 36), entry.bytes]
+        }
+        var commands: [RedisCommand] = [
+            RedisCommand("SET", keys.heartbeat(beat.identity), JSONValue(now).text, "EX", beat.lease),
+            RedisCommand("SADD", keys.conveyorProcesses, beat.identity),
+            RedisCommand("SADD", keys.processes, beat.identity),
+            RedisCommand(
+                "HSET", process, "info", info.bytes, "busy", beat.busy, "beat", JSONValue(now).text, "quiet",
+                beat.quiet ? "true" : "false", "rss", beat.residentKilobytes),
+            RedisCommand("EXPIRE", process, max(60, beat.lease)),
+            RedisCommand("UNLINK", workersKey),
+        ]
+        if !beat.running.isEmpty {
+            commands.append(RedisCommand(workers))
+            commands.append(RedisCommand("EXPIRE", workersKey, 60))
+        }
+        commands.append(RedisCommand("RPOP", keys.signals(beat.identity)))
+        return commands
+    }
+
+    /// The signal a heartbeat's replies carry, after checking them.
+    static func signal(in replies: [RedisReply]) throws(RedisError) -> ProcessSignal? {
+        for reply in replies { try reply.check() }
+        switch replies.last?.text {
+        case "TSTP"?: return .quiet
+        case "TERM"?: return .stop
+        default: return nil
+        }
     }
 }

@@ -26,8 +26,13 @@ struct RedisOptions: ParsableArguments {
         do { return try RedisEndpoint(url: url, environment: ProcessInfo.processInfo.environment) } catch { throw ValidationError("\(error)") }
     }
 
+    /// The key layout: Sidekiq's, or on a Redis Cluster (`redis+cluster://`) the slot-safe one.
     var keys: QueueKeys {
-        QueueKeys(namespace: namespace ?? ProcessInfo.processInfo.environment["CONVEYOR_NAMESPACE"])
+        let environment = ProcessInfo.processInfo.environment
+        let url = redisURL ?? environment["REDIS_URL"] ?? ""
+        return QueueKeys(
+            namespace: namespace ?? environment["CONVEYOR_NAMESPACE"],
+            cluster: url.hasPrefix("redis+cluster://") || url.hasPrefix("rediss+cluster://"))
     }
 
     /// `environment` with the flags applied, for the parts that read Redis settings from it.

@@ -152,10 +152,21 @@ struct WorkerCommand: AsyncParsableCommand {
             pollInterval: pollInterval.duration,
             identity: identity,
             tag: tag)
-        let backend = SidekiqBackend(
-            redis: endpoint, keys: redis.keys, identity: identity,
-            deadSet: DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400),
-            replicas: try ReplicaWait(environment: environment), logger: logger)
+        let keys = redis.keys
+        let deadSet = DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400)
+        let backend: any QueueBackend
+        if keys.cluster {
+            if let unsafe = selection.names.first(where: { !QueueKeys.isClusterSafe(queue: $0) }) {
+                throw ValidationError("queue \(unsafe): a queue name on a Redis Cluster cannot contain { or } (they pick the key's slot)")
+            }
+            backend = ClusterBackend(
+                redis: endpoint, keys: keys, identity: identity, queues: selection.names, deadSet: deadSet,
+                replicas: try ReplicaWait(environment: environment), logger: logger)
+        } else {
+            backend = SidekiqBackend(
+                redis: endpoint, keys: keys, identity: identity, deadSet: deadSet, replicas: try ReplicaWait(environment: environment),
+                logger: logger)
+        }
         let worker = Worker(
             backend: backend, registry: registry, configuration: configuration, observers: operations.observers + families.flatMap(\.observers),
             journal: operations.journal, logger: logger)

@@ -80,9 +80,15 @@ struct DeploymentFilesTests {
     @Test(.enabled(if: pythonImports("jsonschema, yaml"), "needs python3 with jsonschema and PyYAML (pip, installed by scripts/setup.sh)"))
     func customResourcesMatchTheirVendoredCRDSchemas() throws {
         let script = Self.path("scripts/validate-crds.py")
-        let r = try run(["python3", script, Self.path("docker/k8s/deployment.yaml"), Self.path("docker/k8s/keda-scaledobject.yaml")])
+        let r = try run([
+            "python3", script, Self.path("docker/k8s/deployment.yaml"), Self.path("docker/k8s/keda-scaledobject.yaml"),
+            Self.path("docker/k8s/keda-scaledobject-cluster.yaml"),
+        ])
         #expect(r.code == 0, "\(r.output)")
-        for resource in ["PodMonitor/conveyor-worker", "ScaledObject/conveyor-worker", "TriggerAuthentication/conveyor-redis"] {
+        for resource in [
+            "PodMonitor/conveyor-worker", "ScaledObject/conveyor-worker", "TriggerAuthentication/conveyor-redis",
+            "ScaledObject/conveyor-worker-cluster", "TriggerAuthentication/conveyor-redis-cluster",
+        ] {
             #expect(r.output.contains("PASS") && r.output.contains(": \(resource) ("), "\(resource) not checked: \(r.output)")
         }
         #expect(!r.output.contains("ERROR"), "\(r.output)")
@@ -159,6 +165,9 @@ struct DeploymentFilesTests {
         #expect(grace > timeout + 5)
         let keda = try String(contentsOfFile: Self.path("docker/k8s/keda-scaledobject.yaml"), encoding: .utf8)
         #expect(keda.contains("listName: queue:default"))
+        // On a cluster the ready list keeps its Sidekiq name; KEDA's redis-cluster trigger finds its shard.
+        let cluster = try String(contentsOfFile: Self.path("docker/k8s/keda-scaledobject-cluster.yaml"), encoding: .utf8)
+        #expect(cluster.contains("type: redis-cluster") && cluster.contains("listName: queue:default") && cluster.contains("addresses: "))
         #expect(keda.contains("conveyor_queue_latency_seconds"))
         // The dashboard is valid JSON that Grafana can load.
         let dashboard = try JSONValue(parsing: String(contentsOfFile: Self.path("docker/grafana/dashboards/conveyor.json"), encoding: .utf8))

@@ -39,6 +39,12 @@ public protocol QueueBackend: Sendable {
     /// Returns which moves were applied.
     func apply(_ moves: [JobTransitions.Move], fromInflightOf process: String, journalField: String) async throws -> [Bool]
 
+    /// Forgets what the backend kept about a job that left the in-flight store of `process` (this one or a reaped
+    /// one) and names the journal that `move`'s entry went to. Called once for every move of a batch after the batch
+    /// was sent, applied or not. A backend with one journal per process (the default) names `journalName`; one with a
+    /// journal per queue (a Redis Cluster's layout) names the journal of the queue the job was taken from.
+    func release(_ move: JobTransitions.Move, fromInflightOf process: String) -> String
+
     /// Jobs in the in-flight store of `process`: the `limit` oldest (nil: all), listed newest first, so that moving
     /// them back to the head of their queues in this order runs the oldest first.
     func inflightJobs(of process: String, limit: Int?) async throws -> [[UInt8]]
@@ -70,6 +76,10 @@ public protocol QueueBackend: Sendable {
 
     /// Releases the backend's connections. Called once, after the worker stopped using it.
     func close()
+}
+
+extension QueueBackend {
+    public func release(_ move: JobTransitions.Move, fromInflightOf process: String) -> String { journalName }
 }
 
 /// A job moved into a process's in-flight store, with the queue it came from.

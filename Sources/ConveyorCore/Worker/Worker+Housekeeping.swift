@@ -106,13 +106,14 @@ extension Worker {
             }
             let field = JobTransitions.reapJournalField(journalSequence.add(1, ordering: .relaxed).newValue)
             let applied = try await backend.apply(moves, fromInflightOf: dead, journalField: field)
-            var entries: [JobTransitions.Move.JournalEntry] = []
+            var entries: [String: [JobTransitions.Move.JournalEntry]] = [:]
+            let journals = moves.map { backend.release($0, fromInflightOf: dead) }
             for (i, done) in applied.enumerated() where done {
                 if let outcome = outcomes[i] {
                     buried += 1
                     if var entry = moves[i].journal {
                         entry.field = field
-                        entries.append(entry)
+                        entries[journals[i], default: []].append(entry)
                     }
                     logger.error(
                         "job lost its worker too many times; moved to the dead set",
@@ -122,7 +123,7 @@ extension Worker {
                     requeued += 1
                 }
             }
-            if !entries.isEmpty { journal?.journaled(key: journalKey, entries: entries) }
+            for (key, batch) in entries { journal?.journaled(key: key, entries: batch) }
         }
         try await backend.forget(deadProcess: dead)
         if requeued + buried > 0 {

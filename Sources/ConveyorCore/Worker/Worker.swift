@@ -17,8 +17,6 @@ public final class Worker: Service {
     let journal: (any OutcomeJournal)?
     let logger: Logger
     var identity: String { configuration.identity }
-    /// This process's outcome journal, as the backend names it.
-    var journalKey: String { backend.journalName }
     /// Numbers the reaper's batches in this process's journal (`r<n>`).
     let journalSequence = Atomic<UInt64>(0)
 
@@ -62,22 +60,23 @@ public final class Worker: Service {
         var logger = logger
         logger[metadataKey: "process"] = "\(configuration.identity)"
         self.logger = logger
-        let journalKey = backend.journalName
+        let identity = configuration.identity
         self.dispatcher = Dispatcher(concurrency: configuration.concurrency)
         let ledger = ledger
         self.acknowledger = Acknowledger(backend: backend, logger: logger) { [journal] moves, executed, sequence in
             // An executed batch wrote all its journal entries, whether or not each job was still in the list (a job
             // reaped meanwhile runs again, and its later outcome replaces this one): all go on to be stored.
-            var entries: [JobTransitions.Move.JournalEntry] = []
+            var entries: [String: [JobTransitions.Move.JournalEntry]] = [:]
             let field = JobTransitions.ackJournalField(sequence)
             for move in moves {
                 ledger.release(move.raw)
+                let key = backend.release(move, fromInflightOf: identity)
                 if executed, var entry = move.journal {
                     entry.field = field
-                    entries.append(entry)
+                    entries[key, default: []].append(entry)
                 }
             }
-            if !entries.isEmpty { journal?.journaled(key: journalKey, entries: entries) }
+            for (key, batch) in entries { journal?.journaled(key: key, entries: batch) }
         }
     }
 

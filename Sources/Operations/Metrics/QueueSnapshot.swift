@@ -107,9 +107,22 @@ public struct QueueSnapshot: Sendable, Equatable {
                     beat: fields[2].text.flatMap { Double($0) }, quiet: fields[3].text == "true",
                     queues: info?["queues"]?.arrayValue?.compactMap(\.stringValue) ?? []))
         }
+        var totals = (1...5).map { first[$0].int ?? 0 }
+        if keys.cluster {
+            // Each queue keeps its own sets and counters on its shard: the totals are their sums.
+            let perQueue = names.filter(QueueKeys.isClusterSafe(queue:)).flatMap { name in
+                [
+                    RedisCommand("ZCARD", keys.schedule(queue: name)), RedisCommand("ZCARD", keys.retry(queue: name)),
+                    RedisCommand("ZCARD", keys.dead(queue: name)), RedisCommand("GET", keys.processed(queue: name)),
+                    RedisCommand("GET", keys.failed(queue: name)),
+                ]
+            }
+            let replies = perQueue.isEmpty ? [] : try connection.pipeline(perQueue)
+            for (i, reply) in replies.enumerated() { totals[i % 5] += try reply.check().int ?? 0 }
+        }
         return QueueSnapshot(
-            queues: queues, scheduled: first[1].int ?? 0, retries: first[2].int ?? 0, dead: first[3].int ?? 0,
-            processed: first[4].int ?? 0, failed: first[5].int ?? 0, processes: processes, readAt: now)
+            queues: queues, scheduled: totals[0], retries: totals[1], dead: totals[2],
+            processed: totals[3], failed: totals[4], processes: processes, readAt: now)
     }
 
     /// Sidekiq timestamps: float seconds (6/7) or integer milliseconds (8).

@@ -23,6 +23,18 @@ import Synchronization
 public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable {
     /// Where this store's outcome journal is, for a store fed by a worker.
     public struct Journal: Sendable {
+        /// Whether `key` is one of this worker's journals (on a cluster it has one per queue).
+        func isOwn(_ key: String) -> Bool {
+            guard keys.cluster else { return key == keys.outcomes(identity) }
+            return keys.queue(ofTagged: key) != nil && key.hasSuffix(":outcomes:" + identity)
+        }
+
+        /// The orphaned-journals set in `key`'s slot.
+        func orphanSet(of key: String) -> String {
+            guard keys.cluster, let queue = keys.queue(ofTagged: key) else { return keys.orphanedOutcomes }
+            return keys.orphanedOutcomes(queue: queue)
+        }
+
         public var redis: RedisEndpoint
         public var keys: QueueKeys
         /// The worker's identity: its journal is `keys.outcomes(identity)`.
@@ -242,11 +254,13 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
         let left = pendingCount + inFlight
         let undeletedLeft = undeleted.count
         condition.unlock()
-        if let redis, let journal, let journalKey {
-            let keys = journal.keys
+        if let redis, let journal, journalKey != nil {
             do {
+                let own = try ownJournals(redis: redis)
                 try redis.runBlocking { connection in
-                    try connection.command("EVAL", ResultStore.orphanJournal, 2, journalKey, keys.orphanedOutcomes).check()
+                    for key in own {
+                        try connection.command("EVAL", ResultStore.orphanJournal, 2, key, journal.orphanSet(of: key)).check()
+                    }
                 }
             } catch {
                 logger.error("could not mark this worker's outcome journal for recovery; the reaper will", metadata: ["error": "\(error)"])
@@ -261,6 +275,28 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
             logger.notice("\(undeletedLeft) written outcomes are still in the journal; they will be written again (harmlessly)")
         }
         return left
+    }
+
+    /// This store's own journals: one, or on a cluster one per queue (those in the `queues` set).
+    private func ownJournals(redis: RedisThread) throws -> [String] {
+        guard let journal else { return [] }
+        let keys = journal.keys
+        guard keys.cluster else { return [keys.outcomes(journal.identity)] }
+        return try Self.queues(keys: keys, redis: redis).map { keys.outcomes(journal.identity, queue: $0) }
+    }
+
+    /// The sets orphaned journals are listed in: one, or on a cluster one per queue.
+    private func orphanSets(redis: RedisThread) throws -> [String] {
+        guard let journal else { return [] }
+        let keys = journal.keys
+        guard keys.cluster else { return [keys.orphanedOutcomes] }
+        return try Self.queues(keys: keys, redis: redis).map { keys.orphanedOutcomes(queue: $0) }
+    }
+
+    private static func queues(keys: QueueKeys, redis: RedisThread) throws -> [String] {
+        try redis.runBlocking { connection in
+            try connection.command("SMEMBERS", keys.queues).check().array?.compactMap(\.text).filter(QueueKeys.isClusterSafe(queue:)) ?? []
+        }
     }
 
     /// KEYS: a journal, the orphaned-journals set. Marks the journal orphaned if it holds anything.
@@ -281,7 +317,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
         }
         outstanding.removeValue(forKey: ref)
         abandoned.insert(ref)
-        if ref.key == journalKey { ownJournalBehind = true }
+        if let journal, journal.isOwn(ref.key) { ownJournalBehind = true }
         stats.deferred += 1
         return true
     }
@@ -406,7 +442,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
     /// Finds orphaned journals (of reaped or stopped processes), and this store's own after an overflow, and feeds
     /// their entries to the flushers; an emptied orphan is forgotten. One store at a time recovers a journal.
     private func recoveryLoop() {
-        guard let journal, let redis, let journalKey else { return }
+        guard let journal, let redis, journalKey != nil else { return }
         let keys = journal.keys
         let outage = OutageLog("recovering job outcomes from redis")
         while true {
@@ -416,22 +452,21 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
                 condition.unlock()
                 return
             }
-            var targets: [String] = []
-            if ownJournalBehind && pendingCount + inFlight == 0 {
-                ownJournalBehind = false
-                targets.append(journalKey)
-            }
+            let readOwn = ownJournalBehind && pendingCount + inFlight == 0
+            if readOwn { ownJournalBehind = false }
             let room = configuration.capacity - pendingCount - inFlight
             condition.unlock()
             if room < configuration.batchSize { continue }
             do {
+                var targets = readOwn ? try ownJournals(redis: redis) : []
+                let sets = try orphanSets(redis: redis)
                 let orphans = try redis.runBlocking { connection in
-                    try connection.command("SMEMBERS", keys.orphanedOutcomes).check().array?.compactMap(\.text) ?? []
+                    try connection.pipeline(sets.map { RedisCommand("SMEMBERS", $0) }).flatMap { try $0.check().array?.compactMap(\.text) ?? [] }
                 }
-                targets += orphans.filter { $0 != journalKey }
-                for key in targets where !(try recover(key, own: key == journalKey, redis: redis, keys: keys)) {
+                targets += orphans.filter { !journal.isOwn($0) }
+                for key in targets where !(try recover(key, own: journal.isOwn(key), redis: redis, keys: keys)) {
                     // The buffer filled before the journal was read to its end: read it again once it drains.
-                    if key == journalKey {
+                    if journal.isOwn(key) {
                         condition.lock()
                         ownJournalBehind = true
                         condition.unlock()
@@ -448,6 +483,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
     /// when the buffer filled before the end.
     @discardableResult
     private func recover(_ key: String, own: Bool, redis: RedisThread, keys: QueueKeys) throws -> Bool {
+        guard let journal else { return true }
         let lock = key + ":recovering"
         let me = journalKey ?? ""
         if !own {
@@ -511,7 +547,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
         if !own && found == 0 {
             // Nothing left that is not already being written: forget the orphan once it is empty.
             _ = try redis.runBlocking { connection in
-                try connection.command("EVAL", ResultStore.forgetEmptyOrphan, 2, key, keys.orphanedOutcomes).check()
+                try connection.command("EVAL", ResultStore.forgetEmptyOrphan, 2, key, journal.orphanSet(of: key)).check()
             }
         }
         return true

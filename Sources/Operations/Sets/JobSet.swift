@@ -67,6 +67,8 @@ public struct JobSetEntry: Sendable {
     public var score: Double
     /// Nil when the member is not a JSON object (raw garbage kept for inspection: it cannot be replayed).
     public var job: JSONObject?
+    /// The sorted set it was read from (on a cluster, its queue's own); nil: the set the operation names.
+    public var set: String?
 
     public var jid: String? { job?["jid"]?.stringValue }
     public var jobClass: String? { job?["class"]?.stringValue }
@@ -76,9 +78,10 @@ public struct JobSetEntry: Sendable {
     public var retryCount: Int? { job?["retry_count"]?.intValue }
     public var failedAt: Double? { QueueSnapshot.timestamp(job?["failed_at"]) }
 
-    init(member: [UInt8], score: Double) {
+    init(member: [UInt8], score: Double, set: String? = nil) {
         self.member = member
         self.score = score
+        self.set = set
         if case .object(let o)? = try? JSONValue(parsing: member) { job = o }
     }
 
@@ -123,10 +126,28 @@ public struct JobSet {
         self.connection = connection
     }
 
-    /// Entries matching `filter`, newest first (highest score first), at most `filter.limit`.
+    /// The sets this operation reads: Sidekiq's one, or on a cluster each queue's own (queues in the `queues` set).
+    func sets() throws -> [String] {
+        guard keys.cluster else { return [name.key(keys)] }
+        let queues = try connection.command("SMEMBERS", keys.queues).check().array?.compactMap(\.text) ?? []
+        return queues.filter(QueueKeys.isClusterSafe(queue:)).sorted().map { name == .dead ? keys.dead(queue: $0) : keys.retry(queue: $0) }
+    }
+
+    /// Entries matching `filter`, newest first (highest score first), at most `filter.limit`. On a cluster, the
+    /// queues' sets are read one by one and merged.
     public func list(_ filter: JobFilter) throws -> [JobSetEntry] {
         let compiled = try filter.compiled()
-        let key = name.key(keys)
+        let sets = try sets()
+        if sets.count == 1 { return try list(sets[0], compiled) }
+        var merged: [JobSetEntry] = []
+        for set in sets { merged += try list(set, compiled) }
+        merged.sort { $0.score > $1.score }
+        if let limit = filter.limit { return Array(merged.prefix(limit)) }
+        return merged
+    }
+
+    private func list(_ key: String, _ compiled: CompiledFilter) throws -> [JobSetEntry] {
+        let filter = compiled.filter
         var found: [JobSetEntry] = []
         var start = 0
         let page = 1000
@@ -136,7 +157,7 @@ public struct JobSet {
             if items.isEmpty { break }
             var i = 0
             while i + 1 < items.count {
-                let entry = JobSetEntry(member: items[i].bytes ?? [], score: Double(items[i + 1].text ?? "") ?? 0)
+                let entry = JobSetEntry(member: items[i].bytes ?? [], score: Double(items[i + 1].text ?? "") ?? 0, set: keys.cluster ? key : nil)
                 if compiled.matches(entry) {
                     found.append(entry)
                     if let limit = filter.limit, found.count >= limit { return found }
@@ -159,13 +180,13 @@ public struct JobSet {
         }
         let queue = entry.queue.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
         let payload = JobTransitions.replayed(job, queue: queue, resetAttempts: resetAttempts, now: now)
-        let reply = try connection.command(SidekiqCommands.replayCommand(entry.member, from: name.key(keys), payload: payload, queue: queue, keys: keys))
+        let reply = try connection.command(SidekiqCommands.replayCommand(entry.member, from: entry.set ?? name.key(keys), payload: payload, queue: queue, keys: keys))
             .check()
         return reply.int == 1
     }
 
     /// Removes one exact member. Returns false when it was already gone.
     public func delete(_ entry: JobSetEntry) throws -> Bool {
-        try connection.command("ZREM", name.key(keys), entry.member).check().int == 1
+        try connection.command("ZREM", entry.set ?? name.key(keys), entry.member).check().int == 1
     }
 }
