@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 CONFIG=${CONFIG:-debug}
 BIN="$(swift build -c "$CONFIG" --show-bin-path)/conveyor"
 
-scripts/services.sh start >/dev/null
+scripts/services.sh start app >/dev/null
 source .run/env
 export REDIS_URL DATABASE_URL
 export CONVEYOR_MEDIA_ROOT=${CONVEYOR_MEDIA_ROOT:-$PWD/.run/media}

@@ -2,7 +2,8 @@
 # Starts or stops the private Redis, PostgreSQL and S3 server (SeaweedFS) that make run and make test use, on
 # loopback, with their data under .run/. A REDIS_URL, DATABASE_URL or CONVEYOR_TEST_S3_ENDPOINT already set means
 # that server is someone else's: left alone.
-#   scripts/services.sh start   -> writes .run/env (export REDIS_URL=... DATABASE_URL=... CONVEYOR_TEST_S3_*=...)
+#   scripts/services.sh start       -> writes .run/env (export REDIS_URL=... DATABASE_URL=... CONVEYOR_TEST_S3_*=...)
+#   scripts/services.sh start app   -> only what `make run` needs: Redis and PostgreSQL (no test-only servers)
 #   scripts/services.sh stop
 # Ports: CONVEYOR_REDIS_PORT (6390), CONVEYOR_PG_PORT (5439), CONVEYOR_S3_PORT (8333; SeaweedFS's other servers take
 # the next four ports and each of the five plus 10000 for gRPC).
@@ -383,10 +384,14 @@ stop_all() {
 
 case "${1:-}" in
   start)
-    { start_redis; start_redis_tls; start_sentinel; start_sentinel_tls; start_cluster; start_postgres; start_s3; } >"$RUN/env.tmp"
+    if [ "${2:-}" = app ]; then
+      { start_redis; start_postgres; } >"$RUN/env.tmp"
+    else
+      { start_redis; start_redis_tls; start_sentinel; start_sentinel_tls; start_cluster; start_postgres; start_s3; } >"$RUN/env.tmp"
+    fi
     mv "$RUN/env.tmp" "$RUN/env"
     cat "$RUN/env"
     ;;
   stop) stop_all ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start [app]|stop" >&2; exit 2 ;;
 esac
