@@ -3,15 +3,16 @@ import Foundation
 public import Redis
 public import SidekiqQueue
 
-/// The sorted sets an operator works on: `dead` (jobs that will not run again) and `retry` (failed jobs waiting
-/// for their next attempt).
+/// The sorted sets an operator works on: `dead` (jobs that will not run again), `retry` (failed jobs waiting
+/// for their next attempt) and `scheduled` (jobs to run later; replaying one runs it now).
 public enum JobSetName: String, Sendable, CaseIterable {
-    case dead, retry
+    case dead, retry, scheduled
 
     public func key(_ keys: QueueKeys) -> String {
         switch self {
         case .dead: keys.dead
         case .retry: keys.retry
+        case .scheduled: keys.schedule
         }
     }
 }
@@ -30,6 +31,11 @@ public struct JobFilter: Sendable {
     public var limit: Int?
 
     public init() {}
+
+    /// True when no criterion is set (every entry matches).
+    public var isEmpty: Bool {
+        classes.isEmpty && queues.isEmpty && errorPattern == nil && since == nil && until == nil && jids.isEmpty
+    }
 
     func compiled() throws -> CompiledFilter {
         var regex: NSRegularExpression?
@@ -76,7 +82,7 @@ public struct JobSetEntry: Sendable {
     public var retryCount: Int? { job?["retry_count"]?.intValue }
     public var failedAt: Double? { QueueSnapshot.timestamp(job?["failed_at"]) }
 
-    init(member: [UInt8], score: Double) {
+    public init(member: [UInt8], score: Double) {
         self.member = member
         self.score = score
         if case .object(let o)? = try? JSONValue(parsing: member) { job = o }
@@ -168,4 +174,150 @@ public struct JobSet {
     public func delete(_ entry: JobSetEntry) throws -> Bool {
         try connection.command("ZREM", name.key(keys), entry.member).check().int == 1
     }
+
+    /// The entry with this jid: looked up by its score when given (`ZRANGEBYSCORE score score`, what the
+    /// dashboard's links carry), else by reading the set from the top.
+    public func find(jid: String, score: Double?) throws -> JobSetEntry? {
+        if let score {
+            let text = JSONValue(score).text
+            let items = try connection.command("ZRANGEBYSCORE", name.key(keys), text, text, "WITHSCORES", "LIMIT", 0, 100).check().array ?? []
+            if let hit = Self.entries(items).first(where: { $0.jid == jid }) { return hit }
+        }
+        var filter = JobFilter()
+        filter.jids = [jid]
+        filter.limit = 1
+        return try list(filter).first
+    }
+
+    /// Entries in the set now (`ZCARD`).
+    public func count() throws -> Int {
+        try connection.command("ZCARD", name.key(keys)).check().int ?? 0
+    }
+
+    /// One page of entries, newest first, without reading the whole set: with no criterion one
+    /// `ZREVRANGE offset offset+count-1`; with criteria, chunks are read from the top only until the page is full
+    /// (or `scanLimit` entries were looked at).
+    public func page(_ filter: JobFilter, offset: Int, count: Int, scanLimit: Int = 200_000) throws -> JobSetPage {
+        let key = name.key(keys)
+        let total = try self.count()
+        if filter.isEmpty {
+            let reply = try connection.command("ZREVRANGE", key, offset, offset + count, "WITHSCORES").check()
+            let entries = Self.entries(reply.array ?? [])
+            return JobSetPage(entries: Array(entries.prefix(count)), total: total, offset: offset, more: entries.count > count, scanned: nil)
+        }
+        let compiled = try filter.compiled()
+        var found: [JobSetEntry] = []
+        var skipped = 0
+        var start = 0
+        let chunk = 1000
+        while start < scanLimit {
+            let items = try connection.command("ZREVRANGE", key, start, start + chunk - 1, "WITHSCORES").check().array ?? []
+            if items.isEmpty { break }
+            for entry in Self.entries(items) where compiled.matches(entry) {
+                if skipped < offset {
+                    skipped += 1
+                } else if found.count < count {
+                    found.append(entry)
+                } else {
+                    return JobSetPage(entries: found, total: total, offset: offset, more: true, scanned: start + chunk)
+                }
+            }
+            start += chunk
+            if items.count < chunk * 2 { break }
+        }
+        return JobSetPage(entries: found, total: total, offset: offset, more: start >= scanLimit, scanned: min(start, total))
+    }
+
+    private static func entries(_ items: [RedisReply]) -> [JobSetEntry] {
+        var out: [JobSetEntry] = []
+        out.reserveCapacity(items.count / 2)
+        var i = 0
+        while i + 1 < items.count {
+            out.append(JobSetEntry(member: items[i].bytes ?? [], score: Double(items[i + 1].text ?? "") ?? 0))
+            i += 2
+        }
+        return out
+    }
+
+    /// What a bulk `move` does to each matching entry.
+    public enum MoveAction: Sendable, Equatable {
+        case replay(resetAttempts: Bool)
+        case delete
+
+        public var verb: String {
+            switch self {
+            case .replay: "replay"
+            case .delete: "delete"
+            }
+        }
+    }
+
+    /// Replays or deletes every entry matching `filter`, one atomic step per job, at most `perSecond` jobs a second
+    /// (paced against the start, so the average holds when Redis is slow). `conveyor dead|retry replay|delete` and
+    /// the dashboard's bulk actions both run this.
+    /// - Parameter progress: called after each entry with (done so far, matched); return false to stop early.
+    public func move(
+        _ filter: JobFilter, _ action: MoveAction, perSecond: Double? = nil, dryRun: Bool = false,
+        progress: (Int, Int) -> Bool = { _, _ in true }
+    ) throws -> JobSetMoveReport {
+        let entries = try list(filter)
+        var report = JobSetMoveReport(action: action, matched: entries.count, dryRun: dryRun)
+        if dryRun {
+            report.jids = entries.map { $0.jid ?? "" }
+            return report
+        }
+        let started = Date()
+        for (i, entry) in entries.enumerated() {
+            if let perSecond {
+                let wait = started.addingTimeInterval(Double(i) / perSecond).timeIntervalSinceNow
+                if wait > 0 { usleep(useconds_t(wait * 1_000_000)) }
+            }
+            switch action {
+            case .replay(let resetAttempts):
+                if entry.jobClass == nil {
+                    report.unreplayable += 1
+                } else if try replay(entry, resetAttempts: resetAttempts) {
+                    report.jids.append(entry.jid ?? "")
+                } else {
+                    report.skipped += 1
+                }
+            case .delete:
+                if try delete(entry) { report.jids.append(entry.jid ?? "") } else { report.skipped += 1 }
+            }
+            if !progress(i + 1, entries.count) {
+                report.stopped = true
+                break
+            }
+        }
+        return report
+    }
+}
+
+/// One page of a set, as the dashboard shows it.
+public struct JobSetPage: Sendable {
+    public var entries: [JobSetEntry]
+    /// Entries in the whole set.
+    public var total: Int
+    public var offset: Int
+    /// Whether a next page exists (for a filtered page: whether more were found, or the scan stopped at its limit).
+    public var more: Bool
+    /// For a filtered page: how many entries were looked at. Nil for an unfiltered page.
+    public var scanned: Int?
+}
+
+/// What a bulk move did.
+public struct JobSetMoveReport: Sendable {
+    public var action: JobSet.MoveAction
+    public var matched: Int
+    public var dryRun: Bool
+    /// Jobs moved (or, in a dry run, that would be).
+    public var jids: [String] = []
+    /// Entries already gone when their turn came (a worker or another command took them).
+    public var skipped = 0
+    /// Members that are not jobs: they cannot be replayed, only deleted.
+    public var unreplayable = 0
+    /// True when `progress` asked to stop before the end.
+    public var stopped = false
+
+    public var done: Int { dryRun ? 0 : jids.count }
 }
