@@ -141,7 +141,7 @@ let package = Package(
             exclude: ["cutting_proxy.py"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore", "SidekiqQueue", "Redis"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
+            name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Video", "Summaries"],
             exclude: ["browser"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),

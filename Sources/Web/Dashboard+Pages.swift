@@ -50,6 +50,7 @@ extension Dashboard {
                 ["provider": b.provider, "state": b.state, "bad": b.state != "closed", "open": b.openSeconds > 0 ? Format.duration(b.openSeconds) : "-",
                  "source": b.source]
             }
+            context["hasBreakers"] = !metrics.breakers.isEmpty
             if metrics.breakers.isEmpty { context["breakerNote"] = "No breaker series in the workers' metrics (summaries not configured?)." }
             backlog += " Buffered in worker memory: \(metrics.backlog)" + (metrics.failing > 0 ? "; \(metrics.failing) writers failing." : ".")
             if !metrics.unreachable.isEmpty { backlog += " Unreachable: " + metrics.unreachable.joined(separator: "; ") }
@@ -360,6 +361,7 @@ extension Dashboard {
         }
         var context: [String: Any] = [
             "id": u.uploadID, "status": u.status, "failed": u.status != "ready", "facts": facts, "images": images, "others": others,
+            "hasImages": !images.isEmpty, "hasOthers": !others.isEmpty,
         ]
         if let e = u.errorClass { context["error"] = "\(e): \(u.errorMessage ?? "")" }
         if let p = u.probe, !p.isNull { context["probe"] = Format.pretty(p) }

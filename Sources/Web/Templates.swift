@@ -55,10 +55,10 @@ enum Templates {
         </section>
         <section>
         <h2>LLM breakers</h2>
-        {{#breakers.count}}<div class="scroll"><table><thead><tr><th>Provider</th><th>State</th><th class="num">Open for</th><th>Worker</th></tr></thead><tbody>
+        {{#hasBreakers}}<div class="scroll"><table><thead><tr><th>Provider</th><th>State</th><th class="num">Open for</th><th>Worker</th></tr></thead><tbody>
         {{#breakers}}<tr><td>{{provider}}</td><td><span class="tag{{#bad}} bad{{/bad}}">{{state}}</span></td><td class="num">{{open}}</td><td class="muted">{{source}}</td></tr>{{/breakers}}
-        </tbody></table></div>{{/breakers.count}}
-        {{^breakers}}<p class="muted">{{breakerNote}}</p>{{/breakers}}
+        </tbody></table></div>{{/hasBreakers}}
+        {{^hasBreakers}}<p class="muted">{{breakerNote}}</p>{{/hasBreakers}}
         <h2>Result writers</h2>
         <p>{{backlogLine}}</p>
         </section>
@@ -169,8 +169,8 @@ enum Templates {
         {{#upload}}<section class="upload"><h2>Upload <span class="mono">{{id}}</span> <span class="tag{{#failed}} bad{{/failed}}">{{status}}</span></h2>
         <dl class="facts">{{#facts}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/facts}}</dl>
         {{#error}}<pre class="error">{{error}}</pre>{{/error}}
-        {{#images.count}}<h3>Variants</h3><div class="variants">{{#images}}<figure><img src="{{src}}" alt="{{caption}}" loading="lazy"><figcaption>{{caption}}</figcaption></figure>{{/images}}</div>{{/images.count}}
-        {{#others.count}}<ul>{{#others}}<li class="mono">{{.}}</li>{{/others}}</ul>{{/others.count}}
+        {{#hasImages}}<h3>Variants</h3><div class="variants">{{#images}}<figure><img src="{{src}}" alt="{{caption}}" loading="lazy"><figcaption>{{caption}}</figcaption></figure>{{/images}}</div>{{/hasImages}}
+        {{#hasOthers}}<ul>{{#others}}<li class="mono">{{.}}</li>{{/others}}</ul>{{/hasOthers}}
         {{#probe}}<h3>Probe</h3><pre>{{probe}}</pre>{{/probe}}
         </section>{{/upload}}
         {{#summary}}<section><h2>Summary of post <span class="mono">{{postID}}</span>{{#degraded}} <span class="tag warn">degraded</span>{{/degraded}}</h2>
