@@ -41,7 +41,9 @@ enum Charts {
             if b.processed == nil {
                 svg += "<rect x=\"\(f(x))\" y=\"\(f(axis - 1))\" width=\"\(f(bar))\" height=\"2\" class=\"none\"/>\n"
             }
-            if i % labelEvery == 0 || i == buckets.count - 1 {
+            if i == buckets.count - 1 {
+                svg += "<text x=\"\(f(x + bar))\" y=\"\(height - 6)\" class=\"tick\" text-anchor=\"end\">\(escape(b.label))</text>\n"
+            } else if i % labelEvery == 0 && i < buckets.count - labelEvery / 2 {
                 svg += "<text x=\"\(f(x))\" y=\"\(height - 6)\" class=\"tick\">\(escape(b.label))</text>\n"
             }
         }
