@@ -15,7 +15,7 @@ enum Assets {
         main { padding:1rem; max-width:1200px; margin:0 auto; }
         footer { color:var(--muted); font-size:12px; padding:1rem; text-align:center; }
         h1 { font-size:1.4rem; margin:.2rem 0 1rem; } h2 { font-size:1.1rem; margin:1.4rem 0 .5rem; }
-        .cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(9.5rem, 1fr)); gap:.6rem; }
+        section.cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(9.5rem, 1fr)); gap:.6rem; }
         .card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:.7rem; text-decoration:none; color:inherit; display:flex; flex-direction:column; }
         .card .value { font-size:1.4rem; font-weight:600; } .card .label { color:var(--muted); font-size:.85rem; }
         .card.alert { border-color:var(--bad); } .card.alert .value { color:var(--bad); }
@@ -61,7 +61,15 @@ enum Assets {
         @media (max-width: 640px) {
           header { padding:.5rem; } .lookup { margin-left:0; width:100%; } .lookup input { flex:1; max-width:none; }
           main { padding:.6rem; } th, td { padding:.35rem .4rem; } .args, .error { max-width:14rem; }
-          .cards { grid-template-columns:repeat(2, 1fr); }
+          section.cards { grid-template-columns:repeat(2, 1fr); }
+          .filters label { flex:1 1 40%; } .filters input { width:100%; }
+          table.cards thead { display:none; }
+          table.cards tr { display:block; border-bottom:1px solid var(--line); padding:.35rem 0; }
+          table.cards td { display:block; border:0; padding:.1rem .6rem; max-width:none; text-align:left; }
+          table.cards td:empty { display:none; }
+          table.cards td[data-label]::before { content:attr(data-label) ": "; color:var(--muted); font-size:.8rem; }
+          table.cards td input[type=checkbox] { float:left; margin:.2rem .5rem 0 0; }
+          table.cards td.row-actions { padding-top:.3rem; }
         }
         """
 

@@ -302,12 +302,21 @@ extension Dashboard {
                         context["upload"] = uploadContext(upload)
                         found = true
                     }
+                    // Every job that carried this id as its correlation key (an upload's or a post's jobs).
+                    let related = try await postgres({ try JobResultQueries.byCorrelationKey(q, limit: 10, on: $0) }) ?? []
+                    for row in related where row.jid != q {
+                        jobs.append(["place": "conveyor.job_results (correlation key \(q))", "facts": Self.resultFacts(row)])
+                    }
                     if let summary = try await summary(q) {
+                        // Whether the latest summary job was answered from the cache: its result says so.
+                        let latest = related.first { $0.jobClass == "llm.summarize" && $0.status == "succeeded" }
+                        let cached = latest?.result.flatMap { try? JSONValue(parsing: Array($0.utf8)) }?["cached"]?.boolValue
                         context["summary"] = [
                             "postID": summary.postID, "degraded": summary.degraded, "text": summary.summary,
                             "facts": [
                                 ["name": "provider", "value": summary.provider], ["name": "model", "value": summary.model],
                                 ["name": "degraded", "value": summary.degraded ? "yes (built-in extractive summariser)" : "no"],
+                                ["name": "cached", "value": cached.map { $0 ? "yes (latest job answered from the cache)" : "no (latest job called the provider)" } ?? "-"],
                                 ["name": "input cut", "value": summary.truncatedInput ? "yes" : "no"],
                                 ["name": "tokens", "value": "\(summary.inputTokens.map(String.init) ?? "-") in, \(summary.outputTokens.map(String.init) ?? "-") out"],
                             ],

@@ -83,10 +83,10 @@ enum Templates {
         <h1>Queue {{name}} {{#paused}}<span class="tag warn">paused</span>{{/paused}}</h1>
         <p>{{depth}} ready jobs · latency {{latency}}
         {{#actions}}<form class="inline" method="post" action="{{base}}/{{#paused}}resume{{/paused}}{{^paused}}pause{{/paused}}"><input type="hidden" name="csrf" value="{{csrf}}"><button class="{{#paused}}primary{{/paused}}">{{#paused}}Resume{{/paused}}{{^paused}}Pause{{/paused}}</button></form>{{/actions}}</p>
-        <div class="scroll"><table>
+        <div class="scroll"><table class="cards">
         <thead><tr><th>JID</th><th>Class</th><th>Arguments</th><th>Enqueued</th><th></th></tr></thead>
         <tbody>
-        {{#jobs}}<tr><td class="mono">{{jid}}</td><td>{{jobClass}}</td><td class="args mono">{{args}}</td><td>{{enqueued}}</td>
+        {{#jobs}}<tr><td class="mono">{{jid}}</td><td data-label="Class">{{jobClass}}</td><td class="args mono">{{args}}</td><td data-label="Enqueued">{{enqueued}}</td>
         <td>{{#actions}}<form method="post" action="{{base}}/delete"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="member" value="{{member}}"><input type="hidden" name="page" value="{{page}}"><button class="danger">Delete</button></form>{{/actions}}</td></tr>{{/jobs}}
         {{^jobs}}<tr><td colspan="5" class="muted">Empty.</td></tr>{{/jobs}}
         </tbody></table></div>
@@ -96,18 +96,18 @@ enum Templates {
     static let busy = """
         <h1>Busy</h1>
         <p>{{processCount}} processes · {{busy}} of {{concurrency}} busy</p>
-        <div class="scroll"><table>
+        <div class="scroll"><table class="cards">
         <thead><tr><th>Process</th><th>Host</th><th class="num">PID</th><th>Tag</th><th class="num">Busy</th><th class="num">RSS</th><th>Started</th><th>Last beat</th><th>Queues</th><th></th></tr></thead>
         <tbody>
-        {{#processes}}<tr><td class="mono">{{identity}}</td><td>{{host}}</td><td class="num">{{pid}}</td><td>{{tag}}</td><td class="num">{{busy}}/{{concurrency}}</td><td class="num">{{rss}}</td><td>{{started}}</td><td>{{beat}}</td><td>{{queues}}</td>
+        {{#processes}}<tr><td class="mono">{{identity}}</td><td data-label="Host">{{host}}</td><td class="num" data-label="PID">{{pid}}</td><td data-label="Tag">{{tag}}</td><td class="num" data-label="Busy">{{busy}}/{{concurrency}}</td><td class="num" data-label="RSS">{{rss}}</td><td data-label="Started">{{started}}</td><td data-label="Last beat">{{beat}}</td><td data-label="Queues">{{queues}}</td>
         <td>{{#quiet}}<span class="tag warn">quiet</span>{{/quiet}}{{#actions}}<form class="inline" method="post" action="/busy/quiet"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="identity" value="{{identity}}"><button{{#quiet}} disabled{{/quiet}}>Quiet</button></form><form class="inline" method="post" action="/busy/stop"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="identity" value="{{identity}}"><button class="danger">Stop</button></form>{{/actions}}</td></tr>{{/processes}}
         {{^processes}}<tr><td colspan="10" class="muted">No live worker processes.</td></tr>{{/processes}}
         </tbody></table></div>
         <h2>Running jobs</h2>
-        <div class="scroll"><table>
+        <div class="scroll"><table class="cards">
         <thead><tr><th>Process</th><th>JID</th><th>Class</th><th>Queue</th><th>Started</th><th>Arguments</th></tr></thead>
         <tbody>
-        {{#running}}<tr><td class="mono">{{process}}</td><td class="mono"><a href="/lookup?q={{jidQuery}}">{{jid}}</a></td><td>{{jobClass}}</td><td>{{queue}}</td><td>{{started}}</td><td class="args mono">{{args}}</td></tr>{{/running}}
+        {{#running}}<tr><td class="mono">{{process}}</td><td class="mono"><a href="/lookup?q={{jidQuery}}">{{jid}}</a></td><td data-label="Class">{{jobClass}}</td><td data-label="Queue">{{queue}}</td><td data-label="Started">{{started}}</td><td class="args mono">{{args}}</td></tr>{{/running}}
         {{^running}}<tr><td colspan="6" class="muted">Nothing running.</td></tr>{{/running}}
         </tbody></table></div>
         """
@@ -132,11 +132,11 @@ enum Templates {
         <button name="scope" value="all" formaction="{{base}}/retry">{{retryLabel}} all {{matching}}</button>
         <button name="scope" value="all" formaction="{{base}}/delete" class="danger">Delete all {{matching}}</button>
         </div>{{/actions}}
-        <div class="scroll"><table>
+        <div class="scroll"><table class="cards">
         <thead><tr>{{#actions}}<th><input type="checkbox" class="select-all" aria-label="Select all"></th>{{/actions}}<th>JID</th><th>Class</th><th>Queue</th><th>{{whenLabel}}</th><th class="num">Attempts</th><th>Error</th>{{#actions}}<th></th>{{/actions}}</tr></thead>
         <tbody>
         {{#entries}}<tr>{{#actions}}<td><input type="checkbox" name="jid" value="{{jid}}" aria-label="Select {{jid}}"></td>{{/actions}}
-        <td class="mono"><a href="{{href}}">{{jid}}</a></td><td>{{jobClass}}</td><td>{{queue}}</td><td>{{when}}</td><td class="num">{{attempts}}</td><td class="error">{{error}}</td>
+        <td class="mono"><a href="{{href}}">{{jid}}</a></td><td data-label="Class">{{jobClass}}</td><td data-label="Queue">{{queue}}</td><td data-label="{{whenLabel}}">{{when}}</td><td class="num" data-label="Attempts">{{attempts}}</td><td class="error">{{error}}</td>
         {{#actions}}<td class="row-actions"><button name="one" value="{{one}}" formaction="{{base}}/retry">{{retryLabel}}</button><button name="one" value="{{one}}" formaction="{{base}}/delete" class="danger">Delete</button></td>{{/actions}}</tr>{{/entries}}
         {{^entries}}<tr><td colspan="8" class="muted">No jobs{{#filtered}} match{{/filtered}}.</td></tr>{{/entries}}
         </tbody></table></div>

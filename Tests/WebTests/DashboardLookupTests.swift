@@ -65,7 +65,47 @@ struct DashboardLookupTests {
         _ = try db.query(
             "INSERT INTO conveyor.summaries (post_id, summary, provider, model, degraded) VALUES ($1, 'A <short> summary.', 'extractive', 'builtin', true)",
             [post])
+        _ = try db.query(
+            """
+            INSERT INTO conveyor.job_results (jid, job_class, queue, status, attempts, result, correlation_key, started_at, finished_at)
+            VALUES ($1, 'llm.summarize', 'llm', 'succeeded', 1, '{"cached":true,"degraded":true}', $2, now(), now())
+            """, [String(TestEnv.unique("s").suffix(24)), post])
         let page = await s.get("/lookup?q=\(post)").text
         #expect(page.contains("extractive") && page.contains("degraded") && page.contains("A &lt;short&gt; summary."))
+        #expect(page.contains("yes (latest job answered from the cache)"))
+        #expect(page.contains("correlation key \(post)"))
+    }
+}
+
+@Suite(.enabled(if: TestEnv.hasServers, "needs REDIS_URL and DATABASE_URL"))
+struct DashboardWorkerMetricsTests {
+    /// The overview reads breakers and the result backlog from workers' real `/metrics` endpoints.
+    @Test func breakersAndBacklogComeFromTheWorkersMetricsEndpoints() async throws {
+        let metrics = ConveyorMetrics()
+        metrics.addExporter {
+            """
+            # HELP conveyor_llm_breaker_state 1 for each provider breaker's current state.
+            # TYPE conveyor_llm_breaker_state gauge
+            conveyor_llm_breaker_state{provider="openai",state="closed"} 0
+            conveyor_llm_breaker_state{provider="openai",state="open"} 1
+            conveyor_llm_breaker_state{provider="anthropic",state="closed"} 1
+            conveyor_llm_breaker_state{provider="anthropic",state="open"} 0
+            # TYPE conveyor_llm_breaker_open_seconds gauge
+            conveyor_llm_breaker_open_seconds{provider="openai"} 420
+            conveyor_llm_breaker_open_seconds{provider="anthropic"} 0
+
+            """
+        }
+        let server = try MetricsServer(address: "127.0.0.1:0", metrics: metrics) { (true, "ok") }
+        defer { server.stop() }
+        let keys = QueueKeys(namespace: TestEnv.unique("web"))
+        let configuration = try WebConfiguration(metricsURLs: ["http://127.0.0.1:\(server.port)/metrics", "http://127.0.0.1:1/metrics"])
+        let dashboard = Dashboard(configuration: configuration, redis: try TestEnv.endpoint(), keys: keys, databaseURL: nil, mediaStore: nil)
+        defer { dashboard.close() }
+        let page = await dashboard.respond(WebRequest(method: "GET", path: "/")).text
+        #expect(page.contains("<td>openai</td><td><span class=\"tag bad\">open</span></td><td class=\"num\">7 min</td>"))
+        #expect(page.contains("<td>anthropic</td><td><span class=\"tag\">closed</span></td>"))
+        #expect(page.contains("Buffered in worker memory: 0"))
+        #expect(page.contains("Unreachable: http://127.0.0.1:1/metrics"))
     }
 }

@@ -183,10 +183,16 @@ public struct JobSet {
             let items = try connection.command("ZRANGEBYSCORE", name.key(keys), text, text, "WITHSCORES", "LIMIT", 0, 100).check().array ?? []
             if let hit = Self.entries(items).first(where: { $0.jid == jid }) { return hit }
         }
-        var filter = JobFilter()
-        filter.jids = [jid]
-        filter.limit = 1
-        return try list(filter).first
+        // Without a score: let Redis match the jid's text (`ZSCAN ... MATCH`), so only candidates cross the wire.
+        let pattern = "*" + jid.map { "*?[]\\".contains($0) ? "\\\($0)" : String($0) }.joined() + "*"
+        var cursor = "0"
+        repeat {
+            let reply = try connection.command("ZSCAN", name.key(keys), cursor, "MATCH", pattern, "COUNT", 1000).check().array ?? []
+            guard reply.count == 2 else { return nil }
+            cursor = reply[0].text ?? "0"
+            if let hit = Self.entries(reply[1].array ?? []).first(where: { $0.jid == jid }) { return hit }
+        } while cursor != "0"
+        return nil
     }
 
     /// Entries in the set now (`ZCARD`).

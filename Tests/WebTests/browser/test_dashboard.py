@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 import traceback
-import urllib.parse
 
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
@@ -106,7 +105,20 @@ class Harness:
         self.no_alert()
 
     def text(self):
-        return self.driver.find_element(By.TAG_NAME, "body").text
+        try:
+            return self.driver.find_element(By.TAG_NAME, "body").text
+        except Exception:
+            return ""  # between two pages (a click's navigation under way)
+
+    def wait_text(self, expected, seconds=10):
+        """Waits (bounded) for the page a click led to, until it shows `expected`."""
+        eventually(lambda: expected in self.text(), seconds, what=f"{expected!r} on {self.driver.current_url}")
+        self.no_alert()
+
+    def click(self, element, expected):
+        """Clicks and waits for the next page to show `expected`."""
+        element.click()
+        self.wait_text(expected)
 
     def no_alert(self):
         try:
@@ -149,8 +161,7 @@ def test_pause_a_queue_and_the_worker_stops_taking_from_it(h):
     enqueue("noop", {}, queue=QUEUE)
     eventually(lambda: redis_int("LLEN", key(f"queue:{QUEUE}")) == 0, what="the worker to take the first job")
     h.open("/queues")
-    h.button("Pause", h.row(QUEUE)).click()
-    assert "Paused browser" in h.text(), h.text()
+    h.click(h.button("Pause", h.row(QUEUE)), "Paused browser")
     assert "paused" in h.row(QUEUE).text
     assert redis_int("SISMEMBER", key("conveyor:paused-queues"), QUEUE) == 1
     # Workers reread the paused set at most once a second; one more second covers a fetch already under way.
@@ -164,8 +175,7 @@ def test_pause_a_queue_and_the_worker_stops_taking_from_it(h):
         time.sleep(0.1)
     h.open(f"/queues/{QUEUE}")
     assert "3 ready jobs" in h.text()
-    h.button("Resume").click()
-    assert "Resumed browser" in h.text()
+    h.click(h.button("Resume"), "Resumed browser")
     eventually(lambda: redis_int("LLEN", key(f"queue:{QUEUE}")) == 0, what="the worker to drain the resumed queue")
 
 
@@ -173,8 +183,7 @@ def test_retry_a_dead_job_and_see_it_succeed(h):
     jid = "d" * 8 + os.urandom(8).hex()
     dead_job(jid)
     h.open("/dead")
-    h.button("Retry", h.row(jid)).click()
-    assert f"Retried {jid}" in h.text(), h.text()
+    h.click(h.button("Retry", h.row(jid)), f"Retried {jid}")
     assert redis_int("ZCARD", key("dead")) == 0 or jid not in redis("ZRANGE", key("dead"), "0", "-1")
 
     def succeeded():
@@ -193,12 +202,10 @@ def test_bulk_delete_with_a_filter(h):
         dead_job(f"k{tag}{i:016d}", error=("RuntimeError", f"keep me {tag}"))
     h.open("/dead")
     h.driver.find_element(By.NAME, "error").send_keys(f"^Timeout: upstream slow {tag}")
-    h.button("Filter").click()
-    assert urllib.parse.quote(f"^Timeout") in h.driver.current_url or "error=%5ETimeout" in h.driver.current_url
-    assert "1–5 matching" in h.text(), h.text()
-    h.button("Delete all matching").click()
-    assert "Delete 5 jobs in dead" in h.text(), h.text()
-    h.driver.find_element(By.ID, "confirm").click()
+    h.click(h.button("Filter"), "1–5 matching")
+    assert "error=%5ETimeout" in h.driver.current_url, h.driver.current_url
+    h.click(h.button("Delete all matching"), "Delete 5 jobs in dead")
+    h.click(h.driver.find_element(By.ID, "confirm"), "Started #")
     assert "/actions" in h.driver.current_url
 
     def gone():
@@ -224,8 +231,7 @@ def test_find_an_upload_by_id_and_see_its_thumbnail(h):
     h.open("/")
     box = h.driver.find_element(By.CSS_SELECTOR, "header input[name=q]")
     box.send_keys(upload)
-    h.button("Find").click()
-    assert f"Upload {upload}" in h.text(), h.text()
+    h.click(h.button("Find"), f"Upload {upload}")
     images = h.driver.find_elements(By.CSS_SELECTOR, ".variants img")
     assert images, "no variant images on the upload page"
     eventually(lambda: all(h.driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images),
@@ -244,9 +250,7 @@ def test_xss_payload_is_shown_as_text(h):
     assert "<img src=x onerror=alert(5)>" in row.text
     assert "x<img src=x onerror=alert(2)>" in row.text
     assert not h.driver.find_elements(By.CSS_SELECTOR, "main img"), "markup from a job reached the page"
-    row.find_element(By.LINK_TEXT, jid).click()
-    h.no_alert()
-    assert payload in h.text()
+    h.click(row.find_element(By.LINK_TEXT, jid), payload)
     assert not h.driver.find_elements(By.CSS_SELECTOR, "main b, main img, main script")
     h.open(f"/lookup?q={jid}")
     assert payload in h.text()
