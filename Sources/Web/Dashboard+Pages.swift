@@ -181,18 +181,20 @@ extension Dashboard {
     func setPage(_ set: JobSetName, _ request: WebRequest, _ v: Visitor) async throws -> WebResponse {
         let keys = keys
         let size = configuration.pageSize
-        let pageNumber = max(1, Int(request.parameter("page") ?? "") ?? 1)
-        let offset = (pageNumber - 1) * size
         let base = "/" + (set == .scheduled ? "scheduled" : set.rawValue)
         var problem: String?
         var filter = JobFilter()
         do { filter = try Self.filter(request.parameter) } catch let failure as WebFailure { problem = failure.message }
+        // Unfiltered pages are numbered; filtered ones continue from where the last one stopped looking (`from`).
+        let pageNumber = max(1, Int(request.parameter("page") ?? "") ?? 1)
+        let offset = filter.isEmpty ? (pageNumber - 1) * size : max(0, Int(request.parameter("from") ?? "") ?? 0)
         let f = filter
         let result: JobSetPage
         do {
             result = try await redis { try JobSet(set, keys: keys, connection: $0).page(f, offset: offset, count: size) }
         } catch let error as JobSetError {
             problem = "\(error)"
+            filter = JobFilter()
             result = try await redis { try JobSet(set, keys: keys, connection: $0).page(JobFilter(), offset: offset, count: size) }
         }
         let now = Date().timeIntervalSince1970
@@ -201,26 +203,36 @@ extension Dashboard {
             let error = e.errorClass.map { "\($0): \(e.errorMessage ?? "")" } ?? ""
             return [
                 "jid": e.jid ?? "(not a job)", "jobClass": e.jobClass ?? "-", "queue": e.queue ?? "-",
-                "when": set == .dead ? Format.ago(when, now: now) : Format.ago(when, now: now), "attempts": e.retryCount.map { String($0 + 1) } ?? "1",
+                "when": Format.ago(when, now: now), "attempts": e.retryCount.map { String($0 + 1) } ?? "1",
                 "error": error.count > 200 ? String(error.prefix(200)) + "…" : error,
                 "href": base + "/job?" + FormCoding.query([("jid", e.jid), ("score", String(e.score))]),
                 "one": "\(e.jid ?? "") \(String(e.score))",
             ]
         }
         let filterValues = Dictionary(uniqueKeysWithValues: Self.filterNames.map { ($0, request.parameter($0) ?? "") })
-        let filtered = filterValues.values.contains { !$0.isEmpty }
+        let filtered = !filter.isEmpty
         let query = Self.filterNames.map { ($0, request.parameter($0)) }
+        var range = ""
+        if filtered, let scanned = result.scanned {
+            range = "\(result.entries.count) matching among entries \(offset + 1)–\(offset + scanned) of \(result.total)"
+        } else if !result.entries.isEmpty {
+            range = "\(offset + 1)–\(offset + result.entries.count) of \(result.total)"
+        }
         var context: [String: Any] = [
             "title": set.title, "base": base, "total": Format.count(result.total), "entries": entries, "filter": filterValues,
             "filtered": filtered, "retryLabel": set.retryLabel, "whenLabel": set == .dead ? "Died" : "Runs",
             "matching": filtered ? "matching" : "",
             "hidden": query.compactMap { name, value in value.map { ["name": name, "value": $0] } },
-            "range": result.entries.isEmpty ? "" : "\(offset + 1)–\(offset + result.entries.count)" + (filtered ? " matching" : " of \(result.total)")
-                + (result.scanned.map { " (looked at \($0) of \(result.total))" } ?? ""),
+            "range": range,
         ]
         if let problem { context["problem"] = problem }
-        if pageNumber > 1 { context["prev"] = base + "?" + FormCoding.query(query + [("page", String(pageNumber - 1))]) }
-        if result.more { context["next"] = base + "?" + FormCoding.query(query + [("page", String(pageNumber + 1))]) }
+        if filtered {
+            if offset > 0 { context["prev"] = base + "?" + FormCoding.query(query) }
+            if let next = result.next { context["next"] = base + "?" + FormCoding.query(query + [("from", String(next))]) }
+        } else {
+            if pageNumber > 1 { context["prev"] = base + "?" + FormCoding.query(query + [("page", String(pageNumber - 1))]) }
+            if result.next != nil { context["next"] = base + "?" + FormCoding.query(query + [("page", String(pageNumber + 1))]) }
+        }
         return page(set.title, "set", context, v, current: base, counts: try await navCounts())
     }
 

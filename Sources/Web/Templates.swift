@@ -141,7 +141,7 @@ enum Templates {
         {{^entries}}<tr><td colspan="8" class="muted">No jobs{{#filtered}} match{{/filtered}}.</td></tr>{{/entries}}
         </tbody></table></div>
         </form>
-        <nav class="pager">{{#prev}}<a href="{{prev}}">← Newer</a>{{/prev}} <span>{{range}}</span> {{#next}}<a href="{{next}}">Older →</a>{{/next}}</nav>
+        <nav class="pager">{{#prev}}<a href="{{prev}}">{{#filtered}}← Newest{{/filtered}}{{^filtered}}← Newer{{/filtered}}</a>{{/prev}} <span>{{range}}</span> {{#next}}<a href="{{next}}">{{#filtered}}Look further →{{/filtered}}{{^filtered}}Older →{{/filtered}}</a>{{/next}}</nav>
         """
 
     static let job = """

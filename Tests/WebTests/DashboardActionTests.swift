@@ -27,11 +27,16 @@ struct DashboardActionTests {
         let third = await s.get("/dead?page=4").text
         #expect(third.contains(Self.jid(34)) && !third.contains(Self.jid(29)))
         #expect(!third.contains("Older →"))
-        let filtered = await s.get("/dead?class=email.send&page=2").text
-        // Odd jids only, the second ten of them: 21, 23, ... 39 would be past the end; 21..33 here.
+        // Filtered: odd jids only. The first page stops after its tenth match (jid 19, position 20) and links on from there.
+        let first10 = await s.get("/dead?class=email.send").text
+        #expect(first10.contains(Self.jid(1)) && first10.contains(Self.jid(19)) && !first10.contains(Self.jid(21)) && !first10.contains(Self.jid(2)))
+        #expect(first10.contains("10 matching among entries 1–20 of 35"))
+        #expect(first10.contains("href=\"/dead?class=email.send&amp;from=20\""))
+        let filtered = await s.get("/dead?class=email.send&from=20").text
         #expect(filtered.contains(Self.jid(21)) && filtered.contains(Self.jid(33)))
         #expect(!filtered.contains(Self.jid(19)) && !filtered.contains(Self.jid(22)))
         #expect(filtered.contains("value=\"email.send\""))
+        #expect(filtered.contains("7 matching among entries 21–35 of 35") && !filtered.contains("Look further"))
         #expect(await s.get("/dead?error=(").text.contains("not a valid regular expression"))
         #expect(await s.get("/dead?since=yesterday-ish").text.contains("since yesterday-ish: not a time"))
     }

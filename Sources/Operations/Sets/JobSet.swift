@@ -187,7 +187,7 @@ public struct JobSet {
         let pattern = "*" + jid.map { "*?[]\\".contains($0) ? "\\\($0)" : String($0) }.joined() + "*"
         var cursor = "0"
         repeat {
-            let reply = try connection.command("ZSCAN", name.key(keys), cursor, "MATCH", pattern, "COUNT", 1000).check().array ?? []
+            let reply = try connection.command("ZSCAN", name.key(keys), cursor, "MATCH", pattern, "COUNT", 10_000).check().array ?? []
             guard reply.count == 2 else { return nil }
             cursor = reply[0].text ?? "0"
             if let hit = Self.entries(reply[1].array ?? []).first(where: { $0.jid == jid }) { return hit }
@@ -200,38 +200,37 @@ public struct JobSet {
         try connection.command("ZCARD", name.key(keys)).check().int ?? 0
     }
 
-    /// One page of entries, newest first, without reading the whole set: with no criterion one
-    /// `ZREVRANGE offset offset+count-1`; with criteria, chunks are read from the top only until the page is full
-    /// (or `scanLimit` entries were looked at).
-    public func page(_ filter: JobFilter, offset: Int, count: Int, scanLimit: Int = 200_000) throws -> JobSetPage {
+    /// One page of entries, newest first, without reading the whole set. `offset` is a position in the set
+    /// (0: newest). With no criterion: one `ZREVRANGE offset offset+count`. With criteria: chunks of 1,000 from
+    /// `offset` on, until `count` entries matched or `scanBudget` entries were looked at, so a filter that matches
+    /// little costs a bounded read per page; `next` says where the following page starts.
+    public func page(_ filter: JobFilter, offset: Int, count: Int, scanBudget: Int = 10_000) throws -> JobSetPage {
         let key = name.key(keys)
         let total = try self.count()
         if filter.isEmpty {
             let reply = try connection.command("ZREVRANGE", key, offset, offset + count, "WITHSCORES").check()
             let entries = Self.entries(reply.array ?? [])
-            return JobSetPage(entries: Array(entries.prefix(count)), total: total, offset: offset, more: entries.count > count, scanned: nil)
+            let more = entries.count > count
+            return JobSetPage(entries: Array(entries.prefix(count)), total: total, offset: offset, next: more ? offset + count : nil, scanned: nil)
         }
         let compiled = try filter.compiled()
         var found: [JobSetEntry] = []
-        var skipped = 0
-        var start = 0
+        var position = offset
         let chunk = 1000
-        while start < scanLimit {
-            let items = try connection.command("ZREVRANGE", key, start, start + chunk - 1, "WITHSCORES").check().array ?? []
+        scan: while position - offset < scanBudget {
+            let items = try connection.command("ZREVRANGE", key, position, position + chunk - 1, "WITHSCORES").check().array ?? []
             if items.isEmpty { break }
-            for entry in Self.entries(items) where compiled.matches(entry) {
-                if skipped < offset {
-                    skipped += 1
-                } else if found.count < count {
+            for entry in Self.entries(items) {
+                position += 1
+                if compiled.matches(entry) {
                     found.append(entry)
-                } else {
-                    return JobSetPage(entries: found, total: total, offset: offset, more: true, scanned: start + chunk)
+                    if found.count == count { break scan }
                 }
             }
-            start += chunk
             if items.count < chunk * 2 { break }
         }
-        return JobSetPage(entries: found, total: total, offset: offset, more: start >= scanLimit, scanned: min(start, total))
+        let next = position < total ? position : nil
+        return JobSetPage(entries: found, total: total, offset: offset, next: next, scanned: position - offset)
     }
 
     private static func entries(_ items: [RedisReply]) -> [JobSetEntry] {
@@ -304,9 +303,10 @@ public struct JobSetPage: Sendable {
     public var entries: [JobSetEntry]
     /// Entries in the whole set.
     public var total: Int
+    /// Where this page started in the set (0: newest).
     public var offset: Int
-    /// Whether a next page exists (for a filtered page: whether more were found, or the scan stopped at its limit).
-    public var more: Bool
+    /// Where the next page starts, nil at the end of the set.
+    public var next: Int?
     /// For a filtered page: how many entries were looked at. Nil for an unfiltered page.
     public var scanned: Int?
 }
