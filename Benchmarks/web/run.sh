@@ -10,6 +10,7 @@
 # Each round drains twice, alone and beside the refreshes, in alternating order; the ratio is taken per round
 # (a slow spell on a shared machine hits both halves of a round alike), and the dashboard's own CPU time per
 # overview load is read from /proc.
+# PAGES_ONLY=1 measures the pages and skips the throughput part.
 # Ports: CONVEYOR_REDIS_PORT / CONVEYOR_PG_PORT / CONVEYOR_S3_PORT as for the tests (default: the benchmark ports).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -142,6 +143,12 @@ for name, ours, theirs in pages:
     print(f"| {name} | {cell(a)} | {cell(b)} |", flush=True)
 PY
 cat "$TMP/pages.md"
+
+if [ -n "${PAGES_ONLY:-}" ]; then
+  mkdir -p Benchmarks/results
+  { echo "## Dashboard page latency only (PAGES_ONLY)"; echo; cat "$TMP/pages.md"; } > Benchmarks/results/web.md
+  exit 0
+fi
 
 # 2. Worker throughput alone and beside overview refreshes.
 drain() {

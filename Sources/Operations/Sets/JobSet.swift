@@ -183,16 +183,44 @@ public struct JobSet {
             let items = try connection.command("ZRANGEBYSCORE", name.key(keys), text, text, "WITHSCORES", "LIMIT", 0, 100).check().array ?? []
             if let hit = Self.entries(items).first(where: { $0.jid == jid }) { return hit }
         }
-        // Without a score: let Redis match the jid's text (`ZSCAN ... MATCH`), so only candidates cross the wire.
-        let pattern = "*" + jid.map { "*?[]\\".contains($0) ? "\\\($0)" : String($0) }.joined() + "*"
-        var cursor = "0"
-        repeat {
-            let reply = try connection.command("ZSCAN", name.key(keys), cursor, "MATCH", pattern, "COUNT", 10_000).check().array ?? []
-            guard reply.count == 2 else { return nil }
-            cursor = reply[0].text ?? "0"
-            if let hit = Self.entries(reply[1].array ?? []).first(where: { $0.jid == jid }) { return hit }
-        } while cursor != "0"
-        return nil
+        // Without a score: read the set from the newest end and look for the jid's bytes before parsing anything,
+        // so only a candidate is decoded (cheaper here than Redis matching a glob against every member).
+        let needle = Array(jid.utf8)
+        guard !needle.isEmpty else { return nil }
+        var start = 0
+        let chunk = 2000
+        while true {
+            let items = try connection.command("ZREVRANGE", name.key(keys), start, start + chunk - 1, "WITHSCORES").check().array ?? []
+            var i = 0
+            while i + 1 < items.count {
+                if let member = items[i].bytes, Self.contains(member, needle) {
+                    let entry = JobSetEntry(member: member, score: Double(items[i + 1].text ?? "") ?? 0)
+                    if entry.jid == jid { return entry }
+                }
+                i += 2
+            }
+            if items.count < chunk * 2 { return nil }
+            start += chunk
+        }
+    }
+
+    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard haystack.count >= needle.count, let first = needle.first else { return false }
+        return haystack.withUnsafeBufferPointer { h in
+            needle.withUnsafeBufferPointer { n in
+                var i = 0
+                let last = h.count - n.count
+                while i <= last {
+                    if h[i] == first {
+                        var j = 1
+                        while j < n.count && h[i + j] == n[j] { j += 1 }
+                        if j == n.count { return true }
+                    }
+                    i += 1
+                }
+                return false
+            }
+        }
     }
 
     /// Entries in the set now (`ZCARD`).
