@@ -83,14 +83,21 @@ extension Dashboard {
     func queues(_ v: Visitor) async throws -> WebResponse {
         let keys = keys
         let snapshot = try await redis { try QueueSnapshot.read($0, keys: keys) }
-        var rates: [String: (succeeded: Int, dead: Int)] = [:]
+        var rates: [String: QueueRate] = [:]
         var note = "Finished/min: jobs per minute over the last 5 minutes, from conveyor.job_results."
-        do {
-            rates = try await postgres { try JobResultQueries.finishedByQueue(lastSeconds: 300, on: $0) } ?? [:]
-            if database == nil { note = "Set DATABASE_URL to see each queue's rate (from conveyor.job_results)." }
-        } catch {
-            note = "PostgreSQL unreachable: no rates (\(error))."
+        let now = Date().timeIntervalSince1970
+        if let cached = queueRates.withLock({ $0 }), now - cached.at < 5 {
+            rates = cached.rates
+        } else {
+            do {
+                let read = try await postgres { try JobResultQueries.finishedByQueue(lastSeconds: 300, on: $0) } ?? [:]
+                rates = read.mapValues { QueueRate(succeeded: $0.succeeded, dead: $0.dead) }
+                if database != nil { queueRates.withLock { [rates] in $0 = (now, rates) } }
+            } catch {
+                note = "PostgreSQL unreachable: no rates (\(error))."
+            }
         }
+        if database == nil { note = "Set DATABASE_URL to see each queue's rate (from conveyor.job_results)." }
         let rows = snapshot.queues.map { q -> [String: Any] in
             var row = queueRow(q)
             if let r = rates[q.name] { row["rate"] = String(format: "%.1f", Double(r.succeeded + r.dead) / 5) } else { row["rate"] = database == nil ? "-" : "0" }

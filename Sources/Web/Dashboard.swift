@@ -28,6 +28,14 @@ public final class Dashboard: Sendable {
     let logger: Logger
     let version: String
     private let turn = Atomic<Int>(0)
+    /// Per-queue rates from PostgreSQL, read at most every 5 seconds: a five-minute rate needs no fresher value, and
+    /// many open Queues pages then cost PostgreSQL one query per 5 s.
+    let queueRates = Mutex<(at: Double, rates: [String: QueueRate])?>(nil)
+
+    struct QueueRate: Sendable {
+        var succeeded: Int
+        var dead: Int
+    }
 
     /// - Parameters:
     ///   - databaseURL: `DATABASE_URL`: job results, media uploads and summaries; nil hides those parts.

@@ -230,9 +230,9 @@ public struct JobSet {
 
     /// One page of entries, newest first, without reading the whole set. `offset` is a position in the set
     /// (0: newest). With no criterion: one `ZREVRANGE offset offset+count`. With criteria: chunks of 1,000 from
-    /// `offset` on, until `count` entries matched or `scanBudget` entries were looked at, so a filter that matches
+    /// `offset` on, until `count` entries matched or `scanBudget` (5,000) entries were looked at, so a filter that matches
     /// little costs a bounded read per page; `next` says where the following page starts.
-    public func page(_ filter: JobFilter, offset: Int, count: Int, scanBudget: Int = 10_000) throws -> JobSetPage {
+    public func page(_ filter: JobFilter, offset: Int, count: Int, scanBudget: Int = 5000) throws -> JobSetPage {
         let key = name.key(keys)
         let total = try self.count()
         if filter.isEmpty {
