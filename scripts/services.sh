@@ -10,6 +10,7 @@
 # client certificates on CONVEYOR_REDIS_TLS_PORT (Redis port + 1), one presenting an expired certificate on
 # CONVEYOR_REDIS_EXPIRED_PORT (+ 7), and a Sentinel group from CONVEYOR_SENTINEL_PORT (+ 2): master, replica, then
 # three sentinels on the next three ports. The group is made afresh on every start (its test kills the master).
+# CONVEYOR_SENTINEL_TLS_PORT (+ 8): a TLS-only master, and on the next port one TLS sentinel with a password.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -20,6 +21,9 @@ S3_PORT=${CONVEYOR_S3_PORT:-8333}
 TLS_PORT=${CONVEYOR_REDIS_TLS_PORT:-$((REDIS_PORT + 1))}
 EXPIRED_PORT=${CONVEYOR_REDIS_EXPIRED_PORT:-$((REDIS_PORT + 7))}
 SENTINEL_PORT=${CONVEYOR_SENTINEL_PORT:-$((REDIS_PORT + 2))}
+SENTINEL_TLS_PORT=${CONVEYOR_SENTINEL_TLS_PORT:-$((REDIS_PORT + 8))}
+# The TLS sentinel's own password (a throwaway test server's).
+SENTINEL_TLS_PASSWORD=conveyor-sentinel-secret
 # The identity SeaweedFS knows: a local test server's, never a real account's.
 S3_ACCESS_KEY=conveyor-test
 S3_SECRET_KEY=conveyor-test-secret
@@ -174,6 +178,36 @@ CONF
   echo "export CONVEYOR_TEST_SENTINEL_URL='redis+sentinel://${urls[*]}/conveyor-test'"
 }
 
+# A TLS-only master and one TLS sentinel with a password of its own (requirepass), watching it as
+# "conveyor-tls": rediss+sentinel:// end to end. Made afresh after the plain group (same folder, same stop).
+start_sentinel_tls() {
+  local master=$SENTINEL_TLS_PORT sentinel=$((SENTINEL_TLS_PORT + 1)) dir="$RUN/sentinel" certs="$RUN/redis-tls"
+  local tls=(--tls-cert-file "$certs/server.crt" --tls-key-file "$certs/server.key" --tls-ca-cert-file "$certs/ca.crt")
+  RUN="$dir" start_redis_server tls-master --port 0 --tls-port "$master" "${tls[@]}" --tls-auth-clients no
+  mkdir -p "$dir/tls-sentinel"
+  cat >"$dir/tls-sentinel/sentinel.conf" <<CONF
+port 0
+tls-port $sentinel
+tls-cert-file $certs/server.crt
+tls-key-file $certs/server.key
+tls-ca-cert-file $certs/ca.crt
+tls-auth-clients no
+tls-replication yes
+requirepass $SENTINEL_TLS_PASSWORD
+bind 127.0.0.1
+daemonize yes
+pidfile $dir/tls-sentinel/redis.pid
+logfile $dir/tls-sentinel/redis.log
+dir $dir/tls-sentinel
+sentinel monitor conveyor-tls 127.0.0.1 $master 1
+CONF
+  redis-server "$dir/tls-sentinel/sentinel.conf" --sentinel >/dev/null
+  wait_tls "$master" "$dir/tls-master/redis.log"
+  wait_tls "$sentinel" "$dir/tls-sentinel/redis.log"
+  echo "export CONVEYOR_TEST_TLS_SENTINEL_URL='rediss+sentinel://127.0.0.1:$sentinel/conveyor-tls'"
+  echo "export CONVEYOR_TEST_SENTINEL_PASSWORD='$SENTINEL_TLS_PASSWORD'"
+}
+
 start_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then echo "export DATABASE_URL='$DATABASE_URL'"; return; fi
   local bin data
@@ -214,7 +248,9 @@ s3_exports() {
   echo "export CONVEYOR_TEST_S3_SECRET_KEY='$3'"
 }
 
-# SeaweedFS's `weed mini` (master, volume, filer and S3 gateway in one process) with one admin identity.
+# SeaweedFS's `weed mini` (master, volume, filer and S3 gateway in one process) with one admin identity. Every test
+# bucket is a collection with volumes of its own; the volume limit is set, not derived from the free disk space
+# at start (which other servers on the machine share), so a long run of tests does not run out of volumes.
 start_s3() {
   if [ -n "${CONVEYOR_TEST_S3_ENDPOINT:-}" ]; then
     s3_exports "$CONVEYOR_TEST_S3_ENDPOINT" "${CONVEYOR_TEST_S3_ACCESS_KEY:-}" "${CONVEYOR_TEST_S3_SECRET_KEY:-}"
@@ -246,6 +282,7 @@ JSON
     -filer.port=$((S3_PORT + 3)) -filer.port.grpc=$((S3_PORT + 10003)) \
     -admin.port=$((S3_PORT + 4)) -admin.port.grpc=$((S3_PORT + 10004)) -admin.ui=false \
     -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.iam=false -master.telemetry=false \
+    -volume.max=1000 \
     >"$dir/weed.log" 2>&1 </dev/null &
   echo $! >"$dir/weed.pid"
   echo "$S3_PORT" >"$dir/port"
@@ -284,10 +321,8 @@ stop_all() {
   stop_sentinel
   stop_pidfile "$RUN/redis-tls-server/redis.pid"
   stop_pidfile "$RUN/redis-tls-expired/redis.pid"
-  if [ -f "$RUN/redis/redis.pid" ]; then
-    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || kill "$(cat "$RUN/redis/redis.pid")" 2>/dev/null || true
-    rm -f "$RUN/redis/redis.pid"
-  fi
+  # By pid, never by port: a stop with other port settings must not shut down someone else's server.
+  stop_pidfile "$RUN/redis/redis.pid"
   if [ -f "$RUN/pg/data/postmaster.pid" ]; then
     as_pg "$(pg_bin)/pg_ctl" -D "$RUN/pg/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
@@ -295,7 +330,7 @@ stop_all() {
 
 case "${1:-}" in
   start)
-    { start_redis; start_redis_tls; start_sentinel; start_postgres; start_s3; } >"$RUN/env.tmp"
+    { start_redis; start_redis_tls; start_sentinel; start_sentinel_tls; start_postgres; start_s3; } >"$RUN/env.tmp"
     mv "$RUN/env.tmp" "$RUN/env"
     cat "$RUN/env"
     ;;

@@ -14,6 +14,18 @@ public struct AVFailure: Error, Sendable, CustomStringConvertible {
         case resource
         /// The output could not be encoded or written (retrying may help).
         case output
+        /// The file has no bytes at all (permanent).
+        case empty
+        /// The header claims a duration the file's bytes cannot hold (permanent).
+        case durationMismatch
+        /// Decoding ended well before the duration the header declares (permanent).
+        case truncated
+        /// A header field contradicts the file: a WAV data chunk larger than the file (permanent).
+        case headerInvalid
+        /// Longer than the configured maximum duration, by its header or by what decoded (permanent).
+        case tooLong
+        /// A playlist (HLS/M3U) where a media file was expected (permanent).
+        case playlist
     }
 
     public var kind: Kind
@@ -30,7 +42,7 @@ public struct AVFailure: Error, Sendable, CustomStringConvertible {
         self.code = code
     }
 
-    public var isPermanent: Bool { kind == .rejectedInput || kind == .nestedOpenRefused }
+    public var isPermanent: Bool { ![.deadline, .resource, .output].contains(kind) }
 
     public var description: String { code == 0 ? "\(operation): \(message)" : "\(operation): \(message) (\(code))" }
 

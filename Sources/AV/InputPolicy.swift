@@ -25,3 +25,20 @@ public struct InputPolicy: Sendable {
 
     public init() {}
 }
+
+extension InputPolicy {
+    /// Audio uploads: MP3, M4A/AAC (MP4 or ADTS), Ogg (Opus, Vorbis), FLAC and WAV (PCM), and nothing else. The
+    /// decoders are audio decoders only: an attached cover picture is copied as bytes, never decoded here.
+    public static var audio: InputPolicy {
+        var policy = InputPolicy()
+        policy.formats = ["mp3", "mov", "aac", "ogg", "flac", "wav"]
+        policy.codecs = [
+            "mp3float", "mp3", "aac", "opus", "libopus", "vorbis", "flac", "alac",
+            "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8",
+        ]
+        // Only an attached cover picture has pixels; it is checked again by the image pipeline.
+        policy.maxPixels = 8192 * 8192
+        policy.maxDurationSeconds = 4 * 3600
+        return policy
+    }
+}

@@ -117,6 +117,35 @@ final class MediaInput {
     }
 }
 
+extension MediaInput {
+    /// Opens the decoder of one of this input's streams under the policy's codec allow-list and pixel limit.
+    func openDecoder(_ stream: UnsafeMutablePointer<AVStream>) throws(AVFailure) -> CodecContext {
+        let par = stream.pointee.codecpar!
+        let name = String(cString: avcodec_get_name(par.pointee.codec_id))
+        guard let codec = avcodec_find_decoder(par.pointee.codec_id) else {
+            throw AVFailure(.rejectedInput, operation: "decoder for stream \(stream.pointee.index)", message: "no decoder for \(name)")
+        }
+        let ctx = try CodecContext(codec, operation: "decoder \(name)")
+        var code = avcodec_parameters_to_context(ctx.ptr, par)
+        if code < 0 { throw AVFailure.input("avcodec_parameters_to_context", code) }
+        ctx.ptr.pointee.pkt_timebase = stream.pointee.time_base
+        ctx.ptr.pointee.max_pixels = Int64(policy.maxPixels)
+        ctx.ptr.pointee.thread_count = 0
+        var options: OpaquePointer? = nil
+        av_dict_set(&options, "codec_whitelist", policy.codecs.joined(separator: ","), 0)
+        code = avcodec_open2(ctx.ptr, codec, &options)
+        av_dict_free(&options)
+        if code < 0 {
+            var failure = AVFailure.input("avcodec_open2 \(name)", code)
+            if failure.kind == AVFailure.Kind.rejectedInput {
+                failure.message = "codec \(String(cString: codec.pointee.name)) is not accepted or cannot be opened (\(failure.message))"
+            }
+            throw failure
+        }
+        return ctx
+    }
+}
+
 @available(*, unavailable)
 extension MediaInput: Sendable {}
 

@@ -24,6 +24,8 @@ public struct MediaProbe: Sendable, Equatable {
         public var sampleRate: Int?
         public var channels: Int?
         public var channelLayout: String?
+        /// A cover picture stored as a stream (ID3 APIC, MP4 `covr`, FLAC PICTURE), not video.
+        public var attachedPicture = false
         /// Degrees from the display matrix, as ffprobe's side_data_list reports it (counter-clockwise positive).
         public var rotation: Int?
     }
@@ -38,7 +40,7 @@ public struct MediaProbe: Sendable, Equatable {
     public var probeScore: Int
     public var streams: [Stream]
 
-    public var videoStream: Stream? { streams.first { $0.codecType == "video" } }
+    public var videoStream: Stream? { streams.first { $0.codecType == "video" && !$0.attachedPicture } }
     public var audioStream: Stream? { streams.first { $0.codecType == "audio" } }
 
     /// Width and height after applying the rotation (what a player shows).
@@ -57,7 +59,7 @@ extension MediaProbe {
         return try MediaProbe(input: input)
     }
 
-    init(input: MediaInput) throws(AVFailure) {
+    init(input: MediaInput, checkDuration: Bool = true) throws(AVFailure) {
         let ctx = input.context.pointee
         let format = ctx.iformat.pointee
         formatName = String(cString: format.name)
@@ -73,7 +75,7 @@ extension MediaProbe {
             streams.append(Stream(input.stream(i)))
         }
         self.streams = streams
-        if let duration, input.policy.maxDurationSeconds > 0, duration > input.policy.maxDurationSeconds {
+        if checkDuration, let duration, input.policy.maxDurationSeconds > 0, duration > input.policy.maxDurationSeconds {
             throw AVFailure(
                 .rejectedInput, operation: "probe \(input.path)",
                 message: "duration \(Int(duration)) s is over the \(Int(input.policy.maxDurationSeconds)) s limit (CONVEYOR_VIDEO_MAX_DURATION)")
@@ -108,6 +110,7 @@ extension MediaProbe.Stream {
         duration = st.duration != avNoPTS && st.duration > 0 ? Double(st.duration) * av_q2d(st.time_base) : nil
         bitRate = par.bit_rate > 0 ? Int(par.bit_rate) : nil
         nbFrames = st.nb_frames > 0 ? Int(st.nb_frames) : nil
+        attachedPicture = st.disposition & (1 << 10) != 0  // AV_DISPOSITION_ATTACHED_PIC
         if par.codec_type == AVMEDIA_TYPE_VIDEO {
             width = Int(par.width)
             height = Int(par.height)

@@ -75,7 +75,7 @@ private final class TranscodeJob {
         self.videoIndex = videoIndex
         let vstream = input.stream(videoIndex)
         inputTimeBase = vstream.pointee.time_base
-        videoDecoder = try Self.openDecoder(vstream, input: input)
+        videoDecoder = try input.openDecoder(vstream)
 
         // Rotation: ffmpeg's autorotate turns clockwise by -(display matrix angle).
         let rotation = probe.streams[videoIndex].rotation ?? 0
@@ -132,7 +132,7 @@ private final class TranscodeJob {
         if let audioIndex = input.bestStream(AVMEDIA_TYPE_AUDIO) {
             self.audioIndex = audioIndex
             let astream = input.stream(audioIndex)
-            let decoder = try Self.openDecoder(astream, input: input)
+            let decoder = try input.openDecoder(astream)
             audioDecoder = decoder
             guard let aacCodec = avcodec_find_encoder_by_name("aac") else {
                 throw AVFailure(.resource, operation: "avcodec_find_encoder_by_name", message: "the aac encoder is not available")
@@ -182,32 +182,6 @@ private final class TranscodeJob {
         }
         packet = try Packet()
         outPacket = try Packet()
-    }
-
-    static func openDecoder(_ stream: UnsafeMutablePointer<AVStream>, input: MediaInput) throws(AVFailure) -> CodecContext {
-        let par = stream.pointee.codecpar!
-        let name = String(cString: avcodec_get_name(par.pointee.codec_id))
-        guard let codec = avcodec_find_decoder(par.pointee.codec_id) else {
-            throw AVFailure(.rejectedInput, operation: "decoder for stream \(stream.pointee.index)", message: "no decoder for \(name)")
-        }
-        let ctx = try CodecContext(codec, operation: "decoder \(name)")
-        var code = avcodec_parameters_to_context(ctx.ptr, par)
-        if code < 0 { throw AVFailure.input("avcodec_parameters_to_context", code) }
-        ctx.ptr.pointee.pkt_timebase = stream.pointee.time_base
-        ctx.ptr.pointee.max_pixels = Int64(input.policy.maxPixels)
-        ctx.ptr.pointee.thread_count = 0
-        var options: OpaquePointer? = nil
-        av_dict_set(&options, "codec_whitelist", input.policy.codecs.joined(separator: ","), 0)
-        code = avcodec_open2(ctx.ptr, codec, &options)
-        av_dict_free(&options)
-        if code < 0 {
-            var failure = AVFailure.input("avcodec_open2 \(name)", code)
-            if failure.kind == AVFailure.Kind.rejectedInput {
-                failure.message = "codec \(String(cString: codec.pointee.name)) is not accepted or cannot be opened (\(failure.message))"
-            }
-            throw failure
-        }
-        return ctx
     }
 
     func checkDeadline() throws(AVFailure) {

@@ -121,3 +121,8 @@ int cshims_av_resample_into_fifo(struct SwrContext *swr, AVAudioFifo *fifo, cons
 int cshims_av_fifo_read(AVAudioFifo *fifo, AVFrame *out, int nb) {
     return av_audio_fifo_read(fifo, (void **)out->extended_data, nb);
 }
+
+int cshims_av_convert_interleaved(struct SwrContext *swr, const AVFrame *in, uint8_t *out, int capacity) {
+    uint8_t *planes[1] = {out};
+    return swr_convert(swr, planes, capacity, in ? (const uint8_t **)in->extended_data : NULL, in ? in->nb_samples : 0);
+}

@@ -16,13 +16,15 @@ extension StripMetadataRequest: ImageJobRequest {}
 /// What the worker sends an image helper: the media root, which the helper resolves and confines the request's
 /// keys to itself, the limits, and the request.
 ///
-/// Wire: `{"media_root", "limits", "request", "fast_shrink_on_load"?}`.
+/// Wire: `{"media_root", "limits", "request", "fast_shrink_on_load"?, "verify_lossless_copy"?}`.
 public struct ImageHelperRequest<Request: ImageJobRequest>: HelperRequest {
     public var mediaRoot: String
     public var limits: ImageLimits
     public var request: Request
     /// `image.thumbnail` only (nil: on).
     public var fastShrinkOnLoad: Bool?
+    /// `image.strip_metadata` only (nil: on). Set by the worker, never by a job's arguments.
+    public var verifyLosslessCopy: Bool?
 
     public init(mediaRoot: String, limits: ImageLimits, request: Request, fastShrinkOnLoad: Bool? = nil) {
         self.mediaRoot = mediaRoot
@@ -36,6 +38,7 @@ public struct ImageHelperRequest<Request: ImageJobRequest>: HelperRequest {
         limits = ImageLimits(json: arguments["limits"]?.objectValue)
         request = try Request(arguments: arguments["request"]?.objectValue ?? JSONObject())
         fastShrinkOnLoad = arguments["fast_shrink_on_load"]?.boolValue
+        verifyLosslessCopy = arguments["verify_lossless_copy"]?.boolValue
     }
 
     public var helperArguments: JSONObject {
@@ -43,6 +46,7 @@ public struct ImageHelperRequest<Request: ImageJobRequest>: HelperRequest {
             ("media_root", .string(mediaRoot)), ("limits", limits.json), ("request", .object(request.json)),
         ])
         if let fastShrinkOnLoad { arguments["fast_shrink_on_load"] = .bool(fastShrinkOnLoad) }
+        if let verifyLosslessCopy { arguments["verify_lossless_copy"] = .bool(verifyLosslessCopy) }
         return arguments
     }
 

@@ -272,7 +272,7 @@ public enum ImageOperations {
 
     /// Writes a privacy-safe copy: orientation applied to the pixels, every metadata field gone but the ICC
     /// profile (kept, or used to convert the pixels to sRGB).
-    public static func stripMetadata(_ request: StripMetadataRequest, root: MediaRoot, limits: ImageLimits,
+    public static func stripMetadata(_ request: StripMetadataRequest, root: MediaRoot, limits: ImageLimits, verifyLosslessCopy: Bool = true,
                                      deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {
         let job = "image.strip_metadata"
         let source = try check(request.source, root: root, limits: limits, job: job, deadline: deadline)
@@ -287,6 +287,11 @@ public enum ImageOperations {
         }
         let key = request.destination ?? Self.cleanKey(for: request.source, format: format)
         let path = try root.destination(key)
+        if request.lossless, source.loader == "jpegload", source.orientation == 1, request.icc == .keep || !source.hasICCProfile,
+            let copied = try losslessCopy(source, to: path, key: key, request: request, verify: verifyLosslessCopy, deadline: deadline, what: what)
+        {
+            return copied
+        }
         var image: VipsImage
         var icc = "none"
         do {
@@ -313,7 +318,46 @@ public enum ImageOperations {
         return .object(JSONObject([
             ("source", .string(request.source)), ("key", .string(key)), ("path", .string(path)),
             ("width", JSONValue(image.width)), ("height", JSONValue(image.height)),
-            ("bytes", JSONValue(bytes)), ("format", .string(format.rawValue)), ("icc", .string(icc)),
+            ("bytes", JSONValue(bytes)), ("format", .string(format.rawValue)), ("icc", .string(icc)), ("lossless", .bool(false)),
+        ]))
+    }
+
+    /// The JPEG without its metadata segments, its compressed pixels unchanged, or `nil` when the marker stream is
+    /// one `JPEGSegments` does not rewrite (libvips re-encodes it then). The copy is decoded once at 1/8 scale
+    /// (every entropy-coded byte, little IDCT) before it is published, unless `verify` is off because the caller has
+    /// just decoded the same scans: a damaged scan fails as it would re-encoded.
+    static func losslessCopy(_ source: Checked, to path: String, key: String, request: StripMetadataRequest, verify: Bool,
+                             deadline: ContinuousClock.Instant?, what: String) throws(JobFailure) -> JSONValue? {
+        guard let data = FileManager.default.contents(atPath: source.path),
+            let stripped = JPEGSegments.strip([UInt8](data), keepICC: request.icc == .keep)
+        else { return nil }
+        // Dot-named like every temporary file beside the outputs: a store publishes only the finished ones.
+        let temporary = (path as NSString).deletingLastPathComponent + "/.tmp-\(UUID().uuidString.prefix(12)).jpg"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(stripped.bytes)) else {
+            throw .transient(.mediaWriteFailed, "\(what): cannot write the copy beside \(path)")
+        }
+        if verify {
+            do {
+                let check = try Vips.thumbnail(
+                    jpeg: temporary, shrink: 8, width: max(1, source.width / 8), height: max(1, source.height / 8), iccToSRGB: false)
+                check.setDeadline(milliseconds: remainingMilliseconds(deadline))
+                _ = try Vips.copyToMemory(check)
+            } catch {
+                unlink(temporary)
+                throw failure(error, what, deadline: deadline)
+            }
+        }
+        guard rename(temporary, path) == 0 else {
+            let message = String(cString: strerror(errno))
+            unlink(temporary)
+            throw .transient(.mediaWriteFailed, "\(what): cannot move the result into place at \(path): \(message)")
+        }
+        return .object(JSONObject([
+            ("source", .string(request.source)), ("key", .string(key)), ("path", .string(path)),
+            ("width", JSONValue(source.width)), ("height", JSONValue(source.height)),
+            ("bytes", JSONValue(stripped.bytes.count)), ("format", .string(VipsOutputFormat.jpeg.rawValue)),
+            ("icc", .string(source.hasICCProfile ? "kept" : "none")), ("lossless", .bool(true)),
+            ("removed", .array(stripped.removed.map { .string($0) })),
         ]))
     }
 

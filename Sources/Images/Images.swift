@@ -15,7 +15,8 @@ public enum ImagesJobs: JobFamilyDefinition, DeclaresHelperOperations {
     /// `image.strip_metadata` in a helper: the clean copy written, as the job's result.
     public static let stripMetadataOperation = HelperOperation<ImageHelperRequest<StripMetadataRequest>, JSONValue>("image.strip_metadata") {
         request, context throws(JobFailure) in
-        try ImageOperations.stripMetadata(request.request, root: try request.root(), limits: request.limits, deadline: context.deadline)
+        try ImageOperations.stripMetadata(request.request, root: try request.root(), limits: request.limits,
+                                          verifyLosslessCopy: request.verifyLosslessCopy ?? true, deadline: context.deadline)
     }
 
     /// This family's helper operations, for `conveyor helper` and for an in-process `HelperPool`.
@@ -140,11 +141,15 @@ public struct ImageJobHandler: JobHandler {
     public let kind: Kind
     public let configuration: ImagesConfiguration
     public let pool: HelperPool
+    /// Whether a lossless clean copy is decoded once before it is published. Off only where the same job has just
+    /// decoded the source's scans, which the copy keeps byte for byte (`media.ingest` makes its thumbnails first).
+    public var verifiesLosslessCopies: Bool
 
-    public init(kind: Kind, configuration: ImagesConfiguration, pool: HelperPool) {
+    public init(kind: Kind, configuration: ImagesConfiguration, pool: HelperPool, verifiesLosslessCopies: Bool = true) {
         self.kind = kind
         self.configuration = configuration
         self.pool = pool
+        self.verifiesLosslessCopies = verifiesLosslessCopies
     }
 
     public func perform(_ job: JobContext) async throws -> JSONValue {
@@ -156,23 +161,27 @@ public struct ImageJobHandler: JobHandler {
             }
             return try await run(ImagesJobs.thumbnailOperation, thumbnail, fastShrinkOnLoad: configuration.fastShrinkOnLoad, job)
         case .stripMetadata:
-            return try await run(ImagesJobs.stripMetadataOperation, try StripMetadataRequest(arguments: job.arguments), job)
+            return try await run(
+                ImagesJobs.stripMetadataOperation, try StripMetadataRequest(arguments: job.arguments),
+                verifyLosslessCopy: verifiesLosslessCopies ? nil : false, job)
         }
     }
 
     private func run<Request>(
         _ operation: HelperOperation<ImageHelperRequest<Request>, JSONValue>, _ request: Request, fastShrinkOnLoad: Bool? = nil,
-        _ job: JobContext
+        verifyLosslessCopy: Bool? = nil, _ job: JobContext
     ) async throws -> JSONValue {
         let configuration = configuration
         let pool = pool
         do {
             let source = MediaInput(request.source, maxBytes: configuration.limits.maxFileBytes)
-            return try await configuration.store.staged([source], jid: job.jid, deadline: job.deadline) { root in
-                let helperRequest = ImageHelperRequest(
+            let result = try await configuration.store.staged([source], jid: job.jid, deadline: job.deadline) { root in
+                var helperRequest = ImageHelperRequest(
                     mediaRoot: root.path, limits: configuration.limits, request: request, fastShrinkOnLoad: fastShrinkOnLoad)
+                helperRequest.verifyLosslessCopy = verifyLosslessCopy
                 return try await pool.run(operation, helperRequest, deadline: job.deadline)
             }
+            return configuration.store.locating(result)
         } catch let failure as JobFailure {
             throw failure.with(message: "jid=\(job.jid) \(failure.message)")
         }

@@ -151,10 +151,14 @@ public struct StripMetadataRequest: Sendable, Equatable {
     /// Nil: next to the source as `<stem>.clean.<ext>`.
     public var destination: String?
     public var icc: ICC
+    /// The JPEG quality of a re-encoded copy.
     public var quality: Int
+    /// Whether a JPEG that needs no rotation and no colour conversion is copied without decoding (its metadata
+    /// segments dropped, its compressed pixels unchanged: see `JPEGSegments`); false always re-encodes.
+    public var lossless: Bool
 
     public init(arguments: JSONObject) throws(JobFailure) {
-        try rejectUnknown(arguments, allowed: ["source", "destination", "icc", "quality"], at: "")
+        try rejectUnknown(arguments, allowed: ["source", "destination", "icc", "quality", "lossless"], at: "")
         guard let source = arguments["source"]?.stringValue else { throw .invalidArguments("source is required and must be a string key") }
         try MediaRoot.validate(source, field: "source")
         self.source = source
@@ -173,10 +177,17 @@ public struct StripMetadataRequest: Sendable, Equatable {
             guard let n = q.intValue, (1...100).contains(n) else { throw .invalidArguments("quality must be an integer in 1...100") }
             quality = n
         }
+        lossless = true
+        if let l = arguments["lossless"], !l.isNull {
+            guard let b = l.boolValue else { throw .invalidArguments("lossless must be true or false") }
+            lossless = b
+        }
     }
 
     public var json: JSONObject {
-        var o = JSONObject([("source", .string(source)), ("icc", .string(icc.rawValue)), ("quality", JSONValue(quality))])
+        var o = JSONObject([
+            ("source", .string(source)), ("icc", .string(icc.rawValue)), ("quality", JSONValue(quality)), ("lossless", .bool(lossless)),
+        ])
         if let destination { o["destination"] = .string(destination) }
         return o
     }

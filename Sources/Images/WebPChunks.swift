@@ -41,23 +41,3 @@ enum WebPChunks {
         if stripped.count != data.count { try Data(stripped).write(to: URL(fileURLWithPath: path)) }
     }
 }
-
-/// Inserts an ICC profile into a JPEG written with `strip` (libvips 8.14 cannot keep ICC without also
-/// rebuilding an EXIF block).
-enum JPEGSegments {
-    static func insertICC(_ profile: [UInt8], into jpeg: [UInt8]) -> [UInt8]? {
-        guard jpeg.count > 2, jpeg[0] == 0xff, jpeg[1] == 0xd8, !profile.isEmpty else { return nil }
-        let chunkSize = 65519
-        let count = (profile.count + chunkSize - 1) / chunkSize
-        guard count <= 255 else { return nil }
-        var segments: [UInt8] = []
-        for index in 0..<count {
-            let chunk = profile[(index * chunkSize)..<min(profile.count, (index + 1) * chunkSize)]
-            let length = 2 + 12 + 2 + chunk.count
-            segments += [0xff, 0xe2, UInt8(length >> 8), UInt8(length & 0xff)]
-            segments += Array("ICC_PROFILE".utf8) + [0, UInt8(index + 1), UInt8(count)]
-            segments += chunk
-        }
-        return [0xff, 0xd8] + segments + jpeg[2...]
-    }
-}

@@ -17,6 +17,10 @@ public final class RedisConnection {
     public let endpoint: RedisEndpoint
     /// The data node this connection talks to: the endpoint's address, or the master a sentinel named.
     public private(set) var server: RedisEndpoint.Node?
+    /// For a sentinel endpoint: the process's `+switch-master` listener, and its count when this connection found
+    /// its master. A later count means the master changed: the connection is broken.
+    var watch: SentinelWatch?
+    var connectedGeneration = 0
 
     /// Connects, authenticates and selects the database named by the endpoint. A sentinel endpoint asks its
     /// sentinels, in order, for the master and checks with `ROLE` that it is one.
@@ -47,6 +51,7 @@ public final class RedisConnection {
     }
 
     deinit {
+        watch?.release()
         redisReaderFree(reader)
         input.deallocate()
     }
@@ -100,7 +105,13 @@ public final class RedisConnection {
 
     /// Whether the connection failed, or its server stopped being a writable master (`READONLY`, `LOADING`: a
     /// failover or a restart); a broken connection must be replaced.
-    public var isBroken: Bool { socket == nil || failed }
+    public var isBroken: Bool { socket == nil || failed || masterSwitched }
+
+    /// Whether the sentinels announced a new master since this connection found its own.
+    public var masterSwitched: Bool {
+        guard let watch else { return false }
+        return watch.generation != connectedGeneration
+    }
 
     /// Sends one command and waits for its reply. An error reply is returned, not thrown.
     @discardableResult
@@ -155,6 +166,46 @@ public final class RedisConnection {
             }
         }
         return replies
+    }
+
+    /// Sends `command` without waiting for its reply: for a subscribed connection, whose replies arrive among its
+    /// messages and are read with `nextReply(within:)`.
+    public func send(_ command: RedisCommand) throws(RedisError) {
+        guard let socket else { throw .connection("connection is closed") }
+        if failed { throw .connection("\(endpoint): connection is broken") }
+        output.removeAll(keepingCapacity: true)
+        guard Self.append(command, to: &output) else { throw broken("cannot encode \(command.arguments.count) arguments") }
+        let unsent: RedisError? = output.withUnsafeBytes { bytes in
+            do throws(RedisError) {
+                try socket.send(bytes)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let unsent { throw broken(unsent.message) }
+    }
+
+    /// The next reply or pushed message, or `nil` when none arrives within `seconds` (the connection stays usable).
+    public func nextReply(within seconds: Double) throws(RedisError) -> RedisReply? {
+        guard let socket else { throw .connection("connection is closed") }
+        if failed { throw .connection("\(endpoint): connection is broken") }
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            var raw: UnsafeMutableRawPointer?
+            if redisReaderGetReply(reader, &raw) != REDIS_OK { throw broken("protocol error: \(readerError())") }
+            if let raw {
+                defer { freeReplyObject(raw) }
+                return Self.copy(raw.assumingMemoryBound(to: redisReply.self))
+            }
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0, socket.waitReadable(left) else { return nil }
+            let n: Int
+            do throws(RedisError) { n = try socket.receive(into: input) } catch { throw broken(error.message) }
+            if redisReaderFeed(reader, input.baseAddress!.assumingMemoryBound(to: CChar.self), n) != REDIS_OK {
+                throw broken("protocol error: \(readerError())")
+            }
+        }
     }
 
     /// Error replies after which this connection's server cannot take Conveyor's writes.

@@ -34,6 +34,10 @@ public struct RedisEndpoint: Sendable, CustomStringConvertible, Equatable {
     public var database: Int
     /// TLS settings; `nil` speaks plain TCP.
     public var tls: RedisTLS?
+    /// What the sentinels themselves ask for (`requirepass` / an ACL user in sentinel.conf), when it differs from
+    /// the data nodes' credentials in the URL. `nil`: sentinels are asked without `AUTH`.
+    public var sentinelUsername: String?
+    public var sentinelPassword: String?
 
     public init(address: Address, username: String? = nil, password: String? = nil, database: Int = 0, tls: RedisTLS? = nil) {
         self.address = address
@@ -92,12 +96,24 @@ public struct RedisEndpoint: Sendable, CustomStringConvertible, Equatable {
         self.init(address: .tcp(host: node.host, port: node.port), username: username, password: password, database: db, tls: tls)
     }
 
-    /// Parses `url` and applies the TLS settings in `environment`: `CONVEYOR_REDIS_CA_FILE`,
-    /// `CONVEYOR_REDIS_CERT_FILE` + `CONVEYOR_REDIS_KEY_FILE` and `CONVEYOR_REDIS_TLS_INSECURE` (tests only).
-    /// A TLS setting with a URL that does not use TLS is refused rather than ignored.
+    /// Parses `url` and applies the settings in `environment`: TLS (`CONVEYOR_REDIS_CA_FILE`,
+    /// `CONVEYOR_REDIS_CERT_FILE` + `CONVEYOR_REDIS_KEY_FILE`, `CONVEYOR_REDIS_TLS_INSECURE` for tests only) and the
+    /// sentinels' own credentials (`CONVEYOR_REDIS_SENTINEL_USERNAME`, `CONVEYOR_REDIS_SENTINEL_PASSWORD`).
+    /// A setting the URL cannot use (TLS without `rediss`, sentinel credentials without sentinels) is refused
+    /// rather than ignored.
     public init(url: String, environment: [String: String]) throws(RedisError) {
         try self.init(url: url)
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        sentinelUsername = value("CONVEYOR_REDIS_SENTINEL_USERNAME")
+        sentinelPassword = value("CONVEYOR_REDIS_SENTINEL_PASSWORD")
+        if sentinelUsername != nil || sentinelPassword != nil {
+            guard case .sentinel = address else {
+                throw .invalidURL("CONVEYOR_REDIS_SENTINEL_USERNAME or _PASSWORD is set but \(description) names no sentinels")
+            }
+            guard sentinelPassword != nil else {
+                throw .invalidURL("CONVEYOR_REDIS_SENTINEL_USERNAME needs CONVEYOR_REDIS_SENTINEL_PASSWORD")
+            }
+        }
         let ca = value("CONVEYOR_REDIS_CA_FILE")
         let cert = value("CONVEYOR_REDIS_CERT_FILE")
         let key = value("CONVEYOR_REDIS_KEY_FILE")

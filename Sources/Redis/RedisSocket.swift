@@ -177,6 +177,19 @@ final class RedisSocket {
         }
     }
 
+    /// Whether a read would return data (or the peer's close) within `seconds`: TLS records already decrypted count.
+    /// For a subscriber that waits for messages without a socket timeout breaking the connection.
+    func waitReadable(_ seconds: Double) -> Bool {
+        if let ssl, SSL_pending(ssl) > 0 { return true }
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let milliseconds = Int32(max(0, seconds * 1000).rounded(.up))
+        while true {
+            let n = poll(&ready, 1, milliseconds)
+            if n < 0 && errno == EINTR { continue }
+            return n > 0
+        }
+    }
+
     /// Reads what is available, at least one byte, into `buffer`; the peer closing the stream is an error.
     func receive(into buffer: UnsafeMutableRawBufferPointer) throws(RedisError) -> Int {
         while true {

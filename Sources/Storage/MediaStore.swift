@@ -18,6 +18,29 @@ public protocol MediaStore: Sendable {
     ) async throws -> T
 }
 
+extension MediaStore {
+    /// A job's result as the API reads it: `"store"` names where its keys live (`file:///srv/media`,
+    /// `s3://bucket/prefix`). On a store that is not the local root, the helpers' `path`s are gone with the scratch
+    /// root they pointed into, so they are left out (at the top and in arrays of objects such as `variants`).
+    public func locating(_ result: JSONValue) -> JSONValue {
+        guard case .object(var object) = result else { return result }
+        let local = self is LocalMediaStore
+        if !local {
+            object["path"] = nil
+            for (key, value) in object {
+                guard case .array(let items) = value else { continue }
+                object[key] = .array(items.map { item in
+                    guard case .object(var inner) = item else { return item }
+                    inner["path"] = nil
+                    return .object(inner)
+                })
+            }
+        }
+        object["store"] = .string(location)
+        return .object(object)
+    }
+}
+
 /// One object a job reads.
 public struct MediaInput: Sendable {
     public var key: String

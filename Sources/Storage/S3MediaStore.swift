@@ -91,6 +91,9 @@ public final class S3MediaStore: MediaStore {
             if staging.inputs.withLock({ $0[input.key] != nil }) { continue }
             try MediaRoot.validate(input.key, field: input.field)
             let path = try staging.root.destination(input.key, field: input.field)
+            // Written by an earlier step of the same job (media.ingest's cover picture before its thumbnails): it is
+            // read where it is and published with the other outputs, not fetched from the bucket.
+            if FileManager.default.fileExists(atPath: path) { continue }
             _ = try await client.get(bucket: bucket, key: objectKey(input.key), to: path, maxBytes: input.maxBytes, deadline: deadline)
             let stamp = FileStamp(path)
             staging.inputs.withLock { $0[input.key] = stamp }
@@ -136,6 +139,7 @@ public final class S3MediaStore: MediaStore {
         case "webm": "video/webm"
         case "m4a": "audio/mp4"
         case "mp3": "audio/mpeg"
+        case "opus", "ogg": "audio/ogg"
         case "json": "application/json"
         default: "application/octet-stream"
         }

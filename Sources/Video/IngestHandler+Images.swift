@@ -3,17 +3,19 @@ public import Images
 public import Sandbox
 
 extension IngestHandler {
-    /// The image half of `media.ingest` through the images family: `image.strip_metadata` (a clean copy with
-    /// orientation applied and metadata removed) and `image.thumbnail` with its default variants.
+    /// The image half of `media.ingest` through the images family: `image.thumbnail` with its default variants, then
+    /// `image.strip_metadata` (a clean copy with orientation applied and metadata removed). Thumbnails first: they
+    /// decode every scan of the source, so a lossless clean copy, which keeps those scans byte for byte, needs no
+    /// second decode to be checked.
     public static func imagePipeline(configuration: ImagesConfiguration, pool: HelperPool) -> ImageIngest {
-        let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool)
+        let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool, verifiesLosslessCopies: false)
         let thumbnail = ImageJobHandler(kind: .thumbnail, configuration: configuration, pool: pool)
         return { job, source in
             let step = JobContext(
                 jid: job.jid, jobClass: job.jobClass, queue: job.queue, arguments: JSONObject([("source", .string(source))]),
                 attempt: job.attempt, deadline: job.deadline, payload: job.payload, logger: job.logger)
-            let clean = try await strip.perform(step)
             let thumbnails = try await thumbnail.perform(step)
+            let clean = try await strip.perform(step)
             var row = JSONObject()
             row["width"] = clean["width"] ?? .null
             row["height"] = clean["height"] ?? .null

@@ -115,7 +115,13 @@ public struct IngestHandler: JobHandler {
         do {
             switch kind.family {
             case "video":
-                try await ingestVideo(job, source: source, into: &row)
+                try await ingestVideo(job, source: source, root: root, into: &row)
+            case "audio":
+                try await ingestAudio(job, source: source, root: root, into: &row)
+            case "playlist":
+                throw JobFailure.permanent(
+                    .mediaPlaylistRefused,
+                    "\(job.jobClass) jid=\(job.jid) source \(source): the upload is an M3U/HLS playlist, not media; playlists are not accepted")
             case "image":
                 guard let images else {
                     throw JobFailure.transient(
@@ -126,7 +132,7 @@ public struct IngestHandler: JobHandler {
                 for (key, value) in try await images(job, source) { row[key] = value }
             default:
                 throw JobFailure.permanent(
-                    .unsupportedMedia, "\(job.jobClass) jid=\(job.jid) source \(source): not a JPEG, PNG, GIF, WebP, HEIF/AVIF, MP4/MOV or Matroska/WebM file")
+                    .unsupportedMedia, "\(job.jobClass) jid=\(job.jid) source \(source): not a JPEG, PNG, GIF, WebP, HEIF/AVIF, MP4/MOV/M4A, Matroska/WebM, MP3, AAC, Ogg, FLAC or WAV file")
             }
             row["status"] = "ready"
         } catch let failure as JobFailure {
@@ -142,20 +148,15 @@ public struct IngestHandler: JobHandler {
         return row
     }
 
-    func ingestVideo(_ job: JobContext, source: String, into row: inout JSONObject) async throws {
+    func ingestVideo(_ job: JobContext, source: String, root: MediaRoot, into row: inout JSONObject) async throws {
         let probeJob = JobContext(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, arguments: JSONObject([("source", .string(source))]),
             attempt: job.attempt, deadline: job.deadline, payload: job.payload, logger: job.logger)
         let probeResult = try await probe.perform(probeJob)
         let streams = probeResult["streams"]?.arrayValue ?? []
-        guard let video = streams.first(where: { $0["codec_type"] == "video" }) else {
-            // Audio-only: recorded with its probe, nothing to transcode.
-            row["kind"] = "audio"
-            if let duration = probeResult["format"]?["duration"]?.stringValue.flatMap({ Double($0) }) {
-                row["duration"] = JSONValue(duration)
-            }
-            row["variants"] = .array([])
-            row["probe"] = probeResult
+        // A cover picture is a video stream too, but an attached one: such a file is audio.
+        guard let video = streams.first(where: { $0["codec_type"] == "video" && $0["disposition"]?["attached_pic"] != 1 }) else {
+            try await ingestAudio(job, source: source, root: root, into: &row)
             return
         }
         let result = try await transcode.perform(probeJob)

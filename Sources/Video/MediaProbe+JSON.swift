@@ -46,6 +46,7 @@ extension MediaProbe.Stream {
         if let duration { o["duration"] = JSONValue(MediaProbe.seconds(duration)) }
         if let bitRate { o["bit_rate"] = JSONValue(String(bitRate)) }
         if let nbFrames { o["nb_frames"] = JSONValue(String(nbFrames)) }
+        if attachedPicture { o["disposition"] = ["attached_pic": 1] }
         if let rotation {
             o["side_data_list"] = [["side_data_type": "Display Matrix", "rotation": JSONValue(rotation)]]
         }

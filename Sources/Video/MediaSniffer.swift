@@ -1,11 +1,13 @@
 /// What an upload really is, from its first bytes (never from its name).
 public enum MediaKind: String, Sendable {
-    case jpeg, png, gif, webp, heif, avif, mp4, matroska, unknown
+    case jpeg, png, gif, webp, heif, avif, mp4, matroska, mp3, aac, ogg, flac, wav, playlist, unknown
 
     public var family: String {
         switch self {
         case .jpeg, .png, .gif, .webp, .heif, .avif: "image"
         case .mp4, .matroska: "video"
+        case .mp3, .aac, .ogg, .flac, .wav: "audio"
+        case .playlist: "playlist"
         case .unknown: "unknown"
         }
     }
@@ -37,6 +39,19 @@ public enum MediaKind: String, Sendable {
         }
         // QuickTime files without ftyp start with another top-level atom.
         if ["moov", "mdat", "wide", "free", "skip", "pnot"].contains(where: { at(4, ascii($0)) }) { self = .mp4; return }
+        if at(0, ascii("OggS")) { self = .ogg; return }
+        if at(0, ascii("fLaC")) { self = .flac; return }
+        if at(0, ascii("RIFF")) && at(8, ascii("WAVE")) { self = .wav; return }
+        if at(0, ascii("ID3")) { self = .mp3; return }
+        if bytes.count >= 2 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0 {
+            // MPEG audio frame sync: layer bits 00 are ADTS AAC, anything else MP1/2/3.
+            self = bytes[1] & 0x06 == 0 ? .aac : .mp3
+            return
+        }
+        var text = bytes[...]
+        if text.starts(with: [0xEF, 0xBB, 0xBF]) { text = text.dropFirst(3) }
+        while let first = text.first, first == 0x20 || first == 0x09 || first == 0x0A || first == 0x0D { text = text.dropFirst() }
+        if text.starts(with: ascii("#EXTM3U")) || text.starts(with: ascii("#EXTINF")) { self = .playlist; return }
         self = .unknown
     }
 }

@@ -45,7 +45,7 @@ public struct ProbeHandler: JobHandler {
             object["source"] = JSONValue(source)
             result = .object(object)
         }
-        return result
+        return store.locating(result)
     }
 }
 

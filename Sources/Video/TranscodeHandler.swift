@@ -19,6 +19,8 @@ public struct TranscodeHandler: JobHandler {
     public let onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?
     /// Where libav* runs: helper processes, or this process when the pool is configured `inProcess`.
     public let pool: HelperPool
+    /// `CONVEYOR_VIDEO_TRANSCODE_CONCURRENCY` slots, shared by every copy of this handler (`media.ingest` holds one).
+    let slots: TranscodeSlots
 
     public init(
         store: any MediaStore, configuration: VideoConfiguration, pool: HelperPool,
@@ -28,6 +30,7 @@ public struct TranscodeHandler: JobHandler {
         self.configuration = configuration
         self.pool = pool
         self.onProgress = onProgress
+        slots = TranscodeSlots(configuration.transcodeConcurrency)
     }
 
     public init(
@@ -57,9 +60,12 @@ public struct TranscodeHandler: JobHandler {
         let outputKey = try job.optionalString("output") ?? "\(base).\(profile.name).mp4"
         let finalPosterKey = wantsPoster ? (posterKey ?? "\(base).poster.jpg") : nil
         let input = MediaInput(sourceKey, maxBytes: configuration.maxSourceBytes)
-        return try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
-            try await transcode(job, root: root, source: sourceKey, profile: profile, outputKey: outputKey, finalPosterKey: finalPosterKey)
+        let result = try await slots.withSlot {
+            try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
+                try await transcode(job, root: root, source: sourceKey, profile: profile, outputKey: outputKey, finalPosterKey: finalPosterKey)
+            }
         }
+        return store.locating(result)
     }
 
     private func transcode(

@@ -9,6 +9,9 @@ public struct VideoConfiguration: Sendable {
     /// Whether `CONVEYOR_MEDIA_ROOT` named the root (then it is created when missing).
     public var mediaRootConfigured = false
     public var policy = InputPolicy()
+    /// What `audio.waveform`, `audio.transcode` and `media.ingest`'s audio branch accept (`InputPolicy.audio`), with
+    /// `CONVEYOR_AUDIO_MAX_DURATION` seconds (default 14400) as its duration cap.
+    public var audioPolicy = InputPolicy.audio
     /// `CONVEYOR_VIDEO_PRESET` (default `veryfast`).
     public var preset: String = "veryfast"
     /// `CONVEYOR_VIDEO_CRF` (default 23).
@@ -45,6 +48,7 @@ public struct VideoConfiguration: Sendable {
         }
         if let v = try int("CONVEYOR_VIDEO_MAX_PIXELS", 1...(16384 * 16384)) { policy.maxPixels = v }
         if let v = try int("CONVEYOR_VIDEO_MAX_DURATION", 0...86_400) { policy.maxDurationSeconds = Double(v) }
+        if let v = try int("CONVEYOR_AUDIO_MAX_DURATION", 1...86_400) { audioPolicy.maxDurationSeconds = Double(v) }
         if let v = try int("CONVEYOR_VIDEO_CRF", 0...51) { crf = v }
         if let v = try int("CONVEYOR_VIDEO_MAX_FILE_MB", 1...1_048_576) { maxSourceBytes = v << 20 }
         if let v = try int("CONVEYOR_VIDEO_TRANSCODE_TIMEOUT", 1...86_400) { transcodeTimeout = v }

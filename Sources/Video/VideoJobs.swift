@@ -5,11 +5,11 @@ public import Sandbox
 import Images
 public import Postgres
 
-/// Registers the video job classes.
+/// Registers the media job classes: video, audio, and `media.ingest` for every upload.
 public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOperations {
     /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
     public static let queue = "media"
-    public static let classNames = ["video.probe", "video.transcode", IngestHandler.jobClass]
+    public static let classNames = ["video.probe", "video.transcode", AudioWaveformHandler.jobClass, AudioTranscodeHandler.jobClass, IngestHandler.jobClass]
 
     /// `conveyor.media_uploads`, the table `media.ingest` writes.
     public static var migrations: [Migration] { MediaMigrations.all }
@@ -31,11 +31,12 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
         var registry = JobRegistry()
         let observers = try register(
             into: &registry, configuration: configuration, pool: pool, onProgress: onProgress,
-            images: IngestHandler.imagePipeline(configuration: images, pool: imagePool), recorder: recorder, store: media.store)
+            images: IngestHandler.imagePipeline(configuration: images, pool: imagePool), recorder: recorder, store: media.store,
+            ingestConcurrency: configuration.transcodeConcurrency + images.pool.size)
         return JobFamily(registry: registry, observers: observers, services: [StoppingService("video-helpers") { pool.shutdown() }])
     }
 
-    /// Registers `video.probe`, `video.transcode` and `media.ingest` on the `media` queue.
+    /// Registers `video.probe`, `video.transcode`, `audio.waveform`, `audio.transcode` and `media.ingest` on the `media` queue.
     /// - Returns: the observers the worker adds for these classes (see the last overload).
     @discardableResult
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws -> [any JobObserver] {
@@ -70,13 +71,17 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
     ///     `IngestNotConfigured`) and videos still ingest.
     ///   - recorder: where `media.ingest` writes one row per upload (the PostgreSQL table the API reads).
     ///   - store: where the media is (nil: the local media root of `configuration`).
+    ///   - ingestConcurrency: how many `media.ingest` jobs run at once in this process (nil: as many as transcodes).
+    ///     A worker allows its transcode slots plus its image helpers: image uploads keep every image helper busy,
+    ///     and a video upload's transcode waits for a slot it shares with `video.transcode`.
     /// - Returns: the observers the worker adds: with a recorder, the one that gives an upload whose `media.ingest`
     ///   job died a `failed` row.
     @discardableResult
     public static func register(
         into registry: inout JobRegistry, configuration: VideoConfiguration, pool: HelperPool,
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)? = nil,
-        images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil, store: (any MediaStore)? = nil
+        images: ImageIngest? = nil, recorder: (any IngestRecorder)? = nil, store: (any MediaStore)? = nil,
+        ingestConcurrency: Int? = nil
     ) throws -> [any JobObserver] {
         let store = try store ?? LocalMediaStore(root: MediaRoot(configuration.mediaRoot, create: configuration.mediaRootConfigured))
         AVLibrary.configure()
@@ -90,11 +95,20 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
             JobClass(
                 "video.transcode", queue: queue, retry: .default, timeout: .seconds(configuration.transcodeTimeout),
                 concurrency: configuration.transcodeConcurrency, handler: transcode))
+        // Audio decodes and encodes on one core: no concurrency limit beyond the queue's.
+        registry.register(
+            JobClass(
+                AudioWaveformHandler.jobClass, queue: queue, retry: .default, timeout: .seconds(configuration.transcodeTimeout),
+                handler: AudioWaveformHandler(store: store, configuration: configuration, pool: pool)))
+        registry.register(
+            JobClass(
+                AudioTranscodeHandler.jobClass, queue: queue, retry: .default, timeout: .seconds(configuration.transcodeTimeout),
+                handler: AudioTranscodeHandler(store: store, configuration: configuration, pool: pool)))
         registry.register(
             JobClass(
                 IngestHandler.jobClass, queue: queue, retry: .default,
                 timeout: .seconds(configuration.probeTimeout + configuration.transcodeTimeout),
-                concurrency: configuration.transcodeConcurrency,
+                concurrency: ingestConcurrency ?? configuration.transcodeConcurrency,
                 handler: IngestHandler(store: store, probe: probe, transcode: transcode, images: images, recorder: recorder)))
         return recorder.map { [IngestDeathObserver(recorder: $0)] } ?? []
     }

@@ -23,8 +23,9 @@ public enum VideoOperations {
         try transcode(request, deadline: context.deadline)
     }
 
-    /// This family's helper operations, for `conveyor helper` and for an in-process `HelperPool`.
+    /// This family's helper operations (the audio ones included), for `conveyor helper` and for an in-process `HelperPool`.
     public static let helperOperations = HelperOperations().adding(probeOperation).adding(transcodeOperation)
+        .adding(AudioOperations.waveformOperation).adding(AudioOperations.transcodeOperation)
 
     /// FFmpeg's log goes to stderr at `CONVEYOR_VIDEO_FFMPEG_LOG`, set once per process before the first operation.
     private static let logRouted: Void = AVLibrary.routeLog(level: ProcessInfo.processInfo.environment["CONVEYOR_VIDEO_FFMPEG_LOG"])
@@ -199,6 +200,12 @@ extension JobFailure {
         case .nestedOpenRefused: self = .permanent(.mediaReferenceRefused, message)
         case .deadline: self = .transient(.mediaDeadline, message)
         case .resource, .output: self = .transient(.videoOutputFailed, message)
+        case .empty: self = .permanent(.emptyMedia, message)
+        case .durationMismatch: self = .permanent(.mediaDurationMismatch, message)
+        case .truncated: self = .permanent(.mediaTruncated, message)
+        case .headerInvalid: self = .permanent(.mediaHeaderInvalid, message)
+        case .tooLong: self = .permanent(.mediaTooLong, message)
+        case .playlist: self = .permanent(.mediaPlaylistRefused, message)
         }
     }
 

@@ -46,6 +46,15 @@ public enum Vips {
         return s
     }
 
+    /// An 8-bit RGBA (sRGB) image from pixels in memory, `width` × `height` × 4 bytes (copied).
+    public static func image(rgba pixels: [UInt8], width: Int, height: Int) throws(VipsError) -> VipsImage {
+        let image = pixels.withUnsafeBytes { raw in
+            vips_image_new_from_memory_copy(raw.baseAddress, raw.count, Int32(width), Int32(height), 4, VIPS_FORMAT_UCHAR)
+        }
+        guard let image else { throw VipsError.capture("new_from_memory_copy") }
+        return VipsImage(owning: image)
+    }
+
     /// Opens a file lazily: only the header is read until pixels are needed.
     public static func open(_ path: String, sequential: Bool = false) throws(VipsError) -> VipsImage {
         guard let image = cshims_vips_open(path, sequential ? 1 : 0) else { throw VipsError.capture("open") }

@@ -193,3 +193,40 @@ extension ProductionRedisTests {
         #expect(try await b.terminate() == 0)
     }
 }
+
+extension ProductionRedisTests {
+    /// A failover in which the old master stays up (an operator's `SENTINEL FAILOVER`). The sentinels close the old
+    /// master's clients when they demote it, but an idle connection learns of that only when it next writes (and
+    /// in a partition the sentinels cannot reach the old master, which keeps taking writes): the `+switch-master`
+    /// announcement marks it before it is used.
+    @Test func aSwitchMasterAnnouncementMovesIdleConnectionsAtOnce() async throws {
+        let group = try await PrivateSentinelGroup()
+        let redis = RedisThread(try RedisEndpoint(url: group.url), name: "switch-test", commandTimeout: 5)
+        defer { redis.stop() }
+        let key = "switch-" + Job.newJID().prefix(8)
+        let first = try await redis.run { connection in
+            try connection.command("SET", key, "written to the first master").check()
+            _ = try connection.command("WAIT", 1, 5000).check()
+            return connection.server?.port
+        }
+        #expect(first == group.master.port)
+
+        let sentinel = try RedisConnection(RedisEndpoint(url: "redis://127.0.0.1:\(group.sentinelPorts[0])"), commandTimeout: 5)
+        #expect(try sentinel.command("SENTINEL", "FAILOVER", group.name).check() == .status("OK"))
+        try await eventually("the sentinels promoted the replica", timeout: .seconds(30)) { group.currentMasterPort() == group.replica.port }
+        // No command ran on the old connection: it moves because the announcement marked it, and the old master,
+        // still running, is a replica now.
+        try await eventually("the idle connection found the new master", timeout: .seconds(10)) {
+            try await redis.run { $0.server?.port } == group.replica.port
+        }
+        let (value, role) = try await redis.run { connection in
+            (try connection.command("GET", key).check().text, try connection.command("ROLE").check().array?.first?.text)
+        }
+        #expect(value == "written to the first master")
+        #expect(role == "master")
+        try await eventually("the old master runs on, as a replica", timeout: .seconds(20)) {
+            let old = try RedisConnection(RedisEndpoint(url: "redis://127.0.0.1:\(group.master.port)"), commandTimeout: 5)
+            return try old.command("ROLE").check().array?.first?.text == "slave"
+        }
+    }
+}

@@ -50,4 +50,16 @@ import Testing
         #expect(throws: RedisError.self) { try RedisEndpoint(url: "rediss://h", environment: ["CONVEYOR_REDIS_TLS_INSECURE": "maybe"]) }
         #expect(try RedisEndpoint(url: "redis://h", environment: [:]).tls == nil)
     }
+
+    @Test func sentinelCredentialsComeFromTheEnvironmentAndNeedSentinels() throws {
+        let e = try RedisEndpoint(
+            url: "redis+sentinel://:data@s1/m",
+            environment: ["CONVEYOR_REDIS_SENTINEL_USERNAME": "watcher", "CONVEYOR_REDIS_SENTINEL_PASSWORD": "s%ecret"])
+        #expect(e.password == "data")
+        #expect(e.sentinelUsername == "watcher")
+        #expect(e.sentinelPassword == "s%ecret")
+        #expect(!e.description.contains("s%ecret"))
+        #expect(throws: RedisError.self) { try RedisEndpoint(url: "redis://h", environment: ["CONVEYOR_REDIS_SENTINEL_PASSWORD": "x"]) }
+        #expect(throws: RedisError.self) { try RedisEndpoint(url: "redis+sentinel://s1/m", environment: ["CONVEYOR_REDIS_SENTINEL_USERNAME": "u"]) }
+    }
 }

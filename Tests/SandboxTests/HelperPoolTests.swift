@@ -339,7 +339,7 @@ func failure(_ body: () async throws -> JSONValue) async -> JobFailure? {
         let pool = makePool(size: 1)
         defer { pool.shutdown() }
         let unknown = await failure { try await pool.run("no.such.op", JSONObject(), deadline: .now + .seconds(10)) }
-        #expect(unknown?.message.hasSuffix("known: image.strip_metadata, image.thumbnail, sandbox.selftest, video.probe, video.transcode") == true,
+        #expect(unknown?.message.hasSuffix("known: audio.transcode, audio.waveform, image.strip_metadata, image.thumbnail, sandbox.selftest, video.probe, video.transcode") == true,
                 "\(String(describing: unknown))")
     }
 

@@ -170,10 +170,13 @@ struct S3ClientTests {
         let client = S3Client(S3TestServer.configuration(endpoint: "http://127.0.0.1:1"))
         let started = ContinuousClock.now
         let target = "\(scratch)/unreachable"
-        _ = await expectFailure(.storageUnavailable, permanent: false) { () throws(JobFailure) in
+        let failure = await expectFailure(.storageUnavailable, permanent: false) { () throws(JobFailure) in
             _ = try await client.get(bucket: Self.bucket, key: "k", to: target, maxBytes: 100, deadline: deadline)
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // Refused, not timed out: the job is not held for its deadline (60 s here). The bound is loose on purpose:
+        // the request waits its turn on the client's transfer threads, which the other tests keep busy.
+        #expect(failure?.message.lowercased().contains("connect") == true, "\(String(describing: failure))")
+        #expect(ContinuousClock.now - started < .seconds(30))
         #expect(!FileManager.default.fileExists(atPath: target))
     }
 

@@ -29,7 +29,14 @@ final class RowRecorder: IngestRecorder {
         #expect(MediaKind(sniffing: [0, 0, 0, 0x18] + Array("ftypisom".utf8) + [0, 0, 2, 0] + Array("isomiso2".utf8)) == .mp4)
         #expect(MediaKind(sniffing: [0, 0, 0, 0x18] + Array("ftypheic".utf8) + [0, 0, 0, 0] + Array("mif1heic".utf8)) == .heif)
         #expect(MediaKind(sniffing: Array("RIFF\u{0}\u{0}\u{0}\u{0}WEBPVP8 ".utf8)) == .webp)
-        #expect(MediaKind(sniffing: Array("#EXTM3U\n".utf8)) == .unknown)
+        #expect(MediaKind(sniffing: Array("#EXTM3U\n".utf8)) == .playlist)
+        #expect(MediaKind(sniffing: Array("ID3\u{4}".utf8)) == .mp3)
+        #expect(MediaKind(sniffing: [0xFF, 0xFB, 0x90, 0x64]) == .mp3)
+        #expect(MediaKind(sniffing: [0xFF, 0xF1, 0x50, 0x80]) == .aac)
+        #expect(MediaKind(sniffing: Array("OggS\u{0}".utf8)) == .ogg)
+        #expect(MediaKind(sniffing: Array("fLaC".utf8)) == .flac)
+        #expect(MediaKind(sniffing: Array("RIFF\u{0}\u{0}\u{0}\u{0}WAVEfmt ".utf8)) == .wav)
+        #expect(MediaKind(sniffing: Array("hello".utf8)) == .unknown)
     }
 
     @Test func videoUploadWithAnImageNameIsTranscodedAndRecorded() async throws {
@@ -104,11 +111,11 @@ final class RowRecorder: IngestRecorder {
         let fixture = try MediaFixture()
         try fixture.write("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://127.0.0.1:9/x.ts\n", to: "evil.mp4")
         let recorder = RowRecorder()
-        _ = await expectPermanent("UnsupportedMedia") {
+        _ = await expectPermanent("MediaPlaylistRefused") {
             try await handler(fixture, recorder: recorder).perform(fixture.job("media.ingest", ["upload_id": "u4", "source": "evil.mp4"]))
         }
         #expect(recorder.rows.withLock { $0["u4"]?["status"] } == "failed")
-        #expect(recorder.rows.withLock { $0["u4"]?["error_class"] } == "UnsupportedMedia")
+        #expect(recorder.rows.withLock { $0["u4"]?["error_class"] } == "MediaPlaylistRefused")
     }
 
     @Test func rowsLandInPostgreSQLAndAFailedRedeliveryKeepsTheReadyRow() async throws {
@@ -123,11 +130,11 @@ final class RowRecorder: IngestRecorder {
         let video = "pg-video-\(UUID().uuidString)", hostile = "pg-hostile-\(UUID().uuidString)"
         let job = fixture.job("media.ingest", ["upload_id": .string(video), "source": "uploads/v.mp4"])
         _ = try await handler.perform(job)
-        _ = await expectPermanent("UnsupportedMedia") {
+        _ = await expectPermanent("MediaPlaylistRefused") {
             try await handler.perform(fixture.job("media.ingest", ["upload_id": .string(hostile), "source": "uploads/evil.mp4"]))
         }
         // The same upload id delivered again with a source that is now hostile: the ready row stays.
-        _ = await expectPermanent("UnsupportedMedia") {
+        _ = await expectPermanent("MediaPlaylistRefused") {
             try await handler.perform(fixture.job("media.ingest", ["upload_id": .string(video), "source": "uploads/evil.mp4"]))
         }
 
@@ -150,8 +157,8 @@ final class RowRecorder: IngestRecorder {
         #expect(ready[9] == nil)
         let failed = try #require(rows.first { $0[0] == hostile })
         #expect(failed[1] == "failed")
-        #expect(failed[9] == "UnsupportedMedia")
-        #expect(failed[10] == "unknown")
+        #expect(failed[9] == "MediaPlaylistRefused")
+        #expect(failed[10] == "playlist")
 
         // A job that died of transient failures (its retries ran out) gives a new upload a failed row, and
         // leaves an upload that already has one alone.
@@ -172,6 +179,6 @@ final class RowRecorder: IngestRecorder {
             [video, hostile, stuck]).rows
         #expect(after.first { $0[0] == stuck }.map { Array($0[1...]) } == ["failed", "MediaDeadline", "dead-\(stuck)", "uploads/s.mp4"])
         #expect(after.first { $0[0] == video }?[1] == "ready")
-        #expect(after.first { $0[0] == hostile }?[2] == "UnsupportedMedia")
+        #expect(after.first { $0[0] == hostile }?[2] == "MediaPlaylistRefused")
     }
 }

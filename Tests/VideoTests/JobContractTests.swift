@@ -14,7 +14,7 @@ import Testing
         try JSONValue(parsing: [UInt8](Data(contentsOf: Self.repository.appendingPathComponent(path))))
     }
 
-    @Test(arguments: ["video.probe", "video.transcode", "media.ingest"])
+    @Test(arguments: ["video.probe", "video.transcode", "audio.waveform", "audio.transcode", "media.ingest"])
     func exampleArgumentsPassValidationAndOnlyUseSchemaProperties(jobClass: String) async throws {
         let schema = try load("Jobs/\(jobClass).schema.json")
         let example = try load("Jobs/examples/\(jobClass).json")

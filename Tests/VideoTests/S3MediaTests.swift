@@ -70,6 +70,8 @@ struct S3MediaTests {
         let strip = ImageJobHandler(kind: .stripMetadata, configuration: configuration, pool: pool)
         let clean = try await strip.perform(fixture.job("image.strip_metadata", ["source": "uploads/photo.jpg"]))
         #expect(clean["key"] == "uploads/photo.clean.jpg")
+        #expect(clean["store"] == JSONValue(store.location))
+        #expect(clean["path"] == nil, "no scratch path in a result on S3")
         let cleanInfo = try #require(try await head(store, "uploads/photo.clean.jpg"))
         #expect(cleanInfo.contentType == "image/jpeg")
         #expect(cleanInfo.cacheControl == "public, max-age=60")
@@ -83,6 +85,8 @@ struct S3MediaTests {
             "variants": [["name": "small", "width": 160, "height": 160, "fit": "cover", "format": "webp"]],
         ]))
         #expect(result["variants"]?[0]?["key"] == "thumbs/photo/small.webp")
+        #expect(result["variants"]?[0]?["path"] == nil)
+        #expect(result["store"] == JSONValue(store.location))
         #expect(try await head(store, "thumbs/photo/small.webp")?.contentType == "image/webp")
         // The source was only read: it is not uploaded again, and nothing is left on this machine.
         #expect(try await head(store, "uploads/photo.jpg")?.contentType == "image/jpeg")
@@ -106,6 +110,7 @@ struct S3MediaTests {
 
         let result = try await transcode.perform(fixture.job("video.transcode", ["source": "clips/c.mp4", "profile": "720p"]))
         #expect(result["output"] == "clips/c.720p.mp4")
+        #expect(result["store"] == JSONValue(store.location))
         let output = try #require(try await head(store, "clips/c.720p.mp4"))
         #expect(output.contentType == "video/mp4")
         #expect(output.size == result["output_bytes"]?.intValue)
@@ -120,6 +125,45 @@ struct S3MediaTests {
         #expect(row["variants"]?[0]?["key"] == "clips/c.1080p.mp4")
         #expect(try await head(store, "clips/c.1080p.mp4")?.contentType == "video/mp4")
         #expect(recorder.rows.withLock { $0["u-s3"] } == row.objectValue)
+        #expect(recorder.variantsPublishedWhenRecorded.withLock { $0 } == [true], "the ready row is written after the upload")
+        #expect(scratchIsEmpty(store))
+    }
+
+    @Test func anAudioUploadIngestsFromTheBucketInTheSandboxedHelpers() async throws {
+        let fixture = try MediaFixture()
+        let store = try await store(fixture)
+        try await AudioIngestTests.songWithCover(fixture, key: "voice/song.mp3")
+        try await put(store, fixture, "voice/song.mp3", type: "audio/mpeg")
+        try FileManager.default.removeItem(atPath: fixture.path("voice/song.mp3"))
+        var configuration = VideoConfiguration()
+        configuration.helperPool.executable = conveyorBinary()
+        configuration.helperPool.size = 1
+        configuration.helperPool.limits.writablePaths = [store.scratch]
+        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        defer { pool.shutdown() }
+        let (imageConfiguration, imagePool) = try images(fixture, store: store)
+        defer { imagePool.shutdown() }
+        let recorder = PublishedCheckingRecorder(store: store)
+        let ingest = IngestHandler(
+            store: store, probe: ProbeHandler(store: store, configuration: configuration, pool: pool),
+            transcode: TranscodeHandler(store: store, configuration: configuration, pool: pool),
+            images: IngestHandler.imagePipeline(configuration: imageConfiguration, pool: imagePool), recorder: recorder)
+        let row = try await ingest.perform(fixture.job("media.ingest", ["upload_id": "a-s3", "source": "voice/song.mp3"]))
+        #expect(row["status"] == "ready", "\(row.text)")
+        #expect(row["kind"] == "audio")
+        #expect(row["store"] == JSONValue(store.location))
+        #expect(row["variants"]?[0]?["key"] == "voice/song.web.m4a")
+        #expect(try await head(store, "voice/song.web.m4a")?.contentType == "audio/mp4")
+        #expect(try await head(store, "voice/song.waveform.dat") != nil)
+        let json = try #require(try await head(store, "voice/song.waveform.json"))
+        #expect(json.contentType == "application/json")
+        let poster = try #require(row["poster"]?.stringValue)
+        #expect(try await head(store, poster) != nil)
+        // The waveform in the bucket is the one the row describes.
+        try await download(store, "voice/song.waveform.json", to: fixture.directory + "/w.json")
+        let waveform = try JSONValue(parsing: [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture.directory + "/w.json"))))
+        #expect(waveform["length"] == row["waveform"]?["length"])
+        #expect(waveform["bits"] == 8)
         #expect(recorder.variantsPublishedWhenRecorded.withLock { $0 } == [true], "the ready row is written after the upload")
         #expect(scratchIsEmpty(store))
     }

@@ -48,5 +48,8 @@ int cshims_av_resample_into_fifo(struct SwrContext *swr, AVAudioFifo *fifo, cons
                                  enum AVSampleFormat format);
 /* Reads nb samples from fifo into out's buffers (allocated for at least nb samples). */
 int cshims_av_fifo_read(AVAudioFifo *fifo, AVFrame *out, int nb);
+/* Converts in (NULL: flush) through swr into interleaved samples at out, room for capacity frames. Returns the
+ * frames written or a negative AVERROR. */
+int cshims_av_convert_interleaved(struct SwrContext *swr, const AVFrame *in, uint8_t *out, int capacity);
 
 #endif

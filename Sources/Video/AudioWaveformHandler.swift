@@ -1,0 +1,221 @@
+public import AV
+public import ConveyorCore
+public import Storage
+public import Sandbox
+import Foundation
+
+/// `audio.waveform`: peak data in audiowaveform's `.dat` and JSON forms (what peaks.js draws), and optionally a
+/// PNG or WebP picture of it.
+///
+/// Arguments: `source`, `output` (key stem, default `<source stem>.waveform`: writes `<output>.dat`,
+/// `<output>.json`, `<output>.png|webp`), `pixels_per_second` (default 100) or `samples_per_pixel`, `bits` (8 or
+/// 16, default 16), `channels` (`mono` or `split`), `image` (`{"width", "height", "color", "background", "format"}`).
+public struct AudioWaveformHandler: JobHandler {
+    public static let jobClass = "audio.waveform"
+    public let store: any MediaStore
+    public let configuration: VideoConfiguration
+    public let pool: HelperPool
+
+    public init(store: any MediaStore, configuration: VideoConfiguration, pool: HelperPool) {
+        self.store = store
+        self.configuration = configuration
+        self.pool = pool
+    }
+
+    /// What to compute and where to put it, from the job's arguments.
+    public struct Spec: Sendable {
+        public var output: String
+        public var options: WaveformOptions
+        public var image: WaveformImageStyle?
+    }
+
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        try VideoArguments.check(job, allowed: ["source", "output", "pixels_per_second", "samples_per_pixel", "bits", "channels", "image"])
+        let source = try job.string("source")
+        let spec = try Self.spec(job, source: source)
+        let input = MediaInput(source, maxBytes: configuration.maxSourceBytes)
+        let result = try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
+            try await generate(job, root: root, source: source, spec: spec)
+        }
+        return .object(result)
+    }
+
+    static func spec(_ job: JobContext, source: String) throws(JobFailure) -> Spec {
+        var options = WaveformOptions()
+        let pps = try job.optionalInt("pixels_per_second", in: 1...192_000)
+        let spp = try job.optionalInt("samples_per_pixel", in: 2...(1 << 24))
+        if pps != nil && spp != nil {
+            throw .invalidArguments("\(job.jobClass): give pixels_per_second or samples_per_pixel, not both")
+        }
+        if let spp { options.scale = .samplesPerPixel(spp) } else { options.scale = .pixelsPerSecond(pps ?? 100) }
+        options.bits = try job.optionalInt("bits", in: 8...16) ?? 16
+        guard options.bits == 8 || options.bits == 16 else { throw .invalidArguments("\(job.jobClass): bits must be 8 or 16") }
+        switch try job.optionalString("channels") ?? "mono" {
+        case "mono": options.split = false
+        case "split": options.split = true
+        case let other: throw .invalidArguments("\(job.jobClass): channels must be mono or split, got \(other)")
+        }
+        var image: WaveformImageStyle?
+        switch job.arguments["image"] {
+        case nil, .null?: image = nil
+        case .object(let object)?:
+            for key in object.keys where !["width", "height", "color", "background", "format"].contains(key) {
+                throw .invalidArguments("\(job.jobClass): unknown image field \(key); allowed: background, color, format, height, width")
+            }
+            var style = WaveformImageStyle()
+            if let v = object["width"] {
+                guard let w = v.intValue, (1...8192).contains(w) else { throw .invalidArguments("\(job.jobClass): image.width must be 1...8192") }
+                style.width = w
+            }
+            if let v = object["height"] {
+                guard let h = v.intValue, (1...2048).contains(h) else { throw .invalidArguments("\(job.jobClass): image.height must be 1...2048") }
+                style.height = h
+            }
+            for (field, assign) in [("color", { (c: [UInt8]) in style.color = c }), ("background", { (c: [UInt8]) in style.background = c })] {
+                guard let v = object[field] else { continue }
+                guard let text = v.stringValue, let c = WaveformImageStyle.color(text) else {
+                    throw .invalidArguments("\(job.jobClass): image.\(field) must be #rrggbb or #rrggbbaa")
+                }
+                assign(c)
+            }
+            if let v = object["format"] {
+                guard let f = v.stringValue, f == "png" || f == "webp" else { throw .invalidArguments("\(job.jobClass): image.format must be png or webp") }
+                style.format = f
+            }
+            image = style
+        case let other?: throw .invalidArguments("\(job.jobClass): image must be an object, got \(other.typeName)")
+        }
+        var output = try job.optionalString("output") ?? "\(TranscodeHandler.stem(of: source)).waveform"
+        if output.hasSuffix(".dat") { output.removeLast(4) }
+        if output.isEmpty { throw .invalidArguments("\(job.jobClass): output is empty") }
+        return Spec(output: output, options: options, image: image)
+    }
+
+    /// Computes the waveform of `source` in a helper and moves its outputs into place; the job's result.
+    func generate(_ job: JobContext, root: MediaRoot, source: String, spec: Spec) async throws -> JSONObject {
+        let datKey = spec.output + ".dat", jsonKey = spec.output + ".json"
+        let imageKey = spec.image.map { spec.output + "." + $0.format }
+        let finals: [String]
+        let sourcePath: String
+        do {
+            sourcePath = try root.source(source)
+            finals = try ([datKey, jsonKey] + (imageKey.map { [$0] } ?? [])).map { key throws(JobFailure) in try root.destination(key, field: "output") }
+        } catch {
+            throw error.about(job)
+        }
+        if finals.contains(sourcePath) {
+            throw JobFailure.invalidArguments("\(job.jobClass) jid=\(job.jid): output must differ from source \(source)")
+        }
+        let temporaries = finals.map(AtomicOutput.temporary(for:))
+        defer { for t in temporaries { unlink(t) } }
+        let request = WaveformHelperRequest(
+            mediaRoot: root.path, source: source, dat: root.key(of: temporaries[0]), json: root.key(of: temporaries[1]),
+            image: temporaries.count > 2 ? root.key(of: temporaries[2]) : nil, imageStyle: spec.image, options: spec.options,
+            policy: configuration.audioPolicy)
+        var result: JSONObject
+        do {
+            result = try await pool.run(AudioOperations.waveformOperation, request, deadline: job.deadline).objectValue ?? [:]
+        } catch let failure as JobFailure {
+            throw failure.about(job, source: source)
+        }
+        do {
+            for (temporary, final) in zip(temporaries, finals) { try AtomicOutput.commit(temporary, to: final) }
+        } catch {
+            throw JobFailure.transient(.audioOutputFailed, "\(job.jobClass) jid=\(job.jid) source \(source): cannot move output into place: \(error)")
+        }
+        result["source"] = JSONValue(source)
+        result["dat"] = JSONValue(datKey)
+        result["json"] = JSONValue(jsonKey)
+        if let imageKey { result["image"] = JSONValue(imageKey) }
+        return result
+    }
+}
+
+/// `audio.transcode`: a web rendition (AAC-LC in a faststart MP4 by default, MP3 or Opus), gain untouched, no
+/// container metadata, at most `CONVEYOR_AUDIO_MAX_DURATION` long.
+///
+/// Arguments: `source`, `format` (`m4a` default, `mp3`, `opus`), `output` (default `<source stem>.web.<format>`).
+public struct AudioTranscodeHandler: JobHandler {
+    public static let jobClass = "audio.transcode"
+    public let store: any MediaStore
+    public let configuration: VideoConfiguration
+    public let pool: HelperPool
+
+    public init(store: any MediaStore, configuration: VideoConfiguration, pool: HelperPool) {
+        self.store = store
+        self.configuration = configuration
+        self.pool = pool
+    }
+
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        try VideoArguments.check(job, allowed: ["source", "output", "format"])
+        let source = try job.string("source")
+        let formatName = try job.optionalString("format") ?? "m4a"
+        guard let format = AudioFormat(rawValue: formatName) else {
+            throw JobFailure.invalidArguments("\(job.jobClass): format must be m4a, mp3 or opus, got \(formatName)")
+        }
+        let output = try job.optionalString("output") ?? Self.defaultOutput(source, format: format)
+        let input = MediaInput(source, maxBytes: configuration.maxSourceBytes)
+        let result = try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
+            try await transcode(job, root: root, source: source, output: output, format: format, cover: nil)
+        }
+        return .object(result)
+    }
+
+    static func defaultOutput(_ source: String, format: AudioFormat) -> String {
+        "\(TranscodeHandler.stem(of: source)).web.\(format.fileExtension)"
+    }
+
+    /// Transcodes in a helper and moves the rendition (and the cover picture, when `cover` is a key stem: it becomes
+    /// `<cover>.jpg` or `<cover>.png`) into place; the job's result, with `cover` set when a picture was found.
+    func transcode(
+        _ job: JobContext, root: MediaRoot, source: String, output: String, format: AudioFormat, cover: String?
+    ) async throws -> JSONObject {
+        let sourcePath: String, outputPath: String, coverBase: String?
+        do {
+            sourcePath = try root.source(source)
+            outputPath = try root.destination(output, field: "output")
+            coverBase = try cover.map { key throws(JobFailure) in try root.destination(key, field: "cover") }
+        } catch {
+            throw error.about(job)
+        }
+        if outputPath == sourcePath {
+            throw JobFailure.invalidArguments("\(job.jobClass) jid=\(job.jid): output must differ from source \(source)")
+        }
+        let temporary = AtomicOutput.temporary(for: outputPath)
+        let temporaryCover = coverBase.map(AtomicOutput.temporary(for:))
+        defer {
+            unlink(temporary)
+            if let temporaryCover { unlink(temporaryCover) }
+        }
+        let request = AudioTranscodeHelperRequest(
+            mediaRoot: root.path, source: source, output: root.key(of: temporary), format: format,
+            cover: temporaryCover.map(root.key(of:)), policy: configuration.audioPolicy)
+        job.logger.info("audio.transcode start", metadata: ["source": "\(source)", "format": "\(format.rawValue)"])
+        var result: JSONObject
+        do {
+            result = try await pool.run(AudioOperations.transcodeOperation, request, deadline: job.deadline).objectValue ?? [:]
+        } catch let failure as JobFailure {
+            throw failure.about(job, source: source)
+        }
+        do {
+            try AtomicOutput.commit(temporary, to: outputPath)
+            if let cover, let coverBase, let temporaryCover, let ext = result["cover_format"]?.stringValue,
+                FileManager.default.fileExists(atPath: temporaryCover)
+            {
+                let suffix = ext == "png" ? ".png" : ".jpg"
+                try AtomicOutput.commit(temporaryCover, to: coverBase + suffix)
+                result["cover"] = JSONValue(cover + suffix)
+            }
+        } catch {
+            throw JobFailure.transient(.audioOutputFailed, "\(job.jobClass) jid=\(job.jid) source \(source): cannot move output into place: \(error)")
+        }
+        result["source"] = JSONValue(source)
+        result["output"] = JSONValue(output)
+        if let bytes = (try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int) ?? nil {
+            result["output_bytes"] = JSONValue(bytes)
+        }
+        job.logger.info("audio.transcode done", metadata: ["output": "\(output)"])
+        return result
+    }
+}
