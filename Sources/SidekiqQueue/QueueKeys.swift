@@ -54,6 +54,8 @@ public struct QueueKeys: Sendable, Equatable {
     public func heartbeat(_ identity: String) -> String { prefix + "conveyor:heartbeat:" + identity }
     /// Lock held while one process reaps another's in-flight list.
     public func reapLock(_ identity: String) -> String { prefix + "conveyor:reap:" + identity }
+    /// SET of paused queue names (`conveyor queue pause NAME`): workers stop fetching from them within a second.
+    public var pausedQueues: String { prefix + "conveyor:paused-queues" }
     /// Namespace for feature keys (caches, locks, rate limits): `conveyor:<name>`.
     public func conveyor(_ name: String) -> String { prefix + "conveyor:" + name }
 }

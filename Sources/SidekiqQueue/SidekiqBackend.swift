@@ -28,6 +28,8 @@ public final class SidekiqBackend: QueueBackend {
     /// Logs a run of batches that reached fewer replicas than wanted once, not once per batch.
     private let replicaShortfall = OutageLog("waiting for CONVEYOR_REDIS_WAIT_REPLICAS replicas after job completions")
     private let inflight: String
+    /// Paused queue names and when they were read: refreshed at most once a second (`pausedQueues(_:)`).
+    private let paused = Mutex<(readAt: Double, names: Set<String>)>((-1, []))
 
     public init(
         redis endpoint: RedisEndpoint, keys: QueueKeys = QueueKeys(), identity: String, deadSet: DeadSetLimits = DeadSetLimits(),
@@ -61,6 +63,9 @@ public final class SidekiqBackend: QueueBackend {
     // MARK: Fetching
 
     public func fetch(from order: [String], count: Int) async throws -> [FetchedJob] {
+        let paused = try await pausedQueues(fetchRedis)
+        let order = paused.isEmpty ? order : order.filter { !paused.contains($0) }
+        if order.isEmpty { return [] }
         var arguments: [any RedisArgument] = ["EVAL", LuaScripts.fetch, order.count + 1, inflight]
         arguments += order.map { keys.queue($0) }
         arguments.append(count)
@@ -85,12 +90,29 @@ public final class SidekiqBackend: QueueBackend {
             w[queue] = made
             return made
         }
+        if try await pausedQueues(redis).contains(queue) {
+            // Paused: wait out the timeout (at most a second, so a resume is seen as soon) without taking anything.
+            try? await Task.sleep(for: .milliseconds(Int(min(timeout, 1) * 1000)))
+            return nil
+        }
         let source = keys.queue(queue)
         let inflight = inflight
         let reply = try await redis.run { connection in
             try connection.command("BLMOVE", source, inflight, "RIGHT", "LEFT", timeout).check()
         }
         return reply.bytes
+    }
+
+    /// The paused queues (`QueueKeys.pausedQueues`), read from Redis at most once a second on `redis`.
+    private func pausedQueues(_ redis: RedisThread) async throws -> Set<String> {
+        let now = JobTime.now()
+        let cached = paused.withLock { $0 }
+        if cached.readAt >= 0, now - cached.readAt < 1 { return cached.names }
+        let key = keys.pausedQueues
+        let members = try await redis.run { connection in try connection.command("SMEMBERS", key).check().array ?? [] }
+        let names = Set(members.compactMap(\.text))
+        paused.withLock { $0 = (now, names) }
+        return names
     }
 
     // MARK: Leaving the in-flight list

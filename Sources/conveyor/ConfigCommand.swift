@@ -10,6 +10,7 @@ import SidekiqQueue
 import Storage
 import Summaries
 import Video
+import Web
 
 /// `conveyor config`: the configuration a worker started here would run with, every setting validated the way the
 /// worker validates it, secrets masked. Exits 64 when a value cannot be used; warns about unknown `CONVEYOR_*`
@@ -86,6 +87,8 @@ enum Settings {
         "CONVEYOR_LLM_MODEL_ALIAS", "CONVEYOR_LLM_BREAKER_WINDOW", "CONVEYOR_LLM_BREAKER_MIN_CALLS",
         "CONVEYOR_LLM_BREAKER_FAILURE_RATE", "CONVEYOR_LLM_BREAKER_SLOW_CALL", "CONVEYOR_LLM_BREAKER_SLOW_RATE",
         "CONVEYOR_LLM_BREAKER_OPEN", "CONVEYOR_LLM_BREAKER_HALF_OPEN_CALLS", "CONVEYOR_LLM_AUTH_FAILURE_OPEN",
+        "CONVEYOR_WEB_ADDR", "CONVEYOR_WEB_PASSWORD", "CONVEYOR_WEB_READ_ONLY", "CONVEYOR_WEB_REFRESH_SECONDS", "CONVEYOR_WEB_METRICS_URLS",
+        "CONVEYOR_WEB_PAGE_SIZE",
     ]
 
     /// Read by the project's scripts and tests, not by the worker: not reported as unknown.
@@ -140,6 +143,7 @@ enum Settings {
         }
         check { _ = try MailConfiguration(environment: environment) }
         check { _ = try SummariesConfiguration(environment: environment) }
+        check { _ = try WebConfiguration(environment: environment) }
         return errors
     }
 

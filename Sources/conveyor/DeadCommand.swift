@@ -138,51 +138,38 @@ enum SetCommands {
         let filter = filterOptions.filter()
         let connection = redis.connect()
         let jobSet = JobSet(set, keys: redis.keys, connection: connection)
-        let entries = run { try jobSet.list(filter) }
-        if !filter.jids.isEmpty && entries.isEmpty && !json {
+        let action: JobSet.MoveAction = delete ? .delete : .replay(resetAttempts: resetAttempts)
+        var progress: Progress?
+        let report = run {
+            try jobSet.move(filter, action, perSecond: perSecond, dryRun: dryRun) { done, matched in
+                if progress == nil { progress = Progress(total: matched, verb: delete ? "deleted" : "replayed", enabled: !json) }
+                progress?.update(done)
+                return true
+            }
+        }
+        progress?.finish()
+        if !filter.jids.isEmpty && report.matched == 0 && !json {
             OperatorExit.fail("no job \(filter.jids.joined(separator: ", ")) in \(set.rawValue)", code: .notFound)
         }
-        var done: [String] = []
-        var skipped = 0
-        var unreplayable = 0
-        let progress = Progress(total: entries.count, verb: delete ? "deleted" : "replayed", enabled: !json && !dryRun)
-        let started = Date()
-        for (i, entry) in entries.enumerated() {
-            if dryRun {
-                done.append(entry.jid ?? "")
-                continue
-            }
-            if let perSecond {
-                // Pace against the start time so the average rate holds even when Redis is slow.
-                let due = started.addingTimeInterval(Double(i) / perSecond)
-                let wait = due.timeIntervalSinceNow
-                if wait > 0 { usleep(useconds_t(wait * 1_000_000)) }
-            }
-            if !delete && entry.jobClass == nil {
-                unreplayable += 1
-                continue
-            }
-            let moved = run { delete ? try jobSet.delete(entry) : try jobSet.replay(entry, resetAttempts: resetAttempts) }
-            if moved { done.append(entry.jid ?? "") } else { skipped += 1 }
-            progress.update(i + 1)
-        }
-        progress.finish()
+        let done = report.jids
+        let (skipped, unreplayable) = (report.skipped, report.unreplayable)
         if json {
             var o = JSONObject()
             o["set"] = .string(set.rawValue)
             o["action"] = .string(delete ? "delete" : "replay")
             o["dry_run"] = .bool(dryRun)
-            o["matched"] = JSONValue(entries.count)
+            o["matched"] = JSONValue(report.matched)
             o[delete ? "deleted" : "replayed"] = JSONValue(dryRun ? 0 : done.count)
             o["skipped"] = JSONValue(skipped)
             if !delete { o["unreplayable"] = JSONValue(unreplayable) }
             o["jids"] = .array(done.map { .string($0) })
             print(JSONValue.object(o).text)
         } else if dryRun {
+            let entries = run { try jobSet.list(filter) }
             for e in entries { print("would \(delete ? "delete" : "replay")  \(e.jid ?? "(not a job)")  \(e.jobClass ?? "-")  \(e.queue ?? "-")") }
-            print("\(entries.count) jobs match (dry run: nothing changed)")
+            print("\(report.matched) jobs match (dry run: nothing changed)")
         } else {
-            var line = "\(delete ? "deleted" : "replayed") \(done.count) of \(entries.count) matching jobs from \(set.rawValue)"
+            var line = "\(delete ? "deleted" : "replayed") \(done.count) of \(report.matched) matching jobs from \(set.rawValue)"
             if skipped > 0 { line += "; \(skipped) were already gone (taken by a worker or another command)" }
             if unreplayable > 0 { line += "; \(unreplayable) are not jobs and were left (delete them)" }
             print(line)

@@ -23,7 +23,7 @@ struct StatsCommand: ParsableCommand {
         print("QUEUE".padding(toLength: 24, withPad: " ", startingAt: 0) + "DEPTH".padding(toLength: 10, withPad: " ", startingAt: 0) + "LATENCY")
         for q in s.queues {
             print(q.name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(q.depth).padding(toLength: 10, withPad: " ", startingAt: 0)
-                + String(format: "%.1fs", q.latency))
+                + String(format: "%.1fs", q.latency) + (q.paused ? "  paused" : ""))
         }
         if s.queues.isEmpty { print("(no queues)") }
         print("")
@@ -39,7 +39,7 @@ struct StatsCommand: ParsableCommand {
     static func json(_ s: QueueSnapshot) -> JSONValue {
         var o = JSONObject()
         o["queues"] = .array(s.queues.map { q in
-            .object(JSONObject([("name", .string(q.name)), ("depth", JSONValue(q.depth)), ("latency", JSONValue((q.latency * 1000).rounded() / 1000))]))
+            .object(JSONObject([("name", .string(q.name)), ("depth", JSONValue(q.depth)), ("latency", JSONValue((q.latency * 1000).rounded() / 1000)), ("paused", .bool(q.paused))]))
         })
         o["scheduled"] = JSONValue(s.scheduled)
         o["retry"] = JSONValue(s.retries)

@@ -32,6 +32,22 @@ struct OperatorCommandTests {
         try TestEnv.conveyor(args + ["--namespace", namespace])
     }
 
+    @Test func queuePauseAndResumeAreSeenByStatsAndTheGauge() throws {
+        let r = try TestEnv.redis()
+        _ = try r.command("SADD", keys.queues, "media").check()
+        let paused = try conveyor(["queue", "pause", "media"])
+        #expect(paused.code == 0 && paused.out.contains("paused media"))
+        #expect(try conveyor(["queue", "pause", "media"]).out.contains("already paused"))
+        #expect(try conveyor(["queue", "paused", "--json"]).out.trimmingCharacters(in: .whitespacesAndNewlines) == #"["media"]"#)
+        #expect(try conveyor(["stats", "--json"]).out.contains(#""name":"media","depth":0,"latency":0,"paused":true"#))
+        #expect(try conveyor(["stats"]).out.contains("paused"))
+        #expect(try conveyor(["queue", "pause", ""]).code == 64)
+        let resumed = try conveyor(["queue", "resume", "media"])
+        #expect(resumed.code == 0 && resumed.out.contains("resumed media"))
+        #expect(try conveyor(["queue", "paused"]).out.contains("no queue is paused"))
+        #expect(try r.command("EXISTS", keys.pausedQueues).check().int == 0)
+    }
+
     @Test func twoConcurrentReplaysMoveEveryJobExactlyOnce() async throws {
         let jids = try seedDead(3000)
         // Two operators replay the same set at the same moment; workers are not running, so the queue must end

@@ -159,6 +159,8 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
         for q in snapshot.queues {
             gauge("conveyor_queue_depth", "Ready jobs in queue:<name> (LLEN).", ["queue": q.name]).set(Double(q.depth))
             gauge("conveyor_queue_latency_seconds", "Age of the oldest ready job in the queue.", ["queue": q.name]).set(q.latency)
+            gauge("conveyor_queue_paused", "1 while the queue is paused (conveyor queue pause): workers do not fetch from it.", ["queue": q.name])
+                .set(q.paused ? 1.0 : 0.0)
         }
         gauge("conveyor_scheduled_jobs", "Jobs in the schedule set.").set(Double(snapshot.scheduled))
         gauge("conveyor_retry_jobs", "Jobs in the retry set.").set(Double(snapshot.retries))

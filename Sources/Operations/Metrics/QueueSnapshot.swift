@@ -12,11 +12,14 @@ public struct QueueSnapshot: Sendable, Equatable {
         public var depth: Int
         /// Seconds since the oldest ready job was enqueued (0 when empty).
         public var latency: Double
+        /// In `QueueKeys.pausedQueues`: workers do not fetch from it.
+        public var paused: Bool
 
-        public init(name: String, depth: Int, latency: Double) {
+        public init(name: String, depth: Int, latency: Double, paused: Bool = false) {
             self.name = name
             self.depth = depth
             self.latency = latency
+            self.paused = paused
         }
     }
 
@@ -30,6 +33,10 @@ public struct QueueSnapshot: Sendable, Equatable {
         public var beat: Double?
         public var quiet: Bool
         public var queues: [String]
+        public var tag: String? = nil
+        /// Resident set size in kilobytes, as the process last reported it.
+        public var rss: Int? = nil
+        public var startedAt: Double? = nil
     }
 
     public var queues: [Queue]
@@ -56,6 +63,7 @@ public struct QueueSnapshot: Sendable, Equatable {
     }
 
     public var busy: Int { processes.reduce(0) { $0 + $1.busy } }
+    public var concurrency: Int { processes.reduce(0) { $0 + ($1.concurrency ?? 0) } }
 
     /// At most this many queues are read (and exported as labels), in name order.
     public static let maximumQueues = 200
@@ -70,17 +78,19 @@ public struct QueueSnapshot: Sendable, Equatable {
             RedisCommand("GET", keys.processed),
             RedisCommand("GET", keys.failed),
             RedisCommand("SMEMBERS", keys.processes),
+            RedisCommand("SMEMBERS", keys.pausedQueues),
         ])
         for reply in first { try reply.check() }
         let names = (first[0].array ?? []).compactMap(\.text).sorted().prefix(maximumQueues)
         let identities = (first[6].array ?? []).compactMap(\.text).sorted()
+        let paused = Set((first[7].array ?? []).compactMap(\.text))
         var commands: [RedisCommand] = []
         for name in names {
             commands.append(RedisCommand("LLEN", keys.queue(name)))
             commands.append(RedisCommand("LINDEX", keys.queue(name), "-1"))
         }
         for identity in identities {
-            commands.append(RedisCommand("HMGET", keys.process(identity), "info", "busy", "beat", "quiet"))
+            commands.append(RedisCommand("HMGET", keys.process(identity), "info", "busy", "beat", "quiet", "rss"))
         }
         let second = commands.isEmpty ? [] : try connection.pipeline(commands)
         var queues: [Queue] = []
@@ -92,20 +102,21 @@ public struct QueueSnapshot: Sendable, Equatable {
             {
                 latency = max(0, now - enqueued)
             }
-            queues.append(Queue(name: name, depth: depth, latency: latency))
+            queues.append(Queue(name: name, depth: depth, latency: latency, paused: paused.contains(name)))
         }
         var processes: [Process] = []
         for (j, identity) in identities.enumerated() {
             let fields = second[2 * names.count + j].array ?? []
             // A process whose hash expired is gone (its heartbeat stopped), even if still listed in the set.
-            guard fields.count == 4, let infoText = fields[0].text else { continue }
+            guard fields.count == 5, let infoText = fields[0].text else { continue }
             let info = try? JSONValue(parsing: infoText)
             processes.append(
                 Process(
                     identity: identity, hostname: info?["hostname"]?.stringValue, pid: info?["pid"]?.intValue,
                     busy: fields[1].int ?? 0, concurrency: info?["concurrency"]?.intValue,
                     beat: fields[2].text.flatMap { Double($0) }, quiet: fields[3].text == "true",
-                    queues: info?["queues"]?.arrayValue?.compactMap(\.stringValue) ?? []))
+                    queues: info?["queues"]?.arrayValue?.compactMap(\.stringValue) ?? [], tag: info?["tag"]?.stringValue,
+                    rss: fields[4].text.flatMap { Int($0) }, startedAt: Self.timestamp(info?["started_at"])))
         }
         var totals = (1...5).map { first[$0].int ?? 0 }
         if keys.cluster {
@@ -125,9 +136,36 @@ public struct QueueSnapshot: Sendable, Equatable {
             processed: totals[3], failed: totals[4], processes: processes, readAt: now)
     }
 
+    /// The jobs one process is running now, from its Sidekiq `<identity>:workers` hash (rewritten every heartbeat).
+    public static func running(_ connection: RedisConnection, keys: QueueKeys, identity: String) throws -> [RunningJob] {
+        let items = try connection.command("HGETALL", keys.workers(identity)).check().array ?? []
+        var jobs: [RunningJob] = []
+        var i = 0
+        while i + 1 < items.count {
+            let entry = items[i + 1].bytes.flatMap { try? JSONValue(parsing: $0) }
+            let payload = entry?["payload"]?.stringValue.flatMap { try? JSONValue(parsing: Array($0.utf8)) }
+            jobs.append(RunningJob(
+                thread: items[i].text ?? "", queue: entry?["queue"]?.stringValue ?? "", runAt: timestamp(entry?["run_at"]),
+                payload: payload?.objectValue))
+            i += 2
+        }
+        return jobs.sorted { ($0.runAt ?? 0) < ($1.runAt ?? 0) }
+    }
+
     /// Sidekiq timestamps: float seconds (6/7) or integer milliseconds (8).
-    static func timestamp(_ value: JSONValue?) -> Double? {
+    public static func timestamp(_ value: JSONValue?) -> Double? {
         guard let v = value?.doubleValue else { return nil }
         return v > 100_000_000_000 ? v / 1000 : v
     }
+}
+
+/// One job a process is running, as its heartbeat last reported it.
+public struct RunningJob: Sendable, Equatable {
+    public var thread: String
+    public var queue: String
+    public var runAt: Double?
+    public var payload: JSONObject?
+
+    public var jid: String? { payload?["jid"]?.stringValue }
+    public var jobClass: String? { payload?["class"]?.stringValue }
 }

@@ -22,6 +22,19 @@ public enum JobResultQueries {
         ).rows.map { record(PostgresRow(columns: columnNames, values: $0)) }
     }
 
+    /// Jobs finished per queue in the last `seconds` (succeeded, dead), for the dashboard's per-queue rate: a
+    /// range read on the `finished_at` BRIN index.
+    public static func finishedByQueue(lastSeconds seconds: Int, on connection: PostgresConnection) throws -> [String: (succeeded: Int, dead: Int)] {
+        let rows = try connection.query(
+            """
+            SELECT queue, count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'dead')
+              FROM conveyor.job_results WHERE finished_at > now() - make_interval(secs => $1) GROUP BY queue
+            """, [seconds]).rows
+        var out: [String: (succeeded: Int, dead: Int)] = [:]
+        for r in rows { out[r[0] ?? ""] = (Int(r[1] ?? "") ?? 0, Int(r[2] ?? "") ?? 0) }
+        return out
+    }
+
     private static let columnNames = [
         "jid", "job_class", "queue", "status", "attempts", "result", "error_class", "error_message", "correlation_key",
         "enqueued_at", "started_at", "finished_at",

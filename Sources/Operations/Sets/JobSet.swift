@@ -3,15 +3,16 @@ import Foundation
 public import Redis
 public import SidekiqQueue
 
-/// The sorted sets an operator works on: `dead` (jobs that will not run again) and `retry` (failed jobs waiting
-/// for their next attempt).
+/// The sorted sets an operator works on: `dead` (jobs that will not run again), `retry` (failed jobs waiting
+/// for their next attempt) and `scheduled` (jobs to run later; replaying one runs it now).
 public enum JobSetName: String, Sendable, CaseIterable {
-    case dead, retry
+    case dead, retry, scheduled
 
     public func key(_ keys: QueueKeys) -> String {
         switch self {
         case .dead: keys.dead
         case .retry: keys.retry
+        case .scheduled: keys.schedule
         }
     }
 }
@@ -30,6 +31,11 @@ public struct JobFilter: Sendable {
     public var limit: Int?
 
     public init() {}
+
+    /// True when no criterion is set (every entry matches).
+    public var isEmpty: Bool {
+        classes.isEmpty && queues.isEmpty && errorPattern == nil && since == nil && until == nil && jids.isEmpty
+    }
 
     func compiled() throws -> CompiledFilter {
         var regex: NSRegularExpression?
@@ -78,7 +84,7 @@ public struct JobSetEntry: Sendable {
     public var retryCount: Int? { job?["retry_count"]?.intValue }
     public var failedAt: Double? { QueueSnapshot.timestamp(job?["failed_at"]) }
 
-    init(member: [UInt8], score: Double, set: String? = nil) {
+    public init(member: [UInt8], score: Double, set: String? = nil) {
         self.member = member
         self.score = score
         self.set = set
@@ -130,7 +136,13 @@ public struct JobSet {
     func sets() throws -> [String] {
         guard keys.cluster else { return [name.key(keys)] }
         let queues = try connection.command("SMEMBERS", keys.queues).check().array?.compactMap(\.text) ?? []
-        return queues.filter(QueueKeys.isClusterSafe(queue:)).sorted().map { name == .dead ? keys.dead(queue: $0) : keys.retry(queue: $0) }
+        return queues.filter(QueueKeys.isClusterSafe(queue:)).sorted().map { queue in
+            switch name {
+            case .dead: keys.dead(queue: queue)
+            case .retry: keys.retry(queue: queue)
+            case .scheduled: keys.schedule(queue: queue)
+            }
+        }
     }
 
     /// Entries matching `filter`, newest first (highest score first), at most `filter.limit`. On a cluster, the
@@ -189,4 +201,202 @@ public struct JobSet {
     public func delete(_ entry: JobSetEntry) throws -> Bool {
         try connection.command("ZREM", entry.set ?? name.key(keys), entry.member).check().int == 1
     }
+
+    /// The entry with this jid: looked up by its score when given (`ZRANGEBYSCORE score score`, what the
+    /// dashboard's links carry), else by reading the set from the top.
+    public func find(jid: String, score: Double?) throws -> JobSetEntry? {
+        for set in try sets() {
+            if let hit = try find(jid: jid, score: score, in: set) { return hit }
+        }
+        return nil
+    }
+
+    private func find(jid: String, score: Double?, in set: String) throws -> JobSetEntry? {
+        let tag = keys.cluster ? set : nil
+        if let score {
+            let text = JSONValue(score).text
+            let items = try connection.command("ZRANGEBYSCORE", set, text, text, "WITHSCORES", "LIMIT", 0, 100).check().array ?? []
+            if let hit = Self.entries(items, set: tag).first(where: { $0.jid == jid }) { return hit }
+        }
+        // Without a score: read the set from the newest end and look for the jid's bytes before parsing anything,
+        // so only a candidate is decoded (cheaper here than Redis matching a glob against every member).
+        let needle = Array(jid.utf8)
+        guard !needle.isEmpty else { return nil }
+        var start = 0
+        let chunk = 2000
+        while true {
+            let items = try connection.command("ZREVRANGE", set, start, start + chunk - 1, "WITHSCORES").check().array ?? []
+            var i = 0
+            while i + 1 < items.count {
+                if let member = items[i].bytes, Self.contains(member, needle) {
+                    let entry = JobSetEntry(member: member, score: Double(items[i + 1].text ?? "") ?? 0, set: tag)
+                    if entry.jid == jid { return entry }
+                }
+                i += 2
+            }
+            if items.count < chunk * 2 { return nil }
+            start += chunk
+        }
+    }
+
+    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard haystack.count >= needle.count, let first = needle.first else { return false }
+        return haystack.withUnsafeBufferPointer { h in
+            needle.withUnsafeBufferPointer { n in
+                var i = 0
+                let last = h.count - n.count
+                while i <= last {
+                    if h[i] == first {
+                        var j = 1
+                        while j < n.count && h[i + j] == n[j] { j += 1 }
+                        if j == n.count { return true }
+                    }
+                    i += 1
+                }
+                return false
+            }
+        }
+    }
+
+    /// Entries in the set now (`ZCARD`).
+    public func count() throws -> Int {
+        try sets().reduce(0) { total, set in try total + (connection.command("ZCARD", set).check().int ?? 0) }
+    }
+
+    /// One page of entries, newest first, without reading the whole set. `offset` is a position in the set
+    /// (0: newest). With no criterion: one `ZREVRANGE offset offset+count`. With criteria: chunks of 1,000 from
+    /// `offset` on, until `count` entries matched or `scanBudget` (5,000) entries were looked at, so a filter that matches
+    /// little costs a bounded read per page; `next` says where the following page starts.
+    public func page(_ filter: JobFilter, offset: Int, count: Int, scanBudget: Int = 5000) throws -> JobSetPage {
+        let sets = try sets()
+        guard sets.count == 1, let key = sets.first else {
+            // A cluster: each queue's set on its own shard. The page comes from the merged, newest-first listing
+            // (read up to the page's end), not from one ZREVRANGE.
+            var upTo = filter
+            upTo.limit = offset + count + 1
+            let merged = try list(upTo)
+            let entries = Array(merged.dropFirst(offset).prefix(count))
+            let total = try self.count()
+            return JobSetPage(entries: entries, total: total, offset: offset, next: merged.count > offset + count ? offset + count : nil, scanned: nil)
+        }
+        let total = try self.count()
+        if filter.isEmpty {
+            let reply = try connection.command("ZREVRANGE", key, offset, offset + count, "WITHSCORES").check()
+            let entries = Self.entries(reply.array ?? [])
+            let more = entries.count > count
+            return JobSetPage(entries: Array(entries.prefix(count)), total: total, offset: offset, next: more ? offset + count : nil, scanned: nil)
+        }
+        let compiled = try filter.compiled()
+        var found: [JobSetEntry] = []
+        var position = offset
+        let chunk = 1000
+        scan: while position - offset < scanBudget {
+            let items = try connection.command("ZREVRANGE", key, position, position + chunk - 1, "WITHSCORES").check().array ?? []
+            if items.isEmpty { break }
+            for entry in Self.entries(items) {
+                position += 1
+                if compiled.matches(entry) {
+                    found.append(entry)
+                    if found.count == count { break scan }
+                }
+            }
+            if items.count < chunk * 2 { break }
+        }
+        let next = position < total ? position : nil
+        return JobSetPage(entries: found, total: total, offset: offset, next: next, scanned: position - offset)
+    }
+
+    private static func entries(_ items: [RedisReply], set: String? = nil) -> [JobSetEntry] {
+        var out: [JobSetEntry] = []
+        out.reserveCapacity(items.count / 2)
+        var i = 0
+        while i + 1 < items.count {
+            out.append(JobSetEntry(member: items[i].bytes ?? [], score: Double(items[i + 1].text ?? "") ?? 0, set: set))
+            i += 2
+        }
+        return out
+    }
+
+    /// What a bulk `move` does to each matching entry.
+    public enum MoveAction: Sendable, Equatable {
+        case replay(resetAttempts: Bool)
+        case delete
+
+        public var verb: String {
+            switch self {
+            case .replay: "replay"
+            case .delete: "delete"
+            }
+        }
+    }
+
+    /// Replays or deletes every entry matching `filter`, one atomic step per job, at most `perSecond` jobs a second
+    /// (paced against the start, so the average holds when Redis is slow). `conveyor dead|retry replay|delete` and
+    /// the dashboard's bulk actions both run this.
+    /// - Parameter progress: called after each entry with (done so far, matched); return false to stop early.
+    public func move(
+        _ filter: JobFilter, _ action: MoveAction, perSecond: Double? = nil, dryRun: Bool = false,
+        progress: (Int, Int) -> Bool = { _, _ in true }
+    ) throws -> JobSetMoveReport {
+        let entries = try list(filter)
+        var report = JobSetMoveReport(action: action, matched: entries.count, dryRun: dryRun)
+        if dryRun {
+            report.jids = entries.map { $0.jid ?? "" }
+            return report
+        }
+        let started = Date()
+        for (i, entry) in entries.enumerated() {
+            if let perSecond {
+                let wait = started.addingTimeInterval(Double(i) / perSecond).timeIntervalSinceNow
+                if wait > 0 { usleep(useconds_t(wait * 1_000_000)) }
+            }
+            switch action {
+            case .replay(let resetAttempts):
+                if entry.jobClass == nil {
+                    report.unreplayable += 1
+                } else if try replay(entry, resetAttempts: resetAttempts) {
+                    report.jids.append(entry.jid ?? "")
+                } else {
+                    report.skipped += 1
+                }
+            case .delete:
+                if try delete(entry) { report.jids.append(entry.jid ?? "") } else { report.skipped += 1 }
+            }
+            if !progress(i + 1, entries.count) {
+                report.stopped = true
+                break
+            }
+        }
+        return report
+    }
+}
+
+/// One page of a set, as the dashboard shows it.
+public struct JobSetPage: Sendable {
+    public var entries: [JobSetEntry]
+    /// Entries in the whole set.
+    public var total: Int
+    /// Where this page started in the set (0: newest).
+    public var offset: Int
+    /// Where the next page starts, nil at the end of the set.
+    public var next: Int?
+    /// For a filtered page: how many entries were looked at. Nil for an unfiltered page.
+    public var scanned: Int?
+}
+
+/// What a bulk move did.
+public struct JobSetMoveReport: Sendable {
+    public var action: JobSet.MoveAction
+    public var matched: Int
+    public var dryRun: Bool
+    /// Jobs moved (or, in a dry run, that would be).
+    public var jids: [String] = []
+    /// Entries already gone when their turn came (a worker or another command took them).
+    public var skipped = 0
+    /// Members that are not jobs: they cannot be replayed, only deleted.
+    public var unreplayable = 0
+    /// True when `progress` asked to stop before the end.
+    public var stopped = false
+
+    public var done: Int { dryRun ? 0 : jids.count }
 }

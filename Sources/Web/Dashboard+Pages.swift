@@ -1,0 +1,437 @@
+import ConveyorCore
+import Foundation
+import Operations
+import Postgres
+import Redis
+import SidekiqQueue
+import Storage
+import Summaries
+import Video
+
+extension Dashboard {
+    // MARK: Overview
+
+    func overview(_ v: Visitor) async throws -> WebResponse {
+        let keys = keys
+        let (snapshot, history, journal) = try await redis { connection in
+            let s = try QueueSnapshot.read(connection, keys: keys)
+            let h = try StatHistory.read(connection, keys: keys, days: 30)
+            return (s, h, try Self.journalBacklog(connection, keys: keys))
+        }
+        let now = snapshot.readAt
+        let rate = sampler.currentRate
+        let enqueued = snapshot.queues.reduce(0) { $0 + $1.depth }
+        let cards: [[String: Any]] = [
+            ["label": "processed", "value": Format.count(snapshot.processed), "href": "/"],
+            ["label": "failed", "value": Format.count(snapshot.failed), "href": "/dead"],
+            ["label": "busy / concurrency", "value": "\(snapshot.busy)/\(snapshot.concurrency)", "href": "/busy"],
+            ["label": "enqueued", "value": Format.count(enqueued), "href": "/queues"],
+            ["label": "scheduled", "value": Format.count(snapshot.scheduled), "href": "/scheduled"],
+            ["label": "retries", "value": Format.count(snapshot.retries), "href": "/retry", "alert": snapshot.retries > 0],
+            ["label": "dead", "value": Format.count(snapshot.dead), "href": "/dead", "alert": snapshot.dead > 0],
+            ["label": "processes", "value": String(snapshot.processes.count), "href": "/busy", "alert": snapshot.processes.isEmpty],
+        ]
+        let minutes = sampler.perMinute(minutes: 60, now: now).map { m in
+            Charts.Bucket(label: String(Format.time(m.minute).dropFirst(11).prefix(5)), processed: m.processed, failed: m.failed)
+        }
+        let days = history.days.map { Charts.Bucket(label: String($0.day.dropFirst(5)), processed: $0.processed, failed: $0.failed) }
+        var rateLine = "Sampled by this dashboard every 5 s since it started; grey: before that."
+        if let rate { rateLine = String(format: "Now %.1f processed/s, %.1f failed/s. ", rate.processed, rate.failed) + rateLine }
+        var context: [String: Any] = [
+            "cards": cards,
+            "minuteChart": Charts.bars(minutes, title: "Processed (green) and failed (red) per minute, last hour"),
+            "dayChart": Charts.bars(days, title: "Processed (green) and failed (red) per day, last 30 days", labelEvery: 5),
+            "rateLine": rateLine,
+            "queues": snapshot.queues.map(queueRow),
+        ]
+        var backlog = "\(journal) job outcomes acknowledged in Redis and not yet written to PostgreSQL (outcome journals)."
+        if let metrics = await workerMetrics.read() {
+            context["breakers"] = metrics.breakers.map { b -> [String: Any] in
+                ["provider": b.provider, "state": b.state, "bad": b.state != "closed", "open": b.openSeconds > 0 ? Format.duration(b.openSeconds) : "-",
+                 "source": b.source]
+            }
+            context["hasBreakers"] = !metrics.breakers.isEmpty
+            if metrics.breakers.isEmpty { context["breakerNote"] = "No breaker series in the workers' metrics (summaries not configured?)." }
+            backlog += " Buffered in worker memory: \(metrics.backlog)" + (metrics.failing > 0 ? "; \(metrics.failing) writers failing." : ".")
+            if !metrics.unreachable.isEmpty { backlog += " Unreachable: " + metrics.unreachable.joined(separator: "; ") }
+        } else {
+            context["breakerNote"] = "Breakers live in each worker: set CONVEYOR_WEB_METRICS_URLS to the workers' /metrics URLs to see them here."
+        }
+        context["backlogLine"] = backlog
+        var counts = NavCounts(scheduled: snapshot.scheduled, retry: snapshot.retries, dead: snapshot.dead, busy: snapshot.busy)
+        counts.busy = snapshot.busy
+        _ = now
+        return page("Overview", "overview", context, v, refresh: true, current: "/", counts: counts)
+    }
+
+    /// Outcomes every process's journal (and the orphaned ones) still holds: acknowledged, not yet in PostgreSQL.
+    static func journalBacklog(_ connection: RedisConnection, keys: QueueKeys) throws -> Int {
+        let first = try connection.pipeline([RedisCommand("SMEMBERS", keys.conveyorProcesses), RedisCommand("SMEMBERS", keys.orphanedOutcomes)])
+        var journals = (first[0].array ?? []).compactMap(\.text).map(keys.outcomes)
+        journals += (first[1].array ?? []).compactMap(\.text)
+        guard !journals.isEmpty else { return 0 }
+        return try connection.pipeline(journals.prefix(500).map { RedisCommand("HLEN", $0) }).reduce(0) { $0 + ($1.int ?? 0) }
+    }
+
+    func queueRow(_ q: QueueSnapshot.Queue) -> [String: Any] {
+        ["name": q.name, "href": "/queues/" + FormCoding.encode(q.name), "depth": Format.count(q.depth),
+         "latency": q.depth == 0 ? "-" : Format.duration(q.latency), "paused": q.paused]
+    }
+
+    // MARK: Queues
+
+    func queues(_ v: Visitor) async throws -> WebResponse {
+        let keys = keys
+        let snapshot = try await redis { try QueueSnapshot.read($0, keys: keys) }
+        var rates: [String: QueueRate] = [:]
+        var note = "Finished/min: jobs per minute over the last 5 minutes, from conveyor.job_results."
+        let now = Date().timeIntervalSince1970
+        if let cached = queueRates.withLock({ $0 }), now - cached.at < 5 {
+            rates = cached.rates
+        } else {
+            do {
+                let read = try await postgres { try JobResultQueries.finishedByQueue(lastSeconds: 300, on: $0) } ?? [:]
+                rates = read.mapValues { QueueRate(succeeded: $0.succeeded, dead: $0.dead) }
+                if database != nil { queueRates.withLock { [rates] in $0 = (now, rates) } }
+            } catch {
+                note = "PostgreSQL unreachable: no rates (\(error))."
+            }
+        }
+        if database == nil { note = "Set DATABASE_URL to see each queue's rate (from conveyor.job_results)." }
+        let rows = snapshot.queues.map { q -> [String: Any] in
+            var row = queueRow(q)
+            if let r = rates[q.name] { row["rate"] = String(format: "%.1f", Double(r.succeeded + r.dead) / 5) } else { row["rate"] = database == nil ? "-" : "0" }
+            return row
+        }
+        let counts = NavCounts(scheduled: snapshot.scheduled, retry: snapshot.retries, dead: snapshot.dead, busy: snapshot.busy)
+        return page("Queues", "queues", ["queues": rows, "rateNote": note], v, refresh: true, current: "/queues", counts: counts)
+    }
+
+    func queue(_ name: String, _ request: WebRequest, _ v: Visitor) async throws -> WebResponse {
+        let keys = keys
+        let size = configuration.pageSize
+        let pageNumber = max(1, Int(request.parameter("page") ?? "") ?? 1)
+        let offset = (pageNumber - 1) * size
+        let (contents, paused, oldest) = try await redis { connection in
+            let q = QueueContents(name, keys: keys, connection: connection)
+            let page = try q.page(offset: offset, count: size)
+            let paused = try QueuePauses(keys: keys, connection: connection).paused().contains(name)
+            let oldest = try connection.command("LINDEX", keys.queue(name), "-1").check().bytes.map { QueuedJob(member: $0) }
+            return (page, paused, oldest)
+        }
+        let base = "/queues/" + FormCoding.encode(name)
+        let jobs = contents.jobs.map { job -> [String: Any] in
+            ["jid": job.jid ?? "(not a job)", "jobClass": job.jobClass ?? "-", "args": Format.args(job.job), "enqueued": Format.ago(job.enqueuedAt),
+             "member": Data(job.member).base64EncodedString(), "base": base, "page": String(pageNumber)]
+        }
+        var context: [String: Any] = [
+            "name": name, "base": base, "depth": contents.depth, "paused": paused, "jobs": jobs,
+            "latency": oldest?.enqueuedAt.map { Format.duration(max(0, Date().timeIntervalSince1970 - $0)) } ?? "-",
+            "range": contents.jobs.isEmpty ? "" : "\(offset + 1)–\(offset + contents.jobs.count) of \(contents.depth)",
+        ]
+        if pageNumber > 1 { context["prev"] = base + "?page=\(pageNumber - 1)" }
+        if contents.more { context["next"] = base + "?page=\(pageNumber + 1)" }
+        return page("Queue \(name)", "queue", context, v, current: "/queues", counts: try await navCounts())
+    }
+
+    // MARK: Busy
+
+    func busy(_ v: Visitor) async throws -> WebResponse {
+        let keys = keys
+        let (snapshot, running) = try await redis { connection in
+            let s = try QueueSnapshot.read(connection, keys: keys)
+            var running: [(String, RunningJob)] = []
+            for p in s.processes.prefix(200) {
+                running += try QueueSnapshot.running(connection, keys: keys, identity: p.identity).map { (p.identity, $0) }
+            }
+            return (s, running)
+        }
+        let now = snapshot.readAt
+        let processes = snapshot.processes.map { p -> [String: Any] in
+            ["identity": p.identity, "host": p.hostname ?? "-", "pid": p.pid.map(String.init) ?? "-", "tag": p.tag ?? "-", "busy": p.busy,
+             "concurrency": p.concurrency.map(String.init) ?? "?", "rss": p.rss.map { String(format: "%.0f MB", Double($0) / 1024) } ?? "-",
+             "started": Format.ago(p.startedAt, now: now), "beat": Format.ago(p.beat, now: now), "quiet": p.quiet,
+             "queues": p.queues.joined(separator: ", ")]
+        }
+        let jobs = running.prefix(500).map { identity, job -> [String: Any] in
+            ["process": identity, "jid": job.jid ?? "-", "jidQuery": FormCoding.encode(job.jid ?? ""), "jobClass": job.jobClass ?? "-", "queue": job.queue,
+             "started": Format.ago(job.runAt, now: now), "args": Format.args(job.payload)]
+        }
+        let counts = NavCounts(scheduled: snapshot.scheduled, retry: snapshot.retries, dead: snapshot.dead, busy: snapshot.busy)
+        return page(
+            "Busy", "busy",
+            ["processes": processes, "running": Array(jobs), "processCount": snapshot.processes.count, "busy": snapshot.busy,
+             "concurrency": snapshot.concurrency], v, refresh: true, current: "/busy", counts: counts)
+    }
+
+    // MARK: Scheduled, retry, dead
+
+    /// The CLI's filters from the URL (`?class=&queue=&error=&since=&until=`): links with filters can be shared.
+    static func filter(_ values: (String) -> String?) throws -> JobFilter {
+        var f = JobFilter()
+        if let c = values("class") { f.classes = [c] }
+        if let q = values("queue") { f.queues = [q] }
+        f.errorPattern = values("error")
+        if let since = values("since") {
+            guard let t = OperatorInput.time(since) else { throw WebFailure(status: 400, heading: "Bad filter", message: "since \(since): not a time") }
+            f.since = t
+        }
+        if let until = values("until") {
+            guard let t = OperatorInput.time(until) else { throw WebFailure(status: 400, heading: "Bad filter", message: "until \(until): not a time") }
+            f.until = t
+        }
+        return f
+    }
+
+    static let filterNames = ["class", "queue", "error", "since", "until"]
+
+    func setPage(_ set: JobSetName, _ request: WebRequest, _ v: Visitor) async throws -> WebResponse {
+        let keys = keys
+        let size = configuration.pageSize
+        let base = "/" + (set == .scheduled ? "scheduled" : set.rawValue)
+        var problem: String?
+        var filter = JobFilter()
+        do { filter = try Self.filter(request.parameter) } catch let failure as WebFailure { problem = failure.message }
+        // Unfiltered pages are numbered; filtered ones continue from where the last one stopped looking (`from`).
+        let pageNumber = max(1, Int(request.parameter("page") ?? "") ?? 1)
+        let offset = filter.isEmpty ? (pageNumber - 1) * size : max(0, Int(request.parameter("from") ?? "") ?? 0)
+        let f = filter
+        let result: JobSetPage
+        do {
+            result = try await redis { try JobSet(set, keys: keys, connection: $0).page(f, offset: offset, count: size) }
+        } catch let error as JobSetError {
+            problem = "\(error)"
+            filter = JobFilter()
+            result = try await redis { try JobSet(set, keys: keys, connection: $0).page(JobFilter(), offset: offset, count: size) }
+        }
+        let now = Date().timeIntervalSince1970
+        let entries = result.entries.map { e -> [String: Any] in
+            let when = set == .dead ? (e.failedAt ?? e.score) : e.score
+            let error = e.errorClass.map { "\($0): \(e.errorMessage ?? "")" } ?? ""
+            return [
+                "jid": e.jid ?? "(not a job)", "jobClass": e.jobClass ?? "-", "queue": e.queue ?? "-",
+                "when": Format.ago(when, now: now), "attempts": e.retryCount.map { String($0 + 1) } ?? "1",
+                "error": error.count > 200 ? String(error.prefix(200)) + "…" : error,
+                "href": base + "/job?" + FormCoding.query([("jid", e.jid), ("score", String(e.score))]),
+                "one": "\(e.jid ?? "") \(String(e.score))",
+            ]
+        }
+        let filterValues = Dictionary(uniqueKeysWithValues: Self.filterNames.map { ($0, request.parameter($0) ?? "") })
+        let filtered = !filter.isEmpty
+        let query = Self.filterNames.map { ($0, request.parameter($0)) }
+        var range = ""
+        if filtered, let scanned = result.scanned {
+            range = "\(result.entries.count) matching among entries \(offset + 1)–\(offset + scanned) of \(result.total)"
+        } else if !result.entries.isEmpty {
+            range = "\(offset + 1)–\(offset + result.entries.count) of \(result.total)"
+        }
+        var context: [String: Any] = [
+            "title": set.title, "base": base, "total": Format.count(result.total), "entries": entries, "filter": filterValues,
+            "filtered": filtered, "retryLabel": set.retryLabel, "whenLabel": set == .dead ? "Died" : "Runs",
+            "matching": filtered ? "matching" : "",
+            "hidden": query.compactMap { name, value in value.map { ["name": name, "value": $0] } },
+            "range": range,
+        ]
+        if let problem { context["problem"] = problem }
+        if filtered {
+            if offset > 0 { context["prev"] = base + "?" + FormCoding.query(query) }
+            if let next = result.next { context["next"] = base + "?" + FormCoding.query(query + [("from", String(next))]) }
+        } else {
+            if pageNumber > 1 { context["prev"] = base + "?" + FormCoding.query(query + [("page", String(pageNumber - 1))]) }
+            if result.next != nil { context["next"] = base + "?" + FormCoding.query(query + [("page", String(pageNumber + 1))]) }
+        }
+        return page(set.title, "set", context, v, current: base, counts: try await navCounts())
+    }
+
+    func jobPage(_ set: JobSetName, _ request: WebRequest, _ v: Visitor) async throws -> WebResponse {
+        guard let jid = request.parameter("jid") else { throw WebFailure.notFound }
+        let score = request.parameter("score").flatMap { Double($0) }
+        let keys = keys
+        guard let entry = try await redis({ try JobSet(set, keys: keys, connection: $0).find(jid: jid, score: score) }) else {
+            throw WebFailure(status: 404, heading: "Not found", message: "No job \(jid) in \(set.rawValue) (retried, deleted or run since?).")
+        }
+        let base = "/" + (set == .scheduled ? "scheduled" : set.rawValue)
+        var context: [String: Any] = [
+            "jid": jid, "back": base, "setTitle": set.title, "base": base, "retryLabel": set.retryLabel, "one": "\(jid) \(String(entry.score))",
+            "facts": Self.jobFacts(entry.job, set: set, score: entry.score), "args": Format.pretty(entry.job?["args"]),
+            "payload": entry.job.map { Format.pretty(.object($0)) } ?? String(decoding: entry.member.prefix(4000), as: UTF8.self),
+        ]
+        if let ec = entry.errorClass { context["error"] = "\(ec): \(entry.errorMessage ?? "")" }
+        if let bt = entry.job?["error_backtrace"], !bt.isNull { context["backtrace"] = bt.stringValue ?? bt.text }
+        if let row = try? await postgres({ try JobResultQueries.byJID(jid, on: $0) }), let row {
+            context["result"] = Self.resultFacts(row)
+        }
+        return page("Job \(jid)", "job", context, v, current: base, counts: try await navCounts())
+    }
+
+    static func jobFacts(_ job: JSONObject?, set: JobSetName?, score: Double?) -> [[String: String]] {
+        var facts: [(String, String)] = []
+        func add(_ name: String, _ value: String?) { if let value, !value.isEmpty { facts.append((name, value)) } }
+        add("class", job?["class"]?.stringValue)
+        add("queue", job?["queue"]?.stringValue)
+        if let set, let score { add(set == .dead ? "died" : "runs at", Format.time(score)) }
+        add("attempts", job?["retry_count"]?.intValue.map { String($0 + 1) })
+        add("retry", job?["retry"].map { $0.text })
+        for name in ["created_at", "enqueued_at", "failed_at", "retried_at", "replayed_at"] {
+            add(name.replacingOccurrences(of: "_", with: " "), QueueSnapshot.timestamp(job?[name]).map(Format.time))
+        }
+        add("correlation key", job?["correlation_key"]?.stringValue)
+        return facts.map { ["name": $0.0, "value": $0.1] }
+    }
+
+    static func resultFacts(_ row: JobResultRecord) -> [[String: String]] {
+        var facts: [(String, String)] = [("status", row.status), ("class", row.jobClass), ("queue", row.queue), ("attempts", String(row.attempts))]
+        if let e = row.errorClass { facts.append(("error", "\(e): \(row.errorMessage ?? "")")) }
+        facts.append(("started", Format.time(row.startedAt)))
+        facts.append(("finished", Format.time(row.finishedAt)))
+        if let r = row.result { facts.append(("result", r.count > 2000 ? String(r.prefix(2000)) + "…" : r)) }
+        if let k = row.correlationKey { facts.append(("correlation key", k)) }
+        return facts.map { ["name": $0.0, "value": $0.1] }
+    }
+
+    // MARK: Lookups
+
+    func lookup(_ request: WebRequest, _ v: Visitor) async throws -> WebResponse {
+        let q = (request.parameter("q") ?? request.parameter("jid") ?? request.parameter("upload") ?? request.parameter("post") ?? "")
+            .trimmingCharacters(in: .whitespaces)
+        var context: [String: Any] = ["q": q, "searched": !q.isEmpty]
+        var notes: [String] = []
+        var found = false
+        if !q.isEmpty && q.count <= 200 {
+            let keys = keys
+            var jobs: [[String: Any]] = []
+            let inSets = try await redis { connection in
+                try [JobSetName.dead, .retry, .scheduled].compactMap { set in
+                    try JobSet(set, keys: keys, connection: connection).find(jid: q, score: nil).map { (set, $0) }
+                }
+            }
+            for (set, entry) in inSets {
+                let base = "/" + (set == .scheduled ? "scheduled" : set.rawValue)
+                var facts = Self.jobFacts(entry.job, set: set, score: entry.score)
+                if let ec = entry.errorClass { facts.append(["name": "error", "value": "\(ec): \(entry.errorMessage ?? "")"]) }
+                facts.append(["name": "arguments", "value": Format.args(entry.job, limit: 400)])
+                jobs.append(["place": set.title.lowercased(), "facts": facts, "href": base + "/job?" + FormCoding.query([("jid", q), ("score", String(entry.score))])])
+            }
+            if database != nil {
+                do {
+                    if let row = try await postgres({ try JobResultQueries.byJID(q, on: $0) }), let row {
+                        jobs.append(["place": "conveyor.job_results", "facts": Self.resultFacts(row)])
+                    }
+                    if let upload = try await postgres({ try MediaUploadQueries.byID(q, on: $0) }), let upload {
+                        context["upload"] = uploadContext(upload)
+                        found = true
+                    }
+                    // Every job that carried this id as its correlation key (an upload's or a post's jobs).
+                    let related = try await postgres({ try JobResultQueries.byCorrelationKey(q, limit: 10, on: $0) }) ?? []
+                    for row in related where row.jid != q {
+                        jobs.append(["place": "conveyor.job_results (correlation key \(q))", "facts": Self.resultFacts(row)])
+                    }
+                    if let summary = try await summary(q) {
+                        // Whether the latest summary job was answered from the cache: its result says so.
+                        let latest = related.first { $0.jobClass == "llm.summarize" && $0.status == "succeeded" }
+                        let cached = latest?.result.flatMap { try? JSONValue(parsing: Array($0.utf8)) }?["cached"]?.boolValue
+                        context["summary"] = [
+                            "postID": summary.postID, "degraded": summary.degraded, "text": summary.summary,
+                            "facts": [
+                                ["name": "provider", "value": summary.provider], ["name": "model", "value": summary.model],
+                                ["name": "degraded", "value": summary.degraded ? "yes (built-in extractive summariser)" : "no"],
+                                ["name": "cached", "value": cached.map { $0 ? "yes (latest job answered from the cache)" : "no (latest job called the provider)" } ?? "-"],
+                                ["name": "input cut", "value": summary.truncatedInput ? "yes" : "no"],
+                                ["name": "tokens", "value": "\(summary.inputTokens.map(String.init) ?? "-") in, \(summary.outputTokens.map(String.init) ?? "-") out"],
+                            ],
+                        ] as [String: Any]
+                        found = true
+                    }
+                } catch {
+                    notes.append("PostgreSQL: \(error)")
+                }
+            } else {
+                notes.append("DATABASE_URL is not set: results, uploads and summaries cannot be looked up.")
+            }
+            if !jobs.isEmpty {
+                context["jobs"] = jobs
+                found = true
+            }
+        }
+        context["found"] = found
+        context["notes"] = notes
+        return page("Look up", "lookup", context, v, current: "/lookup", counts: try await navCounts())
+    }
+
+    func summary(_ postID: String) async throws -> SummaryResult? {
+        guard let database else { return nil }
+        do {
+            return try await PostgresSummaryStore(database: database).summary(postID: postID)
+        } catch let error as PostgresError where "\(error)".contains("does not exist") {
+            return nil
+        }
+    }
+
+    func uploadContext(_ u: MediaUploadRecord) -> [String: Any] {
+        var facts: [[String: String]] = []
+        func add(_ name: String, _ value: String?) { if let value, !value.isEmpty { facts.append(["name": name, "value": value]) } }
+        add("kind", u.kind)
+        add("detected type", u.detectedType)
+        add("source", u.source)
+        if let w = u.width, let h = u.height { add("size", "\(w)×\(h)") }
+        add("duration", u.duration.map { String(format: "%.2f s", $0) })
+        add("job", u.jid)
+        add("created", Format.time(u.createdAt))
+        add("updated", Format.time(u.updatedAt))
+        var images: [[String: String]] = []
+        var others: [String] = []
+        for key in u.mediaKeys {
+            if Self.imageType(key) != nil, mediaStore != nil {
+                images.append(["src": "/media?" + FormCoding.query([("upload", u.uploadID), ("key", key)]), "caption": key])
+            } else {
+                others.append(key)
+            }
+        }
+        var context: [String: Any] = [
+            "id": u.uploadID, "status": u.status, "failed": u.status != "ready", "facts": facts, "images": images, "others": others,
+            "hasImages": !images.isEmpty, "hasOthers": !others.isEmpty,
+        ]
+        if let e = u.errorClass { context["error"] = "\(e): \(u.errorMessage ?? "")" }
+        if let p = u.probe, !p.isNull { context["probe"] = Format.pretty(p) }
+        return context
+    }
+
+    static func imageType(_ key: String) -> String? {
+        switch (key as NSString).pathExtension.lowercased() {
+        case "jpg", "jpeg": "image/jpeg"
+        case "png": "image/png"
+        case "webp": "image/webp"
+        case "avif": "image/avif"
+        case "gif": "image/gif"
+        default: nil
+        }
+    }
+
+    /// One variant or poster of an upload, only if the upload's row names that key (no other file can be read).
+    func media(_ request: WebRequest) async throws -> WebResponse {
+        guard let id = request.parameter("upload"), let key = request.parameter("key"), let type = Self.imageType(key), let store = mediaStore else {
+            throw WebFailure.notFound
+        }
+        guard let row = try await postgres({ try MediaUploadQueries.byID(id, on: $0) }), let row, row.mediaKeys.contains(key) else {
+            throw WebFailure.notFound
+        }
+        let bytes = try await store.staged([MediaInput(key, field: "variant", maxBytes: 32 << 20)], jid: "web-\(id)", deadline: .now + .seconds(30)) { root in
+            let path = try root.source(key, field: "variant")
+            guard let data = FileManager.default.contents(atPath: path) else { throw WebFailure.notFound }
+            return [UInt8](data)
+        }
+        return WebResponse(headers: [("Content-Type", type), ("Cache-Control", "private, max-age=300")], body: bytes)
+    }
+
+    // MARK: Actions page
+
+    func actionsPage(_ v: Visitor) async throws -> WebResponse {
+        let runs = bulk.all.map { r -> [String: Any] in
+            ["id": r.id, "who": r.who, "what": r.what, "started": Format.time(r.started), "done": r.done, "matched": r.matched, "state": r.state,
+             "failed": r.failed]
+        }
+        let log = bulk.log.map { ["at": Format.time($0.at), "who": $0.who, "what": $0.what] }
+        let running = bulk.all.contains { $0.state == "running" }
+        return page("Actions", "actions", ["runs": runs, "log": log], v, refresh: running, current: "/actions", counts: try await navCounts())
+    }
+}

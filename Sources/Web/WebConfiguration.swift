@@ -1,0 +1,72 @@
+public import ConveyorCore
+import Foundation
+
+/// `conveyor web`'s settings, read once at start-up; a value that cannot be used refuses to start.
+///
+/// - `CONVEYOR_WEB_ADDR` (`--addr`): `host:port`, default `127.0.0.1:9292`. Any host but a loopback one requires
+///   `CONVEYOR_WEB_PASSWORD`.
+/// - `CONVEYOR_WEB_PASSWORD`: HTTP Basic password (any user name; the name is logged with each action). Use it
+///   over TLS or behind a proxy that terminates TLS.
+/// - `CONVEYOR_WEB_READ_ONLY`: `on` hides every button and refuses every POST.
+/// - `CONVEYOR_WEB_REFRESH_SECONDS`: how often the overview, queues and busy pages reload (default 5; 0 never).
+/// - `CONVEYOR_WEB_METRICS_URLS`: worker `/metrics` URLs (comma-separated) read for the LLM breakers' states and
+///   the result writers' backlog.
+/// - `CONVEYOR_WEB_PAGE_SIZE`: jobs per page (default 25).
+public struct WebConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var password: String?
+    public var readOnly: Bool
+    public var refreshSeconds: Int
+    public var metricsURLs: [String]
+    public var pageSize: Int
+
+    public static let defaultAddress = "127.0.0.1:9292"
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 9292, password: String? = nil, readOnly: Bool = false, refreshSeconds: Int = 5,
+        metricsURLs: [String] = [], pageSize: Int = 25
+    ) throws(JobFailure) {
+        self.host = host
+        self.port = port
+        self.password = password.flatMap { $0.isEmpty ? nil : $0 }
+        self.readOnly = readOnly
+        self.refreshSeconds = refreshSeconds
+        self.metricsURLs = metricsURLs
+        self.pageSize = pageSize
+        if !Self.isLoopback(host) && self.password == nil {
+            throw .permanent(
+                .invalidConfiguration,
+                "CONVEYOR_WEB_ADDR=\(host):\(port) is not a loopback address: set CONVEYOR_WEB_PASSWORD (and serve it over TLS or behind a proxy), or bind 127.0.0.1")
+        }
+    }
+
+    /// From the environment; `address` (the `--addr` flag) wins over `CONVEYOR_WEB_ADDR`.
+    public init(environment: [String: String], address: String? = nil, readOnly: Bool? = nil) throws(JobFailure) {
+        let text = address ?? environment["CONVEYOR_WEB_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultAddress
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw .permanent(.invalidConfiguration, "CONVEYOR_WEB_ADDR=\(text): expected host:port, like 127.0.0.1:9292")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.isEmpty { host = "0.0.0.0" }
+        if host == "localhost" { host = "127.0.0.1" }
+        let urls = (environment["CONVEYOR_WEB_METRICS_URLS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+            throw .permanent(.invalidConfiguration, "CONVEYOR_WEB_METRICS_URLS: \(url) is not an http(s) URL")
+        }
+        let readOnlySetting = try EnvironmentSwitch.value("CONVEYOR_WEB_READ_ONLY", in: environment, default: false)
+        try self.init(
+            host: host, port: port, password: environment["CONVEYOR_WEB_PASSWORD"],
+            readOnly: readOnly ?? readOnlySetting,
+            refreshSeconds: try EnvironmentNumber.int("CONVEYOR_WEB_REFRESH_SECONDS", in: environment, default: 5, range: 0...3600),
+            metricsURLs: urls,
+            pageSize: try EnvironmentNumber.int("CONVEYOR_WEB_PAGE_SIZE", in: environment, default: 25, range: 1...500))
+    }
+
+    /// 127.0.0.0/8 and ::1: only this machine can connect.
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "::1" || host.hasPrefix("127.")
+    }
+}

@@ -1,0 +1,68 @@
+import ArgumentParser
+import ConveyorCore
+import Foundation
+import Logging
+import Redis
+import ServiceLifecycle
+import Storage
+import Web
+
+/// `conveyor web`: the operator dashboard, beside the workers (it runs no jobs).
+struct WebCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "web",
+        abstract: "Serve the operator dashboard (queues, busy, scheduled/retry/dead, lookups) until SIGTERM or SIGINT.",
+        discussion: """
+            Binds 127.0.0.1:9292 unless --addr or CONVEYOR_WEB_ADDR says otherwise; any non-loopback address needs \
+            CONVEYOR_WEB_PASSWORD (HTTP Basic: serve it over TLS or behind a proxy). CONVEYOR_WEB_READ_ONLY=on disables \
+            every action. Reads DATABASE_URL for results, uploads and summaries, and the media store settings \
+            (CONVEYOR_MEDIA_ROOT, CONVEYOR_MEDIA_STORE) to show upload variants.
+            """)
+
+    @Option(help: "host:port to listen on (env CONVEYOR_WEB_ADDR; default 127.0.0.1:9292; port 0 picks one).")
+    var addr: String?
+
+    @Flag(help: "Show everything, change nothing (env CONVEYOR_WEB_READ_ONLY).")
+    var readOnly = false
+
+    @Option(help: "trace, debug, info, notice, warning, error, critical (env CONVEYOR_LOG_LEVEL).")
+    var logLevel: Logger.Level?
+
+    @OptionGroup var redis: RedisOptions
+
+    func run() async throws {
+        let environment = redis.environment(ProcessInfo.processInfo.environment)
+        let level = logLevel ?? environment["CONVEYOR_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
+        try LogSetup.bootstrap(level: level, environment: environment)
+        let logger = Logger(label: "conveyor.web")
+        let configuration: WebConfiguration
+        let store: (any MediaStore)?
+        do {
+            configuration = try WebConfiguration(environment: environment, address: addr, readOnly: readOnly ? true : nil)
+            let settings = try MediaStoreSettings(environment: environment)
+            store = try settings.makeStore(environment: environment)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        let dashboard = Dashboard(
+            configuration: configuration, redis: try redis.endpoint(), keys: redis.keys,
+            databaseURL: environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }, mediaStore: store, version: Conveyor.version,
+            logger: logger)
+        defer { dashboard.close() }
+        let host = configuration.host
+        let app = WebServer.application(dashboard, logger: logger) { port in
+            let shown = host.contains(":") ? "[\(host)]" : host
+            logger.notice("dashboard listening on http://\(shown):\(port)/", metadata: [
+                "read_only": "\(configuration.readOnly)", "password": "\(configuration.password != nil)",
+            ])
+            // One line on stdout for scripts (make run, the browser tests) to read the URL from.
+            FileHandle.standardOutput.write(Data("conveyor web: http://\(shown):\(port)/\n".utf8))
+        }
+        let services: [any Service] = dashboard.services + [app]
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
