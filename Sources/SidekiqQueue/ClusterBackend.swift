@@ -29,6 +29,8 @@ public final class ClusterBackend: QueueBackend {
     private let ackRedis: RedisThread
     private let housekeepingRedis: RedisThread
     private let waiters = Mutex<[String: RedisThread]>([:])
+    /// Paused queue names, refreshed at most once a second.
+    private let paused: PausedQueues
     /// The queue each job held in an in-flight list came from, per process (this one, and those being reaped):
     /// the list a move leaves and the journal its entry goes to depend on it. Counted, for identical payloads.
     private let origins = Mutex<[String: [[UInt8]: (queue: String, count: Int)]]>([:])
@@ -44,6 +46,7 @@ public final class ClusterBackend: QueueBackend {
         precondition(keys.cluster, "ClusterBackend takes the cluster layout: QueueKeys(cluster: true)")
         self.endpoint = endpoint
         self.keys = keys
+        paused = PausedQueues(keys: keys)
         self.identity = identity
         self.deadSet = deadSet
         self.replicas = replicas
@@ -114,6 +117,9 @@ public final class ClusterBackend: QueueBackend {
     public func fetch(from order: [String], count: Int) async throws -> [FetchedJob] {
         let keys = keys
         let me = identity
+        let paused = try await self.paused.names(fetchRedis)
+        let order = paused.isEmpty ? order : order.filter { !paused.contains($0) }
+        if order.isEmpty { return [] }
         let taken = try await fetchRedis.run { connection -> [FetchedJob] in
             var jobs: [FetchedJob] = []
             for queue in order where jobs.count < count {
@@ -139,6 +145,10 @@ public final class ClusterBackend: QueueBackend {
             let made = RedisThread(endpoint, name: "conveyor-block-\(queue)", commandTimeout: timeout + 10)
             w[queue] = made
             return made
+        }
+        if try await paused.names(redis).contains(queue) {
+            await PausedQueues.idle(timeout: timeout)
+            return nil
         }
         let source = keys.queue(queue)
         let inflight = keys.inflight(identity, queue: queue)

@@ -28,8 +28,8 @@ public final class SidekiqBackend: QueueBackend {
     /// Logs a run of batches that reached fewer replicas than wanted once, not once per batch.
     private let replicaShortfall = OutageLog("waiting for CONVEYOR_REDIS_WAIT_REPLICAS replicas after job completions")
     private let inflight: String
-    /// Paused queue names and when they were read: refreshed at most once a second (`pausedQueues(_:)`).
-    private let paused = Mutex<(readAt: Double, names: Set<String>)>((-1, []))
+    /// Paused queue names, refreshed at most once a second.
+    private let paused: PausedQueues
 
     public init(
         redis endpoint: RedisEndpoint, keys: QueueKeys = QueueKeys(), identity: String, deadSet: DeadSetLimits = DeadSetLimits(),
@@ -38,6 +38,7 @@ public final class SidekiqBackend: QueueBackend {
         self.replicas = replicas
         self.endpoint = endpoint
         self.keys = keys
+        paused = PausedQueues(keys: keys)
         self.identity = identity
         self.deadSet = deadSet
         self.logger = logger
@@ -63,7 +64,7 @@ public final class SidekiqBackend: QueueBackend {
     // MARK: Fetching
 
     public func fetch(from order: [String], count: Int) async throws -> [FetchedJob] {
-        let paused = try await pausedQueues(fetchRedis)
+        let paused = try await self.paused.names(fetchRedis)
         let order = paused.isEmpty ? order : order.filter { !paused.contains($0) }
         if order.isEmpty { return [] }
         var arguments: [any RedisArgument] = ["EVAL", LuaScripts.fetch, order.count + 1, inflight]
@@ -90,9 +91,8 @@ public final class SidekiqBackend: QueueBackend {
             w[queue] = made
             return made
         }
-        if try await pausedQueues(redis).contains(queue) {
-            // Paused: wait out the timeout (at most a second, so a resume is seen as soon) without taking anything.
-            try? await Task.sleep(for: .milliseconds(Int(min(timeout, 1) * 1000)))
+        if try await paused.names(redis).contains(queue) {
+            await PausedQueues.idle(timeout: timeout)
             return nil
         }
         let source = keys.queue(queue)
@@ -101,18 +101,6 @@ public final class SidekiqBackend: QueueBackend {
             try connection.command("BLMOVE", source, inflight, "RIGHT", "LEFT", timeout).check()
         }
         return reply.bytes
-    }
-
-    /// The paused queues (`QueueKeys.pausedQueues`), read from Redis at most once a second on `redis`.
-    private func pausedQueues(_ redis: RedisThread) async throws -> Set<String> {
-        let now = JobTime.now()
-        let cached = paused.withLock { $0 }
-        if cached.readAt >= 0, now - cached.readAt < 1 { return cached.names }
-        let key = keys.pausedQueues
-        let members = try await redis.run { connection in try connection.command("SMEMBERS", key).check().array ?? [] }
-        let names = Set(members.compactMap(\.text))
-        paused.withLock { $0 = (now, names) }
-        return names
     }
 
     // MARK: Leaving the in-flight list

@@ -152,6 +152,35 @@ import SidekiqQueue
 
     /// A batch of completions over queues on several masters, sent again as after a lost reply: each queue's
     /// transaction applies once (its own marker says so), nothing is counted twice.
+    /// `conveyor queue pause` on a cluster: one SET on its own slot, which the cluster backend reads as the
+    /// single-node one does; a paused queue is skipped by fetches and by the blocking wait, the others are not.
+    @Test(.enabled(if: url != nil, "needs the cluster of scripts/services.sh"))
+    func aPausedQueueIsNotFetchedOnACluster() async throws {
+        let namespace = "clp-" + Job.newJID().prefix(8)
+        let keys = QueueKeys(namespace: String(namespace), cluster: true)
+        let endpoint = try RedisEndpoint(url: Self.url!)
+        let connection = try RedisConnection(endpoint)
+        let queues = Self.queues(2, prefix: "p", on: connection, keys: keys)
+        let redis = RedisThread(endpoint, name: "cluster-pause-test")
+        defer { redis.stop() }
+        try await JobClient(redis: redis, keys: keys).push(Self.envelopes(0..<10, queues: queues, prefix: "p-"))
+        #expect(try connection.command("SADD", keys.pausedQueues, queues[0]).check().int == 1)
+        let backend = ClusterBackend(redis: endpoint, keys: keys, identity: "pause-\(Job.newJID().prefix(6))", queues: queues)
+        defer { backend.close() }
+        let fetched = try await backend.fetch(from: queues, count: 10)
+        #expect(fetched.count == 5)
+        #expect(Set(fetched.map(\.queue)) == [queues[1]])
+        #expect(try await backend.waitForJob(on: queues[0], timeout: 0.2) == nil)
+        #expect(try connection.command("LLEN", keys.queue(queues[0])).check().int == 5, "the paused queue kept its jobs")
+        _ = try connection.command("SREM", keys.pausedQueues, queues[0])
+        try await eventually("a resumed queue is fetched again within a second", timeout: .seconds(5)) {
+            try await backend.fetch(from: [queues[0]], count: 10).count == 5
+        }
+        let moves = fetched.map { JobTransitions.Move(raw: $0.raw, target: .ack, counts: .processed) }
+        _ = try await backend.complete(moves, batch: 1, resent: false)
+        try await backend.deregister()
+    }
+
     @Test(.enabled(if: url != nil, "needs the cluster of scripts/services.sh"))
     func aResentBatchAppliesOncePerQueue() async throws {
         let namespace = "cls-" + Job.newJID().prefix(8)
