@@ -123,6 +123,25 @@ struct OperatorCommandTests {
         #expect(try conveyor(["dead", "list", "--since", "yesterday-ish"]).code == 64)
     }
 
+    /// A jid looked up without its score: Redis searches the set in chunks and sends only candidates; a job whose
+    /// arguments merely mention the jid is a candidate, not the answer.
+    @Test func findsAJidDeepInALargeSetAndNotAJobThatMentionsIt() throws {
+        _ = try seedDead(25_000)
+        let r = try TestEnv.redis()
+        // Newer than every seeded job, so the search meets it first: its arguments and error name jid001234.
+        let decoy = #"{"class":"x","args":["jid001234"],"queue":"media","jid":"decoy","error_message":"after jid001234"}"#
+        _ = try r.command("ZADD", keys.dead, "1763800000", decoy)
+        let set = JobSet(.dead, keys: keys, connection: r)
+        let found = try #require(try set.find(jid: "jid001234", score: nil))
+        #expect(found.jid == "jid001234")
+        #expect(found.score == 1_763_781_234)
+        let oldest = try #require(try set.find(jid: "jid000000", score: nil), "the last chunk is searched too")
+        #expect(oldest.jid == "jid000000")
+        #expect(try set.find(jid: "jid999999", score: nil) == nil)
+        #expect(try set.find(jid: "decoy", score: nil)?.jobClass == "x")
+        #expect(try set.find(jid: "jid002000", score: 1_763_782_000)?.jid == "jid002000")
+    }
+
     @Test func retryReplayRunsWaitingJobsNow() throws {
         let r = try TestEnv.redis()
         _ = try r.pipeline([
