@@ -187,23 +187,8 @@ private final class AudioEncodeJob {
 
     func drain(final: Bool) throws(AVFailure) {
         guard let resampler else { return }
-        let frameSize = encoder.ptr.pointee.frame_size > 0 ? encoder.ptr.pointee.frame_size : 1024
-        while true {
-            let available = av_audio_fifo_size(resampler.fifo)
-            if available <= 0 || (available < frameSize && !final) { return }
-            let count = min(available, frameSize)
-            let frame = try Frame()
-            frame.ptr.pointee.nb_samples = count
-            frame.ptr.pointee.format = format.sampleFormat.rawValue
-            frame.ptr.pointee.sample_rate = encoder.ptr.pointee.sample_rate
-            av_channel_layout_copy(&frame.ptr.pointee.ch_layout, &encoder.ptr.pointee.ch_layout)
-            var code = av_frame_get_buffer(frame.ptr, 0)
-            if code < 0 { throw AVFailure(.resource, operation: "av_frame_get_buffer", message: AVFailure.text(code), code: code) }
-            code = cshims_av_fifo_read(resampler.fifo, frame.ptr, count)
-            if code < 0 { throw AVFailure.output("av_audio_fifo_read", code) }
-            frame.ptr.pointee.pts = samples
-            samples += Int64(count)
-            try encode(frame.ptr)
+        try resampler.drain(into: encoder, format: format.sampleFormat, final: final, pts: &samples) { frame throws(AVFailure) in
+            try encode(frame)
         }
     }
 

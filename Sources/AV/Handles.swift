@@ -90,6 +90,32 @@ final class Resampler {
         swr_free(&swr)
         av_audio_fifo_free(fifo)
     }
+
+    /// Takes frames of the encoder's frame size out of the FIFO (with `final`, the rest too, in a shorter last
+    /// frame), numbers them from `pts` in samples, and hands each to `encode`.
+    func drain(
+        into encoder: CodecContext, format: AVSampleFormat, final: Bool, pts: inout Int64,
+        _ encode: (UnsafeMutablePointer<AVFrame>) throws(AVFailure) -> Void
+    ) throws(AVFailure) {
+        let frameSize = encoder.ptr.pointee.frame_size > 0 ? encoder.ptr.pointee.frame_size : 1024
+        while true {
+            let available = av_audio_fifo_size(fifo)
+            if available <= 0 || (available < frameSize && !final) { return }
+            let count = min(available, frameSize)
+            let frame = try Frame()
+            frame.ptr.pointee.nb_samples = count
+            frame.ptr.pointee.format = format.rawValue
+            frame.ptr.pointee.sample_rate = encoder.ptr.pointee.sample_rate
+            av_channel_layout_copy(&frame.ptr.pointee.ch_layout, &encoder.ptr.pointee.ch_layout)
+            var code = av_frame_get_buffer(frame.ptr, 0)
+            if code < 0 { throw AVFailure(.resource, operation: "av_frame_get_buffer", message: AVFailure.text(code), code: code) }
+            code = cshims_av_fifo_read(fifo, frame.ptr, count)
+            if code < 0 { throw AVFailure.output("av_audio_fifo_read", code) }
+            frame.ptr.pointee.pts = pts
+            pts += Int64(count)
+            try encode(frame.ptr)
+        }
+    }
 }
 
 /// Owns an output AVFormatContext and its file.

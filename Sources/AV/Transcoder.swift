@@ -329,23 +329,8 @@ private final class TranscodeJob {
     }
 
     func drainAudio(_ encoder: CodecContext, _ resampler: Resampler, final: Bool) throws(AVFailure) {
-        let frameSize = encoder.ptr.pointee.frame_size > 0 ? encoder.ptr.pointee.frame_size : 1024
-        while true {
-            let available = av_audio_fifo_size(resampler.fifo)
-            if available <= 0 || (available < frameSize && !final) { return }
-            let count = min(available, frameSize)
-            let frame = try Frame()
-            frame.ptr.pointee.nb_samples = count
-            frame.ptr.pointee.format = AV_SAMPLE_FMT_FLTP.rawValue
-            frame.ptr.pointee.sample_rate = encoder.ptr.pointee.sample_rate
-            av_channel_layout_copy(&frame.ptr.pointee.ch_layout, &encoder.ptr.pointee.ch_layout)
-            var code = av_frame_get_buffer(frame.ptr, 0)
-            if code < 0 { throw AVFailure(.resource, operation: "av_frame_get_buffer", message: AVFailure.text(code), code: code) }
-            code = cshims_av_fifo_read(resampler.fifo, frame.ptr, count)
-            if code < 0 { throw AVFailure.output("av_audio_fifo_read", code) }
-            frame.ptr.pointee.pts = audioSamples
-            audioSamples += Int64(count)
-            try encode(encoder.ptr, frame.ptr, streamIndex: 1)
+        try resampler.drain(into: encoder, format: AV_SAMPLE_FMT_FLTP, final: final, pts: &audioSamples) { frame throws(AVFailure) in
+            try encode(encoder.ptr, frame, streamIndex: 1)
         }
     }
 

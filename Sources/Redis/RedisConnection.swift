@@ -182,31 +182,24 @@ public final class RedisConnection {
                 replies.append(copied)
                 continue
             }
-            let n: Int
-            do throws(RedisError) { n = try socket.receive(into: input) } catch { throw broken(error.message) }
-            if redisReaderFeed(reader, input.baseAddress!.assumingMemoryBound(to: CChar.self), n) != REDIS_OK {
-                throw broken("protocol error: \(readerError())")
-            }
+            try feed(from: socket)
         }
         return replies
+    }
+
+    /// One read from the socket into hiredis' reader.
+    private func feed(from socket: RedisSocket) throws(RedisError) {
+        let n: Int
+        do throws(RedisError) { n = try socket.receive(into: input) } catch { throw broken(error.message) }
+        if redisReaderFeed(reader, input.baseAddress!.assumingMemoryBound(to: CChar.self), n) != REDIS_OK {
+            throw broken("protocol error: \(readerError())")
+        }
     }
 
     /// Sends `command` without waiting for its reply: for a subscribed connection, whose replies arrive among its
     /// messages and are read with `nextReply(within:)`.
     public func send(_ command: RedisCommand) throws(RedisError) {
-        guard let socket else { throw .connection("connection is closed") }
-        if failed { throw .connection("\(endpoint): connection is broken") }
-        output.removeAll(keepingCapacity: true)
-        guard Self.append(command, to: &output) else { throw broken("cannot encode \(command.arguments.count) arguments") }
-        let unsent: RedisError? = output.withUnsafeBytes { bytes in
-            do throws(RedisError) {
-                try socket.send(bytes)
-                return nil
-            } catch {
-                return error
-            }
-        }
-        if let unsent { throw broken(unsent.message) }
+        try send([command])
     }
 
     /// The next reply or pushed message, or `nil` when none arrives within `seconds` (the connection stays usable).
@@ -223,11 +216,7 @@ public final class RedisConnection {
             }
             let left = deadline.timeIntervalSinceNow
             guard left > 0, socket.waitReadable(left) else { return nil }
-            let n: Int
-            do throws(RedisError) { n = try socket.receive(into: input) } catch { throw broken(error.message) }
-            if redisReaderFeed(reader, input.baseAddress!.assumingMemoryBound(to: CChar.self), n) != REDIS_OK {
-                throw broken("protocol error: \(readerError())")
-            }
+            try feed(from: socket)
         }
     }
 

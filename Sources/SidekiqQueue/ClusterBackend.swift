@@ -285,25 +285,11 @@ public final class ClusterBackend: QueueBackend {
     }
 
     public func deadProcesses() async throws -> [String] {
-        let keys = keys
-        let members = try await housekeepingRedis.run { connection in
-            try connection.command("SMEMBERS", keys.conveyorProcesses).check().array ?? []
-        }
-        let others = members.compactMap(\.text)
-        guard !others.isEmpty else { return [] }
-        let alive = try await housekeepingRedis.run { connection in
-            try connection.pipeline(others.map { RedisCommand("EXISTS", keys.heartbeat($0)) })
-        }
-        return zip(others, alive).filter { $0.1.int == 0 }.map(\.0)
+        try await ProcessRegistry.deadProcesses(housekeepingRedis, keys: keys)
     }
 
     public func claim(deadProcess process: String) async throws -> Bool {
-        let lockKey = keys.reapLock(process)
-        let me = identity
-        let locked = try await housekeepingRedis.run { connection in
-            try connection.command("SET", lockKey, me, "NX", "EX", 60).check()
-        }
-        return locked.text == "OK"
+        try await ProcessRegistry.claim(process, for: identity, housekeepingRedis, keys: keys)
     }
 
     public func forget(deadProcess dead: String) async throws {
@@ -314,13 +300,7 @@ public final class ClusterBackend: QueueBackend {
             commands.append(RedisCommand("EVAL", LuaScripts.orphanJournal, 2, keys.outcomes(dead, queue: queue), keys.orphanedOutcomes(queue: queue)))
             commands.append(RedisCommand("DEL", keys.acknowledged(dead, queue: queue)))
         }
-        commands += [
-            RedisCommand("SREM", keys.conveyorProcesses, dead),
-            RedisCommand("SREM", keys.processes, dead),
-            RedisCommand("DEL", keys.process(dead)),
-            RedisCommand("DEL", keys.workers(dead)),
-            RedisCommand("DEL", keys.reapLock(dead)),
-        ]
+        commands += ProcessRegistry.forgetting(dead, keys: keys)
         let replies = try await housekeepingRedis.run { [commands] connection in try connection.pipeline(commands) }
         for reply in replies { try reply.check() }
         _ = origins.withLock { $0.removeValue(forKey: dead) }

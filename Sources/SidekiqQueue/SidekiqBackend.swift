@@ -174,25 +174,11 @@ public final class SidekiqBackend: QueueBackend {
     }
 
     public func deadProcesses() async throws -> [String] {
-        let keys = keys
-        let members = try await housekeepingRedis.run { connection in
-            try connection.command("SMEMBERS", keys.conveyorProcesses).check().array ?? []
-        }
-        let others = members.compactMap(\.text)
-        guard !others.isEmpty else { return [] }
-        let alive = try await housekeepingRedis.run { connection in
-            try connection.pipeline(others.map { RedisCommand("EXISTS", keys.heartbeat($0)) })
-        }
-        return zip(others, alive).filter { $0.1.int == 0 }.map(\.0)
+        try await ProcessRegistry.deadProcesses(housekeepingRedis, keys: keys)
     }
 
     public func claim(deadProcess process: String) async throws -> Bool {
-        let lockKey = keys.reapLock(process)
-        let me = identity
-        let locked = try await housekeepingRedis.run { connection in
-            try connection.command("SET", lockKey, me, "NX", "EX", 60).check()
-        }
-        return locked.text == "OK"
+        try await ProcessRegistry.claim(process, for: identity, housekeepingRedis, keys: keys)
     }
 
     public func forget(deadProcess dead: String) async throws {
@@ -201,13 +187,8 @@ public final class SidekiqBackend: QueueBackend {
             try connection.pipeline([
                 // Outcomes the dead process acknowledged but never stored: any result writer stores them.
                 RedisCommand("EVAL", LuaScripts.orphanJournal, 2, keys.outcomes(dead), keys.orphanedOutcomes),
-                RedisCommand("SREM", keys.conveyorProcesses, dead),
-                RedisCommand("SREM", keys.processes, dead),
-                RedisCommand("DEL", keys.process(dead)),
-                RedisCommand("DEL", keys.workers(dead)),
                 RedisCommand("DEL", keys.acknowledged(dead)),
-                RedisCommand("DEL", keys.reapLock(dead)),
-            ])
+            ] + ProcessRegistry.forgetting(dead, keys: keys))
         }
         for reply in replies { try reply.check() }
     }
