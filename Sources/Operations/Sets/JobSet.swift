@@ -218,40 +218,45 @@ public struct JobSet {
             let items = try connection.command("ZRANGEBYSCORE", set, text, text, "WITHSCORES", "LIMIT", 0, 100).check().array ?? []
             if let hit = Self.entries(items, set: tag).first(where: { $0.jid == jid }) { return hit }
         }
-        // Without a score: Redis looks for the jid's bytes in the set, newest first, 10,000 members per call (a few
-        // milliseconds each, so workers' commands interleave), and returns only the members that contain them;
-        // each candidate is then parsed here and its jid compared exactly. Nothing but candidates crosses the wire.
-        guard !jid.isEmpty else { return nil }
+        // Without a score: read the set from the newest end and look for the jid's bytes before parsing anything,
+        // so only a candidate is decoded (cheaper here than Redis matching a glob against every member).
+        let needle = Array(jid.utf8)
+        guard !needle.isEmpty else { return nil }
         var start = 0
-        let chunk = 10_000
+        let chunk = 2000
         while true {
-            let reply = try connection.command("EVAL", Self.searchScript, 1, set, start, start + chunk - 1, jid).check().array ?? []
-            guard reply.count == 2, let read = reply[0].int else { return nil }
-            let items = reply[1].array ?? []
+            let items = try connection.command("ZREVRANGE", set, start, start + chunk - 1, "WITHSCORES").check().array ?? []
             var i = 0
             while i + 1 < items.count {
-                let entry = JobSetEntry(member: items[i].bytes ?? [], score: Double(items[i + 1].text ?? "") ?? 0, set: tag)
-                if entry.jid == jid { return entry }
+                if let member = items[i].bytes, Self.contains(member, needle) {
+                    let entry = JobSetEntry(member: member, score: Double(items[i + 1].text ?? "") ?? 0, set: tag)
+                    if entry.jid == jid { return entry }
+                }
                 i += 2
             }
-            if read < chunk { return nil }
+            if items.count < chunk * 2 { return nil }
             start += chunk
         }
     }
 
-    /// KEYS[1] a sorted set; ARGV: start, stop (ZREVRANGE positions), the text to look for (plain, not a pattern).
-    /// Returns {members read, {member, score, ...} of those containing the text}.
-    static let searchScript = """
-        local items = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
-        local found = {}
-        for i = 1, #items, 2 do
-          if string.find(items[i], ARGV[3], 1, true) then
-            found[#found + 1] = items[i]
-            found[#found + 1] = items[i + 1]
-          end
-        end
-        return {#items / 2, found}
-        """
+    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard haystack.count >= needle.count, let first = needle.first else { return false }
+        return haystack.withUnsafeBufferPointer { h in
+            needle.withUnsafeBufferPointer { n in
+                var i = 0
+                let last = h.count - n.count
+                while i <= last {
+                    if h[i] == first {
+                        var j = 1
+                        while j < n.count && h[i + j] == n[j] { j += 1 }
+                        if j == n.count { return true }
+                    }
+                    i += 1
+                }
+                return false
+            }
+        }
+    }
 
     /// Entries in the set now (`ZCARD`).
     public func count() throws -> Int {
