@@ -222,36 +222,37 @@ public struct JobSet {
         // so only a candidate is decoded (cheaper here than Redis matching a glob against every member).
         let needle = Array(jid.utf8)
         guard !needle.isEmpty else { return nil }
+        // Members only (half the replies to parse); a hit's score is asked for afterwards.
         var start = 0
-        let chunk = 2000
+        let chunk = 5000
         while true {
-            let items = try connection.command("ZREVRANGE", set, start, start + chunk - 1, "WITHSCORES").check().array ?? []
-            var i = 0
-            while i + 1 < items.count {
-                if let member = items[i].bytes, Self.contains(member, needle) {
-                    let entry = JobSetEntry(member: member, score: Double(items[i + 1].text ?? "") ?? 0, set: tag)
-                    if entry.jid == jid { return entry }
-                }
-                i += 2
+            let items = try connection.command("ZREVRANGE", set, start, start + chunk - 1).check().array ?? []
+            for item in items {
+                guard let member = item.bytes, Self.contains(member, needle) else { continue }
+                let candidate = JobSetEntry(member: member, score: 0, set: tag)
+                guard candidate.jid == jid else { continue }
+                guard let score = try connection.command("ZSCORE", set, member).check().text.flatMap(Double.init) else { continue }
+                return JobSetEntry(member: member, score: score, set: tag)
             }
-            if items.count < chunk * 2 { return nil }
+            if items.count < chunk { return nil }
             start += chunk
         }
     }
 
+    /// `memchr` (vectorised) to each candidate first byte, `memcmp` for the rest: a lookup searches every member
+    /// of a large set.
     private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         guard haystack.count >= needle.count, let first = needle.first else { return false }
-        return haystack.withUnsafeBufferPointer { h in
-            needle.withUnsafeBufferPointer { n in
-                var i = 0
+        return haystack.withUnsafeBytes { h in
+            needle.withUnsafeBytes { n in
+                guard let base = h.baseAddress, let pattern = n.baseAddress else { return false }
+                var offset = 0
                 let last = h.count - n.count
-                while i <= last {
-                    if h[i] == first {
-                        var j = 1
-                        while j < n.count && h[i + j] == n[j] { j += 1 }
-                        if j == n.count { return true }
-                    }
-                    i += 1
+                while offset <= last {
+                    guard let hit = memchr(base + offset, Int32(first), last - offset + 1) else { return false }
+                    let at = base.distance(to: UnsafeRawPointer(hit))
+                    if memcmp(base + at, pattern, n.count) == 0 { return true }
+                    offset = at + 1
                 }
                 return false
             }
