@@ -1,3 +1,5 @@
+import ConveyorCore
+
 /// Just enough XML for S3's small documents (error bodies, upload ids, part lists): S3 writes them flat, without
 /// CDATA, attributes on the elements read or nesting of the same name.
 enum S3XML {
@@ -23,20 +25,7 @@ enum S3XML {
         return found
     }
 
-    static func escape(_ text: String) -> String {
-        var out = ""
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
+    static func escape(_ text: String) -> String { text.xmlEscaped }
 
     static func unescape(_ text: Substring) -> String {
         guard text.contains("&") else { return String(text) }

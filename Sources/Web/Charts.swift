@@ -1,4 +1,5 @@
 import Foundation
+import ConveyorCore
 
 /// Bar charts drawn on the server as SVG (no script, works offline): processed above the axis, failed below it,
 /// one pair of bars per bucket. Labels are the caller's own text and are escaped.
@@ -53,19 +54,5 @@ enum Charts {
 
     private static func f(_ v: Double) -> String { String(format: "%.1f", v) }
 
-    static func escape(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.count)
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    static func escape(_ s: String) -> String { s.xmlEscaped }
 }
