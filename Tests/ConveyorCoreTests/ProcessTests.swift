@@ -140,7 +140,7 @@ import SidekiqQueue
         let finishing = try await redis.client.enqueue("sleep", arguments: ["ms": 1500])
         let worker = try WorkerProcess(
             redisURL: try redisURL(), namespace: redis.namespace, arguments: ["--queues", "default", "-c", "2"], environment: environment)
-        try await eventually("the job started", timeout: .seconds(20)) { try await inflight(redis).count == 1 }
+        try await eventually("the job started", timeout: .seconds(60)) { try await inflight(redis).count == 1 }
         // The store's flush interval is a minute: only the shutdown order writes the row before exit.
         #expect(try await worker.terminate() == 0)
         let c = try PostgresConnection(url: databaseURL)
