@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Video", "Summaries"],
             exclude: ["browser"], swiftSettings: swiftSettings),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl"], swiftSettings: swiftSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

@@ -174,14 +174,15 @@ public struct ImageJobHandler: JobHandler {
         let configuration = configuration
         let pool = pool
         do {
+            let store = try configuration.store.forJob(job)
             let source = MediaInput(request.source, maxBytes: configuration.limits.maxFileBytes)
-            let result = try await configuration.store.staged([source], jid: job.jid, deadline: job.deadline) { root in
+            let result = try await store.staged([source], jid: job.jid, deadline: job.deadline) { root in
                 var helperRequest = ImageHelperRequest(
                     mediaRoot: root.path, limits: configuration.limits, request: request, fastShrinkOnLoad: fastShrinkOnLoad)
                 helperRequest.verifyLosslessCopy = verifyLosslessCopy
                 return try await pool.run(operation, helperRequest, deadline: job.deadline)
             }
-            return configuration.store.locating(result)
+            return store.locating(result)
         } catch let failure as JobFailure {
             throw failure.with(message: "jid=\(job.jid) \(failure.message)")
         }

@@ -62,7 +62,7 @@ public struct ThumbnailRequest: Sendable, Equatable {
     static let formats = "webp, jpeg, png, avif"
 
     public init(arguments: JSONObject) throws(JobFailure) {
-        try rejectUnknown(arguments, allowed: ["source", "destination", "variants"], at: "")
+        try rejectUnknown(arguments, allowed: ["source", "destination", "variants", "bucket"], at: "")
         guard let source = arguments["source"]?.stringValue else { throw .invalidArguments("source is required and must be a string key") }
         try MediaRoot.validate(source, field: "source")
         self.source = source
@@ -158,7 +158,7 @@ public struct StripMetadataRequest: Sendable, Equatable {
     public var lossless: Bool
 
     public init(arguments: JSONObject) throws(JobFailure) {
-        try rejectUnknown(arguments, allowed: ["source", "destination", "icc", "quality", "lossless"], at: "")
+        try rejectUnknown(arguments, allowed: ["source", "destination", "icc", "quality", "lossless", "bucket"], at: "")
         guard let source = arguments["source"]?.stringValue else { throw .invalidArguments("source is required and must be a string key") }
         try MediaRoot.validate(source, field: "source")
         self.source = source

@@ -8,6 +8,9 @@ extension ErrorClass {
     public static let pathOutsideMediaRoot: ErrorClass = "PathOutsideMediaRoot"
     /// An output could not be written or moved into place.
     public static let mediaWriteFailed: ErrorClass = "MediaWriteFailed"
+    /// The job's `bucket` argument names a bucket the deployment does not allow (`CONVEYOR_S3_ALLOWED_BUCKETS`), or
+    /// the store is a local root, which has no buckets: permanent.
+    public static let bucketNotAllowed: ErrorClass = "BucketNotAllowed"
     /// The source key names no object in the store (S3 `NoSuchKey`), or no regular file under the media root.
     public static let sourceNotFound: ErrorClass = "SourceNotFound"
     /// The store refused the credentials or the signature (`AccessDenied`, `InvalidAccessKeyId`, `SignatureDoesNotMatch`,

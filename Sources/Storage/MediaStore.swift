@@ -16,9 +16,27 @@ public protocol MediaStore: Sendable {
     func staged<T: Sendable>(
         _ inputs: [MediaInput], jid: String, deadline: ContinuousClock.Instant, _ body: (MediaRoot) async throws -> T
     ) async throws -> T
+
+    /// The store of another bucket, for a job that names one (`"bucket"`): only a bucket store has others, and only
+    /// those the deployment allows. Refused with `BucketNotAllowed` otherwise.
+    func bucket(_ name: String) throws(JobFailure) -> any MediaStore
 }
 
 extension MediaStore {
+    public func bucket(_ name: String) throws(JobFailure) -> any MediaStore {
+        throw .permanent(.bucketNotAllowed, "bucket \(name.debugDescription): this worker's media store (\(location)) has no buckets to choose from")
+    }
+
+    /// The store a job works on: this one, or the bucket its optional `"bucket"` argument names (as imgproxy's
+    /// allowed buckets: the deployment lists them in `CONVEYOR_S3_ALLOWED_BUCKETS`).
+    public func forJob(_ job: JobContext) throws(JobFailure) -> any MediaStore {
+        guard let value = job.arguments["bucket"] else { return self }
+        guard let name = value.stringValue, !name.isEmpty else {
+            throw .invalidArguments("\(job.jobClass) jid=\(job.jid): bucket must be a non-empty string, got \(value.typeName)")
+        }
+        do { return try bucket(name) } catch { throw error.with(message: "\(job.jobClass) jid=\(job.jid): \(error.message)") }
+    }
+
     /// A job's result as the API reads it: `"store"` names where its keys live (`file:///srv/media`,
     /// `s3://bucket/prefix`). On a store that is not the local root, the helpers' `path`s are gone with the scratch
     /// root they pointed into, so they are left out (at the top and in arrays of objects such as `variants`).

@@ -4,7 +4,8 @@ import Foundation
 /// What `CONVEYOR_MEDIA_STORE` and its companions say: unset (or `file:///path`), the local media root
 /// (`CONVEYOR_MEDIA_ROOT`); `s3://bucket[/prefix]`, that bucket, reached with the AWS variables (`S3Configuration`),
 /// jobs staged under `CONVEYOR_SCRATCH_DIR` (default `<tmp>/conveyor-scratch`), outputs uploaded with
-/// `Cache-Control: CONVEYOR_MEDIA_CACHE_CONTROL` (default `public, max-age=86400`; empty sends none).
+/// `Cache-Control: CONVEYOR_MEDIA_CACHE_CONTROL` (default `public, max-age=86400`; empty sends none), and jobs may
+/// name (`"bucket"`) the buckets `CONVEYOR_S3_ALLOWED_BUCKETS` lists (comma-separated; default none).
 public struct MediaStoreSettings: Sendable {
     public enum Kind: Sendable {
         case local(MediaRoot)
@@ -15,6 +16,8 @@ public struct MediaStoreSettings: Sendable {
     /// Where an object store's jobs are staged (also the folder the helpers' sandbox may write); absolute.
     public var scratch: String
     public var cacheControl: String?
+    /// Buckets besides the store's own that a job's `bucket` argument may name.
+    public var allowedBuckets: Set<String> = []
 
     public init(environment: [String: String]) throws(JobFailure) {
         let configured = environment["CONVEYOR_MEDIA_STORE"].flatMap { $0.isEmpty ? nil : $0 }
@@ -29,6 +32,16 @@ public struct MediaStoreSettings: Sendable {
                 throw .permanent(.invalidConfiguration, "CONVEYOR_MEDIA_CACHE_CONTROL must be printable ASCII")
             }
             cacheControl = value
+        }
+        let allowed = (environment["CONVEYOR_S3_ALLOWED_BUCKETS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        for name in allowed where !name.isEmpty {
+            if let problem = S3Location.bucketNameProblem(name) {
+                throw .permanent(.invalidConfiguration, "CONVEYOR_S3_ALLOWED_BUCKETS: bucket name \(name.debugDescription) \(problem)")
+            }
+            allowedBuckets.insert(name)
+        }
+        if !allowedBuckets.isEmpty, configured?.hasPrefix("s3://") != true {
+            throw .permanent(.invalidConfiguration, "CONVEYOR_S3_ALLOWED_BUCKETS needs a bucket store (CONVEYOR_MEDIA_STORE=s3://bucket)")
         }
         guard let configured else {
             kind = .local(try MediaRoot(environment: environment))
@@ -56,7 +69,8 @@ public struct MediaStoreSettings: Sendable {
             var onRequest: (@Sendable (S3RequestEvent) -> Void)?
             if let metrics { onRequest = { event in metrics.record(event) } }
             let client = S3Client(try S3Configuration(environment: environment), onRequest: onRequest)
-            return try S3MediaStore(client: client, location: location, scratch: scratch, cacheControl: cacheControl)
+            return try S3MediaStore(
+                client: client, location: location, scratch: scratch, cacheControl: cacheControl, allowedBuckets: allowedBuckets)
         }
     }
 

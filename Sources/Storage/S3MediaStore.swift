@@ -6,6 +6,8 @@ import Synchronization
 /// private scratch root on this machine (bounded by the job's size limits while streaming), its helpers work
 /// there as on a local root, and what they wrote is uploaded under the same keys, then the scratch root goes.
 /// Keys keep the local root's rules (relative, no `..`); the object key is the prefix, a slash, and the key.
+/// A job may name another bucket (`"bucket"`) when the deployment allows it: that bucket's store shares this one's
+/// client and scratch folder, and its keys are object keys (no prefix).
 public final class S3MediaStore: MediaStore {
     public let client: S3Client
     public let bucket: String
@@ -14,21 +16,43 @@ public final class S3MediaStore: MediaStore {
     public let scratch: String
     /// `Cache-Control` of every uploaded output (CONVEYOR_MEDIA_CACHE_CONTROL); nil sends none.
     public let cacheControl: String?
-    public var location: String { "s3://" + bucket + (prefix.isEmpty ? "" : "/" + prefix) }
+    /// Buckets other than this one that a job may name (CONVEYOR_S3_ALLOWED_BUCKETS).
+    public let allowedBuckets: Set<String>
+    /// The deployment's store and the stores of its other buckets: a nested `staged` call of any of them joins the
+    /// job's staged root, whichever bucket that root came from.
+    fileprivate let family: Family
+    fileprivate final class Family: Sendable {}
+
+    /// `s3://bucket/prefix`; inside a staged job, the location of the job's bucket (a nested step, such as
+    /// `media.ingest`'s thumbnails, reports where its outputs really go).
+    public var location: String {
+        if let active = Self.active, active.family === family { return active.location }
+        return Self.describe(bucket, prefix)
+    }
+
+    static func describe(_ bucket: String, _ prefix: String) -> String { "s3://" + bucket + (prefix.isEmpty ? "" : "/" + prefix) }
 
     /// The staged root of the job this task runs, shared by nested `staged` calls.
     @TaskLocal static var active: Staging?
 
     final class Staging: Sendable {
-        let store: ObjectIdentifier
+        fileprivate let family: Family
         let root: MediaRoot
+        /// Where the inputs come from and the outputs go: the bucket of the job's outermost call.
+        let bucket: String
+        let prefix: String
+        var location: String { S3MediaStore.describe(bucket, prefix) }
         /// Inputs fetched, with what they looked like then: an input a job rewrote in place is an output too.
         let inputs = Mutex<[String: FileStamp]>([:])
 
-        init(store: ObjectIdentifier, root: MediaRoot) {
-            self.store = store
+        fileprivate init(family: Family, root: MediaRoot, bucket: String, prefix: String) {
+            self.family = family
             self.root = root
+            self.bucket = bucket
+            self.prefix = prefix
         }
+
+        func objectKey(_ key: String) -> String { prefix.isEmpty ? key : prefix + "/" + key }
     }
 
     struct FileStamp: Equatable, Sendable {
@@ -46,11 +70,16 @@ public final class S3MediaStore: MediaStore {
     }
 
     /// - Parameter scratch: created (0700) when missing; scratch roots a dead process left there are removed.
-    public init(client: S3Client, location: S3Location, scratch: String, cacheControl: String? = nil) throws(JobFailure) {
+    /// - Parameter allowedBuckets: the other buckets jobs may name.
+    public init(
+        client: S3Client, location: S3Location, scratch: String, cacheControl: String? = nil, allowedBuckets: Set<String> = []
+    ) throws(JobFailure) {
         self.client = client
         self.bucket = location.bucket
         self.prefix = location.prefix
         self.cacheControl = cacheControl
+        self.allowedBuckets = allowedBuckets
+        self.family = Family()
         let absolute = scratch.hasPrefix("/") ? scratch : FileManager.default.currentDirectoryPath + "/" + scratch
         do {
             try FileManager.default.createDirectory(atPath: absolute, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -61,13 +90,34 @@ public final class S3MediaStore: MediaStore {
         Self.removeStale(in: absolute)
     }
 
+    /// Another bucket's store in the same family (no stale-scratch sweep: this process's jobs are using it).
+    private init(sibling: S3MediaStore, bucket: String) {
+        client = sibling.client
+        self.bucket = bucket
+        prefix = ""
+        scratch = sibling.scratch
+        cacheControl = sibling.cacheControl
+        allowedBuckets = sibling.allowedBuckets
+        family = sibling.family
+    }
+
+    public func bucket(_ name: String) throws(JobFailure) -> any MediaStore {
+        if name == bucket { return self }
+        guard allowedBuckets.contains(name) else {
+            let allowed = allowedBuckets.isEmpty ? "none (CONVEYOR_S3_ALLOWED_BUCKETS is empty)" : allowedBuckets.sorted().joined(separator: ", ")
+            throw .permanent(
+                .bucketNotAllowed, "bucket \(name.debugDescription) is not this deployment's (\(bucket)) nor one it allows: \(allowed)")
+        }
+        return S3MediaStore(sibling: self, bucket: name)
+    }
+
     /// The object key of a media key.
     public func objectKey(_ key: String) -> String { prefix.isEmpty ? key : prefix + "/" + key }
 
     public func staged<T: Sendable>(
         _ inputs: [MediaInput], jid: String, deadline: ContinuousClock.Instant, _ body: (MediaRoot) async throws -> T
     ) async throws -> T {
-        if let active = Self.active, active.store == ObjectIdentifier(self) {
+        if let active = Self.active, active.family === family {
             try await fetch(inputs, into: active, deadline: deadline)
             return try await body(active.root)
         }
@@ -77,7 +127,7 @@ public final class S3MediaStore: MediaStore {
             throw JobFailure.transient(.mediaWriteFailed, "cannot create a scratch root under \(scratch): \(String(cString: strerror(errno)))")
         }
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let staging = Staging(store: ObjectIdentifier(self), root: try MediaRoot(directory, create: false))
+        let staging = Staging(family: family, root: try MediaRoot(directory, create: false), bucket: bucket, prefix: prefix)
         return try await Self.$active.withValue(staging) {
             try await fetch(inputs, into: staging, deadline: deadline)
             let result = try await body(staging.root)
@@ -94,7 +144,7 @@ public final class S3MediaStore: MediaStore {
             // Written by an earlier step of the same job (media.ingest's cover picture before its thumbnails): it is
             // read where it is and published with the other outputs, not fetched from the bucket.
             if FileManager.default.fileExists(atPath: path) { continue }
-            _ = try await client.get(bucket: bucket, key: objectKey(input.key), to: path, maxBytes: input.maxBytes, deadline: deadline)
+            _ = try await client.get(bucket: staging.bucket, key: staging.objectKey(input.key), to: path, maxBytes: input.maxBytes, deadline: deadline)
             let stamp = FileStamp(path)
             staging.inputs.withLock { $0[input.key] = stamp }
         }
@@ -120,7 +170,7 @@ public final class S3MediaStore: MediaStore {
         }
         for key in outputs.sorted() {
             try await client.put(
-                bucket: bucket, key: objectKey(key), from: root + "/" + key, contentType: Self.contentType(of: key),
+                bucket: staging.bucket, key: staging.objectKey(key), from: root + "/" + key, contentType: Self.contentType(of: key),
                 cacheControl: cacheControl, deadline: deadline)
         }
     }

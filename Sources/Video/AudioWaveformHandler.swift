@@ -30,14 +30,15 @@ public struct AudioWaveformHandler: JobHandler {
     }
 
     public func perform(_ job: JobContext) async throws -> JSONValue {
-        try VideoArguments.check(job, allowed: ["source", "output", "pixels_per_second", "samples_per_pixel", "bits", "channels", "image"])
+        try VideoArguments.check(job, allowed: ["source", "output", "pixels_per_second", "samples_per_pixel", "bits", "channels", "image", "bucket"])
         let source = try job.string("source")
+        let store = try store.forJob(job)
         let spec = try Self.spec(job, source: source)
         let input = MediaInput(source, maxBytes: configuration.maxSourceBytes)
         let result = try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
             try await generate(job, root: root, source: source, spec: spec)
         }
-        return .object(result)
+        return store.locating(.object(result))
     }
 
     static func spec(_ job: JobContext, source: String) throws(JobFailure) -> Spec {
@@ -148,8 +149,9 @@ public struct AudioTranscodeHandler: JobHandler {
     }
 
     public func perform(_ job: JobContext) async throws -> JSONValue {
-        try VideoArguments.check(job, allowed: ["source", "output", "format"])
+        try VideoArguments.check(job, allowed: ["source", "output", "format", "bucket"])
         let source = try job.string("source")
+        let store = try store.forJob(job)
         let formatName = try job.optionalString("format") ?? "m4a"
         guard let format = AudioFormat(rawValue: formatName) else {
             throw JobFailure.invalidArguments("\(job.jobClass): format must be m4a, mp3 or opus, got \(formatName)")
@@ -159,7 +161,7 @@ public struct AudioTranscodeHandler: JobHandler {
         let result = try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
             try await transcode(job, root: root, source: source, output: output, format: format, cover: nil)
         }
-        return .object(result)
+        return store.locating(.object(result))
     }
 
     static func defaultOutput(_ source: String, format: AudioFormat) -> String {

@@ -85,7 +85,9 @@ public struct IngestHandler: JobHandler {
     }
 
     public func perform(_ job: JobContext) async throws -> JSONValue {
-        try VideoArguments.check(job, allowed: ["upload_id", "source"])
+        try VideoArguments.check(job, allowed: ["upload_id", "source", "bucket"])
+        // The job's bucket, when it names one; the steps below join its staged root, so they read and write there too.
+        let store = try store.forJob(job)
         let uploadID = try job.string("upload_id")
         guard !uploadID.isEmpty, uploadID.utf8.count <= 200 else {
             throw JobFailure.invalidArguments("\(job.jobClass): upload_id must be 1 to 200 bytes")
@@ -94,7 +96,7 @@ public struct IngestHandler: JobHandler {
         // The video limit, the larger one: an image step checks its own limit again on the staged file.
         let input = MediaInput(source, maxBytes: probe.configuration.maxSourceBytes)
         let row = try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in
-            try await ingest(job, uploadID: uploadID, source: source, root: root)
+            try await ingest(job, uploadID: uploadID, source: source, root: root, location: store.location)
         }
         // Ready only once the store has published the variants: the API may fetch them the moment it reads the row.
         try await recorder?.record(uploadID: uploadID, jid: job.jid, row: row)
@@ -102,7 +104,7 @@ public struct IngestHandler: JobHandler {
     }
 
     /// The upload's row; a permanent failure is recorded as a `failed` row here, before it is thrown.
-    private func ingest(_ job: JobContext, uploadID: String, source: String, root: MediaRoot) async throws -> JSONObject {
+    private func ingest(_ job: JobContext, uploadID: String, source: String, root: MediaRoot, location: String) async throws -> JSONObject {
         let path: String
         do { path = try root.source(source) } catch { throw error.about(job) }
         let kind = try Self.sniff(path, job: job, source: source)
@@ -111,7 +113,7 @@ public struct IngestHandler: JobHandler {
         row["upload_id"] = JSONValue(uploadID)
         row["source"] = JSONValue(source)
         row["detected_type"] = JSONValue(kind.rawValue)
-        row["store"] = JSONValue(store.location)
+        row["store"] = JSONValue(location)
         do {
             switch kind.family {
             case "video":

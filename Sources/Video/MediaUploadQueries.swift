@@ -21,6 +21,8 @@ public struct MediaUploadRecord: Sendable {
     public var jid: String
     public var createdAt: Double?
     public var updatedAt: Double?
+    /// Where the keys live (`s3://bucket/prefix`, `file:///srv/media`), as the job's result said.
+    public var store: String?
 
     /// Every media key the row names (variants and poster): the only keys a viewer of this upload may fetch.
     public var mediaKeys: [String] {
@@ -39,7 +41,7 @@ public enum MediaUploadQueries {
             """
             SELECT upload_id, status, kind, detected_type, source, width, height, duration, variants::text, poster::text,
                    probe::text, error_class, error_message, jid, extract(epoch FROM created_at)::float8,
-                   extract(epoch FROM updated_at)::float8
+                   extract(epoch FROM updated_at)::float8, details->>'store'
               FROM conveyor.media_uploads WHERE upload_id = $1
             """, [uploadID])
         guard let r = rows.rows.first else { return nil }
@@ -49,6 +51,6 @@ public enum MediaUploadQueries {
             width: r[5].flatMap { Int($0) }, height: r[6].flatMap { Int($0) }, duration: r[7].flatMap { Double($0) },
             variants: json(8)?.arrayValue ?? [], poster: json(9).flatMap { $0.isNull ? nil : $0 }, probe: json(10),
             errorClass: r[11], errorMessage: r[12], jid: r[13] ?? "", createdAt: r[14].flatMap { Double($0) },
-            updatedAt: r[15].flatMap { Double($0) })
+            updatedAt: r[15].flatMap { Double($0) }, store: r[16])
     }
 }

@@ -25,8 +25,9 @@ public struct ProbeHandler: JobHandler {
     }
 
     public func perform(_ job: JobContext) async throws -> JSONValue {
-        try VideoArguments.check(job, allowed: ["source"])
+        try VideoArguments.check(job, allowed: ["source", "bucket"])
         let source = try job.string("source")
+        let store = try store.forJob(job)
         let configuration = configuration
         let pool = pool
         var result: JSONValue

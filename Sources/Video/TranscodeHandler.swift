@@ -41,8 +41,9 @@ public struct TranscodeHandler: JobHandler {
     }
 
     public func perform(_ job: JobContext) async throws -> JSONValue {
-        try VideoArguments.check(job, allowed: ["source", "profile", "output", "poster"])
+        try VideoArguments.check(job, allowed: ["source", "profile", "output", "poster", "bucket"])
         let sourceKey = try job.string("source")
+        let store = try store.forJob(job)
         let source = sourceKey
         let profileName = try job.optionalString("profile") ?? "1080p"
         guard let profile = configuration.profile(named: profileName) else {

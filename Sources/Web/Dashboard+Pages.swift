@@ -409,11 +409,19 @@ extension Dashboard {
 
     /// One variant or poster of an upload, only if the upload's row names that key (no other file can be read).
     func media(_ request: WebRequest) async throws -> WebResponse {
-        guard let id = request.parameter("upload"), let key = request.parameter("key"), let type = Self.imageType(key), let store = mediaStore else {
+        guard let id = request.parameter("upload"), let key = request.parameter("key"), let type = Self.imageType(key), let deployment = mediaStore else {
             throw WebFailure.notFound
         }
         guard let row = try await postgres({ try MediaUploadQueries.byID(id, on: $0) }), let row, row.mediaKeys.contains(key) else {
             throw WebFailure.notFound
+        }
+        // An upload in a bucket its job named: read from there, if this deployment still allows that bucket.
+        var store = deployment
+        if let location = row.store, location.hasPrefix("s3://"), location != deployment.location {
+            guard let other = try? S3Location(parsing: location), other.prefix.isEmpty, let named = try? deployment.bucket(other.bucket) else {
+                throw WebFailure.notFound
+            }
+            store = named
         }
         let bytes = try await store.staged([MediaInput(key, field: "variant", maxBytes: 32 << 20)], jid: "web-\(id)", deadline: .now + .seconds(30)) { root in
             let path = try root.source(key, field: "variant")

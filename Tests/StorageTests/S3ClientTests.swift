@@ -10,6 +10,11 @@ import Testing
 @Suite(.enabled(if: S3TestServer.endpoint != nil, "needs CONVEYOR_TEST_S3_ENDPOINT (scripts/services.sh start)"))
 struct S3ClientTests {
     static let bucket = "conveyor-storage-tests"
+    /// The shared bucket, created once: SeaweedFS answers one of two concurrent creations of the same bucket with
+    /// `NoSuchBucket`, so the parallel tests must not each create it.
+    static let bucketCreated = Task {
+        try await S3Client(S3TestServer.configuration()).createBucket(bucket, deadline: .now + .seconds(20))
+    }
 
     let scratch: String
     let prefix = "tests/\(UUID().uuidString.lowercased())"
@@ -22,9 +27,8 @@ struct S3ClientTests {
     func client(_ configuration: S3Configuration = S3TestServer.configuration(), events: Events? = nil) async throws -> S3Client {
         var onRequest: (@Sendable (S3RequestEvent) -> Void)?
         if let events { onRequest = { events.record($0) } }
-        let client = S3Client(configuration, onRequest: onRequest)
-        try await client.createBucket(Self.bucket, deadline: .now + .seconds(20))
-        return client
+        try await Self.bucketCreated.value
+        return S3Client(configuration, onRequest: onRequest)
     }
 
     var deadline: ContinuousClock.Instant { .now + .seconds(60) }

@@ -17,13 +17,19 @@ import Testing
 @Suite(.enabled(if: S3Media.endpoint != nil, "needs CONVEYOR_TEST_S3_ENDPOINT (scripts/services.sh start)"))
 struct S3MediaTests {
     /// A bucket of its own, a scratch folder inside the fixture's directory (the helpers' writable path).
-    func store(_ fixture: MediaFixture, endpoint: String? = nil, secret: String? = nil) async throws -> S3MediaStore {
+    func store(
+        _ fixture: MediaFixture, endpoint: String? = nil, secret: String? = nil, allowing: Set<String> = [],
+        requests: RequestLog? = nil
+    ) async throws -> S3MediaStore {
         let bucket = "media-" + UUID().uuidString.prefix(13).lowercased()
         let admin = S3Media.admin
         try await admin.createBucket(bucket, deadline: .now + .seconds(10))
-        let client = S3Client(S3Media.configuration(secret: secret, endpoint: endpoint))
+        var onRequest: (@Sendable (S3RequestEvent) -> Void)?
+        if let requests { onRequest = { event in requests.events.withLock { $0.append(event) } } }
+        let client = S3Client(S3Media.configuration(secret: secret, endpoint: endpoint), onRequest: onRequest)
         return try S3MediaStore(
-            client: client, location: S3Location(bucket: bucket), scratch: fixture.directory + "/scratch", cacheControl: "public, max-age=60")
+            client: client, location: S3Location(bucket: bucket), scratch: fixture.directory + "/scratch", cacheControl: "public, max-age=60",
+            allowedBuckets: allowing)
     }
 
     func put(_ store: S3MediaStore, _ fixture: MediaFixture, _ key: String, type: String = "application/octet-stream") async throws {
@@ -168,6 +174,75 @@ struct S3MediaTests {
         #expect(scratchIsEmpty(store))
     }
 
+    /// A job naming an allowed bucket (`"bucket"`) reads its upload there and publishes every output there, the
+    /// nested steps of `media.ingest` (waveform, web audio, cover art through the image pipeline) included; a bucket
+    /// the deployment does not list is refused before any request.
+    @Test func aJobsOwnBucketIsReadAndWrittenWhenAllowed() async throws {
+        let fixture = try MediaFixture()
+        let tenant = "tenant-" + UUID().uuidString.prefix(12).lowercased()
+        try await S3Media.admin.createBucket(tenant, deadline: .now + .seconds(10))
+        let requests = RequestLog()
+        let store = try await store(fixture, allowing: [tenant], requests: requests)
+        func inTenant(_ key: String) async throws -> S3ObjectInfo? {
+            try await S3Media.admin.head(bucket: tenant, key: key, deadline: .now + .seconds(10))
+        }
+        try await AudioIngestTests.songWithCover(fixture, key: "voice/song.mp3")
+        try FileManager.default.createDirectory(atPath: fixture.path("uploads"), withIntermediateDirectories: true)
+        _ = try await runAsync("/usr/bin/convert", ["-size", "400x300", "gradient:red-blue", fixture.path("uploads/photo.jpg")])
+        for (key, type) in [("voice/song.mp3", "audio/mpeg"), ("uploads/photo.jpg", "image/jpeg")] {
+            try await S3Media.admin.put(
+                bucket: tenant, key: key, from: fixture.path(key), contentType: type, cacheControl: nil, deadline: .now + .seconds(20))
+            try FileManager.default.removeItem(atPath: fixture.path(key))
+        }
+        var configuration = VideoConfiguration()
+        configuration.helperPool.executable = conveyorBinary()
+        configuration.helperPool.size = 1
+        configuration.helperPool.limits.writablePaths = [store.scratch]
+        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        defer { pool.shutdown() }
+        let (imageConfiguration, imagePool) = try images(fixture, store: store)
+        defer { imagePool.shutdown() }
+        let recorder = RowRecorder()
+        let ingest = IngestHandler(
+            store: store, probe: ProbeHandler(store: store, configuration: configuration, pool: pool),
+            transcode: TranscodeHandler(store: store, configuration: configuration, pool: pool),
+            images: IngestHandler.imagePipeline(configuration: imageConfiguration, pool: imagePool), recorder: recorder)
+
+        let row = try await ingest.perform(fixture.job("media.ingest", ["upload_id": "t-1", "source": "voice/song.mp3", "bucket": .string(tenant)]))
+        #expect(row["status"] == "ready", "\(row.text)")
+        #expect(row["store"] == JSONValue.string("s3://" + tenant))
+        #expect(recorder.rows.withLock { $0["t-1"]?["store"] } == JSONValue.string("s3://" + tenant))
+        #expect(try await inTenant("voice/song.web.m4a")?.contentType == "audio/mp4")
+        #expect(try await inTenant("voice/song.waveform.dat") != nil)
+        let poster = try #require(row["poster"]?.stringValue)
+        #expect(try await inTenant(poster) != nil, "the cover art's variants went to the job's bucket")
+        #expect(try await head(store, "voice/song.web.m4a") == nil, "nothing went to the deployment's bucket")
+        #expect(try await head(store, poster) == nil)
+
+        let strip = ImageJobHandler(kind: .stripMetadata, configuration: imageConfiguration, pool: imagePool)
+        let clean = try await strip.perform(fixture.job("image.strip_metadata", ["source": "uploads/photo.jpg", "bucket": .string(tenant)]))
+        #expect(clean["store"] == JSONValue.string("s3://" + tenant))
+        #expect(try await inTenant("uploads/photo.clean.jpg")?.contentType == "image/jpeg")
+        // Without the argument the job reads the deployment's bucket, where the upload is not.
+        await #expect(throws: JobFailure.self) { _ = try await strip.perform(fixture.job("image.strip_metadata", ["source": "uploads/photo.jpg"])) }
+
+        let before = requests.events.withLock { $0.count }
+        for handler in [strip as any JobHandler, ingest] {
+            let arguments: JSONValue = ["upload_id": "t-2", "source": "uploads/photo.jpg", "bucket": "someone-elses-bucket"]
+            var object = arguments.objectValue!
+            if handler is ImageJobHandler { object["upload_id"] = nil }
+            do {
+                _ = try await handler.perform(fixture.job("any", .object(object)))
+                Issue.record("a bucket outside the allow-list was used")
+            } catch let failure as JobFailure {
+                #expect(failure.errorClass == "BucketNotAllowed" && failure.isPermanent, "\(failure)")
+            }
+        }
+        #expect(requests.events.withLock { $0.count } == before, "a refused bucket is never asked")
+        #expect(recorder.rows.withLock { $0["t-2"] } == nil)
+        #expect(scratchIsEmpty(store))
+    }
+
     @Test func missingOversizedAndRefusedObjectsFailWithTheirClasses() async throws {
         let fixture = try MediaFixture()
         let store = try await store(fixture)
@@ -265,6 +340,11 @@ struct S3MediaTests {
     }
 }
 
+/// The requests a store's client made.
+final class RequestLog: Sendable {
+    let events = Mutex<[S3RequestEvent]>([])
+}
+
 /// The SeaweedFS of scripts/services.sh, from the test-only variables it exports.
 enum S3Media {
     static let environment = ProcessInfo.processInfo.environment
@@ -317,22 +397,28 @@ struct S3WorkerTests {
     @Test func aWorkerIngestsAnUploadFromTheBucket() async throws {
         let fixture = try MediaFixture()
         let bucket = "worker-" + UUID().uuidString.prefix(12).lowercased()
+        // A bucket a job names, which the deployment allows.
+        let tenant = "tenant-" + UUID().uuidString.prefix(12).lowercased()
         let client = S3Media.admin
-        try await client.createBucket(bucket, deadline: .now + .seconds(10))
         try FileManager.default.createDirectory(atPath: fixture.path("uploads"), withIntermediateDirectories: true)
         _ = try await runAsync("/usr/bin/convert", ["-size", "640x480", "plasma:", fixture.path("uploads/e2e.jpg")])
         _ = try await runAsync("/usr/bin/exiftool", ["-overwrite_original", "-GPSLatitude=48.85", "-GPSLatitudeRef=N", fixture.path("uploads/e2e.jpg")])
-        try await client.put(
-            bucket: bucket, key: "uploads/e2e.jpg", from: fixture.path("uploads/e2e.jpg"), contentType: "image/jpeg", cacheControl: nil,
-            deadline: .now + .seconds(20))
+        for name in [bucket, tenant] {
+            try await client.createBucket(name, deadline: .now + .seconds(10))
+            try await client.put(
+                bucket: name, key: "uploads/e2e.jpg", from: fixture.path("uploads/e2e.jpg"), contentType: "image/jpeg", cacheControl: nil,
+                deadline: .now + .seconds(20))
+        }
 
         let environment = S3Media.environment
+        // The table the rows are polled from exists before the first job writes it.
+        _ = try await runAsync(conveyorBinary(), ["migrate", "--database-url", environment["DATABASE_URL"]!])
         let namespace = "s3w-" + UUID().uuidString.prefix(8).lowercased()
         let worker = Process()
         worker.executableURL = URL(fileURLWithPath: conveyorBinary())
         worker.arguments = ["worker", "--namespace", namespace, "--queues", "media", "-c", "2"]
         worker.environment = environment.merging([
-            "CONVEYOR_MEDIA_STORE": "s3://\(bucket)", "AWS_ENDPOINT_URL_S3": S3Media.endpoint!, "AWS_REGION": "us-east-1",
+            "CONVEYOR_MEDIA_STORE": "s3://\(bucket)", "CONVEYOR_S3_ALLOWED_BUCKETS": tenant, "AWS_ENDPOINT_URL_S3": S3Media.endpoint!, "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": environment["CONVEYOR_TEST_S3_ACCESS_KEY"] ?? "",
             "AWS_SECRET_ACCESS_KEY": environment["CONVEYOR_TEST_S3_SECRET_KEY"] ?? "",
             "CONVEYOR_SCRATCH_DIR": fixture.directory + "/scratch", "CONVEYOR_MAIL_OUTBOX": fixture.directory + "/outbox",
@@ -350,20 +436,27 @@ struct S3WorkerTests {
         let redis = RedisThread(try RedisEndpoint(url: environment["REDIS_URL"]!), name: "s3-worker-test")
         defer { redis.stop() }
         let upload = "up-" + UUID().uuidString.prefix(8).lowercased()
-        try await JobClient(redis: redis, keys: QueueKeys(namespace: namespace))
-            .enqueue("media.ingest", arguments: ["upload_id": .string(upload), "source": "uploads/e2e.jpg"], queue: "media")
+        let jobs = JobClient(redis: redis, keys: QueueKeys(namespace: namespace))
+        try await jobs.enqueue("media.ingest", arguments: ["upload_id": .string(upload), "source": "uploads/e2e.jpg"], queue: "media")
+        try await jobs.enqueue(
+            "media.ingest", arguments: ["upload_id": .string(upload + "-t"), "source": "uploads/e2e.jpg", "bucket": .string(tenant)], queue: "media")
 
         let database = try PostgresConnection(url: environment["DATABASE_URL"]!)
-        let deadline = ContinuousClock.now + .seconds(60)
-        var row: [String?] = []
-        while ContinuousClock.now < deadline {
-            let result = try database.query(
-                "SELECT status, details->>'store', details->>'clean' FROM conveyor.media_uploads WHERE upload_id = $1", [upload])
-            if let first = result.rows.first { row = first; break }
-            try await Task.sleep(for: .milliseconds(100))
+        func row(_ id: String) async throws -> [String?] {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                let result = try database.query(
+                    "SELECT status, details->>'store', details->>'clean' FROM conveyor.media_uploads WHERE upload_id = $1", [id])
+                if let first = result.rows.first { return first }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return []
         }
-        #expect(row == ["ready", "s3://\(bucket)", "uploads/e2e.clean.jpg"], "no ready row for the upload")
-        #expect(try await client.head(bucket: bucket, key: "uploads/e2e.clean.jpg", deadline: .now + .seconds(10))?.contentType == "image/jpeg")
+        #expect(try await row(upload) == ["ready", "s3://\(bucket)", "uploads/e2e.clean.jpg"], "no ready row for the upload")
+        #expect(try await row(upload + "-t") == ["ready", "s3://\(tenant)", "uploads/e2e.clean.jpg"], "no ready row for the tenant's upload")
+        for name in [bucket, tenant] {
+            #expect(try await client.head(bucket: name, key: "uploads/e2e.clean.jpg", deadline: .now + .seconds(10))?.contentType == "image/jpeg")
+        }
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: fixture.directory + "/scratch")) ?? []).isEmpty)
     }
 }

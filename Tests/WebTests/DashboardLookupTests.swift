@@ -56,6 +56,17 @@ struct DashboardLookupTests {
         #expect(image.status == 200 && image.header("Content-Type") == "image/png" && Data(image.body) == png)
         #expect(await s.get("/media?upload=\(FormCoding.encode(id))&key=uploads%2Fother.png").status == 404)
         #expect(await s.get("/media?upload=\(FormCoding.encode(id))&key=..%2F..%2Fetc%2Fpasswd").status == 404)
+
+        // A row whose job named a bucket is read from that bucket only: this local root has none, and serves nothing
+        // of its own under that row's keys.
+        let elsewhere = TestEnv.unique("upload")
+        _ = try db.query(
+            """
+            INSERT INTO conveyor.media_uploads (upload_id, status, kind, detected_type, source, width, height, variants, jid, details)
+            VALUES ($1, 'ready', 'image', 'png', 'uploads/u1.png', 1, 1, '[{"key":"uploads/u1.320.png","width":320}]', 'dddddddddddddddddddddddd',
+                    '{"store": "s3://tenant-bucket"}')
+            """, [elsewhere])
+        #expect(await s.get("/media?upload=\(FormCoding.encode(elsewhere))&key=uploads%2Fu1.320.png").status == 404)
     }
 
     @Test func aPostsSummaryShowsProviderAndWhetherItWasDegraded() async throws {
