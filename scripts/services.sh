@@ -14,7 +14,8 @@
 # CONVEYOR_SENTINEL_TLS_PORT (+ 8): a TLS-only master, and on the next port one TLS sentinel with a password.
 # A Redis Cluster of three masters and three replicas on CONVEYOR_REDIS_CLUSTER_PORT (Redis port + 10) and the next
 # five ports (bus ports + 10000), made afresh on every start too (its tests kill a master and move slots):
-# CONVEYOR_TEST_REDIS_CLUSTER_URL.
+# CONVEYOR_TEST_REDIS_CLUSTER_URL. A second, TLS-only cluster of three masters (cluster bus over TLS too) on
+# CONVEYOR_REDIS_TLS_CLUSTER_PORT (Redis port + 16) and the next two: CONVEYOR_TEST_REDIS_TLS_CLUSTER_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -29,6 +30,7 @@ SENTINEL_TLS_PORT=${CONVEYOR_SENTINEL_TLS_PORT:-$((REDIS_PORT + 8))}
 # The TLS sentinel's own password (a throwaway test server's).
 SENTINEL_TLS_PASSWORD=conveyor-sentinel-secret
 CLUSTER_PORT=${CONVEYOR_REDIS_CLUSTER_PORT:-$((REDIS_PORT + 10))}
+TLS_CLUSTER_PORT=${CONVEYOR_REDIS_TLS_CLUSTER_PORT:-$((REDIS_PORT + 16))}
 # The identity SeaweedFS knows: a local test server's, never a real account's.
 S3_ACCESS_KEY=conveyor-test
 S3_SECRET_KEY=conveyor-test-secret
@@ -261,6 +263,36 @@ start_cluster() {
   echo "export CONVEYOR_TEST_REDIS_CLUSTER_URL='redis+cluster://${urls[*]}'"
 }
 
+# Three TLS-only masters (no plaintext port; the cluster bus speaks TLS too), made after start_cluster, whose
+# folder they share (and so its stop).
+start_cluster_tls() {
+  local dir="$RUN/cluster" certs="$RUN/redis-tls" p i nodes=()
+  local tls=(--tls-cert-file "$certs/server.crt" --tls-key-file "$certs/server.key" --tls-ca-cert-file "$certs/ca.crt")
+  ((TLS_CLUSTER_PORT + 2 + 10000 <= 65535)) || { echo "services: CONVEYOR_REDIS_TLS_CLUSTER_PORT=$TLS_CLUSTER_PORT is too high (bus ports add 10000)" >&2; exit 1; }
+  for i in 0 1 2; do
+    p=$((TLS_CLUSTER_PORT + i))
+    RUN="$dir" start_redis_server "tls-node$i" --port 0 --tls-port "$p" "${tls[@]}" --tls-auth-clients no --tls-cluster yes \
+      --cluster-enabled yes --cluster-config-file "$dir/tls-node$i/nodes.conf" --cluster-node-timeout 1000
+    nodes+=("127.0.0.1:$p")
+  done
+  for i in 0 1 2; do wait_tls $((TLS_CLUSTER_PORT + i)) "$dir/tls-node$i/redis.log"; done
+  local cli=(redis-cli --tls --cacert "$certs/ca.crt")
+  "${cli[@]}" --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/tls-create.log" 2>&1 \
+    || { echo "services: redis-cli --cluster create (TLS) failed, see $dir/tls-create.log" >&2; exit 1; }
+  local ok
+  for _ in $(seq 1 200); do
+    ok=1
+    for i in 0 1 2; do
+      "${cli[@]}" -p $((TLS_CLUSTER_PORT + i)) cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
+    done
+    [ "$ok" = 1 ] && break
+    sleep 0.1
+  done
+  [ "$ok" = 1 ] || { echo "services: the TLS test cluster did not come up, see $dir/tls-node*/redis.log" >&2; exit 1; }
+  local IFS=,
+  echo "export CONVEYOR_TEST_REDIS_TLS_CLUSTER_URL='rediss+cluster://${nodes[*]}'"
+}
+
 start_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then echo "export DATABASE_URL='$DATABASE_URL'"; return; fi
   local bin data
@@ -387,7 +419,7 @@ case "${1:-}" in
     if [ "${2:-}" = app ]; then
       { start_redis; start_postgres; } >"$RUN/env.tmp"
     else
-      { start_redis; start_redis_tls; start_sentinel; start_sentinel_tls; start_cluster; start_postgres; start_s3; } >"$RUN/env.tmp"
+      { start_redis; start_redis_tls; start_sentinel; start_sentinel_tls; start_cluster; start_cluster_tls; start_postgres; start_s3; } >"$RUN/env.tmp"
     fi
     mv "$RUN/env.tmp" "$RUN/env"
     cat "$RUN/env"

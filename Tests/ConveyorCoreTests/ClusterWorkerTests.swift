@@ -13,6 +13,9 @@ import SidekiqQueue
     static let environment = ProcessInfo.processInfo.environment
     static let url = environment["CONVEYOR_TEST_REDIS_CLUSTER_URL"]
     static var ready: Bool { url != nil && environment["DATABASE_URL"] != nil }
+    /// The TLS-only cluster (three masters), and the CA that signed its certificates.
+    static let tlsURL = environment["CONVEYOR_TEST_REDIS_TLS_CLUSTER_URL"]
+    static var tlsReady: Bool { tlsURL != nil && environment["CONVEYOR_TEST_REDIS_CA_FILE"] != nil && environment["DATABASE_URL"] != nil }
 
     /// `count` queue names of this test that hash to every master, in turn.
     static func queues(_ count: Int, prefix: String, on connection: RedisConnection, keys: QueueKeys) -> [String] {
@@ -99,6 +102,42 @@ import SidekiqQueue
         #expect(try await a.terminate() == 0)
         #expect(try await b.terminate() == 0)
         #expect(!a.log.contains("CROSSSLOT") && !b.log.contains("CROSSSLOT"), "\(a.log.suffix(2000))")
+    }
+
+    /// The same drain over `rediss+cluster://` (every node TLS-only): a worker and the operator CLI reach each
+    /// shard over TLS with the deployment's CA, every job ends with one row, and `stats` adds the shards up.
+    @Test(.enabled(if: tlsReady, "needs the TLS cluster of scripts/services.sh and DATABASE_URL"))
+    func aWorkerDrainsATLSClusterAndStatsReadIt() async throws {
+        let namespace = "clt-" + Job.newJID().prefix(8)
+        let keys = QueueKeys(namespace: String(namespace), cluster: true)
+        let tls = ["CONVEYOR_REDIS_CA_FILE": Self.environment["CONVEYOR_TEST_REDIS_CA_FILE"]!]
+        let endpoint = try RedisEndpoint(url: Self.tlsURL!, environment: tls)
+        let connection = try RedisConnection(endpoint)
+        let queues = Self.queues(3, prefix: "t", on: connection, keys: keys)
+        #expect(Set(queues.compactMap { connection.master(of: keys.queue($0)) }).count == 3)
+        let redis = RedisThread(endpoint, name: "tls-cluster-test")
+        defer { redis.stop() }
+        let prefix = "clt-\(Job.newJID().prefix(10))-"
+        let total = 3000
+        try await JobClient(redis: redis, keys: keys).push(Self.envelopes(0..<total, queues: queues, prefix: prefix))
+
+        let worker = try WorkerProcess(
+            redisURL: Self.tlsURL!, namespace: String(namespace),
+            arguments: ["--queues", queues.joined(separator: ","), "-c", "10", "--poll-interval", "200ms"], environment: tls)
+        let database = try PostgresConnection(url: Self.environment["DATABASE_URL"]!)
+        try await eventually("every job has its row", timeout: .seconds(120)) {
+            (try? Self.rows(database, prefix: prefix))?.first == String(total)
+        }
+        #expect(try Self.rows(database, prefix: prefix) == [String(total), String(total), String(total)], "one succeeded row per job")
+        try await eventually("every list is empty", timeout: .seconds(20)) { try Self.drained(connection, keys: keys, queues: queues) }
+        try await eventually("counters", timeout: .seconds(10)) {
+            try Self.total(connection, queues.map { keys.processed(queue: $0) }) == total
+        }
+        let stats = try JSONValue(
+            parsing: try Self.conveyor(["stats", "--redis-url", Self.tlsURL!, "--namespace", String(namespace), "--json"], environment: tls))
+        #expect(stats["processed"]?.intValue == total && stats["failed"]?.intValue == 0, "\(stats)")
+        #expect(try await worker.terminate() == 0)
+        #expect(!worker.log.contains("CROSSSLOT") && !worker.log.contains("certificate"), "\(worker.log.suffix(2000))")
     }
 
     /// A worker killed with kill -9 while its jobs run: another one reaps its in-flight lists (one per queue, on
@@ -309,10 +348,11 @@ import SidekiqQueue
     }
 
     /// Runs the `conveyor` binary and returns its standard output; fails the test on a non-zero exit.
-    static func conveyor(_ arguments: [String]) throws -> String {
+    static func conveyor(_ arguments: [String], environment extra: [String: String] = [:]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try #require(environment["CONVEYOR_BIN"]))
         process.arguments = arguments
+        if !extra.isEmpty { process.environment = environment.merging(extra) { _, new in new } }
         let out = Pipe()
         process.standardOutput = out
         process.standardInput = FileHandle.nullDevice

@@ -6,6 +6,8 @@ import Testing
 /// scripts/services.sh starts (three masters, three replicas). Serialized: one test moves a slot under the others.
 @Suite(.serialized) struct ClusterTests {
     static let url = ProcessInfo.processInfo.environment["CONVEYOR_TEST_REDIS_CLUSTER_URL"]
+    /// Three TLS-only masters (`rediss+cluster://`), the cluster bus over TLS too.
+    static let tlsURL = ProcessInfo.processInfo.environment["CONVEYOR_TEST_REDIS_TLS_CLUSTER_URL"]
 
     @Test func slotsMatchRedis() {
         // The specification's check value of CRC16-XMODEM, and slots `redis-cli cluster keyslot` reports.
@@ -66,6 +68,51 @@ import Testing
         let cross = try connection.command("MGET", keys[0], keys[1], keys[2], keys[3])
         if case .error(let message) = cross { #expect(message.hasPrefix("CROSSSLOT")) } else { Issue.record("expected CROSSSLOT, got \(cross)") }
         _ = try connection.pipeline(keys.map { RedisCommand("DEL", $0) } + [RedisCommand("DEL", tag + ":a"), RedisCommand("DEL", tag + ":b")])
+    }
+
+    /// `rediss+cluster://`: the slot map's nodes are reached over TLS as the seed was (each verified against the CA
+    /// by its address), keys spread over the three, a slot given to another master is followed by `MOVED` to a TLS
+    /// node, and a client trusting another CA is refused.
+    @Test(.enabled(if: tlsURL != nil, "needs the TLS cluster of scripts/services.sh"))
+    func routesOverTLSAndFollowsMovedToAnotherTLSNode() throws {
+        let endpoint = try TestEnv.tls(url: Self.tlsURL!, certificate: false)
+        let connection = try RedisConnection(endpoint)
+        #expect(connection.isCluster)
+        #expect(connection.masters.count == 3)
+        func direct(_ node: RedisEndpoint.Node) throws -> RedisConnection {
+            var one = endpoint
+            one.address = .tcp(host: node.host, port: node.port)
+            return try RedisConnection(one)
+        }
+        let prefix = TestEnv.unique("tls-route")
+        let keys = (0..<300).map { "\(prefix):\($0)" }
+        #expect(try connection.pipeline(keys.map { RedisCommand("SET", $0, "v-" + $0, "EX", 60) }).allSatisfy { $0 == .status("OK") })
+        #expect(try connection.pipeline(keys.map { RedisCommand("GET", $0) }).map(\.text) == keys.map { "v-" + $0 })
+        #expect(Set(keys.compactMap { connection.master(of: $0) }).count == 3)
+        for key in keys.prefix(5) {
+            #expect(try direct(try #require(connection.master(of: key))).command("GET", key).text == "v-" + key)
+        }
+
+        // A slot nobody has written yet, given to another master: the next command is redirected there, over TLS.
+        var fresh = ""
+        repeat {
+            fresh = "{\(TestEnv.unique("tls-moved"))}:k"
+        } while try direct(try #require(connection.master(of: fresh))).command("CLUSTER", "COUNTKEYSINSLOT", RedisClusterSlot.of(fresh)).int != 0
+        let source = try #require(connection.master(of: fresh))
+        let target = try #require(connection.masters.first { $0 != source })
+        let targetID = try #require(try direct(target).command("CLUSTER", "MYID").check().text)
+        for node in connection.masters {
+            try direct(node).command("CLUSTER", "SETSLOT", RedisClusterSlot.of(fresh), "NODE", targetID).check()
+        }
+        #expect(try connection.command("SET", fresh, "moved", "EX", 60).check() == .status("OK"))
+        #expect(connection.master(of: fresh) == target)
+        #expect(try direct(target).command("GET", fresh).text == "moved")
+        #expect(!connection.isBroken)
+
+        let otherCA = try TestEnv.value("CONVEYOR_TEST_REDIS_OTHER_CA_FILE")
+        let refused = failure { _ = try RedisConnection(TestEnv.tls(url: Self.tlsURL!, ca: otherCA, certificate: false)) }
+        #expect(refused?.contains("certificate was refused") == true, "\(refused ?? "no error")")
+        _ = try connection.pipeline(keys.map { RedisCommand("DEL", $0) } + [RedisCommand("DEL", fresh)])
     }
 
     /// A slot moved by hand, step by step as `redis-cli --cluster reshard` does: `ASK` while it migrates (new keys go
