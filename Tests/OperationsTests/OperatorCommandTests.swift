@@ -48,6 +48,28 @@ struct OperatorCommandTests {
         #expect(try r.command("EXISTS", keys.pausedQueues).check().int == 0)
     }
 
+    @Test func processQuietAndStopSignalLiveProcessesOnly() throws {
+        let r = try TestEnv.redis()
+        let (a, b) = ("host-a:100:aaaa", "host-b:200:bbbb")
+        _ = try r.command("SADD", keys.processes, a, b).check()
+        let quiet = try conveyor(["process", "quiet", a])
+        #expect(quiet.code == 0 && quiet.out.contains("sent quiet to \(a)"), "\(quiet)")
+        #expect(try r.command("LRANGE", keys.signals(a), 0, -1).check().array?.compactMap(\.text) == ["TSTP"])
+        #expect(try r.command("TTL", keys.signals(a)).check().int ?? 0 > 0, "an unread signal expires")
+
+        let stop = try conveyor(["process", "stop", "--all"])
+        #expect(stop.code == 0 && stop.out.contains("sent stop to \(a)") && stop.out.contains("sent stop to \(b)"), "\(stop)")
+        #expect(try r.command("LRANGE", keys.signals(a), 0, -1).check().array?.compactMap(\.text) == ["TERM", "TSTP"])
+        #expect(try r.command("LRANGE", keys.signals(b), 0, -1).check().array?.compactMap(\.text) == ["TERM"])
+
+        // A process that is gone gets nothing and says so; naming nobody is a usage error.
+        let gone = try conveyor(["process", "stop", b, "host-c:300:cccc"])
+        #expect(gone.code == 4 && gone.err.contains("host-c:300:cccc"), "\(gone)")
+        #expect(try r.command("EXISTS", keys.signals("host-c:300:cccc")).check().int == 0)
+        #expect(try conveyor(["process", "quiet"]).code == 64)
+        #expect(try conveyor(["process", "quiet", "--all", a]).code == 64)
+    }
+
     @Test func twoConcurrentReplaysMoveEveryJobExactlyOnce() async throws {
         let jids = try seedDead(3000)
         // Two operators replay the same set at the same moment; workers are not running, so the queue must end

@@ -120,6 +120,11 @@ public struct ProcessSignals {
         self.connection = connection
     }
 
+    /// The identities of the live processes (those with a heartbeat), sorted.
+    public func live() throws -> [String] {
+        (try connection.command("SMEMBERS", keys.processes).check().array ?? []).compactMap(\.text).sorted()
+    }
+
     /// False when no live process has this identity.
     public func send(_ signal: Signal, to identity: String) throws -> Bool {
         guard try connection.command("SISMEMBER", keys.processes, identity).check().int == 1 else { return false }
