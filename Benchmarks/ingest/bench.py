@@ -10,7 +10,7 @@ checked: present, the right Content-Type, no GPS in the clean copy or the thumbn
 clean copy, the thumbnails' sizes. Peak RSS is each process's VmHWM, sampled every 0.2 s for the worker and
 every process below it (helpers that a pool replaces included).
 """
-import argparse, json, os, random, shutil, subprocess, sys, tempfile, threading, time
+import argparse, json, os, random, shutil, signal, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -291,6 +291,7 @@ class Bench:
     # One run
 
     def start(self, system):
+        """The worker in a process group of its own (with its helpers or pool processes), stopped by stop_group."""
         log = open(os.path.join(self.work, f"{system}.log"), "w")
         if system.startswith("celery"):
             env = dict(os.environ, **self.s3_env, PEER_BUCKET=self.bucket, PYTHONPATH=HERE,
@@ -298,7 +299,7 @@ class Bench:
             command = [sys.executable, "-m", "celery", "-A", "celery_peer", "worker", "--pool", "prefork",
                        "--concurrency", str(self.args.celery_concurrency), "-Q", "media", "--loglevel", "WARNING",
                        "--without-gossip", "--without-mingle", "--without-heartbeat"]
-            return subprocess.Popen(command, env=env, cwd=HERE, stdout=log, stderr=subprocess.STDOUT)
+            return subprocess.Popen(command, env=env, cwd=HERE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "AWS_"))}
         env.update(CONVEYOR_HELPERS=str(self.args.helpers), SWIFT_BACKTRACE="enable=no")
         if system == "conveyor-s3":
@@ -307,7 +308,7 @@ class Bench:
             env.update(CONVEYOR_MEDIA_ROOT=self.root)
         command = [self.args.conveyor, "worker", "--queues", "media", "-c", str(self.args.concurrency),
                    "--class-concurrency", f"media.ingest={self.args.concurrency}", "--log-level", "warning"]
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def run(self, system):
         self.reset()
@@ -322,12 +323,7 @@ class Bench:
             end = self.wait(system, WARM + self.n, process, timeout=max(600, self.n * 6))
             peaks, cpu, extra = sampler.finish()
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_group(process)
         self.verify(system)
         elapsed = end - start
         return {"system": system, "seconds": elapsed, "rate": self.n / elapsed, "peaks": peaks, "cpu": cpu, "extra": extra}
@@ -486,5 +482,24 @@ def main():
         print(text)
 
 
+def stop_group(process):
+    """SIGTERM to the worker's whole group (Celery's pool processes, Conveyor's helpers), SIGKILL after a minute."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+    # Whatever of the group outlived its leader.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 if __name__ == "__main__":
+    # A SIGTERM (an interrupted run.sh, a CI timeout) unwinds like Ctrl-C, so each run's `finally` stops its worker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

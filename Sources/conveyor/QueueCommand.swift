@@ -10,24 +10,33 @@ struct QueueCommand: ParsableCommand {
         discussion: "Workers stop fetching from a paused queue within a second. Exit codes: 0 done, 1 failed, 3 Redis unreachable, 64 bad usage.",
         subcommands: [Pause.self, Resume.self, Paused.self])
 
-    struct Pause: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop every worker fetching from a queue.")
+    /// A queue to pause or resume, on the Redis of the options.
+    struct Target: ParsableArguments {
         @OptionGroup var redis: RedisOptions
         @Argument(help: "The queue name.") var name: String
-        func run() {
-            let changed = SetCommands.run { try QueuePauses(keys: redis.keys, connection: redis.connect()).pause(name) }
-            print(changed ? "paused \(name)" : "\(name) was already paused")
+
+        func set(paused: Bool) {
+            let pauses = QueuePauses(keys: redis.keys, connection: redis.connect())
+            let changed = SetCommands.run { paused ? try pauses.pause(name) : try pauses.resume(name) }
+            switch (paused, changed) {
+            case (true, true): print("paused \(name)")
+            case (true, false): print("\(name) was already paused")
+            case (false, true): print("resumed \(name)")
+            case (false, false): print("\(name) was not paused")
+            }
         }
+    }
+
+    struct Pause: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop every worker fetching from a queue.")
+        @OptionGroup var target: Target
+        func run() { target.set(paused: true) }
     }
 
     struct Resume: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Let workers fetch from a paused queue again.")
-        @OptionGroup var redis: RedisOptions
-        @Argument(help: "The queue name.") var name: String
-        func run() {
-            let changed = SetCommands.run { try QueuePauses(keys: redis.keys, connection: redis.connect()).resume(name) }
-            print(changed ? "resumed \(name)" : "\(name) was not paused")
-        }
+        @OptionGroup var target: Target
+        func run() { target.set(paused: false) }
     }
 
     struct Paused: ParsableCommand {
