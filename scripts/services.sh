@@ -98,12 +98,20 @@ start_redis_server() {
     --logfile "$RUN/$name/redis.log" --save "" --appendonly no "$@" >/dev/null
 }
 
+# Whether the process runs. Not `kill -0`: that also succeeds on a zombie, and a daemon that exited stays one until
+# PID 1 reaps it, which some container inits do late (or never).
+alive() {
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 stop_pidfile() {
   local pidfile=$1 pid
   [ -f "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
   if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
@@ -123,13 +131,13 @@ start_redis_tls() {
   command -v openssl >/dev/null || { echo "services: openssl not found (apt-get install openssl)" >&2; exit 1; }
   make_certificates
   local dir="$RUN/redis-tls"
-  if ! [ -f "$RUN/redis-tls-server/redis.pid" ] || ! kill -0 "$(cat "$RUN/redis-tls-server/redis.pid")" 2>/dev/null; then
+  if ! [ -f "$RUN/redis-tls-server/redis.pid" ] || ! alive "$(cat "$RUN/redis-tls-server/redis.pid")"; then
     # 127.0.0.2 is loopback too, and in no certificate: the host-name mismatch test connects there.
     start_redis_server redis-tls-server --port 0 --tls-port "$TLS_PORT" --bind 127.0.0.1 127.0.0.2 \
       --tls-cert-file "$dir/server.crt" --tls-key-file "$dir/server.key" --tls-ca-cert-file "$dir/ca.crt" --tls-auth-clients yes
     wait_tls "$TLS_PORT" "$RUN/redis-tls-server/redis.log"
   fi
-  if ! [ -f "$RUN/redis-tls-expired/redis.pid" ] || ! kill -0 "$(cat "$RUN/redis-tls-expired/redis.pid")" 2>/dev/null; then
+  if ! [ -f "$RUN/redis-tls-expired/redis.pid" ] || ! alive "$(cat "$RUN/redis-tls-expired/redis.pid")"; then
     start_redis_server redis-tls-expired --port 0 --tls-port "$EXPIRED_PORT" \
       --tls-cert-file "$dir/expired.crt" --tls-key-file "$dir/expired.key" --tls-auth-clients no
     wait_tls "$EXPIRED_PORT" "$RUN/redis-tls-expired/redis.log"
@@ -343,7 +351,7 @@ start_s3() {
   fi
   local dir="$RUN/s3" endpoint="http://127.0.0.1:$S3_PORT"
   mkdir -p "$dir/data"
-  if [ -f "$dir/weed.pid" ] && kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null && [ "$(cat "$dir/port" 2>/dev/null)" = "$S3_PORT" ]; then
+  if [ -f "$dir/weed.pid" ] && alive "$(cat "$dir/weed.pid")" && [ "$(cat "$dir/port" 2>/dev/null)" = "$S3_PORT" ]; then
     s3_exports "$endpoint" "$S3_ACCESS_KEY" "$S3_SECRET_KEY"
     return
   fi
@@ -378,7 +386,7 @@ JSON
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --aws-sigv4 "aws:amz:us-east-1:s3" \
       -u "$S3_ACCESS_KEY:$S3_SECRET_KEY" -T "$dir/probe" "$endpoint/conveyor-ready/probe" 2>/dev/null || true)
     [ "$code" = 200 ] && break
-    kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null || break
+    alive "$(cat "$dir/weed.pid")" || break
     sleep 0.1
   done
   if [ "$code" != 200 ]; then
@@ -395,7 +403,7 @@ stop_s3() {
   local pid
   pid=$(cat "$pidfile")
   if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile" "$RUN/s3/port"
