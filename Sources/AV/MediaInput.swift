@@ -103,6 +103,17 @@ final class MediaInput {
         return index >= 0 ? Int(index) : nil
     }
 
+    /// The best video stream that moves: an attached picture (an audio file's cover art, one frame) is not one.
+    func bestMovingVideoStream() -> Int? {
+        let attachedPicture: Int32 = 1 << 10  // AV_DISPOSITION_ATTACHED_PIC
+        func moving(_ i: Int) -> Bool {
+            let st = stream(i).pointee
+            return st.codecpar.pointee.codec_type == AVMEDIA_TYPE_VIDEO && st.disposition & attachedPicture == 0
+        }
+        if let best = bestStream(AVMEDIA_TYPE_VIDEO), moving(best) { return best }
+        return (0..<streamCount).first(where: moving)
+    }
+
     private func checkDimensions() throws(AVFailure) {
         for i in 0..<streamCount {
             let par = stream(i).pointee.codecpar.pointee

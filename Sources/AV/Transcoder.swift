@@ -69,8 +69,10 @@ private final class TranscodeJob {
         self.profile = profile
         self.deadlineMicros = deadlineMicros
         self.progress = progress
-        guard let videoIndex = input.bestStream(AVMEDIA_TYPE_VIDEO) else {
-            throw AVFailure(.rejectedInput, operation: "transcode \(input.path)", message: "no video stream (audio-only input)")
+        guard let videoIndex = input.bestMovingVideoStream() else {
+            throw AVFailure(
+                .rejectedInput, operation: "transcode \(input.path)",
+                message: "no video stream (audio-only input; a cover picture is not one): audio.transcode makes its web rendition")
         }
         self.videoIndex = videoIndex
         let vstream = input.stream(videoIndex)

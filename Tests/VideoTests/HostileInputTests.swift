@@ -162,6 +162,17 @@ import Testing
             try await fixture.transcodeHandler().perform(fixture.job("video.transcode", ["source": "voice.m4a"]))
         }
         #expect(message.contains("no video stream"), "\(message)")
+
+        // An M4A with cover art has a video stream, but only an attached picture: still audio-only.
+        try await fixture.ffmpeg(["-f", "lavfi", "-i", "testsrc=s=320x320:d=1", "-frames:v", "1"], output: "cover.png")
+        try await fixture.ffmpeg([
+            "-f", "lavfi", "-i", "sine=frequency=330:duration=1", "-i", fixture.path("cover.png"), "-map", "0:a", "-map", "1:v",
+            "-c:a", "aac", "-c:v", "mjpeg", "-disposition:v", "attached_pic",
+        ], output: "song.m4a")
+        let covered = await expectPermanent("UnsupportedMedia") {
+            try await fixture.transcodeHandler().perform(fixture.job("video.transcode", ["source": "song.m4a"]))
+        }
+        #expect(covered.contains("no video stream"), "\(covered)")
     }
 
     @Test func decoderOutsideTheAllowListIsRefused() async throws {
