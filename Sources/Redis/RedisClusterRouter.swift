@@ -2,7 +2,9 @@ import Foundation
 
 /// Routes commands over a Redis Cluster: a slot map read with `CLUSTER SLOTS`, one connection per master, each
 /// command sent to the master of its key's slot. A pipeline is split per node (a `MULTI` ... `EXEC` travels whole,
-/// with the slot of its first keyed command; a `WAIT` goes with the command before it) and answered in order.
+/// with the slot of its first keyed command; a `WAIT` goes with the command before it) and answered in order. A
+/// `WAIT` after writes to several masters is also sent to each of the others (after their writes), and answers the
+/// fewest replicas any of them reached: the writes it follows are all that many replicas deep.
 ///
 /// `MOVED` updates the slot and sends the command again where it now lives (the map is read again at most once a
 /// second); `ASK` sends it once, after `ASKING`, to the node importing the slot; `TRYAGAIN` (a multi-key command in
@@ -124,6 +126,9 @@ final class RedisClusterRouter {
         var asking = false
         var pauses = 0
         var redirections = 0
+        /// For a unit that ends with a `WAIT`: the units before it that the same `WAIT` covers (back to the previous
+        /// `WAIT`), whichever node they went to.
+        var waitCovers: Range<Int>?
     }
 
     func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisReply] {
@@ -205,7 +210,45 @@ final class RedisClusterRouter {
             if pause > 0 { usleep(useconds_t(pause * 1000)) }
             pending = again
         }
+        try fanOutWaits(commands, units, into: &replies)
         return replies
+    }
+
+    /// A `WAIT` was answered by its own unit's node: ask every other node that took writes it covers too, and keep
+    /// the smallest count (or the first error).
+    private func fanOutWaits(_ commands: [RedisCommand], _ units: [Unit], into replies: inout [RedisReply]) throws(RedisError) {
+        var asks: [(wait: Int, node: RedisEndpoint.Node)] = []
+        for unit in units {
+            guard let covers = unit.waitCovers, let own = unit.node else { continue }
+            let others = Set(units[covers].compactMap(\.node)).subtracting([own])
+            for node in others.sorted(by: { ($0.host, $0.port) < ($1.host, $1.port) }) { asks.append((unit.range.upperBound - 1, node)) }
+        }
+        if asks.isEmpty { return }
+        var sent: [(wait: Int, node: RedisEndpoint.Node, connection: RedisConnection)] = []
+        for ask in asks {
+            do throws(RedisError) {
+                let link = try connection(to: ask.node)
+                try link.send([commands[ask.wait]])
+                sent.append((ask.wait, ask.node, link))
+            } catch {
+                failed = true
+                throw .connection("\(endpoint) (node \(ask.node)): \(error.message)")
+            }
+        }
+        for (wait, node, link) in sent {
+            let answer: RedisReply
+            do throws(RedisError) {
+                answer = try link.receive(1)[0]
+            } catch {
+                failed = true
+                throw .connection("\(endpoint) (node \(node)): \(error.message)")
+            }
+            switch (replies[wait], answer) {
+            case (.integer(let mine), .integer(let theirs)): replies[wait] = .integer(min(mine, theirs))
+            case (.error, _): break
+            default: replies[wait] = answer
+            }
+        }
     }
 
     private var anyNode: RedisEndpoint.Node { masters.first ?? nodes[0] }
@@ -241,10 +284,14 @@ final class RedisClusterRouter {
     private static func units(of commands: [RedisCommand]) -> [Unit] {
         var units: [Unit] = []
         var i = 0
+        // The first unit after the previous WAIT.
+        var covered = 0
         while i < commands.count {
             let name = commands[i].name
             if name == "WAIT", !units.isEmpty, units[units.count - 1].range.upperBound == i {
                 units[units.count - 1].range = units[units.count - 1].range.lowerBound..<(i + 1)
+                units[units.count - 1].waitCovers = covered..<(units.count - 1)
+                covered = units.count
                 i += 1
                 continue
             }

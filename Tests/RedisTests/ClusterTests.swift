@@ -70,6 +70,41 @@ import Testing
         _ = try connection.pipeline(keys.map { RedisCommand("DEL", $0) } + [RedisCommand("DEL", tag + ":a"), RedisCommand("DEL", tag + ":b")])
     }
 
+    /// A `WAIT` after writes to every master (a producer's pushes to queues on several shards): each master that took
+    /// a write is asked, and the answer is the fewest replicas any of them confirmed.
+    @Test(.enabled(if: url != nil, "needs the cluster of scripts/services.sh"))
+    func aWaitAfterWritesToSeveralMastersAsksEachOfThem() throws {
+        let connection = try RedisConnection(RedisEndpoint(url: Self.url!))
+        let masters = connection.masters
+        func direct(_ node: RedisEndpoint.Node) throws -> RedisConnection {
+            try RedisConnection(RedisEndpoint(address: .tcp(host: node.host, port: node.port)))
+        }
+        func waits(_ node: RedisEndpoint.Node) throws -> Int {
+            let stats = try direct(node).command("INFO", "commandstats").check().text ?? ""
+            guard let line = stats.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_wait:") }),
+                let calls = line.split(separator: ",").first?.split(separator: "=").last
+            else { return 0 }
+            return Int(calls) ?? 0
+        }
+        // One key per master, then one WAIT, in one pipeline.
+        var keys: [String] = []
+        for master in masters {
+            var key: String
+            repeat { key = TestEnv.unique("wait") } while connection.master(of: key) != master
+            keys.append(key)
+        }
+        let before = try masters.map(waits)
+        let replies = try connection.pipeline(keys.map { RedisCommand("SET", $0, "v", "EX", 60) } + [RedisCommand("WAIT", 1, 2000)])
+        #expect(try masters.map(waits) == before.map { $0 + 1 }, "every master that took a write was asked")
+        // The fewest any master reached: 0 where a master has no replica (a master an earlier test killed is
+        // replaced by its replica, which has none).
+        let replicated = try masters.map { node -> Int in
+            (try direct(node).command("INFO", "replication").check().text ?? "").contains("connected_slaves:0") ? 0 : 1
+        }
+        #expect(replies.last == .integer(replicated.min()!), "\(replies)")
+        _ = try connection.pipeline(keys.map { RedisCommand("DEL", $0) })
+    }
+
     /// `rediss+cluster://`: the slot map's nodes are reached over TLS as the seed was (each verified against the CA
     /// by its address), keys spread over the three, a slot given to another master is followed by `MOVED` to a TLS
     /// node, and a client trusting another CA is refused.
