@@ -229,6 +229,35 @@ stop_cluster() {
   return 0
 }
 
+# Whether a test cluster is up: each of its COUNT nodes from port FIRST (reached with the redis-cli options that
+# follow) sees it whole, it has REPLICAS replicas, and each replica has synced.
+cluster_ready() {
+  local replicas=$1 first=$2 count=$3 i p
+  shift 3
+  for ((i = 0; i < count; i++)); do
+    redis-cli "$@" -p $((first + i)) cluster info 2>/dev/null | grep -q 'cluster_state:ok' || return 1
+  done
+  [ "$(redis-cli "$@" -p "$first" cluster nodes 2>/dev/null | grep -c ' slave ')" = "$replicas" ] || return 1
+  for ((i = 0; i < count; i++)); do
+    p=$((first + i))
+    if redis-cli "$@" -p "$p" role 2>/dev/null | head -1 | grep -q slave; then
+      redis-cli "$@" -p "$p" info replication | grep -q 'master_link_status:up' || return 1
+    fi
+  done
+}
+
+# wait_cluster NAME REPLICAS FIRST COUNT [redis-cli options]: up to 20 s for cluster_ready.
+wait_cluster() {
+  local name=$1
+  shift
+  for _ in $(seq 1 200); do
+    cluster_ready "$@" && return 0
+    sleep 0.1
+  done
+  echo "services: the $name did not come up, see $RUN/cluster/*/redis.log" >&2
+  exit 1
+}
+
 # Six nodes with cluster mode on, then `redis-cli --cluster create` pairs them: three masters, one replica each.
 # A short node timeout makes a replica take over a killed master within a few seconds.
 start_cluster() {
@@ -250,23 +279,7 @@ start_cluster() {
   done
   redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
     || { echo "services: redis-cli --cluster create failed, see $dir/create.log" >&2; exit 1; }
-  # Ready when every node sees the cluster whole and every replica has synced.
-  local ok
-  for _ in $(seq 1 200); do
-    ok=1
-    for i in 0 1 2 3 4 5; do
-      redis-cli -p $((CLUSTER_PORT + i)) cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
-    done
-    [ "$(redis-cli -p "$CLUSTER_PORT" cluster nodes 2>/dev/null | grep -c ' slave ')" = 3 ] || ok=0
-    for i in 0 1 2 3 4 5; do
-      if redis-cli -p $((CLUSTER_PORT + i)) role 2>/dev/null | head -1 | grep -q slave; then
-        redis-cli -p $((CLUSTER_PORT + i)) info replication | grep -q 'master_link_status:up' || ok=0
-      fi
-    done
-    [ "$ok" = 1 ] && break
-    sleep 0.1
-  done
-  [ "$ok" = 1 ] || { echo "services: the test cluster did not come up, see $dir/*/redis.log" >&2; exit 1; }
+  wait_cluster "test cluster" 3 "$CLUSTER_PORT" 6
   local IFS=,
   echo "export CONVEYOR_TEST_REDIS_CLUSTER_URL='redis+cluster://${urls[*]}'"
 }
@@ -287,16 +300,7 @@ start_cluster_tls() {
   local cli=(redis-cli --tls --cacert "$certs/ca.crt")
   "${cli[@]}" --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/tls-create.log" 2>&1 \
     || { echo "services: redis-cli --cluster create (TLS) failed, see $dir/tls-create.log" >&2; exit 1; }
-  local ok
-  for _ in $(seq 1 200); do
-    ok=1
-    for i in 0 1 2; do
-      "${cli[@]}" -p $((TLS_CLUSTER_PORT + i)) cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
-    done
-    [ "$ok" = 1 ] && break
-    sleep 0.1
-  done
-  [ "$ok" = 1 ] || { echo "services: the TLS test cluster did not come up, see $dir/tls-node*/redis.log" >&2; exit 1; }
+  wait_cluster "TLS test cluster" 0 "$TLS_CLUSTER_PORT" 3 --tls --cacert "$certs/ca.crt"
   local IFS=,
   echo "export CONVEYOR_TEST_REDIS_TLS_CLUSTER_URL='rediss+cluster://${nodes[*]}'"
 }

@@ -59,6 +59,26 @@ struct S3MediaTests {
         return (configuration, HelperPool(configuration.pool, operations: ImagesJobs.helperOperations))
     }
 
+    /// Video helpers as a worker runs them (sandboxed, the real binary), writing only the store's scratch folder.
+    func videoHelpers(_ store: S3MediaStore) -> (VideoConfiguration, HelperPool) {
+        var configuration = VideoConfiguration()
+        configuration.helperPool.executable = conveyorBinary()
+        configuration.helperPool.size = 1
+        configuration.helperPool.limits.writablePaths = [store.scratch]
+        return (configuration, HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations))
+    }
+
+    /// `media.ingest` over the store, with both families' helpers.
+    func ingestHandler(
+        _ store: S3MediaStore, _ configuration: VideoConfiguration, _ pool: HelperPool, _ imageConfiguration: ImagesConfiguration,
+        _ imagePool: HelperPool, _ recorder: any IngestRecorder
+    ) -> IngestHandler {
+        IngestHandler(
+            store: store, probe: ProbeHandler(store: store, configuration: configuration, pool: pool),
+            transcode: TranscodeHandler(store: store, configuration: configuration, pool: pool),
+            images: IngestHandler.imagePipeline(configuration: imageConfiguration, pool: imagePool), recorder: recorder)
+    }
+
     @Test func thumbnailsAndACleanCopyGoBackToTheBucket() async throws {
         let fixture = try MediaFixture()
         let store = try await store(fixture)
@@ -105,11 +125,7 @@ struct S3MediaTests {
         try await fixture.clip("clips/c.mp4", size: "640x360", seconds: 1)
         try await put(store, fixture, "clips/c.mp4", type: "video/mp4")
         try FileManager.default.removeItem(atPath: fixture.path("clips/c.mp4"))
-        var configuration = VideoConfiguration()
-        configuration.helperPool.executable = conveyorBinary()
-        configuration.helperPool.size = 1
-        configuration.helperPool.limits.writablePaths = [store.scratch]
-        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        let (configuration, pool) = videoHelpers(store)
         defer { pool.shutdown() }
         let probe = ProbeHandler(store: store, configuration: configuration, pool: pool)
         let transcode = TranscodeHandler(store: store, configuration: configuration, pool: pool)
@@ -141,19 +157,12 @@ struct S3MediaTests {
         try await AudioIngestTests.songWithCover(fixture, key: "voice/song.mp3")
         try await put(store, fixture, "voice/song.mp3", type: "audio/mpeg")
         try FileManager.default.removeItem(atPath: fixture.path("voice/song.mp3"))
-        var configuration = VideoConfiguration()
-        configuration.helperPool.executable = conveyorBinary()
-        configuration.helperPool.size = 1
-        configuration.helperPool.limits.writablePaths = [store.scratch]
-        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        let (configuration, pool) = videoHelpers(store)
         defer { pool.shutdown() }
         let (imageConfiguration, imagePool) = try images(fixture, store: store)
         defer { imagePool.shutdown() }
         let recorder = PublishedCheckingRecorder(store: store)
-        let ingest = IngestHandler(
-            store: store, probe: ProbeHandler(store: store, configuration: configuration, pool: pool),
-            transcode: TranscodeHandler(store: store, configuration: configuration, pool: pool),
-            images: IngestHandler.imagePipeline(configuration: imageConfiguration, pool: imagePool), recorder: recorder)
+        let ingest = ingestHandler(store, configuration, pool, imageConfiguration, imagePool, recorder)
         let row = try await ingest.perform(fixture.job("media.ingest", ["upload_id": "a-s3", "source": "voice/song.mp3"]))
         #expect(row["status"] == "ready", "\(row.text)")
         #expect(row["kind"] == "audio")
@@ -194,19 +203,12 @@ struct S3MediaTests {
                 bucket: tenant, key: key, from: fixture.path(key), contentType: type, cacheControl: nil, deadline: .now + .seconds(20))
             try FileManager.default.removeItem(atPath: fixture.path(key))
         }
-        var configuration = VideoConfiguration()
-        configuration.helperPool.executable = conveyorBinary()
-        configuration.helperPool.size = 1
-        configuration.helperPool.limits.writablePaths = [store.scratch]
-        let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
+        let (configuration, pool) = videoHelpers(store)
         defer { pool.shutdown() }
         let (imageConfiguration, imagePool) = try images(fixture, store: store)
         defer { imagePool.shutdown() }
         let recorder = RowRecorder()
-        let ingest = IngestHandler(
-            store: store, probe: ProbeHandler(store: store, configuration: configuration, pool: pool),
-            transcode: TranscodeHandler(store: store, configuration: configuration, pool: pool),
-            images: IngestHandler.imagePipeline(configuration: imageConfiguration, pool: imagePool), recorder: recorder)
+        let ingest = ingestHandler(store, configuration, pool, imageConfiguration, imagePool, recorder)
 
         let row = try await ingest.perform(fixture.job("media.ingest", ["upload_id": "t-1", "source": "voice/song.mp3", "bucket": .string(tenant)]))
         #expect(row["status"] == "ready", "\(row.text)")
