@@ -164,25 +164,9 @@ private final class AudioEncodeJob {
     }
 
     func makeResampler(_ frame: UnsafeMutablePointer<AVFrame>) throws(AVFailure) -> Resampler {
-        var inLayout = AVChannelLayout()
-        if frame.pointee.ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || frame.pointee.ch_layout.nb_channels == 0 {
-            av_channel_layout_default(&inLayout, max(1, frame.pointee.ch_layout.nb_channels))
-        } else {
-            av_channel_layout_copy(&inLayout, &frame.pointee.ch_layout)
-        }
-        defer { av_channel_layout_uninit(&inLayout) }
-        var swr: OpaquePointer? = nil
-        var code = swr_alloc_set_opts2(
-            &swr, &encoder.ptr.pointee.ch_layout, format.sampleFormat, encoder.ptr.pointee.sample_rate,
-            &inLayout, AVSampleFormat(frame.pointee.format), frame.pointee.sample_rate, 0, nil)
-        guard code >= 0, let swr else { throw AVFailure.input("swr_alloc_set_opts2", code) }
-        code = swr_init(swr)
-        guard code >= 0, let fifo = av_audio_fifo_alloc(format.sampleFormat, Int32(channels), 4096) else {
-            var owned: OpaquePointer? = swr
-            swr_free(&owned)
-            throw AVFailure.input("swr_init", code)
-        }
-        return Resampler(swr: swr, fifo: fifo)
+        try Resampler(
+            from: frame.pointee.ch_layout, format: AVSampleFormat(frame.pointee.format), rate: frame.pointee.sample_rate, to: encoder,
+            format: format.sampleFormat)
     }
 
     func drain(final: Bool) throws(AVFailure) {

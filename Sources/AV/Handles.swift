@@ -78,12 +78,42 @@ final class Scaler {
     }
 }
 
+/// The channel layout a resampler is given for an input's `layout`: a copy, or, where the decoder left it
+/// unspecified (order UNSPEC, or no channels: some WAV and raw inputs), the default layout for its channel count.
+/// The caller uninits the result.
+func resamplerInputLayout(_ layout: AVChannelLayout) -> AVChannelLayout {
+    var source = layout
+    var result = AVChannelLayout()
+    if source.order == AV_CHANNEL_ORDER_UNSPEC || source.nb_channels == 0 {
+        av_channel_layout_default(&result, max(1, source.nb_channels))
+    } else {
+        av_channel_layout_copy(&result, &source)
+    }
+    return result
+}
+
 /// Owns a SwrContext and the FIFO that regroups its output into encoder-sized frames.
 final class Resampler {
     var swr: OpaquePointer?
     let fifo: OpaquePointer
-    init(swr: OpaquePointer, fifo: OpaquePointer) {
-        self.swr = swr
+
+    /// Converts input of `layout`, `format` and `rate` to what `encoder` takes (its layout and rate) in `outFormat`.
+    init(
+        from layout: AVChannelLayout, format: AVSampleFormat, rate: Int32, to encoder: CodecContext, format outFormat: AVSampleFormat
+    ) throws(AVFailure) {
+        var inLayout = resamplerInputLayout(layout)
+        defer { av_channel_layout_uninit(&inLayout) }
+        var made: OpaquePointer? = nil
+        var code = swr_alloc_set_opts2(
+            &made, &encoder.ptr.pointee.ch_layout, outFormat, encoder.ptr.pointee.sample_rate, &inLayout, format, rate, 0, nil)
+        guard code >= 0, let made else { throw AVFailure.input("swr_alloc_set_opts2", code) }
+        code = swr_init(made)
+        guard code >= 0, let fifo = av_audio_fifo_alloc(outFormat, encoder.ptr.pointee.ch_layout.nb_channels, 4096) else {
+            var owned: OpaquePointer? = made
+            swr_free(&owned)
+            throw AVFailure.input("swr_init", code)
+        }
+        swr = made
         self.fifo = fifo
     }
     deinit {

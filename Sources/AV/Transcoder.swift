@@ -157,25 +157,9 @@ private final class TranscodeJob {
             avcodec_parameters_from_context(aout.pointee.codecpar, aenc.ptr)
             aout.pointee.time_base = aenc.ptr.pointee.time_base
 
-            var inLayout = AVChannelLayout()
-            if decoder.ptr.pointee.ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || decoder.ptr.pointee.ch_layout.nb_channels == 0 {
-                av_channel_layout_default(&inLayout, max(1, decoder.ptr.pointee.ch_layout.nb_channels))
-            } else {
-                av_channel_layout_copy(&inLayout, &decoder.ptr.pointee.ch_layout)
-            }
-            defer { av_channel_layout_uninit(&inLayout) }
-            var swr: OpaquePointer? = nil
-            code = swr_alloc_set_opts2(
-                &swr, &aenc.ptr.pointee.ch_layout, AV_SAMPLE_FMT_FLTP, rate,
-                &inLayout, decoder.ptr.pointee.sample_fmt, decoder.ptr.pointee.sample_rate, 0, nil)
-            guard code >= 0, let swr else { throw AVFailure.input("swr_alloc_set_opts2", code) }
-            code = swr_init(swr)
-            guard code >= 0, let fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, 2, 4096) else {
-                var owned: OpaquePointer? = swr
-                swr_free(&owned)
-                throw AVFailure.input("swr_init", code)
-            }
-            resampler = Resampler(swr: swr, fifo: fifo)
+            resampler = try Resampler(
+                from: decoder.ptr.pointee.ch_layout, format: decoder.ptr.pointee.sample_fmt, rate: decoder.ptr.pointee.sample_rate,
+                to: aenc, format: AV_SAMPLE_FMT_FLTP)
         } else {
             audioIndex = nil
             audioDecoder = nil

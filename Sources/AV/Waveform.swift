@@ -315,12 +315,7 @@ final class S16Converter {
 
     private func rebuild(_ frame: UnsafeMutablePointer<AVFrame>) throws(AVFailure) {
         swr_free(&swr)
-        var inLayout = AVChannelLayout()
-        if frame.pointee.ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || frame.pointee.ch_layout.nb_channels == 0 {
-            av_channel_layout_default(&inLayout, max(1, frame.pointee.ch_layout.nb_channels))
-        } else {
-            av_channel_layout_copy(&inLayout, &frame.pointee.ch_layout)
-        }
+        var inLayout = resamplerInputLayout(frame.pointee.ch_layout)
         defer { av_channel_layout_uninit(&inLayout) }
         // The output keeps the input's own layout when the channel count is unchanged: no remix, format conversion only.
         var out = AVChannelLayout()
