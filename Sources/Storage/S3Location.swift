@@ -41,6 +41,9 @@ public struct S3Location: Sendable, Equatable {
         prefix.isEmpty ? key : "\(prefix)/\(key)"
     }
 
+    /// `s3://bucket` or `s3://bucket/prefix`, as `CONVEYOR_MEDIA_STORE` names it.
+    public var url: String { "s3://" + bucket + (prefix.isEmpty ? "" : "/" + prefix) }
+
     /// Why `name` is not a valid S3 bucket name (general purpose buckets), or nil.
     static func bucketNameProblem(_ name: String) -> String? {
         let bytes = Array(name.utf8)

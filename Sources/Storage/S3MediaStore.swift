@@ -26,11 +26,9 @@ public final class S3MediaStore: MediaStore {
     /// `s3://bucket/prefix`; inside a staged job, the location of the job's bucket (a nested step, such as
     /// `media.ingest`'s thumbnails, reports where its outputs really go).
     public var location: String {
-        if let active = Self.active, active.family === family { return active.location }
-        return Self.describe(bucket, prefix)
+        if let active = Self.active, active.family === family { return active.location.url }
+        return S3Location(bucket: bucket, prefix: prefix).url
     }
-
-    static func describe(_ bucket: String, _ prefix: String) -> String { "s3://" + bucket + (prefix.isEmpty ? "" : "/" + prefix) }
 
     /// The staged root of the job this task runs, shared by nested `staged` calls.
     @TaskLocal static var active: Staging?
@@ -39,20 +37,15 @@ public final class S3MediaStore: MediaStore {
         fileprivate let family: Family
         let root: MediaRoot
         /// Where the inputs come from and the outputs go: the bucket of the job's outermost call.
-        let bucket: String
-        let prefix: String
-        var location: String { S3MediaStore.describe(bucket, prefix) }
+        let location: S3Location
         /// Inputs fetched, with what they looked like then: an input a job rewrote in place is an output too.
         let inputs = Mutex<[String: FileStamp]>([:])
 
-        fileprivate init(family: Family, root: MediaRoot, bucket: String, prefix: String) {
+        fileprivate init(family: Family, root: MediaRoot, location: S3Location) {
             self.family = family
             self.root = root
-            self.bucket = bucket
-            self.prefix = prefix
+            self.location = location
         }
-
-        func objectKey(_ key: String) -> String { prefix.isEmpty ? key : prefix + "/" + key }
     }
 
     struct FileStamp: Equatable, Sendable {
@@ -111,9 +104,6 @@ public final class S3MediaStore: MediaStore {
         return S3MediaStore(sibling: self, bucket: name)
     }
 
-    /// The object key of a media key.
-    public func objectKey(_ key: String) -> String { prefix.isEmpty ? key : prefix + "/" + key }
-
     public func staged<T: Sendable>(
         _ inputs: [MediaInput], jid: String, deadline: ContinuousClock.Instant, _ body: (MediaRoot) async throws -> T
     ) async throws -> T {
@@ -127,7 +117,7 @@ public final class S3MediaStore: MediaStore {
             throw JobFailure.transient(.mediaWriteFailed, "cannot create a scratch root under \(scratch): \(String(cString: strerror(errno)))")
         }
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let staging = Staging(family: family, root: try MediaRoot(directory, create: false), bucket: bucket, prefix: prefix)
+        let staging = Staging(family: family, root: try MediaRoot(directory, create: false), location: S3Location(bucket: bucket, prefix: prefix))
         return try await Self.$active.withValue(staging) {
             try await fetch(inputs, into: staging, deadline: deadline)
             let result = try await body(staging.root)
@@ -144,7 +134,7 @@ public final class S3MediaStore: MediaStore {
             // Written by an earlier step of the same job (media.ingest's cover picture before its thumbnails): it is
             // read where it is and published with the other outputs, not fetched from the bucket.
             if FileManager.default.fileExists(atPath: path) { continue }
-            _ = try await client.get(bucket: staging.bucket, key: staging.objectKey(input.key), to: path, maxBytes: input.maxBytes, deadline: deadline)
+            _ = try await client.get(bucket: staging.location.bucket, key: staging.location.objectKey(input.key), to: path, maxBytes: input.maxBytes, deadline: deadline)
             let stamp = FileStamp(path)
             staging.inputs.withLock { $0[input.key] = stamp }
         }
@@ -170,7 +160,7 @@ public final class S3MediaStore: MediaStore {
         }
         for key in outputs.sorted() {
             try await client.put(
-                bucket: staging.bucket, key: staging.objectKey(key), from: root + "/" + key, contentType: Self.contentType(of: key),
+                bucket: staging.location.bucket, key: staging.location.objectKey(key), from: root + "/" + key, contentType: Self.contentType(of: key),
                 cacheControl: cacheControl, deadline: deadline)
         }
     }
