@@ -2,6 +2,7 @@ import ArgumentParser
 import ConveyorCore
 import SidekiqQueue
 import Foundation
+import Operations
 import Redis
 
 struct EnqueueCommand: AsyncParsableCommand {
@@ -28,8 +29,32 @@ struct EnqueueCommand: AsyncParsableCommand {
 
     @OptionGroup var redis: RedisOptions
 
+    /// The largest `--retry`: more retries than this is a mistake (Sidekiq's default is 25).
+    static let maximumRetry = 10_000
+
     func validate() throws {
         if delay != nil && at != nil { throw ValidationError("use --in or --at, not both") }
+        try delay?.checked("--in", 0...OperatorInput.maximumDuration)
+        if let at { _ = try Self.time(at) }
+        if let retry, !(0...Self.maximumRetry).contains(retry) {
+            throw ValidationError("--retry \(retry): expected a whole number in 0...\(Self.maximumRetry)")
+        }
+    }
+
+    /// `--at`: Unix seconds or ISO 8601, from 1970 to 9999.
+    static func time(_ text: String) throws -> Double {
+        let seconds: Double
+        if let n = Double(text) {
+            seconds = n
+        } else if let date = ISO8601DateFormatter().date(from: text) {
+            seconds = date.timeIntervalSince1970
+        } else {
+            throw ValidationError("--at must be Unix seconds or ISO 8601, got \(text)")
+        }
+        guard seconds.isFinite, (0...OperatorInput.latestTime).contains(seconds) else {
+            throw ValidationError("--at \(text): expected a time from 1970 to 9999 (Unix seconds or ISO 8601)")
+        }
+        return seconds
     }
 
     func run() async throws {
@@ -42,15 +67,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         }
         var runAt: Double?
         if let delay { runAt = JobTime.now() + delay.seconds }
-        if let at {
-            if let seconds = Double(at) {
-                runAt = seconds
-            } else if let date = ISO8601DateFormatter().date(from: at) {
-                runAt = date.timeIntervalSince1970
-            } else {
-                throw ValidationError("--at must be Unix seconds or ISO 8601, got \(at)")
-            }
-        }
+        if let at { runAt = try Self.time(at) }
         let thread = RedisThread(try redis.endpoint(), name: "conveyor-enqueue")
         defer { thread.stop() }
         let client = JobClient(

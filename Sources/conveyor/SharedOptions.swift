@@ -5,6 +5,7 @@ import Foundation
 import Images
 import Logging
 import Mail
+import Operations
 import Redis
 import Sandbox
 import Summaries
@@ -44,32 +45,38 @@ struct RedisOptions: ParsableArguments {
     }
 }
 
-/// `30s`, `500ms`, `5m`, `2h`, or plain seconds.
+/// `30s`, `500ms`, `5m`, `2h`, `7d`, or plain seconds, as typed. Parsing keeps any number the text spells (`inf`
+/// and `-1` too) so that `checked(_:_:)`, called from each command's `validate()`, can refuse it with a message
+/// naming the flag and its range (exit 64) instead of ArgumentParser's bare "invalid value".
 struct DurationArgument: ExpressibleByArgument, Sendable {
+    /// As typed, or the default's description.
+    let text: String
+    /// Clamped into 0...`OperatorInput.maximumDuration`: meaningful once `checked` accepted the value.
     let duration: Duration
     var seconds: Double { Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18 }
 
-    init(_ duration: Duration) { self.duration = duration }
-
-    /// How `--help` shows a default: `25s`, `300ms`.
-    var defaultValueDescription: String {
-        let ms = Int64((seconds * 1000).rounded())
-        if ms % 1000 != 0 { return "\(ms)ms" }
-        let s = ms / 1000
-        if s != 0 && s % 3600 == 0 { return "\(s / 3600)h" }
-        if s != 0 && s % 60 == 0 { return "\(s / 60)m" }
-        return "\(s)s"
+    init(_ duration: Duration) {
+        self.duration = duration
+        let s = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        self.text = OperatorInput.describe(seconds: s)
     }
 
+    /// How `--help` shows a default: `25s`, `300ms`.
+    var defaultValueDescription: String { text }
+
     init?(argument: String) {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
-        for (suffix, scale) in units where argument.hasSuffix(suffix) {
-            guard let n = Double(argument.dropLast(suffix.count)), n >= 0 else { return nil }
-            self.duration = .milliseconds(Int64((n * scale * 1000).rounded()))
-            return
-        }
-        guard let n = Double(argument), n >= 0 else { return nil }
-        self.duration = .milliseconds(Int64((n * 1000).rounded()))
+        guard !argument.isEmpty else { return nil }
+        self.text = argument
+        let seconds = try? OperatorInput.duration(argument, name: "", plainSeconds: true)
+        self.duration = OperatorInput.clampedDuration(seconds: seconds ?? 0)
+    }
+
+    /// The duration when it is finite and within `range` (seconds); a usage error naming `flag` otherwise.
+    @discardableResult
+    func checked(_ flag: String, _ range: ClosedRange<Double>) throws -> Duration {
+        do {
+            return OperatorInput.clampedDuration(seconds: try OperatorInput.duration(text, name: flag, range: range, plainSeconds: true))
+        } catch { throw ValidationError(error.description) }
     }
 }
 

@@ -61,6 +61,57 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var redis: RedisOptions
 
+    /// The ranges of the numeric flags (docs/configuration.md lists them): anything else is a usage error, exit 64.
+    enum Limits {
+        static let concurrency = 1...10_000
+        static let classConcurrency = 1...10_000
+        static let classAttempts = 1...10_000
+        static let deadMaxJobs = 0...100_000_000
+        static let deadMaxDays: ClosedRange<Double> = 0...3650
+        static let shutdownTimeout: ClosedRange<Double> = 0...86_400
+        static let heartbeatInterval: ClosedRange<Double> = 0.01...3600
+        static let heartbeatTtl: ClosedRange<Double> = 1...86_400
+        static let pollInterval: ClosedRange<Double> = 0.01...3600
+        static let classTimeout: ClosedRange<Double> = 0.001...(30 * 86_400)
+    }
+
+    func validate() throws {
+        if let concurrency, !Limits.concurrency.contains(concurrency) {
+            throw ValidationError("--concurrency \(concurrency): expected a whole number in \(Limits.concurrency.lowerBound)...\(Limits.concurrency.upperBound)")
+        }
+        try shutdownTimeout.checked("--shutdown-timeout", Limits.shutdownTimeout)
+        try heartbeatInterval.checked("--heartbeat-interval", Limits.heartbeatInterval)
+        try heartbeatTtl.checked("--heartbeat-ttl", Limits.heartbeatTtl)
+        try pollInterval.checked("--poll-interval", Limits.pollInterval)
+        if !Limits.deadMaxJobs.contains(deadMaxJobs) {
+            throw ValidationError("--dead-max-jobs \(deadMaxJobs): expected a whole number in \(Limits.deadMaxJobs.lowerBound)...\(Limits.deadMaxJobs.upperBound)")
+        }
+        if !deadMaxDays.isFinite || !Limits.deadMaxDays.contains(deadMaxDays) {
+            throw ValidationError("--dead-max-days \(deadMaxDays): expected a number of days in 0...3650")
+        }
+        for setting in classTimeout {
+            let value = try Self.value(of: setting, "--class-timeout")
+            guard let d = DurationArgument(argument: value) else { throw ValidationError("--class-timeout takes CLASS=DURATION, got \(setting)") }
+            try d.checked("--class-timeout", Limits.classTimeout)
+        }
+        for (flag, settings) in [("--class-concurrency", classConcurrency), ("--class-attempts", classAttempts)] {
+            let range = flag == "--class-concurrency" ? Limits.classConcurrency : Limits.classAttempts
+            for setting in settings {
+                let value = try Self.value(of: setting, flag)
+                guard let n = Int(value), range.contains(n) else {
+                    throw ValidationError("\(flag) \(setting): expected CLASS=N with N a whole number in \(range.lowerBound)...\(range.upperBound)")
+                }
+            }
+        }
+    }
+
+    /// The VALUE of a `CLASS=VALUE` setting.
+    private static func value(of setting: String, _ flag: String) throws -> String {
+        let parts = setting.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("\(flag) takes CLASS=VALUE, got \(setting)") }
+        return parts[1]
+    }
+
     func run() async throws {
         do {
             try await start()
@@ -97,7 +148,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let endpoint = try redis.endpoint()
         let operations = try WorkerOperations(
             redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
-            environment: environment, migrations: Composition.migrations, identity: identity, logger: logger)
+            environment: environment, migrations: Composition.migrations, identity: identity,
+            labels: Self.metricLabels(queues: queues ?? environment["CONVEYOR_QUEUES"]), logger: logger)
         let metrics = operations.metrics
         let families = try Composition.build(FamilyContext(environment: environment) { jid, frames, seconds in
             metrics.transcodeProgress(jid: jid, frames: frames, seconds: seconds)
@@ -114,17 +166,17 @@ struct WorkerCommand: AsyncParsableCommand {
                             metadata: ["registered": "\(registered.sorted { $0.key < $1.key })"])
         }
         try apply(classConcurrency, "--class-concurrency", to: &registry) { jobClass, value in
-            guard let n = Int(value), n >= 1 else { return false }
+            guard let n = Int(value), Limits.classConcurrency.contains(n) else { return false }
             jobClass.concurrency = n
             return true
         }
         try apply(classTimeout, "--class-timeout", to: &registry) { jobClass, value in
-            guard let d = DurationArgument(argument: value) else { return false }
-            jobClass.timeout = d.duration
+            guard let d = try? DurationArgument(argument: value)?.checked("--class-timeout", Limits.classTimeout) else { return false }
+            jobClass.timeout = d
             return true
         }
         try apply(classAttempts, "--class-attempts", to: &registry) { jobClass, value in
-            guard let n = Int(value), n >= 1 else { return false }
+            guard let n = Int(value), Limits.classAttempts.contains(n) else { return false }
             jobClass.retry.maxAttempts = n
             return true
         }
@@ -145,10 +197,10 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let configuration = WorkerConfiguration(
             queues: selection,
-            concurrency: try concurrency ?? EnvironmentNumber.int("CONVEYOR_CONCURRENCY", in: environment, default: 10, range: 1...10_000),
+            concurrency: try concurrency ?? EnvironmentNumber.int("CONVEYOR_CONCURRENCY", in: environment, default: 10, range: Limits.concurrency),
             shutdownTimeout: shutdownTimeout.duration,
             heartbeatInterval: heartbeatInterval.duration,
-            heartbeatTTL: max(2, Int(heartbeatTtl.seconds.rounded())),
+            heartbeatTTL: max(2, Int(exactly: heartbeatTtl.seconds.rounded()) ?? 30),
             pollInterval: pollInterval.duration,
             identity: identity,
             tag: tag)
@@ -187,6 +239,15 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         defer { signals.cancel() }
         try await group.run()
+    }
+
+    /// The metric labels this worker may report: its registered classes, their queues, the default queues and the
+    /// queues it was told to serve (`--queues`, `CONVEYOR_QUEUES`; a value that does not parse is reported later).
+    static func metricLabels(queues text: String?) -> MetricLabels {
+        let served = text.flatMap { $0.isEmpty ? nil : try? QueueSelection(parsing: $0) }?.names ?? []
+        return MetricLabels(
+            classes: Composition.classQueues.keys,
+            queues: Set(Composition.classQueues.values).union(["critical", "default", "low"]).union(served))
     }
 
     /// Every queue a registered class uses, weighted: `critical:8,default:4,<family queues>:2,low:1`.

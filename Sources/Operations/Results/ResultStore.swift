@@ -77,12 +77,12 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
 
         public init() {}
 
-        /// Reads `CONVEYOR_RESULTS_BATCH` (1-5000), `CONVEYOR_RESULTS_BUFFER`, `CONVEYOR_RESULTS_FLUSH_MS`,
+        /// Reads `CONVEYOR_RESULTS_BATCH` (1-5000), `CONVEYOR_RESULTS_BUFFER` (1-10,000,000), `CONVEYOR_RESULTS_FLUSH_MS` (0-60000),
         /// `CONVEYOR_RESULTS_WRITERS` (1-8); a value that is not a number in range is an error naming the variable.
         public init(environment: [String: String]) throws(JobFailure) {
             self.init()
             batchSize = try EnvironmentNumber.int("CONVEYOR_RESULTS_BATCH", in: environment, default: batchSize, range: 1...5000)
-            capacity = try EnvironmentNumber.int("CONVEYOR_RESULTS_BUFFER", in: environment, default: capacity)
+            capacity = try EnvironmentNumber.int("CONVEYOR_RESULTS_BUFFER", in: environment, default: capacity, range: 1...10_000_000)
             flushInterval = try EnvironmentNumber.double(
                 "CONVEYOR_RESULTS_FLUSH_MS", in: environment, default: flushInterval * 1000, range: 0...60_000) / 1000
             writers = try EnvironmentNumber.int("CONVEYOR_RESULTS_WRITERS", in: environment, default: writers, range: 1...8)

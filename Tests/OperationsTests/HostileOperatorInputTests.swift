@@ -1,0 +1,156 @@
+import Foundation
+import Operations
+import Testing
+
+/// What an operator (or a script with a typo) can type at the command line and in the environment: every duration
+/// and number flag and setting, thrown extremes through the real binary. Each is refused with exit 64 and a message
+/// naming the flag or variable; none traps (exit 132/133 with a backtrace).
+@Suite(.enabled(if: TestEnv.hasServers && TestEnv.binary != nil, "needs REDIS_URL, DATABASE_URL and CONVEYOR_BIN"))
+struct HostileOperatorInputTests {
+    let namespace = TestEnv.unique("hostile")
+
+    static let extremes = ["inf", "-inf", "nan", "1e308", "-1e308", "1e400", "9223372036854775807", "-9223372036854775808", "1e300h"]
+
+    /// Runs the binary; a process still running after `timeout` seconds is killed and reported as exit -1.
+    private func conveyor(
+        _ arguments: [String], environment extra: [String: String] = [:], timeout: Double = 60
+    ) throws -> (code: Int32, out: String, err: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestEnv.binary!)
+        process.arguments = arguments + ["--namespace", namespace]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in extra { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        nonisolated(unsafe) var outData = Data()
+        nonisolated(unsafe) var errData = Data()
+        let readers = [
+            Thread { outData = out.fileHandleForReading.readDataToEndOfFile() },
+            Thread { errData = err.fileHandleForReading.readDataToEndOfFile() },
+        ]
+        for r in readers { r.start() }
+        let deadline = Date().addingTimeInterval(timeout)
+        var killed = false
+        while process.isRunning {
+            if Date() > deadline {
+                kill(process.processIdentifier, SIGKILL)
+                killed = true
+                break
+            }
+            usleep(10_000)
+        }
+        process.waitUntilExit()
+        while readers.contains(where: { !$0.isFinished }) { usleep(1000) }
+        return (killed ? -1 : process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Exit 64, a message naming `mention`, and no trap.
+    private func expectUsageError(
+        _ arguments: [String], environment: [String: String] = [:], mentioning mention: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let r = try conveyor(arguments, environment: environment)
+        let shown = "\(arguments) \(environment): exit \(r.code)\n\(r.err.prefix(2000))"
+        #expect(r.code == 64, "\(shown)", sourceLocation: sourceLocation)
+        for trap in ["Fatal error", "Stack dump", "backtrace", "Illegal instruction", "Current stack trace"] {
+            #expect(!r.err.contains(trap), "\(shown)", sourceLocation: sourceLocation)
+        }
+        #expect(r.err.contains(mention), "\(shown)", sourceLocation: sourceLocation)
+    }
+
+    @Test func enqueueRefusesEveryExtremeDelayTimeAndRetry() throws {
+        for value in Self.extremes + ["-1", "-1s", "3651d", "abc", "5x", String(repeating: "9", count: 5000)] {
+            try expectUsageError(["enqueue", "noop", "--in=\(value)"], mentioning: "--in")
+        }
+        for value in Self.extremes + ["-1", "1e13", "99999-01-01T00:00:00Z"] where value != "1e300h" {
+            try expectUsageError(["enqueue", "noop", "--at=\(value)"], mentioning: "--at")
+        }
+        for value in ["9223372036854775807", "-9223372036854775808", "-1", "10001"] {
+            try expectUsageError(["enqueue", "noop", "--retry=\(value)"], mentioning: "--retry")
+        }
+        // The largest accepted delay is scheduled (the check is a range, not a refusal of everything).
+        let ok = try conveyor(["enqueue", "noop", "--in", "3650d", "--retry", "10000"])
+        #expect(ok.code == 0, "\(ok.err)")
+        #expect(ok.out.trimmingCharacters(in: .whitespacesAndNewlines).count >= 16)
+    }
+
+    @Test func workerRefusesEveryExtremeDurationFlag() throws {
+        for flag in ["--shutdown-timeout", "--heartbeat-interval", "--heartbeat-ttl", "--poll-interval"] {
+            for value in Self.extremes + ["-1", "-5s", "abc", "31d"] {
+                try expectUsageError(["worker", "\(flag)=\(value)"], mentioning: flag)
+            }
+        }
+        for value in Self.extremes + ["-1", "0", "31d", "abc"] {
+            try expectUsageError(["worker", "--class-timeout", "sleep=\(value)"], mentioning: "--class-timeout")
+        }
+        try expectUsageError(["worker", "--class-timeout", "sleep"], mentioning: "--class-timeout")
+        try expectUsageError(["worker", "--class-timeout", "=5s"], mentioning: "--class-timeout")
+    }
+
+    @Test func workerRefusesEveryExtremeNumberFlag() throws {
+        let numbers = ["9223372036854775807", "-9223372036854775808", "0", "-1", "100000000000000000000", "1e3", "abc"]
+        for value in numbers {
+            try expectUsageError(["worker", "--concurrency=\(value)"], mentioning: "--concurrency")
+            try expectUsageError(["worker", "--class-concurrency", "sleep=\(value)"], mentioning: "--class-concurrency")
+            try expectUsageError(["worker", "--class-attempts", "sleep=\(value)"], mentioning: "--class-attempts")
+        }
+        for value in ["9223372036854775807", "-9223372036854775808", "-1", "100000001"] {
+            try expectUsageError(["worker", "--dead-max-jobs=\(value)"], mentioning: "--dead-max-jobs")
+        }
+        for value in Self.extremes + ["-1", "3651"] where value != "1e300h" {
+            try expectUsageError(["worker", "--dead-max-days=\(value)"], mentioning: "--dead-max-days")
+        }
+    }
+
+    /// Every numeric setting of the worker's own (and its operations') through `conveyor config` and, for the ones
+    /// read before anything starts, through `conveyor worker` itself.
+    @Test func numericSettingsRefuseExtremesInConfigAndWorker() throws {
+        let settings = [
+            "CONVEYOR_CONCURRENCY", "CONVEYOR_METRICS_POLL_SECONDS", "CONVEYOR_RESULTS_BATCH", "CONVEYOR_RESULTS_BUFFER",
+            "CONVEYOR_RESULTS_FLUSH_MS", "CONVEYOR_RESULTS_WRITERS", "CONVEYOR_REDIS_WAIT_REPLICAS", "CONVEYOR_REDIS_WAIT_TIMEOUT_MS",
+        ]
+        for name in settings {
+            for value in Self.extremes + ["-1", "abc"] {
+                try expectUsageError(["config"], environment: [name: value], mentioning: name)
+            }
+        }
+        for name in ["CONVEYOR_RESULTS_BUFFER", "CONVEYOR_RESULTS_FLUSH_MS", "CONVEYOR_CONCURRENCY", "CONVEYOR_METRICS_POLL_SECONDS"] {
+            for value in ["inf", "nan", "1e308", "9223372036854775807", "-1"] {
+                try expectUsageError(["worker"], environment: [name: value], mentioning: name)
+            }
+        }
+    }
+
+    @Test func operatorInputParsesOnlyFiniteValuesInRange() throws {
+        for text in ["inf", "infs", "-1s", "nans", "1e308s", "1e400s", "3651d", "-0.001ms", "s", "", "1e300h", "5x"] {
+            #expect(OperatorInput.duration(text) == nil, "\(text)")
+        }
+        #expect(OperatorInput.duration("3650d") == OperatorInput.maximumDuration)
+        #expect(OperatorInput.duration("250ms") == 0.25)
+        #expect(OperatorInput.duration("5m") == 300)
+        #expect(throws: OperatorInputError.self) { try OperatorInput.duration("inf", name: "--in", plainSeconds: true) }
+        do {
+            _ = try OperatorInput.duration("1e300h", name: "--shutdown-timeout", range: 0...86_400)
+            Issue.record("1e300h accepted")
+        } catch {
+            #expect(error.description.contains("--shutdown-timeout 1e300h"))
+            #expect(error.description.contains("0s to 1d"))
+        }
+        for text in ["inf", "nan", "1e308", "-1", "1e400", "-inf", "99999999999999999"] {
+            #expect(OperatorInput.time(text) == nil, "\(text)")
+        }
+        #expect(OperatorInput.time("1763780000") == 1_763_780_000)
+        #expect(OperatorInput.time("1763780000000") == 1_763_780_000)
+        #expect(OperatorInput.time("2h", now: 10_000) == 2800)
+        for text in ["inf/s", "nan", "1e308", "1e400/m", "0", "-5/s", "0.0001/h", "5/s/s", "5/x"] {
+            #expect(OperatorInput.rate(text) == nil, "\(text)")
+        }
+        #expect(OperatorInput.rate("300/m") == 5)
+        #expect(OperatorInput.clampedDuration(seconds: .infinity) == .seconds(Int64(OperatorInput.maximumDuration)))
+        #expect(OperatorInput.clampedDuration(seconds: .nan) == .zero)
+        #expect(OperatorInput.clampedDuration(seconds: -1e308) == .zero)
+    }
+}
