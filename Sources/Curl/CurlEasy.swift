@@ -416,7 +416,9 @@ public final class CurlEasy {
 @available(*, unavailable)
 extension CurlEasy: Sendable {}
 
+/// Whole milliseconds, saturating at a day's worth below zero and a year above (libcurl's timeouts are `long`).
 func milliseconds(_ duration: Duration) -> Int {
     let (seconds, attoseconds) = duration.components
-    return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    let bounded = min(max(seconds, -86_400), 31_536_000)
+    return Int(bounded) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
 }

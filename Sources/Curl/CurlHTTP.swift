@@ -120,10 +120,12 @@ extension CurlEasy {
         }
         var response = HTTPResponse(
             status: raw.responseCode, headers: headers, body: raw.body, fileBytes: raw.responseFileBytes, timing: raw.timing, retryAfter: nil)
-        if let ms = response.header("retry-after-ms").flatMap({ Double($0.trimmingSpaces) }), ms >= 0 {
-            response.retryAfter = .milliseconds(ms)
+        // A server's value, so clamped to a day: `inf` or `1e300` would trap the Duration conversion.
+        let maxRetryAfterSeconds = 86_400
+        if let ms = response.header("retry-after-ms").flatMap({ Double($0.trimmingSpaces) }), ms.isFinite, ms >= 0 {
+            response.retryAfter = .milliseconds(min(ms, Double(maxRetryAfterSeconds) * 1000))
         } else if let seconds = raw.retryAfterSeconds {
-            response.retryAfter = .seconds(seconds)
+            response.retryAfter = .seconds(min(max(seconds, 0), maxRetryAfterSeconds))
         }
         return response
     }

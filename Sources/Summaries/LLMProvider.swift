@@ -94,13 +94,13 @@ public struct LLMProvider: Sendable {
             let finish = choice["finish_reason"]?.stringValue ?? "stop"
             let refused = (message["refusal"].map { !$0.isNull } ?? false) || finish == "content_filter"
             return Reply(
-                text: message["content"]?.stringValue ?? "", modelServed: json["model"]?.stringValue ?? model,
+                text: ProviderText.storable(message["content"]?.stringValue ?? ""), modelServed: json["model"]?.stringValue ?? model,
                 stop: refused ? .refused : finish == "length" ? .truncated : .complete,
                 inputTokens: json["usage"]?["prompt_tokens"]?.intValue, outputTokens: json["usage"]?["completion_tokens"]?.intValue,
                 requestID: requestID ?? json["id"]?.stringValue)
         case .anthropic:
             guard let blocks = json["content"]?.arrayValue else { return nil }
-            let text = blocks.filter { $0["type"]?.stringValue == "text" }.compactMap { $0["text"]?.stringValue }.joined()
+            let text = ProviderText.storable(blocks.filter { $0["type"]?.stringValue == "text" }.compactMap { $0["text"]?.stringValue }.joined())
             let stop = json["stop_reason"]?.stringValue ?? "end_turn"
             return Reply(
                 text: text, modelServed: json["model"]?.stringValue ?? model,
@@ -110,13 +110,15 @@ public struct LLMProvider: Sendable {
         }
     }
 
-    /// The provider's error text from an error body (`error.type`/`code` and `error.message`), cut short.
-    static func errorText(_ body: [UInt8]) -> String {
+    /// The provider's error text from an error body (`error.type`/`code` and `error.message`), with credentials
+    /// removed (`secrets`, the configured API keys, and anything shaped like a key or bearer token: see
+    /// `ProviderText.redacted`) and cut short: a 401 body may echo the key it refused.
+    static func errorText(_ body: [UInt8], secrets: [String]) -> String {
         guard let json = try? JSONValue(parsing: body), let error = json["error"] else {
-            return String(String(decoding: body.prefix(200), as: UTF8.self).filter { !$0.isNewline })
+            return ProviderText.redacted(String(decoding: body.prefix(64 << 10), as: UTF8.self), secrets: secrets)
         }
         let type = error["code"]?.stringValue ?? error["type"]?.stringValue ?? "error"
         let message = error["message"]?.stringValue ?? ""
-        return "\(type): \(message.prefix(200))"
+        return ProviderText.redacted("\(type.prefix(100)): \(message)", secrets: secrets)
     }
 }

@@ -210,8 +210,12 @@ public final class Summarizer: Sendable {
         case .failure(let error): return .failure(error.description)
         case .success(let r): response = r
         }
-        let requestID = response.header("request-id") ?? response.header("x-request-id")
-        let detail = "HTTP \(response.status) \(LLMProvider.errorText(response.body))" + (requestID.map { " request-id=\($0)" } ?? "")
+        let secrets = configuration.providers.map(\.apiKey)
+        let requestID = (response.header("request-id") ?? response.header("x-request-id")).map {
+            ProviderText.redacted($0, secrets: secrets, limit: 128)
+        }
+        let errorText = LLMProvider.errorText(response.body, secrets: secrets)
+        let detail = "HTTP \(response.status) \(errorText)" + (requestID.map { " request-id=\($0)" } ?? "")
         switch response.status {
         case 200..<300:
             guard let reply = provider.parse(response.body, requestID: requestID) else {
@@ -223,8 +227,8 @@ public final class Summarizer: Sendable {
             case .rejected(let why): return .rejectedOutput(why)
             }
         case 429:
-            if LLMProvider.errorText(response.body).hasPrefix("insufficient_quota") { return .authFailure(detail) }
-            return .rateLimited(response.retryAfter ?? configuration.defaultRetryAfter, detail)
+            if errorText.hasPrefix("insufficient_quota") { return .authFailure(detail) }
+            return .rateLimited(min(response.retryAfter ?? configuration.defaultRetryAfter, SummariesConfiguration.maxRetryAfter), detail)
         case 401, 402, 403, 404:
             return .authFailure(detail)
         case 400, 413, 422:

@@ -29,6 +29,10 @@ public struct SummaryRequest: Sendable, Equatable {
         guard !postID.isEmpty, postID.utf8.count <= 200 else {
             throw .invalidArguments("llm.summarize jid=\(job.jid): post_id must be 1 to 200 bytes")
         }
+        // It keys `conveyor.summaries` and the cache: PostgreSQL text holds no NUL, and a log line no control character.
+        guard !postID.unicodeScalars.contains(where: ProviderText.isControl) else {
+            throw .invalidArguments("llm.summarize jid=\(job.jid): post_id must not contain NUL or other control characters")
+        }
         let title = try job.optionalString("title") ?? ""
         let body = try job.optionalString("body") ?? ""
         var comments: [String] = []
@@ -74,10 +78,12 @@ public struct SummaryResult: Sendable, Equatable {
         postID: String, summary: String, provider: String, model: String, cached: Bool, degraded: Bool,
         truncatedInput: Bool = false, inputTokens: Int? = nil, outputTokens: Int? = nil
     ) {
+        // Provider output may carry NUL (which PostgreSQL cannot store) or other control characters: dropped here,
+        // so the stored summary, the cache and the job's result all hold the same clean text.
         self.postID = postID
-        self.summary = summary
+        self.summary = ProviderText.storable(summary)
         self.provider = provider
-        self.model = model
+        self.model = String(ProviderText.storable(model).prefix(200))
         self.cached = cached
         self.degraded = degraded
         self.truncatedInput = truncatedInput

@@ -5,7 +5,11 @@ Anthropic Messages (POST /anthropic/v1/messages), counts requests, and fails on 
 Started by the tests on a free loopback port; prints "PORT <n>" on its first stdout line.
 Control endpoints (JSON):
   POST /control/fault  {"provider": "openai"|"anthropic", "mode": "ok"|"500"|"529"|"429"|"401"|"403"|"400"|
-                        "hang"|"bad_json"|"empty", "retry_after": "30", "delay": 0.2, "count": -1}
+                        "hang"|"bad_json"|"empty"|"echo_401"|"echo_400"|"nul", "retry_after": "30" (or "ms:1500": Retry-After-Ms), "delay": 0.2,
+                        "count": -1}
+                       echo_401/echo_400: an error whose message echoes the key the request carried (as some
+                       gateways do), with a Bearer header and an sk- key; nul: a reply with NUL and other
+                       control characters in its text and model name.
                        count = how many requests the fault applies to (-1: until changed); delay applies to
                        every response of that provider.
   GET  /control/stats  {"openai": n, "anthropic": n, "last": {"openai": <request body>, ...}}
@@ -129,6 +133,26 @@ class Handler(BaseHTTPRequestHandler):
                     "content": [{"type": "text", "text": summary_for(provider, user)}], "stop_reason": "end_turn",
                     "stop_sequence": None, "usage": {"input_tokens": 41, "output_tokens": 13}}, {"request-id": "req-anthropic-1"})
             return
+        if mode in ("echo_401", "echo_400"):
+            key = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+            bare = key[len("Bearer "):] if key.startswith("Bearer ") else key
+            message = ("Incorrect API key provided: %s. You sent Authorization: %s; did you mean "
+                       "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx? x-api-key=%s\x00\x1b[31m" % (bare, key, bare))
+            status = 401 if mode == "echo_401" else 400
+            if provider == "openai":
+                self.send_json(status, {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}})
+            else:
+                self.send_json(status, {"type": "error", "error": {"type": "authentication_error", "message": message}})
+            return
+        if mode == "nul":
+            text = "Summary\x00 with a NUL\x01 and\x1b[2J controls\x7f, kept whole after them."
+            req = json.loads(raw)
+            if provider == "openai":
+                self.send_json(200, {"id": "x", "model": "gpt\x00-nul", "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                                                                   "finish_reason": "stop"}]})
+            else:
+                self.send_json(200, {"id": "x", "model": "claude\x00-nul", "content": [{"type": "text", "text": text}], "stop_reason": "end_turn"})
+            return
         if mode == "bad_json":
             body = b"<html>gateway</html>"
             self.send_response(200)
@@ -148,7 +172,10 @@ class Handler(BaseHTTPRequestHandler):
                  429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
         headers = {}
         if status == 429 and retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
+            if str(retry_after).startswith("ms:"):
+                headers["Retry-After-Ms"] = str(retry_after)[3:]
+            else:
+                headers["Retry-After"] = str(retry_after)
         if provider == "openai":
             self.send_json(status, {"error": {"message": "injected %d" % status, "type": kinds.get(status, "error"), "param": None,
                                               "code": "invalid_api_key" if status == 401 else None}}, headers)
