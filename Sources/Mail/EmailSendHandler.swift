@@ -106,6 +106,7 @@ public struct EmailSendHandler: JobHandler {
         try checkHeaderSafe(key, field: "idempotency_key")
 
         let rendered = try templates.render(template: template, locale: locale, data: data)
+        try MailLinks.check(html: rendered.html, data: data, template: template)
         var unsubscribe: String?
         if configuration.listTemplates.contains(template) {
             guard let url = data["unsubscribe_url"]?.stringValue else {

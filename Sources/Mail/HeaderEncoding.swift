@@ -6,13 +6,15 @@ enum HeaderEncoding {
     /// An unstructured value (`Subject:`): kept as ASCII words when it is printable ASCII, otherwise a run of
     /// `=?UTF-8?B?…?=` encoded-words that each hold whole characters.
     static func unstructured(_ text: String) -> [String] {
-        if isPrintableASCII(text) { return text.split(separator: " ", omittingEmptySubsequences: false).map(String.init) }
+        if isPrintableASCII(text) && !looksEncoded(text) {
+            return text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        }
         return encodedWords(text)
     }
 
     /// A display name for `From:` / `To:`: an atom phrase, a quoted string, or encoded-words.
     static func displayName(_ name: String) -> [String] {
-        if isPrintableASCII(name) {
+        if isPrintableASCII(name) && !looksEncoded(name) {
             if name.unicodeScalars.allSatisfy({ isAtext($0) || $0 == " " }) && !name.hasPrefix(" ") && !name.hasSuffix(" ") && !name.contains("  ") {
                 return name.split(separator: " ").map(String.init)
             }
@@ -71,6 +73,11 @@ enum HeaderEncoding {
         if !chunk.isEmpty || words.isEmpty { words.append("=?UTF-8?B?" + Base64.encode(chunk) + "?=") }
         return words
     }
+
+    /// Whether `text` holds `=?`, the start of an RFC 2047 encoded-word: written as is (or even quoted, which many
+    /// clients decode anyway), `=?utf-8?q?…?=` would show the recipient whatever the job encoded in it. Such text is
+    /// sent encoded whole, so it decodes to itself.
+    static func looksEncoded(_ text: String) -> Bool { text.contains("=?") }
 
     static func isPrintableASCII(_ text: String) -> Bool {
         text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }

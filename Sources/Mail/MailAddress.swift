@@ -36,7 +36,7 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
     public var description: String { displayName.map { "\($0) <\(address)>" } ?? address }
 
     /// `local@domain` with a dot-atom local part of at most 64 octets and a domain of LDH labels (at least two,
-    /// at most 63 octets each, 253 in all) or a bracketed IPv4 literal. No quoted local parts, no SMTPUTF8: rare
+    /// at most 63 octets each, 253 in all); no address literals. No quoted local parts, no SMTPUTF8: rare
     /// for transactional mail, and each is a way to smuggle `<`, `>`, `,` or spaces into the envelope.
     static func validate(_ address: String) throws(JobFailure) {
         guard address.utf8.count <= 254 else { throw .invalidAddress(address, "longer than 254 octets") }
@@ -53,12 +53,10 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
                 throw .invalidAddress(address, "the local part may only hold letters, digits and !#$%&'*+-/=?^_`{|}~.")
             }
         }
-        if domain.hasPrefix("[") && domain.hasSuffix("]") {
-            let octets = domain.dropFirst().dropLast().split(separator: ".", omittingEmptySubsequences: false)
-            guard octets.count == 4, octets.allSatisfy({ UInt8($0) != nil }) else {
-                throw .invalidAddress(address, "an address literal must be an IPv4 address in brackets")
-            }
-            return
+        // An address literal (`user@[127.0.0.1]`) would let a job aim mail at any host, internal ones included,
+        // past the MX records: refused, as docs/jobs.md says (a domain of LDH labels only).
+        if domain.hasPrefix("[") || domain.hasSuffix("]") {
+            throw .invalidAddress(address, "address literals such as [127.0.0.1] are not accepted; give a domain name")
         }
         guard domain.utf8.count <= 253 else { throw .invalidAddress(address, "the domain is longer than 253 octets") }
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)

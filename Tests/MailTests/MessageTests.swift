@@ -127,14 +127,14 @@ import Testing
     @Test(arguments: ["", "alice", "alice@", "@example.com", "a@b@example.com", "alice@localhost", "al ice@example.com",
                       "<alice@example.com>", "alice@example.com,bob@example.com", "alice@exa_mple.com", "alice..x@example.com",
                       ".alice@example.com", "alice@-example.com", "zoë@example.com", "alice@example.com;bob@x.org",
-                      String(repeating: "a", count: 65) + "@example.com"])
+                      String(repeating: "a", count: 65) + "@example.com", "x@[192.0.2.1]"])
     func invalidAddressesAreRefused(address: String) {
         let error = #expect(throws: JobFailure.self) { try MailAddress(address) }
         #expect(error?.errorClass == "InvalidAddress")
         #expect(error?.isPermanent == true)
     }
 
-    @Test(arguments: ["alice@example.com", "a.b+tag@sub.example.co.uk", "o'brien@example.ie", "x@[192.0.2.1]", "UPPER@Example.COM"])
+    @Test(arguments: ["alice@example.com", "a.b+tag@sub.example.co.uk", "o'brien@example.ie", "UPPER@Example.COM"])
     func validAddressesAreAccepted(address: String) throws {
         #expect(try MailAddress(address).address == address)
     }
