@@ -34,12 +34,14 @@ public final class WorkerOperations: Sendable {
     ///     PostgreSQL is down).
     ///   - identity: the worker process's identity: outcomes then reach the store through its outcome journal
     ///     in Redis (`journal`), which survives kill -9. Nil: through `observers`, in memory only.
+    ///   - labels: the job classes and queues that get metric series of their own (the registered classes and the
+    ///     worker's queues); any other is counted as `unknown` / `other`.
     public init(
         redis: RedisEndpoint, keys: QueueKeys, metricsAddress: String?, environment: [String: String],
-        migrations: [Migration] = OperationsMigrations.all, identity: String? = nil,
+        migrations: [Migration] = OperationsMigrations.all, identity: String? = nil, labels: MetricLabels = .firstSeen,
         logger: Logger = Logger(label: "conveyor.operations")
     ) throws {
-        let metrics = ConveyorMetrics()
+        let metrics = ConveyorMetrics(labels: labels)
         self.metrics = metrics
         // Validated whether or not outcomes are recorded: a bad value is an error, not a silent default.
         let resultsConfiguration = try ResultStore.Configuration(environment: environment)

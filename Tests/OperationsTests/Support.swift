@@ -35,4 +35,28 @@ enum TestEnv {
         while !reader.isFinished { usleep(1000) }
         return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
     }
+
+    /// Runs a command found on PATH with `input` on its stdin; its exit code, stdout and stderr.
+    static func command(_ arguments: [String], input: [UInt8] = []) throws -> (code: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = arguments
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        nonisolated(unsafe) var errData = Data()
+        let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        reader.start()
+        let writer = Thread {
+            inp.fileHandleForWriting.write(Data(input))
+            try? inp.fileHandleForWriting.close()
+        }
+        writer.start()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        while !reader.isFinished || !writer.isFinished { usleep(1000) }
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
 }

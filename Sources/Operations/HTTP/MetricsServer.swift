@@ -1,10 +1,16 @@
 import Foundation
 import Logging
 
-/// A small HTTP/1.1 server on its own thread for `/metrics`, `/healthz` and `/readyz`: POSIX sockets, one
-/// request per connection, answered in order. Scrapes are rare and tiny, so this costs no build time and
-/// no event loop; a 2-second socket timeout keeps a stuck client from holding the thread.
+/// A small HTTP/1.1 server for `/metrics`, `/healthz` and `/readyz`: POSIX sockets, one request per connection,
+/// each connection on its own thread so that idle or slow clients cannot delay a liveness probe. Bounded: at most
+/// `maximumConnections` at once (more are closed unanswered), request headers of at most `maximumHeaderBytes`
+/// (431 beyond), `requestDeadline` seconds to send them (408 after) and `responseDeadline` to take the answer.
 public final class MetricsServer: @unchecked Sendable {
+    public static let maximumConnections = 64
+    public static let maximumHeaderBytes = 8192
+    public static let requestDeadline: Double = 2
+    public static let responseDeadline: Double = 10
+
     public typealias ReadinessCheck = @Sendable () -> (ready: Bool, detail: String)
 
     private let metrics: ConveyorMetrics
@@ -15,6 +21,9 @@ public final class MetricsServer: @unchecked Sendable {
     public let host: String
     private let lock = NSLock()
     private var stopped = false
+    /// Connections being served now.
+    private var active = 0
+    private var refusedSinceLog = 0
     private let logger = Logger(label: "conveyor.http")
 
     /// Binds `address` (`host:port`, e.g. `127.0.0.1:9464`, `0.0.0.0:9464`, `:9464`) and starts serving.
@@ -85,25 +94,70 @@ public final class MetricsServer: @unchecked Sendable {
                 continue
             }
             var timeout = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            handle(client)
-            close(client)
+            lock.lock()
+            let admitted = active < Self.maximumConnections
+            if admitted { active += 1 } else { refusedSinceLog += 1 }
+            let refused = refusedSinceLog
+            lock.unlock()
+            guard admitted else {
+                close(client)
+                if refused == 1 || refused % 1000 == 0 {
+                    logger.warning("metrics server: \(Self.maximumConnections) connections open, closing new ones (\(refused) so far)")
+                }
+                continue
+            }
+            let thread = Thread { [self] in
+                handle(client)
+                close(client)
+                lock.lock()
+                active -= 1
+                if active == 0 { refusedSinceLog = 0 }
+                lock.unlock()
+            }
+            thread.name = "conveyor-metrics-conn"
+            thread.stackSize = 512 * 1024
+            thread.start()
         }
         close(listener)
     }
 
     private func handle(_ fd: Int32) {
-        // Read until the end of the headers (requests here have no body), at most 8 KiB.
+        // Read until the end of the headers (requests here have no body), within the size and time bounds.
+        let deadline = Date().addingTimeInterval(Self.requestDeadline)
         var request: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 2048)
-        while request.count < 8192 {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        var complete = false
+        while request.count < Self.maximumHeaderBytes {
+            let remaining = deadline.timeIntervalSinceNow
+            if remaining <= 0 { break }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, Int32(max(1, min(remaining, Self.requestDeadline) * 1000)))
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 { break }
+            let room = min(chunk.count, Self.maximumHeaderBytes - request.count)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, room) }
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             request.append(contentsOf: chunk[0..<n])
-            if request.count >= 4, request.suffix(4) == [13, 10, 13, 10] || containsHeaderEnd(request) { break }
+            if containsHeaderEnd(request) {
+                complete = true
+                break
+            }
         }
-        guard let lineEnd = request.firstIndex(of: 13) ?? request.firstIndex(of: 10) else { return }
+        if !complete {
+            if request.count >= Self.maximumHeaderBytes {
+                return respond(fd, 431, "text/plain", Array("request headers too large\n".utf8), head: false)
+            }
+            if request.isEmpty { return }
+            if deadline.timeIntervalSinceNow <= 0 {
+                return respond(fd, 408, "text/plain", Array("request not received in time\n".utf8), head: false)
+            }
+            // The client closed its side after a request line without the blank line: answer what it sent.
+        }
+        guard let lineEnd = request.firstIndex(of: 13) ?? request.firstIndex(of: 10) else {
+            return respond(fd, 400, "text/plain", Array("bad request\n".utf8), head: false)
+        }
         let parts = String(decoding: request[..<lineEnd], as: UTF8.self).split(separator: " ")
         guard parts.count >= 2 else { return respond(fd, 400, "text/plain", Array("bad request\n".utf8), head: false) }
         let method = parts[0]
@@ -136,12 +190,16 @@ public final class MetricsServer: @unchecked Sendable {
     }
 
     private func respond(_ fd: Int32, _ status: Int, _ type: String, _ body: [UInt8], head: Bool, extra: String = "") {
-        let reason = [200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"][status] ?? "OK"
+        let reason = [
+            200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+            431: "Request Header Fields Too Large", 503: "Service Unavailable",
+        ][status] ?? "OK"
         var out = Array(
             "HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\(extra)\r\n".utf8)
         if !head { out += body }
+        let deadline = Date().addingTimeInterval(Self.responseDeadline)
         var sent = 0
-        while sent < out.count {
+        while sent < out.count, deadline.timeIntervalSinceNow > 0 {
             let n = out.withUnsafeBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
             if n <= 0 {
                 if n < 0 && errno == EINTR { continue }

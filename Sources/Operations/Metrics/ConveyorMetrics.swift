@@ -5,12 +5,18 @@ public import Prometheus
 /// Conveyor's Prometheus metrics: a `JobObserver` for job counters and durations, gauges refreshed from Redis
 /// by `QueuePoller`, and counters other parts report into (`redisError()`, `postgresError()`).
 ///
-/// Labels are low-cardinality by construction: `class` (registered job classes), `queue` (configured queues),
-/// `outcome` (four values). Cluster-wide gauges (queue depth, set sizes) are the same from every worker: take
-/// `max()` across instances, not `sum()`.
+/// Labels are bounded whatever the jobs say (`MetricLabels`): `class` is a registered job class or `unknown`,
+/// `queue` one of the worker's queues or `other`, `outcome` one of four values. Cluster-wide gauges (queue depth,
+/// set sizes) are the same from every worker: take `max()` across instances, not `sum()`.
 public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
     public let registry: PrometheusCollectorRegistry
     private let lock = NSLock()
+    private let labelRule: MetricLabels
+    /// In the first-seen rule, the values already given a series of their own.
+    private var seenClasses: Set<String> = []
+    private var seenQueues: Set<String> = []
+    /// Whether the `other` queue's gauges were ever set (then they are kept current, zero when nothing is other).
+    private var otherQueueShown = false
     private var refreshers: [@Sendable () -> Void] = []
     private var exporters: [@Sendable () -> String] = []
     /// Last reported position of each running transcode, so counters grow by the difference.
@@ -18,8 +24,11 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
 
     static let durationBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
 
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    /// - Parameter labels: which `class` and `queue` label values get series of their own; `conveyor worker` gives
+    ///   its registered classes and its queues. The default keeps the first `MetricLabels.firstSeenLimit` of each.
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), labels: MetricLabels = .firstSeen) {
         self.registry = registry
+        self.labelRule = labels
         // Series that must exist before the first event, so alerts and dashboards see zeros, not gaps.
         _ = counter("conveyor_jobs_reaped_total", "In-flight jobs taken back from worker processes whose heartbeat expired.")
         _ = counter("conveyor_poison_pills_total", "Reaped jobs sent to the dead set because they kept killing their worker.")
@@ -57,7 +66,31 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
 
     private var classes: [String: ClassCollectors] = [:]
 
-    /// Call with `lock` held.
+    /// The `class` label for a job's class: itself when allowed, `unknown` otherwise. Call with `lock` held.
+    private func classLabel(_ jobClass: String) -> String {
+        switch labelRule.kind {
+        case .allowed(let classes, _): return classes.contains(jobClass) ? jobClass : MetricLabels.unknownClass
+        case .firstSeen(let limit):
+            if seenClasses.contains(jobClass) { return jobClass }
+            guard seenClasses.count < limit, jobClass != MetricLabels.unknownClass else { return MetricLabels.unknownClass }
+            seenClasses.insert(jobClass)
+            return jobClass
+        }
+    }
+
+    /// The `queue` label for a queue name: itself when allowed, `other` otherwise. Call with `lock` held.
+    private func queueLabel(_ queue: String) -> String {
+        switch labelRule.kind {
+        case .allowed(_, let queues): return queues.contains(queue) ? queue : MetricLabels.otherQueue
+        case .firstSeen(let limit):
+            if seenQueues.contains(queue) { return queue }
+            guard seenQueues.count < limit, queue != MetricLabels.otherQueue else { return MetricLabels.otherQueue }
+            seenQueues.insert(queue)
+            return queue
+        }
+    }
+
+    /// Call with `lock` held; `jobClass` is already a label (`classLabel`).
     private func collectors(_ jobClass: String) -> ClassCollectors {
         if let c = classes[jobClass] { return c }
         let c = ClassCollectors(
@@ -70,7 +103,7 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
 
     public func jobStarted(jid: String, jobClass: String, queue: String) {
         lock.lock()
-        let c = collectors(jobClass)
+        let c = collectors(classLabel(jobClass))
         c.running += 1
         let n = c.running
         lock.unlock()
@@ -78,10 +111,12 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
     }
 
     public func jobFinished(_ outcome: JobOutcome) {
-        let key = outcome.queue + "\u{0}" + outcome.status.rawValue
         lock.lock()
+        let jobClass = classLabel(outcome.jobClass)
+        let queue = queueLabel(outcome.queue)
+        let key = queue + "\u{0}" + outcome.status.rawValue
         if !transcodes.isEmpty { transcodes[outcome.jid] = nil }
-        let c = collectors(outcome.jobClass)
+        let c = collectors(jobClass)
         c.running = max(0, c.running - 1)
         let n = c.running
         let total: Counter
@@ -90,7 +125,7 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
         } else {
             total = counter(
                 "conveyor_jobs_total", "Finished job runs by outcome (succeeded, retrying, dead, requeued).",
-                ["class": outcome.jobClass, "queue": outcome.queue, "outcome": outcome.status.rawValue])
+                ["class": jobClass, "queue": queue, "outcome": outcome.status.rawValue])
             c.outcomes[key] = total
         }
         lock.unlock()
@@ -155,8 +190,28 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
     }
 
     /// Sets the Redis-derived gauges from a snapshot.
+    /// Queues without a label of their own are summed into `queue="other"` (depth added, latency the oldest, paused
+    /// when any is).
     public func update(from snapshot: QueueSnapshot) {
+        var shown: [(name: String, depth: Int, latency: Double, paused: Bool)] = []
+        var other: (depth: Int, latency: Double, paused: Bool)?
+        lock.lock()
         for q in snapshot.queues {
+            let label = queueLabel(q.name)
+            if label == MetricLabels.otherQueue {
+                let o = other ?? (0, 0, false)
+                other = (Saturating.add(o.depth, max(0, q.depth)), max(o.latency, q.latency.isFinite ? q.latency : 0), o.paused || q.paused)
+            } else {
+                shown.append((label, q.depth, q.latency, q.paused))
+            }
+        }
+        if other != nil { otherQueueShown = true }
+        if otherQueueShown {
+            let o = other ?? (0, 0, false)
+            shown.append((MetricLabels.otherQueue, o.depth, o.latency, o.paused))
+        }
+        lock.unlock()
+        for q in shown {
             gauge("conveyor_queue_depth", "Ready jobs in queue:<name> (LLEN).", ["queue": q.name]).set(Double(q.depth))
             gauge("conveyor_queue_latency_seconds", "Age of the oldest ready job in the queue.", ["queue": q.name]).set(q.latency)
             gauge("conveyor_queue_paused", "1 while the queue is paused (conveyor queue pause): workers do not fetch from it.", ["queue": q.name])
@@ -234,4 +289,32 @@ private final class LastCounts: @unchecked Sendable {
         defer { last[name] = total }
         return max(0, total - last[name, default: 0])
     }
+}
+
+/// Which values the `class` and `queue` labels may take, so that job envelopes (whose class and queue any producer
+/// writes) cannot add series without bound: `allowed` gives the registered classes and the worker's queues their own
+/// series and everything else `unknown` / `other`; `firstSeen` (for tools and tests) keeps the first
+/// `firstSeenLimit` values of each and maps later ones the same way.
+public struct MetricLabels: Sendable {
+    public static let unknownClass = "unknown"
+    public static let otherQueue = "other"
+    /// Distinct values per label under `firstSeen`.
+    public static let firstSeenLimit = 100
+
+    enum Kind: Sendable {
+        case allowed(classes: Set<String>, queues: Set<String>)
+        case firstSeen(limit: Int)
+    }
+
+    let kind: Kind
+
+    /// Only these job classes and queue names get series of their own.
+    public init(classes: some Sequence<String>, queues: some Sequence<String>) {
+        kind = .allowed(classes: Set(classes), queues: Set(queues))
+    }
+
+    private init(_ kind: Kind) { self.kind = kind }
+
+    /// The first `firstSeenLimit` classes and queues seen get series of their own.
+    public static let firstSeen = MetricLabels(.firstSeen(limit: firstSeenLimit))
 }

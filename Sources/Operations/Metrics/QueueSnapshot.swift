@@ -62,8 +62,9 @@ public struct QueueSnapshot: Sendable, Equatable {
         self.readAt = readAt
     }
 
-    public var busy: Int { processes.reduce(0) { $0 + $1.busy } }
-    public var concurrency: Int { processes.reduce(0) { $0 + ($1.concurrency ?? 0) } }
+    /// Sums of what processes reported in Redis: saturating, so a corrupt heartbeat cannot overflow them.
+    public var busy: Int { processes.reduce(0) { Saturating.add($0, max(0, $1.busy)) } }
+    public var concurrency: Int { processes.reduce(0) { Saturating.add($0, max(0, $1.concurrency ?? 0)) } }
 
     /// At most this many queues are read (and exported as labels), in name order.
     public static let maximumQueues = 200
@@ -114,7 +115,7 @@ public struct QueueSnapshot: Sendable, Equatable {
                 Process(
                     identity: identity, hostname: info?["hostname"]?.stringValue, pid: info?["pid"]?.intValue,
                     busy: fields[1].int ?? 0, concurrency: info?["concurrency"]?.intValue,
-                    beat: fields[2].text.flatMap { Double($0) }, quiet: fields[3].text == "true",
+                    beat: fields[2].text.flatMap { Self.timestamp(.number($0)) }, quiet: fields[3].text == "true",
                     queues: info?["queues"]?.arrayValue?.compactMap(\.stringValue) ?? [], tag: info?["tag"]?.stringValue,
                     rss: fields[4].text.flatMap { Int($0) }, startedAt: Self.timestamp(info?["started_at"])))
         }
@@ -129,7 +130,7 @@ public struct QueueSnapshot: Sendable, Equatable {
                 ]
             }
             let replies = perQueue.isEmpty ? [] : try connection.pipeline(perQueue)
-            for (i, reply) in replies.enumerated() { totals[i % 5] += try reply.check().int ?? 0 }
+            for (i, reply) in replies.enumerated() { totals[i % 5] = Saturating.add(totals[i % 5], max(0, try reply.check().int ?? 0)) }
         }
         return QueueSnapshot(
             queues: queues, scheduled: totals[0], retries: totals[1], dead: totals[2],
@@ -152,10 +153,12 @@ public struct QueueSnapshot: Sendable, Equatable {
         return jobs.sorted { ($0.runAt ?? 0) < ($1.runAt ?? 0) }
     }
 
-    /// Sidekiq timestamps: float seconds (6/7) or integer milliseconds (8).
+    /// Sidekiq timestamps: float seconds (6/7) or integer milliseconds (8); nil for anything that is not a time from
+    /// 1970 to 9999 once read (`1e308`, nanoseconds, negatives), so no age computed from one can be infinite.
     public static func timestamp(_ value: JSONValue?) -> Double? {
-        guard let v = value?.doubleValue else { return nil }
-        return v > 100_000_000_000 ? v / 1000 : v
+        guard let v = value?.doubleValue, v.isFinite else { return nil }
+        let seconds = v > 100_000_000_000 ? v / 1000 : v
+        return (0...253_402_300_799).contains(seconds) ? seconds : nil
     }
 }
 
