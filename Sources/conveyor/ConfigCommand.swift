@@ -40,7 +40,7 @@ struct ConfigCommand: ParsableCommand {
                     JSONValue.object(JSONObject([("name", .string(name)), ("value", source == "default" ? .null : .string(value)), ("source", .string(source))]))
                 })
             o["unknown"] = .array(unknown.map { .string($0) })
-            o["errors"] = .array(errors.map { .string($0) })
+            o["errors"] = .array(errors.map { .string(Settings.scrubbed($0, environment: environment)) })
             print(String(decoding: o.bytes, as: UTF8.self))
         } else {
             let width = rows.map(\.0.count).max() ?? 10
@@ -52,7 +52,7 @@ struct ConfigCommand: ParsableCommand {
         for name in unknown {
             FileHandle.standardError.write(Data("warning: \(name) is not a Conveyor setting (a typo?); it is ignored\n".utf8))
         }
-        for error in errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+        for error in errors { FileHandle.standardError.write(Data("error: \(Settings.scrubbed(error, environment: environment))\n".utf8)) }
         if !errors.isEmpty { throw ExitCode(64) }
     }
 }
@@ -88,7 +88,7 @@ enum Settings {
         "CONVEYOR_LLM_BREAKER_FAILURE_RATE", "CONVEYOR_LLM_BREAKER_SLOW_CALL", "CONVEYOR_LLM_BREAKER_SLOW_RATE",
         "CONVEYOR_LLM_BREAKER_OPEN", "CONVEYOR_LLM_BREAKER_HALF_OPEN_CALLS", "CONVEYOR_LLM_AUTH_FAILURE_OPEN",
         "CONVEYOR_WEB_ADDR", "CONVEYOR_WEB_PASSWORD", "CONVEYOR_WEB_READ_ONLY", "CONVEYOR_WEB_REFRESH_SECONDS", "CONVEYOR_WEB_METRICS_URLS",
-        "CONVEYOR_WEB_PAGE_SIZE",
+        "CONVEYOR_WEB_PAGE_SIZE", "CONVEYOR_WEB_HOSTS",
     ]
 
     /// Read by the project's scripts and tests, not by the worker: not reported as unknown.
@@ -148,11 +148,119 @@ enum Settings {
         return errors
     }
 
-    /// A value as it may be shown: keys, passwords and tokens hidden, a password inside a URL replaced.
+    /// Names whose whole value is a secret.
+    static let secretNameParts = ["KEY", "PASSWORD", "TOKEN", "SECRET"]
+    /// Query parameters whose value is a secret (`sentinel_password=`, `password=`, `auth=`, `token=`...), matched
+    /// case-insensitively as substrings of the parameter name.
+    static let secretParameterParts = ["pass", "pwd", "secret", "token", "auth", "key", "credential"]
+
+    /// A value as it may be shown, by one rule for every form: a secret-named variable is `****`; in a URL of any
+    /// scheme (`redis://`, `rediss+sentinel://`, `redis+cluster://`, `postgres://`, `smtp://`...) the password of the
+    /// userinfo is `****` (the whole userinfo when it has no `:`, as in `redis://PASSWORD@host`) and so is the value
+    /// of every password-like query parameter; anything with an `@` that does not read as such a URL is `****`.
     static func masked(_ name: String, _ value: String) -> String {
-        if ["KEY", "PASSWORD", "TOKEN", "SECRET"].contains(where: { name.contains($0) }) { return "****" }
-        guard var url = URLComponents(string: value), url.password != nil else { return value }
-        url.password = "****"
-        return url.string ?? "****"
+        if secretNameParts.contains(where: { name.uppercased().contains($0) }) { return "****" }
+        var secrets: [String] = []
+        return maskedValue(value, secrets: &secrets)
+    }
+
+    /// `masked` for a value of any name; `secrets` gets what was hidden (as written and percent-decoded).
+    static func maskedValue(_ value: String, secrets: inout [String]) -> String {
+        func hidden(_ secret: Substring) {
+            secrets.append(String(secret))
+            if let plain = String(secret).removingPercentEncoding, plain != secret { secrets.append(plain) }
+        }
+        func whole() -> String {
+            hidden(Substring(value))
+            return "****"
+        }
+        // The fragment and query first: a `?` or `#` inside a password makes the rest unreadable, and then any `@`
+        // left outside the userinfo makes the whole value unparsable.
+        var main = Substring(value)
+        var fragment: Substring?
+        if let hash = main.firstIndex(of: "#") {
+            fragment = main[main.index(after: hash)...]
+            main = main[..<hash]
+        }
+        var query: Substring?
+        if let mark = main.firstIndex(of: "?") {
+            query = main[main.index(after: mark)...]
+            main = main[..<mark]
+        }
+        var out = ""
+        if let separator = main.range(of: "://") {
+            let scheme = main[..<separator.lowerBound]
+            guard !scheme.isEmpty, scheme.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }) else {
+                return value.contains("@") ? whole() : value
+            }
+            let rest = main[separator.upperBound...]
+            let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
+            let authority = rest[..<authorityEnd]
+            let path = rest[authorityEnd...]
+            let ats = authority.filter { $0 == "@" }.count
+            guard ats <= 1, !path.contains("@") else { return whole() }
+            out = scheme + "://"
+            if let at = authority.firstIndex(of: "@") {
+                let userinfo = authority[..<at]
+                if let colon = userinfo.firstIndex(of: ":") {
+                    hidden(userinfo[userinfo.index(after: colon)...])
+                    out += userinfo[..<colon] + ":****@"
+                } else {
+                    hidden(userinfo)
+                    out += "****@"
+                }
+                out += authority[authority.index(after: at)...]
+            } else {
+                out += authority
+            }
+            out += path
+        } else {
+            guard !main.contains("@") else { return whole() }
+            out = String(main)
+        }
+        if let query {
+            var parameters: [String] = []
+            for parameter in query.split(separator: "&", omittingEmptySubsequences: false) {
+                guard let equals = parameter.firstIndex(of: "=") else {
+                    guard !parameter.contains("@") else { return whole() }
+                    parameters.append(String(parameter))
+                    continue
+                }
+                let key = parameter[..<equals]
+                let plainKey = (String(key).removingPercentEncoding ?? String(key)).lowercased()
+                if secretParameterParts.contains(where: { plainKey.contains($0) }) {
+                    hidden(parameter[parameter.index(after: equals)...])
+                    parameters.append(key + "=****")
+                } else {
+                    guard !parameter.contains("@") else { return whole() }
+                    parameters.append(String(parameter))
+                }
+            }
+            out += "?" + parameters.joined(separator: "&")
+        }
+        if let fragment {
+            guard !fragment.contains("@") else { return whole() }
+            out += "#" + fragment
+        }
+        return out
+    }
+
+    /// `text` (an error message) with every setting's value that `masked` would hide replaced by its masked form,
+    /// then every secret inside one by `****`, so a message quoting a URL or a password cannot show it.
+    static func scrubbed(_ text: String, environment: [String: String]) -> String {
+        var out = text
+        var secrets: [String] = []
+        for (name, value) in environment where !value.isEmpty && known.contains(name) {
+            if secretNameParts.contains(where: { name.contains($0) }) {
+                secrets.append(value)
+                continue
+            }
+            let shown = maskedValue(value, secrets: &secrets)
+            if shown != value { out = out.replacingOccurrences(of: value, with: shown) }
+        }
+        for secret in secrets.sorted(by: { $0.count > $1.count }) where !secret.isEmpty {
+            out = out.replacingOccurrences(of: secret, with: "****")
+        }
+        return out
     }
 }
