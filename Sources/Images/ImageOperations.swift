@@ -90,7 +90,7 @@ public enum ImageOperations {
         return (lower == "nsgif" ? "gif" : lower) + "load"
     }
 
-    static func format(_ d: Double) -> String { d == d.rounded() ? String(Int(d)) : String(d) }
+    static func format(_ d: Double) -> String { d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d) }
 
     /// Turns a libvips failure during decode/encode into the job's error.
     static func failure(_ error: VipsError, _ what: String, deadline: ContinuousClock.Instant?) -> JobFailure {
@@ -107,7 +107,8 @@ public enum ImageOperations {
     static func remainingMilliseconds(_ deadline: ContinuousClock.Instant?) -> Int {
         guard let deadline else { return 24 * 3600 * 1000 }
         let left = (deadline - .now).components
-        return max(0, Int(left.seconds) * 1000 + Int(left.attoseconds / 1_000_000_000_000_000))
+        // Saturates at a day: a far deadline must not overflow the multiplication.
+        return max(0, Int(min(left.seconds, 24 * 3600)) * 1000 + Int(left.attoseconds / 1_000_000_000_000_000))
     }
 
     // MARK: - Writing

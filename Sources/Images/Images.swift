@@ -103,18 +103,17 @@ public struct ImagesConfiguration: Sendable {
         mediaRoot = try MediaRoot(environment: environment)
         store = LocalMediaStore(root: mediaRoot)
         limits = try ImageLimits(environment: environment)
-        func int(_ name: String, _ fallback: Int) throws -> Int {
-            guard let text = environment[name], !text.isEmpty else { return fallback }
-            guard let n = Int(text), n > 0 else { throw JobFailure.permanent(.invalidConfiguration, "\(name)=\(text) is not a positive integer") }
-            return n
+        // Each in a documented range: a huge value would overflow the rlimit and deadline arithmetic downstream.
+        func int(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+            try EnvironmentNumber.int(name, in: environment, default: fallback, range: range)
         }
         var pool = HelperPool.Configuration(
-            size: try int("CONVEYOR_HELPERS", 2),
-            maxJobsPerHelper: try int("CONVEYOR_HELPER_MAX_JOBS", 200),
+            size: try int("CONVEYOR_HELPERS", 2, 1...256),
+            maxJobsPerHelper: try int("CONVEYOR_HELPER_MAX_JOBS", 200, 1...1_000_000),
             limits: HelperLimits(
-                addressSpaceMB: try int("CONVEYOR_HELPER_MEMORY_MB", 2048),
-                cpuSecondsPerJob: try int("CONVEYOR_HELPER_CPU_SECONDS", 60),
-                openFiles: try int("CONVEYOR_HELPER_OPEN_FILES", 256),
+                addressSpaceMB: try int("CONVEYOR_HELPER_MEMORY_MB", 2048, 64...1_048_576),
+                cpuSecondsPerJob: try int("CONVEYOR_HELPER_CPU_SECONDS", 60, 1...86_400),
+                openFiles: try int("CONVEYOR_HELPER_OPEN_FILES", 256, 16...1_048_576),
                 sandbox: try HelperLimits.sandbox(environment: environment),
                 writablePaths: [mediaRoot.path]),
             inProcess: try EnvironmentSwitch.value("CONVEYOR_IMAGE_IN_PROCESS", in: environment, default: false))
@@ -122,7 +121,7 @@ public struct ImagesConfiguration: Sendable {
         // libvips threads per helper: the pool already runs `size` helpers in parallel.
         pool.environment["VIPS_CONCURRENCY"] = environment["VIPS_CONCURRENCY"] ?? "1"
         self.pool = pool
-        timeout = .seconds(try int("CONVEYOR_IMAGE_TIMEOUT_SECONDS", 60))
+        timeout = .seconds(try int("CONVEYOR_IMAGE_TIMEOUT_SECONDS", 60, 1...86_400))
         fastShrinkOnLoad = try EnvironmentSwitch.value("CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD", in: environment, default: true)
         for (format, name) in [(VipsOutputFormat.webp, "CONVEYOR_IMAGE_WEBP_EFFORT"), (.avif, "CONVEYOR_IMAGE_AVIF_EFFORT")] {
             guard let text = environment[name], !text.isEmpty else { continue }

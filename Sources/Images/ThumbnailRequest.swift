@@ -80,6 +80,7 @@ public struct ThumbnailRequest: Sendable, Equatable {
         }
         guard let list = arguments["variants"], !list.isNull else {
             variants = ThumbnailVariant.defaults
+            try checkOutputKeys()
             return
         }
         guard let items = list.arrayValue, !items.isEmpty, items.count <= 16 else {
@@ -134,6 +135,15 @@ public struct ThumbnailRequest: Sendable, Equatable {
             variants.append(ThumbnailVariant(name: name, width: width, height: height, fit: fit, format: format, quality: quality, effort: effort))
         }
         self.variants = variants
+        try checkOutputKeys()
+    }
+
+    /// Every output key (`destination/name.ext`) within the key limits, so a long one is refused before any folder
+    /// or file of this job is written.
+    private func checkOutputKeys() throws(JobFailure) {
+        for v in variants {
+            try MediaRoot.validate("\(destination)/\(v.name).\(v.format.fileExtension)", field: "destination (with variant \(v.name))")
+        }
     }
 
     public var json: JSONObject {

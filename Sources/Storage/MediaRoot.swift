@@ -60,9 +60,23 @@ public struct MediaRoot: Sendable, Equatable {
         }
     }
 
-    /// Checks the form of a key: relative, no `..` or `.` components, no NUL.
+    /// Longest key, in UTF-8 bytes: S3's object-key limit (1024) less room for a store prefix and derived names.
+    public static let maxKeyBytes = 900
+    /// Longest `/`-separated part of a key: NAME_MAX (255) less room for derived and temporary names
+    /// (`.<name>.tmp-<12>.progress`, `<stem>.waveform.json`).
+    public static let maxSegmentBytes = 200
+
+    /// Checks the form of a key: relative, no `..` or `.` components, no NUL, at most `maxKeyBytes` bytes and
+    /// `maxSegmentBytes` per part. A key too long is refused here, as `InvalidArguments`, before any folder exists.
     public static func validate(_ key: String, field: String) throws(JobFailure) {
         guard !key.isEmpty else { throw .invalidArguments("\(field) is empty") }
+        guard key.utf8.count <= maxKeyBytes else {
+            throw .invalidArguments("\(field) is \(key.utf8.count) bytes long; keys are at most \(maxKeyBytes) bytes")
+        }
+        if let long = key.split(separator: "/").first(where: { $0.utf8.count > maxSegmentBytes }) {
+            throw .invalidArguments(
+                "\(field) has a \(long.utf8.count)-byte part \(String(long.prefix(40)).debugDescription)…; each part of a key is at most \(maxSegmentBytes) bytes")
+        }
         guard !key.hasPrefix("/") else {
             throw .permanent(.pathOutsideMediaRoot, "\(field) \(key) is an absolute path; give a key relative to the media root")
         }
@@ -96,6 +110,10 @@ public struct MediaRoot: Sendable, Equatable {
     public func destination(_ key: String, field: String = "destination") throws(JobFailure) -> String {
         try MediaRoot.validate(key, field: field)
         try requireExisting()
+        // PATH_MAX (4096) with the root, the key and a temporary name's suffix.
+        guard path.utf8.count + 1 + key.utf8.count + 64 < 4096 else {
+            throw .invalidArguments("\(field) is too long for a path under the media root \(path) (PATH_MAX 4096)")
+        }
         let parts = key.split(separator: "/").map(String.init)
         guard let name = parts.last else { throw .invalidArguments("\(field) is empty") }
         // Walk down one directory at a time: an existing component must resolve inside the root before

@@ -130,6 +130,7 @@ public final class S3MediaStore: MediaStore {
         for input in inputs {
             if staging.inputs.withLock({ $0[input.key] != nil }) { continue }
             try MediaRoot.validate(input.key, field: input.field)
+            try Self.checkObjectKey(staging.location.objectKey(input.key), field: input.field)
             let path = try staging.root.destination(input.key, field: input.field)
             // Written by an earlier step of the same job (media.ingest's cover picture before its thumbnails): it is
             // read where it is and published with the other outputs, not fetched from the bucket.
@@ -158,10 +159,21 @@ public final class S3MediaStore: MediaStore {
                 outputs.append(relative)
             }
         }
+        // Every output's object key is checked before the first upload: a job publishes all of its outputs or none.
+        for key in outputs { try Self.checkObjectKey(staging.location.objectKey(key), field: "output \(key)") }
         for key in outputs.sorted() {
             try await client.put(
                 bucket: staging.location.bucket, key: staging.location.objectKey(key), from: root + "/" + key, contentType: Self.contentType(of: key),
                 cacheControl: cacheControl, deadline: deadline)
+        }
+    }
+
+    /// S3 refuses object keys over 1024 bytes; the store's prefix counts.
+    static let maxObjectKeyBytes = 1024
+
+    static func checkObjectKey(_ objectKey: String, field: String) throws(JobFailure) {
+        guard objectKey.utf8.count <= maxObjectKeyBytes else {
+            throw .invalidArguments("\(field): its object key is \(objectKey.utf8.count) bytes long with the store's prefix; S3 allows \(maxObjectKeyBytes)")
         }
     }
 
