@@ -223,7 +223,8 @@ struct ResultStoreTests {
         for i in 0..<10 { store.record(row("ok-\(i)")) }
         // PostgreSQL text cannot hold NUL: it is stored as U+FFFD.
         store.record(row("nul", result: nil, message: "bad\u{0}name"))
-        // jsonb refuses \u0000 and text that is not JSON: the outcome is stored without its result.
+        // jsonb refuses \u0000: the escape is written as \ufffd. Text that is not JSON: the outcome is stored
+        // without its result.
         store.record(row("json-nul", result: #"{"s":"a\u0000b"}"#))
         store.record(row("not-json", result: "{not json"))
         // A status the table's CHECK refuses: not storable at all; refused, counted, logged.
@@ -236,7 +237,7 @@ struct ResultStoreTests {
         #expect(try JobResultQueries.byJID("\(p)-nul", on: c)?.errorMessage == "bad\u{FFFD}name")
         let jsonNUL = try #require(try JobResultQueries.byJID("\(p)-json-nul", on: c))
         #expect(jsonNUL.status == "succeeded")
-        #expect(jsonNUL.result == nil)
+        #expect(try JSONValue(parsing: try #require(jsonNUL.result))["s"] == "a\u{FFFD}b")
         #expect(try JobResultQueries.byJID("\(p)-not-json", on: c)?.result == nil)
         #expect(try JobResultQueries.byJID("\(p)-bad-status", on: c) == nil)
         #expect(try JobResultQueries.byJID("\(p)-ok-19", on: c)?.result == "{}")

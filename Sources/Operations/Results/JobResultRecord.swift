@@ -71,12 +71,20 @@ public struct JobResultRecord: Sendable, Equatable {
         return text(payload["correlation_id"])
     }
 
+    /// Longest correlation key stored, in characters.
+    public static let maximumCorrelationKeyLength = 200
+
+    /// A correlation key as stored: NUL (which PostgreSQL text cannot hold) replaced by U+FFFD, cut to
+    /// `maximumCorrelationKeyLength` characters.
     private static func text(_ value: JSONValue?) -> String? {
+        let raw: String
         switch value {
-        case .string(let s) where !s.isEmpty: return String(s.prefix(200))
-        case .number(let n): return n
+        case .string(let s) where !s.isEmpty: raw = s
+        case .number(let n): raw = n
         default: return nil
         }
+        let cut = String(raw.prefix(maximumCorrelationKeyLength))
+        return cut.contains("\u{0}") ? cut.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : cut
     }
 }
 

@@ -646,7 +646,20 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
     }
 
     /// One row in COPY's text format, newline included.
+    /// `r` as PostgreSQL can store it, the one rule both write paths apply: an enqueue time outside `timestampRange`
+    /// (a producer's nanoseconds, `1e308`) unknown, start and finish clamped into it, a result without `\u0000`
+    /// (text fields lose their NUL where they are encoded).
+    static func storable(_ r: JobResultRecord) -> JobResultRecord {
+        var r = r
+        if let enqueued = r.enqueuedAt, !(enqueued.isFinite && timestampRange.contains(enqueued)) { r.enqueuedAt = nil }
+        r.startedAt = Saturating.clamp(r.startedAt, to: timestampRange)
+        r.finishedAt = Saturating.clamp(r.finishedAt, to: timestampRange)
+        r.result = r.result.map(jsonWithoutNUL)
+        return r
+    }
+
     static func appendCopyLine(_ r: JobResultRecord, to out: inout [UInt8]) {
+        let r = storable(r)
         copyField(r.jid, &out); out.append(9)
         copyField(r.jobClass, &out); out.append(9)
         copyField(r.queue, &out); out.append(9)
@@ -681,9 +694,39 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
         }
     }
 
-    /// Unix seconds as `YYYY-MM-DD HH:MM:SS.ffffff+00`, rounded to the microsecond as `to_timestamp` does.
+    /// JSON text with every `\u0000` escape (which PostgreSQL's jsonb refuses) replaced by `\ufffd`; escaped
+    /// backslashes are skipped, so a literal `\\u0000` stays as it is.
+    static func jsonWithoutNUL(_ text: String) -> String {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 6, text.contains("\\u0000") else { return text }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            guard bytes[i] == 92, i + 1 < bytes.count else {
+                out.append(bytes[i])
+                i += 1
+                continue
+            }
+            if bytes[i + 1] == 117, i + 5 < bytes.count, bytes[(i + 2)...(i + 5)].elementsEqual([48, 48, 48, 48]) {
+                out.append(contentsOf: Array("\\ufffd".utf8))
+                i += 6
+            } else {
+                out.append(contentsOf: bytes[i...(i + 1)])
+                i += 2
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The times `timestamp` writes: years 1 to 9999 (PostgreSQL stores them; a later one is out of its range).
+    static let timestampRange: ClosedRange<Double> = -62_135_596_800...253_402_300_799
+
+    /// Unix seconds as `YYYY-MM-DD HH:MM:SS.ffffff+00`, rounded to the microsecond as `to_timestamp` does; clamped into
+    /// `timestampRange` (NaN is 1970), so no value can overflow here.
     static func timestamp(_ seconds: Double, _ out: inout [UInt8]) {
-        let micros = Int64((seconds * 1_000_000).rounded())
+        let clamped = seconds.isNaN ? 0 : min(timestampRange.upperBound, max(timestampRange.lowerBound, seconds))
+        let micros = Int64(exactly: (clamped * 1_000_000).rounded()) ?? 0
         var secs = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 { fraction += 1_000_000; secs -= 1 }
@@ -749,7 +792,7 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
             if let j = latest[r.jid], batch[j].finishedAt > r.finishedAt { continue }
             latest[r.jid] = i
         }
-        let rows = latest.values.sorted().map { batch[$0] }
+        let rows = latest.values.sorted().map { storable(batch[$0]) }
         // Twelve array parameters, one per column, unnested server-side: one short statement to parse and plan
         // whatever the batch size (a VALUES list with 12 parameters per row costs several times more).
         func column(_ value: (JobResultRecord) -> String?) -> String { postgresArray(rows.map(value)) }
