@@ -5,6 +5,7 @@
 
 #if defined(__linux__)
 #include <fcntl.h>
+#include <stddef.h>
 #include <linux/landlock.h>
 #include <stdint.h>
 #include <sys/prctl.h>
@@ -17,6 +18,16 @@
 #define ACCESS_REFER (1ULL << 13)      /* ABI 2 */
 #define ACCESS_TRUNCATE (1ULL << 14)   /* ABI 3 */
 #define READ_RIGHTS ((1ULL << 0) | (1ULL << 2) | (1ULL << 3)) /* EXECUTE, READ_FILE, READ_DIR */
+#define NET_TCP ((1ULL << 0) | (1ULL << 1))  /* ABI 4: BIND_TCP, CONNECT_TCP */
+#define SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0) /* ABI 6 */
+#define SCOPE_SIGNAL (1ULL << 1)               /* ABI 6 */
+
+/* struct landlock_ruleset_attr as of ABI 6; the kernel reads only the size it is given. */
+struct conveyor_ruleset_attr {
+    uint64_t handled_access_fs;
+    uint64_t handled_access_net;
+    uint64_t scoped;
+};
 
 static int add_rule(int ruleset, const char *path, uint64_t rights) {
     int fd = open(path, O_PATH | O_CLOEXEC);
@@ -43,16 +54,28 @@ int conveyor_landlock_abi(void) {
 }
 
 int conveyor_landlock_restrict(const char *const *readable, int readable_count,
-                               const char *const *writable, int writable_count) {
+                               const char *const *writable, int writable_count, int maximum_abi) {
 #if defined(SYS_landlock_create_ruleset)
     int abi = conveyor_landlock_abi();
-    if (abi == 0) return -EOPNOTSUPP;
+    if (abi == 0 || maximum_abi <= 0) return -EOPNOTSUPP;
+    if (abi > maximum_abi) abi = maximum_abi;
     uint64_t handled = ACCESS_ABI1;
     if (abi >= 2) handled |= ACCESS_REFER;
     if (abi >= 3) handled |= ACCESS_TRUNCATE;
-    struct landlock_ruleset_attr attr = {.handled_access_fs = handled};
-    /* Only the first field is ours: later ABIs' fields (network, scopes) stay zero, unrestricted. */
-    int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr.handled_access_fs), 0);
+    struct conveyor_ruleset_attr attr = {.handled_access_fs = handled};
+    size_t size = sizeof(attr.handled_access_fs);
+    if (abi >= 4) {
+        /* No TCP rule follows: binding and connecting are refused (the seccomp filter refuses sockets anyway). */
+        attr.handled_access_net = NET_TCP;
+        size = offsetof(struct conveyor_ruleset_attr, scoped);
+    }
+    if (abi >= 6) {
+        /* Signals (kill, tgkill, pidfd_send_signal, SIGIO through F_SETOWN) and abstract Unix sockets reach only
+         * processes inside this domain: the helper itself, never its worker or another helper. */
+        attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL;
+        size = sizeof(attr);
+    }
+    int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
     if (ruleset < 0) return -errno;
     int result = 0;
     for (int i = 0; i < readable_count && result == 0; i++) result = add_rule(ruleset, readable[i], READ_RIGHTS & handled);
@@ -62,7 +85,7 @@ int conveyor_landlock_restrict(const char *const *readable, int readable_count,
     close(ruleset);
     return result == 0 ? abi : result;
 #else
-    (void)readable; (void)readable_count; (void)writable; (void)writable_count;
+    (void)readable; (void)readable_count; (void)writable; (void)writable_count; (void)maximum_abi;
     return -ENOSYS;
 #endif
 }
@@ -70,8 +93,8 @@ int conveyor_landlock_restrict(const char *const *readable, int readable_count,
 int conveyor_landlock_abi(void) { return 0; }
 
 int conveyor_landlock_restrict(const char *const *readable, int readable_count,
-                               const char *const *writable, int writable_count) {
-    (void)readable; (void)readable_count; (void)writable; (void)writable_count;
+                               const char *const *writable, int writable_count, int maximum_abi) {
+    (void)readable; (void)readable_count; (void)writable; (void)writable_count; (void)maximum_abi;
     return -ENOSYS;
 }
 #endif

@@ -22,7 +22,8 @@ public final class HelperPool: Sendable {
         public var arguments: [String]
         public var limits: HelperLimits
         /// Extra environment for helpers, on top of the few variables they inherit from the worker (locale, PATH,
-        /// VIPS_*, MALLOC_*: see `ProcessEnvironment.forHelpers`; never the worker's secrets).
+        /// VIPS_*, MALLOC_*: see `ProcessEnvironment.forHelpers`; never the worker's secrets). `TMPDIR` is always
+        /// the helper's own scratch folder.
         public var environment: [String: String]
         /// Time the pool waits past a job's deadline for the helper's own answer before killing it, so the
         /// helper can stop libvips cleanly and report which limit was hit.
@@ -68,6 +69,11 @@ public final class HelperPool: Sendable {
         self.threads = BlockingPool(name: "conveyor-helper", maximumThreads: configuration.size)
         // A write to a helper that just died must fail with EPIPE, not kill the worker.
         signal(SIGPIPE, SIG_IGN)
+        // Helpers run as this process's user: without this, one could read /proc/<worker>/environ.
+        if !configuration.inProcess {
+            ProcessHardening.forbidInspection()
+            HelperScratch.removeAbandoned(in: ProcessEnvironment.temporaryDirectory)
+        }
     }
 
     deinit { shutdown() }
@@ -191,9 +197,13 @@ public final class HelperPool: Sendable {
         // is reported by its signal instead. Set SWIFT_BACKTRACE in `environment` to get backtraces back.
         environment["SWIFT_BACKTRACE"] = "enable=no"
         for (key, value) in configuration.environment { environment[key] = value }
+        // Each helper gets its own folder instead of the worker's TMPDIR, which other helpers and jobs share.
+        let scratch = try HelperScratch(parent: ProcessEnvironment.temporaryDirectory)
+        environment["TMPDIR"] = scratch.path
         let helper = try HelperProcess.spawn(
-            executable: configuration.executable, arguments: configuration.arguments + configuration.limits.arguments,
-            environment: environment)
+            executable: configuration.executable,
+            arguments: configuration.arguments + configuration.limits.arguments + ["--scratch", scratch.path],
+            environment: environment, scratch: scratch)
         state.withLock { $0.started += 1 }
         return helper
     }
@@ -300,6 +310,11 @@ enum ProcessEnvironment {
     ]
     /// Locale, glibc malloc, libvips, GLib, the Swift runtime, and the helpers' own limits.
     static let inheritedPrefixes = ["LC_", "MALLOC_", "VIPS_", "G_", "SWIFT_", "CONVEYOR_HELPER_"]
+
+    /// The worker's TMPDIR (`/tmp` when unset), where its helpers' scratch folders go.
+    static var temporaryDirectory: String {
+        current["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    }
 
     static var current: [String: String] {
         var result: [String: String] = [:]

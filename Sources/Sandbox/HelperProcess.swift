@@ -19,16 +19,33 @@ final class HelperProcess: Sendable {
     /// The kernel's count of out-of-memory kills in this cgroup when the helper started (nil where unreadable):
     /// a SIGKILL counts as out-of-memory only if the count grew.
     let oomKillsAtSpawn: Int?
+    /// The helper's private folder, removed once the helper has been reaped.
+    let scratch: HelperScratch?
 
-    private init(pid: pid_t, requests: Int32, responses: Int32) {
+    private init(pid: pid_t, requests: Int32, responses: Int32, scratch: HelperScratch?) {
         self.pid = pid
         self.requests = requests
         self.responses = responses
+        self.scratch = scratch
         self.oomKillsAtSpawn = OOMKills.count()
     }
 
-    /// Starts `executable arguments...` with pipes on its stdin and stdout; stderr is inherited.
-    static func spawn(executable: String, arguments: [String], environment: [String: String]) throws -> HelperProcess {
+    /// Starts `executable arguments...` with pipes on its stdin and stdout; stderr is inherited. `scratch` is
+    /// removed when the helper has ended (or here, when it cannot start).
+    static func spawn(
+        executable: String, arguments: [String], environment: [String: String], scratch: HelperScratch? = nil
+    ) throws -> HelperProcess {
+        do {
+            return try start(executable: executable, arguments: arguments, environment: environment, scratch: scratch)
+        } catch {
+            scratch?.remove()
+            throw error
+        }
+    }
+
+    private static func start(
+        executable: String, arguments: [String], environment: [String: String], scratch: HelperScratch?
+    ) throws -> HelperProcess {
         var toChild: [Int32] = [0, 0]
         var fromChild: [Int32] = [0, 0]
         // Pipes are created and marked close-on-exec under one lock, so a helper spawned at the same moment
@@ -72,7 +89,7 @@ final class HelperProcess: Sendable {
             close(toChild[1]); close(fromChild[0])
             throw spawnError("posix_spawn", r, executable)
         }
-        return HelperProcess(pid: pid, requests: toChild[1], responses: fromChild[0])
+        return HelperProcess(pid: pid, requests: toChild[1], responses: fromChild[0], scratch: scratch)
     }
 
     private static func spawnError(_ call: String, _ code: Int32, _ executable: String) -> JobFailure {
@@ -94,6 +111,7 @@ final class HelperProcess: Sendable {
         while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR { return nil }
         }
+        scratch?.remove()
         return status
     }
 
@@ -107,6 +125,7 @@ final class HelperProcess: Sendable {
             if r == pid || (r < 0 && errno != EINTR) {
                 reaped.store(true, ordering: .releasing)
                 close(responses)
+                scratch?.remove()
                 return
             }
             usleep(10_000)
@@ -115,6 +134,7 @@ final class HelperProcess: Sendable {
         _ = waitpid(pid, &status, 0)
         reaped.store(true, ordering: .releasing)
         close(responses)
+        scratch?.remove()
     }
 }
 

@@ -17,30 +17,36 @@ public struct HelperLimits: Sendable, Equatable {
     public var cpuSecondsPerJob: Int
     /// RLIMIT_NOFILE.
     public var openFiles: Int
-    /// The sandbox: the seccomp filter (`conveyor_install_helper_syscall_filter`: no sockets, no exec, no
-    /// ptrace, no kernel administration) and, when `writablePaths` is set, Landlock. On unless
-    /// `CONVEYOR_HELPER_SANDBOX=off`; a helper that cannot install the filter refuses to start rather than
-    /// decode unfiltered. Landlock is best effort: a kernel without it leaves the filesystem unconfined (the
-    /// helper says so on stderr).
+    /// The sandbox, on unless `CONVEYOR_HELPER_SANDBOX=off`: the helper makes itself non-dumpable and keeps only
+    /// the file capabilities (`keptCapabilities`), Landlock confines its files (`writablePaths`, its scratch folder,
+    /// `HelperServer.readablePaths`, its own `/proc/self`) and, from ABI 6, its signals, then the seccomp filter
+    /// (`conveyor_install_helper_syscall_filter`: no sockets, no exec, no ptrace, no kernel administration, and
+    /// signals only to itself where Landlock cannot scope them). A helper that cannot install the filter refuses
+    /// to start rather than decode unfiltered. Landlock is best effort: a kernel without it leaves the filesystem
+    /// unconfined (the helper says so on stderr).
     public var sandbox: Bool
-    /// With the sandbox on and this set, Landlock confines the helper's filesystem: it may write only below
-    /// these paths (the media root) and the temporary directory, and read only there and below the system
-    /// directories (`HelperServer.readablePaths`).
+    /// With the sandbox on, the paths below which the helper may write besides its scratch folder (the media
+    /// root, or an object store's staging folder); it reads only there and below the system directories.
     public var writablePaths: [String]
+    /// The highest Landlock ABI the helper uses; nil: the kernel's. Lower it to get an older kernel's behaviour
+    /// (5: signals guarded by the seccomp filter instead of Landlock's scoping; 0: no Landlock at all).
+    public var maximumLandlockABI: Int?
 
     public init(addressSpaceMB: Int = 4096, cpuSecondsPerJob: Int = 120, openFiles: Int = 256, sandbox: Bool = true,
-                writablePaths: [String] = []) {
+                writablePaths: [String] = [], maximumLandlockABI: Int? = nil) {
         self.addressSpaceMB = addressSpaceMB
         self.cpuSecondsPerJob = cpuSecondsPerJob
         self.openFiles = openFiles
         self.sandbox = sandbox
         self.writablePaths = writablePaths
+        self.maximumLandlockABI = maximumLandlockABI
     }
 
     /// The `conveyor helper` options that carry these limits to the child.
     public var arguments: [String] {
         ["--address-space-mb", String(addressSpaceMB), "--cpu-seconds", String(cpuSecondsPerJob), "--open-files", String(openFiles)]
             + (sandbox ? [] : ["--no-sandbox"]) + writablePaths.flatMap { ["--writable", $0] }
+            + (maximumLandlockABI.map { ["--landlock-abi", String($0)] } ?? [])
     }
 
     /// `CONVEYOR_HELPER_SANDBOX`: `on` (the default) or `off`.
@@ -54,7 +60,9 @@ public struct HelperLimits: Sendable, Equatable {
 public enum HelperServer {
     /// Applies the limits, then serves requests for `operations` one at a time until the parent closes stdin.
     /// Returns the process exit status.
-    public static func serve(operations: HelperOperations, limits: HelperLimits) -> Int32 {
+    /// - Parameter scratch: the helper's own folder (made by its pool, which also sets `TMPDIR` to it): with the
+    ///   sandbox, the only place it may write besides `limits.writablePaths`.
+    public static func serve(operations: HelperOperations, limits: HelperLimits, scratch: String? = nil) -> Int32 {
         // The protocol owns the original stdout; anything a library prints goes to stderr instead.
         let output = dup(1)
         guard output >= 0 else { return 70 }
@@ -62,7 +70,7 @@ public enum HelperServer {
         signal(SIGPIPE, SIG_IGN)
         // Landlock confines the calling thread and the threads it starts from then on: requests are served on
         // this thread, and the decoders' own threads start from it, after the limits.
-        if let problem = applyLimits(limits) {
+        if let problem = applyLimits(limits, scratch: scratch) {
             logError("conveyor helper: \(problem)")
             return 71
         }
@@ -143,7 +151,7 @@ public enum HelperServer {
         }
     }
 
-    private static func applyLimits(_ limits: HelperLimits) -> String? {
+    private static func applyLimits(_ limits: HelperLimits, scratch: String?) -> String? {
         func set(_ resource: Int32, _ soft: rlim_t, _ hard: rlim_t, _ what: String) -> String? {
             var limit = rlimit(rlim_cur: soft, rlim_max: hard)
             #if canImport(Glibc)
@@ -158,45 +166,70 @@ public enum HelperServer {
         if let e = set(Int32(RLIMIT_AS.rawValue), addressSpace, addressSpace, "RLIMIT_AS") { return e }
         let files = rlim_t(limits.openFiles)
         if let e = set(Int32(RLIMIT_NOFILE.rawValue), files, files, "RLIMIT_NOFILE") { return e }
-        // Then the filesystem: what a hostile file makes a decoder do cannot read other users' secrets or
-        // overwrite anything outside the media root.
-        if limits.sandbox && !limits.writablePaths.isEmpty {
-            let temporary = ProcessEnvironment.current["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-            let abi = withCStringArray(readablePaths) { readable, nr in
-                withCStringArray(limits.writablePaths + [temporary]) { writable, nw in
-                    conveyor_landlock_restrict(readable, nr, writable, nw)
-                }
-            }
-            if abi > 0 {
-                landlockABI.withLock { $0 = Int(abi) }
-            } else if abi == -EOPNOTSUPP || abi == -ENOSYS {
-                logError("conveyor helper: Landlock is not available here (kernel, or a container seccomp profile that refuses it); the helper's filesystem access is not confined")
-            } else {
-                return "cannot confine the filesystem (Landlock): \(String(cString: strerror(-abi))); "
-                    + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
+        guard limits.sandbox else { return nil }
+        // exec made this process dumpable again: other processes of its user (the next helper) could read its
+        // memory, with the decoded images of its jobs, through /proc/<pid>/mem.
+        let dumpable = conveyor_set_dumpable(0)
+        if dumpable != 0 { return "cannot make the helper non-dumpable: \(String(cString: strerror(dumpable)))" }
+        // Then the filesystem and signals: what a hostile file makes a decoder do cannot read the worker's
+        // secrets (/proc/<worker>/environ) or other files, overwrite anything outside the media root and its
+        // scratch folder, or signal the worker.
+        let writable = limits.writablePaths + (scratch.map { [$0] } ?? [])
+        let abi = withCStringArray(readablePaths) { readable, nr in
+            withCStringArray(writable) { writable, nw in
+                conveyor_landlock_restrict(readable, nr, writable, nw, Int32(clamping: limits.maximumLandlockABI ?? Int(Int32.max)))
             }
         }
-        // Last: from here on the helper cannot open a socket or start a program, so nothing a hostile file
-        // makes a decoder do can reach the network or leave this process.
-        if limits.sandbox {
-            let e = conveyor_install_helper_syscall_filter()
-            if e != 0 {
-                return "cannot install the system-call filter (seccomp): \(String(cString: strerror(e))); "
-                    + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
-            }
+        if abi > 0 {
+            landlockABI.withLock { $0 = Int(abi) }
+        } else if limits.maximumLandlockABI.map({ $0 <= 0 }) == true {
+            logError("conveyor helper: Landlock is off (--landlock-abi 0); the helper's filesystem access is not confined")
+        } else if abi == -EOPNOTSUPP || abi == -ENOSYS {
+            logError("conveyor helper: Landlock is not available here (kernel, or a container seccomp profile that refuses it); the helper's filesystem access is not confined")
+        } else {
+            return "cannot confine the filesystem (Landlock): \(String(cString: strerror(-abi))); "
+                + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
         }
+        // Without CAP_SYS_PTRACE a root helper cannot open a non-dumpable worker's /proc files; without CAP_KILL
+        // it cannot signal other users' processes. It keeps what reading and writing a media root owned by
+        // another user takes.
+        let dropped = conveyor_drop_capabilities(keptCapabilities)
+        if dropped != 0 { return "cannot drop the helper's capabilities: \(String(cString: strerror(dropped)))" }
+        // Last: from here on the helper cannot open a socket, start a program or (where Landlock's scoping is
+        // missing) signal another process, so nothing a hostile file makes a decoder do can reach the network or
+        // leave this process.
+        let scopesSignals = abi >= 6
+        let e = conveyor_install_helper_syscall_filter(getpid(), scopesSignals ? 0 : 1)
+        if e != 0 {
+            return "cannot install the system-call filter (seccomp): \(String(cString: strerror(e))); "
+                + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
+        }
+        signalGuard.withLock { $0 = scopesSignals ? "landlock" : "seccomp" }
         return nil
     }
 
-    /// Below these a confined helper may read (and execute): the system's libraries and data, the kernel's views
-    /// of itself and devices, and from /etc only the files glibc reads (the loader cache for libvips' modules,
-    /// user and group names, the time zone): not /etc/shadow, not keys. Home directories, /root, /srv, /var and
-    /// /run are not here. Traced with strace over the image and video tests; liborc, which tries $HOME for its
-    /// JIT file first, falls back to TMPDIR.
+    /// CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: the capabilities a helper of a root worker
+    /// keeps (files only). CAP_SYS_PTRACE, CAP_KILL, CAP_SYS_ADMIN, CAP_SETUID, CAP_NET_* and the rest go.
+    static let keptCapabilities: UInt64 = 0b1111
+
+    /// Below these a confined helper may read (and execute): the system's libraries and data, the devices, the
+    /// kernel's views of itself that the libraries read (cgroups and CPUs under /sys; /proc/filesystems for
+    /// libselinux, the FIPS switch for libgcrypt, CPU and memory totals), of /proc otherwise only the helper's
+    /// own /proc/self (opened at start-up: /proc/<its pid>, never the worker's environ or another helper's
+    /// memory), and from /etc only the files glibc reads (the loader cache for libvips' modules, user and group
+    /// names, the time zone): not /etc/shadow, not keys. Home directories, /root, /srv, /var and /run are not
+    /// here. Traced with strace over the image and video tests; liborc, which tries $HOME for its JIT file
+    /// first, falls back to TMPDIR (the helper's scratch folder).
     static let readablePaths = [
-        "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/opt", "/proc", "/sys", "/dev",
+        "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/opt", "/sys", "/dev",
+        "/proc/self/", "/proc/filesystems", "/proc/sys/crypto/fips_enabled", "/proc/sys/vm/overcommit_memory",
+        "/proc/cpuinfo", "/proc/meminfo", "/proc/stat",
         "/etc/ld.so.cache", "/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime",
     ]
+
+    /// What keeps this helper's signals from other processes: "landlock" (ABI 6 scoping), "seccomp" (the filter
+    /// compares the target with its own pid) or "none" (sandbox off); reported by `sandbox.selftest`.
+    static let signalGuard = Mutex("none")
 
     /// The Landlock ABI this kernel offers, 0 when Landlock is not available here.
     public static var availableLandlockABI: Int { Int(conveyor_landlock_abi()) }

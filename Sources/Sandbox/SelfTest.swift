@@ -1,4 +1,5 @@
 import ConveyorCore
+internal import CShims
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -16,8 +17,12 @@ import Darwin
 /// what the system-call filter forbids, as an exploited decoder would: a TCP socket, a Unix socket pair, and
 /// starting `/bin/true`; answers each one's errno, 0 where it worked), `{"environment": true}` (the names, not the
 /// values, of the helper's environment variables), `{"read": path}` / `{"write": path}` (opens the file for
-/// reading, or creates it, and answers the errno, 0 where it worked). Every answer carries `landlock`: the
-/// Landlock ABI confining the helper, 0 when none.
+/// reading, or creates it, and answers the errno, 0 where it worked), `{"parent": true}` (what an exploited decoder
+/// would try on its worker: read `/proc/<parent>/environ` and `/proc/<parent>/status`, send it signal 0 and SIGCONT
+/// with kill, signal 0 with tgkill and through a pidfd; and the same signals to itself; answers each one's errno).
+/// Every answer carries `landlock` (the Landlock ABI confining the helper, 0 when none), `signals` (what keeps its
+/// signals from other processes: `landlock`, `seccomp` or `none`), `dumpable` (0 or 1), `capabilities` (the
+/// effective set, hexadecimal) and `tmpdir` (its TMPDIR: its scratch folder).
 enum SelfTest {
     static let operation = HelperOperation<JSONObject, JSONValue>("sandbox.selftest") { arguments, _ throws(JobFailure) in
         try run(arguments)
@@ -60,6 +65,11 @@ enum SelfTest {
         }
         if let echo = arguments["echo"] { result["echo"] = echo }
         result["landlock"] = JSONValue(HelperServer.landlockABI.withLock { $0 })
+        result["signals"] = .string(HelperServer.signalGuard.withLock { $0 })
+        result["dumpable"] = JSONValue(Int(conveyor_dumpable()))
+        result["capabilities"] = .string(String(conveyor_effective_capabilities(), radix: 16))
+        result["tmpdir"] = ProcessEnvironment.current["TMPDIR"].map { JSONValue.string($0) } ?? .null
+        if arguments["parent"]?.boolValue == true { result["parent"] = .object(reachParent()) }
         if let path = arguments["read"]?.stringValue {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             result["read"] = JSONValue(Int(fd >= 0 ? 0 : errno))
@@ -110,6 +120,32 @@ enum SelfTest {
         }
         outcome["exec"] = JSONValue(Int(spawned))
         return outcome
+    }
+
+    /// Each attempt on the parent's secrets and on its life: its errno, 0 where it worked. Only harmless signals
+    /// (0 checks permission and delivers nothing; SIGCONT does nothing to a running process).
+    static func reachParent() -> JSONObject {
+        let parent = getppid()
+        let me = getpid()
+        func opening(_ path: String) -> Int {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            defer { if fd >= 0 { close(fd) } }
+            return fd >= 0 ? 0 : Int(errno)
+        }
+        func killing(_ pid: pid_t, _ signal: Int32) -> Int { kill(pid, signal) == 0 ? 0 : Int(errno) }
+        return JSONObject([
+            ("pid", JSONValue(Int(parent))),
+            ("environ", JSONValue(opening("/proc/\(parent)/environ"))),
+            ("status", JSONValue(opening("/proc/\(parent)/status"))),
+            ("kill0", JSONValue(killing(parent, 0))),
+            ("sigcont", JSONValue(killing(parent, SIGCONT))),
+            ("tgkill", JSONValue(Int(conveyor_tgkill(parent, parent, 0)))),
+            ("pidfd", JSONValue(Int(conveyor_pidfd_signal(parent, 0)))),
+            ("self_status", JSONValue(opening("/proc/self/status"))),
+            ("self_kill0", JSONValue(killing(me, 0))),
+            ("self_tgkill", JSONValue(Int(conveyor_tgkill(me, conveyor_gettid(), 0)))),
+            ("self_pidfd", JSONValue(Int(conveyor_pidfd_signal(me, 0)))),
+        ])
     }
 
     /// Targets of this process's descriptors from 3 up, leaving out the one reading the directory.

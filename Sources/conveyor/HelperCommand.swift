@@ -18,18 +18,25 @@ struct HelperCommand: ParsableCommand {
     @Option(help: "Open-file limit (RLIMIT_NOFILE).")
     var openFiles: Int = HelperLimits().openFiles
 
-    @Flag(inversion: .prefixedNo, help: "Install the seccomp filter (no sockets, exec, ptrace or kernel administration) and, with --writable, Landlock.")
+    @Flag(inversion: .prefixedNo, help: "Sandbox the helper: non-dumpable, file capabilities only, Landlock, and the seccomp filter (no sockets, exec, ptrace, kernel administration or signals to other processes).")
     var sandbox = true
 
-    @Option(help: "With the sandbox, confine the filesystem: write only below this path (repeatable) and the temporary directory.")
+    @Option(help: "With the sandbox, confine the filesystem: write only below this path (repeatable) and the scratch folder.")
     var writable: [String] = []
+
+    @Option(help: "The helper's own scratch folder (made by the pool, also its TMPDIR): with the sandbox, writable.")
+    var scratch: String?
+
+    @Option(help: "Use at most this Landlock ABI (default: the kernel's; 0: no Landlock). For tests of older kernels.")
+    var landlockAbi: Int?
 
     func run() throws {
         // Every family that runs native code in helpers adds its operations here.
         let status = HelperServer.serve(
             operations: Composition.helperOperations,
             limits: HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles,
-                                sandbox: sandbox, writablePaths: writable))
+                                sandbox: sandbox, writablePaths: writable, maximumLandlockABI: landlockAbi),
+            scratch: scratch)
         throw ExitCode(status)
     }
 }
