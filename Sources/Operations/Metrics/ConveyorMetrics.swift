@@ -145,6 +145,9 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
     /// A running transcode's position (cumulative frames and output seconds, about once a second): the frame
     /// and seconds counters grow by what is new since its last report. Forgotten when the job finishes.
     public func transcodeProgress(jid: String, frames: Int, seconds: Double) {
+        // A helper's report is outside input: a negative, infinite or NaN position counts nothing.
+        let frames = max(0, frames)
+        let seconds = seconds.isFinite ? max(0, seconds) : 0
         lock.lock()
         let last = transcodes[jid] ?? (0, 0)
         transcodes[jid] = (max(frames, last.frames), max(seconds, last.seconds))

@@ -16,8 +16,15 @@ public struct QueueContents {
         self.connection = connection
     }
 
-    /// One page of jobs, newest (next-to-last to run) first: `LRANGE offset offset+count`.
+    /// The largest page, and the deepest offset, a page read uses whatever it is asked (offsets come from URLs).
+    public static let maximumPageSize = 1000
+    public static let maximumOffset = 1_000_000_000
+
+    /// One page of jobs, newest (next-to-last to run) first: `LRANGE offset offset+count`, with `offset` kept in
+    /// 0...`maximumOffset` and `count` in 1...`maximumPageSize`.
     public func page(offset: Int, count: Int) throws -> (jobs: [QueuedJob], depth: Int, more: Bool) {
+        let offset = min(Self.maximumOffset, max(0, offset))
+        let count = min(Self.maximumPageSize, max(1, count))
         let replies = try connection.pipeline([
             RedisCommand("LRANGE", keys.queue(name), offset, offset + count),
             RedisCommand("LLEN", keys.queue(name)),
