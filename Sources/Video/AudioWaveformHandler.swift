@@ -89,6 +89,10 @@ public struct AudioWaveformHandler: JobHandler {
         var output = try job.optionalString("output") ?? "\(TranscodeHandler.stem(of: source)).waveform"
         if output.hasSuffix(".dat") { output.removeLast(4) }
         if output.isEmpty { throw .invalidArguments("\(job.jobClass): output is empty") }
+        // Every output key within the key limits before anything is written.
+        for ext in ["dat", "json"] + (image.map { [$0.format] } ?? []) {
+            do { try MediaRoot.validate(output + "." + ext, field: "output") } catch { throw error.with(message: "\(job.jobClass): \(error.message)") }
+        }
         return Spec(output: output, options: options, image: image)
     }
 

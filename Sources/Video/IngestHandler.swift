@@ -36,7 +36,7 @@ public struct IngestDeathObserver: JobObserver {
     public func record(_ outcome: JobOutcome) async {
         guard outcome.jobClass == IngestHandler.jobClass, outcome.status == .dead,
               case .object(let arguments)? = outcome.payload["args"]?[0],
-              let uploadID = arguments["upload_id"]?.stringValue, !uploadID.isEmpty, uploadID.utf8.count <= 200
+              let uploadID = arguments["upload_id"]?.stringValue, IngestHandler.uploadIDProblem(uploadID) == nil
         else { return }
         var row = JSONObject()
         row["upload_id"] = JSONValue(uploadID)
@@ -84,15 +84,25 @@ public struct IngestHandler: JobHandler {
         self.recorder = recorder
     }
 
+    /// Why `id` cannot be an upload id (it keys `conveyor.media_uploads`: PostgreSQL text holds no NUL), or nil.
+    public static func uploadIDProblem(_ id: String) -> String? {
+        guard !id.isEmpty, id.utf8.count <= 200 else { return "must be 1 to 200 bytes" }
+        guard !id.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            return "must not contain NUL or other control characters"
+        }
+        return nil
+    }
+
     public func perform(_ job: JobContext) async throws -> JSONValue {
         try VideoArguments.check(job, allowed: ["upload_id", "source", "bucket"])
         // The job's bucket, when it names one; the steps below join its staged root, so they read and write there too.
         let store = try store.forJob(job)
         let uploadID = try job.string("upload_id")
-        guard !uploadID.isEmpty, uploadID.utf8.count <= 200 else {
-            throw JobFailure.invalidArguments("\(job.jobClass): upload_id must be 1 to 200 bytes")
+        if let problem = Self.uploadIDProblem(uploadID) {
+            throw JobFailure.invalidArguments("\(job.jobClass): upload_id \(problem)")
         }
         let source = try job.string("source")
+        do { try MediaRoot.validate(source, field: "source") } catch { throw error.with(message: "\(job.jobClass): \(error.message)") }
         // The video limit, the larger one: an image step checks its own limit again on the staged file.
         let input = MediaInput(source, maxBytes: probe.configuration.maxSourceBytes)
         let row = try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in

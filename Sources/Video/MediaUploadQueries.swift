@@ -36,7 +36,10 @@ public struct MediaUploadRecord: Sendable {
 
 /// Reads `conveyor.media_uploads` (what an API does to learn an upload's status).
 public enum MediaUploadQueries {
+    /// The upload's row; nil when there is none, or when `uploadID` could not be one (`IngestHandler.uploadIDProblem`:
+    /// a NUL would otherwise reach PostgreSQL as an error).
     public static func byID(_ uploadID: String, on connection: PostgresConnection) throws -> MediaUploadRecord? {
+        guard IngestHandler.uploadIDProblem(uploadID) == nil else { return nil }
         let rows = try connection.query(
             """
             SELECT upload_id, status, kind, detected_type, source, width, height, duration, variants::text, poster::text,

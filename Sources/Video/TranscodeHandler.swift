@@ -60,6 +60,15 @@ public struct TranscodeHandler: JobHandler {
         let base = Self.stem(of: source)
         let outputKey = try job.optionalString("output") ?? "\(base).\(profile.name).mp4"
         let finalPosterKey = wantsPoster ? (posterKey ?? "\(base).poster.jpg") : nil
+        // Every key checked before the source is fetched or a folder made (a long poster key must not leave the
+        // output's folder behind).
+        do {
+            try MediaRoot.validate(sourceKey, field: "source")
+            try MediaRoot.validate(outputKey, field: "output")
+            if let finalPosterKey { try MediaRoot.validate(finalPosterKey, field: "poster") }
+        } catch {
+            throw error.about(job)
+        }
         let input = MediaInput(sourceKey, maxBytes: configuration.maxSourceBytes)
         let result = try await slots.withSlot {
             try await store.staged([input], jid: job.jid, deadline: job.deadline) { root in

@@ -261,6 +261,8 @@ extension TranscodeProfile {
     }
 }
 
+/// Whole milliseconds, saturating at a year either way (a far deadline must not overflow the multiplication).
 func milliseconds(_ duration: Duration) -> Int {
-    Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    let seconds = min(max(duration.components.seconds, -31_536_000), 31_536_000)
+    return Int(seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
 }

@@ -1,0 +1,135 @@
+import ConveyorCore
+import Foundation
+import Postgres
+import Redis
+import SidekiqQueue
+import Storage
+import Testing
+
+@testable import Video
+
+/// Values from outside checked at the border of the media families: a clean permanent error naming the argument,
+/// never a trap, a PostgreSQL error or a retried write failure.
+@Suite struct VideoBorderTests {
+    static let extremeNumbers: [JSONValue] = [
+        .number("1e308"), .number("-1e308"), .number("1e400"), .number("-1e400"), .number("9223372036854775807"),
+        .number("9223372036854775808"), .number("-9223372036854775808"), .number("-1"), .number("0"), .number("0.5"),
+        .number("1e-400"), .string("100"), .bool(true), .array([]),
+    ]
+
+    /// Every numeric argument of `audio.waveform` (the media classes with numbers), with every extreme.
+    @Test func extremeNumbersInEveryWaveformArgument() async throws {
+        let fixture = try MediaFixture()
+        try await AudioClips.make(fixture, "sine-44k-mono.mp3")
+        let handler = waveformHandler(fixture)
+        let fields: [(String, (JSONValue) -> JSONObject)] = [
+            ("pixels_per_second", { JSONObject([("source", "sine-44k-mono.mp3"), ("pixels_per_second", $0)]) }),
+            ("samples_per_pixel", { JSONObject([("source", "sine-44k-mono.mp3"), ("samples_per_pixel", $0)]) }),
+            ("bits", { JSONObject([("source", "sine-44k-mono.mp3"), ("bits", $0)]) }),
+            ("image.width", { JSONObject([("source", "sine-44k-mono.mp3"), ("image", ["width": $0])]) }),
+            ("image.height", { JSONObject([("source", "sine-44k-mono.mp3"), ("image", ["height": $0])]) }),
+        ]
+        for (field, arguments) in fields {
+            for value in Self.extremeNumbers {
+                do {
+                    let result = try await handler.perform(fixture.job("audio.waveform", .object(arguments(value))))
+                    #expect(result["data"] != nil || result["output"] != nil || result.objectValue?.isEmpty == false, "\(field)=\(value)")
+                } catch let failure as JobFailure {
+                    #expect(failure.errorClass == "InvalidArguments" && failure.isPermanent && failure.message.contains(field),
+                            "\(field)=\(value): \(failure)")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: ["u\u{0}x", "\u{0}", "u\u{1B}[2J", "line\nbreak", "del\u{7F}", String(repeating: "u", count: 201), ""])
+    func uploadIDsPostgreSQLCannotKeyAreInvalidArguments(id: String) async throws {
+        let fixture = try MediaFixture()
+        let recorder = RowRecorder()
+        let handler = IngestHandler(root: fixture.root, probe: fixture.probeHandler(), transcode: fixture.transcodeHandler(), images: nil, recorder: recorder)
+        let message = await expectPermanent("InvalidArguments") {
+            try await handler.perform(fixture.job("media.ingest", .object(JSONObject([("upload_id", .string(id)), ("source", "a.mp4")]))))
+        }
+        #expect(message.contains("upload_id"))
+        #expect(recorder.rows.withLock { $0.isEmpty })
+    }
+
+    @Test(arguments: [
+        ("video.transcode", JSONObject([("source", "in.mp4"), ("poster", .string("p/" + String(repeating: "p", count: 256) + ".jpg"))]), "poster"),
+        ("video.transcode", JSONObject([("source", "in.mp4"), ("output", .string(Array(repeating: "o", count: 500).joined(separator: "/")))]), "output"),
+        ("video.probe", JSONObject([("source", .string("d/" + String(repeating: "s", count: 300)))]), "source"),
+        ("audio.waveform", JSONObject([("source", "in.mp4"), ("output", .string("w/" + String(repeating: "w", count: 196)))]), "output"),
+        ("media.ingest", JSONObject([("upload_id", "u"), ("source", .string(Array(repeating: "i", count: 600).joined(separator: "/")))]), "source"),
+    ])
+    func overLongKeysArePermanentAndLeaveNoFolder(jobClass: String, arguments: JSONObject, field: String) async throws {
+        let fixture = try MediaFixture()
+        try await fixture.clip("in.mp4", seconds: 0.5)
+        let before = try FileManager.default.subpathsOfDirectory(atPath: fixture.root.path).sorted()
+        let handler: any JobHandler = switch jobClass {
+        case "video.transcode": fixture.transcodeHandler()
+        case "video.probe": fixture.probeHandler()
+        case "audio.waveform": waveformHandler(fixture)
+        default: IngestHandler(root: fixture.root, probe: fixture.probeHandler(), transcode: fixture.transcodeHandler(), images: nil, recorder: RowRecorder())
+        }
+        let message = await expectPermanent("InvalidArguments") { try await handler.perform(fixture.job(jobClass, .object(arguments))) }
+        #expect(message.contains(field), "\(message)")
+        #expect(try FileManager.default.subpathsOfDirectory(atPath: fixture.root.path).sorted() == before)
+    }
+}
+
+private let environment = ProcessInfo.processInfo.environment
+
+/// The real worker: poison media jobs end dead after one attempt with `InvalidArguments`, and the worker lives on.
+@Suite(.enabled(if: environment["REDIS_URL"] != nil && environment["DATABASE_URL"] != nil, "needs REDIS_URL and DATABASE_URL"))
+struct VideoBorderWorkerTests {
+    @Test func poisonMediaJobsAreDeadOnTheFirstAttemptAndTheWorkerLivesOn() async throws {
+        let fixture = try MediaFixture()
+        try await fixture.clip("uploads/ok.mp4", seconds: 0.5)
+        _ = try await runAsync(conveyorBinary(), ["migrate", "--database-url", environment["DATABASE_URL"]!])
+        let namespace = "border-" + UUID().uuidString.prefix(8).lowercased()
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: conveyorBinary())
+        worker.arguments = ["worker", "--namespace", namespace, "--queues", "media", "-c", "2"]
+        worker.environment = environment.merging([
+            "CONVEYOR_MEDIA_ROOT": fixture.root.path, "CONVEYOR_MAIL_OUTBOX": fixture.directory + "/outbox",
+            "CONVEYOR_HELPERS": "1", "CONVEYOR_VIDEO_HELPERS": "1",
+        ]) { _, new in new }
+        let log = FileHandle(forWritingAtPath: "/dev/null")
+        worker.standardOutput = log
+        worker.standardError = log
+        try worker.run()
+        defer {
+            kill(worker.processIdentifier, SIGKILL)
+            worker.waitUntilExit()
+        }
+
+        let redis = RedisThread(try RedisEndpoint(url: environment["REDIS_URL"]!), name: "border-worker-test")
+        defer { redis.stop() }
+        let jobs = JobClient(redis: redis, keys: QueueKeys(namespace: namespace))
+        let before = try FileManager.default.subpathsOfDirectory(atPath: fixture.root.path).sorted()
+        let poison: [(String, JSONObject)] = [
+            ("media.ingest", JSONObject([("upload_id", "nul\u{0}id"), ("source", "uploads/ok.mp4")])),
+            ("media.ingest", JSONObject([("upload_id", "long-key"), ("source", .string("uploads/" + String(repeating: "k", count: 300) + ".mp4"))])),
+            ("video.transcode", JSONObject([("source", "uploads/ok.mp4"), ("output", .string(Array(repeating: "deep", count: 300).joined(separator: "/")))])),
+            ("audio.waveform", JSONObject([("source", "uploads/ok.mp4"), ("pixels_per_second", .number("1e308"))])),
+            ("audio.waveform", JSONObject([("source", "uploads/ok.mp4"), ("samples_per_pixel", .number("9223372036854775807"))])),
+        ]
+        var jids: [String] = []
+        for (jobClass, arguments) in poison { jids.append(try await jobs.enqueue(jobClass, arguments: arguments, queue: "media")) }
+
+        let database = try PostgresConnection(url: environment["DATABASE_URL"]!)
+        for (jid, (jobClass, _)) in zip(jids, poison) {
+            let deadline = ContinuousClock.now + .seconds(60)
+            var row: [String?] = []
+            while ContinuousClock.now < deadline, worker.isRunning {
+                let result = try database.query("SELECT status, error_class, attempts::text FROM conveyor.job_results WHERE jid = $1", [jid])
+                if let first = result.rows.first { row = first; break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(row == ["dead", "InvalidArguments", "1"], "\(jobClass) jid=\(jid): \(row)")
+        }
+        #expect(worker.isRunning, "the worker died")
+        let after = try FileManager.default.subpathsOfDirectory(atPath: fixture.root.path).sorted()
+        #expect(after == before, "new files: \(Set(after).subtracting(before).sorted().prefix(5))")
+    }
+}
