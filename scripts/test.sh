@@ -37,6 +37,13 @@ for target in $(ls Tests); do
   fi
   echo "=== $target: $((SECONDS - started)) s"
 done
+# The job envelope parser under libFuzzer for a bounded time (Fuzz/run.sh): a crash fails the run.
+echo "=== fuzz (job envelope)"
+started=$SECONDS
+if ! timeout "$TARGET_TIMEOUT" Fuzz/run.sh "${CONVEYOR_FUZZ_SECONDS:-45}"; then
+  failed+=("fuzz")
+fi
+echo "=== fuzz: $((SECONDS - started)) s"
 # The dashboard in real headless Chromium, against the binary, these servers and a real worker.
 echo "=== browser (conveyor web in Chromium)"
 started=$SECONDS

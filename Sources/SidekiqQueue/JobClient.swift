@@ -37,7 +37,10 @@ public struct JobClient: Sendable {
         let keys = keys
         let commands = payloads.flatMap { payload -> [RedisCommand] in
             let queue = payload["queue"]?.stringValue ?? "default"
-            if let at = payload["at"].flatMap(JobTime.seconds) {
+            // Any number is a score (a producer's `at` of 1e300 schedules the job for never, as Sidekiq's client
+            // would); the worker refuses an out-of-range `at` if the job ever reaches a queue.
+            if let time = payload["at"]?.doubleValue {
+                let at = time > JobTime.millisecondThreshold ? time / 1000 : time
                 // As Sidekiq's client stores it: the score is the time, the payload has no `at` (Sidekiq's "Add to
                 // queue" pushes the payload again, and an `at` in it would only schedule it again).
                 var scheduled = payload

@@ -239,6 +239,9 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         defer { signals.cancel() }
         try await group.run()
+        // The stop reached its deadline with the queue backend not answering (logged with the count): the jobs whose
+        // completions were not written stay in flight and run again through a live worker's reaper. EX_TEMPFAIL.
+        if worker.stopLeftJobsInFlight { throw ExitCode(75) }
     }
 
     /// The metric labels this worker may report: its registered classes, their queues, the default queues and the

@@ -15,7 +15,7 @@ public struct Job: Sendable {
     /// lowers `retry_count` by one (to -1 for a first retry), so the replayed run spends no extra attempt.
     public var previousFailures: Int {
         guard let count = payload["retry_count"]?.intValue else { return 0 }
-        return max(0, count + 1)
+        return max(0, Saturating.add(count, 1))
     }
 
     /// When the job was last pushed onto its queue, in Unix seconds.
@@ -37,6 +37,7 @@ public struct Job: Sendable {
         guard let jobClass = payload["class"]?.stringValue, !jobClass.isEmpty else {
             throw .permanent(.malformedJob, "payload has no \"class\" string")
         }
+        try JobEnvelope.validate(payload)
         var arguments = JSONObject()
         switch payload["args"] {
         case nil, .null?:
@@ -57,7 +58,8 @@ public struct Job: Sendable {
         self.payload = payload
         self.jobClass = jobClass
         self.queue = payload["queue"]?.stringValue ?? queue ?? "default"
-        self.jid = payload["jid"]?.stringValue ?? ""
+        // A jid that cannot name the job (too long, control characters) is replaced before the job runs.
+        self.jid = Job.isValidJID(payload["jid"]) ? payload["jid"]!.stringValue! : ""
         self.arguments = arguments
     }
 
@@ -109,13 +111,13 @@ public struct Job: Sendable {
 /// writes the format the job already uses.
 public enum JobTime {
     /// Values above this are milliseconds (1e11 seconds is the year 5138).
-    static let millisecondThreshold = 1e11
+    public static let millisecondThreshold = 1e11
 
     public static func now() -> Double { Date().timeIntervalSince1970 }
 
-    /// A timestamp field as Unix seconds.
+    /// A timestamp field as Unix seconds; nil when it is not a number in `JobEnvelope.timestampRange`.
     public static func seconds(_ value: JSONValue) -> Double? {
-        guard let d = value.doubleValue else { return nil }
+        guard let d = value.doubleValue, JobEnvelope.timestampRange.contains(d) else { return nil }
         return d > millisecondThreshold ? d / 1000 : d
     }
 
@@ -129,15 +131,94 @@ public enum JobTime {
 
     /// A timestamp value in the job's own format.
     static func value(_ seconds: Double, like payload: JSONObject) -> JSONValue {
-        usesMilliseconds(payload) ? JSONValue(Int((seconds * 1000).rounded())) : JSONValue(seconds)
+        usesMilliseconds(payload) ? JSONValue(Saturating.int((seconds * 1000).rounded())) : JSONValue(seconds)
     }
 
     /// `2026-11-22`, for Sidekiq's per-day counters.
+    /// Out-of-range times (before 1970, after the year 5138, NaN) clamp to the nearest of those bounds.
     public static func day(_ seconds: Double) -> String {
-        var t = time_t(seconds)
+        var t = time_t(Saturating.int(Saturating.clamp(seconds, to: 0...millisecondThreshold)))
         var parts = tm()
         gmtime_r(&t, &parts)
         func pad(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
         return "\(parts.tm_year + 1900)-\(pad(parts.tm_mon + 1))-\(pad(parts.tm_mday))"
+    }
+}
+
+/// The fields of a Sidekiq envelope Conveyor reads, and the ranges it accepts (docs/jobs.md, "Envelope fields").
+/// Checked once, when a job is parsed: a field out of range makes the job `MalformedJob` (dead, bytes kept) before
+/// anything computes with it, so retry arithmetic, timestamps and counters only ever see these ranges.
+public enum JobEnvelope {
+    /// Timestamps (`created_at`, `enqueued_at`, `at`, `failed_at`, `retried_at`): Unix seconds up to 1e11 (the year
+    /// 5138), or Sidekiq 8's integer milliseconds above that, up to 1e14 (the same year). Nanoseconds,
+    /// microseconds, negatives and non-finite numbers are refused.
+    public static let timestampRange: ClosedRange<Double> = 0...1e14
+    public static let timestampFields = ["created_at", "enqueued_at", "at", "failed_at", "retried_at"]
+    /// `retry`: `true`, `false` or an integer count of retries after the first run.
+    public static let retryRange: ClosedRange<Int> = 0...1_000_000
+    /// `retry_count`: Sidekiq's 0-based count of failed runs; -1 after Sidekiq's "Retry Now" of a first retry.
+    public static let retryCountRange: ClosedRange<Int> = -1...1_000_000
+    /// `class` and `queue`, in UTF-8 bytes (they name Redis keys, log fields and dashboard rows).
+    public static let maxNameBytes = 256
+    /// `error_class`, in UTF-8 bytes.
+    public static let maxErrorClassBytes = 256
+    /// `error_message`, in UTF-8 bytes (Conveyor writes at most 4,000; Sidekiq's own are shorter too).
+    public static let maxErrorMessageBytes = 65_536
+
+    /// Throws `MalformedJob` naming the first field of `payload` outside its range.
+    public static func validate(_ payload: JSONObject) throws(JobFailure) {
+        try string("class", in: payload, maxBytes: maxNameBytes, required: true)
+        try string("queue", in: payload, maxBytes: maxNameBytes, required: false)
+        try string("error_class", in: payload, maxBytes: maxErrorClassBytes, required: false, allowEmpty: true)
+        try string("error_message", in: payload, maxBytes: maxErrorMessageBytes, required: false, allowEmpty: true)
+        for field in timestampFields {
+            guard let value = payload[field], value != .null else { continue }
+            guard let d = value.doubleValue, timestampRange.contains(d) else {
+                throw refused(field, value, "must be Unix seconds (at most 1e11) or milliseconds (at most 1e14), not negative")
+            }
+        }
+        switch payload["retry"] {
+        case nil, .null?, .bool?: break
+        case let value?:
+            guard let n = value.intValue, retryRange.contains(n) else {
+                throw refused("retry", value, "must be true, false or an integer in \(retryRange.lowerBound)...\(retryRange.upperBound)")
+            }
+        }
+        if let value = payload["retry_count"], value != .null {
+            guard let n = value.intValue, retryCountRange.contains(n) else {
+                throw refused("retry_count", value, "must be an integer in \(retryCountRange.lowerBound)...\(retryCountRange.upperBound)")
+            }
+        }
+    }
+
+    private static func string(
+        _ field: String, in payload: JSONObject, maxBytes: Int, required: Bool, allowEmpty: Bool = false
+    ) throws(JobFailure) {
+        guard let value = payload[field], value != .null else {
+            if required { throw .permanent(.malformedJob, "payload has no \"\(field)\" string") }
+            return
+        }
+        guard case .string(let text) = value else { throw refused(field, value, "must be a string") }
+        if text.isEmpty && !allowEmpty { throw refused(field, value, "must not be empty") }
+        let bytes = text.utf8.count
+        if bytes > maxBytes {
+            throw .permanent(
+                .malformedJob, "\"\(field)\" is \(bytes) bytes long (\(shown(value))): must be at most \(maxBytes) bytes")
+        }
+    }
+
+    private static func refused(_ field: String, _ value: JSONValue, _ rule: String) -> JobFailure {
+        .permanent(.malformedJob, "\"\(field)\" is \(shown(value)): \(rule)")
+    }
+
+    /// The offending value for a message: numbers as written, strings quoted, both cut to 64 characters.
+    private static func shown(_ value: JSONValue) -> String {
+        let text: String
+        switch value {
+        case .number(let literal): text = literal
+        case .string(let s): text = "\"" + s + "\""
+        default: text = "a JSON \(value.typeName)"
+        }
+        return text.count <= 64 ? text : String(text.prefix(64)) + "… (\(text.count) characters)"
     }
 }

@@ -11,9 +11,11 @@ public enum JobTransitions {
         _ job: Job, failure: JobFailure, policy: RetryPolicy, now: Double, random: Double = Double.random(in: 0..<1)
     ) -> (payload: JSONObject, destination: FailureDestination) {
         var payload = job.payload
-        let failures = job.previousFailures + 1
+        let failures = Saturating.add(job.previousFailures, 1)
         let maxAttempts = policy.maxAttempts(jobRetryField: payload["retry"])
-        payload["retry_count"] = JSONValue(failures - 1)
+        // `retry_count` stays within what `Job.init` accepts: a job whose count reaches the top of that range is dead.
+        let lastRetryCount = JobEnvelope.retryCountRange.upperBound
+        payload["retry_count"] = JSONValue(min(failures - 1, lastRetryCount))
         payload["error_class"] = .string(failure.errorClass)
         payload["error_message"] = .string(truncated(failure.message))
         if payload["failed_at"] == nil {
@@ -21,7 +23,7 @@ public enum JobTransitions {
         } else {
             payload["retried_at"] = JobTime.value(now, like: payload)
         }
-        if failure.isPermanent || failures >= maxAttempts {
+        if failure.isPermanent || failures >= maxAttempts || failures - 1 >= lastRetryCount {
             return (payload, .dead)
         }
         return (payload, .retry(at: now + policy.delay(retryCount: failures - 1, random: random)))

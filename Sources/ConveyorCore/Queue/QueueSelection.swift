@@ -23,8 +23,10 @@ public struct QueueSelection: Sendable, Equatable, CustomStringConvertible {
             }
             var weight = 1
             if pieces.count == 2 {
-                guard let w = Int(pieces[1]), w >= 1 else {
-                    throw .permanent(.invalidConfiguration, "queue weight must be a positive integer in \"\(part)\"")
+                guard let w = Int(pieces[1]), Self.weightRange.contains(w) else {
+                    throw .permanent(
+                        .invalidConfiguration,
+                        "queue weight must be an integer in \(Self.weightRange.lowerBound)...\(Self.weightRange.upperBound) in \"\(part)\"")
                 }
                 weight = w
                 weighted = true
@@ -38,6 +40,9 @@ public struct QueueSelection: Sendable, Equatable, CustomStringConvertible {
         self.queues = queues.map { (name: $0.0, weight: $0.1) }
         self.mode = weighted ? .weighted : .strict
     }
+
+    /// A queue's weight: bounded so the weights of any number of queues add up without overflowing.
+    public static let weightRange = 1...1_000_000
 
     public var names: [String] { queues.map(\.name) }
 

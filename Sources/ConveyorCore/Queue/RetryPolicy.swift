@@ -22,16 +22,24 @@ public struct RetryPolicy: Sendable, Equatable {
     /// Three runs, Sidekiq's backoff: a failing job is dead about a minute after its first failure.
     public static let `default` = RetryPolicy(maxAttempts: 3)
 
-    /// Seconds to wait before retry number `count` (0 for the first retry).
+    /// The longest wait between two runs: every delay saturates here (Sidekiq's back-off passes it after about 130
+    /// retries), so a retry time is always a finite, near date whatever a job's `retry_count` says.
+    public static let maxDelay: Double = 10 * 365 * 86_400
+
+    /// Seconds to wait before retry number `count` (0 for the first retry), in `0...maxDelay`.
     public func delay(retryCount count: Int, random: Double = Double.random(in: 0..<1)) -> Double {
         let n = Double(max(0, count))
+        let r = Saturating.clamp(random, to: 0...0.999_999_999)
+        let raw: Double
         switch backoff {
         case .sidekiq:
-            return n * n * n * n + 15 + Double(Int(random * 10)) * (n + 1)
+            raw = n * n * n * n + 15 + (r * 10).rounded(.down) * (n + 1)
         case .exponential(let base, let factor, let cap, let jitter):
-            let raw = min(cap, base * pow(factor, n))
-            return raw * (1 - jitter + 2 * jitter * random)
+            let grown = base * pow(factor, n)
+            // 0 · ∞ (a zero base, a huge count) is NaN: the cap then.
+            raw = (grown.isNaN ? cap : min(cap, grown)) * (1 - jitter + 2 * jitter * r)
         }
+        return Saturating.clamp(raw, to: 0...Self.maxDelay)
     }
 
     /// The smallest and largest delay `delay(retryCount:)` can return.
@@ -43,7 +51,7 @@ public struct RetryPolicy: Sendable, Equatable {
     public func maxAttempts(jobRetryField retry: JSONValue?) -> Int {
         switch retry {
         case .bool(false): 1
-        case .number: retry!.intValue.map { max(0, $0) + 1 } ?? maxAttempts
+        case .number: retry!.intValue.map { Saturating.add(max(0, $0), 1) } ?? maxAttempts
         default: maxAttempts
         }
     }

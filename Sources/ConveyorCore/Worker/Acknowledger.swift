@@ -12,6 +12,8 @@ final class Acknowledger: Sendable {
         var writing = false
         var flushWaiters: [CheckedContinuation<Void, Never>] = []
         var stopped = false
+        /// Set by `abandon`: whatever is pending is dropped, and a batch answered late changes nothing.
+        var abandoned = false
     }
 
     private let state = Mutex(State())
@@ -69,6 +71,7 @@ final class Acknowledger: Sendable {
                 outage.succeeded(logger: logger)
                 onApplied(batch, executed, number)
                 let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                    if s.abandoned { return [] }
                     s.pending.removeFirst(batch.count)
                     s.writing = false
                     if s.pending.isEmpty {
@@ -93,7 +96,7 @@ final class Acknowledger: Sendable {
     func flush() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let done = state.withLock { s -> Bool in
-                if s.pending.isEmpty && !s.writing { return true }
+                if s.abandoned || (s.pending.isEmpty && !s.writing) { return true }
                 s.flushWaiters.append(c)
                 return false
             }
@@ -105,5 +108,23 @@ final class Acknowledger: Sendable {
     func stop() {
         state.withLock { $0.stopped = true }
         ready.set()
+    }
+
+    /// Gives up on what is not written yet (a stop past its deadline): `run` returns at its next turn and `flush`
+    /// waiters resume. Returns how many completions were dropped (a batch under way when this was called may still
+    /// land). Their jobs stay in the in-flight list, where a live process's reaper finds them.
+    func abandon() -> Int {
+        let (dropped, waiters) = state.withLock { s -> (Int, [CheckedContinuation<Void, Never>]) in
+            s.stopped = true
+            s.abandoned = true
+            defer {
+                s.pending.removeAll()
+                s.flushWaiters.removeAll()
+            }
+            return (s.pending.count, s.flushWaiters)
+        }
+        for w in waiters { w.resume() }
+        ready.set()
+        return dropped
     }
 }

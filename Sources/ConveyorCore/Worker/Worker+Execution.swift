@@ -19,7 +19,7 @@ extension Worker {
         let handler = jobClass.handler
         let timeout = jobClass.timeout
         let token = watchdog.newToken()
-        runningJobs.withLock { $0[token] = (job.queue, job.raw, Int(startedAt)) }
+        runningJobs.withLock { $0[token] = (job.queue, job.raw, Saturating.int(startedAt)) }
         defer { _ = runningJobs.withLock { $0.removeValue(forKey: token) } }
         let result: Result<JSONValue, JobFailure> = await withCheckedContinuation { continuation in
             let once = OnceResume(continuation)
@@ -55,7 +55,7 @@ extension Worker {
     func record(job: Job, policy: RetryPolicy, startedAt: Double, result: Result<JSONValue, JobFailure>, logger: Logger? = nil) {
         let log = logger ?? self.logger
         let now = JobTime.now()
-        let durationMS = Int(((now - startedAt) * 1000).rounded())
+        let durationMS = Saturating.int(((now - startedAt) * 1000).rounded())
         var outcome = JobOutcome(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .succeeded, attempts: job.previousFailures + 1,
             result: nil, failure: nil, enqueuedAt: job.enqueuedAt, startedAt: startedAt, finishedAt: now, payload: job.payload)
@@ -86,7 +86,7 @@ extension Worker {
             case .retry(let at):
                 outcome.status = .retrying
                 move = .init(raw: job.raw, target: .retry(payload: payload.bytes, at: at), counts: .processedAndFailed)
-                metadata["retry_in_s"] = "\(Int((at - now).rounded()))"
+                metadata["retry_in_s"] = "\(Saturating.int((at - now).rounded()))"
                 log.warning("job failed; will retry", metadata: metadata)
             case .dead:
                 outcome.status = .dead

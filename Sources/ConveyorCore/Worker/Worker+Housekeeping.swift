@@ -168,6 +168,7 @@ extension Worker {
             }
         } catch {
             // The jobs stay in the in-flight list; the reaper of a live process will return them.
+            stopLeftJobs.store(true, ordering: .sequentiallyConsistent)
             logger.error("could not push unfinished jobs back; another worker's reaper will", metadata: ["error": "\(error)"])
         }
         return requeued

@@ -41,6 +41,25 @@ public final class Worker: Service {
     let delivered = Mutex<[FetchedJob]>([])
     /// After shutdown gave up on running jobs, their late outcomes are not recorded (the jobs were requeued).
     let abandoned = Atomic<Bool>(false)
+    /// When the stop began (`shutdown()`), which sets its deadlines.
+    let stopBegan = Mutex<ContinuousClock.Instant?>(nil)
+    /// Set when `drain` returned.
+    let drained = AsyncEvent()
+    /// Set when `drain` returned or a stop began: what `run` waits for before it starts counting the stop's deadline.
+    let runEnding = AsyncEvent()
+    /// Completions a stop could not write by its deadline, and whether it left jobs in the in-flight list.
+    let unwritten = Atomic<Int>(0)
+    let stopLeftJobs = Atomic<Bool>(false)
+
+    /// What a stop has after `shutdownTimeout` to write the last completions, return unfinished jobs to their
+    /// queues and deregister. Past it the stop ends whatever the queue backend does (`stopLeftJobsInFlight`).
+    public static let stopWriteAllowance: Duration = .seconds(5)
+
+    /// Completions the last stop dropped at its deadline because the backend did not take them in time.
+    public var unwrittenCompletions: Int { unwritten.load(ordering: .sequentiallyConsistent) }
+    /// Whether the last stop ended with jobs still in this process's in-flight list (completions not written, or
+    /// unfinished jobs not returned): they run again through a live worker's reaper. `conveyor worker` exits 75.
+    public var stopLeftJobsInFlight: Bool { stopLeftJobs.load(ordering: .sequentiallyConsistent) }
     let startedAt = JobTime.now()
     /// Running jobs by watchdog token, for Sidekiq's `<identity>:workers` hash: queue, payload, start time.
     let runningJobs = Mutex<[UInt64: (queue: String, raw: [UInt8], runAt: Int)]>([:])
@@ -85,7 +104,9 @@ public final class Worker: Service {
     public func shutdown() {
         guard !stopping.isSet else { return }
         logger.info("shutting down: no new jobs; waiting for running jobs", metadata: ["running": "\(dispatcher.running)"])
+        stopBegan.withLock { $0 = $0 ?? .now }
         stopping.set()
+        runEnding.set()
         quiet.set()
         wake.set()
         idle.set()
@@ -101,16 +122,46 @@ public final class Worker: Service {
         wake.set()
     }
 
-    /// Runs until `shutdown()` (or, in a `ServiceGroup`, its graceful shutdown); returns after the graceful drain.
+    /// Runs until `shutdown()` (or, in a `ServiceGroup`, its graceful shutdown); returns after the graceful drain,
+    /// and at the latest `shutdownTimeout + stopWriteAllowance` after the stop began, whatever the backend does.
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await drain()
-        } onGracefulShutdown: {
+        let draining = Task {
+            await self.drain()
+            self.drained.set()
+            self.runEnding.set()
+        }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await waitForDrain()
+            } onGracefulShutdown: {
+                self.shutdown()
+            }
+        } onCancel: {
             self.shutdown()
+            draining.cancel()
         }
     }
 
-    private func drain() async throws {
+    /// Waits for `drain` to return; once a stop began, no longer than its deadline. Past it, the completions not
+    /// yet written are dropped (counted and logged) and the drain is left to end on its own.
+    private func waitForDrain() async {
+        await runEnding.wait()
+        if drained.isSet { return }
+        let began = stopBegan.withLock { $0 } ?? .now
+        let deadline = began + configuration.shutdownTimeout + Self.stopWriteAllowance
+        if await drained.wait(timeout: max(.zero, deadline - .now)) { return }
+        let dropped = acknowledger.abandon()
+        unwritten.store(dropped, ordering: .sequentiallyConsistent)
+        stopLeftJobs.store(true, ordering: .sequentiallyConsistent)
+        logger.error(
+            "stop deadline reached with the queue backend not answering: giving up; the jobs of unwritten completions stay in this process's in-flight list and run again through a live worker's reaper",
+            metadata: [
+                "unwritten_completions": "\(dropped)", "running": "\(dispatcher.running)",
+                "deadline": "\(configuration.shutdownTimeout + Self.stopWriteAllowance)",
+            ])
+    }
+
+    private func drain() async {
         guard await register() else {
             backend.close()
             return
@@ -136,7 +187,9 @@ public final class Worker: Service {
                 group.addTask { await self.blockerLoop(queue: queue) }
             }
             await fetchLoop(group: &group)
-            let drained = await dispatcher.waitUntilDrained(timeout: configuration.shutdownTimeout)
+            // Running jobs get `shutdownTimeout` from the stop, however long the fetchers took to notice it.
+            let began = stopBegan.withLock { $0 } ?? .now
+            let drained = await dispatcher.waitUntilDrained(timeout: max(.zero, began + configuration.shutdownTimeout - .now))
             if !drained {
                 abandoned.store(true, ordering: .sequentiallyConsistent)
                 logger.warning(
@@ -153,7 +206,11 @@ public final class Worker: Service {
         acknowledger.stop()
         await ackTask.value
         await deregister()
-        logger.info("worker stopped", metadata: ["requeued": "\(requeued)"])
+        if stopLeftJobs.load(ordering: .sequentiallyConsistent) {
+            logger.warning("worker stopped; jobs left in its in-flight list for a live worker's reaper", metadata: ["requeued": "\(requeued)"])
+        } else {
+            logger.info("worker stopped", metadata: ["requeued": "\(requeued)"])
+        }
         backend.close()
     }
 
