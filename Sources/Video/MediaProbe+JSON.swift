@@ -17,8 +17,10 @@ extension MediaProbe {
         return .object(JSONObject([("streams", .array(streams.map(\.ffprobeJSON))), ("format", .object(format))]))
     }
 
+    /// `12.345678`, as ffprobe prints it. A file may declare any start time or duration: beyond ±9e12 s (where
+    /// microseconds leave Int) the plain Double is printed rather than trapping.
     static func seconds(_ value: Double) -> String {
-        let micros = Int((value * 1_000_000).rounded())
+        guard value.isFinite, abs(value) < 9e12, let micros = Int(exactly: (value * 1_000_000).rounded()) else { return String(value) }
         let whole = micros / 1_000_000, fraction = abs(micros % 1_000_000)
         let digits = String(fraction)
         return "\(micros < 0 && whole == 0 ? "-" : "")\(whole)." + String(repeating: "0", count: 6 - digits.count) + digits

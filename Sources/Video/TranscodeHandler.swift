@@ -111,7 +111,8 @@ public struct TranscodeHandler: JobHandler {
         let onProgress = self.onProgress
         let progress: @Sendable (TranscodeProgress) -> Void = { p in
             var line = "video.transcode progress frames=\(p.frames) time=\(String(format: "%.1f", p.seconds))s"
-            if let fraction = p.fraction { line += " \(Int(fraction * 100))%" }
+            // The helper's numbers: bounded before they become an Int.
+            if let fraction = p.fraction, fraction.isFinite { line += " \(Int(min(1, max(0, fraction)) * 100))%" }
             logger.info("\(line)")
             onProgress?(jid, p)
         }

@@ -2,6 +2,8 @@ import ConveyorCore
 import Foundation
 import Logging
 import Postgres
+import Redis
+import SidekiqQueue
 import Testing
 @testable import Summaries
 
@@ -236,5 +238,67 @@ struct ProviderOutputStorageTests {
                 #expect(failure.errorClass == "InvalidArguments" && failure.isPermanent && failure.message.contains(field), "\(field)=\(value): \(failure)")
             }
         }
+    }
+}
+
+/// The real `conveyor worker`: a provider that echoes the key in its 401 and 400 bodies. Neither the worker's log
+/// nor the dead job's stored error may carry the key.
+@Suite(.enabled(if: databaseURL != nil && ProcessInfo.processInfo.environment["REDIS_URL"] != nil, "needs REDIS_URL and DATABASE_URL"))
+struct ProviderCredentialWorkerTests {
+    @Test func theWorkersLogAndTheDeadJobsErrorHoldNoKey() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let binary = try #require(environment["CONVEYOR_BIN"], "CONVEYOR_BIN is not set")
+        let server = try FakeLLMServer()
+        try server.fault("openai", "echo_401")
+        try server.fault("anthropic", "echo_400")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("conveyor-llm-worker-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+
+        let migrate = Process()
+        migrate.executableURL = URL(fileURLWithPath: binary)
+        migrate.arguments = ["migrate", "--database-url", databaseURL!]
+        try migrate.run()
+        migrate.waitUntilExit()
+        #expect(migrate.terminationStatus == 0)
+
+        let namespace = "llm-keys-" + UUID().uuidString.prefix(8).lowercased()
+        let logPath = folder.appendingPathComponent("worker.log").path
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try #require(FileHandle(forWritingAtPath: logPath))
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: binary)
+        worker.arguments = ["worker", "--namespace", namespace, "--queues", "llm", "-c", "1"]
+        worker.environment = environment.merging(server.environment([
+            "CONVEYOR_LLM_PROVIDERS": "openai,anthropic", "CONVEYOR_MAIL_OUTBOX": folder.appendingPathComponent("outbox").path,
+            "CONVEYOR_LOG_LEVEL": "debug",
+        ])) { _, new in new }
+        worker.standardOutput = log
+        worker.standardError = log
+        try worker.run()
+        defer {
+            kill(worker.processIdentifier, SIGKILL)
+            worker.waitUntilExit()
+        }
+
+        let redis = RedisThread(try RedisEndpoint(url: environment["REDIS_URL"]!), name: "llm-keys-test")
+        defer { redis.stop() }
+        let jid = try await JobClient(redis: redis, keys: QueueKeys(namespace: namespace))
+            .enqueue("llm.summarize", arguments: args, queue: "llm")
+        let database = try PostgresConnection(url: databaseURL!)
+        var row: [String?] = []
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, worker.isRunning {
+            let result = try database.query("SELECT status, error_class, error_message FROM conveyor.job_results WHERE jid = $1", [jid])
+            if let first = result.rows.first { row = first; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(row.count == 3 && row[0] == "dead" && row[1] == "LLMBadRequest", "\(row)")
+        let message = row.count == 3 ? row[2] ?? "" : ""
+        #expect(message.contains("HTTP 400") && message.contains("****"), "\(message)")
+        assertNoSecret(message, "stored error: \(message)")
+        let text = try String(contentsOfFile: logPath, encoding: .utf8)
+        #expect(text.contains("openai refused the credentials"), "\(text.suffix(2000))")
+        assertNoSecret(text, "worker log: \(text.suffix(2000))")
     }
 }

@@ -1,3 +1,4 @@
+import AV
 import ConveyorCore
 import Foundation
 import Postgres
@@ -131,5 +132,16 @@ struct VideoBorderWorkerTests {
         #expect(worker.isRunning, "the worker died")
         let after = try FileManager.default.subpathsOfDirectory(atPath: fixture.root.path).sorted()
         #expect(after == before, "new files: \(Set(after).subtracting(before).sorted().prefix(5))")
+    }
+}
+
+@Suite struct ProbeNumberTests {
+    /// A file declares its start time and duration: any Int64 of microseconds prints without trapping.
+    @Test func probeSecondsNeverTrap() {
+        for value in [Double(Int64.max) / 1e6, Double(Int64.min) / 1e6, 9.3e12, -9.3e12, 1e300, -1e300, .infinity, 0, 1.5, -0.25] {
+            let text = MediaProbe.seconds(value)
+            #expect(!text.isEmpty && Double(text) != nil, "\(value) → \(text)")
+        }
+        #expect(MediaProbe.seconds(12.3456789) == "12.345679" && MediaProbe.seconds(-0.25) == "-0.250000")
     }
 }
