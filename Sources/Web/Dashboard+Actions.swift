@@ -23,14 +23,26 @@ extension Dashboard {
             let target = request.headers["referer"].flatMap { $0.hasSuffix("/queues") ? "/queues" : nil } ?? back
             return redirect(target, flash: message, v)
         case "delete":
-            guard let text = request.field("member"), let data = Data(base64Encoded: text) else {
+            let deleted: Bool
+            let job: QueuedJob
+            if let text = request.field("member"), let data = Data(base64Encoded: text) {
+                let member = [UInt8](data)
+                deleted = try await redis { try QueueContents(name, keys: keys, connection: $0).delete(member) }
+                job = QueuedJob(member: member)
+            } else if let jid = request.field("jid"), let bytes = request.field("bytes").flatMap({ Int($0) }) {
+                // A large job, named by jid and size: the member is read back from the queue and removed exactly.
+                let found = try await redis { connection -> (Bool, QueuedJob?) in
+                    let contents = QueueContents(name, keys: keys, connection: connection)
+                    guard let hit = try contents.find(jid: jid), hit.member.count == bytes else { return (false, nil) }
+                    return (try contents.delete(hit.member), hit)
+                }
+                deleted = found.0
+                job = found.1 ?? QueuedJob(member: Array("{\"jid\":\(JSONValue.string(jid).text)}".utf8))
+            } else {
                 throw WebFailure(status: 400, heading: "Bad request", message: "no job given")
             }
-            let member = [UInt8](data)
-            let deleted = try await redis { try QueueContents(name, keys: keys, connection: $0).delete(member) }
-            let job = QueuedJob(member: member)
             bulk.record(who: v.who, "delete job \(job.jid ?? "?") (\(job.jobClass ?? "?")) from queue \(name)", metadata: ["queue": "\(name)"])
-            let page = request.field("page").map { "?page=\($0)" } ?? ""
+            let page = request.field("page").map { "?page=\(Format.pageNumber($0))" } ?? ""
             return redirect(back + page, flash: deleted ? "Deleted \(job.jid ?? "the job") from \(name)." : "That job was already gone (a worker took it).", v)
         default:
             throw WebFailure.notFound

@@ -110,7 +110,7 @@ extension Dashboard {
     func queue(_ name: String, _ request: WebRequest, _ v: Visitor) async throws -> WebResponse {
         let keys = keys
         let size = configuration.pageSize
-        let pageNumber = max(1, Int(request.parameter("page") ?? "") ?? 1)
+        let pageNumber = Format.pageNumber(request.parameter("page"))
         let offset = (pageNumber - 1) * size
         let (contents, paused, oldest) = try await redis { connection in
             let q = QueueContents(name, keys: keys, connection: connection)
@@ -121,8 +121,17 @@ extension Dashboard {
         }
         let base = "/queues/" + FormCoding.encode(name)
         let jobs = contents.jobs.map { job -> [String: Any] in
-            ["jid": job.jid ?? "(not a job)", "jobClass": job.jobClass ?? "-", "args": Format.args(job.job), "enqueued": Format.ago(job.enqueuedAt),
-             "member": Data(job.member).base64EncodedString(), "base": base, "page": String(pageNumber)]
+            // A small job's delete form carries the job itself; a large one's its jid and size (found again on delete).
+            let small = job.member.count <= Self.inlineMemberLimit
+            var row: [String: Any] = [
+                "jid": Format.cut(job.jid ?? "(not a job)"), "jobClass": Format.cut(job.jobClass ?? "-"), "args": Format.args(job.job),
+                "enqueued": Format.ago(job.enqueuedAt), "bytes": String(job.member.count), "base": base, "page": String(pageNumber),
+            ]
+            if small { row["member"] = Data(job.member).base64EncodedString() }
+            if let jid = job.jid, !small || (job.job?["args"]?.text.utf8.count ?? 0) > 160 {
+                row["json"] = base + "/job.json?" + FormCoding.query([("jid", jid)])
+            }
+            return row
         }
         var context: [String: Any] = [
             "name": name, "base": base, "depth": contents.depth, "paused": paused, "jobs": jobs,
@@ -193,8 +202,8 @@ extension Dashboard {
         var filter = JobFilter()
         do { filter = try Self.filter(request.parameter) } catch let failure as WebFailure { problem = failure.message }
         // Unfiltered pages are numbered; filtered ones continue from where the last one stopped looking (`from`).
-        let pageNumber = max(1, Int(request.parameter("page") ?? "") ?? 1)
-        let offset = filter.isEmpty ? (pageNumber - 1) * size : max(0, Int(request.parameter("from") ?? "") ?? 0)
+        let pageNumber = Format.pageNumber(request.parameter("page"))
+        let offset = filter.isEmpty ? (pageNumber - 1) * size : Format.offset(request.parameter("from"))
         let f = filter
         let result: JobSetPage
         do {
@@ -209,9 +218,9 @@ extension Dashboard {
             let when = set == .dead ? (e.failedAt ?? e.score) : e.score
             let error = e.errorClass.map { "\($0): \(e.errorMessage ?? "")" } ?? ""
             return [
-                "jid": e.jid ?? "(not a job)", "jobClass": e.jobClass ?? "-", "queue": e.queue ?? "-",
-                "when": Format.ago(when, now: now), "attempts": e.retryCount.map { String($0 + 1) } ?? "1",
-                "error": error.count > 200 ? String(error.prefix(200)) + "…" : error,
+                "jid": Format.cut(e.jid ?? "(not a job)"), "jobClass": Format.cut(e.jobClass ?? "-"), "queue": Format.cut(e.queue ?? "-"),
+                "when": Format.ago(when, now: now), "attempts": Format.attempts(e.retryCount) ?? "1",
+                "error": Format.cut(error),
                 "href": base + "/job?" + FormCoding.query([("jid", e.jid), ("score", String(e.score))]),
                 "one": "\(e.jid ?? "") \(String(e.score))",
             ]
@@ -252,30 +261,51 @@ extension Dashboard {
         }
         let base = "/" + (set == .scheduled ? "scheduled" : set.rawValue)
         var context: [String: Any] = [
-            "jid": jid, "back": base, "setTitle": set.title, "base": base, "retryLabel": set.retryLabel, "one": "\(jid) \(String(entry.score))",
+            "jid": Format.cut(jid), "back": base, "setTitle": set.title, "base": base, "retryLabel": set.retryLabel, "one": "\(jid) \(String(entry.score))",
             "facts": Self.jobFacts(entry.job, set: set, score: entry.score), "args": Format.pretty(entry.job?["args"]),
-            "payload": entry.job.map { Format.pretty(.object($0)) } ?? String(decoding: entry.member.prefix(4000), as: UTF8.self),
+            "payload": entry.job.map { Format.pretty(.object($0)) } ?? Format.cut(String(decoding: entry.member.prefix(8192), as: UTF8.self), 4096),
+            "json": base + "/job.json?" + FormCoding.query([("jid", jid), ("score", String(entry.score))]),
         ]
-        if let ec = entry.errorClass { context["error"] = "\(ec): \(entry.errorMessage ?? "")" }
-        if let bt = entry.job?["error_backtrace"], !bt.isNull { context["backtrace"] = bt.stringValue ?? bt.text }
+        if entry.member.count > 4096 { context["cut"] = "4 KB of \(entry.member.count) bytes" }
+        if let ec = entry.errorClass { context["error"] = Format.cut("\(ec): \(entry.errorMessage ?? "")", 4096) }
+        if let bt = entry.job?["error_backtrace"], !bt.isNull { context["backtrace"] = Format.cut(bt.stringValue ?? bt.text, 8192) }
         if let row = try? await postgres({ try JobResultQueries.byJID(jid, on: $0) }), let row {
             context["result"] = Self.resultFacts(row)
         }
-        return page("Job \(jid)", "job", context, v, current: base, counts: try await navCounts())
+        return page("Job \(Format.cut(jid, 40))", "job", context, v, current: base, counts: try await navCounts())
+    }
+
+    /// Jobs bigger than this are not copied into their queue page's delete form.
+    static let inlineMemberLimit = 4096
+
+    /// One job's JSON exactly as stored (`/dead/job.json?jid=&score=`, `/queues/NAME/job.json?jid=`): what the pages
+    /// cut, whole, as `application/json` (never rendered as a page).
+    func jobJSON(set: JobSetName?, queue: String?, _ request: WebRequest) async throws -> WebResponse {
+        guard let jid = request.parameter("jid") else { throw WebFailure.notFound }
+        let score = request.parameter("score").flatMap { Double($0) }
+        let keys = keys
+        let member: [UInt8]? = try await redis { connection in
+            if let set { return try JobSet(set, keys: keys, connection: connection).find(jid: jid, score: score)?.member }
+            guard let queue else { return nil }
+            return try QueueContents(queue, keys: keys, connection: connection).find(jid: jid)?.member
+        }
+        guard let member else { throw WebFailure(status: 404, heading: "Not found", message: "No job \(Format.cut(jid, 40)) there (run, retried or deleted since?).") }
+        return WebResponse(
+            headers: [("Content-Type", "application/json; charset=utf-8"), ("Content-Disposition", "inline; filename=\"job.json\"")], body: member)
     }
 
     static func jobFacts(_ job: JSONObject?, set: JobSetName?, score: Double?) -> [[String: String]] {
         var facts: [(String, String)] = []
         func add(_ name: String, _ value: String?) { if let value, !value.isEmpty { facts.append((name, value)) } }
-        add("class", job?["class"]?.stringValue)
-        add("queue", job?["queue"]?.stringValue)
+        add("class", job?["class"]?.stringValue.map { Format.cut($0) })
+        add("queue", job?["queue"]?.stringValue.map { Format.cut($0) })
         if let set, let score { add(set == .dead ? "died" : "runs at", Format.time(score)) }
-        add("attempts", job?["retry_count"]?.intValue.map { String($0 + 1) })
-        add("retry", job?["retry"].map { $0.text })
+        add("attempts", Format.attempts(job?["retry_count"]?.intValue))
+        add("retry", job?["retry"].map { Format.cut($0.text) })
         for name in ["created_at", "enqueued_at", "failed_at", "retried_at", "replayed_at"] {
             add(name.replacingOccurrences(of: "_", with: " "), QueueSnapshot.timestamp(job?[name]).map(Format.time))
         }
-        add("correlation key", job?["correlation_key"]?.stringValue)
+        add("correlation key", job?["correlation_key"]?.stringValue.map { Format.cut($0) })
         return facts.map { ["name": $0.0, "value": $0.1] }
     }
 
@@ -308,7 +338,7 @@ extension Dashboard {
             for (set, entry) in inSets {
                 let base = "/" + (set == .scheduled ? "scheduled" : set.rawValue)
                 var facts = Self.jobFacts(entry.job, set: set, score: entry.score)
-                if let ec = entry.errorClass { facts.append(["name": "error", "value": "\(ec): \(entry.errorMessage ?? "")"]) }
+                if let ec = entry.errorClass { facts.append(["name": "error", "value": Format.cut("\(ec): \(entry.errorMessage ?? "")", 2000)]) }
                 facts.append(["name": "arguments", "value": Format.args(entry.job, limit: 400)])
                 jobs.append(["place": set.title.lowercased(), "facts": facts, "href": base + "/job?" + FormCoding.query([("jid", q), ("score", String(entry.score))])])
             }
@@ -423,10 +453,18 @@ extension Dashboard {
             }
             store = named
         }
-        let bytes = try await store.staged([MediaInput(key, field: "variant", maxBytes: 32 << 20)], jid: "web-\(id)", deadline: .now + .seconds(30)) { root in
-            let path = try root.source(key, field: "variant")
-            guard let data = FileManager.default.contents(atPath: path) else { throw WebFailure.notFound }
-            return [UInt8](data)
+        let bytes: [UInt8]
+        do {
+            bytes = try await store.staged([MediaInput(key, field: "variant", maxBytes: 32 << 20)], jid: "web-\(id)", deadline: .now + .seconds(30)) { root in
+                let path = try root.source(key, field: "variant")
+                guard let data = FileManager.default.contents(atPath: path) else { throw WebFailure.notFound }
+                return [UInt8](data)
+            }
+        } catch let failure as JobFailure {
+            // A key through a symlink out of the root, a missing or oversized file: the reason (with its paths) is
+            // for the log; the page says only that there is no such image.
+            logger.notice("dashboard media refused", metadata: ["upload": "\(id)", "key": "\(key)", "error": "\(failure)"])
+            throw WebFailure.notFound
         }
         return WebResponse(headers: [("Content-Type", type), ("Cache-Control", "private, max-age=300")], body: bytes)
     }

@@ -28,6 +28,11 @@ public final class Dashboard: Sendable {
     let logger: Logger
     let version: String
     private let turn = Atomic<Int>(0)
+    /// The port the server listens on (the configured one until `listening(on:)`: port 0 picks one).
+    private let boundPort: Atomic<Int>
+    let hosts: HostAllowList
+    let formKey = FormTokenKey()
+    let logins = LoginThrottle()
     /// Per-queue rates from PostgreSQL, read at most every 5 seconds: a five-minute rate needs no fresher value, and
     /// many open Queues pages then cost PostgreSQL one query per 5 s.
     let queueRates = Mutex<(at: Double, rates: [String: QueueRate])?>(nil)
@@ -47,6 +52,8 @@ public final class Dashboard: Sendable {
         self.configuration = configuration
         self.keys = keys
         self.endpoint = endpoint
+        self.boundPort = Atomic(configuration.port)
+        self.hosts = HostAllowList(configuration: configuration)
         // A few connections, each on its own thread: page loads run side by side, and none ever blocks Swift's pool.
         self.redisThreads = (0..<4).map { RedisThread(endpoint, name: "conveyor-web-\($0)", commandTimeout: 10) }
         self.database = databaseURL.map { PostgresThread(url: $0, name: "conveyor-web-postgres") }
@@ -62,6 +69,13 @@ public final class Dashboard: Sendable {
         self.logger = logger
         self.version = version
     }
+
+    /// Tells the dashboard the port it listens on, which `Host` headers must carry.
+    public func listening(on port: Int) { boundPort.store(port, ordering: .relaxed) }
+
+    /// The CSRF token forms carry for the visitor with this `conveyor_csrf` cookie and user name (`-` without a
+    /// password).
+    public func formToken(cookie: String, user: String) -> String { formKey.token(nonce: cookie, user: user) }
 
     /// Services to run beside the HTTP server: the per-minute sampler.
     public var services: [any Service] { [sampler] }
@@ -86,6 +100,9 @@ public final class Dashboard: Sendable {
     /// Who is asking and the CSRF token their forms carry.
     struct Visitor {
         var who: String
+        /// The `conveyor_csrf` cookie's nonce.
+        var nonce: String
+        /// What forms carry: the HMAC of the nonce and user.
         var csrf: String
         var newToken: Bool
         var flash: String?
@@ -93,24 +110,41 @@ public final class Dashboard: Sendable {
     }
 
     public func respond(_ request: WebRequest) async -> WebResponse {
+        // Before anything else, whatever the route: a name this dashboard does not answer to (DNS rebinding).
+        guard hosts.allows(request.headers["host"], port: boundPort.load(ordering: .relaxed)) else {
+            return finish(.text("misdirected request: this dashboard does not answer to that Host (add it to CONVEYOR_WEB_HOSTS)\n", status: 421), nil)
+        }
         var user = "-"
         if let password = configuration.password {
+            let now = Date().timeIntervalSince1970
+            if let wait = logins.wait(request.remote, now: now) {
+                let seconds = Int(min(max(wait, 1), LoginThrottle.maxDelay).rounded(.up))
+                var r = WebResponse.text("too many wrong passwords from this address: try again in \(seconds) s\n", status: 429)
+                r.headers.append(("Retry-After", String(seconds)))
+                return finish(r, nil)
+            }
             guard let name = WebSecurity.authenticate(request, password: password) else {
+                if request.headers["authorization"] != nil {
+                    let failures = logins.failed(request.remote, now: now)
+                    logger.notice("dashboard login failed", metadata: ["address": "\(request.remote)", "failures_this_minute": "\(failures)"])
+                }
                 var r = WebResponse.text("authentication required\n", status: 401)
                 r.headers.append(("WWW-Authenticate", "Basic realm=\"Conveyor\", charset=\"UTF-8\""))
                 return finish(r, nil)
             }
+            logins.succeeded(request.remote)
             user = name
         }
         let cookies = request.cookies
         let existing = cookies[WebSecurity.csrfCookie].flatMap { WebSecurity.isToken($0) ? $0 : nil }
+        let nonce = existing ?? WebSecurity.newToken()
         let visitor = Visitor(
-            who: "\(user)@\(request.remote)", csrf: existing ?? WebSecurity.newToken(), newToken: existing == nil,
+            who: "\(user)@\(request.remote)", nonce: nonce, csrf: formKey.token(nonce: nonce, user: user), newToken: existing == nil,
             flash: cookies["conveyor_flash"].map { FormCoding.decode($0, plusIsSpace: false) },
             secure: request.headers["x-forwarded-proto"] == "https")
         var response: WebResponse
         do {
-            response = try await route(request, visitor)
+            response = try await route(request, visitor, user: user)
         } catch let error as WebFailure {
             response = page("Error", "message", ["heading": error.heading, "text": error.message], visitor, status: error.status)
         } catch let error as RedisError where error.isConnectionError {
@@ -118,8 +152,9 @@ public final class Dashboard: Sendable {
         } catch let error as JobSetError {
             response = page("Error", "message", ["heading": "Cannot do that", "text": "\(error)"], visitor, status: 400)
         } catch {
+            // The details (paths, SQL) go to the log only.
             logger.error("dashboard request failed", metadata: ["path": "/\(request.segments.joined(separator: "/"))", "error": "\(error)"])
-            response = page("Error", "message", ["heading": "Something failed", "text": "\(error)"], visitor, status: 500)
+            response = page("Error", "message", ["heading": "Something failed", "text": "The request failed; the dashboard's log has the details."], visitor, status: 500)
         }
         return finish(response, visitor)
     }
@@ -130,7 +165,7 @@ public final class Dashboard: Sendable {
         if let visitor {
             let secure = visitor.secure ? "; Secure" : ""
             if visitor.newToken {
-                r.headers.append(("Set-Cookie", "\(WebSecurity.csrfCookie)=\(visitor.csrf); Path=/; HttpOnly; SameSite=Strict\(secure)"))
+                r.headers.append(("Set-Cookie", "\(WebSecurity.csrfCookie)=\(visitor.nonce); Path=/; HttpOnly; SameSite=Strict\(secure)"))
             }
             if visitor.flash != nil, r.status != 303 {
                 r.headers.append(("Set-Cookie", "conveyor_flash=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict\(secure)"))
@@ -139,11 +174,11 @@ public final class Dashboard: Sendable {
         return r
     }
 
-    private func route(_ request: WebRequest, _ v: Visitor) async throws -> WebResponse {
+    private func route(_ request: WebRequest, _ v: Visitor, user: String) async throws -> WebResponse {
         let s = request.segments
         if request.method == "POST" {
             if configuration.readOnly { throw WebFailure(status: 403, heading: "Read-only", message: "This dashboard is read-only (CONVEYOR_WEB_READ_ONLY).") }
-            if let refusal = WebSecurity.refusal(request) { throw WebFailure(status: 403, heading: "Refused", message: refusal) }
+            if let refusal = WebSecurity.refusal(request, key: formKey, user: user) { throw refusal }
             switch (s.first, s.count) {
             case ("queues", 3): return try await queueAction(s[1], s[2], request, v)
             case ("busy", 2): return try await processAction(s[1], request, v)
@@ -161,6 +196,8 @@ public final class Dashboard: Sendable {
         case ("busy", 1): return try await busy(v)
         case (let set?, 1) where JobSetName(page: set) != nil: return try await setPage(JobSetName(page: set)!, request, v)
         case (let set?, 2) where JobSetName(page: set) != nil && s[1] == "job": return try await jobPage(JobSetName(page: set)!, request, v)
+        case (let set?, 2) where JobSetName(page: set) != nil && s[1] == "job.json": return try await jobJSON(set: JobSetName(page: set)!, queue: nil, request)
+        case ("queues", 3) where s[2] == "job.json": return try await jobJSON(set: nil, queue: s[1], request)
         case ("lookup", 1): return try await lookup(request, v)
         case ("media", 1): return try await media(request)
         case ("actions", 1): return try await actionsPage(v)
@@ -257,9 +294,13 @@ extension JobSetName {
 
 /// How numbers and times are shown.
 enum Format {
+    /// The last second of year 9999: times beyond (or before 1970, or not finite) are shown as their raw value.
+    static let latestTime = 253_402_300_799.0
+
     static func time(_ t: Double?) -> String {
         guard let t, t > 0 else { return "-" }
-        var seconds = time_t(t)
+        guard t.isFinite, t <= latestTime, let whole = Int(exactly: t.rounded(.down)) else { return "score \(t)" }
+        var seconds = time_t(whole)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         return String(
@@ -269,12 +310,14 @@ enum Format {
 
     static func ago(_ t: Double?, now: Double = Date().timeIntervalSince1970) -> String {
         guard let t, t > 0 else { return "-" }
+        guard t.isFinite, t <= latestTime else { return "score \(t)" }
         let d = now - t
         if d < 0 { return "in " + duration(-d) }
         return duration(d) + " ago"
     }
 
     static func duration(_ d: Double) -> String {
+        guard d.isFinite else { return "\(d) s" }
         if d < 1 { return String(format: "%.0f ms", d * 1000) }
         if d < 60 { return String(format: "%.1f s", d) }
         if d < 3600 { return String(format: "%.0f min", d / 60) }
@@ -288,18 +331,41 @@ enum Format {
         return String(format: "%.1fM", Double(n) / 1_000_000)
     }
 
+    /// `n + 1` for an attempt number from a job's `retry_count`, saturating instead of trapping.
+    static func attempts(_ retryCount: Int?) -> String? {
+        guard let n = retryCount else { return nil }
+        let (sum, overflow) = n.addingReportingOverflow(1)
+        return overflow ? String(n) : String(sum)
+    }
+
+    /// At most `limit` characters of `text`, with `…` when cut: no field from a job makes a page unbounded.
+    static func cut(_ text: String?, _ limit: Int = 200) -> String {
+        guard let text else { return "" }
+        guard text.utf8.count > limit else { return text }
+        return String(text.prefix(limit)) + "…"
+    }
+
     /// A job's arguments on one line, cut to `limit` characters (escaped by the template).
     static func args(_ job: JSONObject?, limit: Int = 160) -> String {
         guard let args = job?["args"] else { return "" }
-        let text = args.text
-        return text.count > limit ? String(text.prefix(limit)) + "…" : text
+        return cut(args.text, limit)
     }
 
-    static func pretty(_ value: JSONValue?) -> String {
+    /// Pretty-printed JSON, or (over `limit` bytes) the compact text cut to `limit`: a 10 MB payload is neither
+    /// re-serialised nor sent whole.
+    static func pretty(_ value: JSONValue?, limit: Int = 4096) -> String {
         guard let value else { return "" }
-        guard let data = try? JSONSerialization.jsonObject(with: Data(value.text.utf8), options: [.fragmentsAllowed]),
+        let text = value.text
+        guard text.utf8.count <= limit else { return cut(text, limit) }
+        guard let data = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]),
             let out = try? JSONSerialization.data(withJSONObject: data, options: [.prettyPrinted, .sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
-        else { return value.text }
+        else { return text }
         return String(decoding: out, as: UTF8.self)
     }
+
+    /// A page number from the URL: 1 up to a million (beyond, nothing is on any page anyway).
+    static func pageNumber(_ text: String?) -> Int { min(1_000_000, max(1, text.flatMap { Int($0) } ?? 1)) }
+
+    /// An offset from the URL: 0 up to a billion.
+    static func offset(_ text: String?) -> Int { min(1_000_000_000, max(0, text.flatMap { Int($0) } ?? 0)) }
 }

@@ -86,8 +86,8 @@ enum Templates {
         <div class="scroll"><table class="cards">
         <thead><tr><th>JID</th><th>Class</th><th>Arguments</th><th>Enqueued</th><th></th></tr></thead>
         <tbody>
-        {{#jobs}}<tr><td class="mono">{{jid}}</td><td data-label="Class">{{jobClass}}</td><td class="args mono">{{args}}</td><td data-label="Enqueued">{{enqueued}}</td>
-        <td>{{#actions}}<form method="post" action="{{base}}/delete"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="member" value="{{member}}"><input type="hidden" name="page" value="{{page}}"><button class="danger">Delete</button></form>{{/actions}}</td></tr>{{/jobs}}
+        {{#jobs}}<tr><td class="mono">{{jid}}</td><td data-label="Class">{{jobClass}}</td><td class="args mono">{{args}}{{#json}} <a href="{{json}}">full JSON</a>{{/json}}</td><td data-label="Enqueued">{{enqueued}}</td>
+        <td>{{#actions}}<form method="post" action="{{base}}/delete"><input type="hidden" name="csrf" value="{{csrf}}">{{#member}}<input type="hidden" name="member" value="{{member}}">{{/member}}{{^member}}<input type="hidden" name="jid" value="{{jid}}"><input type="hidden" name="bytes" value="{{bytes}}">{{/member}}<input type="hidden" name="page" value="{{page}}"><button class="danger">Delete</button></form>{{/actions}}</td></tr>{{/jobs}}
         {{^jobs}}<tr><td colspan="5" class="muted">Empty.</td></tr>{{/jobs}}
         </tbody></table></div>
         <nav class="pager">{{#prev}}<a href="{{prev}}">← Newer</a>{{/prev}} <span>{{range}}</span> {{#next}}<a href="{{next}}">Older →</a>{{/next}}</nav>
@@ -158,6 +158,7 @@ enum Templates {
         {{#actions}}<form method="post" action="{{base}}/retry" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="one" value="{{one}}"><button class="primary">{{retryLabel}}</button></form>
         <form method="post" action="{{base}}/delete" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="one" value="{{one}}"><button class="danger">Delete</button></form>{{/actions}}
         <h2>Payload</h2>
+        {{#cut}}<p class="muted">Cut to its first {{cut}}: <a href="{{json}}">the full JSON</a>.</p>{{/cut}}
         <pre>{{payload}}</pre>
         """
 

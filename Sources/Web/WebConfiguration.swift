@@ -6,7 +6,9 @@ import Foundation
 /// - `CONVEYOR_WEB_ADDR` (`--addr`): `host:port`, default `127.0.0.1:9292`. Any host but a loopback one requires
 ///   `CONVEYOR_WEB_PASSWORD`.
 /// - `CONVEYOR_WEB_PASSWORD`: HTTP Basic password (any user name; the name is logged with each action). Use it
-///   over TLS or behind a proxy that terminates TLS.
+///   over TLS or behind a proxy that terminates TLS. Off loopback it must have at least 12 characters.
+/// - `CONVEYOR_WEB_HOSTS`: extra `Host` names the dashboard answers (comma-separated `host[:port]`), for a proxy's
+///   public name; any other name is refused (DNS rebinding).
 /// - `CONVEYOR_WEB_READ_ONLY`: `on` hides every button and refuses every POST.
 /// - `CONVEYOR_WEB_REFRESH_SECONDS`: how often the overview, queues and busy pages reload (default 5; 0 never).
 /// - `CONVEYOR_WEB_METRICS_URLS`: worker `/metrics` URLs (comma-separated) read for the LLM breakers' states and
@@ -20,12 +22,26 @@ public struct WebConfiguration: Sendable {
     public var refreshSeconds: Int
     public var metricsURLs: [String]
     public var pageSize: Int
+    public var allowedHosts: [AllowedHost]
+
+    /// One `CONVEYOR_WEB_HOSTS` entry: a host name or IP (lowercased, IPv6 without brackets), and a port if given.
+    public struct AllowedHost: Sendable, Equatable {
+        public var host: String
+        public var port: Int?
+
+        public init(host: String, port: Int? = nil) {
+            self.host = host.lowercased()
+            self.port = port
+        }
+    }
 
     public static let defaultAddress = "127.0.0.1:9292"
+    /// The shortest password accepted when the dashboard listens beyond loopback.
+    public static let minimumPasswordLength = 12
 
     public init(
         host: String = "127.0.0.1", port: Int = 9292, password: String? = nil, readOnly: Bool = false, refreshSeconds: Int = 5,
-        metricsURLs: [String] = [], pageSize: Int = 25
+        metricsURLs: [String] = [], pageSize: Int = 25, allowedHosts: [AllowedHost] = []
     ) throws(JobFailure) {
         self.host = host
         self.port = port
@@ -34,10 +50,19 @@ public struct WebConfiguration: Sendable {
         self.refreshSeconds = refreshSeconds
         self.metricsURLs = metricsURLs
         self.pageSize = pageSize
-        if !Self.isLoopback(host) && self.password == nil {
-            throw .permanent(
-                .invalidConfiguration,
-                "CONVEYOR_WEB_ADDR=\(host):\(port) is not a loopback address: set CONVEYOR_WEB_PASSWORD (and serve it over TLS or behind a proxy), or bind 127.0.0.1")
+        self.allowedHosts = allowedHosts
+        if !Self.isLoopback(host) {
+            guard let password = self.password else {
+                throw .permanent(
+                    .invalidConfiguration,
+                    "CONVEYOR_WEB_ADDR=\(host):\(port) is not a loopback address: set CONVEYOR_WEB_PASSWORD (and serve it over TLS or behind a proxy), or bind 127.0.0.1")
+            }
+            let length = password.count
+            if length < Self.minimumPasswordLength || password.allSatisfy(\.isWhitespace) {
+                throw .permanent(
+                    .invalidConfiguration,
+                    "CONVEYOR_WEB_PASSWORD has \(length) characters: off loopback (CONVEYOR_WEB_ADDR=\(host):\(port)) it needs at least \(Self.minimumPasswordLength), not all spaces")
+            }
         }
     }
 
@@ -56,13 +81,24 @@ public struct WebConfiguration: Sendable {
         for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
             throw .permanent(.invalidConfiguration, "CONVEYOR_WEB_METRICS_URLS: \(url) is not an http(s) URL")
         }
+        var allowed: [AllowedHost] = []
+        for entry in (environment["CONVEYOR_WEB_HOSTS"] ?? "").split(separator: ",") {
+            let text = entry.trimmingCharacters(in: .whitespaces).lowercased()
+            if text.isEmpty { continue }
+            guard let (name, port) = HostAllowList.split(text),
+                name.utf8.allSatisfy({ (48...57).contains($0) || (97...122).contains($0) || $0 == 45 || $0 == 46 || $0 == 58 }), name.utf8.count <= 253
+            else {
+                throw .permanent(.invalidConfiguration, "CONVEYOR_WEB_HOSTS: \(text) is not host[:port] (like dashboard.example.com or 10.0.0.5:9292)")
+            }
+            allowed.append(AllowedHost(host: name, port: port))
+        }
         let readOnlySetting = try EnvironmentSwitch.value("CONVEYOR_WEB_READ_ONLY", in: environment, default: false)
         try self.init(
             host: host, port: port, password: environment["CONVEYOR_WEB_PASSWORD"],
             readOnly: readOnly ?? readOnlySetting,
             refreshSeconds: try EnvironmentNumber.int("CONVEYOR_WEB_REFRESH_SECONDS", in: environment, default: 5, range: 0...3600),
             metricsURLs: urls,
-            pageSize: try EnvironmentNumber.int("CONVEYOR_WEB_PAGE_SIZE", in: environment, default: 25, range: 1...500))
+            pageSize: try EnvironmentNumber.int("CONVEYOR_WEB_PAGE_SIZE", in: environment, default: 25, range: 1...500), allowedHosts: allowed)
     }
 
     /// 127.0.0.0/8 and ::1: only this machine can connect.

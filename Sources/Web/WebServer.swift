@@ -22,6 +22,8 @@ public enum WebServer {
                 form = String(buffer: body)
             }
             var headers: [String: String] = [:]
+            // HTTP/1's Host arrives as the request's authority, not among the header fields.
+            if let authority = request.head.authority { headers["host"] = authority }
             for field in request.headers {
                 let name = field.name.canonicalName
                 if let existing = headers[name] { headers[name] = existing + (name == "cookie" ? "; " : ", ") + field.value } else { headers[name] = field.value }
@@ -41,7 +43,11 @@ public enum WebServer {
         return Application(
             responder: responder,
             configuration: ApplicationConfiguration(address: .hostname(dashboard.configuration.host, port: dashboard.configuration.port), serverName: nil),
-            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? dashboard.configuration.port) },
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? dashboard.configuration.port
+                dashboard.listening(on: port)
+                await onRunning(port)
+            },
             logger: logger)
     }
 }

@@ -71,9 +71,9 @@ final class WorkerMetrics: Sendable {
             case "conveyor_llm_breaker_open_seconds":
                 open[labels["provider"] ?? "?"] = value
             case "conveyor_result_write_backlog":
-                r.backlog += Int(value)
+                r.backlog = saturatingAdd(r.backlog, value)
             case "conveyor_result_writes_failing":
-                r.failing += Int(value)
+                r.failing = saturatingAdd(r.failing, value)
             default:
                 break
             }
@@ -81,6 +81,14 @@ final class WorkerMetrics: Sendable {
         for (provider, state) in states {
             r.breakers.append(Breaker(provider: provider, state: state, openSeconds: open[provider] ?? 0, source: source))
         }
+    }
+
+    /// `total + value` for a gauge read from a worker: non-finite or negative values count as 0, huge ones saturate.
+    static func saturatingAdd(_ total: Int, _ value: Double) -> Int {
+        guard value.isFinite, value > 0 else { return total }
+        let whole = value < 9.0e15 ? Int(exactly: value.rounded()) ?? 0 : Int.max
+        let (sum, overflow) = total.addingReportingOverflow(whole)
+        return overflow ? Int.max : sum
     }
 
     private static func labelsOf(_ series: Substring) -> [String: String] {

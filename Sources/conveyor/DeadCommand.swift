@@ -38,7 +38,7 @@ struct SetFilterOptions: ParsableArguments {
     @Option(name: .customLong("queue"), help: "Only jobs from this queue (repeatable).")
     var queues: [String] = []
 
-    @Option(name: .customLong("error"), help: "Only jobs whose 'error_class: error_message' matches this regular expression.")
+    @Option(name: .customLong("error"), help: "Only jobs whose 'error_class: error_message' matches this regular expression (linear-time subset: no back-references or look-arounds; at most 512 characters).")
     var errorPattern: String?
 
     @Option(help: "Only jobs that failed at or after this time (Unix seconds, ISO 8601, or an age like 2h, 7d).")

@@ -113,7 +113,7 @@ struct DashboardWorkerMetricsTests {
         let configuration = try WebConfiguration(metricsURLs: ["http://127.0.0.1:\(server.port)/metrics", "http://127.0.0.1:1/metrics"])
         let dashboard = Dashboard(configuration: configuration, redis: try TestEnv.endpoint(), keys: keys, databaseURL: nil, mediaStore: nil)
         defer { dashboard.close() }
-        let page = await dashboard.respond(WebRequest(method: "GET", path: "/")).text
+        let page = await dashboard.respond(WebRequest(method: "GET", path: "/", headers: ["Host": "127.0.0.1:9292"])).text
         #expect(page.contains("<td>openai</td><td><span class=\"tag bad\">open</span></td><td class=\"num\">7 min</td>"))
         #expect(page.contains("<td>anthropic</td><td><span class=\"tag\">closed</span></td>"))
         #expect(page.contains("Buffered in worker memory: 0"))

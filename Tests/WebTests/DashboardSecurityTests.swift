@@ -31,7 +31,10 @@ struct DashboardSecurityTests {
         #expect(await s.post("/queues/\(queue)/pause", [], ["Origin": "http://evil.example"]).status == 403)
         #expect(await s.post("/queues/\(queue)/pause", [], ["Sec-Fetch-Site": "cross-site"]).status == 403)
         // No cookie at all (a form on another site cannot send the SameSite=Strict cookie).
-        let bare = await s.dashboard.respond(WebRequest(method: "POST", path: "/queues/\(queue)/pause", form: "csrf=abc", headers: ["Host": "127.0.0.1:9292"]))
+        let bare = await s.dashboard.respond(
+            WebRequest(
+                method: "POST", path: "/queues/\(queue)/pause", form: "csrf=abc",
+                headers: ["Host": "127.0.0.1:9292", "Origin": "http://127.0.0.1:9292", "Content-Type": "application/x-www-form-urlencoded"]))
         #expect(bare.status == 403)
         #expect(try s.redis.command("SISMEMBER", s.keys.pausedQueues, queue).check().int == 0)
         // The same request with the token goes through, and is a redirect (POST, then GET).
@@ -71,8 +74,22 @@ struct DashboardSecurityTests {
         #expect(throws: JobFailure.self) { try WebConfiguration(environment: ["CONVEYOR_WEB_ADDR": "10.1.2.3:80", "CONVEYOR_WEB_PASSWORD": ""]) }
         #expect(throws: JobFailure.self) { try WebConfiguration(environment: ["CONVEYOR_WEB_ADDR": "nonsense"]) }
         #expect(throws: JobFailure.self) { try WebConfiguration(environment: ["CONVEYOR_WEB_READ_ONLY": "maybe"]) }
-        let open = try WebConfiguration(environment: ["CONVEYOR_WEB_ADDR": "0.0.0.0:9292", "CONVEYOR_WEB_PASSWORD": "x"])
-        #expect(open.host == "0.0.0.0" && open.password == "x")
+        // Off loopback: at least 12 characters, not all spaces.
+        #expect(throws: JobFailure.self) { try WebConfiguration(environment: ["CONVEYOR_WEB_ADDR": "0.0.0.0:9292", "CONVEYOR_WEB_PASSWORD": "x"]) }
+        #expect(throws: JobFailure.self) { try WebConfiguration(environment: ["CONVEYOR_WEB_ADDR": "0.0.0.0:9292", "CONVEYOR_WEB_PASSWORD": " "]) }
+        #expect(throws: JobFailure.self) { try WebConfiguration(environment: ["CONVEYOR_WEB_ADDR": "0.0.0.0:9292", "CONVEYOR_WEB_PASSWORD": "12345678901"]) }
+        #expect(throws: JobFailure.self) {
+            try WebConfiguration(environment: ["CONVEYOR_WEB_ADDR": "0.0.0.0:9292", "CONVEYOR_WEB_PASSWORD": String(repeating: " ", count: 20)])
+        }
+        let open = try WebConfiguration(environment: ["CONVEYOR_WEB_ADDR": "0.0.0.0:9292", "CONVEYOR_WEB_PASSWORD": "123456789012"])
+        #expect(open.host == "0.0.0.0" && open.password == "123456789012")
+        // On loopback a short password is the operator's business.
+        #expect(try WebConfiguration(environment: ["CONVEYOR_WEB_PASSWORD": "x"]).password == "x")
+        #expect(throws: JobFailure.self) { try WebConfiguration(environment: ["CONVEYOR_WEB_HOSTS": "evil.example/path"]) }
+        #expect(throws: JobFailure.self) { try WebConfiguration(environment: ["CONVEYOR_WEB_HOSTS": "a.example:99999"]) }
+        #expect(try WebConfiguration(environment: ["CONVEYOR_WEB_HOSTS": " Dash.Example ,10.0.0.5:9292,[::1]:80"]).allowedHosts == [
+            .init(host: "dash.example"), .init(host: "10.0.0.5", port: 9292), .init(host: "::1", port: 80),
+        ])
         let local = try WebConfiguration(environment: [:])
         #expect(local.host == "127.0.0.1" && local.port == 9292 && local.password == nil && !local.readOnly)
     }

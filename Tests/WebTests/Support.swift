@@ -66,9 +66,12 @@ final class Session {
     @discardableResult
     func post(_ path: String, _ fields: [(String, String)], csrf: String? = nil, _ extra: [String: String] = [:]) async -> WebResponse {
         if cookies[WebTestsCookie.csrf] == nil { await get("/") }
-        let token = csrf ?? cookies[WebTestsCookie.csrf] ?? ""
+        let token = csrf ?? dashboard.formToken(cookie: cookies[WebTestsCookie.csrf] ?? "", user: user.map { $0.0.isEmpty ? "-" : $0.0 } ?? "-")
         let body = FormCoding.query([("csrf", token)]) + "&" + fields.map { FormCoding.encode($0.0) + "=" + FormCoding.encode($0.1) }.joined(separator: "&")
-        let r = await dashboard.respond(WebRequest(method: "POST", path: path, form: body, headers: headers(extra), remote: "127.0.0.1"))
+        // What a browser sends with a form from the dashboard's own page.
+        var sent = ["Origin": "http://127.0.0.1:9292", "Content-Type": "application/x-www-form-urlencoded"]
+        sent.merge(extra) { _, new in new }
+        let r = await dashboard.respond(WebRequest(method: "POST", path: path, form: body, headers: headers(sent), remote: "127.0.0.1"))
         keep(r)
         return r
     }

@@ -21,7 +21,7 @@ public enum JobSetName: String, Sendable, CaseIterable {
 public struct JobFilter: Sendable {
     public var classes: [String] = []
     public var queues: [String] = []
-    /// Matched against `error_class: error_message`.
+    /// Matched against `error_class: error_message` by `ErrorPattern` (linear time, a regular-expression subset).
     public var errorPattern: String?
     /// Unix seconds; compared with the job's `failed_at` (or the set's score when it has none).
     public var since: Double?
@@ -38,19 +38,22 @@ public struct JobFilter: Sendable {
     }
 
     func compiled() throws -> CompiledFilter {
-        var regex: NSRegularExpression?
-        if let errorPattern {
-            do { regex = try NSRegularExpression(pattern: errorPattern) } catch {
-                throw JobSetError.usage("--error \(errorPattern): not a valid regular expression")
-            }
-        }
-        return CompiledFilter(filter: self, regex: regex)
+        var pattern: ErrorPattern?
+        if let errorPattern { pattern = try ErrorPattern(errorPattern) }
+        return CompiledFilter(filter: self, pattern: pattern)
     }
 }
 
-struct CompiledFilter {
+/// A filter ready to run; `steps` counts the error pattern's matching work so far (see `JobSet.page`).
+final class CompiledFilter {
     let filter: JobFilter
-    let regex: NSRegularExpression?
+    let pattern: ErrorPattern?
+    var steps = 0
+
+    init(filter: JobFilter, pattern: ErrorPattern?) {
+        self.filter = filter
+        self.pattern = pattern
+    }
 
     func matches(_ entry: JobSetEntry) -> Bool {
         if !filter.classes.isEmpty && !filter.classes.contains(entry.jobClass ?? "") { return false }
@@ -59,9 +62,9 @@ struct CompiledFilter {
         let time = entry.failedAt ?? entry.score
         if let since = filter.since, time < since { return false }
         if let until = filter.until, time > until { return false }
-        if let regex {
+        if let pattern {
             let text = "\(entry.errorClass ?? ""): \(entry.errorMessage ?? "")"
-            if regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) == nil { return false }
+            if !pattern.matches(text, steps: &steps) { return false }
         }
         return true
     }
@@ -213,8 +216,9 @@ public struct JobSet {
 
     private func find(jid: String, score: Double?, in set: String) throws -> JobSetEntry? {
         let tag = keys.cluster ? set : nil
-        if let score {
-            let text = JSONValue(score).text
+        if let score, !score.isNaN {
+            // Redis spells the infinite scores a producer may have written +inf and -inf (JSON has no such number).
+            let text = score.isFinite ? JSONValue(score).text : (score > 0 ? "+inf" : "-inf")
             let items = try connection.command("ZRANGEBYSCORE", set, text, text, "WITHSCORES", "LIMIT", 0, 100).check().array ?? []
             if let hit = Self.entries(items, set: tag).first(where: { $0.jid == jid }) { return hit }
         }
@@ -266,9 +270,10 @@ public struct JobSet {
 
     /// One page of entries, newest first, without reading the whole set. `offset` is a position in the set
     /// (0: newest). With no criterion: one `ZREVRANGE offset offset+count`. With criteria: chunks of 1,000 from
-    /// `offset` on, until `count` entries matched or `scanBudget` (5,000) entries were looked at, so a filter that matches
-    /// little costs a bounded read per page; `next` says where the following page starts.
-    public func page(_ filter: JobFilter, offset: Int, count: Int, scanBudget: Int = 5000) throws -> JobSetPage {
+    /// `offset` on, until `count` entries matched, `scanBudget` (5,000) entries were looked at or the error pattern spent
+    /// `matchBudget` steps, so a filter that matches little costs a bounded read and bounded work per page; `next` says
+    /// where the following page starts.
+    public func page(_ filter: JobFilter, offset: Int, count: Int, scanBudget: Int = 5000, matchBudget: Int = 5_000_000) throws -> JobSetPage {
         let sets = try sets()
         guard sets.count == 1, let key = sets.first else {
             // A cluster: each queue's set on its own shard. The page comes from the merged, newest-first listing
@@ -300,6 +305,7 @@ public struct JobSet {
                     found.append(entry)
                     if found.count == count { break scan }
                 }
+                if compiled.steps > matchBudget { break scan }
             }
             if items.count < chunk * 2 { break }
         }
