@@ -118,6 +118,13 @@ enum Settings {
         check { _ = try EnvironmentNumber.int("CONVEYOR_CONCURRENCY", in: environment, default: 10, range: 1...10_000) }
         check { _ = try EnvironmentNumber.double("CONVEYOR_METRICS_POLL_SECONDS", in: environment, default: 5, range: 0.5...3600) }
         check { _ = try ResultStore.Configuration(environment: environment) }
+        if let address = environment["CONVEYOR_METRICS_ADDR"], !address.isEmpty {
+            check {
+                do { _ = try MetricsServer.address(address) } catch {
+                    throw JobFailure.permanent(.invalidConfiguration, "CONVEYOR_METRICS_ADDR=\(address): expected host:port with an IPv4 host, like 127.0.0.1:9464")
+                }
+            }
+        }
         check { _ = try ReplicaWait(environment: environment) }
         if let url = environment["REDIS_URL"], !url.isEmpty {
             check { _ = try RedisEndpoint(url: url, environment: environment) }

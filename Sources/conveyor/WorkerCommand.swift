@@ -76,6 +76,9 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
+        if let metricsAddr {
+            do { _ = try MetricsServer.address(metricsAddr) } catch { throw ValidationError(error.description) }
+        }
         if let concurrency, !Limits.concurrency.contains(concurrency) {
             throw ValidationError("--concurrency \(concurrency): expected a whole number in \(Limits.concurrency.lowerBound)...\(Limits.concurrency.upperBound)")
         }
@@ -144,6 +147,11 @@ struct WorkerCommand: AsyncParsableCommand {
 
         // Metrics, the HTTP endpoint and outcomes in PostgreSQL (when DATABASE_URL is set) first: the families
         // report to the metrics (transcode progress, the summariser's breakers).
+        if metricsAddr == nil, let address = environment["CONVEYOR_METRICS_ADDR"], !address.isEmpty {
+            do { _ = try MetricsServer.address(address) } catch {
+                throw ValidationError("CONVEYOR_METRICS_ADDR=\(address): \(error.description.replacingOccurrences(of: "--metrics-addr \(address): ", with: ""))")
+            }
+        }
         let identity = WorkerConfiguration.newIdentity()
         let endpoint = try redis.endpoint()
         let operations = try WorkerOperations(

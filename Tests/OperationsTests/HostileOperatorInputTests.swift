@@ -105,6 +105,51 @@ struct HostileOperatorInputTests {
         }
     }
 
+    @Test func workerRefusesABadMetricsAddressAsAUsageError() throws {
+        for value in ["nonsense", "127.0.0.1:99999", "127.0.0.1:-1", "1.2.3.4.5:80", "host:9223372036854775807", ":"] {
+            try expectUsageError(["worker", "--metrics-addr=\(value)"], mentioning: "--metrics-addr")
+            try expectUsageError(["worker"], environment: ["CONVEYOR_METRICS_ADDR": value], mentioning: "CONVEYOR_METRICS_ADDR")
+            try expectUsageError(["config"], environment: ["CONVEYOR_METRICS_ADDR": value], mentioning: "CONVEYOR_METRICS_ADDR")
+        }
+    }
+
+    /// Random extremes (any bit pattern of a Double, any Int64, with or without a unit) for every duration flag, in
+    /// process for thousands and through the binary for a sample: a value is used only when finite and in range.
+    @Test func propertyEveryDurationIsFiniteAndInRangeOrRefused() throws {
+        var generator = SystemRandomNumberGenerator()
+        let units = ["", "ms", "s", "m", "h", "d", "w"]
+        func randomText() -> String {
+            let number: String
+            switch Int.random(in: 0..<4, using: &generator) {
+            case 0: number = String(Double(bitPattern: UInt64.random(in: 0...UInt64.max, using: &generator)))
+            case 1: number = String(Int64.random(in: Int64.min...Int64.max, using: &generator))
+            case 2: number = ["inf", "-inf", "nan", "1e400", "-1e400", "1e308", "4e-324", "-0", "0x1p1023"].randomElement(using: &generator)!
+            default: number = String(Double.random(in: -1e6...1e12, using: &generator))
+            }
+            return number + units.randomElement(using: &generator)!
+        }
+        for _ in 0..<20_000 {
+            let text = randomText()
+            if let seconds = OperatorInput.duration(text) {
+                #expect(seconds.isFinite && seconds >= 0 && seconds <= OperatorInput.maximumDuration, "\(text) -> \(seconds)")
+            }
+            if let seconds = try? OperatorInput.duration(text, name: "--x", range: 0.01...3600, plainSeconds: true) {
+                #expect(seconds >= 0.01 && seconds <= 3600, "\(text) -> \(seconds)")
+            }
+            if let t = OperatorInput.time(text) { #expect(t.isFinite && t >= 0 && t <= OperatorInput.latestTime, "\(text) -> \(t)") }
+        }
+        let flags = ["--shutdown-timeout", "--heartbeat-interval", "--heartbeat-ttl", "--poll-interval"]
+        for _ in 0..<12 {
+            var text = randomText()
+            // Only values no flag accepts: not finite, negative, or beyond 10 years (every flag's range is within it).
+            while OperatorInput.duration(text) != nil
+                || Double(text).map({ $0.isFinite && $0 >= 0 && $0 <= OperatorInput.maximumDuration }) == true
+            { text = randomText() }
+            try expectUsageError(["worker", "\(flags.randomElement(using: &generator)!)=\(text)"], mentioning: "--")
+            try expectUsageError(["enqueue", "noop", "--in=\(text)"], mentioning: "--in")
+        }
+    }
+
     /// Every numeric setting of the worker's own (and its operations') through `conveyor config` and, for the ones
     /// read before anything starts, through `conveyor worker` itself.
     @Test func numericSettingsRefuseExtremesInConfigAndWorker() throws {

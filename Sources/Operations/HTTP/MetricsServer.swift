@@ -27,12 +27,24 @@ public final class MetricsServer: @unchecked Sendable {
     private let logger = Logger(label: "conveyor.http")
 
     /// Binds `address` (`host:port`, e.g. `127.0.0.1:9464`, `0.0.0.0:9464`, `:9464`) and starts serving.
-    public init(address: String, metrics: ConveyorMetrics, readiness: @escaping ReadinessCheck) throws {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (0...65535).contains(port)
+    /// The IPv4 host and port of `address` (`host:port`, `:port` for every interface, `localhost`), or an error
+    /// saying what is expected: checked before anything starts, so a typo is a usage error.
+    public static func address(_ address: String) throws(MetricsServerError) -> (host: String, port: Int) {
+        guard address.utf8.count <= 64, let colon = address.lastIndex(of: ":"),
+            let port = Int(address[address.index(after: colon)...]), (0...65535).contains(port)
         else { throw MetricsServerError("--metrics-addr \(address): expected host:port, like 127.0.0.1:9464") }
         var host = String(address[..<colon])
         if host.isEmpty { host = "0.0.0.0" }
         if host == "localhost" { host = "127.0.0.1" }
+        var parsed = in_addr()
+        guard inet_pton(AF_INET, host, &parsed) == 1 else {
+            throw MetricsServerError("--metrics-addr \(address): \(host) is not an IPv4 address")
+        }
+        return (host, port)
+    }
+
+    public init(address: String, metrics: ConveyorMetrics, readiness: @escaping ReadinessCheck) throws {
+        let (host, port) = try Self.address(address)
         self.metrics = metrics
         self.readiness = readiness
         self.host = host
