@@ -121,3 +121,17 @@ import Testing
         #expect(eml.contains("1e400"))
     }
 }
+
+@Suite struct MailSettingsTests {
+    @Test(arguments: ["SMTP_CONNECT_TIMEOUT", "SMTP_TIMEOUT", "SMTP_RATE_LIMIT", "CONVEYOR_MAIL_CONCURRENCY"])
+    func everySettingIsInRangeOrANamedError(name: String) {
+        for value in ["inf", "-inf", "nan", "1e300", "1e400", "-1", "9223372036854775807", "-9223372036854775808", "0x10", "1.5", "abc"] {
+            do {
+                _ = try MailConfiguration(environment: ["SMTP_URL": "smtp://mail.example.com:587", name: value])
+                Issue.record("\(name)=\(value) was accepted")
+            } catch {
+                #expect(error.errorClass == "MailConfiguration" && error.message.hasPrefix("\(name)="), "\(name)=\(value): \(error)")
+            }
+        }
+    }
+}

@@ -145,3 +145,67 @@ struct VideoBorderWorkerTests {
         #expect(MediaProbe.seconds(12.3456789) == "12.345679" && MediaProbe.seconds(-0.25) == "-0.250000")
     }
 }
+
+/// S3's 1024-byte object keys, with the store's prefix: refused as `InvalidArguments` before a download, and before
+/// the first upload of a job whose outputs would not all fit (the job publishes all or none).
+@Suite(.enabled(if: S3Media.endpoint != nil, "needs CONVEYOR_TEST_S3_ENDPOINT (scripts/services.sh start)"))
+struct S3ObjectKeyTests {
+    func store(_ fixture: MediaFixture, prefix: String) async throws -> S3MediaStore {
+        let bucket = "keys-" + UUID().uuidString.prefix(13).lowercased()
+        try await S3Media.admin.createBucket(bucket, deadline: .now + .seconds(10))
+        return try S3MediaStore(client: S3Media.admin, location: S3Location(bucket: bucket, prefix: prefix), scratch: fixture.directory + "/scratch")
+    }
+
+    static let prefix = Array(repeating: String(repeating: "p", count: 150), count: 3).joined(separator: "/")
+
+    @Test func anInputWhoseObjectKeyIsTooLongIsRefusedBeforeTheDownload() async throws {
+        let fixture = try MediaFixture()
+        let store = try await store(fixture, prefix: Self.prefix)
+        let key = Array(repeating: String(repeating: "k", count: 150), count: 4).joined(separator: "/")
+        let failure = await #expect(throws: JobFailure.self) {
+            try await store.staged([MediaInput(key, maxBytes: 1 << 20)], jid: "keys-1", deadline: .now + .seconds(20)) { _ in 0 }
+        }
+        #expect(failure?.errorClass == "InvalidArguments" && failure?.isPermanent == true && failure?.message.contains("1024") == true)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: store.scratch)) ?? []).isEmpty)
+    }
+
+    @Test func outputsAreAllOrNothingWhenOneObjectKeyIsTooLong() async throws {
+        let fixture = try MediaFixture()
+        let store = try await store(fixture, prefix: Self.prefix)
+        let long = Array(repeating: String(repeating: "o", count: 150), count: 4).joined(separator: "/")
+        let failure = await #expect(throws: JobFailure.self) {
+            try await store.staged([], jid: "keys-2", deadline: .now + .seconds(20)) { root in
+                for key in ["a-short.txt", long] {
+                    let path = try root.destination(key)
+                    FileManager.default.createFile(atPath: path, contents: Data("x".utf8))
+                }
+                return 0
+            }
+        }
+        #expect(failure?.errorClass == "InvalidArguments" && failure?.isPermanent == true && failure?.message.contains("1024") == true)
+        let short = try await S3Media.admin.head(bucket: store.bucket, key: S3Location(bucket: store.bucket, prefix: Self.prefix).objectKey("a-short.txt"),
+                                                 deadline: .now + .seconds(10))
+        #expect(short == nil, "the short output was uploaded before the long one was refused")
+    }
+}
+
+@Suite struct VideoSettingsTests {
+    static let extremes = ["inf", "-inf", "nan", "1e300", "1e400", "-1", "9223372036854775807", "-9223372036854775808",
+                           "18446744073709551616", "0x10", "1.5", "abc"]
+
+    @Test(arguments: [
+        "CONVEYOR_VIDEO_MAX_PIXELS", "CONVEYOR_VIDEO_MAX_DURATION", "CONVEYOR_AUDIO_MAX_DURATION", "CONVEYOR_VIDEO_CRF",
+        "CONVEYOR_VIDEO_MAX_FILE_MB", "CONVEYOR_VIDEO_TRANSCODE_TIMEOUT", "CONVEYOR_VIDEO_PROBE_TIMEOUT",
+        "CONVEYOR_VIDEO_TRANSCODE_CONCURRENCY", "CONVEYOR_VIDEO_HELPERS", "CONVEYOR_VIDEO_HELPER_MEMORY_MB",
+    ])
+    func everySettingIsInRangeOrANamedError(name: String) {
+        for value in Self.extremes {
+            do {
+                _ = try VideoConfiguration(environment: [name: value])
+                Issue.record("\(name)=\(value) was accepted")
+            } catch {
+                #expect("\(error)".hasPrefix("\(name)="), "\(name)=\(value): \(error)")
+            }
+        }
+    }
+}
