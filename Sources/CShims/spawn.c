@@ -15,6 +15,7 @@ int conveyor_set_thread_name(const char *name) {
 #include <errno.h>
 #include <linux/capability.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -57,6 +58,11 @@ int conveyor_tgkill(int tgid, int tid, int signal) {
 }
 
 int conveyor_gettid(void) { return (int)syscall(SYS_gettid); }
+
+int conveyor_prlimit_read(int pid) {
+    struct rlimit current;
+    return prlimit(pid, RLIMIT_NOFILE, NULL, &current) == 0 ? 0 : errno;
+}
 
 int conveyor_pidfd_signal(int pid, int signal) {
 #if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)

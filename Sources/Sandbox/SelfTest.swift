@@ -19,7 +19,8 @@ import Darwin
 /// values, of the helper's environment variables), `{"read": path}` / `{"write": path}` (opens the file for
 /// reading, or creates it, and answers the errno, 0 where it worked), `{"parent": true}` (what an exploited decoder
 /// would try on its worker: read `/proc/<parent>/environ` and `/proc/<parent>/status`, send it signal 0 and SIGCONT
-/// with kill, signal 0 with tgkill and through a pidfd; and the same signals to itself; answers each one's errno).
+/// with kill, signal 0 with tgkill and through a pidfd, make it a pipe's SIGIO owner, read its RLIMIT_NOFILE with
+/// prlimit (which could also set it); and the same to itself; answers each one's errno).
 /// Every answer carries `landlock` (the Landlock ABI confining the helper, 0 when none), `signals` (what keeps its
 /// signals from other processes: `landlock`, `seccomp` or `none`), `dumpable` (0 or 1), `capabilities` (the
 /// effective set, hexadecimal) and `tmpdir` (its TMPDIR: its scratch folder).
@@ -133,6 +134,13 @@ enum SelfTest {
             return fd >= 0 ? 0 : Int(errno)
         }
         func killing(_ pid: pid_t, _ signal: Int32) -> Int { kill(pid, signal) == 0 ? 0 : Int(errno) }
+        // F_SETOWN on a pipe of its own would have the kernel send the parent SIGIO (which ends a process).
+        func owning(_ pid: pid_t) -> Int {
+            var ends: [Int32] = [-1, -1]
+            guard pipe(&ends) == 0 else { return Int(errno) }
+            defer { close(ends[0]); close(ends[1]) }
+            return fcntl(ends[0], F_SETOWN, pid) == 0 ? 0 : Int(errno)
+        }
         return JSONObject([
             ("pid", JSONValue(Int(parent))),
             ("environ", JSONValue(opening("/proc/\(parent)/environ"))),
@@ -141,10 +149,13 @@ enum SelfTest {
             ("sigcont", JSONValue(killing(parent, SIGCONT))),
             ("tgkill", JSONValue(Int(conveyor_tgkill(parent, parent, 0)))),
             ("pidfd", JSONValue(Int(conveyor_pidfd_signal(parent, 0)))),
+            ("setown", JSONValue(owning(parent))),
+            ("prlimit", JSONValue(Int(conveyor_prlimit_read(parent)))),
             ("self_status", JSONValue(opening("/proc/self/status"))),
             ("self_kill0", JSONValue(killing(me, 0))),
             ("self_tgkill", JSONValue(Int(conveyor_tgkill(me, conveyor_gettid(), 0)))),
             ("self_pidfd", JSONValue(Int(conveyor_pidfd_signal(me, 0)))),
+            ("self_prlimit", JSONValue(Int(conveyor_prlimit_read(me)))),
         ])
     }
 

@@ -67,6 +67,19 @@ import Testing
         #expect(answer["signals"] == "none")
         #expect(parent["environ"]?.intValue == 0, "\(parent)")
         #expect(parent["kill0"]?.intValue == 0, "\(parent)")
+        #expect(parent["setown"]?.intValue == 0, "\(parent)")
+        #expect(parent["prlimit"]?.intValue == 0, "\(parent)")
+    }
+
+    @Test func noHelperSetsItsWorkersLimits() async throws {
+        // prlimit needs only the same user: a helper could set its worker's RLIMIT_CPU (SIGXCPU ends it).
+        // Landlock does not cover it; the filter does, whatever the kernel.
+        let root = try Root()
+        for abi in [nil, 5, 0] as [Int?] {
+            let (_, parent) = try await probeParent(HelperLimits(writablePaths: [root.path], maximumLandlockABI: abi))
+            #expect(parent["prlimit"]?.intValue == Int(EPERM), "ABI \(String(describing: abi)): \(parent)")
+            #expect(parent["self_prlimit"]?.intValue == 0, "\(parent)")
+        }
     }
 
     @Test(.enabled(if: landlock >= 6, "this kernel's Landlock cannot scope signals (ABI < 6)"))
@@ -91,6 +104,7 @@ import Testing
             for attempt in ["kill0", "sigcont", "tgkill", "pidfd"] {
                 #expect(parent[attempt]?.intValue == Int(EPERM), "ABI \(abi) \(attempt): \(parent)")
             }
+            #expect(parent["setown"]?.intValue == Int(EPERM), "ABI \(abi) F_SETOWN: \(parent)")
             // The filter compares the target with the helper's own pid: signals to itself still work.
             #expect(parent["self_kill0"]?.intValue == 0, "\(parent)")
             #expect(parent["self_tgkill"]?.intValue == 0, "\(parent)")

@@ -30,6 +30,9 @@ int conveyor_tgkill(int tgid, int tid, int signal);
 /* gettid(2). */
 int conveyor_gettid(void);
 
+/* Reads process `pid`'s RLIMIT_NOFILE with prlimit(2) (the call that could also set it): 0 or the errno. */
+int conveyor_prlimit_read(int pid);
+
 /* pidfd_open(pid) then pidfd_send_signal(signal): 0, or the errno of the step that failed. */
 int conveyor_pidfd_signal(int pid, int signal);
 #endif
