@@ -22,7 +22,8 @@ extension ErrorClass {
     public static let invalidConfiguration: ErrorClass = "InvalidConfiguration"
     /// The job's arguments do not match its class's schema.
     public static let invalidArguments: ErrorClass = "InvalidArguments"
-    /// A queue entry is not a Sidekiq job (not JSON, no class, args not an array).
+    /// A queue entry is not a Sidekiq job (not JSON, no class, args not an array) or a field is outside its range
+    /// (`JobEnvelope`).
     public static let malformedJob: ErrorClass = "MalformedJob"
     /// No handler is registered for the job's class.
     public static let unknownJobClass: ErrorClass = "UnknownJobClass"
