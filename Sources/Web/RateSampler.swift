@@ -70,7 +70,7 @@ public final class RateSampler: Service, Sendable {
             let before = all.last { $0.at <= from } ?? all.first { $0.at > from && $0.at < to }
             let after = all.last { $0.at <= to }
             guard let a = before, let b = after, b.at > a.at else { return (from, nil, nil) }
-            return (from, max(0, b.processed - a.processed), max(0, b.failed - a.failed))
+            return (from, Self.delta(b.processed, a.processed), Self.delta(b.failed, a.failed))
         }
     }
 
@@ -82,6 +82,12 @@ public final class RateSampler: Service, Sendable {
         let b = all[all.count - 1]
         let dt = b.at - a.at
         guard dt > 0 else { return nil }
-        return (Double(max(0, b.processed - a.processed)) / dt, Double(max(0, b.failed - a.failed)) / dt)
+        return (Double(Self.delta(b.processed, a.processed)) / dt, Double(Self.delta(b.failed, a.failed)) / dt)
+    }
+
+    /// `later - earlier` for two readings of a Redis counter anyone can overwrite: never negative, saturating.
+    static func delta(_ later: Int, _ earlier: Int) -> Int {
+        let (d, overflow) = later.subtractingReportingOverflow(earlier)
+        return overflow ? (later > earlier ? Int.max : 0) : max(0, d)
     }
 }

@@ -166,6 +166,29 @@ struct DashboardHostileTests {
         #expect(try await web.get("/healthz").status == 200)
     }
 
+    @Test func countersJumpingFromInt64MinToMaxDoNotStopTheRateSampler() async throws {
+        let web = try await WebProcess.start()
+        let redis = try TestEnv.redis()
+        let processed = "\(web.namespace):stat:processed"
+        _ = try redis.command("SET", processed, "-9223372036854775808").check()
+        // Two samples (every 5 s) of Int64.min, then one of Int64.max: the difference overflows Int.
+        var page = ""
+        let end = Date().addingTimeInterval(30)
+        while Date() < end, !page.contains("Now 0.0 processed/s") {
+            page = try await web.get("/").text
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(page.contains("Now 0.0 processed/s"))
+        _ = try redis.command("SET", processed, "9223372036854775807").check()
+        while Date() < end, page.contains("Now 0.0 processed/s") {
+            page = try await web.get("/").text
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(page.contains("processed/s") && !page.contains("Now 0.0 processed/s"))
+        #expect(web.process.isRunning)
+        #expect(try await web.get("/healthz").status == 200)
+    }
+
     @Test func wrongPasswordsGetAnExponentialBackOffAndALogLinePerFailure() async throws {
         let password = "correct horse battery staple"
         let web = try await WebProcess.start(environment: ["CONVEYOR_WEB_PASSWORD": password])
