@@ -94,7 +94,9 @@ public struct EmailSendHandler: JobHandler {
             throw .invalidArguments("unknown argument \(key); allowed: \(EmailSendHandler.argumentNames.sorted().joined(separator: ", "))")
         }
         let template = try job.string("template")
-        let to = try MailAddress(try job.string("to"), displayName: try job.optionalString("to_name"), field: "to")
+        let toName = try job.optionalString("to_name")
+        if let toName, toName.count > 256 { throw .invalidArguments("to_name is \(toName.count) characters long; at most 256") }
+        let to = try MailAddress(try job.string("to"), displayName: toName, field: "to")
         let locale = try job.optionalString("locale") ?? configuration.defaultLocale
         var data = JSONObject()
         if let value = job.arguments["data"], !value.isNull {

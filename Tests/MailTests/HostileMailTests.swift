@@ -93,6 +93,19 @@ import Testing
         #expect(try sink.messages().isEmpty)
     }
 
+    @Test func aHugeDisplayNameIsRefused() async throws {
+        let sink = try SMTPSink()
+        defer { sink.stop() }
+        let handler = try smtpHandler(sink)
+        var arguments = welcome(loginURL: "https://a.example")
+        arguments["to_name"] = .string(String(repeating: "n", count: 257))
+        let failure = await #expect(throws: JobFailure.self) { try await handler.perform(job(arguments)) }
+        #expect(failure?.errorClass == "InvalidArguments" && failure?.message.contains("to_name") == true)
+        arguments["to_name"] = .string(String(repeating: "é", count: 256))
+        #expect(try await handler.perform(job(arguments))["status"]?.stringValue == "sent")
+        #expect(try sink.messages().count == 1)
+    }
+
     /// `email.send` has no numeric argument of its own; numbers anywhere (data, or where a string belongs) must give
     /// a clean permanent error or a sent message, never a trap.
     @Test func extremeNumbersInEveryArgument() async throws {
