@@ -27,6 +27,6 @@ final class PausedQueues: Sendable {
 
     /// A paused queue's wait: the timeout (at most a second, so a resume is seen as soon) without taking anything.
     static func idle(timeout: Double) async {
-        try? await Task.sleep(for: .milliseconds(Int(min(timeout, 1) * 1000)))
+        try? await Task.sleep(for: .milliseconds(Saturating.int(Saturating.clamp(timeout, to: 0...1) * 1000)))
     }
 }

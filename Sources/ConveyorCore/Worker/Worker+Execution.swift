@@ -12,7 +12,7 @@ extension Worker {
         jobLogger[metadataKey: "queue"] = "\(job.queue)"
         let context = JobContext(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, arguments: job.arguments,
-            attempt: job.previousFailures + 1, deadline: .now + jobClass.timeout, payload: job.payload, logger: jobLogger)
+            attempt: Saturating.add(job.previousFailures, 1), deadline: .now + jobClass.timeout, payload: job.payload, logger: jobLogger)
         for observer in observers { observer.jobStarted(jid: job.jid, jobClass: job.jobClass, queue: job.queue) }
         jobLogger.debug("job started")
 
@@ -57,7 +57,7 @@ extension Worker {
         let now = JobTime.now()
         let durationMS = Saturating.int(((now - startedAt) * 1000).rounded())
         var outcome = JobOutcome(
-            jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .succeeded, attempts: job.previousFailures + 1,
+            jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .succeeded, attempts: Saturating.add(job.previousFailures, 1),
             result: nil, failure: nil, enqueuedAt: job.enqueuedAt, startedAt: startedAt, finishedAt: now, payload: job.payload)
         let move: JobTransitions.Move
         switch result {

@@ -86,7 +86,7 @@ extension Worker {
                     if isDead {
                         // Whoever decides a job's end records it: the reaper journals the outcome with the move.
                         let outcome = JobOutcome(
-                            jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .dead, attempts: job.previousFailures + 1,
+                            jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .dead, attempts: Saturating.add(job.previousFailures, 1),
                             result: nil, failure: JobTransitions.workerLost(dead), enqueuedAt: job.enqueuedAt,
                             startedAt: now, finishedAt: now, payload: payload)
                         moves.append(.init(raw: raw, target: .dead(payload: payload.bytes), counts: .failed, journal: journalEntry(for: outcome)))
