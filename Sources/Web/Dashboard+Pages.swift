@@ -42,7 +42,7 @@ extension Dashboard {
             "minuteChart": Charts.bars(minutes, title: "Processed (green) and failed (red) per minute, last hour"),
             "dayChart": Charts.bars(days, title: "Processed (green) and failed (red) per day, last 30 days", labelEvery: 5),
             "rateLine": rateLine,
-            "queues": snapshot.queues.map(queueRow),
+            "queues": snapshot.queues.prefix(1000).map(queueRow),
         ]
         var backlog = "\(journal) job outcomes acknowledged in Redis and not yet written to PostgreSQL (outcome journals)."
         if let metrics = await workerMetrics.read() {
@@ -74,7 +74,8 @@ extension Dashboard {
     }
 
     func queueRow(_ q: QueueSnapshot.Queue) -> [String: Any] {
-        ["name": q.name, "href": "/queues/" + FormCoding.encode(q.name), "depth": Format.count(q.depth),
+        // A queue name is whatever a producer wrote: shown cut; one over 1,000 bytes gets a link that cannot open it.
+        ["name": Format.cut(q.name), "href": "/queues/" + FormCoding.encode(Format.cut(q.name, 1000)), "depth": Format.count(q.depth),
          "latency": q.depth == 0 ? "-" : Format.duration(q.latency), "paused": q.paused]
     }
 
@@ -98,7 +99,7 @@ extension Dashboard {
             }
         }
         if database == nil { note = "Set DATABASE_URL to see each queue's rate (from conveyor.job_results)." }
-        let rows = snapshot.queues.map { q -> [String: Any] in
+        let rows = snapshot.queues.prefix(1000).map { q -> [String: Any] in
             var row = queueRow(q)
             if let r = rates[q.name] { row["rate"] = String(format: "%.1f", Double(r.succeeded + r.dead) / 5) } else { row["rate"] = database == nil ? "-" : "0" }
             return row
@@ -156,14 +157,17 @@ extension Dashboard {
             return (s, running)
         }
         let now = snapshot.readAt
-        let processes = snapshot.processes.map { p -> [String: Any] in
-            ["identity": p.identity, "host": p.hostname ?? "-", "pid": p.pid.map(String.init) ?? "-", "tag": p.tag ?? "-", "busy": p.busy,
+        // Heartbeat fields are whatever was written to Redis: cut for display (the form keeps an identity up to 4 KB).
+        let processes = snapshot.processes.prefix(500).map { p -> [String: Any] in
+            ["identity": Format.cut(p.identity, 4096), "shown": Format.cut(p.identity), "host": Format.cut(p.hostname ?? "-"),
+             "pid": p.pid.map(String.init) ?? "-", "tag": Format.cut(p.tag ?? "-"), "busy": p.busy,
              "concurrency": p.concurrency.map(String.init) ?? "?", "rss": p.rss.map { String(format: "%.0f MB", Double($0) / 1024) } ?? "-",
              "started": Format.ago(p.startedAt, now: now), "beat": Format.ago(p.beat, now: now), "quiet": p.quiet,
-             "queues": p.queues.joined(separator: ", ")]
+             "queues": Format.cut(p.queues.joined(separator: ", "), 1000)]
         }
         let jobs = running.prefix(500).map { identity, job -> [String: Any] in
-            ["process": identity, "jid": job.jid ?? "-", "jidQuery": FormCoding.encode(job.jid ?? ""), "jobClass": job.jobClass ?? "-", "queue": job.queue,
+            ["process": Format.cut(identity), "jid": Format.cut(job.jid ?? "-"), "jidQuery": FormCoding.encode(Format.cut(job.jid ?? "", 200)),
+             "jobClass": Format.cut(job.jobClass ?? "-"), "queue": Format.cut(job.queue),
              "started": Format.ago(job.runAt, now: now), "args": Format.args(job.payload)]
         }
         let counts = NavCounts(scheduled: snapshot.scheduled, retry: snapshot.retries, dead: snapshot.dead, busy: snapshot.busy)

@@ -99,7 +99,7 @@ enum Templates {
         <div class="scroll"><table class="cards">
         <thead><tr><th>Process</th><th>Host</th><th class="num">PID</th><th>Tag</th><th class="num">Busy</th><th class="num">RSS</th><th>Started</th><th>Last beat</th><th>Queues</th><th></th></tr></thead>
         <tbody>
-        {{#processes}}<tr><td class="mono">{{identity}}</td><td data-label="Host">{{host}}</td><td class="num" data-label="PID">{{pid}}</td><td data-label="Tag">{{tag}}</td><td class="num" data-label="Busy">{{busy}}/{{concurrency}}</td><td class="num" data-label="RSS">{{rss}}</td><td data-label="Started">{{started}}</td><td data-label="Last beat">{{beat}}</td><td data-label="Queues">{{queues}}</td>
+        {{#processes}}<tr><td class="mono">{{shown}}</td><td data-label="Host">{{host}}</td><td class="num" data-label="PID">{{pid}}</td><td data-label="Tag">{{tag}}</td><td class="num" data-label="Busy">{{busy}}/{{concurrency}}</td><td class="num" data-label="RSS">{{rss}}</td><td data-label="Started">{{started}}</td><td data-label="Last beat">{{beat}}</td><td data-label="Queues">{{queues}}</td>
         <td>{{#quiet}}<span class="tag warn">quiet</span>{{/quiet}}{{#actions}}<form class="inline" method="post" action="/busy/quiet"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="identity" value="{{identity}}"><button{{#quiet}} disabled{{/quiet}}>Quiet</button></form><form class="inline" method="post" action="/busy/stop"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="identity" value="{{identity}}"><button class="danger">Stop</button></form>{{/actions}}</td></tr>{{/processes}}
         {{^processes}}<tr><td colspan="10" class="muted">No live worker processes.</td></tr>{{/processes}}
         </tbody></table></div>

@@ -14,7 +14,9 @@ struct WebCommand: AsyncParsableCommand {
         abstract: "Serve the operator dashboard (queues, busy, scheduled/retry/dead, lookups) until SIGTERM or SIGINT.",
         discussion: """
             Binds 127.0.0.1:9292 unless --addr or CONVEYOR_WEB_ADDR says otherwise; any non-loopback address needs \
-            CONVEYOR_WEB_PASSWORD (HTTP Basic: serve it over TLS or behind a proxy). CONVEYOR_WEB_READ_ONLY=on disables \
+            CONVEYOR_WEB_PASSWORD of at least 12 characters (HTTP Basic: serve it over TLS or behind a proxy). Answers \
+            only requests whose Host is the bound address, a loopback name when bound to loopback, or a name in \
+            CONVEYOR_WEB_HOSTS (421 otherwise). CONVEYOR_WEB_READ_ONLY=on disables \
             every action. Reads DATABASE_URL for results, uploads and summaries, and the media store settings \
             (CONVEYOR_MEDIA_ROOT, CONVEYOR_MEDIA_STORE) to show upload variants.
             """)
@@ -54,6 +56,7 @@ struct WebCommand: AsyncParsableCommand {
             let shown = host.contains(":") ? "[\(host)]" : host
             logger.notice("dashboard listening on http://\(shown):\(port)/", metadata: [
                 "read_only": "\(configuration.readOnly)", "password": "\(configuration.password != nil)",
+                "extra_hosts": "\(configuration.allowedHosts.map { $0.host + ($0.port.map { ":\($0)" } ?? "") }.joined(separator: ","))",
             ])
             // One line on stdout for scripts (make run, the browser tests) to read the URL from.
             FileHandle.standardOutput.write(Data("conveyor web: http://\(shown):\(port)/\n".utf8))

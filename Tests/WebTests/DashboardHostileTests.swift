@@ -7,7 +7,8 @@ import Testing
 import Web
 
 /// `conveyor web` as a hostile web page, producer or password guesser reaches it: the real binary on a real socket.
-@Suite(.enabled(if: TestEnv.hasServers && WebProcess.binary != nil, "needs REDIS_URL, DATABASE_URL and CONVEYOR_BIN"))
+/// Serialized: the huge-payload test would otherwise load the machine under the timed one.
+@Suite(.serialized, .enabled(if: TestEnv.hasServers && WebProcess.binary != nil, "needs REDIS_URL, DATABASE_URL and CONVEYOR_BIN"))
 struct DashboardHostileTests {
     @Test func aForeignHostIsRefusedOnEveryRouteAndLoopbackNamesAreAnswered() async throws {
         let web = try await WebProcess.start()
@@ -26,6 +27,10 @@ struct DashboardHostileTests {
         for host in [web.authority, "localhost:\(web.port)", "LOCALHOST:\(web.port)", "[::1]:\(web.port)"] {
             #expect(try await web.get("/healthz", host: host).status == 200, "Host: \(host)")
         }
+        // Before Redis is read: with Redis unreachable, an allowed Host gets 503, a foreign one still 421.
+        let cut = try await WebProcess.start(environment: ["REDIS_URL": "redis://127.0.0.1:1"])
+        #expect(try await cut.get("/dead").status == 503)
+        #expect(try await cut.get("/dead", host: "evil.example").status == 421)
     }
 
     @Test func aNameListedInConveyorWebHostsIsAnswered() async throws {
@@ -98,17 +103,25 @@ struct DashboardHostileTests {
             _ = try redis.command("ZADD", dead, now - Double(i), job).check()
         }
         let evil = "/dead?error=" + FormCoding.encode("(.*.*)*QQQ")
-        // The filtered page and, meanwhile, another page.
-        let started = Date()
-        async let filtered: (RawHTTP.Reply, Double) = {
-            let reply = try await web.get(evil, timeout: 5)
-            return (reply, Date().timeIntervalSince(started))
-        }()
-        let other = try await web.get("/queues", timeout: 5)
-        let otherTime = Date().timeIntervalSince(started)
-        #expect(other.status == 200)
+        // The filtered page and, meanwhile, another page. A runaway match never answers; on a loaded machine a
+        // linear one may miss a second once, so the best of three tries counts.
+        var page = RawHTTP.Reply(status: 0, headers: [:], body: [])
+        var filterTime = Double.infinity
+        var otherTime = Double.infinity
+        for _ in 0..<3 where filterTime >= 1 || otherTime >= 1 {
+            let started = Date()
+            async let filtered: (RawHTTP.Reply, Double) = {
+                let reply = try await web.get(evil, timeout: 5)
+                return (reply, Date().timeIntervalSince(started))
+            }()
+            let other = try await web.get("/queues", timeout: 5)
+            otherTime = min(otherTime, Date().timeIntervalSince(started))
+            #expect(other.status == 200)
+            let (reply, seconds) = try await filtered
+            page = reply
+            filterTime = min(filterTime, seconds)
+        }
         #expect(otherTime < 1, "other page took \(otherTime) s")
-        let (page, filterTime) = try await filtered
         #expect(page.status == 200)
         #expect(filterTime < 1, "the filtered page took \(filterTime) s")
         #expect(page.text.contains("0 matching"))
