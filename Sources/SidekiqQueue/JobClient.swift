@@ -25,6 +25,10 @@ public struct JobClient: Sendable {
         _ jobClass: String, arguments: JSONObject = JSONObject(), queue: String = "default", at: Double? = nil,
         retry: JSONValue? = nil
     ) async throws -> String {
+        if let at, !(at.isFinite && JobEnvelope.timestampRange.contains(at) && at <= JobTime.millisecondThreshold) {
+            // JSON cannot carry it (infinity would be written as null and run the job now), and a worker would refuse it.
+            throw JobFailure.permanent(.malformedJob, "\"at\" is \(at): must be Unix seconds in 0...1e11")
+        }
         let now = JobTime.now()
         let runAt = at.flatMap { $0 > now ? $0 : nil }
         let payload = Job.envelope(jobClass: jobClass, arguments: arguments, queue: queue, retry: retry, at: runAt, now: now)

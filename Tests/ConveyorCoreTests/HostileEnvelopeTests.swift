@@ -168,6 +168,26 @@ import SidekiqQueue
         #expect(try QueueSelection(parsing: "q:1000000,r:1000000").order(using: &g).count == 2)
     }
 
+    /// A schedule time JSON cannot carry (infinity is written as null: the job would run now) or a worker would refuse
+    /// is refused by the client before anything is pushed.
+    @Test func theClientRefusesAScheduleTimeOutOfRange() async throws {
+        let redis = try TestRedis()
+        for at in [Double.infinity, -.infinity, .nan, 1e300, -1, 1e12] {
+            await #expect(throws: JobFailure.self) { try await redis.client.enqueue("noop", at: at) }
+        }
+        #expect(try await redis.int("ZCARD", redis.keys.schedule) == 0)
+        #expect(try await redis.int("LLEN", redis.keys.queue("default")) == 0)
+        try await redis.client.enqueue("noop", at: JobTime.now() + 3600)
+        #expect(try await redis.int("ZCARD", redis.keys.schedule) == 1)
+        try await redis.clean()
+    }
+
+    @Test func deadSetLimitsCannotReachTheScriptOutOfRange() {
+        #expect(DeadSetLimits(maxJobs: -5, maxAge: .nan) == DeadSetLimits(maxJobs: 0))
+        #expect(DeadSetLimits(maxJobs: .max, maxAge: .infinity).maxAge == 1e11)
+        #expect(DeadSetLimits(maxAge: -1e308).maxAge == 0)
+    }
+
     // MARK: Through a real worker
 
     static let fastHeartbeat = ["--heartbeat-interval", "300ms", "--heartbeat-ttl", "2s", "--poll-interval", "200ms"]
