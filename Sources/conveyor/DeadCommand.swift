@@ -191,7 +191,9 @@ enum SetCommands {
         s.count >= width ? String(s.prefix(width - 1)) + " " : s + String(repeating: " ", count: width - s.count)
     }
 
+    /// ISO 8601 for a time between 1970 and year 9999; anything else (a producer's 1e300, inf) as the raw score.
     static func iso(_ t: Double) -> String {
+        guard t.isFinite, t >= 0, t <= 253_402_300_799 else { return "score \(t)" }
         let f = ISO8601DateFormatter()
         return f.string(from: Date(timeIntervalSince1970: t))
     }

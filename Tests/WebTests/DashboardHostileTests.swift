@@ -177,6 +177,9 @@ struct DashboardHostileTests {
         }
         #expect(web.process.isRunning)
         #expect(try await web.get("/healthz").status == 200)
+        // The CLI's listing shows the raw score for the same entries.
+        let list = try await WebProcess.run(["dead", "list", "--namespace", web.namespace])
+        #expect(list.status == 0 && list.out.contains("score 1e+300") && list.out.contains("score inf") && list.out.contains("score -inf"), "\(list.out)")
     }
 
     @Test func countersJumpingFromInt64MinToMaxDoNotStopTheRateSampler() async throws {
