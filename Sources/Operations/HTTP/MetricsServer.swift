@@ -3,8 +3,10 @@ import Logging
 
 /// A small HTTP/1.1 server for `/metrics`, `/healthz` and `/readyz`: POSIX sockets, one request per connection,
 /// each connection on its own thread so that idle or slow clients cannot delay a liveness probe. Bounded: at most
-/// `maximumConnections` at once (more are closed unanswered), request headers of at most `maximumHeaderBytes`
-/// (431 beyond), `requestDeadline` seconds to send them (408 after) and `responseDeadline` to take the answer.
+/// `maximumConnections` at once (a new one then closes the oldest that has not finished sending its request, so a
+/// probe still gets in; with none to close, the new one is closed unanswered), request headers of at most
+/// `maximumHeaderBytes` (431 beyond), `requestDeadline` seconds to send them (408 after) and `responseDeadline` to
+/// take the answer.
 public final class MetricsServer: @unchecked Sendable {
     public static let maximumConnections = 64
     public static let maximumHeaderBytes = 8192
@@ -21,12 +23,13 @@ public final class MetricsServer: @unchecked Sendable {
     public let host: String
     private let lock = NSLock()
     private var stopped = false
-    /// Connections being served now.
-    private var active = 0
+    /// Connections being served now, by socket: when accepted, and whether their request is still being read.
+    /// A thread removes its own entry (under `lock`) before it closes the socket, so the number is never reused
+    /// while listed here.
+    private var connections: [Int32: (since: Date, reading: Bool)] = [:]
     private var refusedSinceLog = 0
     private let logger = Logger(label: "conveyor.http")
 
-    /// Binds `address` (`host:port`, e.g. `127.0.0.1:9464`, `0.0.0.0:9464`, `:9464`) and starts serving.
     /// The IPv4 host and port of `address` (`host:port`, `:port` for every interface, `localhost`), or an error
     /// saying what is expected: checked before anything starts, so a typo is a usage error.
     public static func address(_ address: String) throws(MetricsServerError) -> (host: String, port: Int) {
@@ -43,6 +46,7 @@ public final class MetricsServer: @unchecked Sendable {
         return (host, port)
     }
 
+    /// Binds `address` (`host:port`, e.g. `127.0.0.1:9464`, `0.0.0.0:9464`, `:9464`) and starts serving.
     public init(address: String, metrics: ConveyorMetrics, readiness: @escaping ReadinessCheck) throws {
         let (host, port) = try Self.address(address)
         self.metrics = metrics
@@ -108,8 +112,14 @@ public final class MetricsServer: @unchecked Sendable {
             var timeout = timeval(tv_sec: 2, tv_usec: 0)
             setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             lock.lock()
-            let admitted = active < Self.maximumConnections
-            if admitted { active += 1 } else { refusedSinceLog += 1 }
+            var admitted = connections.count < Self.maximumConnections
+            if !admitted, let oldest = connections.filter({ $0.value.reading }).min(by: { $0.value.since < $1.value.since }) {
+                // Its thread sees the end of input at once, answers nothing and removes it.
+                shutdown(oldest.key, Int32(SHUT_RDWR))
+                connections[oldest.key]?.reading = false
+                admitted = connections.count < 2 * Self.maximumConnections
+            }
+            if admitted { connections[client] = (Date(), true) } else { refusedSinceLog += 1 }
             let refused = refusedSinceLog
             lock.unlock()
             guard admitted else {
@@ -121,11 +131,11 @@ public final class MetricsServer: @unchecked Sendable {
             }
             let thread = Thread { [self] in
                 handle(client)
-                close(client)
                 lock.lock()
-                active -= 1
-                if active == 0 { refusedSinceLog = 0 }
+                connections[client] = nil
+                if connections.isEmpty { refusedSinceLog = 0 }
                 lock.unlock()
+                close(client)
             }
             thread.name = "conveyor-metrics-conn"
             thread.stackSize = 512 * 1024
@@ -140,13 +150,18 @@ public final class MetricsServer: @unchecked Sendable {
         var request: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 2048)
         var complete = false
+        var timedOut = false
         while request.count < Self.maximumHeaderBytes {
             let remaining = deadline.timeIntervalSinceNow
-            if remaining <= 0 { break }
+            if remaining <= 0 {
+                timedOut = true
+                break
+            }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pfd, 1, Int32(max(1, min(remaining, Self.requestDeadline) * 1000)))
             if ready < 0 && errno == EINTR { continue }
-            if ready <= 0 { break }
+            if ready == 0 { continue }  // the loop's deadline check decides
+            if ready < 0 { break }
             let room = min(chunk.count, Self.maximumHeaderBytes - request.count)
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, room) }
             if n < 0 && errno == EINTR { continue }
@@ -157,12 +172,15 @@ public final class MetricsServer: @unchecked Sendable {
                 break
             }
         }
+        lock.lock()
+        connections[fd]?.reading = false
+        lock.unlock()
         if !complete {
             if request.count >= Self.maximumHeaderBytes {
                 return respond(fd, 431, "text/plain", Array("request headers too large\n".utf8), head: false)
             }
             if request.isEmpty { return }
-            if deadline.timeIntervalSinceNow <= 0 {
+            if timedOut {
                 return respond(fd, 408, "text/plain", Array("request not received in time\n".utf8), head: false)
             }
             // The client closed its side after a request line without the blank line: answer what it sent.
