@@ -18,6 +18,10 @@ public func fuzzEnvelope(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     // The payload itself, and the payload behind one knob byte (so seeds stay plain JSON files).
     for raw in [bytes, Array(bytes.dropFirst())] {
+        // What Conveyor writes back reads back the same (numbers keep their text, objects their order).
+        if let value = try? JSONValue(parsing: raw) {
+            precondition((try? JSONValue(parsing: value.bytes)) == value, "a parsed document does not survive its own serialization")
+        }
         let job: Job
         do {
             job = try Job(raw: raw, fetchedFrom: "default")
