@@ -142,6 +142,17 @@ struct DashboardHostileTests {
         #expect(folded.status == 0 && folded.out.contains("\"j0\"") && folded.out.contains("\"j299\""))
         let unsupported = try await WebProcess.run(["dead", "list", "--error", #"(a)\1"#, "--namespace", web.namespace])
         #expect(unsupported.status == 64 && unsupported.err.contains("not supported"))
+
+        // Nothing is left pinned: SIGTERM stops the dashboard at once.
+        _ = try await web.get(evil, timeout: 5)
+        web.process.terminate()
+        let process = web.process
+        let stopped = try await offPool { () -> Bool in
+            let end = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < end { usleep(10_000) }
+            return !process.isRunning
+        }
+        #expect(stopped, "conveyor web did not stop within 10 s of SIGTERM")
     }
 
     @Test func scoresAndTimesAtTheExtremesRenderAndNeverStopTheServer() async throws {
