@@ -127,6 +127,22 @@ import SidekiqQueue
         }
     }
 
+    /// The machine-readable contract states the same ranges as the code.
+    @Test func theEnvelopeSchemaStatesTheseRanges() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Jobs/envelope.schema.json")
+        let schema = try JSONValue(parsing: Array(try Data(contentsOf: url)))
+        let properties = try #require(schema["properties"])
+        #expect(properties["retry"]?["oneOf"]?[1]?["maximum"]?.intValue == JobEnvelope.retryRange.upperBound)
+        #expect(properties["retry_count"]?["minimum"]?.intValue == JobEnvelope.retryCountRange.lowerBound)
+        #expect(properties["retry_count"]?["maximum"]?.intValue == JobEnvelope.retryCountRange.upperBound)
+        #expect(properties["class"]?["maxLength"]?.intValue == JobEnvelope.maxNameBytes)
+        #expect(properties["queue"]?["maxLength"]?.intValue == JobEnvelope.maxNameBytes)
+        #expect(properties["error_class"]?["maxLength"]?.intValue == JobEnvelope.maxErrorClassBytes)
+        #expect(properties["error_message"]?["maxLength"]?.intValue == JobEnvelope.maxErrorMessageBytes)
+        #expect(schema["$defs"]?["timestamp"]?["minimum"]?.doubleValue == JobEnvelope.timestampRange.lowerBound)
+        #expect(schema["$defs"]?["timestamp"]?["maximum"]?.doubleValue == JobEnvelope.timestampRange.upperBound)
+    }
+
     @Test func retryDelaySaturates() {
         let policies = [
             RetryPolicy.default, RetryPolicy(maxAttempts: 5, backoff: .exponential(base: 0, factor: 1e308)),

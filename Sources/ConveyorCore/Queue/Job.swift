@@ -18,6 +18,9 @@ public struct Job: Sendable {
         return max(0, Saturating.add(count, 1))
     }
 
+    /// The longest `class` or `queue` a worker accepts, in UTF-8 bytes (`JobEnvelope.maxNameBytes`).
+    public static var maxNameBytes: Int { JobEnvelope.maxNameBytes }
+
     /// When the job was last pushed onto its queue, in Unix seconds.
     public var enqueuedAt: Double? { payload["enqueued_at"].flatMap(JobTime.seconds) }
     public var createdAt: Double? { payload["created_at"].flatMap(JobTime.seconds) }
