@@ -115,10 +115,11 @@ public struct LLMProvider: Sendable {
     /// `ProviderText.redacted`) and cut short: a 401 body may echo the key it refused.
     static func errorText(_ body: [UInt8], secrets: [String]) -> String {
         guard let json = try? JSONValue(parsing: body), let error = json["error"] else {
-            return ProviderText.redacted(String(decoding: body.prefix(64 << 10), as: UTF8.self), secrets: secrets)
+            return ProviderText.redacted(String(decoding: body.prefix(16_384), as: UTF8.self), secrets: secrets)
         }
         let type = error["code"]?.stringValue ?? error["type"]?.stringValue ?? "error"
         let message = error["message"]?.stringValue ?? ""
-        return ProviderText.redacted("\(type.prefix(100)): \(message)", secrets: secrets)
+        // Only the start is kept, and masking it first means a cut can never leave part of a key.
+        return ProviderText.redacted("\(type.prefix(100)): \(message.prefix(16_384))", secrets: secrets)
     }
 }

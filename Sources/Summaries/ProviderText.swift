@@ -11,6 +11,7 @@ enum ProviderText {
         // Longest first, so a key that contains another is masked whole.
         for secret in secrets.filter({ $0.utf8.count >= 4 }).sorted(by: { $0.utf8.count > $1.utf8.count }) {
             out = out.replacingAll(secret, with: "****")
+            out = out.maskingTrailingPart(of: secret)
         }
         out = maskTokens(out)
         var oneLine = String.UnicodeScalarView()
@@ -81,6 +82,21 @@ enum ProviderText {
 }
 
 extension String {
+    /// The text with a trailing start of `secret` (4 scalars or more, as a cut text may end) replaced by `****`.
+    fileprivate func maskingTrailingPart(of secret: String) -> String {
+        let s = Array(unicodeScalars), t = Array(secret.unicodeScalars)
+        var length = min(t.count - 1, s.count)
+        while length >= 4 {
+            if Array(s[(s.count - length)...]) == Array(t[..<length]) {
+                var out = String.UnicodeScalarView(s[..<(s.count - length)])
+                out.append(contentsOf: "****".unicodeScalars)
+                return String(out)
+            }
+            length -= 1
+        }
+        return self
+    }
+
     /// Every occurrence of `target` replaced (compared by Unicode scalars, so a key is found inside any text).
     fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
         let t = Array(target.unicodeScalars)

@@ -98,6 +98,16 @@ private func assertNoSecret(_ text: String, _ comment: Comment) {
         #expect(ProviderText.redacted(input, secrets: ["my-secret-key-123"]) == expected)
     }
 
+    @Test func aLongKeyRepeatedPastTheInputCutLeavesNoPartOfIt() {
+        let key = "key-" + String(repeating: "Q", count: 2000)
+        let body = Array(JSONValue.object(JSONObject([("error", .object(JSONObject([
+            ("type", "authentication_error"), ("message", .string(Array(repeating: key, count: 12).joined(separator: " "))),
+        ])))])).bytes)
+        let text = LLMProvider.errorText(body, secrets: [key])
+        #expect(!text.contains("QQQQ"), "\(text)")
+        #expect(text.hasPrefix("authentication_error: ****"))
+    }
+
     @Test func aKeyCutByTheLengthLimitIsMaskedBeforeTheCut() {
         let key = "k-" + String(repeating: "Z", count: 60)
         let text = String(repeating: "x", count: 280) + key + String(repeating: "y", count: 5000)
