@@ -106,6 +106,9 @@ import SidekiqQueue
         ("class", "\"" + String(repeating: "x", count: 257) + "\"", "at most 256 bytes"),
         ("queue", "\"\"", "must not be empty"),
         ("queue", "7", "must be a string"),
+        ("queue", "\"a\\nb\"", "must not contain control characters"),
+        ("class", "\"noop\\u001b[2J\"", "must not contain control characters"),
+        ("class", "\"noop\\u0085\"", "must not contain control characters"),
         ("error_message", "\"" + String(repeating: "m", count: 65_537) + "\"", "at most 65536 bytes"),
     ])
     func namedRefusals(field: String, literal: String, range: String) throws {

@@ -86,13 +86,18 @@ public struct Job: Sendable {
     /// characters. Anything else (missing, a number such as `1e400`, a multi-line string) gets a new jid at fetch.
     public static func isValidJID(_ value: JSONValue?) -> Bool {
         guard case .string(let jid)? = value, !jid.isEmpty, jid.utf8.count <= 128 else { return false }
+        return !containsControlCharacters(jid)
+    }
+
+    /// Whether `text` holds a C0 or C1 control character or DEL (a line break, an escape sequence).
+    public static func containsControlCharacters(_ text: String) -> Bool {
         // C0 controls and DEL are single bytes; C1 controls (U+0080-U+009F) are 0xC2 0x80-0x9F in UTF-8.
         var previous: UInt8 = 0
-        for byte in jid.utf8 {
-            if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte >= 0x80 && byte <= 0x9F) { return false }
+        for byte in text.utf8 {
+            if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte >= 0x80 && byte <= 0x9F) { return true }
             previous = byte
         }
-        return true
+        return false
     }
 
     /// 12 random bytes as hex, like Sidekiq's jids.
@@ -161,7 +166,8 @@ public enum JobEnvelope {
     public static let retryRange: ClosedRange<Int> = 0...1_000_000
     /// `retry_count`: Sidekiq's 0-based count of failed runs; -1 after Sidekiq's "Retry Now" of a first retry.
     public static let retryCountRange: ClosedRange<Int> = -1...1_000_000
-    /// `class` and `queue`, in UTF-8 bytes (they name Redis keys, log fields and dashboard rows).
+    /// `class` and `queue`, in UTF-8 bytes (they name Redis keys, log fields and dashboard rows); neither may hold a
+    /// control character.
     public static let maxNameBytes = 256
     /// `error_class`, in UTF-8 bytes.
     public static let maxErrorClassBytes = 256
@@ -170,8 +176,8 @@ public enum JobEnvelope {
 
     /// Throws `MalformedJob` naming the first field of `payload` outside its range.
     public static func validate(_ payload: JSONObject) throws(JobFailure) {
-        try string("class", in: payload, maxBytes: maxNameBytes, required: true)
-        try string("queue", in: payload, maxBytes: maxNameBytes, required: false)
+        try string("class", in: payload, maxBytes: maxNameBytes, required: true, plainText: true)
+        try string("queue", in: payload, maxBytes: maxNameBytes, required: false, plainText: true)
         try string("error_class", in: payload, maxBytes: maxErrorClassBytes, required: false, allowEmpty: true)
         try string("error_message", in: payload, maxBytes: maxErrorMessageBytes, required: false, allowEmpty: true)
         for field in timestampFields {
@@ -194,8 +200,9 @@ public enum JobEnvelope {
         }
     }
 
+    /// - Parameter plainText: refuse control characters (names that become Redis keys, log fields and labels).
     private static func string(
-        _ field: String, in payload: JSONObject, maxBytes: Int, required: Bool, allowEmpty: Bool = false
+        _ field: String, in payload: JSONObject, maxBytes: Int, required: Bool, allowEmpty: Bool = false, plainText: Bool = false
     ) throws(JobFailure) {
         guard let value = payload[field], value != .null else {
             if required { throw .permanent(.malformedJob, "payload has no \"\(field)\" string") }
@@ -208,6 +215,7 @@ public enum JobEnvelope {
             throw .permanent(
                 .malformedJob, "\"\(field)\" is \(bytes) bytes long (\(shown(value))): must be at most \(maxBytes) bytes")
         }
+        if plainText && Job.containsControlCharacters(text) { throw refused(field, value, "must not contain control characters") }
     }
 
     private static func refused(_ field: String, _ value: JSONValue, _ rule: String) -> JobFailure {
