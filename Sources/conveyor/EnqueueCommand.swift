@@ -34,10 +34,25 @@ struct EnqueueCommand: AsyncParsableCommand {
 
     func validate() throws {
         if delay != nil && at != nil { throw ValidationError("use --in or --at, not both") }
+        try Self.checkName(jobClass, "job class")
+        if let queue { try Self.checkName(queue, "--queue") }
         try delay?.checked("--in", 0...OperatorInput.maximumDuration)
         if let at { _ = try Self.time(at) }
         if let retry, !(0...Self.maximumRetry).contains(retry) {
             throw ValidationError("--retry \(retry): expected a whole number in 0...\(Self.maximumRetry)")
+        }
+    }
+
+    /// The longest class or queue name, in UTF-8 bytes: the worker's envelope check refuses longer ones.
+    static let maximumNameBytes = 256
+
+    /// A class or queue name a worker accepts: not empty, at most `maximumNameBytes` bytes, no spaces or control
+    /// characters (a worker would refuse the job as malformed).
+    static func checkName(_ name: String, _ what: String) throws {
+        guard !name.isEmpty, name.utf8.count <= Self.maximumNameBytes,
+            name.unicodeScalars.allSatisfy({ $0.value > 0x20 && !(0x7f...0x9f).contains($0.value) })
+        else {
+            throw ValidationError("\(what) \(name.debugDescription.prefix(80)): expected 1 to \(Self.maximumNameBytes) bytes without spaces or control characters")
         }
     }
 

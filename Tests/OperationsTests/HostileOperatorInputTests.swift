@@ -71,6 +71,10 @@ struct HostileOperatorInputTests {
         for value in ["9223372036854775807", "-9223372036854775808", "-1", "10001"] {
             try expectUsageError(["enqueue", "noop", "--retry=\(value)"], mentioning: "--retry")
         }
+        for name in ["", "a b", "tab\tname", "c1\u{85}name", "line\nbreak", String(repeating: "c", count: 300)] {  // argv cannot carry NUL
+            try expectUsageError(["enqueue", name], mentioning: "job class")
+            try expectUsageError(["enqueue", "noop", "--queue", name], mentioning: "--queue")
+        }
         // The largest accepted delay is scheduled (the check is a range, not a refusal of everything).
         let ok = try conveyor(["enqueue", "noop", "--in", "3650d", "--retry", "10000"])
         #expect(ok.code == 0, "\(ok.err)")
