@@ -206,6 +206,6 @@ public struct StripMetadataRequest: Sendable, Equatable {
 /// The schemas say `additionalProperties: false`; a misspelt option must not be silently ignored.
 func rejectUnknown(_ object: JSONObject, allowed: Set<String>, at path: String) throws(JobFailure) {
     if let unknown = object.keys.first(where: { !allowed.contains($0) }) {
-        throw .invalidArguments("\(path)\(unknown) is not a known argument; expected \(allowed.sorted().map { path + $0 }.joined(separator: ", "))")
+        throw .invalidArguments("\((path + unknown).debugDescription) is not a known argument; expected \(allowed.sorted().map { path + $0 }.joined(separator: ", "))")
     }
 }

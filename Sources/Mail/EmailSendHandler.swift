@@ -91,7 +91,7 @@ public struct EmailSendHandler: JobHandler {
     /// checked. No I/O but reading template files.
     func prepare(_ job: JobContext) throws(JobFailure) -> Prepared {
         for key in job.arguments.keys where !EmailSendHandler.argumentNames.contains(key) {
-            throw .invalidArguments("unknown argument \(key); allowed: \(EmailSendHandler.argumentNames.sorted().joined(separator: ", "))")
+            throw .invalidArguments("unknown argument \(key.debugDescription); allowed: \(EmailSendHandler.argumentNames.sorted().joined(separator: ", "))")
         }
         let template = try job.string("template")
         let toName = try job.optionalString("to_name")

@@ -70,6 +70,8 @@ public struct MediaRoot: Sendable, Equatable {
     /// `maxSegmentBytes` per part. A key too long is refused here, as `InvalidArguments`, before any folder exists.
     public static func validate(_ key: String, field: String) throws(JobFailure) {
         guard !key.isEmpty else { throw .invalidArguments("\(field) is empty") }
+        // First: the messages below name the key, and a NUL must reach neither a log nor PostgreSQL.
+        guard !key.contains("\0") else { throw .permanent(.pathOutsideMediaRoot, "\(field) contains a NUL byte") }
         guard key.utf8.count <= maxKeyBytes else {
             throw .invalidArguments("\(field) is \(key.utf8.count) bytes long; keys are at most \(maxKeyBytes) bytes")
         }

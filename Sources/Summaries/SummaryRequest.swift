@@ -23,7 +23,7 @@ public struct SummaryRequest: Sendable, Equatable {
     public init(arguments job: JobContext) throws(JobFailure) {
         let known: Set<String> = ["post_id", "title", "body", "comments", "max_words"]
         if let unknown = job.arguments.keys.first(where: { !known.contains($0) }) {
-            throw .invalidArguments("llm.summarize jid=\(job.jid): unknown argument \(unknown); allowed: post_id, title, body, comments, max_words")
+            throw .invalidArguments("llm.summarize jid=\(job.jid): unknown argument \(unknown.debugDescription); allowed: post_id, title, body, comments, max_words")
         }
         let postID = try job.string("post_id")
         guard !postID.isEmpty, postID.utf8.count <= 200 else {

@@ -61,7 +61,7 @@ public struct AudioWaveformHandler: JobHandler {
         case nil, .null?: image = nil
         case .object(let object)?:
             for key in object.keys where !["width", "height", "color", "background", "format"].contains(key) {
-                throw .invalidArguments("\(job.jobClass): unknown image field \(key); allowed: background, color, format, height, width")
+                throw .invalidArguments("\(job.jobClass): unknown image field \(key.debugDescription); allowed: background, color, format, height, width")
             }
             var style = WaveformImageStyle()
             if let v = object["width"] {

@@ -40,7 +40,10 @@ public struct IngestDeathObserver: JobObserver {
         else { return }
         var row = JSONObject()
         row["upload_id"] = JSONValue(uploadID)
-        row["source"] = arguments["source"]?.stringValue.map { JSONValue($0) } ?? ""
+        // The job may have died for this very source (a NUL in it): kept without control characters, so the row is written.
+        row["source"] = arguments["source"]?.stringValue.map {
+            JSONValue(String(String.UnicodeScalarView($0.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.prefix(1024))))
+        } ?? ""
         row["detected_type"] = "unknown"
         row["status"] = "failed"
         row["error_class"] = JSONValue(outcome.failure?.errorClass ?? ErrorClass.jobDead.rawValue)

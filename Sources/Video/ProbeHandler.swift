@@ -54,7 +54,7 @@ enum VideoArguments {
     /// Rejects argument names the class's schema does not define (`additionalProperties: false`).
     static func check(_ job: JobContext, allowed: Set<String>) throws(JobFailure) {
         for key in job.arguments.keys where !allowed.contains(key) {
-            throw .invalidArguments("\(job.jobClass): unknown argument \(key); allowed: \(allowed.sorted().joined(separator: ", "))")
+            throw .invalidArguments("\(job.jobClass): unknown argument \(key.debugDescription); allowed: \(allowed.sorted().joined(separator: ", "))")
         }
     }
 }

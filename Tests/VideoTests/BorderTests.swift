@@ -129,6 +129,26 @@ struct VideoBorderWorkerTests {
             }
             #expect(row == ["dead", "InvalidArguments", "1"], "\(jobClass) jid=\(jid): \(row)")
         }
+        // A source with a NUL: dead as PathOutsideMediaRoot, and the upload still gets its failed row.
+        let upload = "nul-source-" + UUID().uuidString.prefix(8).lowercased()
+        let nulJID = try await jobs.enqueue(
+            "media.ingest", arguments: JSONObject([("upload_id", .string(upload)), ("source", "uploads/x\u{0}.mp4")]), queue: "media")
+        var uploadRow: [String?] = []
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, worker.isRunning {
+            let result = try database.query("SELECT status, error_class, source FROM conveyor.media_uploads WHERE upload_id = $1", [upload])
+            if let first = result.rows.first { uploadRow = first; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(uploadRow == ["failed", "PathOutsideMediaRoot", "uploads/x.mp4"], "\(uploadRow)")
+        var nulRow: [String?]?
+        while ContinuousClock.now < deadline, nulRow == nil {
+            nulRow = try database.query("SELECT status, error_class FROM conveyor.job_results WHERE jid = $1", [nulJID]).rows.first
+            if nulRow == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(nulRow == ["dead", "PathOutsideMediaRoot"])
+        #expect(try MediaUploadQueries.byID("nul\u{0}id", on: database) == nil)
+
         #expect(worker.isRunning, "the worker died")
         let after = try FileManager.default.subpathsOfDirectory(atPath: fixture.root.path).sorted()
         #expect(after == before, "new files: \(Set(after).subtracting(before).sorted().prefix(5))")
