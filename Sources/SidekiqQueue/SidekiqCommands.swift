@@ -157,14 +157,18 @@ public enum SidekiqCommands {
     /// Moves one member of `schedule` or `retry` whose time came onto its queue (fresh `enqueued_at`, no `at`), or
     /// to the dead set when it is not a runnable job; applied only by the caller that removed it from the set.
     static func promoteCommand(_ raw: [UInt8], from set: String, keys: SlotKeys, now: Double, limits: DeadSetLimits) -> RedisCommand {
-        if let job = try? Job(raw: raw) {
+        let failure: JobFailure
+        do {
+            let job = try Job(raw: raw)
             let payload = JobTransitions.enqueued(job.payload, now: now)
             return RedisCommand([
                 "EVAL", LuaScripts.promote, 3, set, keys.list(job.queue), keys.queuesKey(sameSlotAs: set), raw, payload.bytes,
                 keys.queueName(job.queue),
             ])
+        } catch {
+            // Why it cannot run (a field out of range names itself), kept with the bytes.
+            failure = error.with(message: "member of \(set) is not a runnable job: \(error.message)")
         }
-        let failure = JobFailure.permanent(.malformedJob, "member of \(set) is not a runnable job")
         let payload = JobTransitions.quarantined(raw: raw, queue: "unknown", failure: failure, now: now)
         return RedisCommand(["EVAL", LuaScripts.bury, 2, set, keys.dead, raw, payload.bytes, now, limits.maxJobs, now - limits.maxAge])
     }

@@ -244,10 +244,16 @@ import SidekiqQueue
     func poisonEnvelopesGoDeadAndTheWorkerKeepsServing() async throws {
         let redis = try TestRedis()
         for (_, json) in Self.poisons + [("", Self.longHistory)] { try await redis.command("LPUSH", redis.keys.queue("default"), json) }
+        // One more, due in the retry set: the promoter buries it instead of moving it.
+        let dueRetry = #"{"class":"noop","args":[{}],"queue":"default","jid":"poison-due","retry_count":9223372036854775807}"#
+        try await redis.command("ZADD", redis.keys.retry, JobTime.now() - 1, dueRetry)
         let worker = try WorkerProcess(
             redisURL: try Self.redisURL(), namespace: redis.namespace,
             arguments: ["--queues", "default", "--class-timeout", "sleep=200ms"] + Self.fastHeartbeat)
-        try await eventually("poisons dead", timeout: .seconds(30)) { try await redis.int("ZCARD", redis.keys.dead) == Self.poisons.count }
+        try await eventually("poisons dead", timeout: .seconds(30)) { try await redis.int("ZCARD", redis.keys.dead) == Self.poisons.count + 1 }
+        let promoted = try await redis.jobs(inSet: redis.keys.dead).first { $0["raw"]?.stringValue == dueRetry }
+        #expect(promoted?["error_class"] == "MalformedJob")
+        #expect(promoted?["error_message"]?.stringValue?.contains(#""retry_count" is 9223372036854775807"#) == true)
         let good = try await redis.client.enqueue("noop")
         try await eventually("the job after them served", timeout: .seconds(30)) { worker.succeeded.contains(good) }
         try await eventually("the long history retried", timeout: .seconds(30)) { try await redis.int("ZCARD", redis.keys.retry) == 1 }
