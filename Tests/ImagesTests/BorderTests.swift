@@ -116,3 +116,25 @@ import Testing
         #expect(throws: JobFailure.self) { try MediaRoot.validate(String(repeating: "é", count: 101), field: "source") }
     }
 }
+
+/// Every top-level argument of both image classes (from their schemas) set to each extreme number.
+@Suite struct ImageArgumentPropertyTests {
+    @Test(arguments: ["image.thumbnail", "image.strip_metadata"])
+    func extremeNumbersInEveryArgument(jobClass: String) async throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Jobs/\(jobClass).schema.json")
+        let fields = try #require(try JSONValue(parsing: Array(try Data(contentsOf: url)))["properties"]?.objectValue).keys
+        let box = try MediaSandbox()
+        try await box.run("vips", "black", "src.png", "32", "24")
+        for field in fields {
+            for value in ImagesBorderTests.extremeNumbers {
+                var arguments = JSONObject([("source", "src.png")])
+                arguments[field] = value
+                do {
+                    _ = try await box.perform(jobClass, arguments)
+                } catch let failure as JobFailure {
+                    #expect(failure.isPermanent && failure.message.contains(field), "\(jobClass) \(field)=\(value): \(failure)")
+                }
+            }
+        }
+    }
+}

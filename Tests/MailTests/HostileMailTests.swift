@@ -114,7 +114,10 @@ import Testing
         let handler = EmailSendHandler(configuration: try configuration(outbox: folder), transport: OutboxTransport(folder: folder), ledger: InMemoryMailLedger())
         let extremes: [JSONValue] = [.number("1e308"), .number("-1e308"), .number("1e400"), .number("9223372036854775807"),
                                      .number("-9223372036854775808"), .number("-1"), .number("0")]
-        for field in ["template", "to", "to_name", "locale", "idempotency_key", "data"] {
+        let schema = try JSONValue(parsing: Array(try Data(contentsOf: repositoryRoot.appendingPathComponent("Jobs/email.send.schema.json"))))
+        let fields = try #require(schema["properties"]?.objectValue).keys
+        #expect(fields.count == 6)
+        for field in fields {
             for value in extremes {
                 var arguments = JSONObject([("template", "password_reset"), ("to", "alice@example.net"),
                                             ("data", ["name": "A", "product": "Acme", "reset_url": "https://a.example/r", "expires_minutes": value])])

@@ -235,7 +235,16 @@ struct ProviderOutputStorageTests {
         .string("80"), .bool(true), .null, .array([]),
     ]
 
-    @Test(arguments: ["max_words"])
+    /// Every argument the schema lists (`Jobs/llm.summarize.schema.json`), so one added later is covered too.
+    static var fields: [String] {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Jobs/llm.summarize.schema.json")
+        let schema = (try? Data(contentsOf: url)).flatMap { try? JSONValue(parsing: Array($0)) }
+        return schema?["properties"]?.objectValue?.keys ?? []
+    }
+
+    @Test func theSchemaListsTheArguments() { #expect(Self.fields == ["post_id", "title", "body", "comments", "max_words"]) }
+
+    @Test(arguments: fields)
     func extremeNumbers(field: String) async throws {
         let handler = SummarizeHandler(summarizer: Summarizer(configuration: SummariesConfiguration(), cache: nil), store: nil)
         for value in Self.extremes {

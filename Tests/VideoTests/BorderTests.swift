@@ -229,3 +229,41 @@ struct S3ObjectKeyTests {
         }
     }
 }
+
+/// Every argument its schema lists, of every media class, set to each extreme number: a permanent error naming the
+/// argument (or a result), never a trap, a retry or a PostgreSQL error. The list comes from `Jobs/*.schema.json`, so
+/// an argument added later is covered too.
+@Suite struct MediaArgumentPropertyTests {
+    static func schemaProperties(_ jobClass: String) throws -> [String] {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Jobs/\(jobClass).schema.json")
+        let schema = try JSONValue(parsing: Array(try Data(contentsOf: url)))
+        return try #require(schema["properties"]?.objectValue).keys
+    }
+
+    @Test(arguments: ["video.probe", "video.transcode", "audio.waveform", "audio.transcode", "media.ingest"])
+    func extremeNumbersInEveryArgument(jobClass: String) async throws {
+        let fixture = try MediaFixture()
+        try await fixture.clip("in.mp4", seconds: 0.3)
+        let handler: any JobHandler = switch jobClass {
+        case "video.probe": fixture.probeHandler()
+        case "video.transcode": fixture.transcodeHandler()
+        case "audio.waveform": waveformHandler(fixture)
+        case "audio.transcode": audioTranscodeHandler(fixture)
+        default: IngestHandler(root: fixture.root, probe: fixture.probeHandler(), transcode: fixture.transcodeHandler(), images: nil, recorder: RowRecorder())
+        }
+        let fields = try Self.schemaProperties(jobClass)
+        #expect(fields.contains("source"))
+        for field in fields {
+            for value in VideoBorderTests.extremeNumbers {
+                var arguments = JSONObject([("source", "in.mp4")])
+                if jobClass == "media.ingest" { arguments["upload_id"] = "u-extreme" }
+                arguments[field] = value
+                do {
+                    _ = try await handler.perform(fixture.job(jobClass, .object(arguments), timeout: .seconds(60)))
+                } catch let failure as JobFailure {
+                    #expect(failure.isPermanent && failure.message.contains(field), "\(jobClass) \(field)=\(value): \(failure)")
+                }
+            }
+        }
+    }
+}
