@@ -171,7 +171,7 @@ public enum JobEnvelope {
     public static let maxNameBytes = 256
     /// `error_class`, in UTF-8 bytes.
     public static let maxErrorClassBytes = 256
-    /// `error_message`, in UTF-8 bytes (Conveyor writes at most 4,000; Sidekiq's own are shorter too).
+    /// `error_message`, in UTF-8 bytes (Conveyor writes at most 4,000).
     public static let maxErrorMessageBytes = 65_536
 
     /// Throws `MalformedJob` naming the first field of `payload` outside its range.
