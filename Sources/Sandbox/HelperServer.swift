@@ -17,9 +17,10 @@ public struct HelperLimits: Sendable, Equatable {
     public var cpuSecondsPerJob: Int
     /// RLIMIT_NOFILE.
     public var openFiles: Int
-    /// The sandbox, on unless `CONVEYOR_HELPER_SANDBOX=off`: the helper makes itself non-dumpable and keeps only
-    /// the file capabilities (`keptCapabilities`), Landlock confines its files (`writablePaths`, its scratch folder,
-    /// `HelperServer.readablePaths`, its own `/proc/self`) and, from ABI 6, its signals, then the seccomp filter
+    /// The sandbox, on unless `CONVEYOR_HELPER_SANDBOX=off`: as it is loaded, before any thread exists, the helper
+    /// makes itself non-dumpable, keeps only the file capabilities (`keptCapabilities`) and Landlock confines its
+    /// files (`writablePaths`, its scratch folder, `HelperServer.readablePaths`), its access to other processes
+    /// and, from ABI 6, its signals; then the seccomp filter
     /// (`conveyor_install_helper_syscall_filter`: no sockets, no exec, no ptrace, no kernel administration, and
     /// signals only to itself where Landlock cannot scope them). A helper that cannot install the filter refuses
     /// to start rather than decode unfiltered. Landlock is best effort: a kernel without it leaves the filesystem
@@ -167,37 +168,41 @@ public enum HelperServer {
         let files = rlim_t(limits.openFiles)
         if let e = set(Int32(RLIMIT_NOFILE.rawValue), files, files, "RLIMIT_NOFILE") { return e }
         guard limits.sandbox else { return nil }
-        // exec made this process dumpable again: other processes of its user (the next helper) could read its
-        // memory, with the decoded images of its jobs, through /proc/<pid>/mem.
-        let dumpable = conveyor_set_dumpable(0)
-        if dumpable != 0 { return "cannot make the helper non-dumpable: \(String(cString: strerror(dumpable)))" }
-        // Then the filesystem and signals: what a hostile file makes a decoder do cannot read the worker's
-        // secrets (/proc/<worker>/environ) or other files, overwrite anything outside the media root and its
-        // scratch folder, or signal the worker.
-        let writable = limits.writablePaths + (scratch.map { [$0] } ?? [])
-        let abi = withCStringArray(readablePaths) { readable, nr in
-            withCStringArray(writable) { writable, nw in
-                conveyor_landlock_restrict(readable, nr, writable, nw, Int32(clamping: limits.maximumLandlockABI ?? Int(Int32.max)))
-            }
-        }
-        if abi > 0 {
-            landlockABI.withLock { $0 = Int(abi) }
-        } else if limits.maximumLandlockABI.map({ $0 <= 0 }) == true {
-            logError("conveyor helper: Landlock is off (--landlock-abi 0); the helper's filesystem access is not confined")
-        } else if abi == -EOPNOTSUPP || abi == -ENOSYS {
-            logError("conveyor helper: Landlock is not available here (kernel, or a container seccomp profile that refuses it); the helper's filesystem access is not confined")
-        } else {
-            return "cannot confine the filesystem (Landlock): \(String(cString: strerror(-abi))); "
+        // exec made this process dumpable again, and Landlock and capabilities act per thread: the executable's
+        // constructor confined the helper before any thread started (conveyor_helper_load_state). Here: check it
+        // did, with the arguments read here.
+        var step: UnsafePointer<CChar>?
+        let state = conveyor_helper_load_state(&step)
+        let failedStep = step.map { String(cString: $0) } ?? ""
+        if state == 0 {
+            return "the helper was not confined at start-up (it must be started as `conveyor helper ...` without --no-sandbox); "
                 + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
         }
-        // Without CAP_SYS_PTRACE a root helper cannot open a non-dumpable worker's /proc files; without CAP_KILL
-        // it cannot signal other users' processes. It keeps what reading and writing a media root owned by
-        // another user takes.
-        let dropped = conveyor_drop_capabilities(keptCapabilities)
-        if dropped != 0 { return "cannot drop the helper's capabilities: \(String(cString: strerror(dropped)))" }
-        // Last: from here on the helper cannot open a socket, start a program or (where Landlock's scoping is
-        // missing) signal another process, so nothing a hostile file makes a decoder do can reach the network or
-        // leave this process.
+        if state < 0 {
+            return "cannot confine the helper (\(failedStep)): \(String(cString: strerror(-state))); "
+                + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
+        }
+        let loadedWritable = (0..<conveyor_helper_load_writable_count()).map { String(cString: conveyor_helper_load_writable($0)) }
+        let loadedScratch = conveyor_helper_load_scratch().map { String(cString: $0) }
+        let loadedMaximum = conveyor_helper_load_maximum_abi()
+        guard loadedWritable == limits.writablePaths, loadedScratch == scratch,
+              (loadedMaximum < 0 ? nil : Int(loadedMaximum)) == limits.maximumLandlockABI
+        else {
+            return "the helper's sandbox was set up at start-up for writable \(loadedWritable), scratch \(loadedScratch ?? "none"), "
+                + "but its options say writable \(limits.writablePaths), scratch \(scratch ?? "none")"
+        }
+        let abi = Int(conveyor_helper_load_abi())
+        landlockABI.withLock { $0 = abi }
+        if abi == 0 {
+            if limits.maximumLandlockABI.map({ $0 <= 0 }) == true {
+                logError("conveyor helper: Landlock is off (--landlock-abi 0); the helper's filesystem access is not confined")
+            } else {
+                logError("conveyor helper: Landlock is not available here (kernel, or a container seccomp profile that refuses it); the helper's filesystem access is not confined")
+            }
+        }
+        // Last: from here on no thread of the helper can open a socket, start a program, change another process's
+        // limits or (where Landlock's scoping is missing) signal it, so nothing a hostile file makes a decoder do
+        // can reach the network or leave this process.
         let scopesSignals = abi >= 6
         let e = conveyor_install_helper_syscall_filter(getpid(), scopesSignals ? 0 : 1)
         if e != 0 {
@@ -208,24 +213,25 @@ public enum HelperServer {
         return nil
     }
 
-    /// CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: the capabilities a helper of a root worker
-    /// keeps (files only). CAP_SYS_PTRACE, CAP_KILL, CAP_SYS_ADMIN, CAP_SETUID, CAP_NET_* and the rest go.
-    static let keptCapabilities: UInt64 = 0b1111
+    /// What a sandboxed helper keeps of its capabilities (as root): CAP_CHOWN, CAP_DAC_OVERRIDE,
+    /// CAP_DAC_READ_SEARCH, CAP_FOWNER, so it still reads and writes a media root owned by another user.
+    /// CAP_SYS_PTRACE (a non-dumpable worker's /proc files), CAP_KILL, CAP_SYS_ADMIN, CAP_SETUID, CAP_NET_* and
+    /// the rest go.
+    static let keptCapabilities = UInt64(CONVEYOR_HELPER_KEPT_CAPABILITIES)
 
     /// Below these a confined helper may read (and execute): the system's libraries and data, the devices, the
-    /// kernel's views of itself that the libraries read (cgroups and CPUs under /sys; /proc/filesystems for
-    /// libselinux, the FIPS switch for libgcrypt, CPU and memory totals), of /proc otherwise only the helper's
-    /// own /proc/self (opened at start-up: /proc/<its pid>, never the worker's environ or another helper's
-    /// memory), and from /etc only the files glibc reads (the loader cache for libvips' modules, user and group
-    /// names, the time zone): not /etc/shadow, not keys. Home directories, /root, /srv, /var and /run are not
-    /// here. Traced with strace over the image and video tests; liborc, which tries $HOME for its JIT file
-    /// first, falls back to TMPDIR (the helper's scratch folder).
-    static let readablePaths = [
-        "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/opt", "/sys", "/dev",
-        "/proc/self/", "/proc/filesystems", "/proc/sys/crypto/fips_enabled", "/proc/sys/vm/overcommit_memory",
-        "/proc/cpuinfo", "/proc/meminfo", "/proc/stat",
-        "/etc/ld.so.cache", "/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime",
-    ]
+    /// kernel's views (/sys, /proc: libdispatch reads /proc/<tid>/stat of the helper's own threads; another
+    /// process's environ, mem, maps and fd stay closed, as Landlock refuses ptrace access outside the helper's
+    /// domain and the worker is non-dumpable), and from /etc only the files glibc reads (the loader cache for
+    /// libvips' modules, user and group names, the time zone): not /etc/shadow, not keys. Home directories,
+    /// /root, /srv, /var and /run are not here. Traced with strace over the image and video tests; liborc, which
+    /// tries $HOME for its JIT file first, falls back to TMPDIR (the helper's scratch folder). The list lives in
+    /// CShims' landlock.c, which applies it.
+    static var readablePaths: [String] {
+        var count: Int32 = 0
+        let paths = conveyor_helper_readable_paths(&count)
+        return (0..<Int(count)).compactMap { paths?[$0].map { String(cString: $0) } }
+    }
 
     /// What keeps this helper's signals from other processes: "landlock" (ABI 6 scoping), "seccomp" (the filter
     /// compares the target with its own pid) or "none" (sandbox off); reported by `sandbox.selftest`.
@@ -236,13 +242,6 @@ public enum HelperServer {
 
     /// The Landlock ABI in force in this helper, 0 when unconfined (reported by `sandbox.selftest`).
     static let landlockABI = Mutex(0)
-
-    private static func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>, Int32) -> R) -> R {
-        let copies: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-        defer { for p in copies { free(p) } }
-        let pointers = copies.map { UnsafePointer($0) }
-        return pointers.withUnsafeBufferPointer { body($0.baseAddress!, Int32(strings.count)) }
-    }
 
     /// RLIMIT_CPU counts the process's whole life, so each request gets the CPU already used plus its budget.
     private static func armCPULimit(seconds: Int) {

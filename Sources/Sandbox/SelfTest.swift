@@ -1,5 +1,7 @@
 import ConveyorCore
 internal import CShims
+import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -20,10 +22,11 @@ import Darwin
 /// reading, or creates it, and answers the errno, 0 where it worked), `{"parent": true}` (what an exploited decoder
 /// would try on its worker: read `/proc/<parent>/environ` and `/proc/<parent>/status`, send it signal 0 and SIGCONT
 /// with kill, signal 0 with tgkill and through a pidfd, make it a pipe's SIGIO owner, read its RLIMIT_NOFILE with
-/// prlimit (which could also set it); and the same to itself; answers each one's errno).
-/// Every answer carries `landlock` (the Landlock ABI confining the helper, 0 when none), `signals` (what keeps its
-/// signals from other processes: `landlock`, `seccomp` or `none`), `dumpable` (0 or 1), `capabilities` (the
-/// effective set, hexadecimal) and `tmpdir` (its TMPDIR: its scratch folder).
+/// prlimit (which could also set it); and the same to itself; answers each one's errno), `{"threads": path}` (the
+/// parent's environ, signal 0 to it and opening `path`, from the runtime's other threads too). Every answer
+/// carries `landlock` (the Landlock ABI confining the helper, 0 when none), `signals` (what keeps its signals from
+/// other processes: `landlock`, `seccomp` or `none`), `dumpable` (0 or 1), `capabilities` (the effective set,
+/// hexadecimal) and `tmpdir` (its TMPDIR: its scratch folder).
 enum SelfTest {
     static let operation = HelperOperation<JSONObject, JSONValue>("sandbox.selftest") { arguments, _ throws(JobFailure) in
         try run(arguments)
@@ -71,6 +74,7 @@ enum SelfTest {
         result["capabilities"] = .string(String(conveyor_effective_capabilities(), radix: 16))
         result["tmpdir"] = ProcessEnvironment.current["TMPDIR"].map { JSONValue.string($0) } ?? .null
         if arguments["parent"]?.boolValue == true { result["parent"] = .object(reachParent()) }
+        if let path = arguments["threads"]?.stringValue { result["threads"] = .object(fromOtherThreads(opening: path)) }
         if let path = arguments["read"]?.stringValue {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             result["read"] = JSONValue(Int(fd >= 0 ? 0 : errno))
@@ -156,6 +160,43 @@ enum SelfTest {
             ("self_tgkill", JSONValue(Int(conveyor_tgkill(me, conveyor_gettid(), 0)))),
             ("self_pidfd", JSONValue(Int(conveyor_pidfd_signal(me, 0)))),
             ("self_prlimit", JSONValue(Int(conveyor_prlimit_read(me)))),
+        ])
+    }
+
+    /// The parent probe's key attempts, and opening `path`, run on the serving thread and on the runtime's threads
+    /// (Dispatch's main queue and a global-queue worker, started before the helper served anything), each with that
+    /// thread's id and effective capabilities; null where no thread ran the probe within 5 s.
+    static func fromOtherThreads(opening path: String) -> JSONObject {
+        @Sendable func probe() -> JSONValue {
+            let parent = getppid()
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            let opened = fd >= 0 ? 0 : Int(errno)
+            if fd >= 0 { close(fd) }
+            let environ = open("/proc/\(parent)/environ", O_RDONLY | O_CLOEXEC)
+            let environError = environ >= 0 ? 0 : Int(errno)
+            if environ >= 0 { close(environ) }
+            return .object(JSONObject([
+                ("tid", JSONValue(Int(conveyor_gettid()))),
+                ("path", JSONValue(opened)),
+                ("environ", JSONValue(environError)),
+                ("kill0", JSONValue(kill(parent, 0) == 0 ? 0 : Int(errno))),
+                ("capabilities", .string(String(conveyor_effective_capabilities(), radix: 16))),
+            ]))
+        }
+        func on(_ queue: DispatchQueue) -> JSONValue {
+            let answer = Mutex<JSONValue>(.null)
+            let done = DispatchSemaphore(value: 0)
+            queue.async {
+                let value = probe()
+                answer.withLock { $0 = value }
+                done.signal()
+            }
+            return done.wait(timeout: .now() + 5) == .success ? answer.withLock { $0 } : .null
+        }
+        return JSONObject([
+            ("serving", probe()),
+            ("dispatch", on(.global())),
+            ("main", on(.main)),
         ])
     }
 

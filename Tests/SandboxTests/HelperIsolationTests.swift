@@ -32,17 +32,48 @@ import Testing
         #expect(!ProcessHardening.isDumpable)
     }
 
+    /// A dumpable process of the test's user, standing for anything else the worker's user runs (another
+    /// helper, a sidecar): only Landlock keeps a helper out of its /proc files. It holds no capabilities (setpriv
+    /// empties them when the test runs as root), so a helper's lack of CAP_SYS_PTRACE alone does not refuse it.
+    final class Bystander {
+        let process = Process()
+        init() throws {
+            if getuid() == 0 {
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+                process.arguments = ["--inh-caps=-all", "--bounding-set=-all", "/bin/sleep", "60"]
+            } else {
+                process.executableURL = URL(fileURLWithPath: "/bin/sleep")
+                process.arguments = ["60"]
+            }
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+        var environ: String { "/proc/\(process.processIdentifier)/environ" }
+        deinit {
+            // SIGKILL: the test process may ignore SIGTERM, and its children inherit that.
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
     @Test(.enabled(if: landlock > 0, "this kernel has no Landlock"))
-    func landlockHidesTheWorkersProcFiles() async throws {
+    func landlockKeepsHelpersOutOfOtherProcesses() async throws {
         let root = try Root()
+        let bystander = try Bystander()
         let (answer, parent) = try await probeParent(HelperLimits(writablePaths: [root.path]))
         #expect(answer["landlock"]?.intValue == Self.landlock, "\(answer)")
         #expect(parent["environ"]?.intValue == Int(EACCES), "\(parent)")
-        // status is world-readable and needs no ptrace access: only Landlock's /proc/self rule refuses it.
-        #expect(parent["status"]?.intValue == Int(EACCES), "\(parent)")
-        // The helper still reads its own /proc/self, which the runtime and libraries use.
         #expect(parent["self_status"]?.intValue == 0, "\(parent)")
         #expect(answer["dumpable"]?.intValue == 0, "\(answer)")
+        func read(_ limits: HelperLimits) async throws -> Int? {
+            let pool = makePool(size: 1, limits: limits)
+            defer { pool.shutdown() }
+            return try await selftest(pool, [("read", .string(bystander.environ))])["read"]?.intValue
+        }
+        // The bystander is dumpable and of the same user: Landlock's ptrace scoping is what refuses it...
+        #expect(try await read(HelperLimits(writablePaths: [root.path])) == Int(EACCES))
+        // ...for without Landlock the same helper (non-dumpable, file capabilities only) reads it.
+        #expect(try await read(HelperLimits(writablePaths: [root.path], maximumLandlockABI: 0)) == 0)
     }
 
     @Test func withoutLandlockTheWorkersEnvironIsStillRefused() async throws {
@@ -51,7 +82,6 @@ import Testing
         let (answer, parent) = try await probeParent(HelperLimits(maximumLandlockABI: 0))
         #expect(answer["landlock"]?.intValue == 0, "\(answer)")
         #expect(parent["environ"]?.intValue == Int(EACCES), "\(parent)")
-        #expect(parent["status"]?.intValue == 0, "no Landlock, so the world-readable status opens: \(parent)")
         let capabilities = UInt64(answer["capabilities"]?.stringValue ?? "", radix: 16)
         let ptrace: UInt64 = 1 << 19, kill: UInt64 = 1 << 5, admin: UInt64 = 1 << 21
         #expect(capabilities.map { $0 & (ptrace | kill | admin) == 0 } == true, "\(answer)")
@@ -205,5 +235,31 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: abandoned))
         // A running process's folders stay (here this test's parent stands for another worker).
         #expect(FileManager.default.fileExists(atPath: live + "/sub"))
+    }
+
+    @Test func everyThreadOfTheHelperIsConfined() async throws {
+        // Landlock and capabilities act per thread: the runtime's threads that existed before the helper served
+        // anything (the main thread, Dispatch's workers, which a decoder exploit can hand work to) must be
+        // confined as the serving thread is ("main" is Dispatch's main queue, on whichever thread runs it).
+        let root = try Root()
+        let pool = makePool(size: 1, limits: HelperLimits(writablePaths: [root.path]))
+        defer { pool.shutdown() }
+        let bystander = try Bystander()
+        let answer = try await selftest(pool, [("threads", .string(bystander.environ))])
+        let threads = try #require(answer["threads"]?.objectValue)
+        let serving = try #require(threads["serving"]?.objectValue)
+        let dispatch = try #require(threads["dispatch"]?.objectValue, "no Dispatch thread ran the probe: \(threads)")
+        #expect(dispatch["tid"] != serving["tid"], "\(threads)")
+        var probed = [("serving", serving), ("dispatch", dispatch)]
+        if let main = threads["main"]?.objectValue { probed.append(("main", main)) }
+        for (name, thread) in probed {
+            if Self.landlock > 0 {
+                #expect(thread["path"]?.intValue == Int(EACCES), "\(name): \(thread)")
+            }
+            #expect(thread["environ"]?.intValue == Int(EACCES), "\(name): \(thread)")
+            #expect(thread["kill0"]?.intValue == Int(EPERM), "\(name): \(thread)")
+            let capabilities = UInt64(thread["capabilities"]?.stringValue ?? "", radix: 16)
+            #expect(capabilities.map { $0 & ~UInt64(0b1111) == 0 } == true, "\(name): \(thread)")
+        }
     }
 }
