@@ -262,4 +262,20 @@ import Testing
             #expect(capabilities.map { $0 & ~UInt64(0b1111) == 0 } == true, "\(name): \(thread)")
         }
     }
+
+    @Test(.enabled(if: landlock > 0, "this kernel has no Landlock"))
+    func theSandboxReadsTheHelpersOptionsAsTheCommandDoes() async throws {
+        // The sandbox is set up from argv before Swift parses it: both must read `--writable=path` and
+        // `--writable path` alike (a mismatch makes the helper refuse to start).
+        let first = try Root(), second = try Root()
+        let pool = HelperPool(.init(
+            size: 1, executable: conveyorBinary(), arguments: ["helper", "--writable=\(first.path)", "--writable", second.path]))
+        defer { pool.shutdown() }
+        for root in [first, second] {
+            let answer = try await selftest(pool, [("write", .string(root.path + "/out"))])
+            #expect(answer["write"]?.intValue == 0, "\(root.path): \(answer)")
+            #expect(answer["landlock"]?.intValue == Self.landlock)
+        }
+        #expect(pool.helpersStarted == 1)
+    }
 }
