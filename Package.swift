@@ -48,6 +48,8 @@ let package = Package(
         .target(name: "Vips", dependencies: ["CVips", "CShims"], swiftSettings: swiftSettings),
         .target(name: "AV", dependencies: ["CFFmpeg", "CShims"], swiftSettings: swiftSettings),
         .target(name: "Curl", dependencies: ["CCurl", "CShims"], swiftSettings: swiftSettings),
+        // libcrypto's SHA-256 and HMAC: S3 request signing, summary cache keys, the dashboard's form tokens.
+        .target(name: "Digest", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
 
         // Jobs, retries, the worker and the QueueBackend protocol it talks to. No Redis here.
         .target(
@@ -75,7 +77,7 @@ let package = Package(
 
         // Where media lives: the local root, or an S3-compatible bucket (the S3 client: SigV4, libcurl transfers
         // streamed to and from files); the helpers only ever see a local root.
-        .target(name: "Storage", dependencies: ["ConveyorCore", "Sandbox", "Curl", "COpenSSL"], swiftSettings: swiftSettings),
+        .target(name: "Storage", dependencies: ["ConveyorCore", "Sandbox", "Curl", "Digest"], swiftSettings: swiftSettings),
 
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox", "Storage"], swiftSettings: swiftSettings),
@@ -87,14 +89,14 @@ let package = Package(
             dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Redis", "Postgres", .product(name: "Mustache", package: "swift-mustache")],
             swiftSettings: swiftSettings),
         .target(
-            name: "Summaries", dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            name: "Summaries", dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Digest", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
         // The operator dashboard (`conveyor web`): pages and actions over Operations' sets, queues and result queries.
         .target(
             name: "Web",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "Operations", "Redis", "Postgres", "Video", "Summaries", "Storage", "Curl",
+                "ConveyorCore", "SidekiqQueue", "Operations", "Redis", "Postgres", "Video", "Summaries", "Storage", "Curl", "Digest",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -134,7 +136,7 @@ let package = Package(
             name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "SidekiqQueue", "Postgres", "Redis"], exclude: ["tcp_proxy.py"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "SummariesTests", dependencies: ["Summaries", "Curl", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
+            name: "SummariesTests", dependencies: ["Summaries", "Curl", "Digest", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
             exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
         // Benchmarks/video/run.sh drives this; not run by the tests.
         .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
@@ -147,7 +149,7 @@ let package = Package(
         .testTarget(
             name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Video", "Summaries"],
             exclude: ["browser"], swiftSettings: swiftSettings),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl", "Digest", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

@@ -1,5 +1,6 @@
 public import ConveyorCore
 import Curl
+import Digest
 
 extension S3Client {
     /// CreateMultipartUpload, the parts with `parallelParts` in flight, CompleteMultipartUpload; on any failure or

@@ -1,5 +1,6 @@
 public import ConveyorCore
 import Curl
+import Digest
 import Glibc
 
 /// An S3 client for media: objects stream between the store and local files, signed with SigV4 over libcurl.

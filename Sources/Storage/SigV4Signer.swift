@@ -1,4 +1,5 @@
 import Curl
+import Digest
 import Glibc
 
 /// AWS Signature Version 4 in the `Authorization` header, with S3's canonical URI rules: the path is encoded once per

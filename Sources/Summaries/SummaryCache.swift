@@ -1,6 +1,7 @@
 public import ConveyorCore
 public import SidekiqQueue
 public import Redis
+import Digest
 
 /// Summaries in Redis for 24 h under `conveyor:summary:v1:<sha256>` of the canonical request, and the
 /// single-flight lock `conveyor:summary:lock:<sha256>` (`SET NX PX`) that lets one job per key call a
@@ -38,7 +39,7 @@ public final class SummaryCache: Sendable {
             ("task", "post-summary"),
             ("truncate_at", JSONValue(maxInputCharacters)),
         ]))
-        return SHA256.hex(canonical.bytes)
+        return SHA256Digest.hash(canonical.bytes).hex
     }
 
     func get(_ hash: String, postID: String) async throws -> SummaryResult? {

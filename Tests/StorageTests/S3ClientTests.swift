@@ -1,4 +1,5 @@
 import ConveyorCore
+import Digest
 import Foundation
 import Synchronization
 import Testing

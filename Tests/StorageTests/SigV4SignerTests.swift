@@ -1,4 +1,5 @@
 import Curl
+import Digest
 import Testing
 
 @testable import Storage

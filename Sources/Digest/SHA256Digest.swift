@@ -1,11 +1,11 @@
 internal import COpenSSL
 import Glibc
 
-/// An incremental SHA-256 through OpenSSL's EVP interface, for SigV4 payload hashes.
-struct SHA256Digest: ~Copyable {
+/// An incremental SHA-256 through OpenSSL's EVP interface: SigV4 payload hashes, summary cache keys.
+public struct SHA256Digest: ~Copyable {
     private let context: OpaquePointer
 
-    init() {
+    public init() {
         // EVP_MD_CTX_new fails only when malloc does.
         context = EVP_MD_CTX_new()!
         EVP_DigestInit_ex(context, EVP_sha256(), nil)
@@ -13,31 +13,31 @@ struct SHA256Digest: ~Copyable {
 
     deinit { EVP_MD_CTX_free(context) }
 
-    mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         EVP_DigestUpdate(context, base, bytes.count)
     }
 
-    mutating func update(_ bytes: [UInt8]) {
+    public mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 
-    consuming func finish() -> [UInt8] {
+    public consuming func finish() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
         EVP_DigestFinal_ex(context, &out, &length)
         return out
     }
 
-    static func hash(_ bytes: [UInt8]) -> [UInt8] {
+    public static func hash(_ bytes: some Collection<UInt8>) -> [UInt8] {
         var digest = SHA256Digest()
-        digest.update(bytes)
+        digest.update(Array(bytes))
         return digest.finish()
     }
 
     /// The digest of `length` bytes of `descriptor` from `offset`, read with `pread` in 1 MiB chunks.
     /// - Returns: nil with `errno` set when reading fails, or with `errno` 0 when the file ends early.
-    static func hash(descriptor: Int32, offset: Int64, length: Int64) -> [UInt8]? {
+    public static func hash(descriptor: Int32, offset: Int64, length: Int64) -> [UInt8]? {
         var digest = SHA256Digest()
         let chunk = 1 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
@@ -58,7 +58,7 @@ struct SHA256Digest: ~Copyable {
 }
 
 /// HMAC-SHA256 of `data` under `key` (OpenSSL's one-shot `HMAC`).
-func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8] {
+public func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: 32)
     var length: UInt32 = 0
     _ = key.withUnsafeBytes { k in
@@ -71,7 +71,7 @@ func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8] {
 
 extension Array where Element == UInt8 {
     /// Lowercase hexadecimal, as SigV4 writes hashes and signatures.
-    var hex: String {
+    public var hex: String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(count * 2)
