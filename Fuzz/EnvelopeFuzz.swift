@@ -42,7 +42,10 @@ public func fuzzEnvelope(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = JobTime.day(job.enqueuedAt ?? now)
         _ = JobTime.value(now, like: job.payload)
         for policy in policies {
-            for failure in [JobFailure.transient("Boom", "x"), JobFailure.permanent("Bad", "y")] {
+            // The last: a class and message longer than the envelope keeps (a long Swift type name), cut when written.
+            let long = JobFailure.transient(
+                ErrorClass(rawValue: String(repeating: "Généric<", count: Int(knob))), String(repeating: "ü", count: 50 * Int(knob)))
+            for failure in [JobFailure.transient("Boom", "x"), JobFailure.permanent("Bad", "y"), long] {
                 let (payload, destination) = JobTransitions.failed(job, failure: failure, policy: policy, now: now, random: random)
                 if case .retry(let at) = destination {
                     precondition(at.isFinite && at >= now && at <= now + RetryPolicy.maxDelay, "retry at \(at)")

@@ -25,6 +25,10 @@ import SidekiqQueue
         "error_class", "error_message", "replayed_at", "unknown_field",
     ]
 
+    /// A failure whose class (a long generic Swift type name, say) and message are longer than the envelope keeps.
+    static let longFailure = JobFailure.transient(
+        ErrorClass(rawValue: String(repeating: "Généric<", count: 100)), String(repeating: "ü", count: 100_000))
+
     static func envelope(_ field: String, _ literal: String) -> [UInt8] {
         var parts = [
             ("class", "\"noop\""), ("args", "[{}]"), ("queue", "\"default\""), ("jid", "\"0123456789abcdef01234567\""),
@@ -69,13 +73,17 @@ import SidekiqQueue
                     if let value = job.payload[name], value != .null { #expect(JobTime.seconds(value) != nil, "\(name) in range") }
                 }
                 for policy in policies {
-                    for failure in [JobFailure.transient("Boom", "x"), .permanent("Bad", "y")] {
+                    for failure in [JobFailure.transient("Boom", "x"), .permanent("Bad", "y"), Self.longFailure] {
                         for random in [0, 0.5, 0.999_999_999, 1, -1, .nan, .infinity] {
                             let (payload, destination) = JobTransitions.failed(job, failure: failure, policy: policy, now: now, random: random)
                             if case .retry(let at) = destination {
                                 #expect(at.isFinite && at >= now && at <= now + RetryPolicy.maxDelay, "\(field)=\(literal.prefix(40))")
                             }
                             #expect(payload["retry_count"]?.intValue != nil)
+                            if random == 0 {
+                                // What the worker writes back reads again as a job when it returns from the retry set.
+                                #expect(throws: Never.self, "\(field)=\(literal.prefix(40))") { try Job(raw: payload.bytes) }
+                            }
                             if random == 0 {
                                 _ = JobTransitions.enqueued(payload, now: now).bytes
                                 _ = JobTransitions.replayed(payload, queue: job.queue, resetAttempts: false, now: now).bytes

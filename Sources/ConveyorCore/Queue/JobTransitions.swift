@@ -16,7 +16,7 @@ public enum JobTransitions {
         // `retry_count` stays within what `Job.init` accepts: a job whose count reaches the top of that range is dead.
         let lastRetryCount = JobEnvelope.retryCountRange.upperBound
         payload["retry_count"] = JSONValue(min(failures - 1, lastRetryCount))
-        payload["error_class"] = .string(failure.errorClass)
+        payload["error_class"] = .string(errorClassField(failure.errorClass))
         payload["error_message"] = .string(truncated(failure.message))
         if payload["failed_at"] == nil {
             payload["failed_at"] = JobTime.value(now, like: payload)
@@ -44,7 +44,7 @@ public enum JobTransitions {
         if !Job.isValidJID(o["jid"]) { o["jid"] = .string(Job.newJID()) }
         if o["queue"]?.stringValue == nil { o["queue"] = .string(queue) }
         o["retry_count"] = 0
-        o["error_class"] = .string(failure.errorClass)
+        o["error_class"] = .string(errorClassField(failure.errorClass))
         o["error_message"] = .string(truncated(failure.message))
         o["failed_at"] = JobTime.value(now, like: payload)
         return o
@@ -60,7 +60,7 @@ public enum JobTransitions {
         o["jid"] = .string(Job.newJID())
         o["retry"] = false
         o["retry_count"] = 0
-        o["error_class"] = .string(failure.errorClass)
+        o["error_class"] = .string(errorClassField(failure.errorClass))
         o["error_message"] = .string(truncated(failure.message))
         o["failed_at"] = JSONValue(now)
         if let text = String(validating: raw, as: UTF8.self) {
@@ -160,6 +160,22 @@ public enum JobTransitions {
 
     /// The journal field of the reaper's batch number `sequence` (its later script calls add `.1`, `.2`, ...).
     public static func reapJournalField(_ sequence: UInt64) -> String { "r\(sequence)" }
+
+    /// An error class as recorded on the job: cut to `JobEnvelope.maxErrorClassBytes` (an error's Swift type name
+    /// can be longer), so the rewritten payload still parses when it comes back from the retry set.
+    package static func errorClassField(_ errorClass: String) -> String {
+        guard errorClass.utf8.count > JobEnvelope.maxErrorClassBytes else { return errorClass }
+        var out = ""
+        var bytes = 0
+        for character in errorClass {
+            let size = character.utf8.count
+            // Room for the ellipsis (3 bytes).
+            if bytes + size > JobEnvelope.maxErrorClassBytes - 3 { break }
+            out.append(character)
+            bytes += size
+        }
+        return out + "…"
+    }
 
     package static func truncated(_ message: String) -> String {
         message.utf8.count <= 4000 ? message : String(message.prefix(4000)) + "…"
