@@ -190,6 +190,9 @@ public final class HelperPool: Sendable {
     private func takeHelper() throws -> HelperProcess {
         let reused = state.withLock { state -> HelperProcess? in state.idle.popLast() }
         if let reused { return reused }
+        if let problem = configuration.limits.problem {
+            throw JobFailure.transient(.helperSpawnFailed, "could not start a helper: \(problem)")
+        }
         var environment = ProcessEnvironment.forHelpers(ProcessEnvironment.current)
         // glibc reserves a 64 MiB arena per thread: with RLIMIT_AS that wastes the address-space budget.
         environment["MALLOC_ARENA_MAX"] = environment["MALLOC_ARENA_MAX"] ?? "2"

@@ -43,6 +43,29 @@ public struct HelperLimits: Sendable, Equatable {
         self.maximumLandlockABI = maximumLandlockABI
     }
 
+    /// The accepted ranges: what a helper can apply without overflowing its rlimit arithmetic.
+    public static let addressSpaceMBRange = 1...(1 << 40)
+    public static let cpuSecondsRange = 1...Int(Int32.max)
+    public static let openFilesRange = 1...(1 << 20)
+    public static let landlockABIRange = 0...Int(Int32.max)
+
+    /// What is out of range, naming the setting and its value; nil when every value can be applied.
+    public var problem: String? {
+        if !Self.addressSpaceMBRange.contains(addressSpaceMB) {
+            return "helper address-space limit \(addressSpaceMB) MiB is outside \(Self.addressSpaceMBRange)"
+        }
+        if !Self.cpuSecondsRange.contains(cpuSecondsPerJob) {
+            return "helper CPU seconds per job \(cpuSecondsPerJob) is outside \(Self.cpuSecondsRange)"
+        }
+        if !Self.openFilesRange.contains(openFiles) {
+            return "helper open-file limit \(openFiles) is outside \(Self.openFilesRange)"
+        }
+        if let abi = maximumLandlockABI, !Self.landlockABIRange.contains(abi) {
+            return "helper Landlock ABI \(abi) is outside \(Self.landlockABIRange)"
+        }
+        return nil
+    }
+
     /// The `conveyor helper` options that carry these limits to the child.
     public var arguments: [String] {
         ["--address-space-mb", String(addressSpaceMB), "--cpu-seconds", String(cpuSecondsPerJob), "--open-files", String(openFiles)]
@@ -162,6 +185,8 @@ public enum HelperServer {
             #endif
             return r == 0 ? nil : "setrlimit \(what) failed: \(String(cString: strerror(errno)))"
         }
+        if let problem = limits.problem { return problem }
+        // In range (problem is nil), so neither conversion nor the shift can fail.
         let addressSpace = rlim_t(limits.addressSpaceMB) << 20
         if let e = set(Int32(RLIMIT_CORE.rawValue), 0, 0, "RLIMIT_CORE") { return e }
         if let e = set(Int32(RLIMIT_AS.rawValue), addressSpace, addressSpace, "RLIMIT_AS") { return e }
@@ -247,11 +272,11 @@ public enum HelperServer {
     private static func armCPULimit(seconds: Int) {
         var usage = rusage()
         getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
-        let used = Int(usage.ru_utime.tv_sec) + Int(usage.ru_stime.tv_sec) + 1
+        let used = rlim_t(clamping: usage.ru_utime.tv_sec) &+ rlim_t(clamping: usage.ru_stime.tv_sec) &+ 1
         var limit = rlimit()
         getrlimit(__rlimit_resource_t(RLIMIT_CPU.rawValue), &limit)
-        limit.rlim_cur = rlim_t(used + max(1, seconds))
-        if limit.rlim_cur > limit.rlim_max { limit.rlim_cur = limit.rlim_max }
+        let (wanted, overflow) = used.addingReportingOverflow(rlim_t(clamping: max(1, seconds)))
+        limit.rlim_cur = overflow ? limit.rlim_max : min(wanted, limit.rlim_max)
         setrlimit(__rlimit_resource_t(RLIMIT_CPU.rawValue), &limit)
     }
 }

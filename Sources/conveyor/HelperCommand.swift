@@ -30,13 +30,20 @@ struct HelperCommand: ParsableCommand {
     @Option(help: "Use at most this Landlock ABI (default: the kernel's; 0: no Landlock). For tests of older kernels.")
     var landlockAbi: Int?
 
+    var limits: HelperLimits {
+        HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles,
+                     sandbox: sandbox, writablePaths: writable, maximumLandlockABI: landlockAbi)
+    }
+
+    func validate() throws {
+        if let problem = limits.problem { throw ValidationError(problem) }
+    }
+
     func run() throws {
         // Every family that runs native code in helpers adds its operations here.
         let status = HelperServer.serve(
             operations: Composition.helperOperations,
-            limits: HelperLimits(addressSpaceMB: addressSpaceMb, cpuSecondsPerJob: cpuSeconds, openFiles: openFiles,
-                                sandbox: sandbox, writablePaths: writable, maximumLandlockABI: landlockAbi),
-            scratch: scratch)
+            limits: limits, scratch: scratch)
         throw ExitCode(status)
     }
 }

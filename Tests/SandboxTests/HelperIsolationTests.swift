@@ -278,4 +278,32 @@ import Testing
         }
         #expect(pool.helpersStarted == 1)
     }
+
+    @Test func outOfRangeLimitsAreRefusedNotTrapped() async throws {
+        // Through the real binary: a clean usage error (64) naming the option, never a trap (132/133).
+        for (option, value) in [
+            ("--cpu-seconds", "9223372036854775807"), ("--cpu-seconds", "0"), ("--cpu-seconds", "-9223372036854775808"),
+            ("--address-space-mb", "-1"), ("--address-space-mb", "17592186044416"), ("--address-space-mb", "1e400"),
+            ("--open-files", "0"), ("--open-files", "9223372036854775807"), ("--landlock-abi", "-1"),
+        ] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: conveyorBinary())
+            process.arguments = ["helper", option, value]
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            let errors = Pipe()
+            process.standardError = errors
+            try process.run()
+            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationReason == .exit && process.terminationStatus == 64, "\(option) \(value): \(process.terminationStatus) \(message)")
+        }
+        // Through a pool: the job fails cleanly and says which limit, and no helper starts.
+        let pool = makePool(size: 1, limits: HelperLimits(cpuSecondsPerJob: Int.max))
+        defer { pool.shutdown() }
+        let refused = await failure { try await selftest(pool, []) }
+        #expect(refused?.errorClass == "HelperSpawnFailed", "\(String(describing: refused))")
+        #expect(refused?.message.contains("CPU seconds per job 9223372036854775807") == true, "\(String(describing: refused))")
+        #expect(pool.helpersStarted == 0)
+    }
 }
