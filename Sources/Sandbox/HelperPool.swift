@@ -104,6 +104,17 @@ public final class HelperPool: Sendable {
             }
             return try Self.decode(response, operation: operation)
         }
+        let request = JSONValue.object(JSONObject([
+            ("operation", .string(operation)),
+            ("arguments", .object(arguments)),
+            ("deadline_ms", JSONValue(Self.milliseconds(deadline - .now))),
+        ]))
+        let requestBytes = request.bytes
+        guard requestBytes.count <= HelperWire.maximumFrame else {
+            throw JobFailure.permanent(
+                .helperProtocolError,
+                "\(operation): a request of \(requestBytes.count) bytes exceeds the helpers' \(HelperWire.maximumFrame) byte limit")
+        }
         await acquireSlot()
         let helper: HelperProcess
         do {
@@ -112,16 +123,11 @@ public final class HelperPool: Sendable {
             releaseSlot(returning: nil)
             throw error
         }
-        let request = JSONValue.object(JSONObject([
-            ("operation", .string(operation)),
-            ("arguments", .object(arguments)),
-            ("deadline_ms", JSONValue(Self.milliseconds(deadline - .now))),
-        ]))
         let hardDeadline = deadline + configuration.killGrace
         let maxJobs = configuration.maxJobsPerHelper
         let outcome: Result<JSONValue, JobFailure> = await withTaskCancellationHandler {
             do {
-                return try await threads.run { Self.exchange(helper, request: request, operation: operation, hardDeadline: hardDeadline) }
+                return try await threads.run { Self.exchange(helper, request: requestBytes, operation: operation, hardDeadline: hardDeadline) }
             } catch {
                 return .failure(JobFailure(error))
             }
@@ -214,10 +220,10 @@ public final class HelperPool: Sendable {
     // MARK: - One request, on a pool thread
 
     private static func exchange(
-        _ helper: HelperProcess, request: JSONValue, operation: String, hardDeadline: ContinuousClock.Instant
+        _ helper: HelperProcess, request: [UInt8], operation: String, hardDeadline: ContinuousClock.Instant
     ) -> Result<JSONValue, JobFailure> {
         do {
-            try HelperWire.writeFrame(request.bytes, to: helper.requests)
+            try HelperWire.writeFrame(request, to: helper.requests)
         } catch {
             return .failure(death(of: helper, operation: operation))
         }
@@ -291,9 +297,14 @@ public final class HelperPool: Sendable {
         throw JobFailure.transient(.helperProtocolError, "\(operation): helper response has neither result nor error")
     }
 
+    /// Whole milliseconds in `d`, 0 for a negative one, Int.max for one too long to count (a far deadline).
     static func milliseconds(_ d: Duration) -> Int {
         let c = d.components
-        return max(0, Int(c.seconds) * 1000 + Int(c.attoseconds / 1_000_000_000_000_000))
+        guard c.seconds >= 0 else { return 0 }
+        let (ms, overflow) = Int(c.seconds).multipliedReportingOverflow(by: 1000)
+        if overflow { return .max }
+        let (total, over) = ms.addingReportingOverflow(Int(c.attoseconds / 1_000_000_000_000_000))
+        return over ? .max : total
     }
 }
 

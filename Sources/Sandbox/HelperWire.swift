@@ -25,9 +25,11 @@ enum HelperWire {
 
     /// Writes one frame; throws on a broken pipe (the child died).
     static func writeFrame(_ payload: [UInt8], to fd: Int32) throws {
+        guard payload.count <= maximumFrame, let n = UInt32(exactly: payload.count) else {
+            throw WireError(description: "frame of \(payload.count) bytes exceeds the \(maximumFrame) byte limit")
+        }
         var frame = [UInt8]()
         frame.reserveCapacity(payload.count + 4)
-        let n = UInt32(payload.count)
         frame.append(UInt8(truncatingIfNeeded: n >> 24))
         frame.append(UInt8(truncatingIfNeeded: n >> 16))
         frame.append(UInt8(truncatingIfNeeded: n >> 8))
@@ -68,9 +70,8 @@ enum HelperWire {
             if let deadline {
                 let left = deadline - .now
                 if left <= .zero { return .timedOut }
-                let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                let r = poll(&pfd, 1, Int32(clamping: max(1, ms)))
+                let r = poll(&pfd, 1, Int32(clamping: max(1, HelperPool.milliseconds(left))))
                 if r < 0 {
                     if errno == EINTR { continue }
                     throw WireError(description: "poll on helper pipe failed: \(String(cString: strerror(errno)))")

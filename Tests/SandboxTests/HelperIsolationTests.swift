@@ -306,4 +306,25 @@ import Testing
         #expect(refused?.message.contains("CPU seconds per job 9223372036854775807") == true, "\(String(describing: refused))")
         #expect(pool.helpersStarted == 0)
     }
+
+    @Test func farDeadlinesAndHugeRequestsAreHandledNotTrapped() async throws {
+        let pool = makePool(size: 1)
+        defer { pool.shutdown() }
+        // A deadline so far away that its milliseconds overflow Int: counted as Int.max, not a trap in the worker.
+        for far in [Duration.seconds(Int64.max / 2), .seconds(Int64(Int.max / 1000) + 1)] {
+            let answer = try await pool.run("sandbox.selftest", JSONObject([("echo", "far")]), deadline: .now + far)
+            #expect(answer["echo"] == "far")
+        }
+        // Past the deadline already: the helper still answers or the job times out, never a crash.
+        let late = await failure { try await pool.run("sandbox.selftest", JSONObject([("echo", 1)]), deadline: .now - .seconds(3600)) }
+        #expect(late == nil || late?.errorClass == "HelperTimeout", "\(String(describing: late))")
+        // A request larger than a frame is refused before any helper sees it, and the pool carries on.
+        let started = pool.helpersStarted
+        let huge = String(repeating: "x", count: (64 << 20) + 1)
+        let refused = await failure { try await selftest(pool, [("echo", .string(huge))]) }
+        #expect(refused?.errorClass == "HelperProtocolError", "\(String(describing: refused?.errorClass))")
+        #expect(refused?.isPermanent == true)
+        #expect(try await selftest(pool, [("echo", "after")])["echo"] == "after")
+        #expect(pool.helpersStarted <= started + 1)
+    }
 }
