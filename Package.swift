@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        // conveyor.yml: the settings reader parses it with Yams' nodes, whose marks give each key's line.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -54,7 +56,10 @@ let package = Package(
         // Jobs, retries, the worker and the QueueBackend protocol it talks to. No Redis here.
         .target(
             name: "ConveyorCore",
-            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: swiftSettings),
         // The queue backend in Sidekiq's Redis layout: keys, scripts, reliable fetch, batches, heartbeat, promoter.
         .target(

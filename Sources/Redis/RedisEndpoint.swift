@@ -133,9 +133,9 @@ public struct RedisEndpoint: Sendable, CustomStringConvertible, Equatable {
         let key = value("CONVEYOR_REDIS_KEY_FILE")
         let insecure: Bool
         switch value("CONVEYOR_REDIS_TLS_INSECURE")?.lowercased() {
-        case nil, "0", "false", "no": insecure = false
-        case "1", "true", "yes": insecure = true
-        case let other?: throw .invalidURL("CONVEYOR_REDIS_TLS_INSECURE=\(other) is not 0 or 1")
+        case nil, "0", "false", "no", "off": insecure = false
+        case "1", "true", "yes", "on": insecure = true
+        case let other?: throw .invalidURL("CONVEYOR_REDIS_TLS_INSECURE=\(other) is neither on nor off")
         }
         guard ca != nil || cert != nil || key != nil || insecure else { return }
         guard tls != nil else {

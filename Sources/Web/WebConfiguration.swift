@@ -106,3 +106,40 @@ public struct WebConfiguration: Sendable {
         host == "::1" || host.hasPrefix("127.")
     }
 }
+
+/// `conveyor web`'s settings.
+public enum WebSettings {
+    public static let webAddr = Setting("CONVEYOR_WEB_ADDR", flag: "--addr", default: "127.0.0.1:9292", 
+            doc: "Same as `conveyor web --addr host:port` (port 0 picks a free one; the URL is printed on stdout). Any non-loopback host requires `CONVEYOR_WEB_PASSWORD`, or the dashboard refuses to start.", check: { text in
+            do {
+                _ = try WebConfiguration(environment: ["CONVEYOR_WEB_ADDR": text, "CONVEYOR_WEB_PASSWORD": String(repeating: "x", count: 12)])
+                return nil
+            } catch { return "expected host:port, like 127.0.0.1:9292" }
+        })
+
+    public static let webPassword = Setting("CONVEYOR_WEB_PASSWORD", secret: true, 
+            doc: "HTTP Basic password for every request (any user name). Serve over TLS or behind a TLS proxy. Off loopback: at least 12 characters, or the dashboard refuses to start.")
+
+    public static let webHosts = Setting("CONVEYOR_WEB_HOSTS", .list, 
+            doc: "Extra `Host` names the dashboard answers (comma-separated `host[:port]`; without a port, any), e.g. a proxy's public name; any name not allowed gets 421 (DNS rebinding).")
+
+    public static let webReadOnly = Setting("CONVEYOR_WEB_READ_ONLY", flag: "--read-only", .onOff, default: "off", 
+            doc: "`on`: no buttons, every POST refused (same as `--read-only`).")
+
+    public static let webRefreshSeconds = Setting("CONVEYOR_WEB_REFRESH_SECONDS", .int(0...3600), default: "5", 
+            doc: "How often the overview, queues and busy pages reload themselves (0: never; max 3600).")
+
+    public static let webMetricsUrls = Setting("CONVEYOR_WEB_METRICS_URLS", .list, note: "none (`make run`: its worker's)", 
+            doc: "Comma-separated worker `/metrics` URLs, read (at most every 5 s, 2 s timeout each) for the LLM breakers' states and the in-memory result backlog.", check: { text in
+            let bad = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !($0.hasPrefix("http://") || $0.hasPrefix("https://")) }
+            return bad.first.map { "\($0) is not an http(s) URL" }
+        })
+
+    public static let webPageSize = Setting("CONVEYOR_WEB_PAGE_SIZE", .int(1...500), default: "25", 
+            doc: "Jobs per page (1-500).")
+
+    public static let all = [webAddr, webPassword, webHosts, webReadOnly, webRefreshSeconds, webMetricsUrls, webPageSize]
+
+    public static let group = SettingGroup("Dashboard (`conveyor web`)", note: "The dashboard also reads the Redis, `DATABASE_URL` and media store settings.", all)
+}

@@ -83,10 +83,11 @@ struct EnqueueCommand: AsyncParsableCommand {
         var runAt: Double?
         if let delay { runAt = JobTime.now() + delay.seconds }
         if let at { runAt = try Self.time(at) }
-        let thread = RedisThread(try redis.endpoint(), name: "conveyor-enqueue")
+        let settings = try redis.settings()
+        let thread = RedisThread(try RedisOptions.endpoint(settings), name: "conveyor-enqueue")
         defer { thread.stop() }
         let client = JobClient(
-            redis: thread, keys: redis.keys, replicas: try ReplicaWait(environment: redis.environment(ProcessInfo.processInfo.environment)))
+            redis: thread, keys: RedisOptions.keys(settings), replicas: try ReplicaWait(environment: settings.effectiveEnvironment))
         let jid = try await client.enqueue(
             jobClass, arguments: arguments, queue: queue ?? known ?? "default", at: runAt,
             retry: retry.map { JSONValue($0) })

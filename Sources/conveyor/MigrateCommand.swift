@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConveyorCore
 import Foundation
 import Operations
 import Postgres
@@ -12,8 +13,11 @@ struct MigrateCommand: ParsableCommand {
             Exit codes: 0 applied or already current, 1 a migration failed, 3 PostgreSQL unreachable, 64 bad usage.
             """)
 
-    @Option(help: "PostgreSQL URL (default: $DATABASE_URL).")
+    @Option(help: "PostgreSQL URL, postgres:// or postgresql:// (default: $DATABASE_URL).")
     var databaseURL: String?
+
+    @Option(name: .customLong("config"), help: "A YAML file of settings, e.g. conveyor.yml (env CONVEYOR_CONFIG_FILE).")
+    var configFile: String?
 
     @Flag(help: "List applied migrations instead of applying.")
     var status = false
@@ -22,7 +26,17 @@ struct MigrateCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        guard let url = databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
+        var flags: [String: SettingsReader.FlagValue] = [:]
+        if let databaseURL { flags[OperationsSettings.databaseUrl.name] = .init("--database-url", databaseURL) }
+        if let configFile { flags[WorkerSettings.configFile.name] = .init("--config", configFile) }
+        let settings = Catalogue.reader(flags: flags)
+        let database = Set([OperationsSettings.databaseUrl.name])
+        let problems = zip(settings.problems, settings.problemSettingsByProblem).filter { $0.1 == nil || database.contains($0.1!) }.map(\.0)
+        if !problems.isEmpty {
+            for problem in problems { FileHandle.standardError.write(Data("conveyor migrate: \(problem)\n".utf8)) }
+            throw ExitCode(64)
+        }
+        guard let url = settings.text(OperationsSettings.databaseUrl) else {
             FileHandle.standardError.write(Data("conveyor migrate: set DATABASE_URL or pass --database-url\n".utf8))
             throw ExitCode(64)
         }

@@ -12,7 +12,8 @@ import Summaries
 import AV
 import Video
 
-/// Where Redis is and which deployment's keys to use: flags win over `REDIS_URL` / `CONVEYOR_NAMESPACE`.
+/// Where Redis is, which deployment's keys to use and which config file to read: the options every command shares.
+/// Flags win over `REDIS_URL` / `CONVEYOR_NAMESPACE` / `CONVEYOR_CONFIG_FILE`, which win over the file.
 struct RedisOptions: ParsableArguments {
     @Option(name: .customLong("redis-url"), help: "Redis URL (env REDIS_URL; default redis://127.0.0.1:6379/0).")
     var redisURL: String?
@@ -20,28 +21,76 @@ struct RedisOptions: ParsableArguments {
     @Option(help: "Prefix for every key, to share one Redis between deployments (env CONVEYOR_NAMESPACE).")
     var namespace: String?
 
-    static let defaultURL = "redis://127.0.0.1:6379/0"
+    @Option(name: .customLong("config"), help: "A YAML file of settings, e.g. conveyor.yml (env CONVEYOR_CONFIG_FILE).")
+    var configFile: String?
 
-    func endpoint() throws -> RedisEndpoint {
-        let url = redisURL ?? ProcessInfo.processInfo.environment["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultURL
-        do { return try RedisEndpoint(url: url, environment: ProcessInfo.processInfo.environment) } catch { throw ValidationError("\(error)") }
+    /// These options as the reader's flag provider.
+    var flags: [String: SettingsReader.FlagValue] {
+        var flags: [String: SettingsReader.FlagValue] = [:]
+        if let redisURL { flags[RedisSettings.redisUrl.name] = .init("--redis-url", redisURL) }
+        if let namespace { flags[RedisSettings.namespace.name] = .init("--namespace", namespace) }
+        if let configFile { flags[WorkerSettings.configFile.name] = .init("--config", configFile) }
+        return flags
+    }
+
+    /// The one reader with these options and `more` flags; refuses (exit 64) when the file cannot be read or has
+    /// unknown keys, or when a Redis setting is refused: what every command needs before it connects.
+    func settings(_ more: [String: SettingsReader.FlagValue] = [:]) throws -> SettingsReader {
+        let reader = Catalogue.reader(flags: flags.merging(more) { a, _ in a })
+        let redisNames = Set(RedisSettings.all.map(\.name))
+        let problems = zip(reader.problems, reader.problemSettingsByProblem).filter { $0.1 == nil || redisNames.contains($0.1!) }.map(\.0)
+        if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
+        return reader
+    }
+
+    func endpoint() throws -> RedisEndpoint { try Self.endpoint(settings()) }
+
+    static func endpoint(_ settings: SettingsReader) throws -> RedisEndpoint {
+        let url = settings.text(RedisSettings.redisUrl) ?? RedisSettings.redisUrl.defaultValue!
+        do { return try RedisEndpoint(url: url, environment: settings.effectiveEnvironment) } catch {
+            throw ValidationError(settings.scrubbed("\(settings.resolved(RedisSettings.redisUrl).origin): \(error)"))
+        }
     }
 
     /// The key layout: Sidekiq's, or on a Redis Cluster (`redis+cluster://`) the slot-safe one.
-    var keys: QueueKeys {
-        let environment = ProcessInfo.processInfo.environment
-        let url = redisURL ?? environment["REDIS_URL"] ?? ""
+    var keys: QueueKeys { Self.keys((try? settings()) ?? Catalogue.reader(flags: flags)) }
+
+    static func keys(_ settings: SettingsReader) -> QueueKeys {
+        let url = settings.text(RedisSettings.redisUrl) ?? ""
         return QueueKeys(
-            namespace: namespace ?? environment["CONVEYOR_NAMESPACE"],
+            namespace: settings.text(RedisSettings.namespace),
             cluster: url.hasPrefix("redis+cluster://") || url.hasPrefix("rediss+cluster://"))
     }
+}
 
-    /// `environment` with the flags applied, for the parts that read Redis settings from it.
-    func environment(_ environment: [String: String]) -> [String: String] {
-        var e = environment
-        e["REDIS_URL"] = redisURL ?? e["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultURL
-        if let namespace { e["CONVEYOR_NAMESPACE"] = namespace }
-        return e
+/// The worker's setting flags, shared with `conveyor config` so it shows what a worker started with them would run.
+struct WorkerSettingFlags: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Queues in strict priority order (critical,default,low) or weighted (critical:5,default:2,low:1).",
+            discussion: "Env CONVEYOR_QUEUES. Default: every queue of the registered classes, weighted critical:8,default:4,<class queues>:2,low:1."))
+    var queues: String?
+
+    @Option(name: .shortAndLong, help: "Jobs running at once, 1-10000 (env CONVEYOR_CONCURRENCY; default 10).")
+    var concurrency: String?
+
+    @Option(help: "On SIGTERM, how long running jobs may finish before they are pushed back, 0s-1d (env CONVEYOR_SHUTDOWN_TIMEOUT) (default: 25s).")
+    var shutdownTimeout: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error, critical (env CONVEYOR_LOG_LEVEL).")
+    var logLevel: String?
+
+    @Option(help: "Serve /metrics, /healthz and /readyz on host:port (env CONVEYOR_METRICS_ADDR).")
+    var metricsAddr: String?
+
+    var flags: [String: SettingsReader.FlagValue] {
+        var flags: [String: SettingsReader.FlagValue] = [:]
+        if let queues { flags[WorkerSettings.queues.name] = .init("--queues", queues) }
+        if let concurrency { flags[WorkerSettings.concurrency.name] = .init("--concurrency", concurrency) }
+        if let shutdownTimeout { flags[WorkerSettings.shutdownTimeout.name] = .init("--shutdown-timeout", shutdownTimeout) }
+        if let logLevel { flags[WorkerSettings.logLevel.name] = .init("--log-level", logLevel) }
+        if let metricsAddr { flags[OperationsSettings.metricsAddr.name] = .init("--metrics-addr", metricsAddr) }
+        return flags
     }
 }
 
@@ -82,15 +131,17 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
 
 enum LogSetup {
     /// Logs to standard error in `key=value` form, one line per event, every value escaped and cut
-    /// (`LineLogHandler`): what reaches a log from a job cannot forge lines.
-    /// `CONVEYOR_LOG_FORMAT`: `text` (default) or `json`, one object per line; anything else is a usage error.
-    static func bootstrap(level: Logger.Level, environment: [String: String]) throws {
-        let text = environment["CONVEYOR_LOG_FORMAT"].flatMap { $0.isEmpty ? nil : $0.lowercased() } ?? "text"
-        guard let format = LineLogHandler.Format(rawValue: text) else {
-            throw ValidationError("CONVEYOR_LOG_FORMAT=\(text) is neither text nor json")
-        }
+    /// (`LineLogHandler`): what reaches a log from a job cannot forge lines. The level and format come from the one
+    /// reader (`--log-level`, `CONVEYOR_LOG_LEVEL`, `CONVEYOR_LOG_FORMAT`, or the file), checked there for every
+    /// command alike.
+    static func bootstrap(_ settings: SettingsReader) {
+        let level = Logger.Level(rawValue: (settings.text(WorkerSettings.logLevel) ?? "info").lowercased()) ?? .info
+        let format = LineLogHandler.Format(rawValue: (settings.text(WorkerSettings.logFormat) ?? "text").lowercased()) ?? .text
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level, format: format) }
     }
-}
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}
+    /// Refuses (exit 64) with every problem at once, each on its own line.
+    static func refuse(_ problems: [String]) throws {
+        if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
+    }
+}

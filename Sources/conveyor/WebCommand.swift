@@ -2,6 +2,7 @@ import ArgumentParser
 import ConveyorCore
 import Foundation
 import Logging
+import Operations
 import Redis
 import ServiceLifecycle
 import Storage
@@ -28,27 +29,35 @@ struct WebCommand: AsyncParsableCommand {
     var readOnly = false
 
     @Option(help: "trace, debug, info, notice, warning, error, critical (env CONVEYOR_LOG_LEVEL).")
-    var logLevel: Logger.Level?
+    var logLevel: String?
 
     @OptionGroup var redis: RedisOptions
 
     func run() async throws {
-        let environment = redis.environment(ProcessInfo.processInfo.environment)
-        let level = logLevel ?? environment["CONVEYOR_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
-        try LogSetup.bootstrap(level: level, environment: environment)
+        // The same reader and the same checks as conveyor worker and conveyor config: every problem at once, exit 64.
+        var flags: [String: SettingsReader.FlagValue] = [:]
+        if let addr { flags[WebSettings.webAddr.name] = .init("--addr", addr) }
+        if readOnly { flags[WebSettings.webReadOnly.name] = .init("--read-only", "on") }
+        if let logLevel { flags[WorkerSettings.logLevel.name] = .init("--log-level", logLevel) }
+        var settings = Catalogue.reader(flags: redis.flags.merging(flags) { a, _ in a })
+        Catalogue.checkEverything(&settings)
+        try LogSetup.refuse(settings.problems)
+        LogSetup.bootstrap(settings)
+        let environment = settings.effectiveEnvironment
         let logger = Logger(label: "conveyor.web")
+        for warning in settings.warnings { logger.warning("\(warning)") }
         let configuration: WebConfiguration
         let store: (any MediaStore)?
         do {
-            configuration = try WebConfiguration(environment: environment, address: addr, readOnly: readOnly ? true : nil)
-            let settings = try MediaStoreSettings(environment: environment)
-            store = try settings.makeStore(environment: environment)
+            configuration = try WebConfiguration(environment: environment)
+            let media = try MediaStoreSettings(environment: environment)
+            store = try media.makeStore(environment: environment)
         } catch {
-            throw ValidationError(error.message)
+            throw ValidationError(settings.scrubbed(error.message))
         }
         let dashboard = Dashboard(
-            configuration: configuration, redis: try redis.endpoint(), keys: redis.keys,
-            databaseURL: environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }, mediaStore: store, version: Conveyor.version,
+            configuration: configuration, redis: try RedisOptions.endpoint(settings), keys: RedisOptions.keys(settings),
+            databaseURL: settings.text(OperationsSettings.databaseUrl), mediaStore: store, version: Conveyor.version,
             logger: logger)
         defer { dashboard.close() }
         let host = configuration.host

@@ -14,14 +14,7 @@ struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker", abstract: "Run jobs from the queues until SIGTERM or SIGINT.")
 
-    @Option(
-        help: ArgumentHelp(
-            "Queues in strict priority order (critical,default,low) or weighted (critical:5,default:2,low:1).",
-            discussion: "Env CONVEYOR_QUEUES. Default: every queue of the registered classes, weighted critical:8,default:4,<class queues>:2,low:1."))
-    var queues: String?
-
-    @Option(name: .shortAndLong, help: "Jobs running at once (env CONVEYOR_CONCURRENCY).")
-    var concurrency: Int?
+    @OptionGroup var settingFlags: WorkerSettingFlags
 
     @Option(name: .customLong("class-concurrency"), help: "Per-class limit in this process: CLASS=N (repeatable).")
     var classConcurrency: [String] = []
@@ -31,9 +24,6 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("class-attempts"), help: "Per-class maximum runs: CLASS=N (repeatable).")
     var classAttempts: [String] = []
-
-    @Option(help: "On SIGTERM, how long running jobs may finish before they are pushed back.")
-    var shutdownTimeout: DurationArgument = DurationArgument(.seconds(25))
 
     @Option(help: "How often this process heartbeats.")
     var heartbeatInterval: DurationArgument = DurationArgument(.seconds(5))
@@ -53,22 +43,16 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Shown in Sidekiq's process list.")
     var tag: String = "conveyor"
 
-    @Option(help: "trace, debug, info, notice, warning, error, critical (env CONVEYOR_LOG_LEVEL).")
-    var logLevel: Logger.Level?
-
-    @Option(help: "Serve /metrics, /healthz and /readyz on host:port (env CONVEYOR_METRICS_ADDR).")
-    var metricsAddr: String?
-
     @OptionGroup var redis: RedisOptions
 
-    /// The ranges of the numeric flags (docs/configuration.md lists them): anything else is a usage error, exit 64.
+    /// The ranges of the numeric flags the catalogue does not hold (docs/configuration.md lists them): anything
+    /// else is a usage error, exit 64. `--concurrency`, `--shutdown-timeout`, `--queues`, `--log-level` and
+    /// `--metrics-addr` are settings, checked by the one reader with their variables and file keys.
     enum Limits {
-        static let concurrency = 1...10_000
         static let classConcurrency = 1...10_000
         static let classAttempts = 1...10_000
         static let deadMaxJobs = 0...100_000_000
         static let deadMaxDays: ClosedRange<Double> = 0...3650
-        static let shutdownTimeout: ClosedRange<Double> = 0...86_400
         static let heartbeatInterval: ClosedRange<Double> = 0.01...3600
         static let heartbeatTtl: ClosedRange<Double> = 1...86_400
         static let pollInterval: ClosedRange<Double> = 0.01...3600
@@ -76,13 +60,6 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
-        if let metricsAddr {
-            do { _ = try MetricsServer.address(metricsAddr) } catch { throw ValidationError(error.description) }
-        }
-        if let concurrency, !Limits.concurrency.contains(concurrency) {
-            throw ValidationError("--concurrency \(concurrency): expected a whole number in \(Limits.concurrency.lowerBound)...\(Limits.concurrency.upperBound)")
-        }
-        try shutdownTimeout.checked("--shutdown-timeout", Limits.shutdownTimeout)
         try heartbeatInterval.checked("--heartbeat-interval", Limits.heartbeatInterval)
         try heartbeatTtl.checked("--heartbeat-ttl", Limits.heartbeatTtl)
         try pollInterval.checked("--poll-interval", Limits.pollInterval)
@@ -125,39 +102,30 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     private func start() async throws {
-        // One environment for every family: --redis-url and --namespace win over REDIS_URL / CONVEYOR_NAMESPACE
-        // everywhere (the mail rate limiter and the summary cache read them too).
-        let environment = redis.environment(ProcessInfo.processInfo.environment)
-        let level: Logger.Level
-        if let logLevel {
-            level = logLevel
-        } else if let text = environment["CONVEYOR_LOG_LEVEL"], !text.isEmpty {
-            guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
-                throw ValidationError("CONVEYOR_LOG_LEVEL=\(text) is not one of trace, debug, info, notice, warning, error, critical")
-            }
-            level = parsed
-        } else {
-            level = .info
-        }
-        try LogSetup.bootstrap(level: level, environment: environment)
+        // One reader for everything: flags, then the environment, then the config file. Every problem is refused
+        // at once (exit 64) before anything starts; the families read the effective values (a flag or the file's
+        // value under its variable's name).
+        var settings = Catalogue.reader(flags: redis.flags.merging(settingFlags.flags) { a, _ in a })
+        Catalogue.checkEverything(&settings)
+        try LogSetup.refuse(settings.problems)
+        LogSetup.bootstrap(settings)
+        let environment = settings.effectiveEnvironment
+        Self.exportForHelpers(settings)
         let logger = Logger(label: "conveyor.worker")
-        for name in Settings.unknown(in: environment) {
-            logger.warning("\(name) is not a Conveyor setting (a typo?); it is ignored")
-        }
+        for warning in settings.warnings { logger.warning("\(warning)") }
+        if let file = settings.file { logger.info("settings read", metadata: ["config_file": "\(file.path)"]) }
+        let metricsAddr = settings.text(OperationsSettings.metricsAddr)
+        let queuesText = settings.text(WorkerSettings.queues)
 
         // Metrics, the HTTP endpoint and outcomes in PostgreSQL (when DATABASE_URL is set) first: the families
         // report to the metrics (transcode progress, the summariser's breakers).
-        if metricsAddr == nil, let address = environment["CONVEYOR_METRICS_ADDR"], !address.isEmpty {
-            do { _ = try MetricsServer.address(address) } catch {
-                throw ValidationError("CONVEYOR_METRICS_ADDR=\(address): \(error.description.replacingOccurrences(of: "--metrics-addr \(address): ", with: ""))")
-            }
-        }
         let identity = WorkerConfiguration.newIdentity()
-        let endpoint = try redis.endpoint()
+        let endpoint = try RedisOptions.endpoint(settings)
+        let keys = RedisOptions.keys(settings)
         let operations = try WorkerOperations(
-            redis: endpoint, keys: redis.keys, metricsAddress: metricsAddr ?? environment["CONVEYOR_METRICS_ADDR"],
+            redis: endpoint, keys: keys, metricsAddress: metricsAddr,
             environment: environment, migrations: Composition.migrations, identity: identity,
-            labels: Self.metricLabels(queues: queues ?? environment["CONVEYOR_QUEUES"]), logger: logger)
+            labels: Self.metricLabels(queues: queuesText), logger: logger)
         let metrics = operations.metrics
         let families = try Composition.build(FamilyContext(environment: environment) { jid, frames, seconds in
             metrics.transcodeProgress(jid: jid, frames: frames, seconds: seconds)
@@ -191,7 +159,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
         let selection: QueueSelection
         do {
-            selection = try QueueSelection(parsing: queues ?? environment["CONVEYOR_QUEUES"] ?? Self.defaultQueues(registry))
+            selection = try QueueSelection(parsing: queuesText ?? Self.defaultQueues(registry))
         } catch { throw ValidationError(error.message) }
         // A class whose queue is not served never runs here: say so, once, at start-up.
         let unserved = registry.classes.values.filter { !selection.names.contains($0.queue) }
@@ -205,14 +173,13 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let configuration = WorkerConfiguration(
             queues: selection,
-            concurrency: try concurrency ?? EnvironmentNumber.int("CONVEYOR_CONCURRENCY", in: environment, default: 10, range: Limits.concurrency),
-            shutdownTimeout: shutdownTimeout.duration,
+            concurrency: settings.int(WorkerSettings.concurrency),
+            shutdownTimeout: OperatorInput.clampedDuration(seconds: settings.number(WorkerSettings.shutdownTimeout)),
             heartbeatInterval: heartbeatInterval.duration,
             heartbeatTTL: max(2, Int(exactly: heartbeatTtl.seconds.rounded()) ?? 30),
             pollInterval: pollInterval.duration,
             identity: identity,
             tag: tag)
-        let keys = redis.keys
         let deadSet = DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400)
         let backend: any QueueBackend
         if keys.cluster {
@@ -250,6 +217,16 @@ struct WorkerCommand: AsyncParsableCommand {
         // The stop reached its deadline with the queue backend not answering (logged with the count): the jobs whose
         // completions were not written stay in flight and run again through a live worker's reaper. EX_TEMPFAIL.
         if worker.stopLeftJobsInFlight { throw ExitCode(75) }
+    }
+
+    /// Settings the helper processes read from their own environment (they inherit the worker's): a value from a flag
+    /// or the config file is exported so that it reaches them as it would from the environment.
+    static func exportForHelpers(_ settings: SettingsReader) {
+        for setting in [ImagesSettings.helperSandbox, ImagesSettings.vipsConcurrency, VideoSettings.videoFfmpegLog] {
+            let resolved = settings.resolved(setting)
+            guard case .file = resolved.source, let text = resolved.text else { continue }
+            setenv(setting.name, text, 1)
+        }
     }
 
     /// The metric labels this worker may report: its registered classes, their queues, the default queues and the

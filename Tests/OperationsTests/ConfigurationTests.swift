@@ -40,7 +40,7 @@ struct ConfigurationTests {
         #expect(ok.err.contains("CONVEYOR_CONCURENCY is not a Conveyor setting"), "a typo is reported: \(ok.err)")
         let json = try TestEnv.conveyor(["config", "--json"], environment: env)
         let object = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
-        #expect((object?["unknown"] as? [String]) == ["CONVEYOR_CONCURENCY"])
+        #expect((object?["unknown"] as? [String])?.contains("CONVEYOR_CONCURENCY") == true)
         let bad = try TestEnv.conveyor(["config"], environment: ["CONVEYOR_VIDEO_CRF": "99", "CONVEYOR_QUEUES": "a:x"])
         #expect(bad.code == 64)
         #expect(bad.err.contains("CONVEYOR_VIDEO_CRF") && bad.err.contains("CONVEYOR_QUEUES"), "\(bad.err)")

@@ -1,0 +1,133 @@
+import Foundation
+import Yams
+
+/// A conveyor.yml: settings under their keys (`concurrency: 10`, `media.store: s3://bucket`, or nested as
+/// `media:` / `  store: s3://bucket`), each with the line it is on. The blocks later features fill (`schedules:`,
+/// `limits:`) are accepted and kept aside. Only scalars and lists of scalars are values.
+public struct SettingsFile: Sendable {
+    public struct Entry: Sendable {
+        /// The dotted key (`media.store`).
+        public let key: String
+        /// As written; nil for an explicit null (`key: ~`, `key:`), which leaves the setting unset.
+        public let value: String?
+        /// 1-based.
+        public let line: Int
+    }
+
+    /// Top-level blocks that belong to other features, accepted as they are.
+    public static let reservedBlocks: Set<String> = ["schedules", "limits"]
+    /// The largest file read, so a mistaken path (a log, a device) is refused instead of read whole.
+    public static let maximumBytes = 1_048_576
+
+    /// As given on the command line or in `CONVEYOR_CONFIG_FILE`, for messages.
+    public let path: String
+    public let entries: [Entry]
+    /// The reserved blocks present, with their lines.
+    public let reserved: [String: Int]
+    /// What cannot be read as settings (each naming the file and line); unknown keys are found by `SettingsReader`.
+    public let problems: [String]
+
+    /// Reads and parses `path`; a file that cannot be read or is not YAML is a problem, not a crash.
+    public init(path: String) {
+        let url = URL(fileURLWithPath: path)
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= Self.maximumBytes else {
+            self.init(path: path, entries: [], reserved: [:], problems: ["\(path): larger than \(Self.maximumBytes) bytes; is it a config file?"])
+            return
+        }
+        guard let data = try? Data(contentsOf: url) else {
+            self.init(path: path, entries: [], reserved: [:], problems: ["\(path): cannot be read (\(Self.reason(path)))"])
+            return
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            self.init(path: path, entries: [], reserved: [:], problems: ["\(path): not UTF-8 text"])
+            return
+        }
+        self.init(path: path, text: text)
+    }
+
+    /// Parses `text` as the content of `path`.
+    public init(path: String, text: String) {
+        var entries: [Entry] = []
+        var reserved: [String: Int] = [:]
+        var problems: [String] = []
+        do {
+            if let root = try Yams.compose(yaml: text) {
+                switch root {
+                case .mapping(let mapping):
+                    Self.flatten(mapping, prefix: "", path: path, into: &entries, reserved: &reserved, problems: &problems)
+                case .scalar(let scalar) where ["", "~", "null"].contains(scalar.string):
+                    break
+                default:
+                    problems.append("\(path) line \(root.mark?.line ?? 1): expected key: value lines at the top level")
+                }
+            }
+        } catch {
+            problems.append("\(path): not YAML: \(Self.oneLine("\(error)"))")
+        }
+        var seen: [String: Int] = [:]
+        for entry in entries {
+            if let first = seen[entry.key] {
+                problems.append("\(path) line \(entry.line): \(entry.key) is set again (first on line \(first))")
+            } else {
+                seen[entry.key] = entry.line
+            }
+        }
+        self.init(path: path, entries: entries, reserved: reserved, problems: problems)
+    }
+
+    private init(path: String, entries: [Entry], reserved: [String: Int], problems: [String]) {
+        self.path = path
+        self.entries = entries
+        self.reserved = reserved
+        self.problems = problems
+    }
+
+    private static func flatten(
+        _ mapping: Node.Mapping, prefix: String, path: String, into entries: inout [Entry], reserved: inout [String: Int],
+        problems: inout [String]
+    ) {
+        for (keyNode, value) in mapping {
+            let line = keyNode.mark?.line ?? value.mark?.line ?? 0
+            guard case .scalar(let keyScalar) = keyNode, !keyScalar.string.isEmpty, keyScalar.string.utf8.count <= 200 else {
+                problems.append("\(path) line \(line): a key must be a plain name")
+                continue
+            }
+            let key = prefix + keyScalar.string
+            if prefix.isEmpty, reservedBlocks.contains(key) {
+                reserved[key] = line
+                continue
+            }
+            switch value {
+            case .scalar(let scalar):
+                let isNull = scalar.style == .plain && ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+                entries.append(Entry(key: key, value: isNull ? nil : scalar.string, line: line))
+            case .sequence(let sequence):
+                var items: [String] = []
+                for item in sequence {
+                    guard case .scalar(let s) = item else {
+                        problems.append("\(path) line \(item.mark?.line ?? line): \(key) takes a list of plain values")
+                        break
+                    }
+                    items.append(s.string)
+                }
+                entries.append(Entry(key: key, value: items.joined(separator: ","), line: line))
+            case .mapping(let nested):
+                flatten(nested, prefix: key + ".", path: path, into: &entries, reserved: &reserved, problems: &problems)
+            case .alias:
+                problems.append("\(path) line \(line): \(key): YAML aliases are not supported")
+            }
+        }
+    }
+
+    private static func reason(_ path: String) -> String {
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) { return "no such file" }
+        return isDirectory.boolValue ? "a directory" : "permission denied"
+    }
+
+    private static func oneLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.prefix(3)
+            .joined(separator: "; ")
+    }
+}
