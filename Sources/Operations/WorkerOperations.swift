@@ -36,16 +36,40 @@ public final class WorkerOperations: Sendable {
     ///     in Redis (`journal`), which survives kill -9. Nil: through `observers`, in memory only.
     ///   - labels: the job classes and queues that get metric series of their own (the registered classes and the
     ///     worker's queues); any other is counted as `unknown` / `other`.
-    public init(
+    public convenience init(
         redis: RedisEndpoint, keys: QueueKeys, metricsAddress: String?, environment: [String: String],
         migrations: [Migration] = OperationsMigrations.all, identity: String? = nil, labels: MetricLabels = .firstSeen,
         logger: Logger = Logger(label: "conveyor.operations")
     ) throws {
+        // Validated whether or not outcomes are recorded: a bad value is an error, not a silent default.
+        try self.init(
+            redis: redis, keys: keys, metricsAddress: metricsAddress, databaseURL: environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 },
+            results: try ResultStore.Configuration(environment: environment),
+            pollInterval: try EnvironmentNumber.double("CONVEYOR_METRICS_POLL_SECONDS", in: environment, default: 5, range: 0.5...3600),
+            migrations: migrations, identity: identity, labels: labels, logger: logger)
+    }
+
+    /// From the one settings reader (`OperationsSettings`), whose values are already checked.
+    public convenience init(
+        redis: RedisEndpoint, keys: QueueKeys, settings: SettingsReader, migrations: [Migration] = OperationsMigrations.all,
+        identity: String? = nil, labels: MetricLabels = .firstSeen, logger: Logger = Logger(label: "conveyor.operations")
+    ) throws {
+        try self.init(
+            redis: redis, keys: keys, metricsAddress: settings.text(OperationsSettings.metricsAddr),
+            databaseURL: settings.text(OperationsSettings.databaseUrl), results: ResultStore.Configuration(settings: settings),
+            pollInterval: settings.number(OperationsSettings.metricsPollSeconds), migrations: migrations, identity: identity, labels: labels,
+            logger: logger)
+    }
+
+    /// - Parameters:
+    ///   - databaseURL: where outcomes go; nil records none.
+    ///   - pollInterval: seconds between the poller's reads of queue depths and set sizes.
+    public init(
+        redis: RedisEndpoint, keys: QueueKeys, metricsAddress: String?, databaseURL: String?, results resultsConfiguration: ResultStore.Configuration,
+        pollInterval interval: Double, migrations: [Migration], identity: String?, labels: MetricLabels, logger: Logger
+    ) throws {
         let metrics = ConveyorMetrics(labels: labels)
         self.metrics = metrics
-        // Validated whether or not outcomes are recorded: a bad value is an error, not a silent default.
-        let resultsConfiguration = try ResultStore.Configuration(environment: environment)
-        let databaseURL = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         if let databaseURL {
             // Migrate at start; a database that is down now only delays writes: the store buffers, and runs the
             // migrations itself before its first write once PostgreSQL is back.
@@ -76,7 +100,6 @@ public final class WorkerOperations: Sendable {
             results = nil
             journaled = false
         }
-        let interval = try EnvironmentNumber.double("CONVEYOR_METRICS_POLL_SECONDS", in: environment, default: 5, range: 0.5...3600)
         poller = QueuePoller(endpoint: redis, keys: keys, metrics: metrics, interval: interval)
         if let metricsAddress, !metricsAddress.isEmpty {
             server = try MetricsServer(address: metricsAddress, metrics: metrics) {

@@ -101,6 +101,14 @@ public struct WebConfiguration: Sendable {
             pageSize: try EnvironmentNumber.int("CONVEYOR_WEB_PAGE_SIZE", in: environment, default: 25, range: 1...500), allowedHosts: allowed)
     }
 
+    /// From the one settings reader (`WebSettings`: flags, environment or file, already checked against their
+    /// declarations); the address and password rules above still apply.
+    public init(settings: SettingsReader) throws(JobFailure) {
+        var values: [String: String] = [:]
+        for setting in WebSettings.all { values[setting.name] = settings.text(setting) }
+        try self.init(environment: values)
+    }
+
     /// 127.0.0.0/8 and ::1: only this machine can connect.
     public static func isLoopback(_ host: String) -> Bool {
         host == "::1" || host.hasPrefix("127.")

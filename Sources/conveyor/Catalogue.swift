@@ -44,7 +44,9 @@ enum Catalogue {
 
     /// Every check `conveyor worker` and `conveyor web` make before they start, added to `reader.problems`: the
     /// declarations' (already there), then each configuration type's own, fed the effective values.
-    static func checkEverything(_ reader: inout SettingsReader) {
+    /// The worker leaves out the dashboard's own rules (a password for a non-loopback address): a worker pod may
+    /// carry the dashboard's settings without running it. `conveyor config` checks everything both check.
+    static func checkEverything(_ reader: inout SettingsReader, dashboard: Bool = true) {
         let environment = reader.effectiveEnvironment
         func check(_ body: () throws -> Void) {
             do { try body() } catch let failure as JobFailure { reader.add(problem: failure.message) } catch { reader.add(problem: "\(error)") }
@@ -74,7 +76,7 @@ enum Catalogue {
         }
         if clean(MailSettings.all) { check { _ = try MailConfiguration(environment: environment) } }
         if clean(SummariesSettings.all) { check { _ = try SummariesConfiguration(environment: environment) } }
-        if clean(WebSettings.all) { check { _ = try WebConfiguration(environment: environment) } }
+        if dashboard, clean(WebSettings.all) { check { _ = try WebConfiguration(settings: reader) } }
     }
 
     /// The reference tables of docs/configuration.md (`conveyor config --markdown`).

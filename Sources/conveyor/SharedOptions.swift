@@ -83,8 +83,33 @@ struct WorkerSettingFlags: ParsableArguments {
     @Option(help: "Serve /metrics, /healthz and /readyz on host:port (env CONVEYOR_METRICS_ADDR).")
     var metricsAddr: String?
 
+    @Option(help: "How often this process heartbeats, 10ms-1h (env CONVEYOR_HEARTBEAT_INTERVAL) (default: 5s).")
+    var heartbeatInterval: String?
+
+    @Option(help: "Silence after which another process reaps this one's in-flight jobs, 1s-1d (env CONVEYOR_HEARTBEAT_TTL) (default: 30s).")
+    var heartbeatTtl: String?
+
+    @Option(help: "How often due scheduled and retried jobs are moved to their queues, 10ms-1h (env CONVEYOR_POLL_INTERVAL) (default: 1s).")
+    var pollInterval: String?
+
+    @Option(help: "Dead set size limit, oldest dropped first, 0-100000000 (env CONVEYOR_DEAD_MAX_JOBS) (default: 10000).")
+    var deadMaxJobs: String?
+
+    @Option(help: "Dead set age limit in days, 0-3650 (env CONVEYOR_DEAD_MAX_DAYS) (default: 180).")
+    var deadMaxDays: String?
+
+    @Option(help: "Shown in Sidekiq's process list (env CONVEYOR_TAG) (default: conveyor).")
+    var tag: String?
+
     var flags: [String: SettingsReader.FlagValue] {
         var flags: [String: SettingsReader.FlagValue] = [:]
+        for (setting, spelling, value) in [
+            (WorkerSettings.heartbeatInterval, "--heartbeat-interval", heartbeatInterval), (WorkerSettings.heartbeatTtl, "--heartbeat-ttl", heartbeatTtl),
+            (WorkerSettings.pollInterval, "--poll-interval", pollInterval), (WorkerSettings.deadMaxJobs, "--dead-max-jobs", deadMaxJobs),
+            (WorkerSettings.deadMaxDays, "--dead-max-days", deadMaxDays), (WorkerSettings.tag, "--tag", tag),
+        ] {
+            if let value { flags[setting.name] = .init(spelling, value) }
+        }
         if let queues { flags[WorkerSettings.queues.name] = .init("--queues", queues) }
         if let concurrency { flags[WorkerSettings.concurrency.name] = .init("--concurrency", concurrency) }
         if let shutdownTimeout { flags[WorkerSettings.shutdownTimeout.name] = .init("--shutdown-timeout", shutdownTimeout) }

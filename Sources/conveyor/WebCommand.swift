@@ -49,7 +49,7 @@ struct WebCommand: AsyncParsableCommand {
         let configuration: WebConfiguration
         let store: (any MediaStore)?
         do {
-            configuration = try WebConfiguration(environment: environment)
+            configuration = try WebConfiguration(settings: settings)
             let media = try MediaStoreSettings(environment: environment)
             store = try media.makeStore(environment: environment)
         } catch {

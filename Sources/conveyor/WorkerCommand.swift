@@ -25,50 +25,18 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("class-attempts"), help: "Per-class maximum runs: CLASS=N (repeatable).")
     var classAttempts: [String] = []
 
-    @Option(help: "How often this process heartbeats.")
-    var heartbeatInterval: DurationArgument = DurationArgument(.seconds(5))
-
-    @Option(help: "Silence after which another process reaps this one's in-flight jobs.")
-    var heartbeatTtl: DurationArgument = DurationArgument(.seconds(30))
-
-    @Option(help: "How often due scheduled and retried jobs are moved to their queues.")
-    var pollInterval: DurationArgument = DurationArgument(.seconds(1))
-
-    @Option(help: "Dead set size limit (oldest dropped first).")
-    var deadMaxJobs: Int = 10_000
-
-    @Option(help: "Dead set age limit in days.")
-    var deadMaxDays: Double = 180
-
-    @Option(help: "Shown in Sidekiq's process list.")
-    var tag: String = "conveyor"
-
     @OptionGroup var redis: RedisOptions
 
     /// The ranges of the numeric flags the catalogue does not hold (docs/configuration.md lists them): anything
-    /// else is a usage error, exit 64. `--concurrency`, `--shutdown-timeout`, `--queues`, `--log-level` and
-    /// `--metrics-addr` are settings, checked by the one reader with their variables and file keys.
+    /// else is a usage error, exit 64. The other flags (`--concurrency`, `--shutdown-timeout`, the heartbeat, poll
+    /// and dead-set ones...) are settings, checked by the one reader with their variables and file keys.
     enum Limits {
         static let classConcurrency = 1...10_000
         static let classAttempts = 1...10_000
-        static let deadMaxJobs = 0...100_000_000
-        static let deadMaxDays: ClosedRange<Double> = 0...3650
-        static let heartbeatInterval: ClosedRange<Double> = 0.01...3600
-        static let heartbeatTtl: ClosedRange<Double> = 1...86_400
-        static let pollInterval: ClosedRange<Double> = 0.01...3600
         static let classTimeout: ClosedRange<Double> = 0.001...(30 * 86_400)
     }
 
     func validate() throws {
-        try heartbeatInterval.checked("--heartbeat-interval", Limits.heartbeatInterval)
-        try heartbeatTtl.checked("--heartbeat-ttl", Limits.heartbeatTtl)
-        try pollInterval.checked("--poll-interval", Limits.pollInterval)
-        if !Limits.deadMaxJobs.contains(deadMaxJobs) {
-            throw ValidationError("--dead-max-jobs \(deadMaxJobs): expected a whole number in \(Limits.deadMaxJobs.lowerBound)...\(Limits.deadMaxJobs.upperBound)")
-        }
-        if !deadMaxDays.isFinite || !Limits.deadMaxDays.contains(deadMaxDays) {
-            throw ValidationError("--dead-max-days \(deadMaxDays): expected a number of days in 0...3650")
-        }
         for setting in classTimeout {
             let value = try Self.value(of: setting, "--class-timeout")
             guard let d = DurationArgument(argument: value) else { throw ValidationError("--class-timeout takes CLASS=DURATION, got \(setting)") }
@@ -106,7 +74,7 @@ struct WorkerCommand: AsyncParsableCommand {
         // at once (exit 64) before anything starts; the families read the effective values (a flag or the file's
         // value under its variable's name).
         var settings = Catalogue.reader(flags: redis.flags.merging(settingFlags.flags) { a, _ in a })
-        Catalogue.checkEverything(&settings)
+        Catalogue.checkEverything(&settings, dashboard: false)
         try LogSetup.refuse(settings.problems)
         LogSetup.bootstrap(settings)
         let environment = settings.effectiveEnvironment
@@ -114,7 +82,6 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = Logger(label: "conveyor.worker")
         for warning in settings.warnings { logger.warning("\(warning)") }
         if let file = settings.file { logger.info("settings read", metadata: ["config_file": "\(file.path)"]) }
-        let metricsAddr = settings.text(OperationsSettings.metricsAddr)
         let queuesText = settings.text(WorkerSettings.queues)
 
         // Metrics, the HTTP endpoint and outcomes in PostgreSQL (when DATABASE_URL is set) first: the families
@@ -123,8 +90,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let endpoint = try RedisOptions.endpoint(settings)
         let keys = RedisOptions.keys(settings)
         let operations = try WorkerOperations(
-            redis: endpoint, keys: keys, metricsAddress: metricsAddr,
-            environment: environment, migrations: Composition.migrations, identity: identity,
+            redis: endpoint, keys: keys, settings: settings, migrations: Composition.migrations, identity: identity,
             labels: Self.metricLabels(queues: queuesText), logger: logger)
         let metrics = operations.metrics
         let families = try Composition.build(FamilyContext(environment: environment) { jid, frames, seconds in
@@ -175,12 +141,13 @@ struct WorkerCommand: AsyncParsableCommand {
             queues: selection,
             concurrency: settings.int(WorkerSettings.concurrency),
             shutdownTimeout: OperatorInput.clampedDuration(seconds: settings.number(WorkerSettings.shutdownTimeout)),
-            heartbeatInterval: heartbeatInterval.duration,
-            heartbeatTTL: max(2, Int(exactly: heartbeatTtl.seconds.rounded()) ?? 30),
-            pollInterval: pollInterval.duration,
+            heartbeatInterval: OperatorInput.clampedDuration(seconds: settings.number(WorkerSettings.heartbeatInterval)),
+            heartbeatTTL: max(2, Int(exactly: settings.number(WorkerSettings.heartbeatTtl).rounded()) ?? 30),
+            pollInterval: OperatorInput.clampedDuration(seconds: settings.number(WorkerSettings.pollInterval)),
             identity: identity,
-            tag: tag)
-        let deadSet = DeadSetLimits(maxJobs: deadMaxJobs, maxAge: deadMaxDays * 86_400)
+            tag: settings.text(WorkerSettings.tag) ?? "conveyor")
+        let deadSet = DeadSetLimits(
+            maxJobs: settings.int(WorkerSettings.deadMaxJobs), maxAge: settings.number(WorkerSettings.deadMaxDays) * 86_400)
         let backend: any QueueBackend
         if keys.cluster {
             if let unsafe = selection.names.first(where: { !QueueKeys.isClusterSafe(queue: $0) }) {

@@ -97,10 +97,12 @@ public enum SettingMasking {
         return out
     }
 
-    /// `text` with every secret in `secrets` (longest first) replaced by `****`.
+    /// `text` with every secret in `secrets` (longest first) replaced by `****`. Secrets of fewer than three
+    /// non-blank characters are left alone: replacing every space or every `a` would garble the message and
+    /// protect nothing (the message never quotes them; `Setting.masked` hides them where values are shown).
     public static func scrub(_ text: String, secrets: [String]) -> String {
         var out = text
-        for secret in secrets.sorted(by: { $0.count > $1.count }) where !secret.isEmpty {
+        for secret in secrets.sorted(by: { $0.count > $1.count }) where secret.trimmingCharacters(in: .whitespaces).count >= 3 {
             out = out.replacingOccurrences(of: secret, with: "****")
         }
         return out

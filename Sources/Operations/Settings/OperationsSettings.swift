@@ -76,3 +76,14 @@ public enum OperationsSettings {
 
     public static let group = SettingGroup("Operations: results, metrics, HTTP", all)
 }
+
+extension ResultStore.Configuration {
+    /// From the one settings reader: `CONVEYOR_RESULTS_BATCH`, `_BUFFER`, `_FLUSH_MS`, `_WRITERS` (checked there).
+    public init(settings: SettingsReader) {
+        self.init()
+        batchSize = settings.int(OperationsSettings.resultsBatch)
+        capacity = settings.int(OperationsSettings.resultsBuffer)
+        flushInterval = settings.number(OperationsSettings.resultsFlushMs) / 1000
+        writers = settings.int(OperationsSettings.resultsWriters)
+    }
+}
