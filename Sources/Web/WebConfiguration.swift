@@ -104,9 +104,7 @@ public struct WebConfiguration: Sendable {
     /// From the one settings reader (`WebSettings`: flags, environment or file, already checked against their
     /// declarations); the address and password rules above still apply.
     public init(settings: SettingsReader) throws(JobFailure) {
-        var values: [String: String] = [:]
-        for setting in WebSettings.all { values[setting.name] = settings.text(setting) }
-        try self.init(environment: values)
+        try self.init(environment: settings.values(of: WebSettings.all))
     }
 
     /// 127.0.0.0/8 and ::1: only this machine can connect.

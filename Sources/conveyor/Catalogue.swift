@@ -54,15 +54,8 @@ enum Catalogue {
         // Values the declarations already refused are not reported twice through the types that read them.
         let refused = Set(reader.problemSettings)
         func clean(_ names: [Setting]) -> Bool { !names.contains { refused.contains($0.name) } }
-        if clean(OperationsSettings.all) { check { _ = try ResultStore.Configuration(environment: environment) } }
-        if clean(RedisSettings.all) {
-            check { _ = try ReplicaWait(environment: environment) }
-            if let url = reader.text(RedisSettings.redisUrl) {
-                check {
-                    do { _ = try RedisEndpoint(url: url, environment: environment) } catch { throw JobFailure.permanent(.invalidConfiguration, "\(error)") }
-                }
-            }
-        }
+
+        checkRedis(&reader)
         // The images family's settings without its media root, which the worker would create when missing.
         var withoutRoot = environment
         withoutRoot[MediaSettings.mediaRoot.name] = nil
@@ -77,6 +70,14 @@ enum Catalogue {
         if clean(MailSettings.all) { check { _ = try MailConfiguration(environment: environment) } }
         if clean(SummariesSettings.all) { check { _ = try SummariesConfiguration(environment: environment) } }
         if dashboard, clean(WebSettings.all) { check { _ = try WebConfiguration(settings: reader) } }
+    }
+
+    /// The rules between the Redis settings (TLS files need `rediss://`, sentinel credentials need sentinels), added
+    /// to `reader.problems` naming where each value came from: what every command that connects checks.
+    static func checkRedis(_ reader: inout SettingsReader) {
+        guard !reader.problemSettings.contains(where: { name in RedisSettings.all.contains { $0.name == name } }) else { return }
+        do { _ = try RedisEndpoint(settings: reader) } catch { reader.add(problem: "\(error)") }
+        do { _ = try ReplicaWait(settings: reader) } catch { reader.add(problem: error.message) }
     }
 
     /// The reference tables of docs/configuration.md (`conveyor config --markdown`).

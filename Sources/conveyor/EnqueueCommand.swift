@@ -87,7 +87,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         let thread = RedisThread(try RedisOptions.endpoint(settings), name: "conveyor-enqueue")
         defer { thread.stop() }
         let client = JobClient(
-            redis: thread, keys: RedisOptions.keys(settings), replicas: try ReplicaWait(environment: settings.effectiveEnvironment))
+            redis: thread, keys: RedisOptions.keys(settings), replicas: try ReplicaWait(settings: settings))
         let jid = try await client.enqueue(
             jobClass, arguments: arguments, queue: queue ?? known ?? "default", at: runAt,
             retry: retry.map { JSONValue($0) })

@@ -36,7 +36,8 @@ struct RedisOptions: ParsableArguments {
     /// The one reader with these options and `more` flags; refuses (exit 64) when the file cannot be read or has
     /// unknown keys, or when a Redis setting is refused: what every command needs before it connects.
     func settings(_ more: [String: SettingsReader.FlagValue] = [:]) throws -> SettingsReader {
-        let reader = Catalogue.reader(flags: flags.merging(more) { a, _ in a })
+        var reader = Catalogue.reader(flags: flags.merging(more) { a, _ in a })
+        Catalogue.checkRedis(&reader)
         let redisNames = Set(RedisSettings.all.map(\.name))
         let problems = zip(reader.problems, reader.problemSettingsByProblem).filter { $0.1 == nil || redisNames.contains($0.1!) }.map(\.0)
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
@@ -46,8 +47,7 @@ struct RedisOptions: ParsableArguments {
     func endpoint() throws -> RedisEndpoint { try Self.endpoint(settings()) }
 
     static func endpoint(_ settings: SettingsReader) throws -> RedisEndpoint {
-        let url = settings.text(RedisSettings.redisUrl) ?? RedisSettings.redisUrl.defaultValue!
-        do { return try RedisEndpoint(url: url, environment: settings.effectiveEnvironment) } catch {
+        do { return try RedisEndpoint(settings: settings) } catch {
             throw ValidationError(settings.scrubbed("\(settings.resolved(RedisSettings.redisUrl).origin): \(error)"))
         }
     }

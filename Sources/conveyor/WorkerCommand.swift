@@ -155,10 +155,10 @@ struct WorkerCommand: AsyncParsableCommand {
             }
             backend = ClusterBackend(
                 redis: endpoint, keys: keys, identity: identity, queues: selection.names, deadSet: deadSet,
-                replicas: try ReplicaWait(environment: environment), logger: logger)
+                replicas: try ReplicaWait(settings: settings), logger: logger)
         } else {
             backend = SidekiqBackend(
-                redis: endpoint, keys: keys, identity: identity, deadSet: deadSet, replicas: try ReplicaWait(environment: environment),
+                redis: endpoint, keys: keys, identity: identity, deadSet: deadSet, replicas: try ReplicaWait(settings: settings),
                 logger: logger)
         }
         let worker = Worker(

@@ -165,6 +165,17 @@ struct SettingsCatalogueTests {
         #expect(byFile.err.contains("\(key): \(value) in \(path) line 1"), "\(byFile.err)")
     }
 
+    /// A rule between settings (TLS files need a `rediss://` URL) names the file line of the setting that broke it.
+    @Test func aRuleBetweenSettingsNamesTheFileLine() throws {
+        let path = try Self.file("redis:\n  url: redis://127.0.0.1:1/0\n  ca_file: /etc/hostname\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for command in [["config"], ["worker"], ["stats"]] {
+            let r = try Self.run(command + ["--config", path])
+            #expect(r.code == 64, "\(command): \(r.err)")
+            #expect(r.err.contains("redis.ca_file: /etc/hostname in \(path) line 3"), "\(command): \(r.err)")
+        }
+    }
+
     @Test func everyProblemIsReportedAtOnce() throws {
         let path = try Self.file("video:\n  crf: 99\nconcurency: 3\n")
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -184,6 +184,14 @@ public struct SettingsReader: Sendable {
         return out
     }
 
+    /// The effective values of `settings` only, under their variables: for a configuration type that still parses
+    /// a dictionary, so that it sees its own settings from any source and nothing else of the process environment.
+    public func values(of settings: [Setting]) -> [String: String] {
+        var out: [String: String] = [:]
+        for setting in settings { out[setting.name] = text(setting) }
+        return out
+    }
+
     /// Adds a refusal found by a configuration type's own checks (`message` names the variable): it is rewritten to
     /// name the source of that variable's value when it came from a flag or the file, and masked.
     public mutating func add(problem message: String) {

@@ -1,6 +1,7 @@
 public import ConveyorCore
 import Foundation
-import Redis
+public import Redis
+public import SidekiqQueue
 
 /// Where Redis is and how it is reached: every command reads these.
 public enum RedisSettings {
@@ -85,5 +86,20 @@ extension ResultStore.Configuration {
         capacity = settings.int(OperationsSettings.resultsBuffer)
         flushInterval = settings.number(OperationsSettings.resultsFlushMs) / 1000
         writers = settings.int(OperationsSettings.resultsWriters)
+    }
+}
+
+extension RedisEndpoint {
+    /// `REDIS_URL` with the TLS and sentinel settings (`RedisSettings`), from the one settings reader.
+    public init(settings: SettingsReader) throws(RedisError) {
+        try self.init(
+            url: settings.text(RedisSettings.redisUrl) ?? RedisSettings.redisUrl.defaultValue!, environment: settings.values(of: RedisSettings.all))
+    }
+}
+
+extension ReplicaWait {
+    /// `CONVEYOR_REDIS_WAIT_REPLICAS` and `CONVEYOR_REDIS_WAIT_TIMEOUT_MS` from the one settings reader.
+    public init(settings: SettingsReader) throws(JobFailure) {
+        try self.init(environment: settings.values(of: [RedisSettings.redisWaitReplicas, RedisSettings.redisWaitTimeoutMs]))
     }
 }
