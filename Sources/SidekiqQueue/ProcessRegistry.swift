@@ -1,6 +1,6 @@
 import Redis
 
-/// What both backends do with the process registry (Conveyor's `conveyor:processes` set and heartbeat leases,
+/// What the backend does with the process registry, in either key layout (Conveyor's `conveyor:processes` set and heartbeat leases,
 /// Sidekiq's `processes` set and hashes): find the processes whose lease lapsed, claim one for reaping, and the
 /// commands that forget one once its jobs are back.
 enum ProcessRegistry {

@@ -40,15 +40,17 @@ extension QueueKeys {
     /// Whether `queue` can be tagged: a brace in its name would change which part of the key is hashed.
     public static func isClusterSafe(queue: String) -> Bool { !queue.contains("{") && !queue.contains("}") }
 
-    /// The keys the transition commands of one queue use: Sidekiq's global ones, or the queue's tagged ones.
+    /// The slot of `queue`'s keys, which the backend and the transition commands use: Sidekiq's global keys (one slot for
+    /// every queue), or the queue's tagged ones.
     func slot(_ queue: String) -> SlotKeys {
         guard cluster else { return SlotKeys(keys: self, queue: nil) }
         return SlotKeys(keys: self, queue: queue)
     }
 }
 
-/// Where the moves of one in-flight list go: Sidekiq's global sets and counters, or (a cluster) the tagged ones of
-/// the list's queue, where every target is that queue itself.
+/// One slot of the key layout: the keys one script or transaction may touch together. In Sidekiq's layout there is one
+/// (Sidekiq's global sets and counters, one in-flight list per process); on a cluster one per queue (the queue's tagged
+/// keys, where every target of a move is that queue itself).
 struct SlotKeys {
     let keys: QueueKeys
     /// The queue of a cluster slot; nil in Sidekiq's layout.
@@ -68,4 +70,16 @@ struct SlotKeys {
     func queueName(_ name: String) -> String { queue == nil ? name : "" }
     /// The list a job goes back to: its own queue's, or on a cluster the slot's queue (the list it was taken from).
     func list(_ name: String) -> String { keys.queue(queue ?? name) }
+
+    /// One process's in-flight list in this slot: its only one in Sidekiq's layout, its list of the slot's queue on a
+    /// cluster.
+    func inflight(_ identity: String) -> String { queue.map { keys.inflight(identity, queue: $0) } ?? keys.inflight(identity) }
+    /// One process's outcome journal in this slot.
+    func outcomes(_ identity: String) -> String { queue.map { keys.outcomes(identity, queue: $0) } ?? keys.outcomes(identity) }
+    /// One process's marker of its last applied batch of completions in this slot.
+    func acknowledged(_ identity: String) -> String {
+        queue.map { keys.acknowledged(identity, queue: $0) } ?? keys.acknowledged(identity)
+    }
+    /// The set of this slot's outcome journals whose process is gone.
+    var orphanedOutcomes: String { queue.map { keys.orphanedOutcomes(queue: $0) } ?? keys.orphanedOutcomes }
 }

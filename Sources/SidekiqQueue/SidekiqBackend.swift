@@ -4,10 +4,22 @@ public import Logging
 public import Redis
 import Synchronization
 
-/// The queue backend in Sidekiq's Redis layout (`QueueKeys`): queues are lists a reliable fetch moves into a
-/// per-process in-flight list, completions are `MULTI`/`EXEC` batches with a numbered marker, the rarer moves
-/// (reaping, requeueing) are one Lua script per batch, and the process hash, its `:workers` hash and the signal
-/// list are Sidekiq's own, so Sidekiq's API and Web UI see Conveyor's processes.
+/// The queue backend in Sidekiq's job format, over either key layout of `QueueKeys`:
+///
+/// - a single Redis (or Sentinel): Sidekiq's keys, one slot for everything: one in-flight list per process, one
+///   outcome journal, one batch marker, Sidekiq's global `schedule`, `retry` and `dead` sets and counters;
+/// - a Redis Cluster (`QueueKeys(cluster: true)`, `QueueKeys+Cluster`): a slot per queue: each queue's in-flight lists,
+///   outcome journals, batch markers, retry, schedule and dead sets and counters share the slot of its Sidekiq ready
+///   list, so every script and transaction touches one slot, and queues spread over the shards.
+///
+/// Everything is written once, per slot (`SlotKeys`): a fetch takes from each slot's queues into that slot's
+/// in-flight list (one script call for all queues on a single node), a batch of completions is one `MULTI`/`EXEC` per
+/// slot (each with its own batch marker), the promoter walks each slot's schedule and retry sets. Which slot a job's
+/// move goes to comes from its receipt (`DeliveryReceipt.queue`), so nothing is remembered between fetch and ack.
+/// Completions are `MULTI`/`EXEC` batches with a numbered marker, the rarer moves (reaping, requeueing) one Lua script
+/// per batch, and the process hash, its `:workers` hash and the signal list are Sidekiq's own, so Sidekiq's API and
+/// Web UI see Conveyor's processes. On a cluster the connection routes every command to its slot's master and follows
+/// `MOVED`/`ASK`; a batch resent after an outage reads each slot's marker and sends only the slots it had not applied.
 ///
 /// Each kind of caller gets its own connection (fetching, completions, housekeeping, one waiter per queue), so a
 /// slow reaper never delays an ack and a waiter blocked in `BLMOVE` never delays a fetch.
@@ -15,34 +27,42 @@ public final class SidekiqBackend: QueueBackend {
     public let identity: String
     public let keys: QueueKeys
     public let deadSet: DeadSetLimits
-    /// Replicas each batch of completions waits for (`CONVEYOR_REDIS_WAIT_REPLICAS`).
+    /// Replicas each batch of completions waits for (`CONVEYOR_REDIS_WAIT_REPLICAS`): `WAIT` after each slot's
+    /// transaction, asked of the master that took it.
     public let replicas: ReplicaWait
+    /// The journal the worker knows this process by (on a cluster the journals themselves are per queue).
     public var journalName: String { keys.outcomes(identity) }
 
     private let endpoint: RedisEndpoint
     private let logger: Logger
+    /// The queues this process serves (on a cluster their keys are watched even before they are in `queues`).
+    private let served: [String]
     private let fetchRedis: RedisThread
     private let ackRedis: RedisThread
     private let housekeepingRedis: RedisThread
     private let waiters = Mutex<[String: RedisThread]>([:])
     /// Logs a run of batches that reached fewer replicas than wanted once, not once per batch.
     private let replicaShortfall = OutageLog("waiting for CONVEYOR_REDIS_WAIT_REPLICAS replicas after job completions")
-    private let inflight: String
     /// Paused queue names, refreshed at most once a second.
     private let paused: PausedQueues
+    /// On a cluster, the queues known to be worked: the served ones plus the `queues` set, read again by housekeeping.
+    private let known: Mutex<[String]>
 
+    /// - Parameter queues: the queues this process serves; on a cluster their slots are walked by housekeeping and
+    ///   named in the `queues` set by each heartbeat.
     public init(
-        redis endpoint: RedisEndpoint, keys: QueueKeys = QueueKeys(), identity: String, deadSet: DeadSetLimits = DeadSetLimits(),
-        replicas: ReplicaWait = .none, logger: Logger = Logger(label: "conveyor.worker")
+        redis endpoint: RedisEndpoint, keys: QueueKeys = QueueKeys(), identity: String, queues: [String] = [],
+        deadSet: DeadSetLimits = DeadSetLimits(), replicas: ReplicaWait = .none, logger: Logger = Logger(label: "conveyor.worker")
     ) {
-        self.replicas = replicas
         self.endpoint = endpoint
         self.keys = keys
         paused = PausedQueues(keys: keys)
         self.identity = identity
         self.deadSet = deadSet
+        self.replicas = replicas
         self.logger = logger
-        self.inflight = keys.inflight(identity)
+        self.served = queues
+        self.known = Mutex(queues)
         self.fetchRedis = RedisThread(endpoint, name: "conveyor-fetch")
         self.ackRedis = RedisThread(endpoint, name: "conveyor-ack")
         self.housekeepingRedis = RedisThread(endpoint, name: "conveyor-housekeeping")
@@ -61,30 +81,75 @@ public final class SidekiqBackend: QueueBackend {
         for redis in all { redis.stop() }
     }
 
+    // MARK: Slots
+
+    /// The slots this process's keys live in: Sidekiq's one, or on a cluster one per known queue.
+    private func slots() async throws -> [SlotKeys] {
+        guard keys.cluster else { return [keys.slot("")] }
+        return try await knownQueues().map { keys.slot($0) }
+    }
+
+    /// The served queues and those in the `queues` set (producers add theirs; every worker's heartbeat adds its own).
+    private func knownQueues() async throws -> [String] {
+        let keys = keys
+        let listed = try await housekeepingRedis.run { connection in
+            try connection.command("SMEMBERS", keys.queues).check().array?.compactMap(\.text) ?? []
+        }
+        return known.withLock { k in
+            for queue in listed where !k.contains(queue) && QueueKeys.isClusterSafe(queue: queue) { k.append(queue) }
+            return k
+        }
+    }
+
+    /// Moves grouped by the slot of their receipt's queue, in first-seen order: one group on a single node.
+    private func grouped(_ moves: [JobTransitions.Move]) -> [(slot: SlotKeys, moves: [JobTransitions.Move], indices: [Int])] {
+        guard keys.cluster else { return [(keys.slot(""), moves, Array(moves.indices))] }
+        var order: [String] = []
+        var groups: [String: [Int]] = [:]
+        for (i, move) in moves.enumerated() {
+            let queue = move.receipt.queue
+            if groups[queue] == nil { order.append(queue) }
+            groups[queue, default: []].append(i)
+        }
+        return order.map { queue in
+            let indices = groups[queue] ?? []
+            return (keys.slot(queue), indices.map { moves[$0] }, indices)
+        }
+    }
+
+    public func journal(for receipt: DeliveryReceipt) -> String { keys.slot(receipt.queue).outcomes(identity) }
+
     // MARK: Fetching
 
+    /// One `fetch` script call per slot, in queue order: every queue in one call on a single node, one queue after
+    /// another on a cluster until `count` jobs are taken.
     public func fetch(from order: [String], count: Int) async throws -> [FetchedJob] {
         let paused = try await self.paused.names(fetchRedis)
         let order = paused.isEmpty ? order : order.filter { !paused.contains($0) }
         if order.isEmpty { return [] }
-        var arguments: [any RedisArgument] = ["EVAL", LuaScripts.fetch, order.count + 1, inflight]
-        arguments += order.map { keys.queue($0) }
-        arguments.append(count)
-        let command = RedisCommand(arguments)
-        let reply = try await fetchRedis.run { connection in try connection.command(command).check() }
-        guard let items = reply.array else { return [] }
-        var jobs: [FetchedJob] = []
-        jobs.reserveCapacity(items.count / 2)
-        var i = 0
-        while i + 1 < items.count {
-            let index = items[i].int ?? 1
-            jobs.append(FetchedJob(raw: items[i + 1].bytes ?? [], queue: order[max(0, min(order.count - 1, index - 1))]))
-            i += 2
+        let keys = keys
+        let me = identity
+        let groups = keys.cluster ? order.map { [$0] } : [order]
+        return try await fetchRedis.run { connection -> [FetchedJob] in
+            var jobs: [FetchedJob] = []
+            jobs.reserveCapacity(count)
+            for queues in groups where jobs.count < count {
+                var arguments: [any RedisArgument] = ["EVAL", LuaScripts.fetch, queues.count + 1, keys.slot(queues[0]).inflight(me)]
+                arguments += queues.map { keys.queue($0) }
+                arguments.append(count - jobs.count)
+                let items = try connection.command(RedisCommand(arguments)).check().array ?? []
+                var i = 0
+                while i + 1 < items.count {
+                    let index = items[i].int ?? 1
+                    jobs.append(FetchedJob(raw: items[i + 1].bytes ?? [], queue: queues[max(0, min(queues.count - 1, index - 1))]))
+                    i += 2
+                }
+            }
+            return jobs
         }
-        return jobs
     }
 
-    public func waitForJob(on queue: String, timeout: Double) async throws -> [UInt8]? {
+    public func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob? {
         let redis = waiters.withLock { w in
             if let existing = w[queue] { return existing }
             let made = RedisThread(endpoint, name: "conveyor-block-\(queue)", commandTimeout: timeout + 10)
@@ -96,71 +161,113 @@ public final class SidekiqBackend: QueueBackend {
             return nil
         }
         let source = keys.queue(queue)
-        let inflight = inflight
+        let inflight = keys.slot(queue).inflight(identity)
         let reply = try await redis.run { connection in
             try connection.command("BLMOVE", source, inflight, "RIGHT", "LEFT", timeout).check()
         }
-        return reply.bytes
+        return reply.bytes.map { FetchedJob(raw: $0, queue: queue) }
     }
 
-    // MARK: Leaving the in-flight list
+    // MARK: Leaving the in-flight lists
 
-    /// One `MULTI`/`EXEC` (`SidekiqCommands.batchCommands`). A resent batch reads its marker first: if the earlier
-    /// send applied, it is not sent again.
+    /// One `MULTI`/`EXEC` per slot of the batch (`SidekiqCommands.batchCommands`), all in one pipeline (split per
+    /// master by a cluster connection). A resent batch first reads each slot's marker and sends only the slots whose
+    /// transaction had not applied.
     public func complete(_ moves: [JobTransitions.Move], batch sequence: UInt64, resent: Bool) async throws -> Bool {
-        let marker = keys.acknowledged(identity)
-        let commands = SidekiqCommands.batchCommands(
-            keys: keys.slot(""), source: inflight, journal: journalName, marker: marker, sequence: sequence, moves: moves,
-            now: JobTime.now(), limits: deadSet)
-        let count = moves.count
-        let logger = logger
+        let me = identity
+        let now = JobTime.now()
+        let batches = grouped(moves).map { group in
+            (marker: group.slot.acknowledged(me), count: group.moves.count,
+             commands: SidekiqCommands.batchCommands(
+                keys: group.slot, source: group.slot.inflight(me), journal: group.slot.outcomes(me), marker: group.slot.acknowledged(me),
+                sequence: sequence, moves: group.moves, now: now, limits: deadSet))
+        }
         let wait = replicas
+        let logger = logger
         let shortfall = replicaShortfall
-        return try await ackRedis.run { [commands] connection in
-            if resent, try connection.command("GET", marker).check().text == String(sequence) {
-                // Applied before the reply was lost: whole, journal included.
-                return true
+        return try await ackRedis.run { [batches] connection in
+            var pending = batches
+            if resent {
+                // Applied before the reply was lost (whole, journal included): those slots are not sent again.
+                let markers = try connection.pipeline(batches.map { RedisCommand("GET", $0.marker) })
+                pending = []
+                for (batch, marker) in zip(batches, markers) where try marker.check().text != String(sequence) { pending.append(batch) }
             }
-            var replies = try connection.pipeline(commands + wait.commands)
-            if wait.replicas > 0, let reached = replies.popLast()?.int {
-                if reached < wait.replicas {
-                    shortfall.failed(ReplicaShortfall(reached: reached, wanted: wait.replicas), logger: logger)
-                } else {
-                    shortfall.succeeded(logger: logger)
+            if pending.isEmpty { return true }
+            var commands: [RedisCommand] = []
+            var spans: [(range: Range<Int>, count: Int)] = []
+            for batch in pending {
+                let start = commands.count
+                commands += batch.commands
+                spans.append((start..<commands.count, batch.count))
+                commands += wait.commands
+            }
+            let replies = try connection.pipeline(commands)
+            var refused = false
+            for span in spans {
+                if wait.replicas > 0, let reached = replies[span.range.upperBound].int {
+                    if reached < wait.replicas {
+                        shortfall.failed(ReplicaShortfall(reached: reached, wanted: wait.replicas), logger: logger)
+                    } else {
+                        shortfall.succeeded(logger: logger)
+                    }
+                }
+                do throws(RedisError) {
+                    try SidekiqCommands.checkBatch(Array(replies[span.range]), count: span.count)
+                } catch where error.isTransient {
+                    throw error
+                } catch {
+                    // A refused transaction is a bug, not an outage: sending it again would fail again. Report it and move on.
+                    logger.critical("redis rejected a batch of job completions", metadata: ["error": "\(error)", "moves": "\(span.count)"])
+                    refused = true
                 }
             }
-            do throws(RedisError) {
-                try SidekiqCommands.checkBatch(replies, count: count)
-                return true
-            } catch where error.isTransient {
-                throw error
-            } catch {
-                // A refused transaction is a bug, not an outage: sending it again would fail again. Report it and move on.
-                logger.critical("redis rejected a batch of job completions", metadata: ["error": "\(error)", "moves": "\(count)"])
-                return false
-            }
+            return !refused
         }
     }
 
     public func apply(_ moves: [JobTransitions.Move], fromInflightOf process: String, journalField: String) async throws -> [Bool] {
         if moves.isEmpty { return [] }
-        let commands = SidekiqCommands.applyCommands(
-            keys: keys.slot(""), source: keys.inflight(process), journal: journalName, journalField: journalField, moves: moves,
-            now: JobTime.now(), limits: deadSet)
-        let count = moves.count
+        let me = identity
+        let now = JobTime.now()
+        let limits = deadSet
+        let groups = grouped(moves)
         return try await housekeepingRedis.run { connection in
-            try SidekiqCommands.applied(try connection.pipeline(commands), count: count)
+            var commands: [RedisCommand] = []
+            var spans: [Range<Int>] = []
+            for group in groups {
+                let start = commands.count
+                commands += SidekiqCommands.applyCommands(
+                    keys: group.slot, source: group.slot.inflight(process), journal: group.slot.outcomes(me), journalField: journalField,
+                    moves: group.moves, now: now, limits: limits)
+                spans.append(start..<commands.count)
+            }
+            let replies = try connection.pipeline(commands)
+            var flags = [Bool](repeating: false, count: moves.count)
+            for (group, span) in zip(groups, spans) {
+                let applied = try SidekiqCommands.applied(Array(replies[span]), count: group.indices.count)
+                for (index, done) in zip(group.indices, applied) { flags[index] = done }
+            }
+            return flags
         }
     }
 
-    public func inflightJobs(of process: String, limit: Int?) async throws -> [[UInt8]] {
-        let list = keys.inflight(process)
+    public func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob] {
+        let slots = try await slots()
         // Jobs are pushed on the left: the oldest are on the right, the limit keeps those.
         let start = limit.map { -max(1, $0) } ?? 0
-        let items = try await housekeepingRedis.run { connection in
-            try connection.command("LRANGE", list, start, -1).check().array ?? []
+        let lists = try await housekeepingRedis.run { connection in
+            try connection.pipeline(slots.map { RedisCommand("LRANGE", $0.inflight(process), start, -1) })
         }
-        return items.compactMap(\.bytes)
+        var jobs: [FetchedJob] = []
+        for (slot, reply) in zip(slots, lists) {
+            for raw in try reply.check().array?.compactMap(\.bytes) ?? [] {
+                if let limit, jobs.count >= limit { break }
+                // A single node's list does not say which queue a job came from: its payload does.
+                jobs.append(FetchedJob(raw: raw, queue: slot.queue ?? (try? Job(raw: raw))?.queue ?? "default"))
+            }
+        }
+        return jobs
     }
 
     // MARK: Liveness
@@ -168,7 +275,11 @@ public final class SidekiqBackend: QueueBackend {
     /// Conveyor's heartbeat lease plus Sidekiq's process hash and `<identity>:workers` hash, so Sidekiq's
     /// `ProcessSet`, `Workers`, `Stats#workers_size` and Web UI see Conveyor workers; pops one signal sent from there.
     public func heartbeat(_ beat: ProcessBeat) async throws -> ProcessSignal? {
-        let commands = SidekiqCommands.heartbeatCommands(beat, keys: keys, now: JobTime.now())
+        var commands = SidekiqCommands.heartbeatCommands(beat, keys: keys, now: JobTime.now())
+        if keys.cluster {
+            // Scripts cannot add a queue to `queues` on a cluster: each worker names the queues it serves.
+            commands.insert(RedisCommand(["SADD", keys.queues] + served.map { $0 as any RedisArgument }), at: 0)
+        }
         let replies = try await housekeepingRedis.run { [commands] connection in try connection.pipeline(commands) }
         return try SidekiqCommands.signal(in: replies)
     }
@@ -182,30 +293,31 @@ public final class SidekiqBackend: QueueBackend {
     }
 
     public func forget(deadProcess dead: String) async throws {
-        let keys = keys
-        let replies = try await housekeepingRedis.run { connection in
-            try connection.pipeline([
-                // Outcomes the dead process acknowledged but never stored: any result writer stores them.
-                RedisCommand("EVAL", LuaScripts.orphanJournal, 2, keys.outcomes(dead), keys.orphanedOutcomes),
-                RedisCommand("DEL", keys.acknowledged(dead)),
-            ] + ProcessRegistry.forgetting(dead, keys: keys))
+        var commands: [RedisCommand] = []
+        for slot in try await slots() {
+            // Outcomes the dead process acknowledged but never stored: any result writer stores them.
+            commands.append(RedisCommand("EVAL", LuaScripts.orphanJournal, 2, slot.outcomes(dead), slot.orphanedOutcomes))
+            commands.append(RedisCommand("DEL", slot.acknowledged(dead)))
         }
+        commands += ProcessRegistry.forgetting(dead, keys: keys)
+        let replies = try await housekeepingRedis.run { [commands] connection in try connection.pipeline(commands) }
         for reply in replies { try reply.check() }
     }
 
     public func deregister() async throws {
+        let slots = try await slots()
         let keys = keys
         let me = identity
-        let inflight = inflight
         let replies = try await housekeepingRedis.run { connection in
-            let left = try connection.command("LLEN", inflight).check().int ?? 0
+            let lengths = try connection.pipeline(slots.map { RedisCommand("LLEN", $0.inflight(me)) })
+            let left = try lengths.reduce(0) { $0 + (try $1.check().int ?? 0) }
             var commands = [
                 RedisCommand("DEL", keys.heartbeat(me)),
                 RedisCommand("SREM", keys.processes, me),
                 RedisCommand("DEL", keys.process(me)),
                 RedisCommand("DEL", keys.workers(me)),
-                RedisCommand("DEL", keys.acknowledged(me)),
             ]
+            commands += slots.map { RedisCommand("DEL", $0.acknowledged(me)) }
             // Keep the process known to the reaper while anything is left in flight.
             if left == 0 { commands.append(RedisCommand("SREM", keys.conveyorProcesses, me)) }
             return try connection.pipeline(commands)
@@ -215,23 +327,30 @@ public final class SidekiqBackend: QueueBackend {
 
     // MARK: Scheduled and retried jobs
 
+    /// Each slot's schedule and retry sets (Sidekiq's global ones on a single node), due members back onto their queue.
     public func promoteDueJobs() async throws {
-        let keys = keys
-        for set in [keys.schedule, keys.retry] {
-            while true {
-                let now = JobTime.now()
-                let due = try await housekeepingRedis.run { connection in
-                    try connection.command("ZRANGEBYSCORE", set, "-inf", now, "LIMIT", 0, 100).check().array ?? []
+        let limits = deadSet
+        for slot in try await slots() {
+            for set in [slot.schedule, slot.retry] {
+                while true {
+                    let now = JobTime.now()
+                    let due = try await housekeepingRedis.run { connection in
+                        try connection.command("ZRANGEBYSCORE", set, "-inf", now, "LIMIT", 0, 100).check().array ?? []
+                    }
+                    if due.isEmpty { break }
+                    let commands = due.compactMap(\.bytes).map { SidekiqCommands.promoteCommand($0, from: set, keys: slot, now: now, limits: limits) }
+                    let replies = try await housekeepingRedis.run { connection in try connection.pipeline(commands) }
+                    for reply in replies { try reply.check() }
+                    if due.count < 100 { break }
                 }
-                if due.isEmpty { break }
-                let commands = due.compactMap(\.bytes).map { SidekiqCommands.promoteCommand($0, from: set, keys: keys.slot(""), now: now, limits: deadSet) }
-                let replies = try await housekeepingRedis.run { connection in try connection.pipeline(commands) }
-                for reply in replies { try reply.check() }
-                if due.count < 100 { break }
             }
         }
     }
 }
+
+/// The cluster layout's name for the one backend: `SidekiqBackend` over `QueueKeys(cluster: true)` with the queues it
+/// serves.
+public typealias ClusterBackend = SidekiqBackend
 
 extension Worker {
     /// A worker on Sidekiq's Redis layout: a `SidekiqBackend` for `configuration.identity`.
@@ -241,7 +360,9 @@ extension Worker {
         journal: (any OutcomeJournal)? = nil, logger: Logger = Logger(label: "conveyor.worker")
     ) {
         self.init(
-            backend: SidekiqBackend(redis: endpoint, keys: keys, identity: configuration.identity, deadSet: deadSet, logger: logger),
+            backend: SidekiqBackend(
+                redis: endpoint, keys: keys, identity: configuration.identity, queues: configuration.queues.names, deadSet: deadSet,
+                logger: logger),
             registry: registry, configuration: configuration, observers: observers, journal: journal, logger: logger)
     }
 }

@@ -56,7 +56,7 @@ public enum SidekiqCommands {
                     payload = p
                 }
                 entries += [
-                    move.raw, mode, payload, target, queueName, move.counts.rawValue, move.journal == nil ? "" : "1",
+                    move.receipt.member, mode, payload, target, queueName, move.counts.rawValue, move.journal == nil ? "" : "1",
                     move.journal?.value ?? [],
                 ]
             }
@@ -142,10 +142,10 @@ public enum SidekiqCommands {
         func script(_ target: String, _ mode: String, _ payload: [UInt8], _ a: any RedisArgument, _ b: any RedisArgument = 0, _ c: any RedisArgument = 0)
             -> RedisCommand
         {
-            RedisCommand(["EVAL", LuaScripts.move, 3, source, target, keys.queuesKey(sameSlotAs: source), move.raw, mode, payload, a, b, c])
+            RedisCommand(["EVAL", LuaScripts.move, 3, source, target, keys.queuesKey(sameSlotAs: source), move.receipt.member, mode, payload, a, b, c])
         }
         switch move.target {
-        case .ack: return RedisCommand("LREM", source, 1, move.raw)
+        case .ack: return RedisCommand("LREM", source, 1, move.receipt.member)
         case .retry(let payload, let at): return script(keys.retry, "zadd", payload, at)
         case .dead(let payload): return script(keys.dead, "dead", payload, now, limits.maxJobs, now - limits.maxAge)
         case .queue(let queue, let payload, let head): return script(keys.list(queue), head ? "head" : "tail", payload, keys.queueName(queue))

@@ -204,7 +204,7 @@ import SidekiqQueue
         defer { redis.stop() }
         try await JobClient(redis: redis, keys: keys).push(Self.envelopes(0..<10, queues: queues, prefix: "p-"))
         #expect(try connection.command("SADD", keys.pausedQueues, queues[0]).check().int == 1)
-        let backend = ClusterBackend(redis: endpoint, keys: keys, identity: "pause-\(Job.newJID().prefix(6))", queues: queues)
+        let backend = SidekiqBackend(redis: endpoint, keys: keys, identity: "pause-\(Job.newJID().prefix(6))", queues: queues)
         defer { backend.close() }
         let fetched = try await backend.fetch(from: queues, count: 10)
         #expect(fetched.count == 5)
@@ -215,7 +215,7 @@ import SidekiqQueue
         try await eventually("a resumed queue is fetched again within a second", timeout: .seconds(5)) {
             try await backend.fetch(from: [queues[0]], count: 10).count == 5
         }
-        let moves = fetched.map { JobTransitions.Move(raw: $0.raw, target: .ack, counts: .processed) }
+        let moves = fetched.map { JobTransitions.Move(receipt: $0.receipt, target: .ack, counts: .processed) }
         _ = try await backend.complete(moves, batch: 1, resent: false)
         try await backend.deregister()
     }
@@ -230,12 +230,12 @@ import SidekiqQueue
         let redis = RedisThread(endpoint, name: "cluster-resend-test")
         defer { redis.stop() }
         try await JobClient(redis: redis, keys: keys).push(Self.envelopes(0..<30, queues: queues, prefix: "s-"))
-        let backend = ClusterBackend(redis: endpoint, keys: keys, identity: "resend-\(Job.newJID().prefix(6))", queues: queues)
+        let backend = SidekiqBackend(redis: endpoint, keys: keys, identity: "resend-\(Job.newJID().prefix(6))", queues: queues)
         defer { backend.close() }
         let fetched = try await backend.fetch(from: queues, count: 30)
         #expect(fetched.count == 30)
         #expect(Set(fetched.map(\.queue)) == Set(queues))
-        let moves = fetched.map { JobTransitions.Move(raw: $0.raw, target: .ack, counts: .processed) }
+        let moves = fetched.map { JobTransitions.Move(receipt: $0.receipt, target: .ack, counts: .processed) }
         // The first send applied; its reply "was lost": the resend must change nothing.
         #expect(try await backend.complete(moves, batch: 7, resent: false))
         #expect(try await backend.complete(moves, batch: 7, resent: true))
@@ -248,9 +248,9 @@ import SidekiqQueue
         try await JobClient(redis: redis, keys: keys).push(Self.envelopes(30..<60, queues: queues, prefix: "s-"))
         let more = try await backend.fetch(from: queues, count: 30)
         #expect(more.count == 30)
-        let first = more.filter { $0.queue == queues[0] }.map { JobTransitions.Move(raw: $0.raw, target: .ack, counts: .processed) }
+        let first = more.filter { $0.queue == queues[0] }.map { JobTransitions.Move(receipt: $0.receipt, target: .ack, counts: .processed) }
         #expect(try await backend.complete(first, batch: 8, resent: false))
-        let all = more.map { JobTransitions.Move(raw: $0.raw, target: .ack, counts: .processed) }
+        let all = more.map { JobTransitions.Move(receipt: $0.receipt, target: .ack, counts: .processed) }
         #expect(try await backend.complete(all, batch: 8, resent: true))
         for queue in queues {
             #expect(try connection.command("GET", keys.processed(queue: queue)).check().int == 20, "\(queue) counted once per job")
@@ -303,7 +303,7 @@ import SidekiqQueue
         let configuration = WorkerConfiguration(
             queues: try QueueSelection(parsing: queues.joined(separator: ",")), concurrency: 4, shutdownTimeout: .seconds(5),
             heartbeatInterval: .milliseconds(200), heartbeatTTL: 30, pollInterval: .milliseconds(50), identity: identity)
-        let backend = ClusterBackend(redis: endpoint, keys: keys, identity: identity, queues: queues)
+        let backend = SidekiqBackend(redis: endpoint, keys: keys, identity: identity, queues: queues)
         let worker = Worker(backend: backend, registry: registry, configuration: configuration)
         let running = Task { try await worker.run() }
         defer { worker.shutdown() }

@@ -4,38 +4,59 @@ import Testing
 
 @testable import ConveyorCore
 
-/// The worker needs no Redis: a second `QueueBackend`, in memory, runs jobs, retries and dead ends through the same
-/// worker, so a backend of another layout or topology plugs in without touching it. This one is the smallest
-/// complete backend: one process, moves applied under one lock.
-final class MemoryBackend: QueueBackend {
-    struct Store {
+/// What every `MemoryBackend` of one test shares, as processes share a Redis.
+final class MemoryStore: Sendable {
+    struct State: Sendable {
+        /// Ready jobs per queue, newest first (pushed at 0, taken from the end).
         var queues: [String: [[UInt8]]] = [:]
-        var inflight: [[UInt8]] = []
+        /// Each process's in-flight store, newest first.
+        var inflight: [String: [FetchedJob]] = [:]
         var retry: [(at: Double, raw: [UInt8])] = []
+        var schedule: [(at: Double, raw: [UInt8])] = []
         var dead: [[UInt8]] = []
         var processed = 0
         var failed = 0
         var beats = 0
-        var appliedBatches: Set<UInt64> = []
+        var appliedBatches: [String: Set<UInt64>] = [:]
+        /// Registered processes and when their lease ends.
+        var leases: [String: ContinuousClock.Instant] = [:]
+        var reaping: Set<String> = []
+
+        /// Jobs in every process's in-flight store.
+        var inflightCount: Int { inflight.values.reduce(0) { $0 + $1.count } }
     }
 
+    private let state = Mutex(State())
+
+    func withLock<T: Sendable>(_ body: (inout State) -> T) -> T { state.withLock { body(&$0) } }
+}
+
+/// The worker needs no Redis: a second `QueueBackend`, in memory, runs jobs, retries and dead ends through the same
+/// worker, so a backend of another layout or topology plugs in without touching it. This one is the smallest
+/// complete backend: processes sharing one `MemoryStore`, moves applied under its lock.
+final class MemoryBackend: QueueBackend {
     let identity: String
     var journalName: String { "memory:\(identity)" }
-    let store = Mutex(Store())
+    let store: MemoryStore
 
-    init(identity: String) { self.identity = identity }
+    init(identity: String, store: MemoryStore = MemoryStore()) {
+        self.identity = identity
+        self.store = store
+    }
 
     func push(_ payload: JSONObject, queue: String = "default") {
         store.withLock { $0.queues[queue, default: []].insert(payload.bytes, at: 0) }
     }
 
     func fetch(from order: [String], count: Int) async throws -> [FetchedJob] {
-        store.withLock { s in
+        let me = identity
+        return store.withLock { s in
             var out: [FetchedJob] = []
             for queue in order {
                 while out.count < count, let raw = s.queues[queue]?.popLast() {
-                    s.inflight.insert(raw, at: 0)
-                    out.append(FetchedJob(raw: raw, queue: queue))
+                    let job = FetchedJob(raw: raw, queue: queue)
+                    s.inflight[me, default: []].insert(job, at: 0)
+                    out.append(job)
                 }
             }
             return out
@@ -43,42 +64,45 @@ final class MemoryBackend: QueueBackend {
     }
 
     /// Polls (a server-side backend blocks instead): up to `timeout`, every 10 ms.
-    func waitForJob(on queue: String, timeout: Double) async throws -> [UInt8]? {
+    func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob? {
         let deadline = ContinuousClock.now + .seconds(timeout)
+        let me = identity
         while ContinuousClock.now < deadline {
-            let raw = store.withLock { s -> [UInt8]? in
+            let job = store.withLock { s -> FetchedJob? in
                 guard let raw = s.queues[queue]?.popLast() else { return nil }
-                s.inflight.insert(raw, at: 0)
-                return raw
+                let job = FetchedJob(raw: raw, queue: queue)
+                s.inflight[me, default: []].insert(job, at: 0)
+                return job
             }
-            if let raw { return raw }
+            if let job { return job }
             try await Task.sleep(for: .milliseconds(10))
         }
         return nil
     }
 
     func complete(_ moves: [JobTransitions.Move], batch: UInt64, resent: Bool) async throws -> Bool {
+        let me = identity
         store.withLock { s in
-            guard s.appliedBatches.insert(batch).inserted else { return }
-            for move in moves { _ = Self.apply(move, to: &s) }
+            guard s.appliedBatches[me, default: []].insert(batch).inserted else { return }
+            for move in moves { _ = Self.apply(move, from: me, to: &s) }
         }
         return true
     }
 
     func apply(_ moves: [JobTransitions.Move], fromInflightOf process: String, journalField: String) async throws -> [Bool] {
-        store.withLock { s in moves.map { Self.apply($0, to: &s) } }
+        store.withLock { s in moves.map { Self.apply($0, from: process, to: &s) } }
     }
 
-    private static func apply(_ move: JobTransitions.Move, to s: inout Store) -> Bool {
-        guard let index = s.inflight.firstIndex(of: move.raw) else { return false }
-        s.inflight.remove(at: index)
+    private static func apply(_ move: JobTransitions.Move, from process: String, to s: inout MemoryStore.State) -> Bool {
+        guard let index = s.inflight[process]?.firstIndex(where: { $0.receipt.member == move.receipt.member }) else { return false }
+        s.inflight[process]?.remove(at: index)
         switch move.target {
         case .ack: break
         case .retry(let payload, let at): s.retry.append((at, payload))
         case .dead(let payload): s.dead.append(payload)
         case .queue(let queue, let payload, let head):
             if head { s.queues[queue, default: []].append(payload) } else { s.queues[queue, default: []].insert(payload, at: 0) }
-        case .replace(let payload): s.inflight.insert(payload, at: index)
+        case .replace(let payload): s.inflight[process]?.insert(FetchedJob(raw: payload, queue: move.receipt.queue), at: index)
         }
         switch move.counts {
         case .none: break
@@ -89,25 +113,52 @@ final class MemoryBackend: QueueBackend {
         return true
     }
 
-    func inflightJobs(of process: String, limit: Int?) async throws -> [[UInt8]] {
-        store.withLock { s in limit.map { Array(s.inflight.suffix($0)) } ?? s.inflight }
+    func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob] {
+        store.withLock { s in
+            let list = s.inflight[process] ?? []
+            return limit.map { Array(list.suffix($0)) } ?? list
+        }
     }
 
     func heartbeat(_ beat: ProcessBeat) async throws -> ProcessSignal? {
-        store.withLock { $0.beats += 1 }
+        let me = identity
+        store.withLock { s in
+            s.beats += 1
+            s.leases[me] = .now + .seconds(beat.lease)
+        }
         return nil
     }
 
-    func deadProcesses() async throws -> [String] { [] }
-    func claim(deadProcess process: String) async throws -> Bool { false }
-    func forget(deadProcess process: String) async throws {}
-    func deregister() async throws {}
+    func deadProcesses() async throws -> [String] {
+        let now = ContinuousClock.now
+        return store.withLock { s in s.leases.filter { $0.value <= now }.map(\.key) }
+    }
+
+    func claim(deadProcess process: String) async throws -> Bool {
+        store.withLock { $0.reaping.insert(process).inserted }
+    }
+
+    func forget(deadProcess process: String) async throws {
+        store.withLock { s in
+            s.leases[process] = nil
+            s.reaping.remove(process)
+        }
+    }
+
+    func deregister() async throws {
+        let me = identity
+        store.withLock { s in
+            // Known to reapers while anything is left in flight.
+            if s.inflight[me]?.isEmpty ?? true { s.leases[me] = nil } else { s.leases[me] = .now }
+        }
+    }
 
     func promoteDueJobs() async throws {
         let now = JobTime.now()
         store.withLock { s in
-            let due = s.retry.filter { $0.at <= now }
+            let due = s.retry.filter { $0.at <= now } + s.schedule.filter { $0.at <= now }
             s.retry.removeAll { $0.at <= now }
+            s.schedule.removeAll { $0.at <= now }
             for entry in due {
                 let job = try? Job(raw: entry.raw)
                 let payload = job.map { JobTransitions.enqueued($0.payload, now: now).bytes } ?? entry.raw
@@ -144,7 +195,7 @@ final class MemoryBackend: QueueBackend {
         worker.shutdown()
         try await running.value
         let s = backend.store.withLock { $0 }
-        #expect(s.inflight.isEmpty)
+        #expect(s.inflightCount == 0)
         #expect(s.queues.values.allSatisfy { $0.isEmpty })
         #expect(s.failed == 3, "flaky twice, the unknown class once")
         #expect(attempts.load(ordering: .relaxed) == 2)
@@ -189,7 +240,7 @@ final class HangingBackend: QueueBackend {
         try await gate()
         return try await inner.fetch(from: order, count: count)
     }
-    func waitForJob(on queue: String, timeout: Double) async throws -> [UInt8]? {
+    func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob? {
         try await gate()
         return try await inner.waitForJob(on: queue, timeout: timeout)
     }
@@ -201,7 +252,7 @@ final class HangingBackend: QueueBackend {
         try await gate()
         return try await inner.apply(moves, fromInflightOf: process, journalField: journalField)
     }
-    func inflightJobs(of process: String, limit: Int?) async throws -> [[UInt8]] {
+    func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob] {
         try await gate()
         return try await inner.inflightJobs(of: process, limit: limit)
     }
@@ -238,7 +289,7 @@ final class HangingBackend: QueueBackend {
             try await worker.run()
             returned.store(true, ordering: .sequentiallyConsistent)
         }
-        try await eventually("the job taken") { backend.inner.store.withLock { $0.inflight.count == 1 } }
+        try await eventually("the job taken") { backend.inner.store.withLock { $0.inflightCount == 1 } }
         backend.hang()
         let stopped = ContinuousClock.now
         worker.shutdown()
@@ -252,7 +303,7 @@ final class HangingBackend: QueueBackend {
         #expect(took < .milliseconds(500) + Worker.stopWriteAllowance + .seconds(2), "the stop took \(took)")
         #expect(worker.stopLeftJobsInFlight)
         #expect(worker.unwrittenCompletions == 1)
-        #expect(backend.inner.store.withLock { $0.inflight.count } == 1, "the job stays in flight for a reaper")
+        #expect(backend.inner.store.withLock { $0.inflightCount } == 1, "the job stays in flight for a reaper")
         #expect(backend.waiting > 0, "calls were still hanging when the stop gave up")
         backend.release()
     }
@@ -267,11 +318,11 @@ final class HangingBackend: QueueBackend {
         backend.inner.push(Job.envelope(jobClass: "sleep", arguments: ["ms": 200], queue: "default"))
         let worker = Worker(backend: backend, registry: registry, configuration: configuration)
         let running = Task { try await worker.run() }
-        try await eventually("the job taken") { backend.inner.store.withLock { $0.inflight.count == 1 } }
+        try await eventually("the job taken") { backend.inner.store.withLock { $0.inflightCount == 1 } }
         worker.shutdown()
         try await running.value
         #expect(!worker.stopLeftJobsInFlight)
         #expect(worker.unwrittenCompletions == 0)
-        #expect(backend.inner.store.withLock { $0.inflight.isEmpty && $0.processed == 1 })
+        #expect(backend.inner.store.withLock { $0.inflightCount == 0 && $0.processed == 1 })
     }
 }

@@ -13,13 +13,16 @@ final class TestRedis: Sendable {
     let thread: RedisThread
     let namespace: String
 
-    init(_ name: String = #function) throws {
-        guard let url = ProcessInfo.processInfo.environment["REDIS_URL"] else {
+    /// - Parameters:
+    ///   - url: the server; nil: `REDIS_URL`.
+    ///   - cluster: the cluster layout (`url` names a Redis Cluster).
+    init(_ name: String = #function, url: String? = nil, cluster: Bool = false) throws {
+        guard let url = url ?? ProcessInfo.processInfo.environment["REDIS_URL"] else {
             throw TestSetupError("REDIS_URL is not set: run the tests through `make test`, which starts Redis")
         }
         endpoint = try RedisEndpoint(url: url)
         namespace = "test-\(name.prefix(while: { $0 != "(" }))-\(Job.newJID().prefix(8))"
-        keys = QueueKeys(namespace: namespace)
+        keys = QueueKeys(namespace: namespace, cluster: cluster)
         thread = RedisThread(endpoint, name: "test-redis")
     }
 

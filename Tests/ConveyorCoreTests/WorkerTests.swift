@@ -6,7 +6,9 @@ import Testing
 @testable import ConveyorCore
 import SidekiqQueue
 
-/// The worker against a real Redis: fetch, ack, retries, dead set, priorities, limits, timeouts, shutdown, reaping.
+/// The worker's contract, run over every backend (`BackendKind`: in memory, a single Redis in Sidekiq's layout, a Redis
+/// Cluster in the cluster layout): fetch, ack, retries, dead set, priorities, limits, timeouts, shutdown, reaping. The
+/// tests of what only Sidekiq's layout shows (its process hash, the bounded dead set) follow them.
 @Suite struct WorkerTests {
     func registry(_ recorder: Recorder, _ extra: [JobClass] = []) -> JobRegistry {
         var registry = JobRegistry()
@@ -24,24 +26,26 @@ import SidekiqQueue
         return registry
     }
 
-    @Test func runsJobsAndAcksThem() async throws {
-        let redis = try TestRedis()
+    @Test(arguments: BackendKind.available) func runsJobsAndAcksThem(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
         let recorder = Recorder()
         var jids: [String] = []
-        for i in 0..<50 { jids.append(try await redis.client.enqueue("record", arguments: ["n": JSONValue(i)])) }
-        try await withWorker(redis, registry: registry(recorder)) { worker in
-            try await eventually("50 jobs processed") { try await redis.int("GET", redis.keys.processed) == 50 }
+        for i in 0..<50 { jids.append(try await world.enqueue("record", arguments: ["n": JSONValue(i)])) }
+        try await withWorker(world, registry: registry(recorder)) { worker in
+            try await eventually("50 jobs processed") { try await world.processed() == 50 }
             #expect(Set(recorder.order) == Set(jids))
-            #expect(try await redis.int("LLEN", redis.keys.queue("default")) == 0)
-            try await eventually("in-flight list empty") { try await redis.int("LLEN", redis.keys.inflight(worker.configuration.identity)) == 0 }
-            #expect(try await redis.int("GET", redis.keys.failed) == 0)
-            #expect(try await redis.int("GET", redis.keys.processed(day: JobTime.day(JobTime.now()))) == 50)
+            #expect(try await world.queued().isEmpty)
+            try await eventually("in-flight list empty") { try await world.inflight(worker.configuration.identity) == 0 }
+            #expect(try await world.failed() == 0)
+            if kind == .redis, let redis = world.redis {
+                #expect(try await redis.int("GET", redis.keys.processed(day: JobTime.day(JobTime.now()))) == 50)
+            }
         }
-        try await redis.clean()
+        try await world.clean()
     }
 
-    @Test func failingJobRetriesWithBackoffThenDies() async throws {
-        let redis = try TestRedis()
+    @Test(arguments: BackendKind.available) func failingJobRetriesWithBackoffThenDies(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
         let calls = Mutex<[Double]>([])
         let policy = RetryPolicy(maxAttempts: 3, backoff: .exponential(base: 0.3, factor: 2, cap: 5, jitter: 0.25))
         let failing = JobClass(
@@ -50,14 +54,12 @@ import SidekiqQueue
                 calls.withLock { $0.append(JobTime.now()) }
                 throw JobFailure.transient("UpstreamDown", "the upstream said no")
             })
-        let jid = try await redis.client.enqueue("flaky")
-        try await withWorker(redis, registry: registry(Recorder(), [failing])) { _ in
+        let jid = try await world.enqueue("flaky")
+        try await withWorker(world, registry: registry(Recorder(), [failing])) { _ in
             // First failure: in the retry set, scored within the policy's bounds for retry 0.
-            try await eventually("first failure in retry set") { try await redis.int("ZCARD", redis.keys.retry) == 1 }
+            try await eventually("first failure in retry set") { try await world.retries().count == 1 }
             let first = calls.withLock { $0[0] }
-            let entry = try await redis.command("ZRANGE", redis.keys.retry, 0, 0, "WITHSCORES").array!
-            let retried = try JSONValue(parsing: entry[0].bytes!).objectValue!
-            let score = Double(entry[1].text!)!
+            let (score, retried) = try await world.retries()[0]
             let bounds = policy.delayBounds(retryCount: 0)
             #expect(score >= first + bounds.lowerBound - 0.05 && score <= first + bounds.upperBound + 0.2)
             #expect(retried["jid"]?.stringValue == jid)
@@ -65,24 +67,24 @@ import SidekiqQueue
             #expect(retried["error_class"]?.stringValue == "UpstreamDown")
             #expect(retried["failed_at"] != nil)
 
-            try await eventually("dead after three runs") { try await redis.int("ZCARD", redis.keys.dead) == 1 }
+            try await eventually("dead after three runs") { try await world.dead().count == 1 }
             let times = calls.withLock { $0 }
             #expect(times.count == 3)
             // Each retry waited at least the lower bound of its backoff.
             #expect(times[1] - times[0] >= policy.delayBounds(retryCount: 0).lowerBound - 0.05)
             #expect(times[2] - times[1] >= policy.delayBounds(retryCount: 1).lowerBound - 0.05)
-            let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
+            let dead = try await world.dead()[0]
             #expect(dead["retry_count"]?.intValue == 2)
             #expect(dead["retried_at"] != nil)
             #expect(dead["error_message"]?.stringValue == "the upstream said no")
-            #expect(try await redis.int("ZCARD", redis.keys.retry) == 0)
-            #expect(try await redis.int("GET", redis.keys.failed) == 3)
+            #expect(try await world.retries().isEmpty)
+            #expect(try await world.failed() == 3)
         }
-        try await redis.clean()
+        try await world.clean()
     }
 
-    @Test func permanentErrorsSkipRetries() async throws {
-        let redis = try TestRedis()
+    @Test(arguments: BackendKind.available) func permanentErrorsSkipRetries(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
         let calls = Atomic<Int>(0)
         let bad = JobClass(
             "picky",
@@ -91,44 +93,31 @@ import SidekiqQueue
                 _ = try job.string("source")
                 return nil
             })
-        try await redis.client.enqueue("picky", arguments: ["source": 42])
-        try await withWorker(redis, registry: registry(Recorder(), [bad])) { _ in
-            try await eventually("dead") { try await redis.int("ZCARD", redis.keys.dead) == 1 }
-            let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
+        try await world.enqueue("picky", arguments: ["source": 42])
+        try await withWorker(world, registry: registry(Recorder(), [bad])) { _ in
+            try await eventually("dead") { try await world.dead().count == 1 }
+            let dead = try await world.dead()[0]
             #expect(dead["error_class"]?.stringValue == "InvalidArguments")
             #expect(dead["error_message"]?.stringValue == "source must be a string, got number")
             #expect(calls.load(ordering: .relaxed) == 1)
-            #expect(try await redis.int("ZCARD", redis.keys.retry) == 0)
+            #expect(try await world.retries().isEmpty)
         }
-        try await redis.clean()
+        try await world.clean()
     }
 
-    @Test func deadSetIsBoundedLikeSidekiqs() async throws {
-        let redis = try TestRedis()
-        var jids: [String] = []
-        for _ in 0..<8 { jids.append(try await redis.client.enqueue("does.not.exist")) }
-        try await withWorker(redis, registry: registry(Recorder()), concurrency: 1, deadSet: DeadSetLimits(maxJobs: 3)) { _ in
-            try await eventually("all eight failed") { try await redis.int("GET", redis.keys.failed) == 8 }
-            try await eventually("acks written") { try await redis.int("LLEN", redis.keys.queue("default")) == 0 }
-            #expect(try await redis.int("ZCARD", redis.keys.dead) == 3)
-        }
-        try await redis.clean()
-    }
-
-    @Test func garbageAndUnknownClassesLandInDeadWithTheirBytes() async throws {
-        let redis = try TestRedis()
-        let queue = redis.keys.queue("default")
-        try await redis.command("LPUSH", queue, "not json at all {")
-        try await redis.command("LPUSH", queue, [0xFF, 0xFE, 0x00, 0x41] as [UInt8])
-        try await redis.command("LPUSH", queue, #"{"args":[]}"#)
-        try await redis.command("LPUSH", queue, #"{"class":"noop","args":"nope"}"#)
-        try await redis.command("LPUSH", queue, #"{"class":"noop","args":[1,2]}"#)
-        let unknown = try await redis.client.enqueue("does.not.exist")
-        try await redis.client.enqueue("noop")
-        try await withWorker(redis, registry: registry(Recorder())) { _ in
-            try await eventually("6 dead") { try await redis.int("ZCARD", redis.keys.dead) == 6 }
-            try await eventually("noop ran") { try await redis.int("GET", redis.keys.processed) == 7 }
-            let dead = try await redis.jobs(inSet: redis.keys.dead)
+    @Test(arguments: BackendKind.available) func garbageAndUnknownClassesLandInDeadWithTheirBytes(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
+        try await world.push(raw: Array("not json at all {".utf8))
+        try await world.push(raw: [0xFF, 0xFE, 0x00, 0x41])
+        try await world.push(raw: Array(#"{"args":[]}"#.utf8))
+        try await world.push(raw: Array(#"{"class":"noop","args":"nope"}"#.utf8))
+        try await world.push(raw: Array(#"{"class":"noop","args":[1,2]}"#.utf8))
+        let unknown = try await world.enqueue("does.not.exist")
+        try await world.enqueue("noop")
+        try await withWorker(world, registry: registry(Recorder())) { _ in
+            try await eventually("6 dead") { try await world.dead().count == 6 }
+            try await eventually("noop ran") { try await world.processed() == 7 }
+            let dead = try await world.dead()
             let byRaw = Dictionary(dead.compactMap { d in d["raw"]?.stringValue.map { ($0, d) } }, uniquingKeysWith: { a, _ in a })
             #expect(byRaw["not json at all {"]?["error_class"]?.stringValue == "MalformedJob")
             #expect(byRaw[#"{"args":[]}"#]?["error_message"]?.stringValue == #"payload has no "class" string"#)
@@ -139,36 +128,52 @@ import SidekiqQueue
             #expect(lost["error_class"]?.stringValue == "UnknownJobClass")
             #expect(lost["class"]?.stringValue == "does.not.exist")
         }
-        try await redis.clean()
+        try await world.clean()
     }
 
-    @Test func scheduledJobsRunWhenDue() async throws {
-        let redis = try TestRedis()
+    /// A job without a usable jid gets one before it runs: its payload is rewritten in the in-flight store, and the
+    /// receipt of the rewritten payload is the one its ack carries.
+    @Test(arguments: BackendKind.available) func aJobWithoutAJidGetsOneAndIsAckedByItsNewReceipt(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
+        let recorder = Recorder()
+        try await world.push(raw: Array(#"{"class":"record","args":[],"queue":"default"}"#.utf8))
+        try await world.push(raw: Array(#"{"class":"record","args":[],"queue":"default","jid":""}"#.utf8))
+        try await withWorker(world, registry: registry(recorder)) { worker in
+            try await eventually("both ran") { try await world.processed() == 2 }
+            #expect(Set(recorder.order).count == 2 && recorder.order.allSatisfy { $0.utf8.count == 24 }, "\(recorder.order)")
+            try await eventually("nothing left in flight") { try await world.inflight(worker.configuration.identity) == 0 }
+            #expect(try await world.queued().isEmpty)
+        }
+        try await world.clean()
+    }
+
+    @Test(arguments: BackendKind.available) func scheduledJobsRunWhenDue(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
         let recorder = Recorder()
         let at = JobTime.now() + 1.0
-        let jid = try await redis.client.enqueue("record", at: at)
-        #expect(try await redis.int("ZCARD", redis.keys.schedule) == 1)
-        try await withWorker(redis, registry: registry(recorder)) { _ in
+        let jid = try await world.enqueue("record", at: at)
+        #expect(try await world.scheduled() == 1)
+        try await withWorker(world, registry: registry(recorder)) { _ in
             try await eventually("scheduled job ran") { !recorder.starts(jid).isEmpty }
             #expect(recorder.starts(jid)[0] >= at)
-            #expect(try await redis.int("ZCARD", redis.keys.schedule) == 0)
+            #expect(try await world.scheduled() == 0)
         }
-        try await redis.clean()
+        try await world.clean()
     }
 
-    @Test func strictPriorityDrainsHigherQueuesFirst() async throws {
-        let redis = try TestRedis()
+    @Test(arguments: BackendKind.available) func strictPriorityDrainsHigherQueuesFirst(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
         let recorder = Recorder()
         var low: [String] = []
         var critical: [String] = []
-        for _ in 0..<20 { low.append(try await redis.client.enqueue("record", queue: "low")) }
-        for _ in 0..<20 { critical.append(try await redis.client.enqueue("record", queue: "critical")) }
-        try await withWorker(redis, registry: registry(recorder), queues: "critical,default,low", concurrency: 1) { _ in
+        for _ in 0..<20 { low.append(try await world.enqueue("record", queue: "low")) }
+        for _ in 0..<20 { critical.append(try await world.enqueue("record", queue: "critical")) }
+        try await withWorker(world, registry: registry(recorder), queues: "critical,default,low", concurrency: 1) { _ in
             try await eventually("all ran") { recorder.order.count == 40 }
             #expect(Set(recorder.order.prefix(20)) == Set(critical))
             #expect(Array(recorder.order.prefix(20)) == critical, "FIFO within a queue")
         }
-        try await redis.clean()
+        try await world.clean()
     }
 
     @Test func weightedOrderFollowsWeights() throws {
@@ -189,8 +194,8 @@ import SidekiqQueue
         #expect(throws: JobFailure.self) { try QueueSelection(parsing: "a,a") }
     }
 
-    @Test func perClassConcurrencyLimitLetsOtherClassesRun() async throws {
-        let redis = try TestRedis()
+    @Test(arguments: BackendKind.available) func perClassConcurrencyLimitLetsOtherClassesRun(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
         let recorder = Recorder()
         let gate = AsyncEvent()
         let slow = JobClass(
@@ -201,23 +206,23 @@ import SidekiqQueue
                 await gate.wait()
                 return nil
             })
-        for _ in 0..<5 { try await redis.client.enqueue("slow") }
+        for _ in 0..<5 { try await world.enqueue("slow") }
         var fast: [String] = []
-        for _ in 0..<30 { fast.append(try await redis.client.enqueue("record", arguments: ["ms": 50])) }
-        try await withWorker(redis, registry: registry(recorder, [slow]), concurrency: 8) { _ in
+        for _ in 0..<30 { fast.append(try await world.enqueue("record", arguments: ["ms": 50])) }
+        try await withWorker(world, registry: registry(recorder, [slow]), concurrency: 8) { _ in
             // Every fast job finishes while the one running slow job holds its class's only slot.
             try await eventually("fast jobs done while slow blocked") { Set(recorder.order).isSuperset(of: fast) }
             #expect(recorder.running("slow") == 1)
             gate.set()
-            try await eventually("all done") { try await redis.int("GET", redis.keys.processed) == 35 }
+            try await eventually("all done") { try await world.processed() == 35 }
             #expect(recorder.maxRunning("slow") == 1)
             #expect(recorder.maxRunning("record") > 1)
         }
-        try await redis.clean()
+        try await world.clean()
     }
 
-    @Test func hardTimeoutStopsAJobThatIgnoresCancellation() async throws {
-        let redis = try TestRedis()
+    @Test(arguments: BackendKind.available) func hardTimeoutStopsAJobThatIgnoresCancellation(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
         let handlerReturned = Atomic<Bool>(false)
         let stuck = JobClass(
             "stuck", retry: RetryPolicy(maxAttempts: 1), timeout: .milliseconds(300),
@@ -227,64 +232,79 @@ import SidekiqQueue
                 handlerReturned.store(true, ordering: .sequentiallyConsistent)
                 return nil
             })
-        try await redis.client.enqueue("stuck")
-        try await redis.client.enqueue("noop")
-        try await withWorker(redis, registry: registry(Recorder(), [stuck]), concurrency: 1) { _ in
-            try await eventually("timed out into dead") { try await redis.int("ZCARD", redis.keys.dead) == 1 }
+        try await world.enqueue("stuck")
+        try await world.enqueue("noop")
+        try await withWorker(world, registry: registry(Recorder(), [stuck]), concurrency: 1) { _ in
+            try await eventually("timed out into dead") { try await world.dead().count == 1 }
             let returnedBeforeDeadline = handlerReturned.load(ordering: .sequentiallyConsistent)
             #expect(!returnedBeforeDeadline, "failed at its deadline, not when the handler returned")
-            let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
+            let dead = try await world.dead()[0]
             #expect(dead["error_class"]?.stringValue == "JobTimeout")
             // Its slot went to the next job while the stuck handler still runs.
-            try await eventually("next job ran") { try await redis.int("GET", redis.keys.processed) == 2 }
+            try await eventually("next job ran") { try await world.processed() == 2 }
             let returnedBeforeNext = handlerReturned.load(ordering: .sequentiallyConsistent)
             #expect(!returnedBeforeNext)
         }
-        try await redis.clean()
+        try await world.clean()
     }
 
-    @Test func shutdownPushesUnfinishedJobsBackWithoutSpendingAnAttempt() async throws {
-        let redis = try TestRedis()
+    @Test(arguments: BackendKind.available) func shutdownPushesUnfinishedJobsBackWithoutSpendingAnAttempt(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
         let recorder = Recorder()
-        let long = try await redis.client.enqueue("sleep", arguments: ["ms": 30_000])
-        let short = try await redis.client.enqueue("record", arguments: ["ms": 300])
+        let long = try await world.enqueue("sleep", arguments: ["ms": 30_000])
+        let short = try await world.enqueue("record", arguments: ["ms": 300])
         let identity = WorkerConfiguration.newIdentity()
-        try await withWorker(redis, registry: registry(recorder), concurrency: 4, shutdownTimeout: .seconds(2), identity: identity) { _ in
-            try await eventually("both started") { try await redis.int("LLEN", redis.keys.inflight(identity)) == 2 && !recorder.starts(short).isEmpty }
+        try await withWorker(world, registry: registry(recorder), concurrency: 4, shutdownTimeout: .seconds(2), identity: identity) { _ in
+            try await eventually("both started") { try await world.inflight(identity) == 2 && !recorder.starts(short).isEmpty }
         }
         // run() returned: the short job finished during the drain, the long one is back at the head of its queue.
-        let queued = try await redis.jobs(inList: redis.keys.queue("default"))
+        let queued = try await world.queued()
         #expect(queued.count == 1)
         #expect(queued[0]["jid"]?.stringValue == long)
         #expect(queued[0]["retry_count"] == nil)
-        #expect(try await redis.int("GET", redis.keys.processed) == 1)
-        #expect(try await redis.int("LLEN", redis.keys.inflight(identity)) == 0)
-        #expect(try await redis.int("SISMEMBER", redis.keys.processes, identity) == 0)
-        #expect(try await redis.int("EXISTS", redis.keys.heartbeat(identity)) == 0)
-        try await redis.clean()
+        #expect(try await world.processed() == 1)
+        #expect(try await world.inflight(identity) == 0)
+        #expect(try await !world.knows(process: identity))
+        if let redis = world.redis {
+            #expect(try await redis.int("SISMEMBER", redis.keys.processes, identity) == 0)
+            #expect(try await redis.int("EXISTS", redis.keys.heartbeat(identity)) == 0)
+        }
+        try await world.clean()
     }
 
-    @Test func reaperReturnsADeadProcessesJobsCountingAnAttempt() async throws {
-        let redis = try TestRedis()
+    @Test(arguments: BackendKind.available) func reaperReturnsADeadProcessesJobsCountingAnAttempt(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
         let recorder = Recorder()
         // A process that died: registered, in-flight jobs, no heartbeat.
-        let ghost = "ghost:1:abc"
+        let ghost = "ghost:1:\(Job.newJID().prefix(6))"
         let lost = Job.envelope(jobClass: "record", arguments: [:], queue: "default")
-        var poisoned = Job.envelope(jobClass: "record", arguments: [:], queue: "default")
+        var poisoned = Job.envelope(jobClass: "record", arguments: [:], queue: "low")
         poisoned["retry_count"] = 1  // two runs already lost: the third loss is the last
-        try await redis.command("SADD", redis.keys.conveyorProcesses, ghost)
-        try await redis.command("LPUSH", redis.keys.inflight(ghost), lost.bytes)
-        try await redis.command("LPUSH", redis.keys.inflight(ghost), poisoned.bytes)
-        try await withWorker(redis, registry: registry(recorder)) { _ in
+        try await world.plantDeadProcess(ghost, holding: [lost, poisoned])
+        try await withWorker(world, registry: registry(recorder), queues: "default,low") { _ in
             try await eventually("lost job ran again") { !recorder.starts(lost["jid"]!.stringValue!).isEmpty }
-            try await eventually("poison pill dead") { try await redis.int("ZCARD", redis.keys.dead) == 1 }
-            let dead = try await redis.jobs(inSet: redis.keys.dead)[0]
+            try await eventually("poison pill dead") { try await world.dead().count == 1 }
+            let dead = try await world.dead()[0]
             #expect(dead["jid"] == poisoned["jid"])
             #expect(dead["error_class"]?.stringValue == "WorkerLost")
             #expect(dead["retry_count"]?.intValue == 2)
             #expect(recorder.starts(poisoned["jid"]!.stringValue!).isEmpty)
-            #expect(try await redis.int("LLEN", redis.keys.inflight(ghost)) == 0)
-            #expect(try await redis.int("SISMEMBER", redis.keys.conveyorProcesses, ghost) == 0)
+            #expect(try await world.inflight(ghost) == 0)
+            try await eventually("the ghost forgotten") { try await !world.knows(process: ghost) }
+        }
+        try await world.clean()
+    }
+
+    // MARK: Sidekiq's layout only
+
+    @Test func deadSetIsBoundedLikeSidekiqs() async throws {
+        let redis = try TestRedis()
+        var jids: [String] = []
+        for _ in 0..<8 { jids.append(try await redis.client.enqueue("does.not.exist")) }
+        try await withWorker(redis, registry: registry(Recorder()), concurrency: 1, deadSet: DeadSetLimits(maxJobs: 3)) { _ in
+            try await eventually("all eight failed") { try await redis.int("GET", redis.keys.failed) == 8 }
+            try await eventually("acks written") { try await redis.int("LLEN", redis.keys.queue("default")) == 0 }
+            #expect(try await redis.int("ZCARD", redis.keys.dead) == 3)
         }
         try await redis.clean()
     }

@@ -1,9 +1,11 @@
 import Foundation
 
-/// A job as fetched from Redis: the exact bytes (needed to remove it from lists and sets) and its parsed envelope.
+/// A job as fetched from Redis: the exact bytes, its parsed envelope, and the receipt its outcome's move is applied by.
 public struct Job: Sendable {
     /// The payload exactly as it was stored.
     public let raw: [UInt8]
+    /// Where the backend finds the job again when its outcome is written (its in-flight member, its queue).
+    public var receipt: DeliveryReceipt
     public var payload: JSONObject
     public var jobClass: String
     public var queue: String
@@ -25,9 +27,16 @@ public struct Job: Sendable {
     public var enqueuedAt: Double? { payload["enqueued_at"].flatMap(JobTime.seconds) }
     public var createdAt: Double? { payload["created_at"].flatMap(JobTime.seconds) }
 
+    /// Parses and validates a fetched job's envelope; its receipt goes with it.
+    public init(_ fetched: FetchedJob) throws(JobFailure) {
+        try self.init(raw: fetched.raw, fetchedFrom: fetched.queue, receipt: fetched.receipt)
+    }
+
     /// Parses and validates the Sidekiq envelope Conveyor accepts.
-    /// - Parameter queue: the queue it was fetched from, used when the payload names none.
-    public init(raw: [UInt8], fetchedFrom queue: String? = nil) throws(JobFailure) {
+    /// - Parameters:
+    ///   - queue: the queue it was fetched from, used when the payload names none.
+    ///   - receipt: how its backend finds it again; nil: its payload in a list of `queue` (or its own queue).
+    public init(raw: [UInt8], fetchedFrom queue: String? = nil, receipt: DeliveryReceipt? = nil) throws(JobFailure) {
         let value: JSONValue
         do {
             value = try JSONValue(parsing: raw)
@@ -61,6 +70,7 @@ public struct Job: Sendable {
         self.payload = payload
         self.jobClass = jobClass
         self.queue = payload["queue"]?.stringValue ?? queue ?? "default"
+        self.receipt = receipt ?? DeliveryReceipt(queue: queue ?? self.queue, member: raw)
         // A jid that cannot name the job (too long, control characters) is replaced before the job runs.
         self.jid = Job.isValidJID(payload["jid"]) ? payload["jid"]!.stringValue! : ""
         self.arguments = arguments

@@ -142,13 +142,14 @@ public enum JobTransitions {
             }
         }
 
-        public var raw: [UInt8]
+        /// The job's receipt from its fetch: which in-flight member leaves, and from which queue's store.
+        public var receipt: DeliveryReceipt
         public var target: Target
         public var counts: Counts
         public var journal: JournalEntry?
 
-        public init(raw: [UInt8], target: Target, counts: Counts, journal: JournalEntry? = nil) {
-            self.raw = raw
+        public init(receipt: DeliveryReceipt, target: Target, counts: Counts, journal: JournalEntry? = nil) {
+            self.receipt = receipt
             self.target = target
             self.counts = counts
             self.journal = journal

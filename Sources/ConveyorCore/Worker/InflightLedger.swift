@@ -1,7 +1,7 @@
 import Synchronization
 
-/// What this process holds of its own in-flight list: every job a fetch delivered, until a move that takes it
-/// out of the list has been answered by Redis. Whatever else is in the list is a job whose fetch ran in Redis
+/// What this process holds of its own in-flight list: every job a fetch delivered (by its receipt's member), until a
+/// move that takes it out of the list has been answered by Redis. Whatever else is in the list is a job whose fetch ran in Redis
 /// while its reply was lost with the connection; `orphans(in:)` finds those.
 ///
 /// Fetches pass through a gate so that the list can be compared with the ledger while no fetch is under way
@@ -81,18 +81,18 @@ final class InflightLedger: Sendable {
         for w in waiters { w.resume() }
     }
 
-    /// The members of `list` (the in-flight list as Redis has it) that this process does not hold, counting
+    /// The jobs of `list` (the in-flight list as the backend has it) that this process does not hold, counting
     /// duplicates. Call with the gate closed.
-    func orphans(in list: [[UInt8]]) -> [[UInt8]] {
+    func orphans(in list: [FetchedJob]) -> [FetchedJob] {
         state.withLock { s in
             var remaining = s.held
-            var out: [[UInt8]] = []
-            for raw in list {
-                let key = RawJob(raw)
+            var out: [FetchedJob] = []
+            for job in list {
+                let key = RawJob(job.receipt.member)
                 if let n = remaining[key], n > 0 {
                     remaining[key] = n - 1
                 } else {
-                    out.append(raw)
+                    out.append(job)
                 }
             }
             return out

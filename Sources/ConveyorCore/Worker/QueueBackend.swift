@@ -19,16 +19,16 @@ public protocol QueueBackend: Sendable {
     // MARK: Fetching
 
     /// Moves up to `count` ready jobs into this process's in-flight store, taking from the queues in `order`
-    /// (earlier queues first), and returns them with the queue each came from. Empty when every queue is empty.
+    /// (earlier queues first), and returns them with their receipts. Empty when every queue is empty.
     func fetch(from order: [String], count: Int) async throws -> [FetchedJob]
 
     /// Waits up to `timeout` seconds for a job on `queue` and moves it into this process's in-flight store.
     /// Called while `fetch` finds nothing, concurrently for each served queue.
-    func waitForJob(on queue: String, timeout: Double) async throws -> [UInt8]?
+    func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob?
 
     // MARK: Leaving the in-flight store
 
-    /// Applies one batch of moves out of this process's in-flight store, all or none, with their counters and
+    /// Applies one batch of moves out of this process's in-flight store (each names its job by its receipt), all or none, with their counters and
     /// journal entries (field `JobTransitions.ackJournalField(batch)`). `resent` says an earlier send of the same
     /// batch failed and may have applied: then it must not apply again. Returns false when the backend refused
     /// the batch as a whole (a bug, logged; retrying would fail again).
@@ -39,15 +39,14 @@ public protocol QueueBackend: Sendable {
     /// Returns which moves were applied.
     func apply(_ moves: [JobTransitions.Move], fromInflightOf process: String, journalField: String) async throws -> [Bool]
 
-    /// Forgets what the backend kept about a job that left the in-flight store of `process` (this one or a reaped
-    /// one) and names the journal that `move`'s entry went to. Called once for every move of a batch after the batch
-    /// was sent, applied or not. A backend with one journal per process (the default) names `journalName`; one with a
-    /// journal per queue (a Redis Cluster's layout) names the journal of the queue the job was taken from.
-    func release(_ move: JobTransitions.Move, fromInflightOf process: String) -> String
+    /// The journal this process's entry for a move of the job holding `receipt` goes to (out of this process's
+    /// in-flight store or a reaped one's). A backend with one journal per process (the default) names `journalName`;
+    /// one with a journal per queue (a Redis Cluster's layout) names the journal of the receipt's queue.
+    func journal(for receipt: DeliveryReceipt) -> String
 
-    /// Jobs in the in-flight store of `process`: the `limit` oldest (nil: all), listed newest first, so that moving
-    /// them back to the head of their queues in this order runs the oldest first.
-    func inflightJobs(of process: String, limit: Int?) async throws -> [[UInt8]]
+    /// Jobs in the in-flight store of `process`, with their receipts: the `limit` oldest (nil: all), listed newest
+    /// first, so that moving them back to the head of their queues in this order runs the oldest first.
+    func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob]
 
     // MARK: Liveness
 
@@ -79,17 +78,46 @@ public protocol QueueBackend: Sendable {
 }
 
 extension QueueBackend {
-    public func release(_ move: JobTransitions.Move, fromInflightOf process: String) -> String { journalName }
+    public func journal(for receipt: DeliveryReceipt) -> String { journalName }
 }
 
-/// A job moved into a process's in-flight store, with the queue it came from.
-public struct FetchedJob: Sendable {
-    public var raw: [UInt8]
+/// How a backend finds a fetched job again when its outcome is written, as Sidekiq's `UnitOfWork` does: it travels in
+/// the job from the fetch to the move that takes it out of the in-flight store (`Job.receipt`, `Move.receipt`), so no
+/// backend has to remember where a job came from.
+public struct DeliveryReceipt: Sendable {
+    /// The queue the job was taken from. For a job listed from an in-flight store that does not record it (Sidekiq's
+    /// single-node layout keeps one list per process), the queue its payload names.
     public var queue: String
+    /// The job as the in-flight store holds it: the payload's exact bytes in a Sidekiq list (a BullMQ backend: the
+    /// job id).
+    public var member: [UInt8]
+    /// What else the backend needs to prove its hold on the job (a BullMQ backend: the lock token); empty for
+    /// Sidekiq's lists.
+    public var token: String
 
-    public init(raw: [UInt8], queue: String) {
-        self.raw = raw
+    public init(queue: String, member: [UInt8], token: String = "") {
         self.queue = queue
+        self.member = member
+        self.token = token
+    }
+}
+
+/// A job moved into a process's in-flight store: its payload and its receipt.
+public struct FetchedJob: Sendable {
+    /// The payload, as `Job` parses it.
+    public var raw: [UInt8]
+    public var receipt: DeliveryReceipt
+    /// The queue it was taken from.
+    public var queue: String { receipt.queue }
+
+    public init(raw: [UInt8], receipt: DeliveryReceipt) {
+        self.raw = raw
+        self.receipt = receipt
+    }
+
+    /// A job whose in-flight member is its payload (Sidekiq's lists).
+    public init(raw: [UInt8], queue: String) {
+        self.init(raw: raw, receipt: DeliveryReceipt(queue: queue, member: raw))
     }
 }
 

@@ -62,7 +62,7 @@ extension Worker {
         let move: JobTransitions.Move
         switch result {
         case .success(let value):
-            move = .init(raw: job.raw, target: .ack, counts: .processed)
+            move = .init(receipt: job.receipt, target: .ack, counts: .processed)
             outcome.result = value
             if log.logLevel <= .info {
                 var metadata: Logger.Metadata = ["duration_ms": "\(durationMS)"]
@@ -85,17 +85,17 @@ extension Worker {
             switch destination {
             case .retry(let at):
                 outcome.status = .retrying
-                move = .init(raw: job.raw, target: .retry(payload: payload.bytes, at: at), counts: .processedAndFailed)
+                move = .init(receipt: job.receipt, target: .retry(payload: payload.bytes, at: at), counts: .processedAndFailed)
                 metadata["retry_in_s"] = "\(Saturating.int((at - now).rounded()))"
                 log.warning("job failed; will retry", metadata: metadata)
             case .dead:
                 outcome.status = .dead
                 metadata["reason"] = failure.isPermanent ? "permanent error" : "out of attempts"
                 if JobTransitions.keepsDead(payload) {
-                    move = .init(raw: job.raw, target: .dead(payload: payload.bytes), counts: .processedAndFailed)
+                    move = .init(receipt: job.receipt, target: .dead(payload: payload.bytes), counts: .processedAndFailed)
                     log.error("job failed; moved to the dead set", metadata: metadata)
                 } else {
-                    move = .init(raw: job.raw, target: .ack, counts: .processedAndFailed)
+                    move = .init(receipt: job.receipt, target: .ack, counts: .processedAndFailed)
                     log.error("job failed; discarded (retry: false)", metadata: metadata)
                 }
             }

@@ -78,9 +78,9 @@ extension Worker {
             let now = JobTime.now()
             var moves: [JobTransitions.Move] = []
             var outcomes: [JobOutcome?] = []
-            for raw in items {
+            for item in items {
                 do {
-                    let job = try Job(raw: raw)
+                    let job = try Job(item)
                     let policy = registry[job.jobClass]?.retry ?? .default
                     let (payload, isDead) = JobTransitions.reaped(job, identity: dead, policy: policy, now: now)
                     if isDead {
@@ -89,25 +89,25 @@ extension Worker {
                             jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .dead, attempts: Saturating.add(job.previousFailures, 1),
                             result: nil, failure: JobTransitions.workerLost(dead), enqueuedAt: job.enqueuedAt,
                             startedAt: now, finishedAt: now, payload: payload)
-                        moves.append(.init(raw: raw, target: .dead(payload: payload.bytes), counts: .failed, journal: journalEntry(for: outcome)))
+                        moves.append(.init(receipt: item.receipt, target: .dead(payload: payload.bytes), counts: .failed, journal: journalEntry(for: outcome)))
                         outcomes.append(outcome)
                     } else {
-                        moves.append(.init(raw: raw, target: .queue(job.queue, payload: payload.bytes, head: true), counts: .failed))
+                        moves.append(.init(receipt: item.receipt, target: .queue(job.queue, payload: payload.bytes, head: true), counts: .failed))
                         outcomes.append(nil)
                     }
                 } catch {
-                    let payload = JobTransitions.quarantined(raw: raw, queue: "unknown", failure: error, now: now)
+                    let payload = JobTransitions.quarantined(raw: item.raw, queue: "unknown", failure: error, now: now)
                     let outcome = JobOutcome(
                         jid: payload["jid"]?.stringValue ?? "", jobClass: "conveyor.malformed", queue: "unknown", status: .dead,
                         attempts: 1, result: nil, failure: error, enqueuedAt: nil, startedAt: now, finishedAt: now, payload: payload)
-                    moves.append(.init(raw: raw, target: .dead(payload: payload.bytes), counts: .failed, journal: journalEntry(for: outcome)))
+                    moves.append(.init(receipt: item.receipt, target: .dead(payload: payload.bytes), counts: .failed, journal: journalEntry(for: outcome)))
                     outcomes.append(outcome)
                 }
             }
             let field = JobTransitions.reapJournalField(journalSequence.add(1, ordering: .relaxed).newValue)
             let applied = try await backend.apply(moves, fromInflightOf: dead, journalField: field)
             var entries: [String: [JobTransitions.Move.JournalEntry]] = [:]
-            let journals = moves.map { backend.release($0, fromInflightOf: dead) }
+            let journals = moves.map { backend.journal(for: $0.receipt) }
             for (i, done) in applied.enumerated() where done {
                 if let outcome = outcomes[i] {
                     buried += 1
@@ -174,10 +174,11 @@ extension Worker {
         return requeued
     }
 
-    /// Back to the head of its queue, unchanged and uncounted.
-    static func requeue(_ raw: [UInt8]) -> JobTransitions.Move {
-        let queue = (try? Job(raw: raw))?.queue ?? "default"
-        return .init(raw: raw, target: .queue(queue, payload: raw, head: true), counts: .none)
+    /// Back to the head of its queue (the one its payload names, else the one it was taken from), unchanged and
+    /// uncounted.
+    static func requeue(_ item: FetchedJob) -> JobTransitions.Move {
+        let queue = (try? Job(raw: item.raw))?.queue ?? item.queue
+        return .init(receipt: item.receipt, target: .queue(queue, payload: item.raw, head: true), counts: .none)
     }
 
     // MARK: Reconciling after a lost fetch reply

@@ -79,7 +79,6 @@ public final class Worker: Service {
         var logger = logger
         logger[metadataKey: "process"] = "\(configuration.identity)"
         self.logger = logger
-        let identity = configuration.identity
         self.dispatcher = Dispatcher(concurrency: configuration.concurrency)
         let ledger = ledger
         self.acknowledger = Acknowledger(backend: backend, logger: logger) { [journal] moves, executed, sequence in
@@ -88,8 +87,8 @@ public final class Worker: Service {
             var entries: [String: [JobTransitions.Move.JournalEntry]] = [:]
             let field = JobTransitions.ackJournalField(sequence)
             for move in moves {
-                ledger.release(move.raw)
-                let key = backend.release(move, fromInflightOf: identity)
+                ledger.release(move.receipt.member)
+                let key = backend.journal(for: move.receipt)
                 if executed, var entry = move.journal {
                     entry.field = field
                     entries[key, default: []].append(entry)
@@ -253,7 +252,7 @@ public final class Worker: Service {
             }
             do {
                 batch = try await fetch(order: order, count: want)
-                ledger.endFetch(delivered: batch.map(\.raw))
+                ledger.endFetch(delivered: batch.map(\.receipt.member))
                 fetchErrors = 0
                 fetchOutage.succeeded(logger: logger)
             } catch {
@@ -275,7 +274,7 @@ public final class Worker: Service {
             var started = 0
             var pushedBack = 0
             for item in batch {
-                switch dispatch(raw: item.raw, queue: item.queue, group: &group) {
+                switch dispatch(item, group: &group) {
                 case .pushBack: pushedBack += 1
                 default: started += 1
                 }
@@ -297,7 +296,7 @@ public final class Worker: Service {
             defer { d.removeAll() }
             return d
         }
-        for item in items { _ = dispatch(raw: item.raw, queue: item.queue, group: &group) }
+        for item in items { _ = dispatch(item, group: &group) }
     }
 
     /// One waiter per queue waits in the backend for a job while the fetcher is idle, so a job pushed onto an
@@ -310,10 +309,10 @@ public final class Worker: Service {
             guard await idle.wait(timeout: .seconds(1)), !quiet.isSet else { continue }
             await ledger.beginFetch()
             do {
-                if let raw = try await backend.waitForJob(on: queue, timeout: timeout) {
-                    ledger.endFetch(delivered: [raw])
+                if let fetched = try await backend.waitForJob(on: queue, timeout: timeout) {
+                    ledger.endFetch(delivered: [fetched.receipt.member])
                     // Kept even after shutdown began: it is in the in-flight list and goes back with the rest.
-                    delivered.withLock { $0.append(FetchedJob(raw: raw, queue: queue)) }
+                    delivered.withLock { $0.append(fetched) }
                     wake.set()
                 } else {
                     ledger.endFetch(delivered: [])
@@ -331,12 +330,12 @@ public final class Worker: Service {
     // MARK: Dispatching
 
     @discardableResult
-    private func dispatch(raw: [UInt8], queue: String, group: inout DiscardingTaskGroup) -> Dispatcher.Decision {
+    private func dispatch(_ fetched: FetchedJob, group: inout DiscardingTaskGroup) -> Dispatcher.Decision {
         var job: Job
         do {
-            job = try Job(raw: raw, fetchedFrom: queue)
+            job = try Job(fetched)
         } catch {
-            quarantine(raw: raw, queue: queue, failure: error)
+            quarantine(fetched, failure: error)
             return .wait
         }
         if !Job.isValidJID(job.payload["jid"]) {
@@ -346,13 +345,16 @@ public final class Worker: Service {
             payload["jid"] = .string(Job.newJID())
             let rewritten = payload.bytes
             do {
-                job = try Job(raw: rewritten, fetchedFrom: queue)
+                // The rewritten payload takes the job's place in the same in-flight store.
+                job = try Job(
+                    raw: rewritten, fetchedFrom: fetched.queue,
+                    receipt: DeliveryReceipt(queue: fetched.receipt.queue, member: rewritten, token: fetched.receipt.token))
             } catch {
-                quarantine(raw: raw, queue: queue, failure: error)
+                quarantine(fetched, failure: error)
                 return .wait
             }
             ledger.hold(rewritten)
-            acknowledger.add(.init(raw: raw, target: .replace(payload: rewritten), counts: .none))
+            acknowledger.add(.init(receipt: fetched.receipt, target: .replace(payload: rewritten), counts: .none))
         }
         guard let jobClass = registry[job.jobClass] else {
             let failure = JobFailure.permanent(
@@ -369,7 +371,7 @@ public final class Worker: Service {
         case .wait:
             break
         case .pushBack:
-            acknowledger.add(.init(raw: job.raw, target: .queue(job.queue, payload: job.raw, head: false), counts: .none))
+            acknowledger.add(.init(receipt: job.receipt, target: .queue(job.queue, payload: job.raw, head: false), counts: .none))
         }
         return decision
     }
@@ -392,7 +394,9 @@ public final class Worker: Service {
 
     /// A payload that is not a runnable job goes to the dead set with its bytes kept: a job envelope whose
     /// arguments are refused as it came (class, jid, args), anything else wrapped as `conveyor.malformed`.
-    private func quarantine(raw: [UInt8], queue: String, failure: JobFailure) {
+    private func quarantine(_ fetched: FetchedJob, failure: JobFailure) {
+        let raw = fetched.raw
+        let queue = fetched.queue
         let now = JobTime.now()
         let payload: JSONObject
         let jobClass: String
@@ -415,7 +419,7 @@ public final class Worker: Service {
             jid: payload["jid"]?.stringValue ?? "", jobClass: jobClass, queue: queue, status: .dead, attempts: 1,
             result: nil, failure: failure, enqueuedAt: nil, startedAt: now, finishedAt: now, payload: payload)
         acknowledger.add(
-            .init(raw: raw, target: .dead(payload: payload.bytes), counts: .processedAndFailed, journal: journalEntry(for: outcome)))
+            .init(receipt: fetched.receipt, target: .dead(payload: payload.bytes), counts: .processedAndFailed, journal: journalEntry(for: outcome)))
         for observer in observers { observer.jobFinished(outcome) }
     }
 }
