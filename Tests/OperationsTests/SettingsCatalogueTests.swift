@@ -1,10 +1,11 @@
 import Foundation
+import Postgres
 import Testing
 
 /// The catalogue through the real binary: every declared setting shows its default and the source that set it (flag,
 /// environment, file with its line); a bad value is refused (exit 64) naming its source, whichever it is, all at
 /// once; typos get the nearest name; the docs table is the catalogue's; a worker runs from a conveyor.yml alone.
-@Suite(.enabled(if: TestEnv.binary != nil && TestEnv.redisURL != nil, "needs CONVEYOR_BIN and REDIS_URL"))
+@Suite(.enabled(if: TestEnv.binary != nil && TestEnv.hasServers, "needs CONVEYOR_BIN, REDIS_URL and DATABASE_URL"))
 struct SettingsCatalogueTests {
     /// Only PATH and HOME: nothing of the test runner's environment reaches the binary.
     static let bare: [String: String] = [
@@ -213,6 +214,19 @@ struct SettingsCatalogueTests {
             #expect(r.code == 64, "\(text): \(r.err)")
             #expect(r.err.contains(expected), "\(text): \(r.err)")
         }
+        // A syntax error next to a secret does not quote the file; nesting and size are bounded.
+        let secretNearError = try Self.file("web.password: NearErrPw7xxxxxx\nconcurrency: [1\n")
+        defer { try? FileManager.default.removeItem(atPath: secretNearError) }
+        let near = try Self.run(["config", "--config", secretNearError])
+        #expect(near.code == 64 && !(near.out + near.err).contains("NearErrPw7"), "\(near.err)")
+        let deep = try Self.file("a: " + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "\n")
+        defer { try? FileManager.default.removeItem(atPath: deep) }
+        let deepRun = try Self.run(["config", "--config", deep])
+        #expect(deepRun.code == 64 && deepRun.err.count < 2000, "\(deepRun.err.prefix(500))")
+        let huge = try Self.file(String(repeating: "# padding\n", count: 120_000))
+        defer { try? FileManager.default.removeItem(atPath: huge) }
+        let hugeRun = try Self.run(["config", "--config", huge])
+        #expect(hugeRun.code == 64 && hugeRun.err.contains("larger than"), "\(hugeRun.err)")
         let missing = try Self.run(["worker", "--config", "/nonexistent/conveyor.yml"])
         #expect(missing.code == 64 && missing.err.contains("no such file"), "\(missing.err)")
         let viaEnv = try Self.run(["stats"], environment: Self.bare.merging(["CONVEYOR_CONFIG_FILE": "/nonexistent/c.yml"]) { $1 })
@@ -299,6 +313,7 @@ struct SettingsCatalogueTests {
             metrics.addr: "127.0.0.1:\(port)"
             shutdown.timeout: 5s
             media.root: "\(media)"
+            database.url: "\(TestEnv.databaseURL ?? "")"
             mail.outbox: "\(media)/mail"
             log:
               level: info
@@ -339,5 +354,16 @@ struct SettingsCatalogueTests {
         }
         #expect(metrics.contains(#"conveyor_jobs_total{class="noop",outcome="succeeded",queue="default"} 1"#),
                 "the job ran: \(metrics.suffix(2000))\n\((try? String(contentsOf: log, encoding: .utf8))?.suffix(2000) ?? "")")
+        // Its outcome reached the PostgreSQL the file names.
+        let jid = enqueued.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let connection = try PostgresConnection(url: TestEnv.databaseURL!)
+        var status: String?
+        let rowDeadline = Date().addingTimeInterval(30)
+        while Date() < rowDeadline {
+            status = try connection.query("SELECT status FROM conveyor.job_results WHERE jid = $1", [jid]).scalar
+            if status != nil { break }
+            usleep(50_000)
+        }
+        #expect(status == "succeeded", "job_results row for \(jid): \(status ?? "none")")
     }
 }

@@ -126,8 +126,9 @@ public struct SettingsFile: Sendable {
         return isDirectory.boolValue ? "a directory" : "permission denied"
     }
 
+    /// The parser's first line (`3:5: error: ...`), cut: the lines after it quote the file, which may hold a secret.
     private static func oneLine(_ text: String) -> String {
-        text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.prefix(3)
-            .joined(separator: "; ")
+        let first = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        return first.count > 200 ? String(first.prefix(200)) + "..." : first
     }
 }
