@@ -84,6 +84,20 @@ struct ConfigCommand: ParsableCommand {
             ("default", s.defaultValue.map { .string($0) } ?? .null), ("source", .string(r.source.label)),
             ("secret", .bool(s.secret)),
         ]
+        switch s.kind {
+        case .int(let range):
+            fields.append(("min", JSONValue(range.lowerBound)))
+            fields.append(("max", JSONValue(range.upperBound)))
+        case .number(let range), .duration(let range):
+            fields.append(("min", JSONValue(range.lowerBound)))
+            fields.append(("max", JSONValue(range.upperBound)))
+        case .choice(let words):
+            fields.append(("allowed", .array(words.map { .string($0) })))
+        case .url(let schemes):
+            fields.append(("schemes", .array(schemes.map { .string($0) })))
+        case .text, .onOff, .list:
+            break
+        }
         if case .file(let path, let line) = r.source {
             fields.append(("file", .string(path)))
             fields.append(("line", JSONValue(line)))

@@ -113,6 +113,32 @@ struct SettingsCatalogueTests {
         #expect(try Self.settings(both)["CONVEYOR_CONCURRENCY"]?["value"] as? String == "3")
     }
 
+    /// The catalogue's ranges are the families' own: every declared bound is accepted by the configuration types
+    /// that read it (all lower bounds at once, then all upper bounds, then every allowed word), and one past a
+    /// whole-number bound is refused.
+    @Test func declaredBoundsAreTheFamiliesBounds() throws {
+        let all = try Self.settings(Self.run(["config", "--json"]))
+        for bound in ["min", "max"] {
+            var environment = Self.bare
+            for (name, s) in all {
+                guard let n = s[bound] as? Double ?? (s[bound] as? Int).map(Double.init) else { continue }
+                environment[name] = s["type"] as? String == "duration" ? "\(n)s" : (Int(exactly: n).map(String.init) ?? "\(n)")
+            }
+            #expect(environment.count > 60, "\(environment.count)")
+            let r = try Self.run(["config"], environment: environment)
+            #expect(r.code == 0, "every \(bound) is accepted: \(r.err)")
+        }
+        for (name, s) in all {
+            for word in (s["allowed"] as? [String]) ?? [] {
+                let r = try Self.run(["config"], environment: Self.bare.merging([name: word]) { $1 })
+                #expect(r.code == 0, "\(name)=\(word): \(r.err)")
+            }
+            guard s["type"] as? String == "int", let max = s["max"] as? Int, max < Int.max else { continue }
+            let r = try Self.run(["config"], environment: Self.bare.merging([name: String(max + 1)]) { $1 })
+            #expect(r.code == 64 && r.err.contains("\(name)=\(max + 1) in the environment"), "\(name)=\(max + 1): \(r.err)")
+        }
+    }
+
     static func yaml(_ value: String) -> String {
         "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
