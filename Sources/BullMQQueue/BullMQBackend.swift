@@ -1,0 +1,602 @@
+public import ConveyorCore
+import Foundation
+public import Logging
+public import Redis
+import Synchronization
+
+/// A queue backend over BullMQ queues, running BullMQ's own Lua scripts (`BullMQScripts`), so a BullMQ producer,
+/// `QueueEvents` listeners and bull-board see a Conveyor worker as a BullMQ worker.
+///
+/// A fetched job (`moveToActive`, with the marker wait when idle) reaches the worker as a Sidekiq-shaped envelope:
+/// `class` is the BullMQ job's `name`, `args` its `data`, `jid` `<prefix>:<queue>:<id>`, `retry` its `attempts` - 1 and
+/// `retry_count` its `attemptsMade` - 1, so the worker's retry-or-dead decision is BullMQ's (`attemptsMade + 1 <
+/// attempts`, a permanent failure ending it at once as `UnrecoverableError` does). This backend then applies it as
+/// BullMQ's worker does: `moveToFinished` (completed with `returnvalue`, or failed with `failedReason` and
+/// `stacktrace`), or a retry with the job's own back-off (`moveToDelayed` / `retryJob`). Locks are renewed with
+/// `extendLocks`, checked twice a second, and a job whose lock is lost has its handler cancelled (`BullMQHandlers`);
+/// the queue's shared stalled check (`moveStalledJobsToWait`) runs every `stalledInterval`.
+public final class BullMQBackend: QueueBackend {
+    public let identity: String
+    public let options: BullMQOptions
+    public let scripts: BullMQScripts
+    public var journalName: String { "conveyor:outcomes:\(identity)" }
+    /// The queues served, by name.
+    public let queues: [String: BullMQKeys]
+    /// This worker's id in its lock tokens (`<workerId>:<n>`, as BullMQ's worker writes them).
+    public let workerID: String
+
+    private let logger: Logger
+    private let endpoint: RedisEndpoint
+    private let fetchRedis: RedisThread
+    private let ackRedis: RedisThread
+    private let lockRedis: RedisThread
+    private let waiters = Mutex<[String: RedisThread]>([:])
+    private let tokenCounter = Atomic<UInt64>(0)
+    private let state = Mutex(State())
+    private let maintenance = Mutex<Task<Void, Never>?>(nil)
+    private let lockOutage = OutageLog("renewing BullMQ job locks")
+
+    /// A job this process holds: what its outcome's script needs, and who to tell when its lock is lost.
+    struct Held: Sendable {
+        var keys: BullMQKeys
+        var id: String
+        var token: String
+        var raw: [UInt8]
+        var opts: JSONObject
+        var attemptsMade: Int
+        var stacktrace: [JSONValue]
+        var deferredFailure: String?
+        var lost = false
+        var onLost: [@Sendable () -> Void] = []
+        var result: JSONValue?
+    }
+
+    struct State {
+        var held: [String: Held] = [:]
+        /// When each queue's next delayed job is due (Unix ms), from `moveToActive`'s reply or the marker.
+        var nextDelayed: [String: Int] = [:]
+    }
+
+    /// - Parameter queues: the BullMQ queue names this process serves (each checked by `BullMQOptions.validate`).
+    public init(
+        redis endpoint: RedisEndpoint, scripts: BullMQScripts, queues: [String], options: BullMQOptions = BullMQOptions(), identity: String,
+        logger: Logger = Logger(label: "conveyor.bullmq")
+    ) throws(JobFailure) {
+        try BullMQOptions.validate(name: options.prefix, as: "prefix")
+        var keys: [String: BullMQKeys] = [:]
+        for queue in queues {
+            try BullMQOptions.validate(name: queue, as: "queue name")
+            keys[queue] = BullMQKeys(prefix: options.prefix, queue: queue)
+        }
+        self.endpoint = endpoint
+        self.scripts = scripts
+        self.options = options
+        self.queues = keys
+        self.identity = identity
+        self.logger = logger
+        self.workerID = Job.newJID() + Job.newJID().prefix(8)
+        fetchRedis = RedisThread(endpoint, name: "conveyor-bullmq-fetch")
+        ackRedis = RedisThread(endpoint, name: "conveyor-bullmq-ack")
+        lockRedis = RedisThread(endpoint, name: "conveyor-bullmq-locks")
+    }
+
+    deinit { close() }
+
+    public func close() {
+        maintenance.withLock { task in
+            task?.cancel()
+            task = nil
+        }
+        fetchRedis.stop()
+        ackRedis.stop()
+        lockRedis.stop()
+        let all = waiters.withLock { w in
+            defer { w.removeAll() }
+            return Array(w.values)
+        }
+        for redis in all { redis.stop() }
+    }
+
+    /// Starts lock renewal and the stalled check (once; the first fetch does it too).
+    public func start() {
+        maintenance.withLock { task in
+            guard task == nil else { return }
+            task = Task.detached { [weak self] in await self?.maintain() }
+        }
+    }
+
+    /// Checks that every served queue is a BullMQ queue: an old Bull (v3/v4) queue has `meta-paused` or a `priority`
+    /// set and no events stream, and uses another protocol.
+    public func checkQueues() async throws {
+        let keys = Array(queues.values)
+        let replies = try await fetchRedis.run { connection in
+            try connection.pipeline(keys.flatMap { k in
+                [RedisCommand("EXISTS", k.key("meta-paused")), RedisCommand("TYPE", k.key("priority")), RedisCommand("EXISTS", k.events),
+                 RedisCommand("TYPE", k.key("wait"))]
+            })
+        }
+        for (i, k) in keys.enumerated() {
+            let metaPaused = try replies[4 * i].check().int ?? 0
+            let priority = try replies[4 * i + 1].check().text ?? "none"
+            let events = try replies[4 * i + 2].check().int ?? 0
+            let wait = try replies[4 * i + 3].check().text ?? "none"
+            if events == 0 && (metaPaused == 1 || priority == "zset" || wait == "list") && (metaPaused == 1 || priority == "zset") {
+                throw JobFailure.permanent(
+                    .invalidConfiguration,
+                    "queue \(k.queue) under prefix \(k.prefix) is an old Bull (v3/v4) queue (\(metaPaused == 1 ? "meta-paused" : "priority set"), no events stream): Conveyor runs BullMQ's protocol only; move its producers to BullMQ (https://docs.bullmq.io/guide/migrations/bull-to-bullmq)")
+            }
+        }
+    }
+
+    // MARK: Jobs held
+
+    /// Calls `onLost` once when the lock of the BullMQ job `jid` is lost (at once if it already is). False when this
+    /// backend does not hold `jid`.
+    public func watchLock(jid: String, onLost: @escaping @Sendable () -> Void) -> Bool {
+        let (held, lost) = state.withLock { s -> (Bool, Bool) in
+            guard var h = s.held[jid] else { return (false, false) }
+            if h.lost { return (true, true) }
+            h.onLost.append(onLost)
+            s.held[jid] = h
+            return (true, false)
+        }
+        if lost { onLost() }
+        return held
+    }
+
+    /// The reason BullMQ's stalled check gave to fail `jid` without running it (`defa`), if any.
+    public func deferredFailure(jid: String) -> String? { state.withLock { $0.held[jid]?.deferredFailure } }
+
+    /// Keeps a handler's result as the job's `returnvalue`.
+    public func recordResult(_ value: JSONValue, jid: String) {
+        state.withLock { s in s.held[jid]?.result = value }
+    }
+
+    /// Whether `jid` is a BullMQ job this backend holds.
+    public func holds(jid: String) -> Bool { state.withLock { $0.held[jid] != nil } }
+
+    /// Marks jobs whose lock is gone and calls their watchers.
+    private func lost(_ jids: [String]) {
+        var calls: [@Sendable () -> Void] = []
+        state.withLock { s in
+            for jid in jids {
+                guard var h = s.held[jid], !h.lost else { continue }
+                h.lost = true
+                calls += h.onLost
+                h.onLost = []
+                s.held[jid] = h
+            }
+        }
+        if !jids.isEmpty { logger.warning("BullMQ job lock lost: its handler is cancelled", metadata: ["jobs": "\(jids)"]) }
+        for call in calls { call() }
+    }
+
+    // MARK: Fetching
+
+    private func newToken() -> String { "\(workerID):\(tokenCounter.add(1, ordering: .relaxed).newValue)" }
+
+    private func moveToActive(_ keys: BullMQKeys, token: String) -> RedisCommand {
+        let opts = MessagePack.map([
+            ("token", .string(token)), ("lockDuration", .int(options.lockDuration)), ("name", .string(identity)),
+        ])
+        return scripts.command(
+            .moveToActive,
+            keys: [keys.wait, keys.active, keys.prioritized, keys.events, keys.stalled, keys.limiter, keys.delayed, keys.paused, keys.meta, keys.pc, keys.marker],
+            arguments: [keys.base, Self.nowMS(), opts.encoded()])
+    }
+
+    static func nowMS() -> Int { Saturating.int((Date().timeIntervalSince1970 * 1000).rounded()) }
+
+    public func fetch(from order: [String], count: Int) async throws -> [FetchedJob] {
+        start()
+        var jobs: [FetchedJob] = []
+        for queue in order where jobs.count < count {
+            guard let keys = queues[queue] else { continue }
+            let tokens = (0..<(count - jobs.count)).map { _ in newToken() }
+            let commands = tokens.map { moveToActive(keys, token: $0) }
+            let scripts = scripts
+            let replies = try await fetchRedis.run { connection in try scripts.pipeline(commands, on: connection) }
+            for (token, reply) in zip(tokens, replies) {
+                if let job = try accept(reply, keys: keys, token: token) { jobs.append(job) }
+            }
+        }
+        return jobs
+    }
+
+    /// A `moveToActive` reply: the job (now held), or nil (nothing to take; its next delayed time noted).
+    private func accept(_ reply: RedisReply, keys: BullMQKeys, token: String) throws -> FetchedJob? {
+        let items = try reply.check().array ?? []
+        guard items.count >= 4 else { return nil }
+        guard case .array(let hash) = items[0], let id = items[1].text else {
+            if let next = items[3].int, next > 0 { state.withLock { $0.nextDelayed[keys.queue] = next } }
+            return nil
+        }
+        var fields: [String: [UInt8]] = [:]
+        var i = 0
+        while i + 1 < hash.count {
+            if let k = hash[i].text { fields[k] = hash[i + 1].bytes ?? [] }
+            i += 2
+        }
+        let (held, jid) = Self.envelope(fields: fields, id: id, keys: keys, token: token)
+        state.withLock { $0.held[jid] = held }
+        return FetchedJob(raw: held.raw, receipt: DeliveryReceipt(queue: keys.queue, member: Array(jid.utf8), token: token))
+    }
+
+    /// The worker's envelope for a BullMQ job hash, and what this backend keeps of it.
+    static func envelope(fields: [String: [UInt8]], id: String, keys: BullMQKeys, token: String) -> (Held, String) {
+        func text(_ k: String) -> String? { fields[k].map { String(decoding: $0, as: UTF8.self) } }
+        func int(_ k: String) -> Int? { text(k).flatMap { Int($0) } }
+        let opts = (fields["opts"].flatMap { try? JSONValue(parsing: $0) }?.objectValue) ?? JSONObject()
+        let attemptsMade = min(max(int("atm") ?? int("attemptsMade") ?? 0, 0), JobEnvelope.retryRange.upperBound)
+        let attempts = opts["attempts"]?.intValue ?? 1
+        var jid = keys.job(id)
+        if !Job.isValidJID(.string(jid)) { jid = "bullmq:" + SHA1.hex(Array(jid.utf8)) }
+        var payload = JSONObject()
+        payload["class"] = .string(text("name") ?? "")
+        let data: JSONValue
+        if let bytes = fields["data"], let parsed = try? JSONValue(parsing: bytes) {
+            data = parsed
+        } else {
+            data = .string(text("data") ?? "")
+        }
+        payload["args"] = .array([data])
+        payload["queue"] = .string(keys.queue)
+        payload["jid"] = .string(jid)
+        payload["retry"] = JSONValue(min(max(attempts - 1, 0), JobEnvelope.retryRange.upperBound))
+        if attemptsMade > 0 { payload["retry_count"] = JSONValue(attemptsMade - 1) }
+        if let ts = int("timestamp"), JobEnvelope.timestampRange.contains(Double(ts)), ts > 0 {
+            payload["created_at"] = JSONValue(ts)
+            let delay = max(0, int("delay") ?? 0)
+            let enqueued = Saturating.add(ts, delay)
+            if JobEnvelope.timestampRange.contains(Double(enqueued)) { payload["enqueued_at"] = JSONValue(enqueued) }
+        }
+        var bull = JSONObject()
+        bull["id"] = .string(id)
+        bull["prefix"] = .string(keys.prefix)
+        bull["attemptsMade"] = JSONValue(attemptsMade)
+        if let defa = text("defa") { bull["deferredFailure"] = .string(defa) }
+        payload["bullmq"] = .object(bull)
+        let stacktrace = fields["stacktrace"].flatMap { try? JSONValue(parsing: $0) }?.arrayValue ?? []
+        let held = Held(
+            keys: keys, id: id, token: token, raw: payload.bytes, opts: opts, attemptsMade: attemptsMade, stacktrace: stacktrace,
+            deferredFailure: text("defa"))
+        return (held, jid)
+    }
+
+    /// Waits on the queue's marker (`BZPOPMIN`), as BullMQ's worker does, then takes a job.
+    public func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob? {
+        start()
+        guard let keys = queues[queue] else {
+            try? await Task.sleep(for: .seconds(max(0.01, min(timeout, 5))))
+            return nil
+        }
+        let redis = waiters.withLock { w in
+            if let existing = w[queue] { return existing }
+            let made = RedisThread(endpoint, name: "conveyor-bullmq-block-\(queue)", commandTimeout: timeout + 10)
+            w[queue] = made
+            return made
+        }
+        let name = "\(keys.prefix):\(Data(queue.utf8).base64EncodedString()):w:conveyor-\(workerID.prefix(12))"
+        let deadline = Date().timeIntervalSince1970 + max(0.01, timeout)
+        while true {
+            let now = Date().timeIntervalSince1970
+            let left = deadline - now
+            if left <= 0 { return nil }
+            var block = left
+            if let next = state.withLock({ $0.nextDelayed[queue] }) {
+                let due = Double(next) / 1000 - now
+                if due <= 0 {
+                    state.withLock { _ = $0.nextDelayed.removeValue(forKey: queue) }
+                    block = 0
+                } else {
+                    block = min(block, due)
+                }
+            }
+            var ready = block == 0
+            if !ready {
+                let wait = max(0.01, block)
+                let marker = keys.marker
+                let replies = try await redis.run { connection in
+                    try connection.pipeline([RedisCommand("CLIENT", "SETNAME", name), RedisCommand("BZPOPMIN", marker, wait)])
+                }
+                let popped = try replies[1].check().array ?? []
+                if popped.count >= 3 {
+                    let score = popped[2].int ?? Int(popped[2].text.flatMap(Double.init) ?? 0)
+                    if score > Self.nowMS() {
+                        state.withLock { $0.nextDelayed[queue] = score }
+                        continue
+                    }
+                    ready = true
+                } else if let next = state.withLock({ $0.nextDelayed[queue] }), next <= Self.nowMS() {
+                    ready = true
+                }
+            }
+            if ready {
+                let token = newToken()
+                let command = moveToActive(keys, token: token)
+                let scripts = scripts
+                let reply = try await redis.run { connection in try scripts.pipeline([command], on: connection)[0] }
+                if let job = try accept(reply, keys: keys, token: token) { return job }
+            }
+        }
+    }
+
+    // MARK: Outcomes
+
+    /// One script call per move, pipelined. A move whose job this process no longer holds (a resent batch) or whose
+    /// lock was lost (the job went back to wait, or another worker has it) is dropped: BullMQ's state is the lock
+    /// holder's.
+    public func complete(_ moves: [JobTransitions.Move], batch: UInt64, resent: Bool) async throws -> Bool {
+        _ = try await run(moves)
+        return true
+    }
+
+    public func apply(_ moves: [JobTransitions.Move], fromInflightOf process: String, journalField: String) async throws -> [Bool] {
+        guard process == identity else { return moves.map { _ in false } }
+        return try await run(moves)
+    }
+
+    private func run(_ moves: [JobTransitions.Move]) async throws -> [Bool] {
+        var commands: [RedisCommand] = []
+        var owners: [(index: Int, jid: String)] = []
+        let now = Self.nowMS()
+        for (index, move) in moves.enumerated() {
+            let jid = String(decoding: move.receipt.member, as: UTF8.self)
+            guard let held = state.withLock({ $0.held[jid] }) else { continue }
+            guard let command = command(for: move.target, held: held, now: now) else {
+                // A payload rewrite: nothing to do in BullMQ's keys.
+                continue
+            }
+            commands.append(command)
+            owners.append((index, jid))
+        }
+        var applied = [Bool](repeating: false, count: moves.count)
+        if commands.isEmpty { return applied }
+        let scripts = scripts
+        let replies = try await ackRedis.run { [commands] connection in try scripts.pipeline(commands, on: connection) }
+        var dropped: [String] = []
+        for (owner, reply) in zip(owners, replies) {
+            switch reply {
+            case .error(let message) where RedisError.server(message).isTransient:
+                throw RedisError.server(message)
+            case .error(let message):
+                logger.error("BullMQ script refused a job's outcome", metadata: ["job.id": "\(owner.jid)", "error": "\(message)"])
+            case .integer(let code) where code < 0:
+                dropped.append("\(owner.jid) (\(Self.describe(code)))")
+            default:
+                applied[owner.index] = true
+            }
+            state.withLock { _ = $0.held.removeValue(forKey: owner.jid) }
+        }
+        if !dropped.isEmpty {
+            logger.warning("BullMQ outcome not written: this worker no longer held the job", metadata: ["jobs": "\(dropped)"])
+        }
+        return applied
+    }
+
+    static func describe(_ code: Int) -> String {
+        switch code {
+        case -1: "missing job"
+        case -2: "missing lock"
+        case -3: "not active"
+        case -4: "pending children"
+        case -6: "lock owned by another worker"
+        case -9: "failed children"
+        default: "code \(code)"
+        }
+    }
+
+    /// The script applying one move of a held job.
+    private func command(for target: JobTransitions.Move.Target, held: Held, now: Int) -> RedisCommand? {
+        switch target {
+        case .ack:
+            let value = held.result ?? .null
+            return finish(held, target: "completed", value: value.bytes, fields: nil, now: now)
+        case .dead(let payload):
+            let (reason, fields) = failureFields(held, payload: payload)
+            return finish(held, target: "failed", value: Array(reason.utf8), fields: fields, now: now)
+        case .retry(let payload, _):
+            let (reason, fields) = failureFields(held, payload: payload)
+            switch BullMQBackoff.delay(held.opts["backoff"], attemptsMade: Saturating.add(held.attemptsMade, 1), random: Double.random(in: 0..<1)) {
+            case .failure(let failure):
+                let (why, more) = failureFields(held, reason: failure.message, errorClass: failure.errorClass)
+                return finish(held, target: "failed", value: Array(why.utf8), fields: more, now: now)
+            case .success(let delay) where delay > 0:
+                let k = held.keys
+                return scripts.command(
+                    .moveToDelayed,
+                    keys: [k.marker, k.active, k.prioritized, k.delayed, k.job(held.id), k.events, k.meta, k.stalled, k.wait, k.limiter, k.pc],
+                    arguments: [k.base, String(now), held.id, held.token, delay, "0", fields, "0"])
+            case .success:
+                _ = reason
+                let k = held.keys
+                let push = held.opts["lifo"]?.boolValue == true ? "RPUSH" : "LPUSH"
+                return scripts.command(
+                    .retryJob,
+                    keys: [k.active, k.wait, k.paused, k.job(held.id), k.meta, k.events, k.delayed, k.prioritized, k.pc, k.marker, k.stalled],
+                    arguments: [k.base, now, push, held.id, held.token, fields])
+            }
+        case .queue:
+            let k = held.keys
+            return scripts.command(
+                .moveJobFromActiveToWait, keys: [k.active, k.wait, k.stalled, k.paused, k.meta, k.limiter, k.prioritized, k.marker, k.events],
+                arguments: [held.id, held.token, k.job(held.id)])
+        case .replace:
+            return nil
+        }
+    }
+
+    /// `failedReason` and the msgpacked fields BullMQ's worker writes with a failure (`failedReason`, `stacktrace`).
+    private func failureFields(_ held: Held, payload: [UInt8]) -> (String, [UInt8]) {
+        let object = (try? JSONValue(parsing: payload))?.objectValue ?? JSONObject()
+        return failureFields(
+            held, reason: object["error_message"]?.stringValue ?? "failed", errorClass: object["error_class"]?.stringValue ?? "Error")
+    }
+
+    private func failureFields(_ held: Held, reason: String, errorClass: String) -> (String, [UInt8]) {
+        var trace = held.stacktrace
+        trace.append(.string("\(errorClass): \(reason)"))
+        if let limit = held.opts["stackTraceLimit"]?.intValue {
+            trace = limit <= 0 ? [] : Array(trace.suffix(limit))
+        }
+        let fields = MessagePack.array([
+            .string("failedReason"), .string(reason), .string("stacktrace"), .string(String(decoding: JSONValue.array(trace).bytes, as: UTF8.self)),
+        ])
+        return (reason, fields.encoded())
+    }
+
+    private func finish(_ held: Held, target: String, value: [UInt8], fields: [UInt8]?, now: Int) -> RedisCommand {
+        let k = held.keys
+        let keep = Self.keepJobs(held.opts[target == "completed" ? "removeOnComplete" : "removeOnFail"] ?? (target == "completed" ? options.removeOnComplete : options.removeOnFail))
+        func flag(_ key: String) -> MessagePack { .bool(held.opts[key]?.boolValue ?? false) }
+        let opts = MessagePack.map([
+            ("token", .string(held.token)), ("keepJobs", keep), ("lockDuration", .int(options.lockDuration)),
+            ("attempts", .int(held.opts["attempts"]?.intValue ?? 1)), ("attemptsMade", .int(held.attemptsMade)),
+            ("maxMetricsSize", .string("")), ("fpof", flag("fpof")), ("cpof", flag("cpof")), ("idof", flag("idof")), ("rdof", flag("rdof")),
+            ("name", .string(identity)),
+        ])
+        var arguments: [any RedisArgument] = [
+            held.id, now, target == "completed" ? "returnvalue" : "failedReason", value, target, "", k.base, opts.encoded(),
+        ]
+        if let fields { arguments.append(fields) }
+        return scripts.command(
+            .moveToFinished,
+            keys: [
+                k.wait, k.active, k.prioritized, k.events, k.stalled, k.limiter, k.delayed, k.paused, k.meta, k.pc, k.key(target), k.job(held.id),
+                k.key("metrics:" + target), k.marker,
+            ],
+            arguments: arguments)
+    }
+
+    /// BullMQ's `getKeepJobs`: `true` keeps none, `false`/absent keeps all, a number keeps that many, `{age, count}` as is.
+    static func keepJobs(_ value: JSONValue?) -> MessagePack {
+        switch value {
+        case .bool(true)?: return .map([("count", .int(0))])
+        case .number?:
+            return .map([("count", .int(min(max(value?.intValue ?? -1, -1), Int(Int32.max))))])
+        case .object(let o)?:
+            var pairs: [(String, MessagePack)] = []
+            for key in ["age", "count", "limit"] {
+                if let n = o[key]?.intValue { pairs.append((key, .int(min(max(n, -1), Int(Int32.max))))) }
+            }
+            return .map(pairs.isEmpty ? [("count", .int(-1))] : pairs)
+        default: return .map([("count", .int(-1))])
+        }
+    }
+
+    // MARK: In flight
+
+    public func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob] {
+        guard process == identity else { return [] }
+        let all = state.withLock { s in s.held.map { ($0.key, $0.value) } }
+        var jobs = all.map { jid, h in
+            FetchedJob(raw: h.raw, receipt: DeliveryReceipt(queue: h.keys.queue, member: Array(jid.utf8), token: h.token))
+        }
+        if let limit { jobs = Array(jobs.prefix(max(0, limit))) }
+        return jobs
+    }
+
+    // MARK: Liveness: BullMQ's locks and stalled check stand for Sidekiq's heartbeat and reaper.
+
+    public func heartbeat(_ beat: ProcessBeat) async throws -> ProcessSignal? {
+        start()
+        _ = try await lockRedis.run { connection in try connection.command("PING").check() }
+        return nil
+    }
+
+    public func deadProcesses() async throws -> [String] { [] }
+    public func claim(deadProcess process: String) async throws -> Bool { false }
+    public func forget(deadProcess process: String) async throws {}
+    public func deregister() async throws {}
+    public func promoteDueJobs() async throws {}
+
+    /// Renews held locks every `lockDuration / 2`, checks them twice a second, runs the stalled check every
+    /// `stalledInterval`.
+    private func maintain() async {
+        var nextRenew = ContinuousClock.now
+        var nextStalled = ContinuousClock.now
+        while !Task.isCancelled {
+            let now = ContinuousClock.now
+            do {
+                if now >= nextRenew {
+                    try await renewLocks()
+                    nextRenew = now + .milliseconds(options.lockDuration / 2)
+                } else {
+                    try await checkLocks()
+                }
+                if now >= nextStalled {
+                    try await stalledCheck()
+                    nextStalled = now + .milliseconds(options.stalledInterval)
+                }
+                lockOutage.succeeded(logger: logger)
+            } catch {
+                lockOutage.failed(error, logger: logger)
+            }
+            try? await Task.sleep(for: .milliseconds(min(500, options.lockDuration / 4)))
+        }
+    }
+
+    private func heldByQueue() -> [String: [(jid: String, id: String, token: String)]] {
+        state.withLock { s in
+            var out: [String: [(jid: String, id: String, token: String)]] = [:]
+            for (jid, h) in s.held where !h.lost { out[h.keys.queue, default: []].append((jid, h.id, h.token)) }
+            return out
+        }
+    }
+
+    /// `extendLocks` per queue; the ids it returns lost their lock.
+    func renewLocks() async throws {
+        let byQueue = heldByQueue()
+        if byQueue.isEmpty { return }
+        var commands: [RedisCommand] = []
+        var order: [[(jid: String, id: String, token: String)]] = []
+        for (queue, jobs) in byQueue {
+            guard let k = queues[queue] else { continue }
+            commands.append(
+                scripts.command(
+                    .extendLocks, keys: [k.stalled],
+                    arguments: [
+                        k.base, MessagePack.array(jobs.map { .string($0.token) }).encoded(), MessagePack.array(jobs.map { .string($0.id) }).encoded(),
+                        options.lockDuration,
+                    ]))
+            order.append(jobs)
+        }
+        let scripts = scripts
+        let replies = try await lockRedis.run { [commands] connection in try scripts.pipeline(commands, on: connection) }
+        var gone: [String] = []
+        for (jobs, reply) in zip(order, replies) {
+            let failed = Set((try reply.check().array ?? []).compactMap(\.text))
+            gone += jobs.filter { failed.contains($0.id) }.map(\.jid)
+        }
+        lost(gone.filter { holds(jid: $0) })
+    }
+
+    /// One `MGET` of the held locks: a lock that is gone or holds another token is lost.
+    func checkLocks() async throws {
+        let jobs = state.withLock { s in s.held.filter { !$0.value.lost }.map { ($0.key, $0.value.keys.job($0.value.id) + ":lock", $0.value.token) } }
+        if jobs.isEmpty { return }
+        let reply = try await lockRedis.run { connection in
+            try connection.command(RedisCommand(["MGET"] + jobs.map { $0.1 as any RedisArgument })).check()
+        }
+        let values = reply.array ?? []
+        var gone: [String] = []
+        for (job, value) in zip(jobs, values) where value.text != job.2 { gone.append(job.0) }
+        lost(gone.filter { holds(jid: $0) })
+    }
+
+    /// The queue's shared stalled check (`moveStalledJobsToWait`): at most one worker runs it per interval.
+    func stalledCheck() async throws {
+        let now = Self.nowMS()
+        let scripts = scripts
+        let commands = queues.values.map { k in
+            scripts.command(
+                .moveStalledJobsToWait, keys: [k.stalled, k.wait, k.active, k.stalledCheck, k.meta, k.paused, k.marker, k.events, k.repeatKey],
+                arguments: [options.maxStalledCount, k.base, now, options.stalledInterval])
+        }
+        let replies = try await lockRedis.run { connection in try scripts.pipeline(commands, on: connection) }
+        for reply in replies {
+            let ids = (try reply.check().array ?? []).compactMap(\.text)
+            if !ids.isEmpty { logger.warning("BullMQ jobs stalled (their worker stopped renewing their lock): back to wait", metadata: ["jobs": "\(ids)"]) }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+public import ConveyorCore
+
+/// How a Conveyor worker takes part in BullMQ's protocol on its queues (BullMQ's `WorkerOptions`, in milliseconds).
+public struct BullMQOptions: Sendable {
+    /// The key prefix (`bull`): a queue's keys are `<prefix>:<queue>:<suffix>`.
+    public var prefix: String
+    /// How long a fetched job's lock lasts without renewal. BullMQ's default is 30 s; a Conveyor worker may use
+    /// shorter locks than its Node peers (each worker sets the locks of the jobs it takes).
+    public var lockDuration: Int
+    /// How often this worker runs the queue's shared stalled-job check (`stalled-check` lets one worker run it per
+    /// interval).
+    public var stalledInterval: Int
+    /// How many times a job may stall before the next fetch fails it (`job stalled more than allowable limit`).
+    public var maxStalledCount: Int
+    /// What completed and failed jobs keep when a job says nothing (`removeOnComplete` / `removeOnFail` of the
+    /// worker): nil keeps them all, as BullMQ's default.
+    public var removeOnComplete: JSONValue?
+    public var removeOnFail: JSONValue?
+
+    public init(
+        prefix: String = "bull", lockDuration: Int = 30_000, stalledInterval: Int = 30_000, maxStalledCount: Int = 1,
+        removeOnComplete: JSONValue? = nil, removeOnFail: JSONValue? = nil
+    ) {
+        self.prefix = prefix
+        self.lockDuration = min(max(lockDuration, 1000), 3_600_000)
+        self.stalledInterval = min(max(stalledInterval, 500), 3_600_000)
+        self.maxStalledCount = min(max(maxStalledCount, 0), 1_000_000)
+        self.removeOnComplete = removeOnComplete
+        self.removeOnFail = removeOnFail
+    }
+
+    /// The most a prefix or queue name may weigh (they name Redis keys).
+    public static let maxNameBytes = 200
+
+    /// Refuses a prefix or queue name that cannot name BullMQ keys: empty, too long, with a colon (BullMQ's separator)
+    /// or a control character.
+    public static func validate(name: String, as what: String) throws(JobFailure) {
+        if name.isEmpty { throw .permanent(.invalidConfiguration, "BullMQ \(what) must not be empty") }
+        if name.utf8.count > maxNameBytes {
+            throw .permanent(.invalidConfiguration, "BullMQ \(what) is \(name.utf8.count) bytes long: at most \(maxNameBytes)")
+        }
+        if name.contains(":") { throw .permanent(.invalidConfiguration, "BullMQ \(what) \"\(name)\" must not contain ':'") }
+        if Job.containsControlCharacters(name) {
+            throw .permanent(.invalidConfiguration, "BullMQ \(what) must not contain control characters")
+        }
+    }
+}
+
+/// The keys of one BullMQ queue (BullMQ's `QueueKeys`).
+public struct BullMQKeys: Sendable {
+    public let prefix: String
+    public let queue: String
+    /// `<prefix>:<queue>:`: job keys are this plus the id.
+    public var base: String { "\(prefix):\(queue):" }
+
+    public init(prefix: String, queue: String) {
+        self.prefix = prefix
+        self.queue = queue
+    }
+
+    public func key(_ suffix: String) -> String { base + suffix }
+    public func job(_ id: String) -> String { base + id }
+    public var wait: String { key("wait") }
+    public var active: String { key("active") }
+    public var prioritized: String { key("prioritized") }
+    public var events: String { key("events") }
+    public var stalled: String { key("stalled") }
+    public var limiter: String { key("limiter") }
+    public var delayed: String { key("delayed") }
+    public var paused: String { key("paused") }
+    public var meta: String { key("meta") }
+    public var pc: String { key("pc") }
+    public var marker: String { key("marker") }
+    public var completed: String { key("completed") }
+    public var failed: String { key("failed") }
+    public var stalledCheck: String { key("stalled-check") }
+    public var repeatKey: String { key("repeat") }
+}

@@ -1,0 +1,107 @@
+"""The real BullMQ (PyPI bullmq 3.4.4) as producer, peer worker and oracle for Conveyor's BullMQ backend tests.
+
+  bullmq_peer.py add REDIS_URL PREFIX QUEUE JOBS_JSON      add [{"name","data","opts"}...]; prints the ids as JSON
+  bullmq_peer.py work REDIS_URL PREFIX QUEUE COUNT         run BullMQ's own Worker until COUNT jobs finished
+  bullmq_peer.py state REDIS_URL PREFIX QUEUE              the queue's state, normalised, as JSON
+  bullmq_peer.py packb JSON                                msgpack.packb(value, use_bin_type=True) as hex
+"""
+import asyncio, json, sys
+
+
+def normalise_state(r, prefix, queue):
+    base = f"{prefix}:{queue}:"
+    out = {}
+    for z in ("completed", "failed", "delayed", "prioritized"):
+        out[z] = sorted(r.zrange(base + z, 0, -1))
+    for l in ("wait", "active"):
+        out[l] = r.lrange(base + l, 0, -1)
+    jobs = {}
+    for key in r.scan_iter(base + "*"):
+        rest = key[len(base):]
+        if ":" in rest or r.type(key) != "hash" or rest in ("meta",) or rest.startswith("repeat"):
+            continue
+        h = r.hgetall(key)
+        keep = {}
+        for k, v in h.items():
+            if k in ("timestamp", "processedOn", "finishedOn", "pb"):
+                keep[k] = "<time>" if k != "pb" else "<worker>"
+            elif k == "stacktrace":
+                keep[k] = len(json.loads(v))
+            else:
+                keep[k] = v
+        jobs[rest] = keep
+    out["jobs"] = jobs
+    events = {}
+    for _id, fields in r.xrange(base + "events"):
+        jid = fields.get("jobId")
+        if jid is None:
+            continue
+        events.setdefault(jid, []).append(fields["event"])
+    out["events"] = events
+    out["locks"] = sorted(k for k in r.scan_iter(base + "*:lock"))
+    return out
+
+
+async def add(url, prefix, queue, jobs):
+    from bullmq import Queue
+    q = Queue(queue, {"connection": url, "prefix": prefix})
+    ids = []
+    for j in jobs:
+        job = await q.add(j["name"], j.get("data", {}), j.get("opts", {}))
+        ids.append(job.id)
+    await q.close()
+    print(json.dumps(ids))
+
+
+async def work(url, prefix, queue, count):
+    from bullmq import Worker
+    from bullmq.custom_errors import UnrecoverableError
+    done = asyncio.Event()
+    finished = 0
+
+    async def process(job, token):
+        d = job.data if isinstance(job.data, dict) else {}
+        if job.name == "test.fail":
+            if d.get("permanent"):
+                raise UnrecoverableError(d.get("message", "boom"))
+            if job.attemptsMade + 1 < d.get("succeed_on", 1 << 30):
+                raise Exception(d.get("message", "boom"))
+        if job.name not in ("test.echo", "test.fail"):
+            raise UnrecoverableError(f"no handler for class {job.name}")
+        return {"echo": d}
+
+    w = Worker(queue, process, {"connection": url, "prefix": prefix, "concurrency": 1})
+
+    def on_done(*_):
+        nonlocal finished
+        finished += 1
+        if finished >= count:
+            done.set()
+
+    w.on("completed", on_done)
+    w.on("failed", lambda job, err: on_done() if job.attemptsMade >= job.opts.get("attempts", 1) or isinstance(err, UnrecoverableError) else None)
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    finally:
+        await w.close()
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "packb":
+        import msgpack
+        print(msgpack.packb(json.loads(sys.argv[2]), use_bin_type=True).hex())
+        return
+    url, prefix, queue = sys.argv[2], sys.argv[3], sys.argv[4]
+    if cmd == "add":
+        asyncio.run(add(url, prefix, queue, json.loads(sys.argv[5])))
+    elif cmd == "work":
+        asyncio.run(work(url, prefix, queue, int(sys.argv[5])))
+    elif cmd == "state":
+        import redis
+        r = redis.Redis.from_url(url, decode_responses=True)
+        print(json.dumps(normalise_state(r, prefix, queue), sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
