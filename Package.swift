@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         // conveyor.yml: the settings reader parses it with Yams' nodes, whose marks give each key's line.
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // Web Push: P-256 ECDH and ECDSA (VAPID), HKDF and AES-GCM (RFC 8291).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -101,6 +103,9 @@ let package = Package(
         .target(
             name: "Summaries", dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Digest", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        .target(
+            name: "Push", dependencies: ["ConveyorCore", "Curl", "Postgres", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
 
         // The operator dashboard (`conveyor web`): pages and actions over Operations' sets, queues and result queries.
         .target(
@@ -160,6 +165,9 @@ let package = Package(
             name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Video", "Summaries"],
             exclude: ["browser"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl", "Digest", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PushTests", dependencies: ["Push", "Curl", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["push_service.py"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BullMQTests", dependencies: ["BullMQQueue", "ConveyorCore", "Redis", .product(name: "Logging", package: "swift-log")],
             exclude: ["bullmq_peer.py"], swiftSettings: swiftSettings),
