@@ -23,8 +23,10 @@ def normalise_state(r, prefix, queue):
         h = r.hgetall(key)
         keep = {}
         for k, v in h.items():
-            if k in ("timestamp", "processedOn", "finishedOn", "pb"):
-                keep[k] = "<time>" if k != "pb" else "<worker>"
+            if k == "pb":
+                continue  # the worker's name: BullMQ's Python worker sets none
+            if k in ("timestamp", "processedOn", "finishedOn"):
+                keep[k] = "<time>"
             elif k == "stacktrace":
                 keep[k] = len(json.loads(v))
             else:

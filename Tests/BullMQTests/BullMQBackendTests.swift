@@ -1,0 +1,212 @@
+import Foundation
+import Logging
+import Redis
+import Synchronization
+import Testing
+
+@testable import BullMQQueue
+import ConveyorCore
+
+/// What the test handlers saw.
+final class HandlerLog: Sendable {
+    let cancelledAt = Mutex<[String: ContinuousClock.Instant]>([:])
+    let started = Mutex<[String]>([])
+}
+
+/// The handlers of the mix, written as the Python peer's processor (`bullmq_peer.py work`) behaves.
+func testRegistry(_ log: HandlerLog) -> JobRegistry {
+    var registry = JobRegistry()
+    registry.register(JobClass("test.echo", handler: ClosureHandler { job in
+        log.started.withLock { $0.append(job.jid) }
+        return ["echo": .object(job.arguments)]
+    }))
+    registry.register(JobClass("test.fail", handler: ClosureHandler { job in
+        log.started.withLock { $0.append(job.jid) }
+        let message = job.arguments["message"]?.stringValue ?? "boom"
+        if job.arguments["permanent"]?.boolValue == true { throw JobFailure.permanent(.invalidArguments, message) }
+        if job.attempt < (job.arguments["succeed_on"]?.intValue ?? Int.max) { throw JobFailure.transient("Exception", message) }
+        return ["echo": .object(job.arguments)]
+    }))
+    registry.register(JobClass("test.slow", handler: ClosureHandler { job in
+        log.started.withLock { $0.append(job.jid) }
+        do {
+            try await Task.sleep(for: .seconds(60))
+        } catch {
+            log.cancelledAt.withLock { $0[job.jid] = .now }
+            throw error
+        }
+        return .null
+    }))
+    return registry
+}
+
+/// A Conveyor worker on BullMQ queues, in this process.
+final class ConveyorBullWorker: Sendable {
+    let worker: Worker
+    let backend: BullMQBackend
+    let task: Task<Void, any Error>
+
+    init(_ peer: BullMQPeer, queues: [String], log: HandlerLog, options: BullMQOptions? = nil, concurrency: Int = 4) throws {
+        let identity = WorkerConfiguration.newIdentity()
+        var logger = Logger(label: "bullmq-test")
+        logger.logLevel = .warning
+        backend = try BullMQBackend(
+            redis: peer.endpoint, scripts: try BullMQPeer.scripts(), queues: queues,
+            options: options ?? BullMQOptions(prefix: peer.prefix), identity: identity, logger: logger)
+        let configuration = WorkerConfiguration(
+            queues: try QueueSelection(parsing: queues.joined(separator: ",")), concurrency: concurrency, shutdownTimeout: .seconds(2), identity: identity)
+        worker = Worker(
+            backend: backend, registry: BullMQHandlers.wrap(testRegistry(log), backend: backend), configuration: configuration, logger: logger)
+        let worker = worker
+        task = Task { try await worker.run() }
+    }
+
+    func stop() async throws {
+        worker.shutdown()
+        try await task.value
+    }
+}
+
+extension JSONValue {
+    subscript(path: String...) -> JSONValue? {
+        var v: JSONValue? = self
+        for p in path { v = v?[p] }
+        return v
+    }
+}
+
+@Suite(.serialized) struct BullMQBackendTests {
+    static let mix: [JSONValue] = [
+        ["name": "test.echo", "data": ["n": 1]],
+        ["name": "test.echo", "data": ["n": 2], "opts": ["delay": 300]],
+        ["name": "test.echo", "data": ["n": 3], "opts": ["priority": 5]],
+        ["name": "test.fail", "data": ["succeed_on": 3, "message": "flaky"], "opts": ["attempts": 3, "backoff": ["type": "exponential", "delay": 60]]],
+        ["name": "test.fail", "data": ["message": "nope"], "opts": ["attempts": 2, "backoff": 50]],
+        ["name": "test.fail", "data": ["permanent": true, "message": "bad input"], "opts": ["attempts": 5]],
+        ["name": "test.echo", "data": ["n": 7], "opts": ["deduplication": ["id": "d1"]]],
+        ["name": "test.echo", "data": ["n": 8], "opts": ["deduplication": ["id": "d1"]]],
+        ["name": "test.echo", "data": ["n": 9], "opts": ["removeOnComplete": true]],
+    ]
+
+    /// Jobs a BullMQ producer queued end as BullMQ decides, with Conveyor's handlers.
+    @Test func bullMQJobsCompleteRetryAndFailAsBullMQDecides() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let ids = try peer.add("q", Self.mix + [["name": "no.such.class", "data": [:]], ["name": "test.echo", "data": "not an object"]])
+        #expect(ids.count == 11)
+        let log = HandlerLog()
+        let worker = try ConveyorBullWorker(peer, queues: ["q"], log: log)
+        try await eventually(20, "every job finished") {
+            let completed = try await peer.command("ZCARD", "\(peer.prefix):q:completed").int ?? 0
+            let failed = try await peer.command("ZCARD", "\(peer.prefix):q:failed").int ?? 0
+            return completed == 5 && failed == 4
+        }
+        try await worker.stop()
+        let state = try peer.state("q")
+        let jobs = state["jobs"]
+        #expect(jobs?["1", "returnvalue"] == #"{"echo":{"n":1}}"#)
+        #expect(jobs?["4", "atm"] == "3")
+        #expect(jobs?["4", "returnvalue"] == #"{"echo":{"succeed_on":3,"message":"flaky"}}"#)
+        #expect(jobs?["5", "failedReason"] == "nope")
+        #expect(jobs?["5", "atm"] == "2")
+        #expect(jobs?["5", "stacktrace"] == 2)
+        // A permanent Conveyor failure is BullMQ's UnrecoverableError: failed after one attempt of five.
+        #expect(jobs?["6", "failedReason"] == "bad input")
+        #expect(jobs?["6", "atm"] == "1")
+        #expect(jobs?["8"] == nil, "the second job of a deduplication id is never created")
+        #expect(jobs?["9"] == nil, "removeOnComplete: true removes the job")
+        #expect(jobs?["10", "failedReason"]?.stringValue?.hasPrefix("no handler for class no.such.class") == true)
+        #expect(jobs?["11", "failedReason"]?.stringValue?.contains("args must hold one JSON object") == true)
+        #expect(state["events", "5"] == ["added", "waiting", "active", "delayed", "waiting", "active", "failed", "retries-exhausted"] || state["events", "5"] == ["added", "waiting", "active", "delayed", "waiting", "active", "retries-exhausted", "failed"])
+        #expect(state["locks"] == [])
+        #expect(state["active"] == [])
+        // The handlers saw the jobs by their BullMQ key.
+        #expect(log.started.withLock { $0 }.contains("\(peer.prefix):q:1"))
+    }
+
+    /// The same mix through BullMQ's own (Python) worker and through Conveyor ends in the same Redis state, modulo
+    /// timestamps, tokens and worker names, with the same events in the same order per job.
+    @Test func differentialAgainstBullMQsOwnWorker() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        try peer.add("py", Self.mix)
+        try peer.add("cv", Self.mix)
+        try peer.work("py", count: 8)
+        let log = HandlerLog()
+        let worker = try ConveyorBullWorker(peer, queues: ["cv"], log: log, concurrency: 1)
+        try await eventually(20, "the Conveyor run finished") {
+            let completed = try await peer.command("ZCARD", "\(peer.prefix):cv:completed").int ?? 0
+            let failed = try await peer.command("ZCARD", "\(peer.prefix):cv:failed").int ?? 0
+            return completed == 5 && failed == 2
+        }
+        try await worker.stop()
+        let python = try peer.state("py")
+        let conveyor = try peer.state("cv")
+        for part in ["completed", "failed", "delayed", "prioritized", "wait", "active", "locks"] {
+            #expect(python[part] == conveyor[part], "\(part): python \(python[part] ?? .null) conveyor \(conveyor[part] ?? .null)")
+        }
+        for id in (python["jobs"]?.objectValue?.keys ?? []) {
+            #expect(python["jobs", id] == conveyor["jobs", id], "job \(id): python \(python["jobs", id] ?? .null) conveyor \(conveyor["jobs", id] ?? .null)")
+            #expect(python["events", id] == conveyor["events", id], "events of \(id)")
+        }
+        #expect(python["jobs"]?.objectValue?.keys.sorted() == conveyor["jobs"]?.objectValue?.keys.sorted())
+    }
+
+    /// A lock taken away mid-job (another worker, an operator, a stalled check after a long pause) cancels the handler
+    /// within a second, and the outcome of the cancelled run is not written over the new lock holder's.
+    @Test func aLockTakenAwayCancelsTheHandlerWithinASecond() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        try peer.add("lk", [["name": "test.slow", "data": [:], "opts": ["attempts": 3]]])
+        let log = HandlerLog()
+        let worker = try ConveyorBullWorker(peer, queues: ["lk"], log: log)
+        let jid = "\(peer.prefix):lk:1"
+        try await eventually(10, "the job started") { log.started.withLock { $0.contains(jid) } }
+        try await peer.command("SET", "\(jid):lock", "another-worker:1", "PX", 30000)
+        let taken = ContinuousClock.now
+        try await eventually(5, "the handler cancelled") { log.cancelledAt.withLock { $0[jid] != nil } }
+        let after = log.cancelledAt.withLock { $0[jid]! } - taken
+        #expect(after < .seconds(1), "cancelled \(after) after the lock was taken")
+        try await worker.stop()
+        // The other holder's lock stands, and the job is not failed or retried by the cancelled run.
+        #expect(try await peer.command("GET", "\(jid):lock").text == "another-worker:1")
+        #expect(try await peer.command("ZCARD", "\(peer.prefix):lk:failed").int == 0)
+        #expect(try await peer.command("ZCARD", "\(peer.prefix):lk:delayed").int == 0)
+        #expect(try await peer.command("HGET", jid, "atm").isNull)
+    }
+
+    @Test func backoffAsBullMQComputesIt() {
+        func d(_ b: JSONValue?, _ n: Int, _ r: Double = 0.5) -> Int? { try? BullMQBackoff.delay(b, attemptsMade: n, random: r).get() }
+        #expect(d(nil, 1) == 0)
+        #expect(d(1000, 3) == 1000)
+        #expect(d(["type": "fixed", "delay": 500], 2) == 500)
+        #expect(d(["type": "exponential", "delay": 1000], 1) == 1000)
+        #expect(d(["type": "exponential", "delay": 1000], 4) == 8000)
+        // Jitter: floor(random * raw * jitter + raw * (1 - jitter)).
+        #expect(d(["type": "exponential", "delay": 1000, "jitter": 0.5], 2, 0) == 1000)
+        #expect(d(["type": "exponential", "delay": 1000, "jitter": 0.5], 2, 0.999_999) == 1999)
+        #expect(d(["type": "fixed", "delay": 1000, "jitter": 1], 1, 0) == 0)
+        // Extremes saturate at ten years instead of trapping.
+        #expect(d(["type": "exponential", "delay": 1e308], 5000) == BullMQBackoff.maxDelay)
+        #expect(d(["type": "exponential", "delay": 1], Int.max) == BullMQBackoff.maxDelay)
+        #expect(d(["type": "polynomial", "delay": 10], 3) == 90)
+        #expect(d(["type": "linear", "delay": 10], 3) == 30)
+        #expect((try? BullMQBackoff.delay(["type": "exponential", "delay": -1], attemptsMade: 1, random: 0).get()) == nil)
+        #expect((try? BullMQBackoff.delay(["type": "custom"], attemptsMade: 1, random: 0).get()) == nil)
+        #expect((try? BullMQBackoff.delay("soon", attemptsMade: 1, random: 0).get()) == nil)
+    }
+
+    @Test func queueAndPrefixNamesAreCheckedAtTheBorder() throws {
+        let endpoint = try RedisEndpoint(url: "redis://127.0.0.1:1")
+        let scripts = try BullMQPeer.scripts()
+        for (queue, prefix) in [("", "bull"), ("a:b", "bull"), ("q", ""), ("q", "a:b"), (String(repeating: "q", count: 201), "bull"), ("q\n", "bull")] {
+            #expect(throws: JobFailure.self) {
+                try BullMQBackend(redis: endpoint, scripts: scripts, queues: [queue], options: BullMQOptions(prefix: prefix), identity: "t")
+            }
+        }
+        #expect(BullMQBackend.keepJobs(.bool(true)) == .map([("count", .int(0))]))
+        #expect(BullMQBackend.keepJobs(nil) == .map([("count", .int(-1))]))
+        #expect(BullMQBackend.keepJobs(JSONValue(Int.max)) == .map([("count", .int(Int(Int32.max)))]))
+        #expect(BullMQBackend.keepJobs(["age": 60]) == .map([("age", .int(60))]))
+    }
+}
