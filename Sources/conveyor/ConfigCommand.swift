@@ -25,6 +25,9 @@ struct ConfigCommand: ParsableCommand {
     @Flag(help: "Print the reference tables of docs/configuration.md, and nothing else.")
     var markdown = false
 
+    @Option(name: .customLong("update-docs"), help: "Rewrite the generated tables of this file (docs/configuration.md) from the catalogue.")
+    var updateDocs: String?
+
     @OptionGroup var worker: WorkerSettingFlags
 
     @Option(help: "The dashboard's host:port, as conveyor web --addr (env CONVEYOR_WEB_ADDR).")
@@ -35,6 +38,10 @@ struct ConfigCommand: ParsableCommand {
     func run() throws {
         if example {
             print(Catalogue.example(), terminator: "")
+            return
+        }
+        if let updateDocs {
+            try Self.rewriteTables(in: updateDocs)
             return
         }
         if markdown {
@@ -68,6 +75,17 @@ struct ConfigCommand: ParsableCommand {
         for warning in reader.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         for problem in reader.problems { FileHandle.standardError.write(Data("error: \(problem)\n".utf8)) }
         if !reader.problems.isEmpty { throw ExitCode(64) }
+    }
+
+    /// Replaces the text between `<!-- settings:begin ... -->` and `<!-- settings:end -->` in `path` with
+    /// `Catalogue.markdown()`.
+    static func rewriteTables(in path: String) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+            let begin = text.range(of: "<!-- settings:begin"), let open = text.range(of: "-->\n", range: begin.upperBound..<text.endIndex),
+            let end = text.range(of: "<!-- settings:end -->", range: open.upperBound..<text.endIndex)
+        else { throw ValidationError("--update-docs \(path): no readable file with <!-- settings:begin --> and <!-- settings:end --> markers") }
+        let updated = String(text[..<open.upperBound]) + Catalogue.markdown() + String(text[end.lowerBound...])
+        try updated.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
     /// A value as shown: masked unless it is the built-in default (never a secret: it is in the docs).

@@ -291,7 +291,7 @@ struct SettingsCatalogueTests {
         let table = String(text[afterBegin.upperBound..<end.lowerBound])
         let generated = try Self.run(["config", "--markdown"])
         #expect(generated.code == 0)
-        #expect(table == generated.out, "docs/configuration.md is stale: regenerate its tables with `conveyor config --markdown`")
+        #expect(table == generated.out, "docs/configuration.md is stale: run `$(swift build --show-bin-path)/conveyor config --update-docs docs/configuration.md`")
     }
 
     /// `--example` writes a commented file; with every setting uncommented it is accepted and read from the file.
