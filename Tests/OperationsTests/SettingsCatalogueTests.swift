@@ -291,6 +291,12 @@ struct SettingsCatalogueTests {
         let table = String(text[afterBegin.upperBound..<end.lowerBound])
         let generated = try Self.run(["config", "--markdown"])
         #expect(generated.code == 0)
+        // --update-docs rewrites exactly that part of a copy whose table is stale, and keeps the rest.
+        let copy = try Self.file(text.replacingOccurrences(of: "| `CONVEYOR_CONCURRENCY` |", with: "| `CONVEYOR_STALE` |"))
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        #expect(try Self.run(["config", "--update-docs", copy]).code == 0)
+        #expect(try String(contentsOfFile: copy, encoding: .utf8) == String(text[..<afterBegin.upperBound]) + generated.out + String(text[end.lowerBound...]))
+        #expect(try Self.run(["config", "--update-docs", "/nonexistent/x.md"]).code == 64)
         #expect(table == generated.out, "docs/configuration.md is stale: run `$(swift build --show-bin-path)/conveyor config --update-docs docs/configuration.md`")
     }
 
