@@ -253,6 +253,10 @@ struct SettingsCatalogueTests {
         defer { try? FileManager.default.removeItem(atPath: huge) }
         let hugeRun = try Self.run(["config", "--config", huge])
         #expect(hugeRun.code == 64 && hugeRun.err.contains("larger than"), "\(hugeRun.err)")
+        for device in ["/dev/zero", "/dev/null", "/tmp"] {
+            let r = try Self.run(["config", "--config", device])
+            #expect(r.code == 64 && r.err.contains(device), "\(device): \(r.err)")
+        }
         let missing = try Self.run(["worker", "--config", "/nonexistent/conveyor.yml"])
         #expect(missing.code == 64 && missing.err.contains("no such file"), "\(missing.err)")
         let viaEnv = try Self.run(["stats"], environment: Self.bare.merging(["CONVEYOR_CONFIG_FILE": "/nonexistent/c.yml"]) { $1 })

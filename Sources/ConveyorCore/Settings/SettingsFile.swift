@@ -30,7 +30,13 @@ public struct SettingsFile: Sendable {
     /// Reads and parses `path`; a file that cannot be read or is not YAML is a problem, not a crash.
     public init(path: String) {
         let url = URL(fileURLWithPath: path)
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        if let type = attributes?[.type] as? FileAttributeType, type != .typeRegular {
+            // A device or a pipe (`/dev/zero`, `/dev/stdin`) would be read without end.
+            self.init(path: path, entries: [], reserved: [:], problems: ["\(path): not a regular file"])
+            return
+        }
+        let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
         guard size <= Self.maximumBytes else {
             self.init(path: path, entries: [], reserved: [:], problems: ["\(path): larger than \(Self.maximumBytes) bytes; is it a config file?"])
             return
