@@ -25,10 +25,13 @@ public struct JobOutcome: Sendable {
     public var finishedAt: Double
     /// The job as it was fetched.
     public var payload: JSONObject
+    /// When a `retrying` job runs next, in Unix seconds.
+    public var retryAt: Double?
 
     public init(
         jid: String, jobClass: String, queue: String, status: JobStatus, attempts: Int, result: JSONValue?,
-        failure: JobFailure?, enqueuedAt: Double?, startedAt: Double, finishedAt: Double, payload: JSONObject
+        failure: JobFailure?, enqueuedAt: Double?, startedAt: Double, finishedAt: Double, payload: JSONObject,
+        retryAt: Double? = nil
     ) {
         self.jid = jid
         self.jobClass = jobClass
@@ -41,6 +44,7 @@ public struct JobOutcome: Sendable {
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.payload = payload
+        self.retryAt = retryAt
     }
 
     public var duration: Double { finishedAt - startedAt }

@@ -3,19 +3,21 @@ import Logging
 import Synchronization
 
 extension Worker {
-    /// Runs one job under its class's hard timeout and records the outcome.
-    func execute(_ job: Job, _ jobClass: JobClass) async {
-        let startedAt = JobTime.now()
+    /// What the handler and the middleware see of `job`, with a logger carrying its `job.id`, `job.class` and `queue`.
+    func context(for job: Job, deadline: ContinuousClock.Instant) -> JobContext {
         var jobLogger = logger
         jobLogger[metadataKey: "job.id"] = "\(job.jid)"
         jobLogger[metadataKey: "job.class"] = "\(job.jobClass)"
         jobLogger[metadataKey: "queue"] = "\(job.queue)"
-        let context = JobContext(
+        return JobContext(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, arguments: job.arguments,
-            attempt: Saturating.add(job.previousFailures, 1), deadline: .now + jobClass.timeout, payload: job.payload, logger: jobLogger)
-        for observer in observers { observer.jobStarted(jid: job.jid, jobClass: job.jobClass, queue: job.queue) }
-        jobLogger.debug("job started")
+            attempt: Saturating.add(job.previousFailures, 1), deadline: deadline, payload: job.payload, logger: jobLogger)
+    }
 
+    /// Runs one job through its middleware and handler under its class's hard timeout, and records the outcome.
+    func execute(_ job: Job, _ jobClass: JobClass) async {
+        let startedAt = JobTime.now()
+        let context = context(for: job, deadline: .now + jobClass.timeout)
         let handler = jobClass.handler
         let timeout = jobClass.timeout
         let token = watchdog.newToken()
@@ -23,11 +25,11 @@ extension Worker {
         defer { _ = runningJobs.withLock { $0.removeValue(forKey: token) } }
         let result: Result<JSONValue, JobFailure> = await withCheckedContinuation { continuation in
             let once = OnceResume(continuation)
-            // The handler runs in its own task so a handler that ignores cancellation cannot hold the job past
-            // its deadline: the watchdog records the timeout and the job's slot moves on.
+            // The middleware and the handler run in their own task so that neither, ignoring cancellation, can hold the
+            // job past its deadline: the watchdog records the timeout and the job's slot moves on.
             let task = Task {
                 do {
-                    once.resume(.success(try await handler.perform(context)))
+                    once.resume(.success(try await self.perform(job, context, from: 0, handler: handler)))
                 } catch {
                     once.resume(.failure(JobFailure(error)))
                 }
@@ -48,14 +50,22 @@ extension Worker {
         }
         watchdog.remove(token)
         if abandoned.load(ordering: .sequentiallyConsistent) { return }
-        record(job: job, policy: jobClass.retry, startedAt: startedAt, result: result, logger: jobLogger)
+        let outcome = record(job: job, policy: jobClass.retry, startedAt: startedAt, result: result)
+        for m in middleware { m.completed(job, outcome: outcome, context: context) }
     }
 
-    /// Writes a job's outcome (ack, retry or dead) and tells the observers.
-    func record(job: Job, policy: RetryPolicy, startedAt: Double, result: Result<JSONValue, JobFailure>, logger: Logger? = nil) {
-        let log = logger ?? self.logger
+    /// The middleware chain from `index` on, the handler's `perform` last.
+    private func perform(_ job: Job, _ context: JobContext, from index: Int, handler: any JobHandler) async throws -> JSONValue {
+        guard index < middleware.count else { return try await handler.perform(context) }
+        return try await middleware[index].handle(job, context: context) { job, context in
+            try await self.perform(job, context, from: index + 1, handler: handler)
+        }
+    }
+
+    /// Decides a job's outcome (ack, retry or dead) and hands its move, with its journal entry, to the acknowledger.
+    @discardableResult
+    func record(job: Job, policy: RetryPolicy, startedAt: Double, result: Result<JSONValue, JobFailure>) -> JobOutcome {
         let now = JobTime.now()
-        let durationMS = Saturating.int(((now - startedAt) * 1000).rounded())
         var outcome = JobOutcome(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .succeeded, attempts: Saturating.add(job.previousFailures, 1),
             result: nil, failure: nil, enqueuedAt: job.enqueuedAt, startedAt: startedAt, finishedAt: now, payload: job.payload)
@@ -64,46 +74,28 @@ extension Worker {
         case .success(let value):
             move = .init(receipt: job.receipt, target: .ack, counts: .processed)
             outcome.result = value
-            if log.logLevel <= .info {
-                var metadata: Logger.Metadata = ["duration_ms": "\(durationMS)"]
-                if let enqueued = job.enqueuedAt { metadata["latency_ms"] = "\(String(format: "%.2f", (startedAt - enqueued) * 1000))" }
-                if log[metadataKey: "job.id"] == nil {
-                    metadata["job.id"] = "\(job.jid)"
-                    metadata["job.class"] = "\(job.jobClass)"
-                }
-                log.info("job succeeded", metadata: metadata)
-            }
         case .failure(let failure):
             let (payload, destination) = JobTransitions.failed(job, failure: failure, policy: policy, now: now)
             outcome.failure = failure
             outcome.payload = payload
-            var metadata: Logger.Metadata = [
-                "job.id": "\(job.jid)", "job.class": "\(job.jobClass)", "queue": "\(job.queue)",
-                "error_class": "\(failure.errorClass)", "error": "\(failure.message)", "attempt": "\(outcome.attempts)",
-                "duration_ms": "\(durationMS)",
-            ]
             switch destination {
             case .retry(let at):
                 outcome.status = .retrying
+                outcome.retryAt = at
                 move = .init(receipt: job.receipt, target: .retry(payload: payload.bytes, at: at), counts: .processedAndFailed)
-                metadata["retry_in_s"] = "\(Saturating.int((at - now).rounded()))"
-                log.warning("job failed; will retry", metadata: metadata)
             case .dead:
                 outcome.status = .dead
-                metadata["reason"] = failure.isPermanent ? "permanent error" : "out of attempts"
                 if JobTransitions.keepsDead(payload) {
                     move = .init(receipt: job.receipt, target: .dead(payload: payload.bytes), counts: .processedAndFailed)
-                    log.error("job failed; moved to the dead set", metadata: metadata)
                 } else {
                     move = .init(receipt: job.receipt, target: .ack, counts: .processedAndFailed)
-                    log.error("job failed; discarded (retry: false)", metadata: metadata)
                 }
             }
         }
         var journaled = move
         journaled.journal = journalEntry(for: outcome)
         acknowledger.add(journaled)
-        for observer in observers { observer.jobFinished(outcome) }
+        return outcome
     }
 }
 

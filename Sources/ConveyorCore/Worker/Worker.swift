@@ -13,6 +13,8 @@ public final class Worker: Service {
     /// Where the jobs live: every read and write of queues, sets and liveness records goes through it.
     let backend: any QueueBackend
     let observers: [any JobObserver]
+    /// Every run's chain, outermost first: per-job logs, the observers (metrics), then the caller's middleware.
+    let middleware: [any JobMiddleware]
     /// Where terminal outcomes are kept durably with their acks (the result store), or nil when none are recorded.
     let journal: (any OutcomeJournal)?
     let logger: Logger
@@ -64,10 +66,13 @@ public final class Worker: Service {
     /// Running jobs by watchdog token, for Sidekiq's `<identity>:workers` hash: queue, payload, start time.
     let runningJobs = Mutex<[UInt64: (queue: String, raw: [UInt8], runAt: Int)]>([:])
 
-    /// - Parameter backend: serves this process (`configuration.identity`); the worker closes it when `run` returns.
+    /// - Parameters:
+    ///   - backend: serves this process (`configuration.identity`); the worker closes it when `run` returns.
+    ///   - observers: told of every outcome (through `ObservingJobMiddleware` for runs).
+    ///   - middleware: runs around every job's `perform`, inside the worker's own logging and observing middleware.
     public init(
         backend: any QueueBackend, registry: JobRegistry, configuration: WorkerConfiguration,
-        observers: [any JobObserver] = [], journal: (any OutcomeJournal)? = nil,
+        observers: [any JobObserver] = [], middleware: [any JobMiddleware] = [], journal: (any OutcomeJournal)? = nil,
         logger: Logger = Logger(label: "conveyor.worker")
     ) {
         precondition(backend.identity == configuration.identity, "a worker's backend serves its own identity")
@@ -75,6 +80,7 @@ public final class Worker: Service {
         self.registry = registry
         self.configuration = configuration
         self.observers = observers
+        self.middleware = [LoggingJobMiddleware()] + (observers.isEmpty ? [] : [ObservingJobMiddleware(observers)]) + middleware
         self.journal = journal
         var logger = logger
         logger[metadataKey: "process"] = "\(configuration.identity)"
@@ -360,8 +366,9 @@ public final class Worker: Service {
             let failure = JobFailure.permanent(
                 .unknownJobClass,
                 "no handler for class \(job.jobClass) in this worker (known: \(registry.names.joined(separator: ", ")))")
-            let now = JobTime.now()
-            record(job: job, policy: .default, startedAt: now, result: .failure(failure))
+            let context = self.context(for: job, deadline: .now)
+            let outcome = record(job: job, policy: .default, startedAt: JobTime.now(), result: .failure(failure))
+            for m in middleware { m.completed(job, outcome: outcome, context: context) }
             return .wait
         }
         let decision = dispatcher.submit(Dispatcher.Entry(job: job, jobClass: jobClass))
