@@ -22,6 +22,8 @@ public struct HTTPRequest: Sendable {
     public var caFile: String?
     /// The URL's path is sent exactly as given (`CURLOPT_PATH_AS_IS`): signed requests must not see it rewritten.
     public var pathAsIs: Bool
+    /// Checks every address before connecting, and allows only its schemes, no redirect and no proxy (untrusted URLs).
+    public var connectFilter: CurlConnectFilter?
 
     public init(
         method: String = "GET", url: String, headers: [HTTPHeader] = [], body: [UInt8]? = nil,
@@ -78,6 +80,7 @@ extension CurlEasy {
         }
         try setOption(.url, request.url)
         if request.pathAsIs { try setOption(.pathAsIs, 1) }
+        if let filter = request.connectFilter { try apply(filter) }
         if let caFile = request.caFile { try setOption(.caInfo, caFile) }
         let method = request.method.uppercased()
         var transfer = request.transfer

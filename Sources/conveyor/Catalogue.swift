@@ -3,6 +3,7 @@ import Foundation
 import Images
 import Mail
 import Operations
+import Push
 import Redis
 import SidekiqQueue
 import Storage
@@ -16,7 +17,7 @@ import Web
 enum Catalogue {
     static let groups: [SettingGroup] = [
         WorkerSettings.group, RedisSettings.group, OperationsSettings.group, WebSettings.group, MediaSettings.group,
-        ImagesSettings.group, VideoSettings.group, MailSettings.group, SummariesSettings.group,
+        ImagesSettings.group, VideoSettings.group, MailSettings.group, SummariesSettings.group, PushSettings.group,
     ]
 
     static let settings: [Setting] = groups.flatMap(\.settings)
@@ -69,6 +70,7 @@ enum Catalogue {
         }
         if clean(MailSettings.all) { check { _ = try MailConfiguration(environment: environment) } }
         if clean(SummariesSettings.all) { check { _ = try SummariesConfiguration(environment: environment) } }
+        if clean(PushSettings.all) { check { _ = try PushConfiguration(environment: environment) } }
         if dashboard, clean(WebSettings.all) { check { _ = try WebConfiguration(settings: reader) } }
     }
 

@@ -3,6 +3,7 @@ import Images
 import Mail
 import Operations
 import Postgres
+import Push
 import Sandbox
 import Summaries
 import Video
@@ -18,6 +19,7 @@ enum Composition {
         ImagesJobs.self,
         VideoJobs.self,
         SummariesJobs.self,
+        PushJobs.self,
     ]
 
     /// Every table in schema `conveyor`: operations' own, then each family's.

@@ -8,7 +8,7 @@ struct Conveyor: AsyncParsableCommand {
         version: Conveyor.version,
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, MigrateCommand.self, StatsCommand.self, DeadCommand.self,
-            RetryCommand.self, QueueCommand.self, ProcessCommand.self, WebCommand.self, ConfigCommand.self, HelperCommand.self,
+            RetryCommand.self, QueueCommand.self, ProcessCommand.self, WebCommand.self, ConfigCommand.self, HelperCommand.self, VapidCommand.self,
         ])
 
     /// `conveyor --version`.

@@ -6,6 +6,8 @@ public struct JobFailure: Error, Sendable, CustomStringConvertible, Equatable {
     public var errorClass: String
     public var message: String
     public var isPermanent: Bool
+    /// Seconds the next run must wait at least (a server's `Retry-After`); the back-off still applies when longer.
+    public var retryAfter: Double?
 
     public init(errorClass: ErrorClass, message: String, isPermanent: Bool) {
         self.errorClass = errorClass.rawValue

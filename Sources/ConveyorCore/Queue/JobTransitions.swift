@@ -26,7 +26,8 @@ public enum JobTransitions {
         if failure.isPermanent || failures >= maxAttempts || failures - 1 >= lastRetryCount {
             return (payload, .dead)
         }
-        return (payload, .retry(at: now + policy.delay(retryCount: failures - 1, random: random)))
+        let wait = Saturating.clamp(failure.retryAfter ?? 0, to: 0...RetryPolicy.maxDelay)
+        return (payload, .retry(at: now + max(policy.delay(retryCount: failures - 1, random: random), wait)))
     }
 
     /// Whether a job that failed for good is kept in the dead set: not with `retry: false`, which Sidekiq discards

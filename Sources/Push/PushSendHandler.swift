@@ -1,0 +1,67 @@
+public import ConveyorCore
+import Foundation
+
+/// `push.send`: one push to one subscription, its outcome one the API can act on.
+///
+/// 2xx → succeeded; 404/410 → succeeded with `"gone": true`, the subscription recorded in `conveyor.push_gone`;
+/// 413 → permanent `PayloadTooLarge`; 429 and 5xx → retried no earlier than `Retry-After`; other 4xx (400, 401,
+/// 403) and 3xx → permanent `PushRejected` with the service's reason.
+public struct PushSendHandler: JobHandler {
+    public let sender: PushSender
+    public let gone: (any PushGoneStore)?
+
+    public init(sender: PushSender, gone: (any PushGoneStore)?) {
+        self.sender = sender
+        self.gone = gone
+    }
+
+    public func perform(_ job: JobContext) async throws -> JSONValue {
+        let request = try PushSendRequest(arguments: job.arguments, allowInsecureLoopback: sender.configuration.allowInsecureLoopback)
+        return try await Self.deliver(request, sender: sender, gone: gone, jid: job.jid, deadline: job.deadline)
+    }
+
+    /// Sends `request` and maps the answer to a result or a failure.
+    static func deliver(
+        _ request: PushSendRequest, sender: PushSender, gone: (any PushGoneStore)?, jid: String, deadline: ContinuousClock.Instant
+    ) async throws(JobFailure) -> JSONValue {
+        let answer = try await sender.send(request, deadline: deadline)
+        let origin = request.endpoint.origin
+        var result: JSONObject = ["status": JSONValue(answer.status), "origin": .string(origin)]
+        if let id = request.subscriptionID { result["subscription_id"] = .string(id) }
+        switch answer.status {
+        case 200..<300:
+            result["gone"] = false
+            if let location = answer.location, !Job.containsControlCharacters(location) { result["location"] = .string(location) }
+            return .object(result)
+        case 404, 410:
+            if let gone {
+                do {
+                    try await gone.recordGone(jid: jid, subscriptionID: request.subscriptionID, endpoint: request.endpoint.url, status: answer.status)
+                } catch {
+                    throw .transient(.pushGoneStoreFailed, "push.send jid=\(jid): \(origin) answered \(answer.status) (gone) but conveyor.push_gone could not record it: \(error)")
+                }
+            }
+            result["gone"] = true
+            return .object(result)
+        case 413:
+            throw .permanent(.payloadTooLarge, "push.send jid=\(jid): \(origin) answered 413 (payload too large): \(PushText.reason(answer.body))")
+        case 429, 500..<600:
+            var failure = JobFailure.transient(
+                .pushServiceUnavailable, "push.send jid=\(jid): \(origin) answered \(answer.status)" + Self.reasonSuffix(answer.body)
+                    + (answer.retryAfter.map { "; Retry-After \($0.components.seconds) s" } ?? ""))
+            if let wait = answer.retryAfter {
+                failure.retryAfter = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+            }
+            throw failure
+        case 300..<400:
+            throw .permanent(.pushRejected, "push.send jid=\(jid): \(origin) answered \(answer.status); redirects are not followed")
+        default:
+            throw .permanent(.pushRejected, "push.send jid=\(jid): \(origin) answered \(answer.status)" + Self.reasonSuffix(answer.body))
+        }
+    }
+
+    private static func reasonSuffix(_ body: [UInt8]) -> String {
+        let reason = PushText.reason(body)
+        return reason.isEmpty ? "" : ": \(reason)"
+    }
+}
