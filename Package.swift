@@ -124,7 +124,7 @@ let package = Package(
         .executableTarget(
             name: "conveyor",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "Images", "Video", "Mail", "Summaries", "Push", "Operations", "Postgres", "Redis", "Sandbox", "Storage", "Web",
+                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Images", "Video", "Mail", "Summaries", "Push", "Operations", "Postgres", "Redis", "Sandbox", "Storage", "Web",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,3 +1,4 @@
+import BullMQQueue
 import ConveyorCore
 import Foundation
 import Images
@@ -17,7 +18,7 @@ import Web
 enum Catalogue {
     static let groups: [SettingGroup] = [
         WorkerSettings.group, RedisSettings.group, OperationsSettings.group, WebSettings.group, MediaSettings.group,
-        ImagesSettings.group, VideoSettings.group, MailSettings.group, SummariesSettings.group, PushSettings.group,
+        ImagesSettings.group, VideoSettings.group, MailSettings.group, SummariesSettings.group, BullMQSettings.group, PushSettings.group,
     ]
 
     static let settings: [Setting] = groups.flatMap(\.settings)

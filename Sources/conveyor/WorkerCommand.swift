@@ -1,4 +1,5 @@
 import ArgumentParser
+import BullMQQueue
 import ConveyorCore
 import SidekiqQueue
 @preconcurrency import Dispatch
@@ -26,6 +27,9 @@ struct WorkerCommand: AsyncParsableCommand {
     var classAttempts: [String] = []
 
     @OptionGroup var redis: RedisOptions
+
+    @Option(name: .customLong("bullmq-queues"), help: "BullMQ queues this worker also serves (env CONVEYOR_BULLMQ_QUEUES; prefix CONVEYOR_BULLMQ_PREFIX, default bull).")
+    var bullmqQueues: String?
 
     /// The ranges of the numeric flags the catalogue does not hold (docs/configuration.md lists them): anything
     /// else is a usage error, exit 64. The other flags (`--concurrency`, `--shutdown-timeout`, the heartbeat, poll
@@ -73,7 +77,9 @@ struct WorkerCommand: AsyncParsableCommand {
         // One reader for everything: flags, then the environment, then the config file. Every problem is refused
         // at once (exit 64) before anything starts; the families read the effective values (a flag or the file's
         // value under its variable's name).
-        var settings = Catalogue.reader(flags: redis.flags.merging(settingFlags.flags) { a, _ in a })
+        var flags = redis.flags.merging(settingFlags.flags) { a, _ in a }
+        if let bullmqQueues { flags[BullMQSettings.queues.name] = .init("--bullmq-queues", bullmqQueues) }
+        var settings = Catalogue.reader(flags: flags)
         Catalogue.checkEverything(&settings, dashboard: false)
         try LogSetup.refuse(settings.problems)
         LogSetup.bootstrap(settings)
@@ -123,9 +129,10 @@ struct WorkerCommand: AsyncParsableCommand {
             return true
         }
 
+        let bullQueues = settings.list(BullMQSettings.queues)
         let selection: QueueSelection
         do {
-            selection = try QueueSelection(parsing: queuesText ?? Self.defaultQueues(registry))
+            selection = try BullMQWiring.selection(sidekiq: queuesText ?? (bullQueues.isEmpty ? Self.defaultQueues(registry) : nil), bullmq: bullQueues)
         } catch { throw ValidationError(error.message) }
         // A class whose queue is not served never runs here: say so, once, at start-up.
         let unserved = registry.classes.values.filter { !selection.names.contains($0.queue) }
@@ -161,8 +168,10 @@ struct WorkerCommand: AsyncParsableCommand {
                 redis: endpoint, keys: keys, identity: identity, deadSet: deadSet, replicas: try ReplicaWait(settings: settings),
                 logger: logger)
         }
+        let (served, servedRegistry) = try await BullMQWiring.backend(
+            sidekiq: backend, queues: bullQueues, settings: settings, redis: endpoint, identity: identity, registry: registry, logger: logger)
         let worker = Worker(
-            backend: backend, registry: registry, configuration: configuration, observers: operations.observers + families.flatMap(\.observers),
+            backend: served, registry: servedRegistry, configuration: configuration, observers: operations.observers + families.flatMap(\.observers),
             journal: operations.journal, logger: logger)
 
         // One lifecycle: started in this order, stopped in reverse on SIGTERM/SIGINT (the worker drains first, then

@@ -1,0 +1,93 @@
+public import ConveyorCore
+
+/// One worker on Sidekiq queues and BullMQ queues at once: each call goes to the backend that owns the queue (a
+/// move: the queue of its receipt), under the same concurrency and class limits. Liveness, reaping and promotion are
+/// the Sidekiq backend's (BullMQ's locks and stalled check run inside `BullMQBackend`).
+public final class QueueRouter: QueueBackend {
+    public let sidekiq: any QueueBackend
+    public let bullmq: BullMQBackend
+    public var identity: String { sidekiq.identity }
+    public var journalName: String { sidekiq.journalName }
+
+    public init(sidekiq: any QueueBackend, bullmq: BullMQBackend) {
+        precondition(sidekiq.identity == bullmq.identity, "both backends serve one process")
+        self.sidekiq = sidekiq
+        self.bullmq = bullmq
+    }
+
+    private func isBull(_ queue: String) -> Bool { bullmq.queues[queue] != nil }
+
+    public func fetch(from order: [String], count: Int) async throws -> [FetchedJob] {
+        // Runs of consecutive queues of one backend, in order, until `count` jobs are taken.
+        var jobs: [FetchedJob] = []
+        var i = 0
+        while i < order.count && jobs.count < count {
+            let bull = isBull(order[i])
+            var run: [String] = []
+            while i < order.count && isBull(order[i]) == bull {
+                run.append(order[i])
+                i += 1
+            }
+            let backend: any QueueBackend = bull ? bullmq : sidekiq
+            jobs += try await backend.fetch(from: run, count: count - jobs.count)
+        }
+        return jobs
+    }
+
+    public func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob? {
+        try await (isBull(queue) ? bullmq as any QueueBackend : sidekiq).waitForJob(on: queue, timeout: timeout)
+    }
+
+    private func split(_ moves: [JobTransitions.Move]) -> (sidekiq: [Int], bull: [Int]) {
+        var s: [Int] = []
+        var b: [Int] = []
+        for (i, move) in moves.enumerated() {
+            if isBull(move.receipt.queue) && bullmq.holds(jid: String(decoding: move.receipt.member, as: UTF8.self)) { b.append(i) } else { s.append(i) }
+        }
+        return (s, b)
+    }
+
+    public func complete(_ moves: [JobTransitions.Move], batch: UInt64, resent: Bool) async throws -> Bool {
+        let (s, b) = split(moves)
+        var ok = true
+        if !b.isEmpty { ok = try await bullmq.complete(b.map { moves[$0] }, batch: batch, resent: resent) && ok }
+        if !s.isEmpty { ok = try await sidekiq.complete(s.map { moves[$0] }, batch: batch, resent: resent) && ok }
+        return ok
+    }
+
+    public func apply(_ moves: [JobTransitions.Move], fromInflightOf process: String, journalField: String) async throws -> [Bool] {
+        let (s, b) = split(moves)
+        var flags = [Bool](repeating: false, count: moves.count)
+        if !b.isEmpty {
+            for (i, done) in zip(b, try await bullmq.apply(b.map { moves[$0] }, fromInflightOf: process, journalField: journalField)) { flags[i] = done }
+        }
+        if !s.isEmpty {
+            for (i, done) in zip(s, try await sidekiq.apply(s.map { moves[$0] }, fromInflightOf: process, journalField: journalField)) { flags[i] = done }
+        }
+        return flags
+    }
+
+    public func journal(for receipt: DeliveryReceipt) -> String { sidekiq.journal(for: receipt) }
+
+    public func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob] {
+        let bull = try await bullmq.inflightJobs(of: process, limit: limit)
+        if let limit, bull.count >= limit { return bull }
+        return bull + (try await sidekiq.inflightJobs(of: process, limit: limit.map { $0 - bull.count }))
+    }
+
+    public func heartbeat(_ beat: ProcessBeat) async throws -> ProcessSignal? {
+        _ = try await bullmq.heartbeat(beat)
+        return try await sidekiq.heartbeat(beat)
+    }
+
+    public func deadProcesses() async throws -> [String] { try await sidekiq.deadProcesses() }
+    public func claim(deadProcess process: String) async throws -> Bool { try await sidekiq.claim(deadProcess: process) }
+    public func forget(deadProcess process: String) async throws { try await sidekiq.forget(deadProcess: process) }
+    public func deregister() async throws { try await sidekiq.deregister() }
+    public func promoteDueJobs() async throws { try await sidekiq.promoteDueJobs() }
+
+    public func close() {
+        bullmq.close()
+        sidekiq.close()
+    }
+}

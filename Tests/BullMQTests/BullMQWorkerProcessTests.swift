@@ -1,0 +1,122 @@
+import Foundation
+import Redis
+import Testing
+
+@testable import BullMQQueue
+import ConveyorCore
+
+/// `conveyor worker --bullmq-queues`, the real binary, against jobs the real BullMQ queued.
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["CONVEYOR_BIN"] != nil, "needs CONVEYOR_BIN"))
+struct BullMQWorkerProcessTests {
+    static func launch(_ peer: BullMQPeer, queues: String, extra: [String: String] = [:], arguments: [String] = []) throws -> Process {
+        try launchLogged(peer, queues: queues, extra: extra, arguments: arguments).0
+    }
+
+    static func launchLogged(_ peer: BullMQPeer, queues: String, extra: [String: String] = [:], arguments: [String] = []) throws -> (Process, URL) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["CONVEYOR_BIN"]!)
+        process.arguments = ["worker", "--bullmq-queues", queues, "--concurrency", "2"] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONVEYOR_BULLMQ_PREFIX"] = peer.prefix
+        environment["CONVEYOR_BULLMQ_LOCK_DURATION"] = "2s"
+        environment["CONVEYOR_BULLMQ_STALLED_INTERVAL"] = "1s"
+        environment["CONVEYOR_LOG_LEVEL"] = "warning"
+        environment["CONVEYOR_QUEUES"] = nil
+        environment["CONVEYOR_METRICS_ADDR"] = nil
+        for (k, v) in extra { environment[k] = v }
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("bullmq-worker-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        return (process, log)
+    }
+
+    static func psql(_ sql: String) throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"] else { return "" }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["psql", url, "-Atc", sql]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// kill -9 of a worker mid-job: the job is redone once, by another worker, and completes; recovered within lock
+    /// duration + stalled interval (+ a second of slack), and its outcome row names it `<prefix>:<queue>:<id>`.
+    @Test func killNineMidJobRedoesTheJobOnce() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        try peer.add("kq", [["name": "sleep", "data": ["ms": 2500]]])
+        let jobKey = "\(peer.prefix):kq:1"
+        let (first, firstLog) = try Self.launchLogged(peer, queues: "kq")
+        defer { try? FileManager.default.removeItem(at: firstLog) }
+        do {
+            // A worker starts after its migrations, which may wait for other tests' PostgreSQL sessions.
+            try await eventually(60, "the first worker took the job") {
+                try await peer.command("EXISTS", "\(jobKey):lock").int == 1
+            }
+        } catch {
+            kill(first.processIdentifier, SIGKILL)
+            Issue.record("first worker's log: \((try? String(contentsOf: firstLog, encoding: .utf8)) ?? "")")
+            throw error
+        }
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let killed = Date()
+        let second = try Self.launch(peer, queues: "kq")
+        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        try await eventually(30, "the job completed") {
+            try await peer.command("ZSCORE", "\(peer.prefix):kq:completed", "1").isNull == false
+        }
+        let state = try peer.state("kq")
+        #expect(state["jobs", "1", "returnvalue"] == #"{"slept_ms":2500}"#)
+        #expect(state["jobs", "1", "ats"] == "2", "run twice: the killed run and the redo")
+        #expect(state["jobs", "1", "stc"] == "1")
+        #expect(state["events", "1"] == ["added", "waiting", "active", "waiting", "stalled", "active", "completed"])
+        // Back in wait within lock duration (2 s) + stalled interval (1 s) + 1 s, measured to the redo's completion
+        // minus the job's own 2.5 s.
+        #expect(Date().timeIntervalSince(killed) < 2 + 1 + 1 + 2.5 + 1.5)
+        second.terminate()
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 0)
+        if ProcessInfo.processInfo.environment["DATABASE_URL"] != nil {
+            try await eventually(10, "the outcome row") {
+                try Self.psql("SELECT status FROM conveyor.job_results WHERE jid = '\(jobKey)'") == "succeeded"
+            }
+        }
+    }
+
+    /// Scripts that are not the pinned ones, a queue name BullMQ cannot use, a queue named on both sides, and an old
+    /// Bull queue each refuse the start with exit 64 and a message naming the problem.
+    @Test func refusalsAtStart() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("no-bullmq-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let cases: [(String, [String: String], String)] = [
+            ("kq", ["CONVEYOR_BULLMQ_SCRIPTS": empty.path], "moveToActive-11.lua is missing"),
+            ("a:b", [:], "must not contain ':'"),
+            ("default", ["CONVEYOR_QUEUES": "default"], "named by both"),
+            ("oldbull", [:], "old Bull (v3/v4) queue"),
+        ]
+        try await peer.command("SET", "\(peer.prefix):oldbull:meta-paused", "1")
+        for (queues, extra, message) in cases {
+            let (process, log) = try Self.launchLogged(peer, queues: queues, extra: extra)
+            defer { try? FileManager.default.removeItem(at: log) }
+            let deadline = Date().addingTimeInterval(20)
+            while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 64, "\(queues): exit \(process.terminationStatus)")
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            #expect(text.contains(message), "\(queues): \(text.suffix(400))")
+        }
+    }
+}
