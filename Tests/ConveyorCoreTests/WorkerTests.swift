@@ -295,6 +295,29 @@ import SidekiqQueue
         try await world.clean()
     }
 
+    /// Fetches whose reply is lost after the backend applied them (a connection cut mid-reply) leave jobs in the
+    /// in-flight store that nobody runs: the worker returns them to their queues by their receipts and each runs once.
+    @Test(arguments: BackendKind.available) func jobsOfAFetchWhoseReplyWasLostRunOnce(_ kind: BackendKind) async throws {
+        let world = try BackendWorld(kind)
+        let recorder = Recorder()
+        var jids: [String] = []
+        for i in 0..<20 { jids.append(try await world.enqueue("record", arguments: ["n": JSONValue(i)], queue: i % 2 == 0 ? "default" : "low")) }
+        let configuration = WorkerConfiguration(
+            queues: try QueueSelection(parsing: "default,low"), concurrency: 4, heartbeatInterval: .milliseconds(200),
+            pollInterval: .milliseconds(50))
+        let backend = LosingFetchReplies(world.backend(configuration), losing: 2)
+        let worker = Worker(backend: backend, registry: registry(recorder), configuration: configuration)
+        let running = Task { try await worker.run() }
+        defer { worker.shutdown() }
+        try await eventually("20 jobs processed") { try await world.processed() == 20 }
+        #expect(backend.lost.load(ordering: .relaxed) == 2)
+        #expect(recorder.order.count == 20 && Set(recorder.order) == Set(jids), "each job ran once")
+        try await eventually("nothing left in flight") { try await world.inflight(configuration.identity) == 0 }
+        worker.shutdown()
+        try await running.value
+        try await world.clean()
+    }
+
     // MARK: Sidekiq's layout only
 
     @Test func deadSetIsBoundedLikeSidekiqs() async throws {
@@ -326,4 +349,46 @@ import SidekiqQueue
         }
         try await redis.clean()
     }
+}
+
+/// A backend whose first `losing` non-empty fetches apply and then fail, as when the connection drops with the reply.
+final class LosingFetchReplies: QueueBackend {
+    struct ReplyLost: Error {}
+    let inner: any QueueBackend
+    let losing: Int
+    let lost = Atomic<Int>(0)
+
+    init(_ inner: any QueueBackend, losing: Int) {
+        self.inner = inner
+        self.losing = losing
+    }
+
+    var identity: String { inner.identity }
+    var journalName: String { inner.journalName }
+
+    func fetch(from order: [String], count: Int) async throws -> [FetchedJob] {
+        let jobs = try await inner.fetch(from: order, count: count)
+        if !jobs.isEmpty, lost.load(ordering: .relaxed) < losing {
+            lost.add(1, ordering: .relaxed)
+            throw ReplyLost()
+        }
+        return jobs
+    }
+
+    func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob? { try await inner.waitForJob(on: queue, timeout: timeout) }
+    func complete(_ moves: [JobTransitions.Move], batch: UInt64, resent: Bool) async throws -> Bool {
+        try await inner.complete(moves, batch: batch, resent: resent)
+    }
+    func apply(_ moves: [JobTransitions.Move], fromInflightOf process: String, journalField: String) async throws -> [Bool] {
+        try await inner.apply(moves, fromInflightOf: process, journalField: journalField)
+    }
+    func journal(for receipt: DeliveryReceipt) -> String { inner.journal(for: receipt) }
+    func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob] { try await inner.inflightJobs(of: process, limit: limit) }
+    func heartbeat(_ beat: ProcessBeat) async throws -> ProcessSignal? { try await inner.heartbeat(beat) }
+    func deadProcesses() async throws -> [String] { try await inner.deadProcesses() }
+    func claim(deadProcess process: String) async throws -> Bool { try await inner.claim(deadProcess: process) }
+    func forget(deadProcess process: String) async throws { try await inner.forget(deadProcess: process) }
+    func deregister() async throws { try await inner.deregister() }
+    func promoteDueJobs() async throws { try await inner.promoteDueJobs() }
+    func close() { inner.close() }
 }
