@@ -35,6 +35,8 @@ public final class BullMQBackend: QueueBackend {
     private let state = Mutex(State())
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
     private let lockOutage = OutageLog("renewing BullMQ job locks")
+    /// Job schedulers already reported as not advanced by this worker.
+    private let unadvancedSchedulers = Mutex<Set<String>>([])
 
     /// A job this process holds: what its outcome's script needs, and who to tell when its lock is lost.
     struct Held: Sendable {
@@ -216,6 +218,14 @@ public final class BullMQBackend: QueueBackend {
         while i + 1 < hash.count {
             if let k = hash[i].text { fields[k] = hash[i + 1].bytes ?? [] }
             i += 2
+        }
+        if let scheduler = fields["rjk"].map({ String(decoding: $0, as: UTF8.self) }),
+            unadvancedSchedulers.withLock({ $0.insert("\(keys.queue)\u{0}\(scheduler)").inserted })
+        {
+            // BullMQ's worker creates a scheduler's next iteration when it takes the current one; this one does not yet.
+            logger.error(
+                "a BullMQ job scheduler's job was taken by Conveyor, which does not create its next iteration: keep a BullMQ (Node or Python) worker on this queue or the schedule stops",
+                metadata: ["queue": "\(keys.queue)", "scheduler": "\(scheduler)"])
         }
         let (held, jid) = Self.envelope(fields: fields, id: id, keys: keys, token: token)
         state.withLock { $0.held[jid] = held }

@@ -120,3 +120,36 @@ struct BullMQWorkerProcessTests {
         }
     }
 }
+
+extension BullMQWorkerProcessTests {
+    /// One worker serves a Sidekiq queue and a BullMQ queue at once: each job leaves through its own backend.
+    @Test func oneWorkerServesSidekiqAndBullMQQueues() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let sidekiqQueue = "mix\(Job.newJID().prefix(8))"
+        try peer.add("bq", [["name": "noop", "data": [:]]])
+        let envelope = Job.envelope(jobClass: "noop", arguments: [:], queue: sidekiqQueue)
+        try await peer.command("LPUSH", "queue:\(sidekiqQueue)", envelope.bytes)
+        let (worker, log) = try Self.launchLogged(peer, queues: "bq", extra: ["CONVEYOR_QUEUES": sidekiqQueue])
+        defer {
+            if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: log)
+        }
+        try await eventually(60, "both jobs done") {
+            let bull = try await peer.command("ZSCORE", "\(peer.prefix):bq:completed", "1").isNull == false
+            let sidekiq = try await peer.command("LLEN", "queue:\(sidekiqQueue)").int == 0
+            return bull && sidekiq
+        }
+        worker.terminate()
+        worker.waitUntilExit()
+        #expect(worker.terminationStatus == 0)
+        #expect(try peer.state("bq")["jobs", "1", "returnvalue"] == "{}")
+        if ProcessInfo.processInfo.environment["DATABASE_URL"] != nil {
+            let jid = envelope["jid"]!.stringValue!
+            try await eventually(10, "both outcome rows") {
+                try Self.psql("SELECT count(*) FROM conveyor.job_results WHERE jid IN ('\(jid)', '\(peer.prefix):bq:1') AND status = 'succeeded'") == "2"
+            }
+        }
+        try await peer.command("DEL", "queue:\(sidekiqQueue)")
+    }
+}
