@@ -104,7 +104,7 @@ let package = Package(
             name: "Summaries", dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Digest", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
-            name: "Push", dependencies: ["ConveyorCore", "Curl", "Postgres", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
+            name: "Push", dependencies: ["ConveyorCore", "SidekiqQueue", "Redis", "Curl", "Postgres", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
         // The operator dashboard (`conveyor web`): pages and actions over Operations' sets, queues and result queries.

@@ -1,14 +1,17 @@
 public import ConveyorCore
 public import Postgres
+import Redis
+import SidekiqQueue
 import Foundation
 import Logging
 
 /// Registers the Web Push job classes.
 public enum PushJobs: JobFamilyDefinition, DeclaresMigrations {
     public static let sendClass = "push.send"
+    public static let fanoutClass = "push.fanout"
     /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
     public static let queue = "notifications"
-    public static let classNames = [sendClass]
+    public static let classNames = [sendClass, fanoutClass]
 
     /// `conveyor.push_gone`, the subscriptions push services said are gone.
     public static var migrations: [Migration] { PushMigrations.all }
@@ -22,7 +25,7 @@ public enum PushJobs: JobFamilyDefinition, DeclaresMigrations {
         return JobFamily(registry: registry)
     }
 
-    /// Registers `push.send` on queue `notifications`, reading the settings of `PushSettings` from `environment`;
+    /// Registers `push.send` and `push.fanout` on queue `notifications`, reading the settings of `PushSettings` from `environment`;
     /// gone subscriptions go to `conveyor.push_gone` when `DATABASE_URL` is set.
     public static func register(into registry: inout JobRegistry, environment: [String: String], gone: (any PushGoneStore)? = nil) throws {
         let configuration = try PushConfiguration(environment: environment)
@@ -35,5 +38,15 @@ public enum PushJobs: JobFamilyDefinition, DeclaresMigrations {
         registry.register(JobClass(
             sendClass, queue: queue, retry: retry, timeout: .seconds(configuration.timeout + 30), concurrency: configuration.concurrency,
             handler: PushSendHandler(sender: sender, gone: store)))
+        // push.fanout enqueues push.send jobs where this worker's queues are: the same Redis and namespace.
+        var client: JobClient?
+        if let url = environment["REDIS_URL"], !url.isEmpty {
+            let keys = QueueKeys(namespace: environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 },
+                                 cluster: url.hasPrefix("redis+cluster://") || url.hasPrefix("rediss+cluster://"))
+            client = JobClient(redis: RedisThread(try RedisEndpoint(url: url, environment: environment), name: "conveyor-push-fanout"), keys: keys)
+        }
+        registry.register(JobClass(
+            fanoutClass, queue: queue, retry: retry, timeout: .seconds(60), concurrency: 4,
+            handler: PushFanoutHandler(client: client, allowInsecureLoopback: configuration.allowInsecureLoopback)))
     }
 }

@@ -50,6 +50,15 @@ public struct PushSendRequest: Sendable {
         }
         authSecret = try Self.base64URL(keys["auth"], name: "\(name).keys.auth", bytes: 16)
 
+        (payload, ttl, urgency, topic) = try Self.message(message)
+    }
+
+    /// The message arguments every subscription of a fan-out shares: payload, ttl, urgency, topic.
+    static func message(_ message: JSONObject) throws(JobFailure) -> (payload: [UInt8]?, ttl: Int, urgency: String?, topic: String?) {
+        let payload: [UInt8]?
+        var ttl = defaultTTL
+        var urgency: String?
+        var topic: String?
         switch message["payload"] {
         case nil, .null?: payload = nil
         case .string(let text)?: payload = Array(text.utf8)
@@ -59,16 +68,15 @@ public struct PushSendRequest: Sendable {
             throw .permanent(.payloadTooLarge,
                              "payload is \(payload.count) bytes once encoded; a Web Push message holds at most \(WebPushEncryption.maxPlaintextBytes)")
         }
-        ttl = Self.defaultTTL
         if let value = message["ttl"], !value.isNull {
             guard case .number = value else { throw .invalidArguments("ttl must be an integer number of seconds, got \(value.typeName)") }
-            guard let n = value.intValue, Self.ttlRange.contains(n) else {
-                throw .invalidArguments("ttl must be a whole number of seconds in \(Self.ttlRange.lowerBound)...\(Self.ttlRange.upperBound), got \(PushText.quoted(value.text, max: 40))")
+            guard let n = value.intValue, ttlRange.contains(n) else {
+                throw .invalidArguments("ttl must be a whole number of seconds in \(ttlRange.lowerBound)...\(ttlRange.upperBound), got \(PushText.quoted(value.text, max: 40))")
             }
             ttl = n
         }
         if let value = message["urgency"], !value.isNull {
-            guard let text = value.stringValue, Self.urgencies.contains(text) else {
+            guard let text = value.stringValue, urgencies.contains(text) else {
                 throw .invalidArguments("urgency must be one of very-low, low, normal, high, got \(PushText.quoted(value.text, max: 40))")
             }
             urgency = text
@@ -80,6 +88,7 @@ public struct PushSendRequest: Sendable {
             else { throw .invalidArguments("topic must be 1-32 characters of A-Z, a-z, 0-9, '-' and '_', got \(PushText.quoted(value.text, max: 40))") }
             topic = text
         }
+        return (payload, ttl, urgency, topic)
     }
 
     /// An optional id the API finds its row by: a string of 1-256 bytes without control characters, or an integer.

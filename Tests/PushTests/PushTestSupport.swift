@@ -135,9 +135,9 @@ final class PushWorker: @unchecked Sendable {
     }
 
     /// Enqueues `push.send` jobs in one round trip; returns their jids in order.
-    func enqueue(_ arguments: [JSONObject]) async throws -> [String] {
+    func enqueue(_ arguments: [JSONObject], jobClass: String = "push.send") async throws -> [String] {
         let now = JobTime.now()
-        let payloads = arguments.map { Job.envelope(jobClass: "push.send", arguments: $0, queue: "notifications", retry: nil, at: nil, now: now) }
+        let payloads = arguments.map { Job.envelope(jobClass: jobClass, arguments: $0, queue: "notifications", retry: nil, at: nil, now: now) }
         try await client.push(payloads)
         return payloads.map { $0["jid"]!.stringValue! }
     }

@@ -116,4 +116,47 @@ import Testing
         #expect(after - before == 3, "no connection from a refused endpoint: \(before) → \(after)")
         try await worker.stop()
     }
+
+    @Test func aFanOutEnqueuesOnePushPerSubscriptionAndListsTheRefused() async throws {
+        let subscribers = (0..<3).map { TestSubscriber(name: "f\($0)") }
+        let service = try StandInPushService(subscribers: subscribers)
+        let worker = try PushWorker()
+        func item(_ subscriber: TestSubscriber, _ endpoint: String, id: JSONValue) -> JSONValue {
+            guard case .object(var o) = subscriber.subscription(endpoint: endpoint) else { return .null }
+            o["subscription_id"] = id
+            o["expirationTime"] = .null
+            return .object(o)
+        }
+        var badKey = subscribers[0].subscription(endpoint: service.base + "/ok/f0").objectValue!
+        badKey["keys"] = .object(["p256dh": .string(Base64URL.encode([4] + [UInt8](repeating: 0, count: 64))), "auth": "AAAAAAAAAAAAAAAAAAAAAA"])
+        let list: [JSONValue] = [
+            item(subscribers[0], service.base + "/ok/f0", id: "a"), item(subscribers[1], "https://10.0.0.1/ok/f1", id: "hostile"),
+            item(subscribers[1], service.base + "/ok/f1", id: 2), .object(badKey), item(subscribers[2], service.base + "/gone/f2", id: "c"),
+        ]
+        let fanout = try await worker.enqueue(
+            [["subscriptions": .array(list), "payload": ["title": "fan"], "ttl": 30, "topic": "fan"]], jobClass: "push.fanout")
+        let tooLarge = try await worker.enqueue(
+            [["subscriptions": .array([list[0]]), "payload": .string(String(repeating: "x", count: 4000))]], jobClass: "push.fanout")
+        let first = try await Outcomes.wait(for: fanout + tooLarge, timeout: .seconds(60))
+        let result = try #require(first[fanout[0]]?.result, "\(first); log:\n\(worker.log.suffix(2000))")
+        #expect(first[fanout[0]]?.status == "succeeded")
+        #expect(result["enqueued"]?.intValue == 3)
+        let refused = result["refused"]?.arrayValue ?? []
+        #expect(refused.compactMap { $0["index"]?.intValue } == [1, 3], "\(refused)")
+        #expect(refused.first?["error_class"] == "PushEndpointRefused" && refused.first?["subscription_id"] == "hostile")
+        #expect(refused.last?["error_class"] == "InvalidArguments")
+        let children = (result["jids"]?.arrayValue ?? []).compactMap(\.stringValue)
+        #expect(children == [0, 2, 4].map { PushFanoutHandler.childJID(fanout[0], index: $0) })
+        #expect(first[tooLarge[0]]?.status == "dead" && first[tooLarge[0]]?.errorClass == "PayloadTooLarge")
+
+        let outcomes = try await Outcomes.wait(for: children, timeout: .seconds(60))
+        #expect(outcomes[children[0]]?.result?["gone"] == false && outcomes[children[0]]?.result?["subscription_id"] == "a")
+        #expect(outcomes[children[1]]?.result?["subscription_id"] == "2")
+        #expect(outcomes[children[2]]?.result?["gone"] == true)
+        #expect(try Outcomes.goneRows(jids: [children[2]])[children[2]]?.subscriptionID == "c")
+        let log = try service.log()
+        #expect(log.count == 3 && log.allSatisfy { $0.error == nil && $0.payload == #"{"title":"fan"}"# && $0.ttl == "30" && $0.topic == "fan" },
+                "\(log.map { "\($0.path) \($0.error ?? "")" })")
+        try await worker.stop()
+    }
 }
