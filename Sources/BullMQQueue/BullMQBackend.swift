@@ -35,6 +35,8 @@ public final class BullMQBackend: QueueBackend {
     private let state = Mutex(State())
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
     private let lockOutage = OutageLog("renewing BullMQ job locks")
+    /// Next iterations of `every` job schedulers to create, for jobs just taken.
+    private let pendingIterations = Mutex<[RedisCommand]>([])
     /// Job schedulers already reported as not advanced by this worker.
     private let unadvancedSchedulers = Mutex<Set<String>>([])
 
@@ -202,6 +204,7 @@ public final class BullMQBackend: QueueBackend {
                 if let job = try accept(reply, keys: keys, token: token) { jobs.append(job) }
             }
         }
+        try await advanceSchedulers(on: fetchRedis)
         return jobs
     }
 
@@ -220,6 +223,10 @@ public final class BullMQBackend: QueueBackend {
             i += 2
         }
         if let scheduler = fields["rjk"].map({ String(decoding: $0, as: UTF8.self) }),
+            let advance = nextIteration(fields: fields, id: id, keys: keys, scheduler: scheduler)
+        {
+            pendingIterations.withLock { $0.append(advance) }
+        } else if let scheduler = fields["rjk"].map({ String(decoding: $0, as: UTF8.self) }),
             unadvancedSchedulers.withLock({ $0.insert("\(keys.queue)\u{0}\(scheduler)").inserted })
         {
             // BullMQ's worker creates a scheduler's next iteration when it takes the current one; this one does not yet.
@@ -230,6 +237,51 @@ public final class BullMQBackend: QueueBackend {
         let (held, jid) = Self.envelope(fields: fields, id: id, keys: keys, token: token)
         state.withLock { $0.held[jid] = held }
         return FetchedJob(raw: held.raw, receipt: DeliveryReceipt(queue: keys.queue, member: Array(jid.utf8), token: token))
+    }
+
+    /// BullMQ's worker creates a job scheduler's next iteration when it takes the current one
+    /// (`upsertJobScheduler(..., override: false, producerId: job.id)`): `updateJobScheduler`, which for an `every`
+    /// scheduler computes the next time itself. Nil for a cron `pattern` (not computed here yet) or a scheduler past
+    /// its `limit` or `endDate`.
+    private func nextIteration(fields: [String: [UInt8]], id: String, keys: BullMQKeys, scheduler: String) -> RedisCommand? {
+        guard let opts = fields["opts"].flatMap({ try? JSONValue(parsing: $0) })?.objectValue,
+            let repeatOpts = opts["repeat"]?.objectValue, repeatOpts["every"]?.doubleValue != nil, repeatOpts["pattern"] == nil
+        else { return nil }
+        let now = Self.nowMS()
+        let count = Saturating.add(repeatOpts["count"]?.intValue ?? 0, 1)
+        if let limit = repeatOpts["limit"]?.intValue, count > limit { return nil }
+        if let end = repeatOpts["endDate"]?.intValue, now > end { return nil }
+        var repeatNext = repeatOpts
+        repeatNext["count"] = JSONValue(count)
+        var next = opts
+        next["jobId"] = .string("repeat:\(scheduler):\(now)")
+        next["delay"] = JSONValue(0)
+        next["timestamp"] = JSONValue(now)
+        next["prevMillis"] = JSONValue(now)
+        next["repeatJobKey"] = .string(scheduler)
+        next["repeat"] = .object(repeatNext)
+        let data = fields["data"] ?? Array("{}".utf8)
+        return scripts.command(
+            .updateJobScheduler,
+            keys: [
+                keys.repeatKey, keys.delayed, keys.wait, keys.paused, keys.meta, keys.prioritized, keys.marker, keys.key("id"), keys.events, keys.pc,
+                keys.job(id), keys.active,
+            ],
+            arguments: [now, scheduler, data, MessagePack(.object(next)).encoded(), now, keys.base, id])
+    }
+
+    /// Creates the next iterations of the schedulers whose jobs were just taken.
+    private func advanceSchedulers(on redis: RedisThread) async throws {
+        let commands = pendingIterations.withLock { p in
+            defer { p.removeAll() }
+            return p
+        }
+        if commands.isEmpty { return }
+        let scripts = scripts
+        let replies = try await redis.run { connection in try scripts.pipeline(commands, on: connection) }
+        for reply in replies {
+            if case .error(let message) = reply { logger.error("could not create a BullMQ job scheduler's next iteration", metadata: ["error": "\(message)"]) }
+        }
     }
 
     /// The worker's envelope for a BullMQ job hash, and what this backend keeps of it.
@@ -326,7 +378,10 @@ public final class BullMQBackend: QueueBackend {
                 let command = moveToActive(keys, token: token)
                 let scripts = scripts
                 let reply = try await redis.run { connection in try scripts.pipeline([command], on: connection)[0] }
-                if let job = try accept(reply, keys: keys, token: token) { return job }
+                if let job = try accept(reply, keys: keys, token: token) {
+                    try await advanceSchedulers(on: redis)
+                    return job
+                }
             }
         }
     }

@@ -1,9 +1,13 @@
+public import ConveyorCore
+
 /// The few MessagePack values BullMQ's scripts unpack with `cmsgpack.unpack` (worker options, lock tokens and ids,
 /// fields to update), encoded as Python's `msgpack.packb(..., use_bin_type=True)` encodes them.
 public indirect enum MessagePack: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int)
+    /// A float64 (msgpack-python packs every Python float so).
+    case double(Double)
     case string(String)
     case array([MessagePack])
     /// Keys in the given order (msgpack maps are ordered on the wire; Lua tables do not care).
@@ -23,6 +27,9 @@ public indirect enum MessagePack: Sendable, Equatable {
         case .null: out.append(0xC0)
         case .bool(let b): out.append(b ? 0xC3 : 0xC2)
         case .int(let i): Self.integer(i, into: &out)
+        case .double(let d):
+            out.append(0xCB)
+            Self.bigEndian(d.bitPattern, bytes: 8, into: &out)
         case .string(let s):
             let bytes = Array(s.utf8)
             let n = bytes.count
@@ -47,6 +54,20 @@ public indirect enum MessagePack: Sendable, Equatable {
                 MessagePack.string(key).encode(into: &out)
                 value.encode(into: &out)
             }
+        }
+    }
+
+    /// A JSON value as msgpack-python packs what `json.loads` made of it: integers as integers, other numbers as
+    /// float64, objects as maps in their order.
+    public init(_ json: JSONValue) {
+        switch json {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .string(let s): self = .string(s)
+        case .number(let text):
+            if let i = Int(text) { self = .int(i) } else { self = .double(json.doubleValue ?? 0) }
+        case .array(let items): self = .array(items.map(MessagePack.init))
+        case .object(let o): self = .map(o.map { ($0.key, MessagePack($0.value)) })
         }
     }
 

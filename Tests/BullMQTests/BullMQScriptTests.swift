@@ -3,6 +3,7 @@ import Redis
 import Testing
 
 @testable import BullMQQueue
+import ConveyorCore
 
 @Suite struct BullMQScriptTests {
     @Test func pinnedScriptsLoadFromThePythonPackageAndMatchRedisSHA() async throws {
@@ -64,6 +65,8 @@ import Testing
             (.string(String(repeating: "é", count: 20)), "\"" + String(repeating: "é", count: 20) + "\""),
             (.string(String(repeating: "x", count: 70000)), "\"" + String(repeating: "x", count: 70000) + "\""),
             (.string(""), "\"\""),
+            (.array([.double(0.5), .double(-1e308), .double(1e-300)]), "[0.5,-1e308,1e-300]"),
+            (MessagePack(["a": 1, "b": 0.25, "c": [true, nil, "x"], "d": ["e": -3]]), #"{"a":1,"b":0.25,"c":[true,null,"x"],"d":{"e":-3}}"#),
             (.array((0..<20).map { .int($0) }), "[" + (0..<20).map(String.init).joined(separator: ",") + "]"),
             (.map([("keepJobs", .map([("age", .int(3600)), ("count", .int(-1))]))]), #"{"keepJobs":{"age":3600,"count":-1}}"#),
         ]

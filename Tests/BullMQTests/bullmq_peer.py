@@ -18,9 +18,11 @@ def normalise_state(r, prefix, queue):
     jobs = {}
     for key in r.scan_iter(base + "*"):
         rest = key[len(base):]
-        if ":" in rest or r.type(key) != "hash" or rest in ("meta",) or rest.startswith("repeat"):
+        if r.type(key) != "hash" or rest == "meta":
             continue
         h = r.hgetall(key)
+        if "opts" not in h or "timestamp" not in h:
+            continue  # a scheduler's hash, not a job's
         keep = {}
         for k, v in h.items():
             if k == "pb":
@@ -53,6 +55,13 @@ async def add(url, prefix, queue, jobs):
         ids.append(job.id)
     await q.close()
     print(json.dumps(ids))
+
+
+async def schedule(url, prefix, queue, scheduler_id, repeat, name, data):
+    from bullmq import Queue
+    q = Queue(queue, {"connection": url, "prefix": prefix})
+    await q.upsertJobScheduler(scheduler_id, repeat, name, data)
+    await q.close()
 
 
 async def work(url, prefix, queue, count):
@@ -97,6 +106,8 @@ def main():
     url, prefix, queue = sys.argv[2], sys.argv[3], sys.argv[4]
     if cmd == "add":
         asyncio.run(add(url, prefix, queue, json.loads(sys.argv[5])))
+    elif cmd == "schedule":
+        asyncio.run(schedule(url, prefix, queue, sys.argv[5], json.loads(sys.argv[6]), sys.argv[7], json.loads(sys.argv[8])))
     elif cmd == "work":
         asyncio.run(work(url, prefix, queue, int(sys.argv[5])))
     elif cmd == "state":
