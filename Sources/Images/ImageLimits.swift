@@ -17,39 +17,22 @@ public struct ImageLimits: Sendable, Equatable {
 
     public init() {}
 
-    /// Accepted values of each variable; anything outside (`inf`, `nan`, `1e300`, zero, negative) is refused at start.
-    public static let megapixelRange: ClosedRange<Double> = 0.000001...100_000
-    public static let dimensionRange: ClosedRange<Int> = 1...1_000_000
-    public static let fileMBRange: ClosedRange<Double> = 0.000001...1_048_576
-    public static let framesRange: ClosedRange<Int> = 1...1_000_000
+    /// Reads `ImagesSettings`' limits; every value was checked against its declared range (`inf`, `nan`, `1e400`,
+    /// hex, zero and negative refused) before it reaches here.
+    public init(settings: SettingsReader) throws(JobFailure) {
+        typealias I = ImagesSettings
+        try settings.refuse([I.imageMaxMegapixels, I.imageMaxDimension, I.imageMaxFileMb, I.imageMaxFrames, I.imageMaxProgressiveMegapixels])
+        maxMegapixels = settings.number(I.imageMaxMegapixels)
+        maxDimension = settings.int(I.imageMaxDimension)
+        // At most 2^40 bytes by the declared range.
+        maxFileBytes = max(1, Int(exactly: (settings.number(I.imageMaxFileMb) * 1_048_576).rounded()) ?? Int.max)
+        maxFrames = settings.int(I.imageMaxFrames)
+        maxProgressiveMegapixels = settings.number(I.imageMaxProgressiveMegapixels)
+    }
 
+    /// The same from a plain environment, through a reader of the families' settings.
     public init(environment: [String: String]) throws(JobFailure) {
-        /// Decimal notation only: `Double()` also reads `inf`, `nan` and hexadecimal (`0x10`).
-        func decimal(_ text: String) -> Double? {
-            let trimmed = text.trimmingCharacters(in: .whitespaces)
-            guard trimmed.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || $0 == "." || $0 == "e" || $0 == "E" || $0 == "-" || $0 == "+" })
-            else { return nil }
-            return Double(trimmed)
-        }
-        func number(_ name: String, _ range: ClosedRange<Double>) throws(JobFailure) -> Double? {
-            guard let text = environment[name], !text.isEmpty else { return nil }
-            guard let value = decimal(text), value.isFinite, range.contains(value) else {
-                throw .permanent(.invalidConfiguration, "\(name)=\(text) is not a number in \(ImageOperations.format(range.lowerBound))...\(ImageOperations.format(range.upperBound))")
-            }
-            return value
-        }
-        func whole(_ name: String, _ range: ClosedRange<Int>) throws(JobFailure) -> Int? {
-            guard let text = environment[name], !text.isEmpty else { return nil }
-            guard let value = decimal(text), let n = Int(exactly: value), range.contains(n) else {
-                throw .permanent(.invalidConfiguration, "\(name)=\(text) is not a whole number in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return n
-        }
-        if let v = try number("CONVEYOR_IMAGE_MAX_MEGAPIXELS", Self.megapixelRange) { maxMegapixels = v }
-        if let v = try whole("CONVEYOR_IMAGE_MAX_DIMENSION", Self.dimensionRange) { maxDimension = v }
-        if let v = try number("CONVEYOR_IMAGE_MAX_FILE_MB", Self.fileMBRange) { maxFileBytes = max(1, Int((v * 1_048_576).rounded())) }
-        if let v = try whole("CONVEYOR_IMAGE_MAX_FRAMES", Self.framesRange) { maxFrames = v }
-        if let v = try number("CONVEYOR_IMAGE_MAX_PROGRESSIVE_MEGAPIXELS", Self.megapixelRange) { maxProgressiveMegapixels = v }
+        try self.init(settings: SettingsReader(families: environment))
     }
 
     var json: JSONValue {

@@ -41,7 +41,7 @@ public enum ImageOperations {
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         guard size > 0 else { throw .permanent(.imageEmpty, "\(what) is an empty file (0 bytes)") }
         guard size <= limits.maxFileBytes else {
-            throw .permanent(.imageTooLarge, "\(what): \(size) bytes exceeds the \(limits.maxFileBytes >> 20) MB limit (CONVEYOR_IMAGE_MAX_FILE_MB)")
+            throw .permanent(.imageTooLarge, "\(what): \(size) bytes exceeds the limit of \(limits.maxFileBytes) bytes (\(ImagesSettings.imageMaxFileMb.name))")
         }
         do { try Vips.start() } catch { throw .transient(.vipsUnavailable, "libvips failed to start: \(error)") }
         // libvips picks the loader from the bytes: the extension means nothing.
@@ -64,18 +64,18 @@ public enum ImageOperations {
         let frames = max(1, image.pages)
         let megapixels = Double(width) * Double(height) / 1_000_000
         guard frames <= limits.maxFrames else {
-            throw .permanent(.imageTooManyFrames, "\(what) has \(frames) frames; the limit is \(limits.maxFrames) (CONVEYOR_IMAGE_MAX_FRAMES)")
+            throw .permanent(.imageTooManyFrames, "\(what) has \(frames) frames; the limit is \(limits.maxFrames) (\(ImagesSettings.imageMaxFrames.name))")
         }
         guard megapixels <= limits.maxMegapixels else {
-            throw .permanent(.imageTooLarge, "\(what): \(width)x\(height) exceeds the \(format(limits.maxMegapixels)) megapixel limit (CONVEYOR_IMAGE_MAX_MEGAPIXELS)")
+            throw .permanent(.imageTooLarge, "\(what): \(width)x\(height) exceeds the \(format(limits.maxMegapixels)) megapixel limit (\(ImagesSettings.imageMaxMegapixels.name))")
         }
         guard width <= limits.maxDimension, height <= limits.maxDimension else {
-            throw .permanent(.imageTooLarge, "\(what): \(width)x\(height) has a side longer than \(limits.maxDimension) pixels (CONVEYOR_IMAGE_MAX_DIMENSION)")
+            throw .permanent(.imageTooLarge, "\(what): \(width)x\(height) has a side longer than \(limits.maxDimension) pixels (\(ImagesSettings.imageMaxDimension.name))")
         }
         if image.isInterlaced, megapixels > limits.maxProgressiveMegapixels {
             throw .permanent(
                 .imageTooLarge,
-                "\(what): a progressive/interlaced \(width)x\(height) image must be decoded at full size; the limit for those is \(format(limits.maxProgressiveMegapixels)) megapixels (CONVEYOR_IMAGE_MAX_PROGRESSIVE_MEGAPIXELS)")
+                "\(what): a progressive/interlaced \(width)x\(height) image must be decoded at full size; the limit for those is \(format(limits.maxProgressiveMegapixels)) megapixels (\(ImagesSettings.imageMaxProgressiveMegapixels.name))")
         }
         return Checked(path: path, loader: loader, width: width, height: height, frames: frames, hasICCProfile: image.hasICCProfile,
                        orientation: image.orientation)

@@ -44,7 +44,7 @@ public enum ImagesJobs: JobFamilyDefinition, DeclaresHelperOperations {
     public static func sharedPool(_ context: FamilyContext) throws -> (ImagesConfiguration, HelperPool) {
         try context.shared("images.helper-pool", as: ImagesShared.self) {
             let media = try context.mediaStore()
-            var configuration = try ImagesConfiguration(environment: context.environment)
+            var configuration = try ImagesConfiguration(settings: context.settings)
             configuration.store = media.store
             configuration.pool.limits.writablePaths = [media.settings.writablePath]
             return ImagesShared(configuration: configuration, pool: HelperPool(configuration.pool, operations: helperOperations))
@@ -57,8 +57,8 @@ public enum ImagesJobs: JobFamilyDefinition, DeclaresHelperOperations {
         var parts: (ImagesConfiguration, HelperPool) { (configuration, pool) }
     }
 
-    /// Registers `image.thumbnail` and `image.strip_metadata` (queue `media`), configured from `environment`:
-    /// `CONVEYOR_MEDIA_ROOT`, `CONVEYOR_IMAGE_*` limits, `CONVEYOR_HELPER*` pool settings (see docs/configuration.md).
+    /// Registers `image.thumbnail` and `image.strip_metadata` (queue `media`), configured from `environment` through a
+    /// reader of the families' settings (`ImagesSettings`, the media root; see docs/configuration.md).
     public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
         let configuration = try ImagesConfiguration(environment: environment)
         register(into: &registry, configuration: configuration, pool: HelperPool(configuration.pool, operations: helperOperations))
@@ -79,7 +79,7 @@ public enum ImagesJobs: JobFamilyDefinition, DeclaresHelperOperations {
     }
 }
 
-/// Everything the image jobs read from the environment.
+/// Everything the image jobs read from the settings.
 public struct ImagesConfiguration: Sendable {
     /// The local media root (`CONVEYOR_MEDIA_ROOT`): where the jobs' keys live unless `store` names another store.
     public var mediaRoot: MediaRoot {
@@ -99,38 +99,39 @@ public struct ImagesConfiguration: Sendable {
     /// resampler and so decodes more pixels.
     public var fastShrinkOnLoad = true
 
-    public init(environment: [String: String]) throws {
-        mediaRoot = try MediaRoot(environment: environment)
+    /// Reads `ImagesSettings` (limits, helper pool, effort, timeout) and the media root from the one reader.
+    public init(settings: SettingsReader) throws {
+        typealias I = ImagesSettings
+        try settings.refuse(I.all)
+        mediaRoot = try MediaRoot(settings: settings)
         store = LocalMediaStore(root: mediaRoot)
-        limits = try ImageLimits(environment: environment)
-        // Each in a documented range: a huge value would overflow the rlimit and deadline arithmetic downstream.
-        func int(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
-            try EnvironmentNumber.int(name, in: environment, default: fallback, range: range)
-        }
+        limits = try ImageLimits(settings: settings)
+        // The declared ranges keep the rlimit and deadline arithmetic downstream from overflowing.
         var pool = HelperPool.Configuration(
-            size: try int("CONVEYOR_HELPERS", 2, 1...256),
-            maxJobsPerHelper: try int("CONVEYOR_HELPER_MAX_JOBS", 200, 1...1_000_000),
+            size: settings.int(I.helpers),
+            maxJobsPerHelper: settings.int(I.helperMaxJobs),
             limits: HelperLimits(
-                addressSpaceMB: try int("CONVEYOR_HELPER_MEMORY_MB", 2048, 64...1_048_576),
-                cpuSecondsPerJob: try int("CONVEYOR_HELPER_CPU_SECONDS", 60, 1...86_400),
-                openFiles: try int("CONVEYOR_HELPER_OPEN_FILES", 256, 16...1_048_576),
-                sandbox: try HelperLimits.sandbox(environment: environment),
+                addressSpaceMB: settings.int(I.helperMemoryMb),
+                cpuSecondsPerJob: settings.int(I.helperCpuSeconds),
+                openFiles: settings.int(I.helperOpenFiles),
+                sandbox: settings.bool(I.helperSandbox),
                 writablePaths: [mediaRoot.path]),
-            inProcess: try EnvironmentSwitch.value("CONVEYOR_IMAGE_IN_PROCESS", in: environment, default: false))
-        if let bin = environment["CONVEYOR_HELPER_BIN"], !bin.isEmpty { pool.executable = bin }
-        // libvips threads per helper: the pool already runs `size` helpers in parallel.
-        pool.environment["VIPS_CONCURRENCY"] = environment["VIPS_CONCURRENCY"] ?? "1"
+            inProcess: settings.bool(I.imageInProcess))
+        if let bin = settings.text(I.helperBin) { pool.executable = bin }
+        // libvips threads per helper (the pool already runs `size` helpers in parallel), in the helpers' environment.
+        pool.environment[I.vipsConcurrency.name] = String(settings.int(I.vipsConcurrency))
         self.pool = pool
-        timeout = .seconds(try int("CONVEYOR_IMAGE_TIMEOUT_SECONDS", 60, 1...86_400))
-        fastShrinkOnLoad = try EnvironmentSwitch.value("CONVEYOR_IMAGE_FAST_SHRINK_ON_LOAD", in: environment, default: true)
-        for (format, name) in [(VipsOutputFormat.webp, "CONVEYOR_IMAGE_WEBP_EFFORT"), (.avif, "CONVEYOR_IMAGE_AVIF_EFFORT")] {
-            guard let text = environment[name], !text.isEmpty else { continue }
-            let range = ThumbnailVariant.effortRange[format]!
-            guard let n = Int(text), range.contains(n) else {
-                throw JobFailure.permanent(.invalidConfiguration, "\(name)=\(text) is not an integer in \(range.lowerBound)...\(range.upperBound)")
-            }
-            defaultEffort[format] = n
+        timeout = .seconds(settings.int(I.imageTimeoutSeconds))
+        fastShrinkOnLoad = settings.bool(I.imageFastShrinkOnLoad)
+        // Unset keeps the encoder's own default.
+        for (format, setting) in [(VipsOutputFormat.webp, I.imageWebpEffort), (.avif, I.imageAvifEffort)] where settings.isSet(setting) {
+            defaultEffort[format] = settings.int(setting)
         }
+    }
+
+    /// The same from a plain environment, through a reader of the families' settings.
+    public init(environment: [String: String]) throws {
+        try self.init(settings: SettingsReader(families: environment))
     }
 }
 

@@ -1,7 +1,7 @@
 public import ConveyorCore
 public import Foundation
 
-/// Email settings read from the environment (see docs/configuration.md, Email).
+/// Email settings, read from the one reader (see docs/configuration.md, Email).
 public struct MailConfiguration: Sendable {
     public enum StartTLS: String, Sendable {
         /// `smtp://` must upgrade with STARTTLS or the send fails (permanent: a configuration error).
@@ -78,52 +78,52 @@ public struct MailConfiguration: Sendable {
             .appendingPathComponent("templates/mail")
     }
 
-    /// Reads the configuration; a malformed value is a permanent `MailConfiguration` failure naming the variable.
-    public init(environment env: [String: String]) throws(JobFailure) {
-        func value(_ name: String) -> String? { env[name].flatMap { $0.isEmpty ? nil : $0 } }
-        func int(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws(JobFailure) -> Int {
-            guard let text = value(name) else { return fallback }
-            guard let n = Int(text), range.contains(n) else {
-                throw .permanent(.mailConfiguration, "\(name)=\(text.debugDescription) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return n
-        }
-        let from = try MailAddress(parsing: value("CONVEYOR_MAIL_FROM") ?? "Conveyor <no-reply@conveyor.localhost>", field: "CONVEYOR_MAIL_FROM")
-        let replyTo = try value("CONVEYOR_MAIL_REPLY_TO").map { (text) throws(JobFailure) in try MailAddress(parsing: text, field: "CONVEYOR_MAIL_REPLY_TO") }
+    /// Reads `MailSettings` from the one reader; a refused or malformed value is a permanent `MailConfiguration`
+    /// failure naming the setting and its source.
+    public init(settings: SettingsReader) throws(JobFailure) {
+        typealias M = MailSettings
+        try settings.refuse(M.all, as: .mailConfiguration)
+        let from = try MailAddress(parsing: settings.text(M.mailFrom) ?? M.mailFrom.defaultValue!, field: M.mailFrom.name)
+        let replyTo = try settings.text(M.mailReplyTo).map { (text) throws(JobFailure) in try MailAddress(parsing: text, field: M.mailReplyTo.name) }
         var smtp: SMTP?
-        if let raw = value("SMTP_URL") {
-            smtp = try MailConfiguration.parseSMTP(raw, env: env)
-            smtp?.connectTimeout = .seconds(try int("SMTP_CONNECT_TIMEOUT", 10, 1...300))
-            smtp?.timeout = .seconds(try int("SMTP_TIMEOUT", 120, 1...900))
-            smtp?.caFile = value("SMTP_CA_FILE")
+        if let raw = settings.text(M.smtpUrl) {
+            smtp = try MailConfiguration.parseSMTP(raw, settings: settings)
+            smtp?.connectTimeout = .seconds(settings.int(M.smtpConnectTimeout))
+            smtp?.timeout = .seconds(settings.int(M.smtpTimeout))
+            smtp?.caFile = settings.text(M.smtpCaFile)
         }
-        let rate = try int("SMTP_RATE_LIMIT", 0, 0...100_000)
+        let rate = settings.int(M.smtpRateLimit)
+        let domain = settings.text(M.mailMessageIdDomain)
         self.init(
-            from: from, replyTo: replyTo, messageIDDomain: value("CONVEYOR_MAIL_MESSAGE_ID_DOMAIN"),
-            templates: value("CONVEYOR_MAIL_TEMPLATES").map { URL(fileURLWithPath: $0) } ?? MailConfiguration.bundledTemplates,
-            defaultLocale: value("CONVEYOR_MAIL_DEFAULT_LOCALE") ?? "en",
-            outbox: URL(fileURLWithPath: value("CONVEYOR_MAIL_OUTBOX") ?? ".run/mail"),
+            from: from, replyTo: replyTo, messageIDDomain: domain,
+            templates: settings.text(M.mailTemplates).map { URL(fileURLWithPath: $0) } ?? MailConfiguration.bundledTemplates,
+            defaultLocale: settings.text(M.mailDefaultLocale) ?? "en",
+            outbox: URL(fileURLWithPath: settings.text(M.mailOutbox) ?? ".run/mail"),
             smtp: smtp, rateLimit: rate > 0 ? rate : nil,
-            listTemplates: Set((value("CONVEYOR_MAIL_LIST_TEMPLATES") ?? "notification").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }),
-            concurrency: try int("CONVEYOR_MAIL_CONCURRENCY", 4, 1...256))
-        if let domain = value("CONVEYOR_MAIL_MESSAGE_ID_DOMAIN") { try checkHeaderSafe(domain, field: "CONVEYOR_MAIL_MESSAGE_ID_DOMAIN") }
+            listTemplates: Set(settings.list(M.mailListTemplates)),
+            concurrency: settings.int(M.mailConcurrency))
+        if let domain { try checkHeaderSafe(domain, field: M.mailMessageIdDomain.name) }
+    }
+
+    /// The same from a plain environment, through a reader of the families' settings.
+    public init(environment: [String: String]) throws(JobFailure) {
+        try self.init(settings: SettingsReader(families: environment))
     }
 
     /// Splits credentials out of `SMTP_URL` (percent-decoded); `SMTP_USERNAME` / `SMTP_PASSWORD` win over them.
-    static func parseSMTP(_ raw: String, env: [String: String]) throws(JobFailure) -> SMTP {
+    static func parseSMTP(_ raw: String, settings: SettingsReader) throws(JobFailure) -> SMTP {
+        typealias M = MailSettings
         guard var components = URLComponents(string: raw), let scheme = components.scheme?.lowercased(), scheme == "smtp" || scheme == "smtps",
             let host = components.host, !host.isEmpty
         else {
-            throw .permanent(.mailConfiguration, "SMTP_URL must look like smtp://host:587 or smtps://user:pass@host:465")
+            throw .permanent(.mailConfiguration, "\(M.smtpUrl.name) must look like smtp://host:587 or smtps://user:pass@host:465")
         }
-        let username = env["SMTP_USERNAME"].flatMap { $0.isEmpty ? nil : $0 } ?? components.user
-        let password = env["SMTP_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 } ?? components.password
+        let username = settings.text(M.smtpUsername) ?? components.user
+        let password = settings.text(M.smtpPassword) ?? components.password
         components.user = nil
         components.password = nil
-        let startTLSText = env["SMTP_STARTTLS"].flatMap { $0.isEmpty ? nil : $0 } ?? "required"
-        guard let startTLS = StartTLS(rawValue: startTLSText) else {
-            throw .permanent(.mailConfiguration, "SMTP_STARTTLS=\(startTLSText.debugDescription) must be required, optional or off")
-        }
+        // The declaration allows only these words.
+        let startTLS = StartTLS(rawValue: (settings.text(M.smtpStarttls) ?? "required").lowercased()) ?? .required
         return SMTP(url: components.string ?? raw, username: username, password: password, startTLS: startTLS)
     }
 }

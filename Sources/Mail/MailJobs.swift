@@ -17,15 +17,22 @@ public enum MailJobs: JobFamilyDefinition, DeclaresMigrations {
 
     public static func family(_ context: FamilyContext) throws -> JobFamily {
         var registry = JobRegistry()
-        try register(into: &registry, environment: context.environment)
+        try register(into: &registry, settings: context.settings)
         return JobFamily(registry: registry)
     }
 
-    /// Registers `email.send` on queue `mail`, reading the configuration from `environment`:
+    /// The same from a plain environment, through a reader of the families' settings.
+    public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
+        try register(into: &registry, settings: SettingsReader(families: environment))
+    }
+
+    /// Registers `email.send` on queue `mail`, reading `MailSettings` from the one reader:
     /// `SMTP_URL` (none: `.eml` files in `CONVEYOR_MAIL_OUTBOX`), `DATABASE_URL` for the idempotency ledger (none:
     /// an in-process ledger), `REDIS_URL` + `SMTP_RATE_LIMIT` for the shared rate limit. See docs/configuration.md, Email.
-    public static func register(into registry: inout JobRegistry, environment: [String: String]) throws {
-        let configuration = try MailConfiguration(environment: environment)
+    public static func register(into registry: inout JobRegistry, settings: SettingsReader) throws {
+        let configuration = try MailConfiguration(settings: settings)
+        // The connections (PostgreSQL, Redis) are other groups' settings, under their variables.
+        let environment = settings.effectiveEnvironment
         let transport: any MailTransport = configuration.smtp.map { SMTPTransport(configuration: $0, connections: configuration.concurrency) }
             ?? OutboxTransport(folder: configuration.outbox)
         let ledger: any MailLedger = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresMailLedger(url: $0) }
@@ -33,7 +40,7 @@ public enum MailJobs: JobFamilyDefinition, DeclaresMigrations {
         var limiter: MailRateLimiter?
         if let rate = configuration.rateLimit {
             guard let url = environment["REDIS_URL"], !url.isEmpty else {
-                throw JobFailure.permanent(.mailConfiguration, "SMTP_RATE_LIMIT=\(rate) needs REDIS_URL: the limit is shared through Redis")
+                throw JobFailure.permanent(.mailConfiguration, "\(MailSettings.smtpRateLimit.name)=\(rate) needs REDIS_URL: the limit is shared through Redis")
             }
             let keys = QueueKeys(namespace: environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 })
             limiter = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url, environment: environment), name: "conveyor-mail-rate"),

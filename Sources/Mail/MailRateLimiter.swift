@@ -47,7 +47,7 @@ public final class MailRateLimiter: Sendable {
             if count <= perSecond { return second }
             let wait = Duration.microseconds(1_000_000 - micros) + .milliseconds(1)
             if ContinuousClock.now + wait >= deadline {
-                throw JobFailure.transient(.mailRateLimited, "rate limit of \(perSecond) messages/s (SMTP_RATE_LIMIT) left no slot before the job's deadline")
+                throw JobFailure.transient(.mailRateLimited, "rate limit of \(perSecond) messages/s (\(MailSettings.smtpRateLimit.name)) left no slot before the job's deadline")
             }
             try await Task.sleep(for: wait)
         }

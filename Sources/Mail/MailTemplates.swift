@@ -48,7 +48,7 @@ public final class MailTemplates: @unchecked Sendable {
             return Rendered(subject: renderedSubject, text: text.render(context), html: html.render(context), locale: candidate)
         }
         throw .templateMissing(
-            "mail template \(template) has no subject, text and html files for locale \(locale) (tried \(candidates.joined(separator: ", "))) in \(folder.path) (CONVEYOR_MAIL_TEMPLATES)")
+            "mail template \(template) has no subject, text and html files for locale \(locale) (tried \(candidates.joined(separator: ", "))) in \(folder.path) (\(MailSettings.mailTemplates.name))")
     }
 
     private func load(_ template: String, _ locale: String, _ part: String) throws(JobFailure) -> MustacheTemplate? {

@@ -23,7 +23,7 @@ public struct OutboxTransport: MailTransport {
                 try (Data(head.utf8) + Data(message)).write(to: url, options: .atomic)
                 return MailDelivery(transport: "outbox", detail: url.path)
             } catch {
-                throw JobFailure.transient(.mailOutboxWrite, "cannot write \(fileName) into \(folder.path) (CONVEYOR_MAIL_OUTBOX): \(error)")
+                throw JobFailure.transient(.mailOutboxWrite, "cannot write \(fileName) into \(folder.path) (\(MailSettings.mailOutbox.name)): \(error)")
             }
         }
     }

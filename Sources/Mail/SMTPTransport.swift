@@ -59,7 +59,7 @@ public final class SMTPTransport: MailTransport, @unchecked Sendable {
         do {
             return try SMTPSession(options)
         } catch {
-            throw JobFailure.permanent(.mailConfiguration, "cannot set up SMTP for \(options.url) (SMTP_URL): \(error.message)")
+            throw JobFailure.permanent(.mailConfiguration, "cannot set up SMTP for \(options.url) (\(MailSettings.smtpUrl.name)): \(error.message)")
         }
     }
 
@@ -73,7 +73,7 @@ public final class SMTPTransport: MailTransport, @unchecked Sendable {
         switch reply.code {
         case 500...599:
             if error.curl.code == 67 || reply.code == 535 || reply.code == 534 || reply.code == 530 {
-                return .permanent(.smtpAuthFailed, "\(url) refused authentication: \(reply); check SMTP_USERNAME / SMTP_PASSWORD")
+                return .permanent(.smtpAuthFailed, "\(url) refused authentication: \(reply); check \(MailSettings.smtpUsername.name) / \(MailSettings.smtpPassword.name)")
             }
             return .permanent(.smtpRejected, "\(url) rejected the message: \(reply)")
         case 400...499:
@@ -83,11 +83,11 @@ public final class SMTPTransport: MailTransport, @unchecked Sendable {
         }
         switch error.curl.code {
         case 67:
-            return .permanent(.smtpAuthFailed, "\(url) refused authentication (\(error.curl.message)); check SMTP_USERNAME / SMTP_PASSWORD")
+            return .permanent(.smtpAuthFailed, "\(url) refused authentication (\(error.curl.message)); check \(MailSettings.smtpUsername.name) / \(MailSettings.smtpPassword.name)")
         case 64:
-            return .permanent(.smtpStartTLSUnavailable, "\(url) does not offer STARTTLS, which SMTP_STARTTLS=required demands (\(error.curl.message))")
+            return .permanent(.smtpStartTLSUnavailable, "\(url) does not offer STARTTLS, which \(MailSettings.smtpStarttls.name)=required demands (\(error.curl.message))")
         case 60, 1, 3:
-            return .permanent(.mailConfiguration, "\(url): \(error.curl.message); check SMTP_URL and the server certificate")
+            return .permanent(.mailConfiguration, "\(url): \(error.curl.message); check \(MailSettings.smtpUrl.name) and the server certificate")
         default:
             if error.dataSent {
                 return .transient(.smtpAmbiguous, "\(url): connection lost after the message was sent, before the server's reply (\(error.curl.message)); it may have been delivered, sending again with the same Message-ID")

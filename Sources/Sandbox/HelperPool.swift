@@ -280,7 +280,7 @@ public final class HelperPool: Sendable {
             }
             return .transient(.helperCrashed, "\(who) was killed with SIGKILL from outside the worker (the kernel reports no out-of-memory kill)")
         case SIGXCPU:
-            return .transient(.helperCPULimit, "\(who) used up its CPU-time limit (RLIMIT_CPU, CONVEYOR_HELPER_CPU_SECONDS) and was killed by SIGXCPU")
+            return .transient(.helperCPULimit, "\(who) used up its CPU-time limit (RLIMIT_CPU, \(ImagesSettings.helperCpuSeconds.name)) and was killed by SIGXCPU")
         default:
             return .transient(.helperCrashed, "\(who) crashed with \(signalName(signal)); the input may be hostile or corrupt, a fresh helper takes the next job")
         }
@@ -320,7 +320,7 @@ enum ProcessEnvironment {
     }
 
     static let inheritedNames: Set<String> = [
-        "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "CONVEYOR_VIDEO_FFMPEG_LOG",
+        "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH",
     ]
     /// Locale, glibc malloc, libvips, GLib, the Swift runtime, and the helpers' own limits.
     static let inheritedPrefixes = ["LC_", "MALLOC_", "VIPS_", "G_", "SWIFT_", "CONVEYOR_HELPER_"]

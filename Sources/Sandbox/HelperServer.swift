@@ -73,9 +73,12 @@ public struct HelperLimits: Sendable, Equatable {
             + (maximumLandlockABI.map { ["--landlock-abi", String($0)] } ?? [])
     }
 
-    /// `CONVEYOR_HELPER_SANDBOX`: `on` (the default) or `off`.
+    /// `CONVEYOR_HELPER_SANDBOX` (`ImagesSettings.helperSandbox`): `on` (the default) or `off`, from a plain
+    /// environment through a reader of the families' settings.
     public static func sandbox(environment: [String: String]) throws(JobFailure) -> Bool {
-        try EnvironmentSwitch.value("CONVEYOR_HELPER_SANDBOX", in: environment, default: true)
+        let settings = SettingsReader(families: environment)
+        try settings.refuse([ImagesSettings.helperSandbox])
+        return settings.bool(ImagesSettings.helperSandbox)
     }
 }
 
@@ -201,11 +204,11 @@ public enum HelperServer {
         let failedStep = step.map { String(cString: $0) } ?? ""
         if state == 0 {
             return "the helper was not confined at start-up (it must be started as `conveyor helper ...` without --no-sandbox); "
-                + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
+                + "set \(ImagesSettings.helperSandbox.name)=off to run helpers with resource limits only"
         }
         if state < 0 {
             return "cannot confine the helper (\(failedStep)): \(String(cString: strerror(-state))); "
-                + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
+                + "set \(ImagesSettings.helperSandbox.name)=off to run helpers with resource limits only"
         }
         let loadedWritable = (0..<conveyor_helper_load_writable_count()).map { String(cString: conveyor_helper_load_writable($0)) }
         let loadedScratch = conveyor_helper_load_scratch().map { String(cString: $0) }
@@ -232,7 +235,7 @@ public enum HelperServer {
         let e = conveyor_install_helper_syscall_filter(getpid(), scopesSignals ? 0 : 1)
         if e != 0 {
             return "cannot install the system-call filter (seccomp): \(String(cString: strerror(e))); "
-                + "set CONVEYOR_HELPER_SANDBOX=off to run helpers with resource limits only"
+                + "set \(ImagesSettings.helperSandbox.name)=off to run helpers with resource limits only"
         }
         signalGuard.withLock { $0 = scopesSignals ? "landlock" : "seccomp" }
         return nil

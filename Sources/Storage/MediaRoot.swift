@@ -22,25 +22,31 @@ public struct MediaRoot: Sendable, Equatable {
             do {
                 try FileManager.default.createDirectory(atPath: absolute, withIntermediateDirectories: true)
             } catch {
-                throw .transient(.mediaRootUnavailable, "cannot create the media root \(absolute) (CONVEYOR_MEDIA_ROOT): \(error)")
+                throw .transient(.mediaRootUnavailable, "cannot create the media root \(absolute) (\(MediaSettings.mediaRoot.name)): \(error)")
             }
         } else if !FileManager.default.fileExists(atPath: absolute) {
             self.path = absolute
             return
         }
         guard let real = MediaRoot.realPath(absolute) else {
-            throw .transient(.mediaRootUnavailable, "cannot resolve the media root \(absolute) (CONVEYOR_MEDIA_ROOT)")
+            throw .transient(.mediaRootUnavailable, "cannot resolve the media root \(absolute) (\(MediaSettings.mediaRoot.name))")
         }
         self.path = real
     }
 
     /// `CONVEYOR_MEDIA_ROOT`, created when missing; unset, `.run/media` if it exists.
-    public init(environment: [String: String]) throws(JobFailure) {
-        if let configured = environment["CONVEYOR_MEDIA_ROOT"], !configured.isEmpty {
+    public init(settings: SettingsReader) throws(JobFailure) {
+        try settings.refuse([MediaSettings.mediaRoot])
+        if let configured = settings.text(MediaSettings.mediaRoot) {
             try self.init(configured)
         } else {
             try self.init(Self.defaultPath, create: false)
         }
+    }
+
+    /// The same from a plain environment, through a reader of the families' settings.
+    public init(environment: [String: String]) throws(JobFailure) {
+        try self.init(settings: SettingsReader(families: environment))
     }
 
     /// The `media_root` of a helper request: every request that names media keys carries the root, and the helper
@@ -56,7 +62,7 @@ public struct MediaRoot: Sendable, Equatable {
     func requireExisting() throws(JobFailure) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw .transient(.mediaRootUnavailable, "the media root \(path) does not exist; set CONVEYOR_MEDIA_ROOT to the folder that holds the uploads")
+            throw .transient(.mediaRootUnavailable, "the media root \(path) does not exist; set \(MediaSettings.mediaRoot.name) to the folder that holds the uploads")
         }
     }
 

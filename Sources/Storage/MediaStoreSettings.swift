@@ -19,32 +19,36 @@ public struct MediaStoreSettings: Sendable {
     /// Buckets besides the store's own that a job's `bucket` argument may name.
     public var allowedBuckets: Set<String> = []
 
-    public init(environment: [String: String]) throws(JobFailure) {
-        let configured = environment["CONVEYOR_MEDIA_STORE"].flatMap { $0.isEmpty ? nil : $0 }
-        let temporary = environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        let configuredScratch = environment["CONVEYOR_SCRATCH_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? temporary + "/conveyor-scratch"
+    public init(settings: SettingsReader) throws(JobFailure) {
+        try settings.refuse([MediaSettings.mediaRoot, MediaSettings.mediaStore, MediaSettings.scratchDir, MediaSettings.mediaCacheControl,
+                             MediaSettings.s3AllowedBuckets])
+        let configured = settings.text(MediaSettings.mediaStore)
+        let temporary = settings.processEnvironment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let configuredScratch = settings.text(MediaSettings.scratchDir) ?? temporary + "/conveyor-scratch"
         scratch = configuredScratch.hasPrefix("/") ? configuredScratch : FileManager.default.currentDirectoryPath + "/" + configuredScratch
-        switch environment["CONVEYOR_MEDIA_CACHE_CONTROL"] {
-        case nil: cacheControl = "public, max-age=86400"
-        case ""?: cacheControl = nil
+        // Empty (`media.cache_control: ""` in the file) sends none.
+        let cache = settings.resolved(MediaSettings.mediaCacheControl)
+        switch cache.text {
+        case nil, ""?: cacheControl = nil
         case let value?:
             guard value.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7f }) else {
-                throw .permanent(.invalidConfiguration, "CONVEYOR_MEDIA_CACHE_CONTROL must be printable ASCII")
+                throw .permanent(.invalidConfiguration, "\(MediaSettings.mediaCacheControl.name) must be printable ASCII")
             }
             cacheControl = value
         }
-        let allowed = (environment["CONVEYOR_S3_ALLOWED_BUCKETS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        for name in allowed where !name.isEmpty {
+        let allowedName = MediaSettings.s3AllowedBuckets.name
+        for name in settings.list(MediaSettings.s3AllowedBuckets) {
             if let problem = S3Location.bucketNameProblem(name) {
-                throw .permanent(.invalidConfiguration, "CONVEYOR_S3_ALLOWED_BUCKETS: bucket name \(name.debugDescription) \(problem)")
+                throw .permanent(.invalidConfiguration, "\(allowedName): bucket name \(name.debugDescription) \(problem)")
             }
             allowedBuckets.insert(name)
         }
+        let storeName = MediaSettings.mediaStore.name
         if !allowedBuckets.isEmpty, configured?.hasPrefix("s3://") != true {
-            throw .permanent(.invalidConfiguration, "CONVEYOR_S3_ALLOWED_BUCKETS needs a bucket store (CONVEYOR_MEDIA_STORE=s3://bucket)")
+            throw .permanent(.invalidConfiguration, "\(allowedName) needs a bucket store (\(storeName)=s3://bucket)")
         }
         guard let configured else {
-            kind = .local(try MediaRoot(environment: environment))
+            kind = .local(try MediaRoot(settings: settings))
             return
         }
         if configured.hasPrefix("s3://") {
@@ -52,26 +56,36 @@ public struct MediaStoreSettings: Sendable {
         } else if configured.hasPrefix("file://") {
             let path = String(configured.dropFirst("file://".count))
             guard path.hasPrefix("/") else {
-                throw .permanent(.invalidConfiguration, "CONVEYOR_MEDIA_STORE=\(configured): a file store names an absolute path (file:///srv/media)")
+                throw .permanent(.invalidConfiguration, "\(storeName)=\(configured): a file store names an absolute path (file:///srv/media)")
             }
             kind = .local(try MediaRoot(path))
         } else {
-            throw .permanent(.invalidConfiguration, "CONVEYOR_MEDIA_STORE=\(configured) is neither s3://bucket[/prefix] nor file:///path")
+            throw .permanent(.invalidConfiguration, "\(storeName)=\(configured) is neither s3://bucket[/prefix] nor file:///path")
         }
     }
 
+    /// The same from a plain environment, through a reader of the families' settings.
+    public init(environment: [String: String]) throws(JobFailure) {
+        try self.init(settings: SettingsReader(families: environment))
+    }
+
     /// The store these settings name; `metrics` counts an object store's requests.
-    public func makeStore(environment: [String: String], metrics: StorageMetrics? = nil) throws(JobFailure) -> any MediaStore {
+    public func makeStore(settings: SettingsReader, metrics: StorageMetrics? = nil) throws(JobFailure) -> any MediaStore {
         switch kind {
         case .local(let root):
             return LocalMediaStore(root: root)
         case .s3(let location):
             var onRequest: (@Sendable (S3RequestEvent) -> Void)?
             if let metrics { onRequest = { event in metrics.record(event) } }
-            let client = S3Client(try S3Configuration(environment: environment), onRequest: onRequest)
+            let client = S3Client(try S3Configuration(settings: settings), onRequest: onRequest)
             return try S3MediaStore(
                 client: client, location: location, scratch: scratch, cacheControl: cacheControl, allowedBuckets: allowedBuckets)
         }
+    }
+
+    /// The same from a plain environment, through a reader of the families' settings.
+    public func makeStore(environment: [String: String], metrics: StorageMetrics? = nil) throws(JobFailure) -> any MediaStore {
+        try makeStore(settings: SettingsReader(families: environment), metrics: metrics)
     }
 
     /// The folder the helpers' sandbox may write: the media root, or the scratch folder.
@@ -94,9 +108,9 @@ extension FamilyContext {
     /// The process's one media store, built from `CONVEYOR_MEDIA_STORE` the first time a family asks for it.
     public func mediaStore() throws -> SharedMediaStore {
         try shared("media.store", as: SharedMediaStore.self) {
-            let settings = try MediaStoreSettings(environment: environment)
+            let media = try MediaStoreSettings(settings: settings)
             let metrics = StorageMetrics()
-            return SharedMediaStore(store: try settings.makeStore(environment: environment, metrics: metrics), settings: settings, metrics: metrics)
+            return SharedMediaStore(store: try media.makeStore(settings: settings, metrics: metrics), settings: media, metrics: metrics)
         }
     }
 }

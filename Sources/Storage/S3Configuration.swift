@@ -40,53 +40,62 @@ public struct S3Configuration: Sendable {
         self.parallelParts = parallelParts
     }
 
-    /// Reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (both required), `AWS_SESSION_TOKEN`, `AWS_REGION` (else
-    /// `AWS_DEFAULT_REGION`), `AWS_ENDPOINT_URL_S3` (else `AWS_ENDPOINT_URL`), `CONVEYOR_S3_PATH_STYLE` (default on when
-    /// an endpoint is given), `CONVEYOR_S3_CA_FILE`, `CONVEYOR_S3_MULTIPART_MB`, `CONVEYOR_S3_PART_MB` and
-    /// `CONVEYOR_S3_PARALLEL_PARTS`. A missing or malformed value is an `InvalidConfiguration` naming the variable.
-    public init(environment env: [String: String]) throws(JobFailure) {
-        func value(_ name: String) -> (name: String, text: String)? {
-            guard let text = env[name]?.trimmingBlanks, !text.isEmpty else { return nil }
-            return (name, text)
+    /// Reads the S3 settings of `MediaSettings` (the AWS SDKs' standard variables plus Conveyor's own): the access key
+    /// and secret are required; the region is `AWS_REGION`, else `AWS_DEFAULT_REGION`; the endpoint
+    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; path style defaults on when an endpoint is given. A missing or
+    /// malformed value is an `InvalidConfiguration` naming the setting.
+    public init(settings: SettingsReader) throws(JobFailure) {
+        typealias M = MediaSettings
+        try settings.refuse(M.all)
+        func value(_ setting: Setting) -> (name: String, text: String)? {
+            guard let text = settings.text(setting)?.trimmingBlanks, !text.isEmpty else { return nil }
+            return (setting.name, text)
         }
-        let regionSetting = value("AWS_REGION") ?? value("AWS_DEFAULT_REGION")
+        // AWS_REGION's default applies only when AWS_DEFAULT_REGION is unset too.
+        let regionSetting = (settings.isSet(M.awsRegion) ? value(M.awsRegion) : nil) ?? value(M.awsDefaultRegion) ?? value(M.awsRegion)
         region = regionSetting?.text ?? "us-east-1"
         if let regionSetting, !Self.isRegionName(regionSetting.text) {
             throw .permanent(.invalidConfiguration, "\(regionSetting.name)=\(regionSetting.text) is not a region name like us-east-1")
         }
-        guard let id = value("AWS_ACCESS_KEY_ID") else {
-            throw .permanent(.invalidConfiguration, "AWS_ACCESS_KEY_ID is not set: the S3 media store needs credentials")
+        guard let id = value(M.awsAccessKeyId) else {
+            throw .permanent(.invalidConfiguration, "\(M.awsAccessKeyId.name) is not set: the S3 media store needs credentials")
         }
         guard id.text.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
-            throw .permanent(.invalidConfiguration, "AWS_ACCESS_KEY_ID contains blanks or non-ASCII characters")
+            throw .permanent(.invalidConfiguration, "\(id.name) contains blanks or non-ASCII characters")
         }
         accessKeyID = id.text
-        guard let secret = value("AWS_SECRET_ACCESS_KEY") else {
-            throw .permanent(.invalidConfiguration, "AWS_SECRET_ACCESS_KEY is not set: the S3 media store needs credentials")
+        guard let secret = value(M.awsSecretAccessKey) else {
+            throw .permanent(.invalidConfiguration, "\(M.awsSecretAccessKey.name) is not set: the S3 media store needs credentials")
         }
         guard secret.text.utf8.allSatisfy({ $0 >= 32 && $0 != 127 }) else {
-            throw .permanent(.invalidConfiguration, "AWS_SECRET_ACCESS_KEY contains control characters")
+            throw .permanent(.invalidConfiguration, "\(secret.name) contains control characters")
         }
         secretAccessKey = secret.text
-        sessionToken = value("AWS_SESSION_TOKEN")?.text
+        sessionToken = value(M.awsSessionToken)?.text
         if let token = sessionToken, !token.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) {
-            throw .permanent(.invalidConfiguration, "AWS_SESSION_TOKEN contains blanks or non-ASCII characters")
+            throw .permanent(.invalidConfiguration, "\(M.awsSessionToken.name) contains blanks or non-ASCII characters")
         }
 
-        let override = value("AWS_ENDPOINT_URL_S3") ?? value("AWS_ENDPOINT_URL")
+        let override = value(M.awsEndpointUrlS3) ?? value(M.awsEndpointUrl)
         if let override {
             endpoint = try S3Endpoint(parsing: override.text, variable: override.name).base
         } else {
             endpoint = "https://s3.\(region).amazonaws.com"
         }
-        pathStyle = try EnvironmentSwitch.value("CONVEYOR_S3_PATH_STYLE", in: env, default: override != nil)
-        caFile = value("CONVEYOR_S3_CA_FILE")?.text
+        pathStyle = settings.isSet(M.s3PathStyle) ? settings.bool(M.s3PathStyle) : override != nil
+        caFile = value(M.s3CaFile)?.text
         if let caFile, access(caFile, R_OK) != 0 {
-            throw .permanent(.invalidConfiguration, "CONVEYOR_S3_CA_FILE=\(caFile) is not a readable file")
+            throw .permanent(.invalidConfiguration, "\(M.s3CaFile.name)=\(caFile) is not a readable file")
         }
-        multipartThreshold = try EnvironmentNumber.int("CONVEYOR_S3_MULTIPART_MB", in: env, default: 16, range: 5...1_048_576) << 20
-        partSize = try EnvironmentNumber.int("CONVEYOR_S3_PART_MB", in: env, default: 8, range: 5...5120) << 20
-        parallelParts = try EnvironmentNumber.int("CONVEYOR_S3_PARALLEL_PARTS", in: env, default: 4, range: 1...64)
+        // The declared ranges keep these products far inside Int.
+        multipartThreshold = settings.int(M.s3MultipartMb) << 20
+        partSize = settings.int(M.s3PartMb) << 20
+        parallelParts = settings.int(M.s3ParallelParts)
+    }
+
+    /// The same from a plain environment, through a reader of the families' settings.
+    public init(environment: [String: String]) throws(JobFailure) {
+        try self.init(settings: SettingsReader(families: environment))
     }
 
     /// `us-east-1`, `eu-central-2`, `auto` (R2), `garage`: lowercase letters, digits and dashes.

@@ -77,7 +77,7 @@ public final class S3MediaStore: MediaStore {
         do {
             try FileManager.default.createDirectory(atPath: absolute, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw .transient(.mediaRootUnavailable, "cannot create the scratch folder \(absolute) (CONVEYOR_SCRATCH_DIR): \(error)")
+            throw .transient(.mediaRootUnavailable, "cannot create the scratch folder \(absolute) (\(MediaSettings.scratchDir.name)): \(error)")
         }
         self.scratch = absolute
         Self.removeStale(in: absolute)
@@ -97,7 +97,7 @@ public final class S3MediaStore: MediaStore {
     public func bucket(_ name: String) throws(JobFailure) -> any MediaStore {
         if name == bucket { return self }
         guard allowedBuckets.contains(name) else {
-            let allowed = allowedBuckets.isEmpty ? "none (CONVEYOR_S3_ALLOWED_BUCKETS is empty)" : allowedBuckets.sorted().joined(separator: ", ")
+            let allowed = allowedBuckets.isEmpty ? "none (\(MediaSettings.s3AllowedBuckets.name) is empty)" : allowedBuckets.sorted().joined(separator: ", ")
             throw .permanent(
                 .bucketNotAllowed, "bucket \(name.debugDescription) is not this deployment's (\(bucket)) nor one it allows: \(allowed)")
         }

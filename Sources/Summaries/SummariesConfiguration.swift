@@ -1,7 +1,7 @@
 public import ConveyorCore
 import Foundation
 
-/// Everything `llm.summarize` reads from the environment; see docs/configuration.md "LLM summaries".
+/// Everything `llm.summarize` reads from the one reader; see docs/configuration.md "LLM summaries".
 public struct SummariesConfiguration: Sendable {
     /// Providers in the order they are tried; only those with an API key.
     public var providers: [LLMProvider] = []
@@ -25,76 +25,62 @@ public struct SummariesConfiguration: Sendable {
 
     public init() {}
 
-    /// Accepted `CONVEYOR_LLM_CONNECT_TIMEOUT` and `CONVEYOR_LLM_TIMEOUT` seconds.
-    public static let connectTimeoutRange: ClosedRange<Double> = 0.001...300
-    public static let requestTimeoutRange: ClosedRange<Double> = 0.001...3600
     /// The longest provider `Retry-After` honoured; a longer one cools the provider down this long.
     public static let maxRetryAfter: Duration = .seconds(3600)
 
-    /// Reads the variables in docs/configuration.md; unset ones keep the defaults above.
-    public init(environment env: [String: String]) throws(JobFailure) {
-        /// Seconds in `range` (finite, millisecond resolution); `inf`, `nan`, `1e300` or a negative value is refused.
-        func seconds(_ name: String, _ fallback: Duration, _ range: ClosedRange<Double>) throws(JobFailure) -> Duration {
-            guard let text = env[name], !text.isEmpty else { return fallback }
-            let trimmed = text.trimmingCharacters(in: .whitespaces)
-            // Decimal only: Double() also reads `0x1p4`, `inf` and `nan`.
-            guard trimmed.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || $0 == "." || $0 == "e" || $0 == "E" || $0 == "-" || $0 == "+" }),
-                  let value = Double(trimmed), value.isFinite, range.contains(value),
-                  let ms = Int64(exactly: (value * 1000).rounded()), ms > 0
-            else {
-                throw .permanent(.invalidConfiguration, "\(name)=\(text) must be a number of seconds in \(range.lowerBound.formatted)...\(range.upperBound.formatted)")
-            }
-            return .milliseconds(ms)
+    /// Reads `SummariesSettings` from the one reader; unset ones keep their declared defaults. Every value was
+    /// checked against its declaration (`inf`, `nan`, `1e400`, hex, zero and out-of-range values refused).
+    /// - Parameter environment: the effective values of the other groups' connection settings (`REDIS_URL`,
+    ///   `CONVEYOR_NAMESPACE`) under their variables.
+    public init(settings: SettingsReader) throws(JobFailure) {
+        typealias S = SummariesSettings
+        try settings.refuse(S.all)
+        /// Seconds as a duration in milliseconds (every declared lower bound is at least 1 ms).
+        func seconds(_ setting: Setting) -> Duration {
+            .milliseconds(Int64(exactly: (settings.number(setting) * 1000).rounded()) ?? 1)
         }
-        func int(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws(JobFailure) -> Int {
-            guard let text = env[name], !text.isEmpty else { return fallback }
-            guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
-                throw .permanent(.invalidConfiguration, "\(name)=\(text) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return value
-        }
-        connectTimeout = try seconds("CONVEYOR_LLM_CONNECT_TIMEOUT", connectTimeout, Self.connectTimeoutRange)
-        requestTimeout = try seconds("CONVEYOR_LLM_TIMEOUT", requestTimeout, Self.requestTimeoutRange)
-        maxInputCharacters = try int("CONVEYOR_LLM_MAX_INPUT_CHARS", maxInputCharacters, 200...1_000_000)
-        maxOutputTokens = try int("CONVEYOR_LLM_MAX_OUTPUT_TOKENS", maxOutputTokens, 16...8192)
-        cacheTTL = try seconds("CONVEYOR_LLM_CACHE_TTL", cacheTTL, 1...31_536_000)
-        lockTTL = try seconds("CONVEYOR_LLM_LOCK_TTL", lockTTL, 0.001...3600)
-        modelAlias = env["CONVEYOR_LLM_MODEL_ALIAS"].flatMap { $0.isEmpty ? nil : $0 } ?? modelAlias
-        breaker.failureRateThreshold = Double(try int("CONVEYOR_LLM_BREAKER_FAILURE_RATE", 50, 1...100))
-        breaker.slowCallRateThreshold = Double(try int("CONVEYOR_LLM_BREAKER_SLOW_RATE", 100, 1...100))
-        breaker.slowCallDurationThreshold = try seconds("CONVEYOR_LLM_BREAKER_SLOW_CALL", breaker.slowCallDurationThreshold, 0.001...3600)
-        breaker.slidingWindowSize = try int("CONVEYOR_LLM_BREAKER_WINDOW", breaker.slidingWindowSize, 1...10_000)
-        breaker.minimumNumberOfCalls = try int("CONVEYOR_LLM_BREAKER_MIN_CALLS", breaker.minimumNumberOfCalls, 1...10_000)
-        breaker.waitDurationInOpenState = try seconds("CONVEYOR_LLM_BREAKER_OPEN", breaker.waitDurationInOpenState, 0.001...86_400)
-        breaker.permittedNumberOfCallsInHalfOpenState = try int("CONVEYOR_LLM_BREAKER_HALF_OPEN_CALLS", breaker.permittedNumberOfCallsInHalfOpenState, 1...1000)
-        breaker.forcedOpenDuration = try seconds("CONVEYOR_LLM_AUTH_FAILURE_OPEN", breaker.forcedOpenDuration, 0.001...604_800)
-        redisURL = env["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 }
-        namespace = env["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 }
+        connectTimeout = seconds(S.llmConnectTimeout)
+        requestTimeout = seconds(S.llmTimeout)
+        maxInputCharacters = settings.int(S.llmMaxInputChars)
+        maxOutputTokens = settings.int(S.llmMaxOutputTokens)
+        cacheTTL = seconds(S.llmCacheTtl)
+        lockTTL = seconds(S.llmLockTtl)
+        modelAlias = settings.text(S.llmModelAlias) ?? modelAlias
+        breaker.failureRateThreshold = Double(settings.int(S.llmBreakerFailureRate))
+        breaker.slowCallRateThreshold = Double(settings.int(S.llmBreakerSlowRate))
+        breaker.slowCallDurationThreshold = seconds(S.llmBreakerSlowCall)
+        breaker.slidingWindowSize = settings.int(S.llmBreakerWindow)
+        breaker.minimumNumberOfCalls = settings.int(S.llmBreakerMinCalls)
+        breaker.waitDurationInOpenState = seconds(S.llmBreakerOpen)
+        breaker.permittedNumberOfCallsInHalfOpenState = settings.int(S.llmBreakerHalfOpenCalls)
+        breaker.forcedOpenDuration = seconds(S.llmAuthFailureOpen)
+        // The cache's connection is the Redis group's setting (another module's declaration), under its variable.
+        let environment = settings.effectiveEnvironment
+        redisURL = environment["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        namespace = environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 }
 
-        let order = (env["CONVEYOR_LLM_PROVIDERS"] ?? "openai,anthropic").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        for name in order where !name.isEmpty {
+        // The declaration's check refuses any other provider name.
+        for name in settings.list(S.llmProviders).map({ $0.lowercased() }) {
             switch name {
             case "openai":
-                guard let key = env["OPENAI_API_KEY"], !key.isEmpty else { continue }
+                guard let key = settings.text(S.openaiApiKey) else { continue }
                 providers.append(LLMProvider(
-                    kind: .openAI, baseURL: env["OPENAI_BASE_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://api.openai.com/v1",
-                    apiKey: key, model: env["OPENAI_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "gpt-4o-mini",
-                    maxTokensField: env["CONVEYOR_LLM_OPENAI_MAX_TOKENS_FIELD"].flatMap { $0.isEmpty ? nil : $0 } ?? "max_completion_tokens"))
+                    kind: .openAI, baseURL: settings.text(S.openaiBaseUrl) ?? S.openaiBaseUrl.defaultValue!,
+                    apiKey: key, model: settings.text(S.openaiModel) ?? S.openaiModel.defaultValue!,
+                    maxTokensField: settings.text(S.llmOpenaiMaxTokensField)?.lowercased() ?? S.llmOpenaiMaxTokensField.defaultValue!))
             case "anthropic":
-                guard let key = env["ANTHROPIC_API_KEY"], !key.isEmpty else { continue }
+                guard let key = settings.text(S.anthropicApiKey) else { continue }
                 providers.append(LLMProvider(
-                    kind: .anthropic, baseURL: env["ANTHROPIC_BASE_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://api.anthropic.com",
-                    apiKey: key, model: env["ANTHROPIC_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "claude-haiku-4-5"))
+                    kind: .anthropic, baseURL: settings.text(S.anthropicBaseUrl) ?? S.anthropicBaseUrl.defaultValue!,
+                    apiKey: key, model: settings.text(S.anthropicModel) ?? S.anthropicModel.defaultValue!))
             default:
-                throw .permanent(.invalidConfiguration, "CONVEYOR_LLM_PROVIDERS: unknown provider \(name); known: openai, anthropic")
+                continue
             }
         }
     }
-}
 
-import Foundation
-
-extension Double {
-    /// `30` rather than `30.0` in messages.
-    fileprivate var formatted: String { rounded() == self && abs(self) < 1e15 ? String(Int64(self)) : String(self) }
+    /// The same from a plain environment, through a reader of the families' settings.
+    public init(environment: [String: String]) throws(JobFailure) {
+        try self.init(settings: SettingsReader(families: environment))
+    }
 }

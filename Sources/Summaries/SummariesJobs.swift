@@ -39,7 +39,7 @@ public enum SummariesJobs: JobFamilyDefinition, DeclaresMigrations {
     /// The family for a worker: `llm.summarize`, with its summariser's breakers and counters in the metrics.
     public static func family(_ context: FamilyContext) throws -> JobFamily {
         var registry = JobRegistry()
-        let summarizer = try register(into: &registry, environment: context.environment)
+        let summarizer = try register(into: &registry, settings: context.settings)
         return JobFamily(registry: registry, metrics: { summarizer.metricsSnapshot().prometheusText() })
     }
 
@@ -55,7 +55,16 @@ public enum SummariesJobs: JobFamilyDefinition, DeclaresMigrations {
     public static func register(into registry: inout JobRegistry, environment: [String: String], store: (any SummaryStore)? = nil) throws
         -> Summarizer
     {
-        let configuration = try SummariesConfiguration(environment: environment)
+        try register(into: &registry, settings: SettingsReader(families: environment), store: store)
+    }
+
+    /// The same from the one reader (`SummariesSettings`; the connections are other groups' settings).
+    @discardableResult
+    public static func register(into registry: inout JobRegistry, settings: SettingsReader, store: (any SummaryStore)? = nil) throws
+        -> Summarizer
+    {
+        let configuration = try SummariesConfiguration(settings: settings)
+        let environment = settings.effectiveEnvironment
         var store = store
         if store == nil, let url = environment["DATABASE_URL"], !url.isEmpty {
             store = PostgresSummaryStore(database: PostgresThread(url: url, name: "conveyor-llm-store"))

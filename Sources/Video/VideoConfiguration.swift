@@ -1,8 +1,8 @@
 public import AV
-import ConveyorCore
+public import ConveyorCore
 public import Sandbox
 
-/// Video settings read from the environment (see docs/configuration.md, Video).
+/// Video settings, read from the one reader (see docs/configuration.md, Video).
 public struct VideoConfiguration: Sendable {
     /// `CONVEYOR_MEDIA_ROOT` (default `.run/media`).
     public var mediaRoot: String = ".run/media"
@@ -25,6 +25,8 @@ public struct VideoConfiguration: Sendable {
     public var maxSourceBytes: Int = 4096 << 20
     /// `CONVEYOR_VIDEO_TRANSCODE_CONCURRENCY` (default 1: x264 already uses every core).
     public var transcodeConcurrency: Int = 1
+    /// `CONVEYOR_VIDEO_FFMPEG_LOG`: FFmpeg's own log level on stderr (nil: quiet).
+    public var ffmpegLog: String?
 
     /// `CONVEYOR_VIDEO_HELPERS` helper processes (default 2), `CONVEYOR_VIDEO_HELPER_MEMORY_MB` address space
     /// each (default 8192: x264 and frame threads at 1080p), CPU seconds per job = the transcode timeout,
@@ -34,44 +36,44 @@ public struct VideoConfiguration: Sendable {
 
     public init() {}
 
-    public init(environment: [String: String]) throws {
-        if let root = environment["CONVEYOR_MEDIA_ROOT"], !root.isEmpty {
-            mediaRoot = root
-            mediaRootConfigured = true
-        }
-        func int(_ name: String, _ range: ClosedRange<Int>) throws -> Int? {
-            guard let text = environment[name], !text.isEmpty else { return nil }
-            guard let value = Int(text), range.contains(value) else {
-                throw VideoConfigurationError(message: "\(name)=\(text) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return value
-        }
-        if let v = try int("CONVEYOR_VIDEO_MAX_PIXELS", 1...(16384 * 16384)) { policy.maxPixels = v }
-        if let v = try int("CONVEYOR_VIDEO_MAX_DURATION", 0...86_400) { policy.maxDurationSeconds = Double(v) }
-        if let v = try int("CONVEYOR_AUDIO_MAX_DURATION", 1...86_400) { audioPolicy.maxDurationSeconds = Double(v) }
-        if let v = try int("CONVEYOR_VIDEO_CRF", 0...51) { crf = v }
-        if let v = try int("CONVEYOR_VIDEO_MAX_FILE_MB", 1...1_048_576) { maxSourceBytes = v << 20 }
-        if let v = try int("CONVEYOR_VIDEO_TRANSCODE_TIMEOUT", 1...86_400) { transcodeTimeout = v }
-        if let v = try int("CONVEYOR_VIDEO_PROBE_TIMEOUT", 1...3600) { probeTimeout = v }
-        if let v = try int("CONVEYOR_VIDEO_TRANSCODE_CONCURRENCY", 1...64) { transcodeConcurrency = v }
-        if let v = try int("CONVEYOR_VIDEO_HELPERS", 1...64) { helperPool.size = v }
-        if let v = try int("CONVEYOR_VIDEO_HELPER_MEMORY_MB", 256...1_048_576) { helperPool.limits.addressSpaceMB = v }
-        // RLIMIT_CPU counts all threads: x264 on every core burns CPU seconds faster than wall seconds.
-        helperPool.limits.cpuSecondsPerJob = transcodeTimeout * 4
+    /// Reads `VideoSettings` and the helpers' sandbox and media root from the one reader; a refused value is a
+    /// `VideoConfigurationError` naming its source.
+    public init(settings: SettingsReader) throws {
+        typealias V = VideoSettings
         do {
-            helperPool.inProcess = try EnvironmentSwitch.value("CONVEYOR_VIDEO_IN_PROCESS", in: environment, default: false)
-            helperPool.limits.sandbox = try HelperLimits.sandbox(environment: environment)
-            helperPool.limits.writablePaths = [mediaRoot]
+            try settings.refuse(V.all + [MediaSettings.mediaRoot, ImagesSettings.helperSandbox])
         } catch {
             throw VideoConfigurationError(message: error.message)
         }
-        if let preset = environment["CONVEYOR_VIDEO_PRESET"], !preset.isEmpty {
-            let presets = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
-            guard presets.contains(preset) else {
-                throw VideoConfigurationError(message: "CONVEYOR_VIDEO_PRESET=\(preset) must be one of \(presets.joined(separator: ", "))")
-            }
-            self.preset = preset
+        if let root = settings.text(MediaSettings.mediaRoot) {
+            mediaRoot = root
+            mediaRootConfigured = true
         }
+        policy.maxPixels = settings.int(V.videoMaxPixels)
+        policy.maxDurationSeconds = Double(settings.int(V.videoMaxDuration))
+        audioPolicy.maxDurationSeconds = Double(settings.int(V.audioMaxDuration))
+        crf = settings.int(V.videoCrf)
+        // At most 2^40 bytes by the declared range.
+        maxSourceBytes = settings.int(V.videoMaxFileMb, times: 1 << 20) ?? Int.max
+        transcodeTimeout = settings.int(V.videoTranscodeTimeout)
+        probeTimeout = settings.int(V.videoProbeTimeout)
+        transcodeConcurrency = settings.int(V.videoTranscodeConcurrency)
+        helperPool.size = settings.int(V.videoHelpers)
+        helperPool.limits.addressSpaceMB = settings.int(V.videoHelperMemoryMb)
+        // RLIMIT_CPU counts all threads: x264 on every core burns CPU seconds faster than wall seconds.
+        helperPool.limits.cpuSecondsPerJob = transcodeTimeout * 4
+        helperPool.inProcess = settings.bool(V.videoInProcess)
+        helperPool.limits.sandbox = settings.bool(ImagesSettings.helperSandbox)
+        helperPool.limits.writablePaths = [mediaRoot]
+        preset = settings.text(V.videoPreset)?.lowercased() ?? preset
+        ffmpegLog = settings.text(V.videoFfmpegLog)?.lowercased()
+        // FFmpeg's log level reaches the helpers through their environment, built here from the typed value.
+        if let ffmpegLog { helperPool.environment[V.videoFfmpegLog.name] = ffmpegLog }
+    }
+
+    /// The same from a plain environment, through a reader of the families' settings.
+    public init(environment: [String: String]) throws {
+        try self.init(settings: SettingsReader(families: environment))
     }
 
     /// The named profile with this configuration's preset and CRF.

@@ -19,12 +19,11 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
     /// process's image pool (`ImagesJobs.sharedPool`), transcode progress to `context.progress`, and the upload
     /// recorder when PostgreSQL is configured.
     public static func family(_ context: FamilyContext) throws -> JobFamily {
-        let environment = context.environment
         let media = try context.mediaStore()
-        var configuration = try VideoConfiguration(environment: environment)
+        var configuration = try VideoConfiguration(settings: context.settings)
         configuration.helperPool.limits.writablePaths = [media.settings.writablePath]
         let (images, imagePool) = try ImagesJobs.sharedPool(context)
-        let recorder = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
+        let recorder = context.environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
         let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
         var onProgress: (@Sendable (String, TranscodeProgress) -> Void)?
         if let report = context.progress { onProgress = { jid, p in report(jid, p.frames, p.seconds) } }
@@ -51,9 +50,10 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
         into registry: inout JobRegistry, environment: [String: String],
         onProgress: (@Sendable (_ jid: String, _ progress: TranscodeProgress) -> Void)?, imagePool: HelperPool? = nil
     ) throws -> [any JobObserver] {
-        let configuration = try VideoConfiguration(environment: environment)
+        let settings = SettingsReader(families: environment)
+        let configuration = try VideoConfiguration(settings: settings)
         // media.ingest hands images to the images family, in helpers configured as image.* jobs are.
-        let images = try ImagesConfiguration(environment: environment)
+        let images = try ImagesConfiguration(settings: settings)
         // One row per upload in conveyor.media_uploads when PostgreSQL is configured.
         let recorder = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresIngestRecorder(url: $0) }
         return try register(
@@ -85,6 +85,8 @@ public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOp
     ) throws -> [any JobObserver] {
         let store = try store ?? LocalMediaStore(root: MediaRoot(configuration.mediaRoot, create: configuration.mediaRootConfigured))
         AVLibrary.configure()
+        // In-process decoding logs here; helpers get the level through their environment (`helperPool.environment`).
+        AVLibrary.routeLog(level: configuration.ffmpegLog)
         let probe = ProbeHandler(store: store, configuration: configuration, pool: pool)
         let transcode = TranscodeHandler(store: store, configuration: configuration, pool: pool, onProgress: onProgress)
         registry.register(

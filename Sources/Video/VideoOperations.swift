@@ -27,8 +27,10 @@ public enum VideoOperations {
     public static let helperOperations = HelperOperations().adding(probeOperation).adding(transcodeOperation)
         .adding(AudioOperations.waveformOperation).adding(AudioOperations.transcodeOperation)
 
-    /// FFmpeg's log goes to stderr at `CONVEYOR_VIDEO_FFMPEG_LOG`, set once per process before the first operation.
-    private static let logRouted: Void = AVLibrary.routeLog(level: ProcessInfo.processInfo.environment["CONVEYOR_VIDEO_FFMPEG_LOG"])
+    /// FFmpeg's log goes to stderr at `CONVEYOR_VIDEO_FFMPEG_LOG`, set once per helper before its first operation:
+    /// a helper is a child process, and its pool put the typed setting into its environment
+    /// (`VideoConfiguration.helperPool.environment`); in-process decoding is routed by `VideoJobs.register`.
+    private static let logRouted: Void = AVLibrary.routeLog(level: getenv(VideoSettings.videoFfmpegLog.name).map { String(cString: $0) })
 
     static func probe(_ request: ProbeHelperRequest, deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {
         _ = logRouted

@@ -44,17 +44,28 @@ public struct JobFamily: Sendable {
 /// infrastructure the families share (the first family to ask for a shared part builds it; the others get the
 /// same value: one image helper pool for the image jobs and `media.ingest`, say).
 public final class FamilyContext: Sendable {
-    /// Every setting, flags already merged over the process environment (`--redis-url` wins over `REDIS_URL`).
+    /// The one reader (flags, environment, config file): each family reads its typed settings from it.
+    public let settings: SettingsReader
+    /// The effective values under their variables (the reader's `effectiveEnvironment`), for what still reads a
+    /// dictionary.
     public let environment: [String: String]
     /// Where long jobs report how far they are (frames done, media seconds done), for the worker's metrics.
     public let progress: (@Sendable (_ jid: String, _ frames: Int, _ seconds: Double) -> Void)?
     private let shared = Mutex<[String: any Sendable]>([:])
 
     public init(
+        settings: SettingsReader, progress: (@Sendable (_ jid: String, _ frames: Int, _ seconds: Double) -> Void)? = nil
+    ) {
+        self.settings = settings
+        self.environment = settings.effectiveEnvironment
+        self.progress = progress
+    }
+
+    /// A context whose reader holds the families' settings from `environment` alone (tests).
+    public convenience init(
         environment: [String: String], progress: (@Sendable (_ jid: String, _ frames: Int, _ seconds: Double) -> Void)? = nil
     ) {
-        self.environment = environment
-        self.progress = progress
+        self.init(settings: SettingsReader(families: environment), progress: progress)
     }
 
     /// The shared part named `key`, built by `make` the first time it is asked for.

@@ -1,8 +1,36 @@
 import Foundation
 
-// The families' settings. The families still parse their own values from the reader's effective environment
-// (`SettingsReader.effectiveEnvironment`); these declarations are where the names, defaults, ranges and docs live, so
-// `conveyor config` shows and checks them, the config file accepts them and docs/configuration.md lists them.
+// The families' settings. Each family's configuration type reads its typed values from the one `SettingsReader`
+// (`FamilyContext.settings`) through these declarations: the variable name lives only here, and a value from
+// conveyor.yml or a flag reaches a family exactly as one from the environment.
+
+/// Every family setting declared in ConveyorCore: the catalogue of a reader built for one family's configuration
+/// from a plain environment (the families' tests, `init(environment:)`).
+public enum FamilySettings {
+    public static let all: [Setting] = MediaSettings.all + ImagesSettings.all + VideoSettings.all + MailSettings.all + SummariesSettings.all
+}
+
+extension SettingsReader {
+    /// A reader over the families' settings from `environment` alone (no flags, no file).
+    public init(families environment: [String: String]) {
+        self.init(catalogue: FamilySettings.all, environment: environment)
+    }
+
+    /// Throws a permanent `errorClass` failure listing every refused value among `settings` (each naming its source
+    /// and what is allowed): a configuration built from a reader never runs on a value its declaration refuses.
+    public func refuse(_ settings: [Setting], as errorClass: ErrorClass = .invalidConfiguration) throws(JobFailure) {
+        let names = Set(settings.map(\.name))
+        let mine = zip(problems, problemSettingsByProblem).filter { _, name in name.map(names.contains) ?? false }.map(\.0)
+        if !mine.isEmpty { throw .permanent(errorClass, mine.joined(separator: "; ")) }
+    }
+
+    /// A whole-number setting as the count of a unit (`CONVEYOR_VIDEO_MAX_FILE_MB` in bytes), nil when it does not
+    /// fit an `Int`.
+    public func int(_ setting: Setting, times unit: Int) -> Int? {
+        let (n, overflow) = int(setting).multipliedReportingOverflow(by: unit)
+        return overflow ? nil : n
+    }
+}
 
 /// Where media lives: the local root or an S3-compatible bucket (the Storage family).
 public enum MediaSettings {
