@@ -8,7 +8,8 @@ public import Logging
 /// bounded line.
 ///
 /// `format: .json` writes one JSON object per line instead (`CONVEYOR_LOG_FORMAT=json`): `time`, `level`, `label`,
-/// `source`, `message`, then every metadata key as a field of its own, cut the same way, escaped by JSON's rules.
+/// `source`, `message`, then every metadata key as a field of its own, typed (whole numbers as numbers, lists as
+/// arrays, dictionaries as objects: `typed(_:depth:)`), cut the same way, escaped by JSON's rules.
 public struct LineLogHandler: LogHandler {
     public enum Format: String, Sendable {
         case text, json
@@ -52,7 +53,7 @@ public struct LineLogHandler: LogHandler {
             o["source"] = .string(Self.cut(event.source, limit: 100))
             o["message"] = .string(Self.cut("\(event.message)", limit: Self.maximumMessageLength))
             for (key, value) in merged.sorted(by: { $0.key < $1.key }) where o[key] == nil {
-                o[Self.cut(key, limit: 100)] = .string(Self.cut("\(value)", limit: Self.maximumValueLength))
+                o[Self.cut(key, limit: 100)] = Self.typed(value, depth: 0)
             }
             write(String(decoding: o.bytes, as: UTF8.self) + "\n")
             return
@@ -96,6 +97,55 @@ public struct LineLogHandler: LogHandler {
         }
         if total > kept { out += "…(\(total - kept) more characters)" }
         return out
+    }
+
+    /// Most entries of a list or a dictionary kept in a JSON line; the rest is noted.
+    static let maximumEntries = 64
+
+    /// A metadata value as JSON, typed: a whole number (`"3"`, or an integer passed as `.stringConvertible`) within
+    /// ±2^53 as a number, a finite floating-point value or a `Bool` passed as `.stringConvertible` as a number or a
+    /// boolean, a list as an array, a dictionary as an object; anything else (`"inf"`, `"nan"`, `"1e400"`, `"007"`,
+    /// a 24-digit id) as a string, cut as in text lines. Nesting deeper than 4 is written as a string.
+    static func typed(_ value: Logger.Metadata.Value, depth: Int) -> JSONValue {
+        switch value {
+        case .string(let text):
+            return wholeNumber(text).map { JSONValue($0) } ?? .string(cut(text, limit: maximumValueLength))
+        case .stringConvertible(let convertible):
+            switch convertible {
+            case let b as Bool: return .bool(b)
+            case let n as any BinaryInteger:
+                if let i = Int64(exactly: n), i.magnitude <= 1 << 53 { return JSONValue(Int(i)) }
+            case let d as Double where d.isFinite: return JSONValue(d)
+            case let f as Float where f.isFinite: return JSONValue(Double(f))
+            default: break
+            }
+            let text = "\(convertible)"
+            return wholeNumber(text).map { JSONValue($0) } ?? .string(cut(text, limit: maximumValueLength))
+        case .array(let items):
+            guard depth < 4 else { return .string(cut("\(value)", limit: maximumValueLength)) }
+            var out = items.prefix(maximumEntries).map { typed($0, depth: depth + 1) }
+            if items.count > maximumEntries { out.append(.string("…(\(items.count - maximumEntries) more entries)")) }
+            return .array(out)
+        case .dictionary(let entries):
+            guard depth < 4 else { return .string(cut("\(value)", limit: maximumValueLength)) }
+            var o = JSONObject()
+            for (key, item) in entries.sorted(by: { $0.key < $1.key }).prefix(maximumEntries) {
+                o[cut(key, limit: 100)] = typed(item, depth: depth + 1)
+            }
+            if entries.count > maximumEntries { o["…"] = .string("\(entries.count - maximumEntries) more entries") }
+            return .object(o)
+        }
+    }
+
+    /// `text` as an integer when it is written as one canonically (`0`, `42`, `-7`; no sign `+`, no leading zero,
+    /// no blanks) and within ±2^53, where every JSON reader keeps it exact.
+    static func wholeNumber(_ text: String) -> Int? {
+        let digits = text.hasPrefix("-") ? text.utf8.dropFirst() : text.utf8[...]
+        guard !digits.isEmpty, digits.count <= 16, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+            digits.first != 48 || digits.count == 1, text != "-0",
+            let n = Int(text), n.magnitude <= 1 << 53
+        else { return nil }
+        return n
     }
 
     /// `text` cut to `limit` characters, with a note of how much was left out (JSON escapes the rest).
