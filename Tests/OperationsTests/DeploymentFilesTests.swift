@@ -71,6 +71,8 @@ struct DeploymentFilesTests {
         let r = try run(["kubernetes-validate", "--strict", Self.path("docker/k8s/deployment.yaml"), Self.path("docker/k8s/keda-scaledobject.yaml")])
         #expect(r.code == 0, "\(r.output)")
         #expect(r.output.contains("passed for resource deployment/conveyor-worker"), "\(r.output)")
+        #expect(r.output.contains("passed for resource deployment/conveyor-web"), "\(r.output)")
+        #expect(r.output.contains("passed for resource service/conveyor-web"), "\(r.output)")
         #expect(!r.output.contains("ERROR") && !r.output.contains("failed"), "\(r.output)")
     }
 
@@ -121,7 +123,7 @@ struct DeploymentFilesTests {
     @Test func theKubernetesWorkerIsConfinedAndCanWriteItsOutbox() throws {
         let text = try String(contentsOfFile: Self.path("docker/k8s/deployment.yaml"), encoding: .utf8)
         #expect(text.contains("seccompProfile: {type: RuntimeDefault}"))
-        #expect(text.components(separatedBy: "readOnlyRootFilesystem: true").count - 1 == 2, "worker and init container")
+        #expect(text.components(separatedBy: "readOnlyRootFilesystem: true").count - 1 == 3, "worker, init container and dashboard")
         #expect(text.contains("CONVEYOR_MAIL_OUTBOX") && text.contains("mountPath: /var/lib/conveyor/outbox"))
         #expect(text.contains("kind: PodMonitor"))
         let keda = try String(contentsOfFile: Self.path("docker/k8s/keda-scaledobject.yaml"), encoding: .utf8)
@@ -173,5 +175,65 @@ struct DeploymentFilesTests {
         let dashboard = try JSONValue(parsing: String(contentsOfFile: Self.path("docker/grafana/dashboards/conveyor.json"), encoding: .utf8))
         #expect(dashboard["uid"] == "conveyor")
         #expect((dashboard["panels"]?.arrayValue?.count ?? 0) >= 10)
+    }
+
+    /// The dashboard's address in a shipped file: the value after `--addr`, however the file quotes it.
+    static func dashboardAddress(_ text: String) -> String? {
+        text.firstMatch(of: /conveyor web --addr ([0-9.:]+)|"web", "--addr", "([0-9.:]+)"/).flatMap { m in (m.1 ?? m.2).map(String.init) }
+    }
+
+    /// The compose file and the Kubernetes example run the dashboard off loopback only with a password from a
+    /// secret (a file under /run/secrets, a Secret), never a literal one; compose publishes it on the host's
+    /// loopback only; the LLM keys come from .env and from a Secret, never from the files themselves.
+    @Test func shippedDeploymentsRunTheDashboardWithASecretPasswordAndTakeLLMKeysFromSecrets() throws {
+        let compose = try String(contentsOfFile: Self.path("docker-compose.yml"), encoding: .utf8)
+        #expect(Self.dashboardAddress(compose) == "0.0.0.0:9292", "compose runs conveyor web")
+        #expect(compose.contains(#"CONVEYOR_WEB_PASSWORD="$$(cat /run/secrets/web-password)""#), "the password is read from the secret's file")
+        #expect(compose.contains("secrets:\n      - web-password") && compose.contains("web-password:\n    file: ./docker/web-password"))
+        #expect(compose.contains(#""127.0.0.1:9292:9292""#), "published on the host's loopback only")
+        #expect(!compose.contains("CONVEYOR_WEB_PASSWORD:"), "no literal password")
+        #expect(compose.contains("OPENAI_API_KEY: ${OPENAI_API_KEY:-}") && compose.contains("ANTHROPIC_API_KEY: ${ANTHROPIC_API_KEY:-}"))
+        let gitignore = try String(contentsOfFile: Self.path(".gitignore"), encoding: .utf8)
+        #expect(gitignore.contains("/docker/web-password") && gitignore.contains("/.env"), "the secrets are never committed")
+
+        let k8s = try String(contentsOfFile: Self.path("docker/k8s/deployment.yaml"), encoding: .utf8)
+        #expect(Self.dashboardAddress(k8s) == "0.0.0.0:9292", "the example runs conveyor web")
+        for (variable, secret, key) in [
+            ("CONVEYOR_WEB_PASSWORD", "conveyor-web", "password"), ("OPENAI_API_KEY", "conveyor-llm", "openai-api-key"),
+            ("ANTHROPIC_API_KEY", "conveyor-llm", "anthropic-api-key"),
+        ] {
+            #expect(k8s.contains("- name: \(variable)\n              valueFrom: {secretKeyRef: {name: \(secret), key: \(key)"), "\(variable) from Secret \(secret)")
+        }
+        #expect(!k8s.contains("{name: CONVEYOR_WEB_PASSWORD, value:") && !k8s.contains("{name: OPENAI_API_KEY, value:"))
+    }
+
+    /// What the shipped files give the dashboard is what `conveyor web` accepts: their address without a password is
+    /// refused (exit 64, so a deployment that lost its secret does not serve an open dashboard); with a password of
+    /// the documented length it passes the same checks.
+    @Test(.enabled(if: TestEnv.binary != nil, "needs CONVEYOR_BIN"))
+    func theShippedDashboardAddressNeedsThePassword() throws {
+        let compose = try String(contentsOfFile: Self.path("docker-compose.yml"), encoding: .utf8)
+        let address = try #require(Self.dashboardAddress(compose))
+        func config(_ extra: [String: String]) throws -> (code: Int32, output: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: TestEnv.binary!)
+            p.arguments = ["config"]
+            p.environment = ["PATH": "/usr/bin:/bin", "CONVEYOR_WEB_ADDR": address].merging(extra) { _, new in new }
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        let open = try config([:])
+        #expect(open.code == 64 && open.output.contains("CONVEYOR_WEB_PASSWORD"), "\(open.output)")
+        let secret = String(repeating: "s3cr3t-", count: 4)
+        let guarded = try config(["CONVEYOR_WEB_PASSWORD": secret])
+        #expect(guarded.code == 0, "\(guarded.output)")
+        #expect(!guarded.output.contains(secret), "the password is masked")
+        let short = try config(["CONVEYOR_WEB_PASSWORD": "elevenchars"])
+        #expect(short.code == 64, "\(short.output)")
     }
 }
