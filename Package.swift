@@ -142,6 +142,10 @@ let package = Package(
         .executableTarget(
             name: "mail-bench", dependencies: ["Mail", "Curl", "ConveyorCore", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/mail/Sources", swiftSettings: swiftSettings),
+        // Benchmarks/push/run.sh: push.send's sending path against pywebpush.
+        .executableTarget(
+            name: "push-bench", dependencies: ["Push", "ConveyorCore", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Benchmarks/push/Sources", swiftSettings: swiftSettings),
         .testTarget(
             name: "MailTests", dependencies: ["Mail", "Curl", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
             exclude: ["smtp_sink.py", "parse_eml.py"], swiftSettings: swiftSettings),

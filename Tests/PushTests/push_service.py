@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A loopback stand-in push service for the Web Push tests (RFC 8030 / 8291 / 8292).
 
-Usage: push_service.py SUBSCRIBERS_JSON
+Usage: push_service.py SUBSCRIBERS_JSON [--accept-only]
+  --accept-only: answer every POST 201 without checking or logging it (the benchmark's sink).
   SUBSCRIBERS_JSON: {"<path>": {"private_key": "<base64url 32 bytes>", "auth": "<base64url 16 bytes>"}, ...}
 Prints "PORT <n>" on stdout once listening on 127.0.0.1, then serves until stdin closes.
 
@@ -37,6 +38,7 @@ log = []
 log_lock = threading.Lock()
 seen_once = set()
 connections = [0]
+accept_only = [False]
 
 
 def check_vapid(header, origin):
@@ -100,6 +102,9 @@ class Handler(BaseHTTPRequestHandler):
         t = time.monotonic()
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
+        if accept_only[0]:
+            self.answer(201)
+            return
         path = self.path.lstrip("/")
         entry = {"t": t, "path": path, "ttl": self.headers.get("TTL"), "urgency": self.headers.get("Urgency"),
                  "topic": self.headers.get("Topic"), "payload": None, "error": None}
@@ -158,6 +163,7 @@ def main():
     global subscribers
     with open(sys.argv[1]) as f:
         subscribers = json.load(f)
+    accept_only[0] = "--accept-only" in sys.argv[2:]
     server = Server(("127.0.0.1", 0), Handler)
     print("PORT %d" % server.server_address[1], flush=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
