@@ -200,6 +200,45 @@ extension JSONValue {
         for id in completed { #expect(state["jobs", id, "returnvalue"] == #"{"echo":{"k":1}}"#, "\(id)") }
     }
 
+    /// A job BullMQ's stalled check marked (`defa`: stalled more than `maxStalledCount` times) fails without running,
+    /// with BullMQ's reason, as BullMQ's worker fails it.
+    @Test func aJobStalledTooOftenFailsWithoutRunning() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        try peer.add("dq", [["name": "test.echo", "data": ["n": 1], "opts": ["attempts": 3]]])
+        try await peer.command("HSET", "\(peer.prefix):dq:1", "defa", "job stalled more than allowable limit")
+        let log = HandlerLog()
+        let worker = try ConveyorBullWorker(peer, queues: ["dq"], log: log)
+        try await eventually(20, "the job failed") {
+            try await peer.command("ZCARD", "\(peer.prefix):dq:failed").int == 1
+        }
+        try await worker.stop()
+        #expect(try peer.state("dq")["jobs", "1", "failedReason"] == "job stalled more than allowable limit")
+        #expect(log.started.withLock { $0 }.isEmpty, "the handler never ran")
+    }
+
+    /// A three-child flow from BullMQ's FlowProducer: Conveyor runs the children, the last child's completion moves
+    /// the parent out of waiting-children (BullMQ's moveToFinished does it), and Conveyor runs the parent.
+    @Test func aFlowsChildrenThenItsParentRun() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let tree = #"{"name": "test.echo", "queueName": "fp", "data": {"role": "parent"}, "children": [{"name": "test.echo", "queueName": "fc", "data": {"c": 1}}, {"name": "test.echo", "queueName": "fc", "data": {"c": 2}}, {"name": "test.echo", "queueName": "fc", "data": {"c": 3}}]}"#
+        let out = try BullMQPeer.run(["flow", peer.url, peer.prefix, "-", tree])
+        let ids = try JSONValue(parsing: Array(out.utf8))
+        let parent = try #require(ids["parent"]?.stringValue)
+        #expect(try await peer.command("ZCARD", "\(peer.prefix):fp:waiting-children").int == 1)
+        let log = HandlerLog()
+        let worker = try ConveyorBullWorker(peer, queues: ["fp", "fc"], log: log)
+        try await eventually(20, "the parent completed") {
+            try await peer.command("ZSCORE", "\(peer.prefix):fp:completed", parent).isNull == false
+        }
+        try await worker.stop()
+        #expect(try await peer.command("ZCARD", "\(peer.prefix):fc:completed").int == 3)
+        #expect(try await peer.command("HLEN", "\(peer.prefix):fp:\(parent):processed").int == 3)
+        let started = log.started.withLock { $0 }
+        #expect(started.last == "\(peer.prefix):fp:\(parent)", "the parent runs after its children: \(started)")
+    }
+
     @Test func backoffAsBullMQComputesIt() {
         func d(_ b: JSONValue?, _ n: Int, _ r: Double = 0.5) -> Int? { try? BullMQBackoff.delay(b, attemptsMade: n, random: r).get() }
         #expect(d(nil, 1) == 0)

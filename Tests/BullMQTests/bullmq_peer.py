@@ -64,6 +64,14 @@ async def schedule(url, prefix, queue, scheduler_id, repeat, name, data):
     await q.close()
 
 
+async def flow(url, prefix, tree):
+    from bullmq import FlowProducer
+    f = FlowProducer({"connection": url, "prefix": prefix})
+    node = await f.add(tree)
+    await f.close()
+    print(json.dumps({"parent": node["job"].id, "children": [c["job"].id for c in node.get("children") or []]}))
+
+
 async def work(url, prefix, queue, count):
     from bullmq import Worker
     from bullmq.custom_errors import UnrecoverableError
@@ -108,6 +116,8 @@ def main():
         asyncio.run(add(url, prefix, queue, json.loads(sys.argv[5])))
     elif cmd == "schedule":
         asyncio.run(schedule(url, prefix, queue, sys.argv[5], json.loads(sys.argv[6]), sys.argv[7], json.loads(sys.argv[8])))
+    elif cmd == "flow":
+        asyncio.run(flow(url, prefix, json.loads(sys.argv[5])))
     elif cmd == "work":
         asyncio.run(work(url, prefix, queue, int(sys.argv[5])))
     elif cmd == "state":
