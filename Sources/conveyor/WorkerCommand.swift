@@ -75,16 +75,14 @@ struct WorkerCommand: AsyncParsableCommand {
 
     private func start() async throws {
         // One reader for everything: flags, then the environment, then the config file. Every problem is refused
-        // at once (exit 64) before anything starts; the families read the effective values (a flag or the file's
-        // value under its variable's name).
+        // at once (exit 64) before anything starts; the families read their typed values from the same reader
+        // (`FamilyContext.settings`), and the helpers get theirs through their arguments and spawn environment.
         var flags = redis.flags.merging(settingFlags.flags) { a, _ in a }
         if let bullmqQueues { flags[BullMQSettings.queues.name] = .init("--bullmq-queues", bullmqQueues) }
         var settings = Catalogue.reader(flags: flags)
         Catalogue.checkEverything(&settings, dashboard: false)
         try LogSetup.refuse(settings.problems)
         LogSetup.bootstrap(settings)
-        let environment = settings.effectiveEnvironment
-        Self.exportForHelpers(settings)
         let logger = Logger(label: "conveyor.worker")
         for warning in settings.warnings { logger.warning("\(warning)") }
         if let file = settings.file { logger.info("settings read", metadata: ["config_file": "\(file.path)"]) }
@@ -99,7 +97,7 @@ struct WorkerCommand: AsyncParsableCommand {
             redis: endpoint, keys: keys, settings: settings, migrations: Composition.migrations, identity: identity,
             labels: Self.metricLabels(queues: queuesText), logger: logger)
         let metrics = operations.metrics
-        let families = try Composition.build(FamilyContext(environment: environment) { jid, frames, seconds in
+        let families = try Composition.build(FamilyContext(settings: settings) { jid, frames, seconds in
             metrics.transcodeProgress(jid: jid, frames: frames, seconds: seconds)
         })
         var registry = JobRegistry()
@@ -180,6 +178,12 @@ struct WorkerCommand: AsyncParsableCommand {
         var services = (operations.services(shutdownTimeout: 5) + families.flatMap(\.services))
             .map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
+        // The config file's schedules: checked (exit 64), written into Redis, evaluated here as in every worker.
+        if let scheduler = try SchedulesWiring.service(
+            settings: settings, registry: registry, endpoint: endpoint, keys: keys, logger: logger, exporter: { metrics.addExporter($0) })
+        {
+            services.append(.init(service: scheduler))
+        }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
         let signals = SignalWatcher { signal, count in
             if count > 1 {
@@ -193,16 +197,6 @@ struct WorkerCommand: AsyncParsableCommand {
         // The stop reached its deadline with the queue backend not answering (logged with the count): the jobs whose
         // completions were not written stay in flight and run again through a live worker's reaper. EX_TEMPFAIL.
         if worker.stopLeftJobsInFlight { throw ExitCode(75) }
-    }
-
-    /// Settings the helper processes read from their own environment (they inherit the worker's): a value from a flag
-    /// or the config file is exported so that it reaches them as it would from the environment.
-    static func exportForHelpers(_ settings: SettingsReader) {
-        for setting in [ImagesSettings.helperSandbox, ImagesSettings.vipsConcurrency, VideoSettings.videoFfmpegLog] {
-            let resolved = settings.resolved(setting)
-            guard case .file = resolved.source, let text = resolved.text else { continue }
-            setenv(setting.name, text, 1)
-        }
     }
 
     /// The metric labels this worker may report: its registered classes, their queues, the default queues and the
