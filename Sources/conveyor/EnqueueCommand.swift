@@ -27,7 +27,19 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(help: "Retries after the first run (Sidekiq's retry field); default: the class's policy.")
     var retry: Int?
 
+    @Option(help: "Refuse the push while a job with the same unique key is held, and hold it this many seconds (1...2592000).")
+    var uniqueFor: Int?
+
+    @Option(help: "With --unique-for: the unique key (default: a digest of class, queue and arguments).")
+    var uniqueKey: String?
+
+    @Option(help: "With --unique-for: hold the key until the job starts or finishes (start|finish, default finish).")
+    var uniqueUntil: String?
+
     @OptionGroup var redis: RedisOptions
+
+    /// Exit status when `--unique-for` found the key held: the holder's jid is printed on standard error.
+    static let duplicateExitCode: Int32 = 5
 
     /// The largest `--retry`: more retries than this is a mistake (Sidekiq's default is 25).
     static let maximumRetry = 10_000
@@ -41,6 +53,20 @@ struct EnqueueCommand: AsyncParsableCommand {
         if let retry, !(0...Self.maximumRetry).contains(retry) {
             throw ValidationError("--retry \(retry): expected a whole number in 0...\(Self.maximumRetry)")
         }
+        if uniqueFor == nil && (uniqueKey != nil || uniqueUntil != nil) {
+            throw ValidationError("--unique-key and --unique-until need --unique-for")
+        }
+        _ = try uniqueJob()
+    }
+
+    /// The job's uniqueness as the worker will read it from the envelope (the same checks, so a push the worker
+    /// would refuse is refused here), or nil without `--unique-for`.
+    func uniqueJob() throws -> UniqueJob? {
+        guard let uniqueFor else { return nil }
+        var fields = JSONObject([("unique_for", JSONValue(uniqueFor))])
+        if let uniqueKey { fields["unique_key"] = .string(uniqueKey) }
+        if let uniqueUntil { fields["unique_until"] = .string(uniqueUntil) }
+        do { return try UniqueJob(payload: fields) } catch { throw ValidationError("--unique-for: \(error.message)") }
     }
 
     /// The longest class or queue name, in UTF-8 bytes: the worker's envelope check refuses longer ones.
@@ -88,6 +114,21 @@ struct EnqueueCommand: AsyncParsableCommand {
         defer { thread.stop() }
         let client = JobClient(
             redis: thread, keys: RedisOptions.keys(settings), replicas: try ReplicaWait(settings: settings))
+        if let unique = try uniqueJob() {
+            guard runAt == nil else { throw ValidationError("--unique-for pushes to the queue now: not with --in or --at") }
+            let queue = queue ?? known ?? "default"
+            var payload = Job.envelope(jobClass: jobClass, arguments: arguments, queue: queue, retry: retry.map { JSONValue($0) })
+            payload["unique_for"] = JSONValue(unique.seconds)
+            if let key = unique.key { payload["unique_key"] = .string(key) }
+            payload["unique_until"] = .string(unique.until.rawValue)
+            let locks = RedisUniqueLocks(redis: thread, keys: client.keys)
+            if let holder = try await locks.push(payload, unique: unique, jobClass: jobClass, queue: queue, arguments: arguments) {
+                FileHandle.standardError.write(Data("duplicate: a \(jobClass) job with this unique key is held by \(holder); not pushed\n".utf8))
+                throw ExitCode(Self.duplicateExitCode)
+            }
+            print(payload["jid"]!.stringValue!)
+            return
+        }
         let jid = try await client.enqueue(
             jobClass, arguments: arguments, queue: queue ?? known ?? "default", at: runAt,
             retry: retry.map { JSONValue($0) })

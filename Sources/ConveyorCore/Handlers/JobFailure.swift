@@ -8,6 +8,8 @@ public struct JobFailure: Error, Sendable, CustomStringConvertible, Equatable {
     public var isPermanent: Bool
     /// Seconds the next run must wait at least (a server's `Retry-After`); the back-off still applies when longer.
     public var retryAfter: Double?
+    /// The job was not run and is done: acknowledged and recorded `skipped` with this error class, not retried.
+    public var skipsJob = false
 
     public init(errorClass: ErrorClass, message: String, isPermanent: Bool) {
         self.errorClass = errorClass.rawValue
@@ -21,6 +23,13 @@ public struct JobFailure: Error, Sendable, CustomStringConvertible, Equatable {
 
     public static func transient(_ errorClass: ErrorClass, _ message: String) -> JobFailure {
         JobFailure(errorClass: errorClass, message: message, isPermanent: false)
+    }
+
+    /// The job is done without running (recorded `skipped`): `DuplicateJob` while another jid holds its unique key.
+    public static func skipped(_ errorClass: ErrorClass, _ message: String) -> JobFailure {
+        var failure = JobFailure(errorClass: errorClass, message: message, isPermanent: true)
+        failure.skipsJob = true
+        return failure
     }
 
     /// The job's arguments do not match its class's schema.

@@ -7,6 +7,8 @@ public enum JobStatus: String, Sendable {
     case dead
     /// Stopped by shutdown and pushed back to its queue without counting an attempt.
     case requeued
+    /// Not run: a middleware refused it for good without it being a failure (a duplicate of a unique job still held).
+    case skipped
 }
 
 /// One finished run of a job, as the worker reports it to observers (result store, metrics).

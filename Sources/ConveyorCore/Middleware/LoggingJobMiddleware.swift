@@ -31,6 +31,8 @@ public struct LoggingJobMiddleware: JobMiddleware {
             "duration_ms": "\(durationMS)",
         ]
         switch outcome.status {
+        case .skipped:
+            log.info("job skipped", metadata: metadata)
         case .retrying:
             if let at = outcome.retryAt { metadata["retry_in_s"] = "\(Saturating.int((at - outcome.finishedAt).rounded()))" }
             log.warning("job failed; will retry", metadata: metadata)

@@ -74,6 +74,11 @@ extension Worker {
         case .success(let value):
             move = .init(receipt: job.receipt, target: .ack, counts: .processed)
             outcome.result = value
+        case .failure(let failure) where failure.skipsJob:
+            // Refused by a middleware without running (a duplicate unique job): done, not retried, recorded `skipped`.
+            outcome.status = .skipped
+            outcome.failure = failure
+            move = .init(receipt: job.receipt, target: .ack, counts: .processed)
         case .failure(let failure):
             let (payload, destination) = JobTransitions.failed(job, failure: failure, policy: policy, now: now)
             outcome.failure = failure

@@ -44,6 +44,7 @@ public struct JobResultRecord: Sendable, Equatable {
         switch outcome.status {
         case .succeeded: status = "succeeded"
         case .dead: status = "dead"
+        case .skipped: status = "skipped"
         case .retrying, .requeued: return nil
         }
         self.init(

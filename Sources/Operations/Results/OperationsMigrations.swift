@@ -35,6 +35,14 @@ public enum OperationsMigrations {
                 CREATE INDEX IF NOT EXISTS job_results_finished_at_brin ON conveyor.job_results USING brin (finished_at);
                 DROP INDEX IF EXISTS conveyor.job_results_finished_at;
                 """),
+        // A duplicate of a unique job still held ends without running, as one `skipped` row naming the holder.
+        Migration(
+            component: component, version: 3, name: "job_results_skipped",
+            sql: """
+                ALTER TABLE conveyor.job_results DROP CONSTRAINT IF EXISTS job_results_status_check;
+                ALTER TABLE conveyor.job_results
+                    ADD CONSTRAINT job_results_status_check CHECK (status IN ('succeeded', 'dead', 'skipped'));
+                """),
     ]
 
 }
