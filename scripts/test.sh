@@ -29,12 +29,23 @@ if [ $# -gt 0 ]; then
 fi
 TARGET_TIMEOUT=${CONVEYOR_TEST_TIMEOUT:-300}
 failed=()
+# A test process that crashed or timed out leaves the workers and dashboards it started running (their parent is
+# gone, so nothing stops them) and holding this run's output open: stop them before the next target.
+stop_stragglers() {
+  local left
+  left=$(pgrep -fc "^$CONVEYOR_BIN " || true)
+  if [ "${left:-0}" -gt 0 ]; then
+    echo "=== $1 left $left conveyor process(es) running: stopping them"
+    pkill -KILL -f "^$CONVEYOR_BIN " || true
+  fi
+}
 for target in $(ls Tests); do
   echo "=== $target"
   started=$SECONDS
-  if ! timeout "$TARGET_TIMEOUT" swift test --skip-build --filter "^$target\." ; then
+  if ! timeout -k 10 "$TARGET_TIMEOUT" swift test --skip-build --filter "^$target\." ; then
     failed+=("$target")
   fi
+  stop_stragglers "$target"
   echo "=== $target: $((SECONDS - started)) s"
 done
 # The job envelope parser under libFuzzer for a bounded time (Fuzz/run.sh): a crash fails the run.
@@ -47,9 +58,10 @@ echo "=== fuzz: $((SECONDS - started)) s"
 # The dashboard in real headless Chromium, against the binary, these servers and a real worker.
 echo "=== browser (conveyor web in Chromium)"
 started=$SECONDS
-if ! timeout "$TARGET_TIMEOUT" python3 Tests/WebTests/browser/test_dashboard.py; then
+if ! timeout -k 10 "$TARGET_TIMEOUT" python3 Tests/WebTests/browser/test_dashboard.py; then
   failed+=("browser")
 fi
+stop_stragglers browser
 echo "=== browser: $((SECONDS - started)) s"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED test targets: ${failed[*]}"
