@@ -85,6 +85,10 @@ public final class QueueRouter: QueueBackend {
     public func forget(deadProcess process: String) async throws { try await sidekiq.forget(deadProcess: process) }
     public func deregister() async throws { try await sidekiq.deregister() }
     public func promoteDueJobs() async throws { try await sidekiq.promoteDueJobs() }
+    /// Progress goes to the Sidekiq side's hash for every job (BullMQ's own `updateProgress` is not written yet).
+    public func writeProgress(jid: String, fields: [(String, String)], expireSeconds: Int) async throws {
+        try await sidekiq.writeProgress(jid: jid, fields: fields, expireSeconds: expireSeconds)
+    }
 
     public func close() {
         bullmq.close()

@@ -81,6 +81,19 @@ public final class SidekiqBackend: QueueBackend {
         for redis in all { redis.stop() }
     }
 
+    // MARK: Running jobs
+
+    /// `HSET conveyor:job:<jid> field value…` then `EXPIRE`, in one round trip (on a cluster, the key's own slot).
+    public func writeProgress(jid: String, fields: [(String, String)], expireSeconds: Int) async throws {
+        guard !fields.isEmpty else { return }
+        let key = keys.conveyor("job:" + jid)
+        var hset: [any RedisArgument] = ["HSET", key]
+        for (field, value) in fields { hset += [field, value] }
+        let commands = [RedisCommand(hset), RedisCommand("EXPIRE", key, expireSeconds)]
+        let replies = try await housekeepingRedis.run { connection in try connection.pipeline(commands) }
+        for reply in replies { try reply.check() }
+    }
+
     // MARK: Slots
 
     /// The slots this process's keys live in: Sidekiq's one, or on a cluster one per known queue.

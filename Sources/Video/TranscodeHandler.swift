@@ -115,6 +115,11 @@ public struct TranscodeHandler: JobHandler {
             if let fraction = p.fraction, fraction.isFinite { line += " \(Int(min(1, max(0, fraction)) * 100))%" }
             logger.info("\(line)")
             onProgress?(jid, p)
+            // The job's progress hash: percent when the duration is known, frames and media seconds always.
+            var detail = JSONObject([("frames", JSONValue(p.frames))])
+            if p.seconds.isFinite { detail["seconds"] = JSONValue((p.seconds * 10).rounded() / 10) }
+            let fraction = p.fraction.flatMap { $0.isFinite ? min(1, max(0, $0)) : nil }
+            job.progress((fraction ?? 0) * 100, detail: detail)
         }
         logger.info("video.transcode start", metadata: ["source": "\(source)", "profile": "\(profile.name)"])
         // The helper rewrites the progress file about once a second (and once at the end); report each new state.

@@ -31,10 +31,12 @@ public struct JobContext: Sendable {
     public let payload: JSONObject
     /// Carries `job.id`, `job.class` and `queue` metadata.
     public var logger: Logger
+    /// Where `progress(_:detail:)` goes (the worker's per-job hash), or nil when nothing is recorded.
+    public var progressReporter: JobProgressReporter?
 
     public init(
         jid: String, jobClass: String, queue: String, arguments: JSONObject, attempt: Int,
-        deadline: ContinuousClock.Instant, payload: JSONObject, logger: Logger
+        deadline: ContinuousClock.Instant, payload: JSONObject, logger: Logger, progressReporter: JobProgressReporter? = nil
     ) {
         self.jid = jid
         self.jobClass = jobClass
@@ -44,6 +46,7 @@ public struct JobContext: Sendable {
         self.deadline = deadline
         self.payload = payload
         self.logger = logger
+        self.progressReporter = progressReporter
     }
 
     /// Time left before the deadline, never negative.

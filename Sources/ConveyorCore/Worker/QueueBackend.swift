@@ -75,10 +75,18 @@ public protocol QueueBackend: Sendable {
 
     /// Releases the backend's connections. Called once, after the worker stopped using it.
     func close()
+
+    // MARK: Running jobs
+
+    /// Writes `fields` into running job `jid`'s progress hash (`conveyor:job:<jid>`), expiring `expireSeconds` later.
+    func writeProgress(jid: String, fields: [(String, String)], expireSeconds: Int) async throws
 }
 
 extension QueueBackend {
     public func journal(for receipt: DeliveryReceipt) -> String { journalName }
+
+    /// A backend without a progress hash drops progress.
+    public func writeProgress(jid: String, fields: [(String, String)], expireSeconds: Int) async throws {}
 }
 
 /// How a backend finds a fetched job again when its outcome is written, as Sidekiq's `UnitOfWork` does: it travels in

@@ -9,9 +9,20 @@ extension Worker {
         jobLogger[metadataKey: "job.id"] = "\(job.jid)"
         jobLogger[metadataKey: "job.class"] = "\(job.jobClass)"
         jobLogger[metadataKey: "queue"] = "\(job.queue)"
+        let backend = backend
+        let jid = job.jid
+        let progressLogger = jobLogger
+        let reporter = JobProgressReporter { fields, ttl in
+            do {
+                try await backend.writeProgress(jid: jid, fields: fields, expireSeconds: ttl)
+            } catch {
+                progressLogger.debug("progress not written", metadata: ["error": "\(error)"])
+            }
+        }
         return JobContext(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, arguments: job.arguments,
-            attempt: Saturating.add(job.previousFailures, 1), deadline: deadline, payload: job.payload, logger: jobLogger)
+            attempt: Saturating.add(job.previousFailures, 1), deadline: deadline, payload: job.payload, logger: jobLogger,
+            progressReporter: reporter)
     }
 
     /// Runs one job through its middleware and handler under its class's hard timeout, and records the outcome.
@@ -51,6 +62,7 @@ extension Worker {
         watchdog.remove(token)
         if abandoned.load(ordering: .sequentiallyConsistent) { return }
         let outcome = record(job: job, policy: jobClass.retry, startedAt: startedAt, result: result)
+        context.progressReporter?.finish(status: outcome.status.rawValue)
         for m in middleware { m.completed(job, outcome: outcome, context: context) }
     }
 
