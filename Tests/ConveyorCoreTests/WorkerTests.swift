@@ -47,7 +47,8 @@ import SidekiqQueue
     @Test(arguments: BackendKind.available) func failingJobRetriesWithBackoffThenDies(_ kind: BackendKind) async throws {
         let world = try BackendWorld(kind)
         let calls = Mutex<[Double]>([])
-        let policy = RetryPolicy(maxAttempts: 3, backoff: .exponential(base: 0.3, factor: 2, cap: 5, jitter: 0.25))
+        // A first retry a second away: long enough for the test to read it before the promoter takes it back, even on a busy machine.
+        let policy = RetryPolicy(maxAttempts: 3, backoff: .exponential(base: 1, factor: 2, cap: 5, jitter: 0.25))
         let failing = JobClass(
             "flaky", retry: policy,
             handler: ClosureHandler { _ in
