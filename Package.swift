@@ -71,7 +71,7 @@ let package = Package(
         // The queue backend over BullMQ's keys, running BullMQ's own Lua scripts from the pinned `bullmq` package.
         .target(
             name: "BullMQQueue",
-            dependencies: ["ConveyorCore", "Redis", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ConveyorCore", "Redis", "Digest", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
         // Operations: results in PostgreSQL, migrations, Prometheus metrics, health endpoint, dead/retry tools.
@@ -173,7 +173,7 @@ let package = Package(
             name: "PushTests", dependencies: ["Push", "Curl", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["push_service.py"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "BullMQTests", dependencies: ["BullMQQueue", "ConveyorCore", "Redis", .product(name: "Logging", package: "swift-log")],
+            name: "BullMQTests", dependencies: ["BullMQQueue", "ConveyorCore", "Redis", "Digest", .product(name: "Logging", package: "swift-log")],
             exclude: ["bullmq_peer.py"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]

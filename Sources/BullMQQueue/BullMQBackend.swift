@@ -1,4 +1,5 @@
 public import ConveyorCore
+import Digest
 import Foundation
 public import Logging
 public import Redis
@@ -292,7 +293,7 @@ public final class BullMQBackend: QueueBackend {
         let attemptsMade = min(max(int("atm") ?? int("attemptsMade") ?? 0, 0), JobEnvelope.retryRange.upperBound)
         let attempts = opts["attempts"]?.intValue ?? 1
         var jid = keys.job(id)
-        if !Job.isValidJID(.string(jid)) { jid = "bullmq:" + SHA1.hex(Array(jid.utf8)) }
+        if !Job.isValidJID(.string(jid)) { jid = "bullmq:" + SHA1Digest.hash(Array(jid.utf8)).hex }
         var payload = JSONObject()
         payload["class"] = .string(text("name") ?? "")
         let data: JSONValue

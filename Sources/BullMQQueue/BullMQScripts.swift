@@ -1,3 +1,4 @@
+import Digest
 import Foundation
 public import Redis
 
@@ -64,7 +65,7 @@ public struct BullMQScripts: Sendable {
                 continue
             }
             let bytes = [UInt8](data)
-            let sha = SHA1.hex(bytes)
+            let sha = SHA1Digest.hash(bytes).hex
             guard sha == Self.pinned[name] else {
                 problems.append("\(name.rawValue).lua has SHA-1 \(sha), expected \(Self.pinned[name] ?? "?")")
                 continue

@@ -82,3 +82,13 @@ extension Array where Element == UInt8 {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// SHA-1 of `bytes` (OpenSSL's one-shot `EVP_Digest`): the digest Redis names a script by (`EVALSHA`). Not for secrets.
+public enum SHA1Digest {
+    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 20)
+        var length: UInt32 = 0
+        bytes.withUnsafeBufferPointer { b in _ = EVP_Digest(b.baseAddress, b.count, &out, &length, EVP_sha1(), nil) }
+        return out
+    }
+}

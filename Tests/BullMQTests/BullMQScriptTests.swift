@@ -1,3 +1,4 @@
+import Digest
 import Foundation
 import Redis
 import Testing
@@ -47,9 +48,9 @@ import ConveyorCore
     }
 
     @Test func sha1MatchesKnownVectors() {
-        #expect(SHA1.hex([]) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
-        #expect(SHA1.hex(Array("abc".utf8)) == "a9993e364706816aba3e25717850c26c9cd0d89d")
-        #expect(SHA1.hex(Array(repeating: UInt8(ascii: "a"), count: 1_000_000)) == "34aa973cd4c4daa4f61eeb2bdbad27316534016f")
+        #expect(SHA1Digest.hash([]).hex == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        #expect(SHA1Digest.hash(Array("abc".utf8)).hex == "a9993e364706816aba3e25717850c26c9cd0d89d")
+        #expect(SHA1Digest.hash(Array(repeating: UInt8(ascii: "a"), count: 1_000_000)).hex == "34aa973cd4c4daa4f61eeb2bdbad27316534016f")
     }
 
     /// The encoder's bytes are msgpack-python's (`packb(..., use_bin_type=True)`) for the shapes BullMQ sends, extremes included.
