@@ -74,6 +74,14 @@ let package = Package(
             dependencies: ["ConveyorCore", "Redis", "Digest", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
+        // Periodic jobs: cron lines with zones, the file's schedules in sidekiq-cron's Redis layout, claim-and-push per tick.
+        .target(
+            name: "Schedules",
+            dependencies: [
+                "ConveyorCore", "Redis", "Digest", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings),
         // Operations: results in PostgreSQL, migrations, Prometheus metrics, health endpoint, dead/retry tools.
         .target(
             name: "Operations",
@@ -124,7 +132,7 @@ let package = Package(
         .executableTarget(
             name: "conveyor",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Images", "Video", "Mail", "Summaries", "Push", "Operations", "Postgres", "Redis", "Sandbox", "Storage", "Web",
+                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Images", "Video", "Mail", "Summaries", "Push", "Operations", "Postgres", "Redis", "Sandbox", "Storage", "Web", "Schedules",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -175,6 +183,9 @@ let package = Package(
         .testTarget(
             name: "BullMQTests", dependencies: ["BullMQQueue", "ConveyorCore", "Redis", "Digest", .product(name: "Logging", package: "swift-log")],
             exclude: ["bullmq_peer.py"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SchedulesTests", dependencies: ["Schedules", "ConveyorCore", "Redis"], exclude: ["croniter_oracle.py", "sidekiq_cron_list.rb"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

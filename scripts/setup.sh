@@ -10,7 +10,7 @@ PACKAGES=(
   libhiredis-dev libpq-dev libvips-dev libcurl4-openssl-dev libssl-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev
   # test and benchmark peers: Sidekiq's own client/API, media tools, SMTP server, metric/compose linters
-  ruby-sidekiq libvips-tools ffmpeg imagemagick libimage-exiftool-perl python3-aiosmtpd
+  ruby-sidekiq ruby-sidekiq-cron tzdata libvips-tools ffmpeg imagemagick libimage-exiftool-perl python3-aiosmtpd
   prometheus docker-compose
   # the dashboard's browser tests: headless Chromium driven by selenium
   chromium chromium-driver
@@ -58,6 +58,13 @@ if ! python3 -c 'import http_ece, cryptography, pywebpush' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check http-ece cryptography pywebpush >/dev/null 2>&1 \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages http-ece cryptography pywebpush >/dev/null 2>&1 \
     || echo "setup: could not pip install http-ece, cryptography, pywebpush; the push tests will fail" >&2
+fi
+
+# croniter is the oracle the cron tests compare next-run times with (Tests/SchedulesTests/croniter_oracle.py).
+if ! python3 -c 'import croniter' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check croniter >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages croniter >/dev/null 2>&1 \
+    || echo "setup: could not pip install croniter; the cron oracle test will fail" >&2
 fi
 
 missing=()

@@ -26,6 +26,18 @@ public struct SettingsFile: Sendable {
     public let reserved: [String: Int]
     /// What cannot be read as settings (each naming the file and line); unknown keys are found by `SettingsReader`.
     public let problems: [String]
+    /// The `schedules:` block's entries as written (checked by `Schedule.check` in the Schedules target).
+    public private(set) var schedules: [RawSchedule] = []
+    /// What in the `schedules:` block is not a name with a mapping of plain values.
+    public private(set) var scheduleProblems: [String] = []
+
+    /// One entry of `schedules:`: its scalar fields with their lines, and `args` (any YAML value) as JSON text.
+    public struct RawSchedule: Sendable {
+        public let name: String
+        public let line: Int
+        public let fields: [String: (value: String?, line: Int)]
+        public let argsJSON: String?
+    }
 
     /// Reads and parses `path`; a file that cannot be read or is not YAML is a problem, not a crash.
     public init(path: String) {
@@ -54,6 +66,7 @@ public struct SettingsFile: Sendable {
 
     /// Parses `text` as the content of `path`.
     public init(path: String, text: String) {
+        var schedulesNode: Node?
         var entries: [Entry] = []
         var reserved: [String: Int] = [:]
         var problems: [String] = []
@@ -61,7 +74,7 @@ public struct SettingsFile: Sendable {
             if let root = try Yams.compose(yaml: text) {
                 switch root {
                 case .mapping(let mapping):
-                    Self.flatten(mapping, prefix: "", path: path, into: &entries, reserved: &reserved, problems: &problems)
+                    Self.flatten(mapping, prefix: "", path: path, into: &entries, reserved: &reserved, problems: &problems, schedules: &schedulesNode)
                 case .scalar(let scalar) where ["", "~", "null"].contains(scalar.string):
                     break
                 default:
@@ -80,6 +93,7 @@ public struct SettingsFile: Sendable {
             }
         }
         self.init(path: path, entries: entries, reserved: reserved, problems: problems)
+        if let node = schedulesNode { (schedules, scheduleProblems) = Self.readSchedules(node, path: path) }
     }
 
     private init(path: String, entries: [Entry], reserved: [String: Int], problems: [String]) {
@@ -91,7 +105,7 @@ public struct SettingsFile: Sendable {
 
     private static func flatten(
         _ mapping: Node.Mapping, prefix: String, path: String, into entries: inout [Entry], reserved: inout [String: Int],
-        problems: inout [String]
+        problems: inout [String], schedules schedulesNode: inout Node?
     ) {
         for (keyNode, value) in mapping {
             let line = keyNode.mark?.line ?? value.mark?.line ?? 0
@@ -102,6 +116,7 @@ public struct SettingsFile: Sendable {
             let key = prefix + keyScalar.string
             if prefix.isEmpty, reservedBlocks.contains(key) {
                 reserved[key] = line
+                if key == "schedules" { schedulesNode = value }
                 continue
             }
             switch value {
@@ -119,11 +134,96 @@ public struct SettingsFile: Sendable {
                 }
                 entries.append(Entry(key: key, value: items.joined(separator: ","), line: line))
             case .mapping(let nested):
-                flatten(nested, prefix: key + ".", path: path, into: &entries, reserved: &reserved, problems: &problems)
+                flatten(nested, prefix: key + ".", path: path, into: &entries, reserved: &reserved, problems: &problems, schedules: &schedulesNode)
             case .alias:
                 problems.append("\(path) line \(line): \(key): YAML aliases are not supported")
             }
         }
+    }
+
+    private static func readSchedules(_ node: Node, path: String) -> ([RawSchedule], [String]) {
+        var out: [RawSchedule] = []
+        var problems: [String] = []
+        let blockLine = node.mark?.line ?? 0
+        if case .scalar(let s) = node, ["", "~", "null"].contains(s.string) { return ([], []) }
+        guard case .mapping(let mapping) = node else {
+            return ([], ["\(path) line \(blockLine): schedules: expected one mapping per schedule name"])
+        }
+        for (keyNode, value) in mapping {
+            let line = keyNode.mark?.line ?? blockLine
+            guard case .scalar(let name) = keyNode, case .mapping(let body) = value else {
+                problems.append("\(path) line \(line): schedules: each schedule is a name with cron:, class: and the rest under it")
+                continue
+            }
+            var fields: [String: (value: String?, line: Int)] = [:]
+            var argsJSON: String?
+            for (fieldKey, fieldValue) in body {
+                let fieldLine = fieldKey.mark?.line ?? line
+                guard case .scalar(let k) = fieldKey else {
+                    problems.append("\(path) line \(fieldLine): schedule \(name.string): a key must be a plain name")
+                    continue
+                }
+                if k.string == "args" {
+                    guard let json = jsonText(fieldValue, depth: 0) else {
+                        problems.append("\(path) line \(fieldLine): schedule \(name.string): args must be plain YAML (no aliases, at most 32 levels)")
+                        continue
+                    }
+                    argsJSON = json
+                    fields["args"] = (json, fieldLine)
+                } else if case .scalar(let v) = fieldValue {
+                    fields[k.string] = (v.string, fieldLine)
+                } else {
+                    problems.append("\(path) line \(fieldLine): schedule \(name.string): \(k.string) takes a plain value")
+                }
+            }
+            out.append(RawSchedule(name: name.string, line: line, fields: fields, argsJSON: argsJSON))
+        }
+        return (out, problems)
+    }
+
+    /// A YAML value as JSON text: plain scalars that read as numbers, booleans or null become those.
+    private static func jsonText(_ node: Node, depth: Int) -> String? {
+        guard depth < 32 else { return nil }
+        switch node {
+        case .scalar(let s):
+            if s.style == .plain {
+                if ["~", "null", "Null", "NULL", ""].contains(s.string) { return "null" }
+                if ["true", "True", "TRUE"].contains(s.string) { return "true" }
+                if ["false", "False", "FALSE"].contains(s.string) { return "false" }
+                if Int64(s.string) != nil { return s.string }
+                if let d = Double(s.string), d.isFinite, s.string.allSatisfy({ "0123456789.eE+-".contains($0) }) { return s.string }
+            }
+            return quote(s.string)
+        case .sequence(let seq):
+            var parts: [String] = []
+            for item in seq {
+                guard let j = jsonText(item, depth: depth + 1) else { return nil }
+                parts.append(j)
+            }
+            return "[" + parts.joined(separator: ",") + "]"
+        case .mapping(let map):
+            var parts: [String] = []
+            for (k, v) in map {
+                guard case .scalar(let ks) = k, let j = jsonText(v, depth: depth + 1) else { return nil }
+                parts.append(quote(ks.string) + ":" + j)
+            }
+            return "{" + parts.joined(separator: ",") + "}"
+        case .alias:
+            return nil
+        }
+    }
+
+    private static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 
     private static func reason(_ path: String) -> String {
