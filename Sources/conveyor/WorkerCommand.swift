@@ -168,9 +168,16 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let (served, servedRegistry) = try await BullMQWiring.backend(
             sidekiq: backend, queues: bullQueues, settings: settings, redis: endpoint, identity: identity, registry: registry, logger: logger)
+        // Unique jobs (`unique_for`): the locks live in one slot of their own, read through a connection of their own.
+        var middleware: [any JobMiddleware] = []
+        if keys.cluster {
+            logger.warning("unique_for is not enforced on a Redis Cluster yet: jobs that carry it run like any other")
+        } else {
+            middleware.append(UniqueJobsMiddleware(locks: RedisUniqueLocks(redis: RedisThread(endpoint, name: "unique-locks"), keys: keys)))
+        }
         let worker = Worker(
             backend: served, registry: servedRegistry, configuration: configuration, observers: operations.observers + families.flatMap(\.observers),
-            journal: operations.journal, logger: logger)
+            middleware: middleware, journal: operations.journal, logger: logger)
 
         // One lifecycle: started in this order, stopped in reverse on SIGTERM/SIGINT (the worker drains first, then
         // the result store writes what it finished, then the poller and the HTTP server go). The worker also ends

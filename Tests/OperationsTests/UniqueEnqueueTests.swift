@@ -1,4 +1,8 @@
+import ConveyorCore
 import Foundation
+import Postgres
+import Redis
+import SidekiqQueue
 import Testing
 
 /// `conveyor enqueue --unique-for` through the real binary: a held key refuses the push naming the holder (exit 5),
@@ -37,3 +41,55 @@ struct UniqueEnqueueTests {
         #expect(r.code == 64)
     }
 }
+
+/// A real `conveyor worker` honours `unique_for` on jobs any producer pushed: of two jobs with one key, one runs and the
+/// other ends as `skipped` / `DuplicateJob` naming the holder; once the holder succeeded the key is free again.
+@Suite(.enabled(if: TestEnv.hasServers && TestEnv.binary != nil, "needs REDIS_URL, DATABASE_URL and CONVEYOR_BIN"))
+struct UniqueWorkerTests {
+    @Test func aWorkerSkipsTheDuplicateAndFreesTheKeyAfterSuccess() throws {
+        let namespace = TestEnv.unique("uniq-worker")
+        let keys = QueueKeys(namespace: namespace)
+        let r = try TestEnv.redis()
+        func push(_ jid: String) throws {
+            let payload = #"{"class":"sleep","args":[{"ms":1500}],"queue":"default","jid":"\#(jid)","unique_for":600,"enqueued_at":\#(Date().timeIntervalSince1970)}"#
+            for reply in try r.pipeline([RedisCommand("SADD", keys.queues, "default"), RedisCommand("LPUSH", keys.queue("default"), payload)]) { try reply.check() }
+        }
+        let first = "u1" + namespace.suffix(8), second = "u2" + namespace.suffix(8), third = "u3" + namespace.suffix(8)
+        try push(first)
+        try push(second)
+        let worker = try WorkerProcess(namespace: namespace, arguments: ["--queues", "default", "-c", "4"])
+        try worker.waitUntilServing()
+        let db = try PostgresConnection(url: TestEnv.databaseURL!)
+        func rows(_ jids: [String]) throws -> [String: [String?]] {
+            var out: [String: [String?]] = [:]
+            for jid in jids {
+                if let row = try db.query("SELECT status, error_class, error_message FROM conveyor.job_results WHERE jid = $1", [jid]).rows.first { out[jid] = row }
+            }
+            return out
+        }
+        var seen: [String: [String?]] = [:]
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, worker.isRunning, seen.count < 2 {
+            seen = try rows([first, second])
+            usleep(50_000)
+        }
+        let statuses = seen.values.map { $0[0] ?? "" }.sorted()
+        #expect(statuses == ["skipped", "succeeded"], "\(seen) \(worker.log.suffix(2000))")
+        if let (skipped, row) = seen.first(where: { $0.value[0] == "skipped" }) {
+            let holder = skipped == first ? second : first
+            #expect(row[1] == "DuplicateJob")
+            #expect(row[2]?.contains(holder) == true, "\(row)")
+        }
+        // The holder succeeded: the same key runs again.
+        try push(third)
+        var last: [String?] = []
+        let again = Date().addingTimeInterval(60)
+        while Date() < again, worker.isRunning, last.isEmpty {
+            last = try rows([third])[third] ?? []
+            usleep(50_000)
+        }
+        #expect(last.first == "succeeded", "\(last) \(worker.log.suffix(2000))")
+        worker.stop()
+    }
+}
+
