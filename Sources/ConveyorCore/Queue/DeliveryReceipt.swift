@@ -1,0 +1,39 @@
+/// How a backend finds a fetched job again when its outcome is written, as Sidekiq's `UnitOfWork` does: it travels in
+/// the job from the fetch to the move that takes it out of the in-flight store (`Job.receipt`, `Move.receipt`), so no
+/// backend has to remember where a job came from.
+public struct DeliveryReceipt: Sendable {
+    /// The queue the job was taken from. For a job listed from an in-flight store that does not record it (Sidekiq's
+    /// single-node layout keeps one list per process), the queue its payload names.
+    public var queue: String
+    /// The job as the in-flight store holds it: the payload's exact bytes in a Sidekiq list (a BullMQ backend: the
+    /// job id).
+    public var member: [UInt8]
+    /// What else the backend needs to prove its hold on the job (a BullMQ backend: the lock token); empty for
+    /// Sidekiq's lists.
+    public var token: String
+
+    public init(queue: String, member: [UInt8], token: String = "") {
+        self.queue = queue
+        self.member = member
+        self.token = token
+    }
+}
+
+/// A job moved into a process's in-flight store: its payload and its receipt.
+public struct FetchedJob: Sendable {
+    /// The payload, as `Job` parses it.
+    public var raw: [UInt8]
+    public var receipt: DeliveryReceipt
+    /// The queue it was taken from.
+    public var queue: String { receipt.queue }
+
+    public init(raw: [UInt8], receipt: DeliveryReceipt) {
+        self.raw = raw
+        self.receipt = receipt
+    }
+
+    /// A job whose in-flight member is its payload (Sidekiq's lists).
+    public init(raw: [UInt8], queue: String) {
+        self.init(raw: raw, receipt: DeliveryReceipt(queue: queue, member: raw))
+    }
+}
