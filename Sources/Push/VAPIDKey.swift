@@ -1,4 +1,5 @@
 public import Crypto
+import ConveyorCore
 import Foundation
 
 /// The application server's VAPID key (RFC 8292): a P-256 signing key whose public half the front end passes to
@@ -76,16 +77,7 @@ public struct VAPIDKey: Sendable {
     }
 
     private static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        JSONValue.string(text).text
     }
 }
 
