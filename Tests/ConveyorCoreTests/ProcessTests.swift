@@ -58,6 +58,13 @@ import SidekiqQueue
         try await eventually("a quarter done", timeout: .seconds(120)) { try await redis.int("GET", redis.keys.processed) >= 2_500 }
         try await a.kill9()
         #expect(try await redis.int("LLEN", redis.keys.queue("default")) > 0, "the kill happened mid-run")
+        // What the killed worker held (its in-flight list stays until a live worker reaps it): a kill between two
+        // fetches can leave it empty, and then there is nothing to reap.
+        var orphaned = 0
+        for list in try await redis.command("KEYS", redis.keys.prefix + "conveyor:inflight:*").array ?? [] {
+            guard let name = list.text, name.contains(":\(a.pid):") else { continue }
+            orphaned += try await redis.jobs(inList: name).count
+        }
         try await eventually("everything drained and reaped", timeout: .seconds(180)) {
             let queued = try await redis.int("LLEN", redis.keys.queue("default"))
             let flying = try await inflight(redis).count
@@ -69,7 +76,7 @@ import SidekiqQueue
         #expect(Set(jids).subtracting(done).isEmpty, "every job completed")
         #expect(try await redis.int("ZCARD", redis.keys.dead) == 0)
         #expect(try await redis.int("ZCARD", redis.keys.retry) == 0)
-        #expect(b.log.contains("reaped the jobs of a dead worker process"))
+        if orphaned > 0 { #expect(b.log.contains("reaped the jobs of a dead worker process"), "\(orphaned) jobs were in flight") }
         try await redis.clean()
     }
 
