@@ -29,6 +29,7 @@ if [ $# -gt 0 ]; then
 fi
 TARGET_TIMEOUT=${CONVEYOR_TEST_TIMEOUT:-300}
 failed=()
+flaky=()
 # A test process that crashed or timed out leaves the workers and dashboards it started running (their parent is
 # gone, so nothing stops them) and holding this run's output open: stop them before the next target.
 stop_stragglers() {
@@ -43,7 +44,17 @@ for target in $(ls Tests); do
   echo "=== $target"
   started=$SECONDS
   if ! timeout -k 10 "$TARGET_TIMEOUT" swift test --skip-build --filter "^$target\." ; then
-    failed+=("$target")
+    stop_stragglers "$target"
+    # One second run of a failed target: a test that fails again fails the run; one that passes the second time is
+    # named as flaky in the summary (its first failure is in the output above), to be fixed, not hidden.
+    echo "=== $target failed: running it once more"
+    # Afresh, as at the start: some tests kill a Sentinel master or a Cluster node on purpose.
+    scripts/services.sh start >/dev/null
+    if timeout -k 10 "$TARGET_TIMEOUT" swift test --skip-build --filter "^$target\." ; then
+      flaky+=("$target")
+    else
+      failed+=("$target")
+    fi
   fi
   stop_stragglers "$target"
   echo "=== $target: $((SECONDS - started)) s"
@@ -63,6 +74,9 @@ if ! timeout -k 10 "$TARGET_TIMEOUT" python3 Tests/WebTests/browser/test_dashboa
 fi
 stop_stragglers browser
 echo "=== browser: $((SECONDS - started)) s"
+if [ ${#flaky[@]} -gt 0 ]; then
+  echo "FLAKY test targets (failed once, passed on a second run; their first failures are above): ${flaky[*]}"
+fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED test targets: ${failed[*]}"
   exit 1
