@@ -115,12 +115,10 @@ struct ReliabilityTests {
             let killed = journals.filter { key in !live.contains { key.contains($0) } }
             return try await redis.int("SCARD", redis.keys.orphanedOutcomes) == 0 && killed.isEmpty
         }
-        // Known defect, under investigation: in a full parallel run the last-started worker's stop sometimes finds its
-        // shutdown requeue refused and exits 75 (jobs left in flight for the reaper) with Redis up; nothing is lost
-        // (the rows and journals below are checked either way). Any other exit fails.
+        // The last victim may still be starting (a SIGTERM before its handlers are installed ends it with the signal).
+        try await eventually("the last worker started", timeout: .seconds(60)) { victim.log.contains("worker started") }
         let victimExit = try await victim.terminate()
-        #expect(victimExit == 0 || victimExit == 75, "victim exit \(victimExit): \(victim.log.suffix(1500))")
-        if victimExit == 75 { print("killDashNineRoundsLoseNoResultRow: the victim exited 75:\n\(victim.log.suffix(3000))") }
+        #expect(victimExit == 0, "victim exit \(victimExit): \(victim.log.suffix(1500))")
         #expect(try await survivor.terminate() == 0)
         #expect(try rows(jids) == total)
         #expect(try await redis.int("SCARD", redis.keys.orphanedOutcomes) == 0)
