@@ -364,7 +364,7 @@ public final class BullMQBackend: QueueBackend {
                 }
                 let popped = try replies[1].check().array ?? []
                 if popped.count >= 3 {
-                    let score = popped[2].int ?? Int(popped[2].text.flatMap(Double.init) ?? 0)
+                    let score = popped[2].int ?? Saturating.int(popped[2].text.flatMap(Double.init) ?? 0)
                     if score > Self.nowMS() {
                         state.withLock { $0.nextDelayed[queue] = score }
                         continue
