@@ -119,7 +119,7 @@ let package = Package(
         .target(
             name: "Web",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "Operations", "Redis", "Postgres", "Video", "Summaries", "Storage", "Curl", "Digest",
+                "ConveyorCore", "SidekiqQueue", "Operations", "Redis", "Postgres", "Video", "Summaries", "Storage", "Curl", "Digest", "Schedules",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -174,7 +174,7 @@ let package = Package(
             exclude: ["cutting_proxy.py", "waveform_oracle.py"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore", "SidekiqQueue", "Redis"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Video", "Summaries"],
+            name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Video", "Summaries", "Schedules"],
             exclude: ["browser"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl", "Digest", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(

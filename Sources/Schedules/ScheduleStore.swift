@@ -150,6 +150,28 @@ public struct ScheduleStore: Sendable {
         return reply.int == 1
     }
 
+    /// The names of the schedules in Redis, sorted.
+    public func names(on redis: RedisConnection) throws(RedisError) -> [String] {
+        let prefix = jobKey("")
+        return (try redis.command("SMEMBERS", jobsKey).check().array ?? []).compactMap(\.text)
+            .filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }.sorted()
+    }
+
+    /// The schedule in Redis named `name`, rebuilt from its hash; nil when absent or unreadable.
+    public func schedule(_ name: String, on redis: RedisConnection) throws(RedisError) -> Schedule? {
+        Self.schedule(name, from: try info(name, on: redis))
+    }
+
+    /// A schedule rebuilt from its hash as `info` returns it; nil when a field it needs is missing or unreadable.
+    public static func schedule(_ name: String, from h: [String: String]) -> Schedule? {
+        guard let line = h["cron"], let cron = try? CronExpression(line), let klass = h["klass"], !klass.isEmpty else { return nil }
+        let message = (try? JSONValue(parsing: h["message"] ?? "{}")) ?? .null
+        let args = (try? JSONValue(parsing: h["args"] ?? "[]"))?.arrayValue ?? []
+        return Schedule(
+            name: name, cron: cron, className: klass, queue: message["queue"]?.stringValue ?? "default", args: args,
+            catchUp: Schedule.CatchUp(rawValue: h["catch_up"] ?? "") ?? .latest)
+    }
+
     /// One schedule's hash, as written (empty when absent).
     public func info(_ name: String, on redis: RedisConnection) throws(RedisError) -> [String: String] {
         let items = try redis.command("HGETALL", jobKey(name)).check().array ?? []

@@ -182,6 +182,7 @@ public final class Dashboard: Sendable {
             switch (s.first, s.count) {
             case ("queues", 3): return try await queueAction(s[1], s[2], request, v)
             case ("busy", 2): return try await processAction(s[1], request, v)
+            case ("schedules", 3): return try await scheduleAction(s[1], s[2], v)
             case (let set?, 2) where JobSetName(page: set) != nil: return try await setAction(JobSetName(page: set)!, s[1], request, v)
             default: throw WebFailure.notFound
             }
@@ -194,6 +195,7 @@ public final class Dashboard: Sendable {
         case ("queues", 1): return try await queues(v)
         case ("queues", 2): return try await queue(s[1], request, v)
         case ("busy", 1): return try await busy(v)
+        case ("schedules", 1): return try await schedules(v)
         case (let set?, 1) where JobSetName(page: set) != nil: return try await setPage(JobSetName(page: set)!, request, v)
         case (let set?, 2) where JobSetName(page: set) != nil && s[1] == "job": return try await jobPage(JobSetName(page: set)!, request, v)
         case (let set?, 2) where JobSetName(page: set) != nil && s[1] == "job.json": return try await jobJSON(set: JobSetName(page: set)!, queue: nil, request)
@@ -219,7 +221,7 @@ public final class Dashboard: Sendable {
         let content = library.render(context, withTemplate: template) ?? ""
         let nav: [[String: Any]] = [
             ("/", "Overview", nil), ("/queues", "Queues", nil), ("/busy", "Busy", counts?.busy), ("/scheduled", "Scheduled", counts?.scheduled),
-            ("/retry", "Retries", counts?.retry), ("/dead", "Dead", counts?.dead), ("/lookup", "Look up", nil), ("/actions", "Actions", nil),
+            ("/retry", "Retries", counts?.retry), ("/dead", "Dead", counts?.dead), ("/schedules", "Schedules", nil), ("/lookup", "Look up", nil), ("/actions", "Actions", nil),
         ].map { href, label, count in
             var item: [String: Any] = ["href": href, "label": label, "current": href == current]
             if let count, count > 0 { item["count"] = Format.count(count) }

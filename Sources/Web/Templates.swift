@@ -3,7 +3,7 @@
 enum Templates {
     static let all: [String: String] = [
         "layout": layout, "overview": overview, "queues": queues, "queue": queue, "busy": busy, "set": set, "job": job,
-        "lookup": lookup, "confirm": confirm, "actions": actions, "message": message,
+        "lookup": lookup, "confirm": confirm, "actions": actions, "message": message, "schedules": schedules,
     ]
 
     static let layout = """
@@ -204,6 +204,26 @@ enum Templates {
         {{#log}}<tr><td>{{at}}</td><td>{{who}}</td><td>{{what}}</td></tr>{{/log}}
         {{^log}}<tr><td colspan="3" class="muted">None since this dashboard started.</td></tr>{{/log}}
         </tbody></table></div>
+        """
+
+    static let schedules = """
+        <h1>Schedules <span class="badge">{{count}}</span></h1>
+        <p class="muted">Periodic jobs from the workers' config file (<code>schedules:</code>), kept in Redis in sidekiq-cron's layout. Every worker evaluates them; each tick runs once.</p>
+        {{#cluster}}<p class="flash error">Schedules are not supported on a Redis Cluster.</p>{{/cluster}}
+        {{#notes}}<p class="flash error">{{.}}</p>{{/notes}}
+        <div class="scroll"><table class="cards">
+        <thead><tr><th>Name</th><th>Cron</th><th>Class</th><th>Queue</th><th>Status</th><th>Next run</th><th>Last run</th><th>Last job</th><th>Outcome</th>{{#actions}}<th></th>{{/actions}}</tr></thead>
+        <tbody>
+        {{#schedules}}<tr><td class="mono" title="{{file}}">{{name}}</td><td class="mono" data-label="Cron">{{cron}}{{#unreadable}} <span class="tag bad">unreadable</span>{{/unreadable}}</td><td data-label="Class" title="{{args}}">{{jobClass}}</td><td data-label="Queue">{{queue}}</td>
+        <td data-label="Status">{{#enabled}}<span class="tag">enabled</span>{{/enabled}}{{^enabled}}<span class="tag warn">disabled</span>{{/enabled}}</td>
+        <td data-label="Next run">{{#next}}{{next}} <span class="muted">({{nextIn}})</span>{{/next}}{{^next}}-{{/next}}</td>
+        <td data-label="Last run">{{#last}}{{last}} <span class="muted">{{lastAgo}}</span>{{/last}}{{^last}}never{{/last}}</td>
+        <td class="mono" data-label="Last job">{{#lastJID}}<a href="/lookup?q={{lastJIDQuery}}">{{lastJID}}</a>{{/lastJID}}{{^lastJID}}-{{/lastJID}}</td>
+        <td data-label="Outcome">{{#outcome}}<span class="tag{{#outcomeBad}} bad{{/outcomeBad}}">{{outcome}}</span>{{/outcome}}{{^outcome}}-{{/outcome}}</td>
+        {{#actions}}<td><form class="inline" method="post" action="{{path}}/run"><input type="hidden" name="csrf" value="{{csrf}}"><button>Run now</button></form>{{#enabled}}<form class="inline" method="post" action="{{path}}/disable"><input type="hidden" name="csrf" value="{{csrf}}"><button class="danger">Disable</button></form>{{/enabled}}{{^enabled}}<form class="inline" method="post" action="{{path}}/enable"><input type="hidden" name="csrf" value="{{csrf}}"><button>Enable</button></form>{{/enabled}}</td>{{/actions}}</tr>{{/schedules}}
+        {{^schedules}}<tr><td colspan="10" class="muted">No schedules. Declare them under <code>schedules:</code> in the workers' config file.</td></tr>{{/schedules}}
+        </tbody></table></div>
+        {{#more}}<p class="muted">Only the first 500 schedules are shown; <code>conveyor schedules list --json</code> lists all.</p>{{/more}}
         """
 
     static let message = """

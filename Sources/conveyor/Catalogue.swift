@@ -6,6 +6,7 @@ import Mail
 import Operations
 import Push
 import Redis
+import Schedules
 import SidekiqQueue
 import Storage
 import Summaries
@@ -73,6 +74,14 @@ enum Catalogue {
         if clean(SummariesSettings.all) { check { _ = try SummariesConfiguration(environment: environment) } }
         if clean(PushSettings.all) { check { _ = try PushConfiguration(environment: environment) } }
         if dashboard, clean(WebSettings.all) { check { _ = try WebConfiguration(settings: reader) } }
+        // The file's schedules:, exactly as `conveyor worker` checks them before it starts (classes from the static table).
+        if let file = reader.file {
+            let (schedules, problems) = Schedule.check(file) { Composition.classQueues[$0] }
+            for problem in problems { reader.add(problem: problem) }
+            if !schedules.isEmpty, clean(RedisSettings.all), RedisOptions.keys(reader).cluster {
+                reader.add(problem: "\(file.path): schedules are not supported on a Redis Cluster yet")
+            }
+        }
     }
 
     /// The rules between the Redis settings (TLS files need `rediss://`, sentinel credentials need sentinels), added
@@ -137,8 +146,15 @@ enum Catalogue {
         var out = """
             ## conveyor.yml: every Conveyor setting at its default. Remove the "# " before a setting to change it;
             ## flags and environment variables win over this file. Use: conveyor worker --config conveyor.yml (or
-            ## CONVEYOR_CONFIG_FILE=conveyor.yml). The blocks schedules: and limits: are reserved for features to come.
-            ## Keep secrets in the environment rather than here.
+            ## CONVEYOR_CONFIG_FILE=conveyor.yml). Keep secrets in the environment rather than here. Periodic jobs go in a
+            ## schedules: block (docs/schedules.md), for example:
+            ##   schedules:
+            ##     nightly-digest:
+            ##       cron: "30 2 * * * Europe/Berlin"
+            ##       class: email.send
+            ##       args: {template: digest, to: ops@example.net}
+            ##       catch_up: latest
+            ## The block limits: is reserved for a feature to come.
 
             """
         for group in groups {

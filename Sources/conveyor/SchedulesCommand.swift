@@ -15,17 +15,6 @@ struct SchedulesCommand: ParsableCommand {
         discussion: "Exit codes: 0 done, 1 no such schedule or failed, 3 Redis unreachable, 64 usage.",
         subcommands: [List.self, Run.self, Enable.self, Disable.self])
 
-    /// The schedule in Redis named `name`, rebuilt from its hash; nil when absent or unreadable.
-    static func schedule(_ name: String, store: ScheduleStore, redis: RedisConnection) throws -> Schedule? {
-        let h = try store.info(name, on: redis)
-        guard let line = h["cron"], let cron = try? CronExpression(line), let klass = h["klass"] else { return nil }
-        let message = (try? JSONValue(parsing: h["message"] ?? "{}")) ?? .null
-        let args = (try? JSONValue(parsing: h["args"] ?? "[]"))?.arrayValue ?? []
-        return Schedule(
-            name: name, cron: cron, className: klass, queue: message["queue"]?.stringValue ?? "default", args: args,
-            catchUp: Schedule.CatchUp(rawValue: h["catch_up"] ?? "") ?? .latest)
-    }
-
     static func connect(_ redis: RedisOptions) throws -> (RedisConnection, ScheduleStore, QueueKeys) {
         let keys = redis.keys
         let endpoint = try redis.endpoint()
@@ -45,8 +34,7 @@ struct SchedulesCommand: ParsableCommand {
         func run() throws {
             let (conn, store, _) = try SchedulesCommand.connect(redis)
             let now = Int64(Date().timeIntervalSince1970)
-            let names = (try conn.command("SMEMBERS", store.jobsKey).check().array ?? []).compactMap(\.text)
-                .map { String($0.dropFirst(store.jobKey("").count)) }.sorted()
+            let names = try store.names(on: conn)
             var rows: [JSONValue] = []
             for name in names {
                 let h = try store.info(name, on: conn)
@@ -79,7 +67,7 @@ struct SchedulesCommand: ParsableCommand {
 
         func run() throws {
             let (conn, store, keys) = try SchedulesCommand.connect(redis)
-            guard let schedule = try SchedulesCommand.schedule(name, store: store, redis: conn) else {
+            guard let schedule = try store.schedule(name, on: conn) else {
                 FileHandle.standardError.write(Data("no schedule \(name.prefix(200)) in Redis\n".utf8))
                 throw ExitCode(1)
             }

@@ -222,13 +222,42 @@ struct SettingsCatalogueTests {
         #expect(r.err.contains("CONVEYOR_CONCURENCY is not a Conveyor setting (a typo?); it is ignored (did you mean CONVEYOR_CONCURRENCY?)"), "\(r.err)")
         #expect(r.err.contains("did you mean SMTP_PASSWORD?"), "\(r.err)")
         #expect(r.err.contains("OTEL_ENDPOINT_X is not a Conveyor setting"), "\(r.err)")
-        let path = try Self.file("CONVEYOR_CONCURRENCY: 3\nmedia:\n  stor: s3://bucket\nschedules:\n  nightly: {}\nlimits: {}\n")
+        let path = try Self.file("CONVEYOR_CONCURRENCY: 3\nmedia:\n  stor: s3://bucket\nschedules:\n  nightly: {cron: '0 3 * * *', class: noop}\nlimits: {}\n")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let f = try Self.run(["config", "--config", path])
         #expect(f.code == 64)
         #expect(f.err.contains("CONVEYOR_CONCURRENCY in \(path) line 1 is not a setting (did you mean concurrency?)"), "\(f.err)")
         #expect(f.err.contains("media.stor in \(path) line 3 is not a setting (did you mean media.store?)"), "\(f.err)")
-        #expect(!f.err.contains("schedules") && !f.err.contains("limits"), "reserved blocks are accepted: \(f.err)")
+        #expect(!f.err.contains("schedules") && !f.err.contains("limits"), "a good schedules: block and limits: are accepted: \(f.err)")
+    }
+
+    @Test func aBadScheduleIsRefusedByConfigAsByTheWorker() throws {
+        let path = try Self.file("""
+            schedules:
+              digest:
+                cron: "30 2 * * * Mars/Olympus"
+                class: email.send
+              typo:
+                cron: "61 * * * *"
+                class: noop
+              ghost:
+                cron: "@hourly"
+                class: no.such.class
+            """)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for command in [["config"], ["worker"]] {
+            let r = try Self.run(command + ["--config", path])
+            #expect(r.code == 64, "\(command): \(r.err)")
+            for part in ["\(path) line 3: schedule digest", "Mars/Olympus", "\(path) line 6: schedule typo", "\(path) line 10: schedule ghost",
+                         "no job class \"no.such.class\""] {
+                #expect(r.err.contains(part), "\(command): \(part) in:\n\(r.err)")
+            }
+        }
+        let cluster = try Self.file("schedules:\n  nightly: {cron: '0 3 * * *', class: noop}\n")
+        defer { try? FileManager.default.removeItem(atPath: cluster) }
+        let c = try Self.run(["config", "--config", cluster], environment: Self.bare.merging(["REDIS_URL": "redis+cluster://127.0.0.1:1"]) { $1 })
+        #expect(c.code == 64)
+        #expect(c.err.contains("schedules are not supported on a Redis Cluster"), "\(c.err)")
     }
 
     @Test func aFileThatCannotBeReadIsAUsageError() throws {

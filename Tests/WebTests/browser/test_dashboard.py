@@ -81,8 +81,13 @@ class Harness:
                    CONVEYOR_WEB_REFRESH_SECONDS="0", CONVEYOR_RESULTS_FLUSH_MS="50")
         env.pop("CONVEYOR_METRICS_ADDR", None)
         self.worker_log = open(os.path.join(self.tmp, "worker.log"), "w")
+        # A schedule that never ticks during the run (03:00 on 29 February): the Schedules page runs it by hand.
+        self.config = os.path.join(self.tmp, "conveyor.yml")
+        with open(self.config, "w") as f:
+            f.write(f"schedules:\n  browser-cleanup:\n    cron: \"0 3 29 2 * Europe/Berlin\"\n    class: noop\n"
+                    f"    queue: {QUEUE}\n    args: {{reason: nightly}}\n")
         self.procs.append(subprocess.Popen(
-            [BIN, "worker", "--queues", f"{QUEUE},media,default", "--concurrency", "4", "--log-level", "warning"],
+            [BIN, "worker", "--config", self.config, "--queues", f"{QUEUE},media,default", "--concurrency", "4", "--log-level", "warning"],
             env=env, stdout=self.worker_log, stderr=subprocess.STDOUT))
         self.web_log = open(os.path.join(self.tmp, "web.log"), "w")
         web = subprocess.Popen([BIN, "web", "--addr", "127.0.0.1:0"], env=env, stdout=subprocess.PIPE, stderr=self.web_log, text=True)
@@ -256,6 +261,28 @@ def test_xss_payload_is_shown_as_text(h):
     assert payload in h.text()
 
 
+def test_run_disable_and_enable_a_schedule(h):
+    h.open("/schedules")
+    row = h.row("browser-cleanup")
+    assert "0 3 29 2 * Europe/Berlin" in row.text and "enabled" in row.text and "never" in row.text
+    h.click(h.button("Run now", row), "Queued browser-cleanup as ")
+    jid = redis("HGET", key("cron_job:browser-cleanup"), "conveyor_last_jid")
+    assert len(jid) == 24
+
+    def succeeded():
+        h.open("/schedules")
+        return "succeeded" in h.row("browser-cleanup").text
+
+    eventually(succeeded, what="the schedule's job to run and its outcome to show")
+    assert jid in h.row("browser-cleanup").text
+    assert psql(f"SELECT status FROM conveyor.job_results WHERE jid = '{jid}'") == "succeeded"
+    h.click(h.button("Disable", h.row("browser-cleanup")), "Disabled browser-cleanup")
+    assert redis("HGET", key("cron_job:browser-cleanup"), "status") == "disabled"
+    assert "disabled" in h.row("browser-cleanup").text
+    h.click(h.button("Enable", h.row("browser-cleanup")), "Enabled browser-cleanup")
+    assert redis("HGET", key("cron_job:browser-cleanup"), "status") == "enabled"
+
+
 def screenshots(h, folder):
     """Every page at desktop and phone width, with a few jobs in each set."""
     os.makedirs(folder, exist_ok=True)
@@ -278,7 +305,7 @@ def screenshots(h, folder):
     eventually(lambda: redis_int("LLEN", key("queue:default")) == 0, what="the worker to pick up the sleep job")
     time.sleep(5.5)  # the worker's heartbeat (every 5 s) lists the running sleep job on the Busy page
     pages = {"overview": "/", "queues": "/queues", "queue": "/queues/low", "busy": "/busy", "scheduled": "/scheduled",
-             "retries": "/retry", "dead": "/dead", "job": f"/dead/job?jid={'shot' + '0' * 19 + '0'}", "lookup": None, "actions": "/actions"}
+             "retries": "/retry", "dead": "/dead", "job": f"/dead/job?jid={'shot' + '0' * 19 + '0'}", "lookup": None, "actions": "/actions", "schedules": "/schedules"}
     ids = psql("SELECT upload_id FROM conveyor.media_uploads WHERE status = 'ready' ORDER BY updated_at DESC LIMIT 1")
     pages["lookup"] = f"/lookup?q={ids}" if ids else "/lookup"
     for width, height, suffix in [(1280, 900, "desktop"), (390, 844, "phone")]:
@@ -293,7 +320,8 @@ def screenshots(h, folder):
 
 def main():
     tests = [test_pause_a_queue_and_the_worker_stops_taking_from_it, test_retry_a_dead_job_and_see_it_succeed,
-             test_bulk_delete_with_a_filter, test_find_an_upload_by_id_and_see_its_thumbnail, test_xss_payload_is_shown_as_text]
+             test_bulk_delete_with_a_filter, test_find_an_upload_by_id_and_see_its_thumbnail, test_xss_payload_is_shown_as_text,
+             test_run_disable_and_enable_a_schedule]
     h = Harness()
     failed = []
     try:
