@@ -56,6 +56,14 @@ public struct QueueKeys: Sendable, Equatable {
     public func reapLock(_ identity: String) -> String { prefix + "conveyor:reap:" + identity }
     /// SET of paused queue names (`conveyor queue pause NAME`): workers stop fetching from them within a second.
     public var pausedQueues: String { prefix + "conveyor:paused-queues" }
+    /// HASH Sidekiq 7.3's `cancel!` sets `cancelled` (Unix seconds) in, for 30 days: `it-<jid>`. Running jobs
+    /// with it are stopped; `conveyor cancel` sets it too.
+    public func cancelFlag(_ jid: String) -> String { prefix + "it-" + jid }
+    /// ZSET of jids `conveyor cancel` cancelled (score: when), the last day and at most 10,000: a worker checks a
+    /// job against it before starting it.
+    public var cancelled: String { prefix + "conveyor:cancelled" }
+    /// STRING counter bumped by every `conveyor cancel`: workers reread `cancelled` when it changes.
+    public var cancelVersion: String { prefix + "conveyor:cancel-version" }
     /// Namespace for feature keys (caches, locks, rate limits): `conveyor:<name>`.
     public func conveyor(_ name: String) -> String { prefix + "conveyor:" + name }
 }

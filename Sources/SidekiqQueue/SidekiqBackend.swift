@@ -94,6 +94,22 @@ public final class SidekiqBackend: QueueBackend {
         for reply in replies { try reply.check() }
     }
 
+    public func cancellations(running: [String], knownVersion: String?) async throws -> CancelRequests {
+        let keys = keys
+        let commands = [RedisCommand("GET", keys.cancelVersion)] + running.map { RedisCommand("HGET", keys.cancelFlag($0), "cancelled") }
+        let replies = try await housekeepingRedis.run { connection in try connection.pipeline(commands) }
+        for reply in replies { try reply.check() }
+        var requests = CancelRequests(version: replies[0].text)
+        for (jid, reply) in zip(running, replies.dropFirst()) where reply.text != nil { requests.flagged.insert(jid) }
+        if requests.version != knownVersion {
+            let listed = try await housekeepingRedis.run { connection in
+                try connection.command("ZRANGE", keys.cancelled, "0", "-1").check().array ?? []
+            }
+            requests.recent = Set(listed.compactMap(\.text))
+        }
+        return requests
+    }
+
     // MARK: Slots
 
     /// The slots this process's keys live in: Sidekiq's one, or on a cluster one per known queue.

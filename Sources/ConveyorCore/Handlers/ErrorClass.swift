@@ -33,4 +33,7 @@ extension ErrorClass {
     public static let workerLost: ErrorClass = "WorkerLost"
     /// The worker shut down before the job finished.
     public static let workerShutdown: ErrorClass = "WorkerShutdown"
+    /// An operator cancelled the job (`conveyor cancel`, the dashboard, `Sidekiq::Client#cancel!`): recorded
+    /// `cancelled`, never retried.
+    public static let jobCancelled: ErrorClass = "JobCancelled"
 }

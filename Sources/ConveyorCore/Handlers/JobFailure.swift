@@ -10,6 +10,8 @@ public struct JobFailure: Error, Sendable, CustomStringConvertible, Equatable {
     public var retryAfter: Double?
     /// The job was not run and is done: acknowledged and recorded `skipped` with this error class, not retried.
     public var skipsJob = false
+    /// The job was cancelled: acknowledged and recorded `cancelled`, not retried.
+    public var cancelsJob = false
 
     public init(errorClass: ErrorClass, message: String, isPermanent: Bool) {
         self.errorClass = errorClass.rawValue
@@ -29,6 +31,13 @@ public struct JobFailure: Error, Sendable, CustomStringConvertible, Equatable {
     public static func skipped(_ errorClass: ErrorClass, _ message: String) -> JobFailure {
         var failure = JobFailure(errorClass: errorClass, message: message, isPermanent: true)
         failure.skipsJob = true
+        return failure
+    }
+
+    /// The job was cancelled by an operator, before or while it ran (recorded `cancelled`, error class `JobCancelled`).
+    public static func cancelled(_ message: String) -> JobFailure {
+        var failure = JobFailure(errorClass: .jobCancelled, message: message, isPermanent: true)
+        failure.cancelsJob = true
         return failure
     }
 

@@ -9,6 +9,8 @@ public enum JobStatus: String, Sendable {
     case requeued
     /// Not run: a middleware refused it for good without it being a failure (a duplicate of a unique job still held).
     case skipped
+    /// Cancelled by an operator before or while it ran; not retried.
+    case cancelled
 }
 
 /// One finished run of a job, as the worker reports it to observers (result store, metrics).

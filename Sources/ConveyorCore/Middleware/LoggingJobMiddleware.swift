@@ -33,6 +33,8 @@ public struct LoggingJobMiddleware: JobMiddleware {
         switch outcome.status {
         case .skipped:
             log.info("job skipped", metadata: metadata)
+        case .cancelled:
+            log.notice("job cancelled", metadata: metadata)
         case .retrying:
             if let at = outcome.retryAt { metadata["retry_in_s"] = "\(Saturating.int((at - outcome.finishedAt).rounded()))" }
             log.warning("job failed; will retry", metadata: metadata)

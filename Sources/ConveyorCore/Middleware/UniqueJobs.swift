@@ -79,7 +79,7 @@ public protocol UniqueLockStore: Sendable {
 
 /// Runs a job with `unique_for` only while it holds its unique key: a duplicate ends `skipped` with `DuplicateJob`
 /// naming the holder's jid. The key is given up when the job starts (`unique_until: start`), or when its outcome is
-/// decided succeeded, dead or skipped-for-bad-fields (`finish`, from `completed`, right after the ack is handed on);
+/// decided succeeded, dead, cancelled or skipped-for-bad-fields (`finish`, from `completed`, right after the ack is handed on);
 /// a retrying job keeps it. A holder that never finishes loses it at `unique_for`.
 public struct UniqueJobsMiddleware: JobMiddleware {
     let locks: any UniqueLockStore
@@ -102,7 +102,7 @@ public struct UniqueJobsMiddleware: JobMiddleware {
     }
 
     public func completed(_ job: Job, outcome: JobOutcome, context: JobContext) {
-        guard outcome.status == .succeeded || outcome.status == .dead else { return }
+        guard outcome.status == .succeeded || outcome.status == .dead || outcome.status == .cancelled else { return }
         // A duplicate (skipped) never held the key; a malformed unique field never took it.
         guard let unique = try? UniqueJob(payload: job.payload), unique.until == .finish else { return }
         let locks = locks

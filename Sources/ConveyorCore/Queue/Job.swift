@@ -27,6 +27,13 @@ public struct Job: Sendable {
     public var enqueuedAt: Double? { payload["enqueued_at"].flatMap(JobTime.seconds) }
     public var createdAt: Double? { payload["created_at"].flatMap(JobTime.seconds) }
 
+    /// The job's own deadline (`"timeout": seconds`), validated by `JobEnvelope.timeoutRange`; it can shorten its
+    /// class's time limit, never lengthen it.
+    public var timeout: Duration? {
+        guard let seconds = payload["timeout"]?.doubleValue, JobEnvelope.timeoutRange.contains(seconds) else { return nil }
+        return .milliseconds(Int64((seconds * 1000).rounded(.up)))
+    }
+
     /// Parses and validates a fetched job's envelope; its receipt goes with it.
     public init(_ fetched: FetchedJob) throws(JobFailure) {
         try self.init(raw: fetched.raw, fetchedFrom: fetched.queue, receipt: fetched.receipt)
@@ -184,6 +191,9 @@ public enum JobEnvelope {
     /// `error_message`, in UTF-8 bytes (Conveyor writes at most 4,000).
     public static let maxErrorMessageBytes = 65_536
 
+    /// `timeout`: the job's own deadline in seconds, from a millisecond to seven days.
+    public static let timeoutRange: ClosedRange<Double> = 0.001...604_800
+
     /// Throws `MalformedJob` naming the first field of `payload` outside its range.
     public static func validate(_ payload: JSONObject) throws(JobFailure) {
         try string("class", in: payload, maxBytes: maxNameBytes, required: true, plainText: true)
@@ -201,6 +211,11 @@ public enum JobEnvelope {
         case let value?:
             guard let n = value.intValue, retryRange.contains(n) else {
                 throw refused("retry", value, "must be true, false or an integer in \(retryRange.lowerBound)...\(retryRange.upperBound)")
+            }
+        }
+        if let value = payload["timeout"], value != .null {
+            guard let seconds = value.doubleValue, timeoutRange.contains(seconds) else {
+                throw refused("timeout", value, "must be a number of seconds in 0.001...604800")
             }
         }
         if let value = payload["retry_count"], value != .null {

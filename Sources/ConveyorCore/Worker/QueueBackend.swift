@@ -80,10 +80,37 @@ public protocol QueueBackend: Sendable {
 
     /// Writes `fields` into running job `jid`'s progress hash (`conveyor:job:<jid>`), expiring `expireSeconds` later.
     func writeProgress(jid: String, fields: [(String, String)], expireSeconds: Int) async throws
+
+    // MARK: Cancellation
+
+    /// The cancellation requests this process must act on: which of `running` (jids) carry a cancel flag, and the
+    /// list of recently cancelled jids unless its version is still `knownVersion`.
+    func cancellations(running: [String], knownVersion: String?) async throws -> CancelRequests
+}
+
+/// What `QueueBackend.cancellations` read.
+public struct CancelRequests: Sendable, Equatable {
+    /// The running jobs with a cancel flag (`conveyor cancel`, or Sidekiq's `cancel!`).
+    public var flagged: Set<String>
+    /// The version of the recently-cancelled list (changes with every `conveyor cancel`).
+    public var version: String?
+    /// The recently cancelled jids, read because `version` differs from the one the caller knew; nil otherwise.
+    public var recent: Set<String>?
+
+    public init(flagged: Set<String> = [], version: String? = nil, recent: Set<String>? = nil) {
+        self.flagged = flagged
+        self.version = version
+        self.recent = recent
+    }
 }
 
 extension QueueBackend {
     public func journal(for receipt: DeliveryReceipt) -> String { journalName }
+
+    /// A backend without cancel flags has no requests.
+    public func cancellations(running: [String], knownVersion: String?) async throws -> CancelRequests {
+        CancelRequests(version: knownVersion)
+    }
 
     /// A backend without a progress hash drops progress.
     public func writeProgress(jid: String, fields: [(String, String)], expireSeconds: Int) async throws {}

@@ -25,12 +25,22 @@ extension Worker {
             progressReporter: reporter)
     }
 
-    /// Runs one job through its middleware and handler under its class's hard timeout, and records the outcome.
+    /// Runs one job through its middleware and handler under its deadline (its class's time limit, or its own
+    /// `timeout` when shorter), and records the outcome. A job cancelled before it starts is recorded `cancelled`
+    /// without running; one cancelled while it runs is stopped (its task cancelled, so its helper is killed).
     func execute(_ job: Job, _ jobClass: JobClass) async {
         let startedAt = JobTime.now()
-        let context = context(for: job, deadline: .now + jobClass.timeout)
+        let timeout = job.timeout.map { min($0, jobClass.timeout) } ?? jobClass.timeout
+        let context = context(for: job, deadline: .now + timeout)
         let handler = jobClass.handler
-        let timeout = jobClass.timeout
+        let limit = timeout < jobClass.timeout ? "its own \(timeout) timeout" : "its \(timeout) limit"
+        if cancelRequests.withLock({ $0.recent.contains(job.jid) }) {
+            let outcome = record(
+                job: job, policy: jobClass.retry, startedAt: startedAt, result: .failure(.cancelled("cancelled before it started")))
+            context.progressReporter?.finish(status: outcome.status.rawValue)
+            for m in middleware { m.completed(job, outcome: outcome, context: context) }
+            return
+        }
         let token = watchdog.newToken()
         runningJobs.withLock { $0[token] = (job.queue, job.raw, Saturating.int(startedAt)) }
         defer { _ = runningJobs.withLock { $0.removeValue(forKey: token) } }
@@ -46,16 +56,20 @@ extension Worker {
                 }
             }
             watchdog.add(
-                token, deadline: context.deadline,
+                token, jid: job.jid, deadline: context.deadline,
                 // Resume before cancelling: a cancelled handler throws CancellationError at once, and that must not
                 // win the race and become the job's error.
                 onTimeout: {
                     once.resume(
-                        .failure(.transient(.jobTimeout, "\(job.jobClass) ran longer than its \(timeout) limit and was stopped")))
+                        .failure(.transient(.jobTimeout, "\(job.jobClass) ran longer than \(limit) and was stopped")))
                     task.cancel()
                 },
                 onAbandon: {
                     once.resume(.failure(.transient(.workerShutdown, "worker shut down before the job finished")))
+                    task.cancel()
+                },
+                onCancel: {
+                    once.resume(.failure(.cancelled("cancelled while running; stopped")))
                     task.cancel()
                 })
         }
@@ -86,6 +100,11 @@ extension Worker {
         case .success(let value):
             move = .init(receipt: job.receipt, target: .ack, counts: .processed)
             outcome.result = value
+        case .failure(let failure) where failure.cancelsJob:
+            // Cancelled by an operator: done, never retried, recorded `cancelled`.
+            outcome.status = .cancelled
+            outcome.failure = failure
+            move = .init(receipt: job.receipt, target: .ack, counts: .processed)
         case .failure(let failure) where failure.skipsJob:
             // Refused by a middleware without running (a duplicate unique job): done, not retried, recorded `skipped`.
             outcome.status = .skipped
@@ -119,9 +138,11 @@ extension Worker {
 /// Enforces job deadlines: one timer loop for every running job, instead of a timer task per job.
 final class Watchdog: Sendable {
     private struct Entry {
+        var jid: String
         var deadline: ContinuousClock.Instant
         var onTimeout: @Sendable () -> Void
         var onAbandon: @Sendable () -> Void
+        var onCancel: @Sendable () -> Void
     }
 
     private let entries = Mutex<[UInt64: Entry]>([:])
@@ -130,10 +151,28 @@ final class Watchdog: Sendable {
     func newToken() -> UInt64 { tokens.add(1, ordering: .relaxed).newValue }
 
     func add(
-        _ token: UInt64, deadline: ContinuousClock.Instant, onTimeout: @escaping @Sendable () -> Void,
-        onAbandon: @escaping @Sendable () -> Void
+        _ token: UInt64, jid: String, deadline: ContinuousClock.Instant, onTimeout: @escaping @Sendable () -> Void,
+        onAbandon: @escaping @Sendable () -> Void, onCancel: @escaping @Sendable () -> Void
     ) {
-        entries.withLock { $0[token] = Entry(deadline: deadline, onTimeout: onTimeout, onAbandon: onAbandon) }
+        entries.withLock {
+            $0[token] = Entry(jid: jid, deadline: deadline, onTimeout: onTimeout, onAbandon: onAbandon, onCancel: onCancel)
+        }
+    }
+
+    /// The jids of the running jobs.
+    var runningJIDs: [String] { entries.withLock { $0.values.map(\.jid) } }
+
+    /// Stops every running job whose jid is in `jids`; returns how many it stopped.
+    @discardableResult
+    func cancel(_ jids: Set<String>) -> Int {
+        guard !jids.isEmpty else { return 0 }
+        let hit = entries.withLock { e -> [Entry] in
+            let due = e.filter { jids.contains($0.value.jid) }
+            for key in due.keys { e.removeValue(forKey: key) }
+            return Array(due.values)
+        }
+        for entry in hit { entry.onCancel() }
+        return hit.count
     }
 
     func remove(_ token: UInt64) {

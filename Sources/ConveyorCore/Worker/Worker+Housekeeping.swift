@@ -230,4 +230,40 @@ extension Worker {
             logger.error("could not deregister this process", metadata: ["error": "\(error)"])
         }
     }
+
+    // MARK: Cancellation
+
+    /// How often running jobs are checked for a cancel flag and the recently-cancelled list for a change.
+    static let cancelPollInterval: Duration = .milliseconds(250)
+
+    /// Every `cancelPollInterval`: reads the cancel requests (one pipeline: the list's version and each running
+    /// job's flag) and stops the running jobs they name, so a cancelled job stops within a second on any process.
+    func cancelWatchLoop() async {
+        let outage = OutageLog("reading cancel requests")
+        while !Task.isCancelled {
+            do {
+                try await checkCancellations()
+                outage.succeeded(logger: logger)
+            } catch {
+                outage.failed(error, logger: logger)
+            }
+            try? await Task.sleep(for: Self.cancelPollInterval)
+        }
+    }
+
+    func checkCancellations() async throws {
+        let running = watchdog.runningJIDs
+        let known = cancelRequests.withLock { $0.version }
+        let requests = try await backend.cancellations(running: running, knownVersion: known)
+        let recent = cancelRequests.withLock { state -> Set<String> in
+            if let list = requests.recent {
+                state.recent = list
+                state.version = requests.version
+            }
+            return state.recent
+        }
+        let stop = requests.flagged.union(running.filter { recent.contains($0) })
+        let stopped = watchdog.cancel(stop)
+        if stopped > 0 { logger.notice("cancelled running jobs", metadata: ["jids": "\(stop.sorted().joined(separator: ","))"]) }
+    }
 }

@@ -65,6 +65,8 @@ public final class Worker: Service {
     let startedAt = JobTime.now()
     /// Running jobs by watchdog token, for Sidekiq's `<identity>:workers` hash: queue, payload, start time.
     let runningJobs = Mutex<[UInt64: (queue: String, raw: [UInt8], runAt: Int)]>([:])
+    /// The recently cancelled jids as last read (`QueueBackend.cancellations`), and that list's version.
+    let cancelRequests = Mutex<(version: String?, recent: Set<String>)>((nil, []))
 
     /// - Parameters:
     ///   - backend: serves this process (`configuration.identity`); the worker closes it when `run` returns.
@@ -184,6 +186,7 @@ public final class Worker: Service {
                 group.addTask { await self.reaperLoop() }
                 group.addTask { await self.promoterLoop() }
                 group.addTask { await self.reconcileLoop() }
+                group.addTask { await self.cancelWatchLoop() }
             }
         }
         await withDiscardingTaskGroup { group in
@@ -228,6 +231,8 @@ public final class Worker: Service {
         while !stopping.isSet {
             do {
                 try await heartbeat()
+                // The recently cancelled jobs before the first fetch: none of them may start.
+                try await checkCancellations()
                 outage.succeeded(logger: logger)
                 return true
             } catch {

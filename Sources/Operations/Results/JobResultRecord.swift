@@ -45,6 +45,7 @@ public struct JobResultRecord: Sendable, Equatable {
         case .succeeded: status = "succeeded"
         case .dead: status = "dead"
         case .skipped: status = "skipped"
+        case .cancelled: status = "cancelled"
         case .retrying, .requeued: return nil
         }
         self.init(

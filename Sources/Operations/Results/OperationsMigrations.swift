@@ -43,6 +43,14 @@ public enum OperationsMigrations {
                 ALTER TABLE conveyor.job_results
                     ADD CONSTRAINT job_results_status_check CHECK (status IN ('succeeded', 'dead', 'skipped'));
                 """),
+        // A job an operator cancelled (queued, scheduled, retrying or running) ends as one `cancelled` row.
+        Migration(
+            component: component, version: 4, name: "job_results_cancelled",
+            sql: """
+                ALTER TABLE conveyor.job_results DROP CONSTRAINT IF EXISTS job_results_status_check;
+                ALTER TABLE conveyor.job_results
+                    ADD CONSTRAINT job_results_status_check CHECK (status IN ('succeeded', 'dead', 'skipped', 'cancelled'));
+                """),
     ]
 
 }
