@@ -71,6 +71,14 @@ struct CancelTests {
         try push(Self.job(queued, "noop"))
         try push(Self.job(scheduled, "noop"), in: 3600)
 
+        // Lookup before the cancel: the running job is taken by the worker, the scheduled one waits.
+        let look = try TestEnv.conveyor(["job", "--namespace", namespace, "--json", running])
+        #expect(look.code == 0, "\(look.err)")
+        let places = try JSONValue(parsing: look.out)["places"]?.arrayValue ?? []
+        #expect(places.first?["place"]?.stringValue == "taken" && places.first?["class"]?.stringValue == "sleep", "\(look.out)")
+        let lookScheduled = try TestEnv.conveyor(["job", "--namespace", namespace, scheduled])
+        #expect(lookScheduled.code == 0 && lookScheduled.out.contains("scheduled (queue cancel) for "), "\(lookScheduled.out)")
+
         let waiting = try TestEnv.conveyor(["cancel", "--namespace", namespace, queued, scheduled])
         #expect(waiting.code == 0, "\(waiting.err)")
         // The queued job is either still in the queue or already fetched (prefetched, not started): both are stopped.
@@ -97,6 +105,13 @@ struct CancelTests {
             #expect(r[0] == "cancelled", "\(jid): \(r)")
             #expect(r[2]?.contains("cancelled") == true, "\(r)")
         }
+        // Lookup after: the outcome row, nowhere in Redis.
+        let done = try TestEnv.conveyor(["job", "--namespace", namespace, "--json", running])
+        let doneJSON = try JSONValue(parsing: done.out)
+        #expect(doneJSON["places"]?.arrayValue?.isEmpty == true, "\(done.out)")
+        #expect(doneJSON["result"]?["status"]?.stringValue == "cancelled", "\(done.out)")
+        let nowhere = try TestEnv.conveyor(["job", "--namespace", namespace, "--database-url", TestEnv.databaseURL!, Self.jid("n")])
+        #expect(nowhere.code == 4, "\(nowhere.err)")
         // The slot is free again: the next job runs.
         let after = Self.jid("a")
         try push(Self.job(after, "noop"))

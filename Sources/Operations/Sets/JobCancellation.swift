@@ -107,20 +107,7 @@ public struct JobCancellation {
 
     /// The process whose in-flight list holds `jid`, if any.
     public func takenBy(_ jid: String) throws -> String? {
-        let identities = (try connection.command("SMEMBERS", keys.conveyorProcesses).check().array ?? []).compactMap(\.text).sorted()
-        guard !identities.isEmpty else { return nil }
-        // In-flight lists hold what a process took (its concurrency and a little prefetch): small.
-        let lists = try connection.pipeline(identities.map { RedisCommand("LRANGE", keys.inflight($0), 0, 9_999) })
-        let needle = Array(jid.utf8)
-        for (identity, reply) in zip(identities, lists) {
-            for item in try reply.check().array ?? [] {
-                guard let bytes = item.bytes, Self.contains(bytes, needle),
-                    (try? JSONValue(parsing: bytes))?["jid"]?.stringValue == jid
-                else { continue }
-                return identity
-            }
-        }
-        return nil
+        try JobLocator(keys: keys, connection: connection).taken(jid)?.0
     }
 
     /// Sidekiq's flag and the recently-cancelled list, in one script.
@@ -172,18 +159,4 @@ public struct JobCancellation {
         redis.call('SADD', KEYS[3], KEYS[2])
         return 1
         """
-
-    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
-        guard !needle.isEmpty, haystack.count >= needle.count else { return false }
-        return haystack.withUnsafeBufferPointer { h in
-            needle.withUnsafeBufferPointer { n in
-                var i = 0
-                while i + n.count <= h.count {
-                    if h[i] == n[0] && memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return true }
-                    i += 1
-                }
-                return false
-            }
-        }
-    }
 }
