@@ -29,6 +29,7 @@ enum Assets {
         pre { background:var(--card); border:1px solid var(--line); border-radius:6px; padding:.7rem; overflow:auto; white-space:pre-wrap; overflow-wrap:anywhere; }
         pre.error { max-width:none; }
         .muted { color:var(--muted); }
+        progress { width:7em; height:.8em; vertical-align:middle; accent-color:var(--ok); }
         .badge { display:inline-block; min-width:1.4em; padding:0 .35em; border-radius:1em; background:#4b5a6e; color:#fff; font-size:.75rem; text-align:center; }
         h1 .badge { background:var(--muted); vertical-align:middle; }
         .tag { display:inline-block; padding:0 .45em; border-radius:4px; background:#e3f1e7; color:var(--ok); font-size:.8rem; }

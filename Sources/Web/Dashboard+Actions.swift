@@ -65,6 +65,36 @@ extension Dashboard {
         return redirect("/busy", flash: sent ? "Sent \(verb) to \(identity); it acts on its next heartbeat." : "\(identity) is not a live process.", v)
     }
 
+    // MARK: Cancel
+
+    /// `POST /jobs/cancel` (`jid`, `back`): cancels a job wherever it is (`JobCancellation`, as `conveyor cancel`),
+    /// then returns to the page the button was on.
+    func cancelAction(_ request: WebRequest, _ v: Visitor) async throws -> WebResponse {
+        guard let jid = request.field("jid"), JobCancellation.isPlausibleJID(jid) else {
+            throw WebFailure(status: 400, heading: "Bad request", message: "no jid given, or not a jid")
+        }
+        // Back to one of the pages with a Cancel button, never to an address from the form.
+        let back: String
+        switch request.field("back") {
+        case "lookup": back = "/lookup?" + FormCoding.query([("q", jid)])
+        case "scheduled": back = "/scheduled"
+        case "retry": back = "/retry"
+        default: back = "/busy"
+        }
+        let keys = keys
+        let who = v.who
+        let place = try await redis { try JobCancellation(keys: keys, connection: $0).cancel(jid, by: "\(who) via the dashboard") }
+        bulk.record(who: v.who, "cancel job \(jid) (\(place))", metadata: ["jid": "\(jid)"])
+        let message: String
+        switch place {
+        case .taken(let identity): message = "Cancelling \(jid) on \(Format.cut(identity, 80)): it stops within a second."
+        case .dead: message = "\(jid) is dead already; nothing to cancel."
+        case .unknown: message = "\(jid) was not found (finished?); it is flagged and will not start if it shows up."
+        default: message = "Cancelled \(jid) (was \(place))."
+        }
+        return redirect(back, flash: message, v)
+    }
+
     // MARK: Sets
 
     func setAction(_ set: JobSetName, _ verb: String, _ request: WebRequest, _ v: Visitor) async throws -> WebResponse {

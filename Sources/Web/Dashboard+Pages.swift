@@ -148,13 +148,16 @@ extension Dashboard {
 
     func busy(_ v: Visitor) async throws -> WebResponse {
         let keys = keys
-        let (snapshot, running) = try await redis { connection in
+        let (snapshot, running, progress) = try await redis { connection in
             let s = try QueueSnapshot.read(connection, keys: keys)
             var running: [(String, RunningJob)] = []
             for p in s.processes.prefix(200) {
                 running += try QueueSnapshot.running(connection, keys: keys, identity: p.identity).map { (p.identity, $0) }
             }
-            return (s, running)
+            running = Array(running.prefix(500))
+            // Each running job's progress hash, in one round trip.
+            let jids = running.map { JobCancellation.isPlausibleJID($0.1.jid ?? "") ? $0.1.jid! : "-" }
+            return (s, running, try JobLocator.progress(jids, keys: keys, connection: connection))
         }
         let now = snapshot.readAt
         // Heartbeat fields are whatever was written to Redis: cut for display (the form keeps an identity up to 4 KB).
@@ -165,16 +168,32 @@ extension Dashboard {
              "started": Format.ago(p.startedAt, now: now), "beat": Format.ago(p.beat, now: now), "quiet": p.quiet,
              "queues": Format.cut(p.queues.joined(separator: ", "), 1000)]
         }
-        let jobs = running.prefix(500).map { identity, job -> [String: Any] in
-            ["process": Format.cut(identity), "jid": Format.cut(job.jid ?? "-"), "jidQuery": FormCoding.encode(Format.cut(job.jid ?? "", 200)),
-             "jobClass": Format.cut(job.jobClass ?? "-"), "queue": Format.cut(job.queue),
-             "started": Format.ago(job.runAt, now: now), "args": Format.args(job.payload)]
+        let jobs = zip(running, progress).map { entry, progress -> [String: Any] in
+            let (identity, job) = entry
+            var row: [String: Any] = [
+                "process": Format.cut(identity), "jid": Format.cut(job.jid ?? "-"), "jidQuery": FormCoding.encode(Format.cut(job.jid ?? "", 200)),
+                "jobClass": Format.cut(job.jobClass ?? "-"), "queue": Format.cut(job.queue),
+                "started": Format.ago(job.runAt, now: now), "args": Format.args(job.payload),
+            ]
+            if let jid = job.jid, JobCancellation.isPlausibleJID(jid) { row["cancelJID"] = jid }
+            if let p = Self.progressView(progress) { row["progress"] = p }
+            return row
         }
         let counts = NavCounts(scheduled: snapshot.scheduled, retry: snapshot.retries, dead: snapshot.dead, busy: snapshot.busy)
         return page(
             "Busy", "busy",
             ["processes": processes, "running": Array(jobs), "processCount": snapshot.processes.count, "busy": snapshot.busy,
              "concurrency": snapshot.concurrency], v, refresh: true, current: "/busy", counts: counts)
+    }
+
+    /// A progress hash as the pages show it: the percent (0-100, one decimal) for the bar, and the detail cut to a line.
+    static func progressView(_ fields: [String: String]) -> [String: Any]? {
+        guard let text = fields["progress"], let value = Double(text), value.isFinite else { return nil }
+        let percent = min(100, max(0, value))
+        var view: [String: Any] = ["percent": String(format: "%.1f", percent)]
+        if let detail = fields["detail"], detail != "{}" { view["detail"] = Format.cut(detail, 120) }
+        if let at = fields["updated_at"].flatMap(Double.init) { view["updated"] = Format.ago(at) }
+        return view
     }
 
     // MARK: Scheduled, retry, dead
@@ -271,6 +290,9 @@ extension Dashboard {
             "json": base + "/job.json?" + FormCoding.query([("jid", jid), ("score", String(entry.score))]),
         ]
         if entry.member.count > 4096 { context["cut"] = "4 KB of \(entry.member.count) bytes" }
+        if set != .dead, JobCancellation.isPlausibleJID(jid) {
+            context["cancel"] = ["jid": jid, "back": set == .scheduled ? "scheduled" : "retry"]
+        }
         if let ec = entry.errorClass { context["error"] = Format.cut("\(ec): \(entry.errorMessage ?? "")", 4096) }
         if let bt = entry.job?["error_backtrace"], !bt.isNull { context["backtrace"] = Format.cut(bt.stringValue ?? bt.text, 8192) }
         if let row = try? await postgres({ try JobResultQueries.byJID(jid, on: $0) }), let row {
@@ -334,17 +356,42 @@ extension Dashboard {
         if !q.isEmpty && q.count <= 200 {
             let keys = keys
             var jobs: [[String: Any]] = []
-            let inSets = try await redis { connection in
-                try [JobSetName.dead, .retry, .scheduled].compactMap { set in
-                    try JobSet(set, keys: keys, connection: connection).find(jid: q, score: nil).map { (set, $0) }
+            let isJID = JobCancellation.isPlausibleJID(q)
+            // Everywhere in Redis: taken by a process (running), queued, scheduled, retry, dead; and its progress.
+            var sightings: [JobLocator.Sighting] = []
+            var progress: [String: String] = [:]
+            if isJID {
+                (sightings, progress) = try await redis { connection -> ([JobLocator.Sighting], [String: String]) in
+                    let locator = JobLocator(keys: keys, connection: connection)
+                    return (try locator.locate(q), try locator.progress(q))
                 }
             }
-            for (set, entry) in inSets {
-                let base = "/" + (set == .scheduled ? "scheduled" : set.rawValue)
-                var facts = Self.jobFacts(entry.job, set: set, score: entry.score)
-                if let ec = entry.errorClass { facts.append(["name": "error", "value": Format.cut("\(ec): \(entry.errorMessage ?? "")", 2000)]) }
-                facts.append(["name": "arguments", "value": Format.args(entry.job, limit: 400)])
-                jobs.append(["place": set.title.lowercased(), "facts": facts, "href": base + "/job?" + FormCoding.query([("jid", q), ("score", String(entry.score))])])
+            for s in sightings {
+                let set: JobSetName? = s.place == "scheduled" ? .scheduled : s.place == "retry" ? .retry : s.place == "dead" ? .dead : nil
+                var facts = Self.jobFacts(s.job, set: set, score: s.score)
+                if let process = s.process { facts.insert(["name": "process", "value": Format.cut(process)], at: 0) }
+                if let ec = s.job?["error_class"]?.stringValue {
+                    facts.append(["name": "error", "value": Format.cut("\(ec): \(s.job?["error_message"]?.stringValue ?? "")", 2000)])
+                }
+                facts.append(["name": "arguments", "value": Format.args(s.job, limit: 400)])
+                var entry: [String: Any] = ["facts": facts]
+                switch s.place {
+                case "taken": entry["place"] = "a worker (running)"
+                case "queued":
+                    entry["place"] = "queue \(Format.cut(s.queue ?? ""))"
+                    entry["href"] = "/queues/" + FormCoding.encode(s.queue ?? "") + "/job.json?" + FormCoding.query([("jid", q)])
+                default:
+                    let set = set ?? .dead
+                    entry["place"] = set.title.lowercased()
+                    entry["href"] = "/" + (set == .scheduled ? "scheduled" : set.rawValue) + "/job?" + FormCoding.query([("jid", q), ("score", String(s.score ?? 0))])
+                }
+                if s.place != "dead" { entry["cancel"] = ["jid": q] }
+                jobs.append(entry)
+            }
+            if let p = Self.progressView(progress) {
+                context["progress"] = p
+                if let status = progress["status"] { context["progressStatus"] = Format.cut(status, 40) }
+                found = true
             }
             if database != nil {
                 do {

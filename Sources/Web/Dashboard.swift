@@ -183,6 +183,7 @@ public final class Dashboard: Sendable {
             case ("queues", 3): return try await queueAction(s[1], s[2], request, v)
             case ("busy", 2): return try await processAction(s[1], request, v)
             case ("schedules", 3): return try await scheduleAction(s[1], s[2], v)
+            case ("jobs", 2) where s[1] == "cancel": return try await cancelAction(request, v)
             case (let set?, 2) where JobSetName(page: set) != nil: return try await setAction(JobSetName(page: set)!, s[1], request, v)
             default: throw WebFailure.notFound
             }
@@ -244,6 +245,9 @@ public final class Dashboard: Sendable {
         return r
     }
 
+    /// Most processes whose busy count the badge adds up.
+    static let maximumBusyProcesses = 500
+
     struct NavCounts: Sendable {
         var scheduled: Int
         var retry: Int
@@ -256,8 +260,17 @@ public final class Dashboard: Sendable {
         return try await redis { connection in
             let r = try connection.pipeline([
                 RedisCommand("ZCARD", keys.schedule), RedisCommand("ZCARD", keys.retry), RedisCommand("ZCARD", keys.dead),
+                RedisCommand("SRANDMEMBER", keys.processes, Self.maximumBusyProcesses),
             ])
-            return NavCounts(scheduled: r[0].int ?? 0, retry: r[1].int ?? 0, dead: r[2].int ?? 0, busy: 0)
+            // Busy: the sum of the live processes' `busy` fields (Sidekiq's), for the badge on every page.
+            let identities = (try r[3].check().array ?? []).compactMap(\.text)
+            var busy = 0
+            if !identities.isEmpty {
+                for reply in try connection.pipeline(identities.map { RedisCommand("HGET", keys.process($0), "busy") }) {
+                    busy = Saturating.add(busy, max(0, Int(reply.text ?? "") ?? 0))
+                }
+            }
+            return NavCounts(scheduled: r[0].int ?? 0, retry: r[1].int ?? 0, dead: r[2].int ?? 0, busy: busy)
         }
     }
 }

@@ -105,10 +105,12 @@ enum Templates {
         </tbody></table></div>
         <h2>Running jobs</h2>
         <div class="scroll"><table class="cards">
-        <thead><tr><th>Process</th><th>JID</th><th>Class</th><th>Queue</th><th>Started</th><th>Arguments</th></tr></thead>
+        <thead><tr><th>Process</th><th>JID</th><th>Class</th><th>Queue</th><th>Started</th><th>Progress</th><th>Arguments</th>{{#actions}}<th></th>{{/actions}}</tr></thead>
         <tbody>
-        {{#running}}<tr><td class="mono">{{process}}</td><td class="mono"><a href="/lookup?q={{jidQuery}}">{{jid}}</a></td><td data-label="Class">{{jobClass}}</td><td data-label="Queue">{{queue}}</td><td data-label="Started">{{started}}</td><td class="args mono">{{args}}</td></tr>{{/running}}
-        {{^running}}<tr><td colspan="6" class="muted">Nothing running.</td></tr>{{/running}}
+        {{#running}}<tr><td class="mono">{{process}}</td><td class="mono"><a href="/lookup?q={{jidQuery}}">{{jid}}</a></td><td data-label="Class">{{jobClass}}</td><td data-label="Queue">{{queue}}</td><td data-label="Started">{{started}}</td>
+        <td data-label="Progress">{{#progress}}<progress max="100" value="{{percent}}" title="{{detail}} (updated {{updated}})">{{percent}}%</progress> {{percent}}%{{/progress}}{{^progress}}<span class="muted">-</span>{{/progress}}</td>
+        <td class="args mono">{{args}}</td>{{#actions}}<td>{{#cancelJID}}<form class="inline" method="post" action="/jobs/cancel"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="jid" value="{{cancelJID}}"><input type="hidden" name="back" value="busy"><button class="danger">Cancel</button></form>{{/cancelJID}}</td>{{/actions}}</tr>{{/running}}
+        {{^running}}<tr><td colspan="8" class="muted">Nothing running.</td></tr>{{/running}}
         </tbody></table></div>
         """
 
@@ -156,7 +158,8 @@ enum Templates {
         <pre>{{args}}</pre>
         {{#result}}<h2>Result row (conveyor.job_results)</h2><dl class="facts">{{#result}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/result}}</dl>{{/result}}
         {{#actions}}<form method="post" action="{{base}}/retry" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="one" value="{{one}}"><button class="primary">{{retryLabel}}</button></form>
-        <form method="post" action="{{base}}/delete" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="one" value="{{one}}"><button class="danger">Delete</button></form>{{/actions}}
+        <form method="post" action="{{base}}/delete" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="one" value="{{one}}"><button class="danger">Delete</button></form>
+        {{#cancel}}<form method="post" action="/jobs/cancel" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="jid" value="{{jid}}"><input type="hidden" name="back" value="{{back}}"><button class="danger">Cancel</button></form>{{/cancel}}{{/actions}}
         <h2>Payload</h2>
         {{#cut}}<p class="muted">Cut to its first {{cut}}: <a href="{{json}}">the full JSON</a>.</p>{{/cut}}
         <pre>{{payload}}</pre>
@@ -166,7 +169,9 @@ enum Templates {
         <h1>Look up</h1>
         <form class="filters" method="get" action="/lookup"><label>JID, upload id or post id <input name="q" value="{{q}}" autofocus></label><button>Find</button></form>
         {{#searched}}{{^found}}<p class="muted">Nothing found for “{{q}}”.</p>{{/found}}{{/searched}}
-        {{#jobs}}<section><h2>Job in {{place}}</h2><dl class="facts">{{#facts}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/facts}}</dl>{{#href}}<p><a href="{{href}}">Open in {{place}}</a></p>{{/href}}</section>{{/jobs}}
+        {{#progress}}<section><h2>Progress {{#progressStatus}}<span class="tag">{{progressStatus}}</span>{{/progressStatus}}</h2><p><progress max="100" value="{{percent}}">{{percent}}%</progress> {{percent}}% <span class="muted">updated {{updated}}</span></p>{{#detail}}<pre>{{detail}}</pre>{{/detail}}</section>{{/progress}}
+        {{#jobs}}<section><h2>Job in {{place}}</h2><dl class="facts">{{#facts}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/facts}}</dl>{{#href}}<p><a href="{{href}}">Open in {{place}}</a></p>{{/href}}
+        {{#actions}}{{#cancel}}<form method="post" action="/jobs/cancel" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="jid" value="{{jid}}"><input type="hidden" name="back" value="lookup"><button class="danger">Cancel</button></form>{{/cancel}}{{/actions}}</section>{{/jobs}}
         {{#upload}}<section class="upload"><h2>Upload <span class="mono">{{id}}</span> <span class="tag{{#failed}} bad{{/failed}}">{{status}}</span></h2>
         <dl class="facts">{{#facts}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/facts}}</dl>
         {{#error}}<pre class="error">{{error}}</pre>{{/error}}

@@ -283,6 +283,31 @@ def test_run_disable_and_enable_a_schedule(h):
     assert redis("HGET", key("cron_job:browser-cleanup"), "status") == "enabled"
 
 
+def test_busy_shows_progress_and_cancels_a_running_job(h):
+    jid = enqueue("sleep", {"ms": 60000}, queue=QUEUE)
+    eventually(lambda: redis("HGET", key(f"conveyor:job:{jid}"), "progress") != "", what="the sleep job's first progress report")
+
+    def listed():
+        h.open("/busy")
+        return jid in h.text()
+
+    # The Busy page lists running jobs from each worker's heartbeat (every 5 s).
+    eventually(listed, seconds=15, what=f"{jid} on the Busy page")
+    row = h.row(jid)
+    bar = row.find_element(By.TAG_NAME, "progress")
+    assert 0 <= float(bar.get_attribute("value")) <= 100
+    badge = h.driver.find_element(By.CSS_SELECTOR, 'nav a[href="/busy"] .badge')
+    assert int(badge.text) >= 1
+    h.click(h.button("Cancel", row), f"Cancelling {jid}")
+    started = time.monotonic()
+    eventually(lambda: psql(f"SELECT status FROM conveyor.job_results WHERE jid = '{jid}'") == "cancelled", seconds=10,
+               what=f"{jid} recorded cancelled")
+    assert time.monotonic() - started < 2, "the cancelled job's row came late"
+    assert redis_int("ZCARD", key("retry")) == 0
+    h.open(f"/lookup?q={jid}")
+    assert "cancelled" in h.text()
+
+
 def screenshots(h, folder):
     """Every page at desktop and phone width, with a few jobs in each set."""
     os.makedirs(folder, exist_ok=True)
@@ -321,7 +346,7 @@ def screenshots(h, folder):
 def main():
     tests = [test_pause_a_queue_and_the_worker_stops_taking_from_it, test_retry_a_dead_job_and_see_it_succeed,
              test_bulk_delete_with_a_filter, test_find_an_upload_by_id_and_see_its_thumbnail, test_xss_payload_is_shown_as_text,
-             test_run_disable_and_enable_a_schedule]
+             test_run_disable_and_enable_a_schedule, test_busy_shows_progress_and_cancels_a_running_job]
     h = Harness()
     failed = []
     try:
