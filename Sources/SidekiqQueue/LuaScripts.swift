@@ -3,24 +3,41 @@
 /// An empty queue name skips the `SADD` to the `queues` set: on a Redis Cluster that set is in another slot than
 /// the script's other keys (`QueueKeys+Cluster`), and the script is given a key of its own slot in its place.
 enum LuaScripts {
-    /// KEYS: in-flight list, then ready queues in fetch order. ARGV: how many jobs at most.
-    /// Moves jobs one by one from the right of each queue to the in-flight list, in queue order, and returns
-    /// them as pairs: the queue's position among KEYS[2...] (1-based), then the job.
+    /// KEYS: in-flight list, then ready queues in fetch order, then (when ARGV[2] is 1) the paused-queues set.
+    /// ARGV: how many jobs at most, whether the paused set is given, then the queues' names in KEYS order.
+    /// Moves jobs one by one from the right of each queue to the in-flight list, in queue order, skipping a queue
+    /// the paused set holds (checked here, so a pause stops fetching at once), and returns them as pairs: the queue's
+    /// position among KEYS[2...] (1-based), then the job.
     static let fetch = """
         local want = tonumber(ARGV[1])
+        local last = #KEYS
+        local pausedSet = nil
+        if ARGV[2] == '1' then pausedSet = KEYS[last]; last = last - 1 end
         local n = 0
         local out = {}
-        for i = 2, #KEYS do
-          while n < want do
-            local job = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')
-            if not job then break end
-            n = n + 1
-            out[#out + 1] = i - 1
-            out[#out + 1] = job
+        for i = 2, last do
+          if not (pausedSet and redis.call('SISMEMBER', pausedSet, ARGV[i + 1]) == 1) then
+            while n < want do
+              local job = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')
+              if not job then break end
+              n = n + 1
+              out[#out + 1] = i - 1
+              out[#out + 1] = job
+            end
           end
           if n >= want then break end
         end
         return out
+        """
+
+    /// KEYS: the queue a blocking wait took a job from, the in-flight list it moved it to, the paused-queues set.
+    /// ARGV: the job, the queue's name. When the queue is paused, puts the job back where it was (the right end: it
+    /// is the next to be taken) and returns 1; else leaves it and returns 0 (-1: the in-flight list no longer held it).
+    static let returnIfPaused = """
+        if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then return 0 end
+        if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return -1 end
+        redis.call('RPUSH', KEYS[1], ARGV[1])
+        return 1
         """
 
     /// KEYS: source list, target. ARGV: raw job, mode, new payload, score or queue name, dead max size, dead cutoff.

@@ -163,9 +163,17 @@ public final class SidekiqBackend: QueueBackend {
             var jobs: [FetchedJob] = []
             jobs.reserveCapacity(count)
             for queues in groups where jobs.count < count {
-                var arguments: [any RedisArgument] = ["EVAL", LuaScripts.fetch, queues.count + 1, keys.slot(queues[0]).inflight(me)]
+                // On one Redis the script itself skips paused queues (a pause stops fetching at once); on a cluster the
+                // paused set is in another slot, and the cached read above (at most a second old) decides.
+                let checkPaused = !keys.cluster
+                var arguments: [any RedisArgument] = [
+                    "EVAL", LuaScripts.fetch, queues.count + 1 + (checkPaused ? 1 : 0), keys.slot(queues[0]).inflight(me),
+                ]
                 arguments += queues.map { keys.queue($0) }
+                if checkPaused { arguments.append(keys.pausedQueues) }
                 arguments.append(count - jobs.count)
+                arguments.append(checkPaused ? "1" : "0")
+                arguments += queues
                 let items = try connection.command(RedisCommand(arguments)).check().array ?? []
                 var i = 0
                 while i + 1 < items.count {
@@ -191,10 +199,15 @@ public final class SidekiqBackend: QueueBackend {
         }
         let source = keys.queue(queue)
         let inflight = keys.slot(queue).inflight(identity)
-        let reply = try await redis.run { connection in
-            try connection.command("BLMOVE", source, inflight, "RIGHT", "LEFT", timeout).check()
+        let paused = keys.cluster ? nil : keys.pausedQueues
+        return try await redis.run { connection -> FetchedJob? in
+            guard let job = try connection.command("BLMOVE", source, inflight, "RIGHT", "LEFT", timeout).check().bytes else { return nil }
+            // A wait that began before a pause may be handed a job pushed after it: it goes back, untouched.
+            if let paused, try connection.command("EVAL", LuaScripts.returnIfPaused, 3, source, inflight, paused, job, queue).check().int != 0 {
+                return nil
+            }
+            return FetchedJob(raw: job, queue: queue)
         }
-        return reply.bytes.map { FetchedJob(raw: $0, queue: queue) }
     }
 
     // MARK: Leaving the in-flight lists
