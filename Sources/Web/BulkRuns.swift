@@ -32,8 +32,15 @@ final class BulkRuns: Sendable {
     private let lines = Mutex<[LogLine]>([])
     private let next = Atomic<Int>(1)
     private let logger: Logger
+    /// Where each action is also written: the shared history in Redis (`ActionLog`), on its own connection.
+    private let history: (thread: RedisThread, keys: QueueKeys)?
 
-    init(logger: Logger) { self.logger = logger }
+    init(logger: Logger, history: (thread: RedisThread, keys: QueueKeys)? = nil) {
+        self.logger = logger
+        self.history = history
+    }
+
+    func close() { history?.thread.stop() }
 
     var all: [Run] { runs.withLock { $0.reversed() } }
     var log: [LogLine] { lines.withLock { $0.reversed() } }
@@ -43,9 +50,21 @@ final class BulkRuns: Sendable {
         var m = metadata
         m["who"] = "\(who)"
         logger.notice("dashboard action: \(what)", metadata: m)
+        let now = Date().timeIntervalSince1970
         lines.withLock { l in
-            l.append(LogLine(at: Date().timeIntervalSince1970, who: who, what: what))
+            l.append(LogLine(at: now, who: who, what: what))
             if l.count > 200 { l.removeFirst(l.count - 200) }
+        }
+        guard let history else { return }
+        let logger = logger
+        Task {
+            do {
+                try await history.thread.run { connection in
+                    try ActionLog(keys: history.keys, connection: connection).record(.init(at: now, who: who, what: what, via: "dashboard"))
+                }
+            } catch {
+                logger.warning("action not written to the shared history", metadata: ["error": "\(error)"])
+            }
         }
     }
 

@@ -44,6 +44,19 @@ extension Dashboard {
             bulk.record(who: v.who, "delete job \(job.jid ?? "?") (\(job.jobClass ?? "?")) from queue \(name)", metadata: ["queue": "\(name)"])
             let page = request.field("page").map { "?page=\(Format.pageNumber($0))" } ?? ""
             return redirect(back + page, flash: deleted ? "Deleted \(job.jid ?? "the job") from \(name)." : "That job was already gone (a worker took it).", v)
+        case "clear":
+            // Every ready job of the queue, as `conveyor queue clear`: confirmed first with the count.
+            if request.field("confirm") != "1" {
+                let depth = try await redis { try $0.command("LLEN", keys.queue(name)).check().int ?? 0 }
+                return page(
+                    "Confirm", "confirm",
+                    ["question": "Delete all \(depth) ready jobs of queue \(name)? They will not run and cannot be brought back.",
+                     "action": back + "/clear", "hidden": [[String: String]](), "replay": false, "verb": "Delete", "count": depth, "back": back],
+                    v, current: "/queues", counts: try await navCounts())
+            }
+            let deleted = try await redis { try QueueContents(name, keys: keys, connection: $0).clear() }
+            bulk.record(who: v.who, "clear queue \(name) (\(deleted) jobs)", metadata: ["queue": "\(name)"])
+            return redirect(back, flash: "Deleted \(deleted) job\(deleted == 1 ? "" : "s") from \(name).", v)
         default:
             throw WebFailure.notFound
         }

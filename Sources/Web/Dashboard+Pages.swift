@@ -135,7 +135,7 @@ extension Dashboard {
             return row
         }
         var context: [String: Any] = [
-            "name": name, "base": base, "depth": contents.depth, "paused": paused, "jobs": jobs,
+            "name": name, "base": base, "depth": contents.depth, "empty": contents.depth == 0, "paused": paused, "jobs": jobs,
             "latency": oldest?.enqueuedAt.map { Format.duration(max(0, Date().timeIntervalSince1970 - $0)) } ?? "-",
             "range": contents.jobs.isEmpty ? "" : "\(offset + 1)–\(offset + contents.jobs.count) of \(contents.depth)",
         ]
@@ -258,7 +258,7 @@ extension Dashboard {
             range = "\(offset + 1)–\(offset + result.entries.count) of \(result.total)"
         }
         var context: [String: Any] = [
-            "title": set.title, "base": base, "total": Format.count(result.total), "entries": entries, "filter": filterValues,
+            "title": set.title, "base": base, "total": Format.count(result.total), "empty": result.total == 0, "entries": entries, "filter": filterValues,
             "filtered": filtered, "retryLabel": set.retryLabel, "whenLabel": set == .dead ? "Died" : "Runs",
             "matching": filtered ? "matching" : "",
             "hidden": query.compactMap { name, value in value.map { ["name": name, "value": $0] } },
@@ -527,7 +527,12 @@ extension Dashboard {
             ["id": r.id, "who": r.who, "what": r.what, "started": Format.time(r.started), "done": r.done, "matched": r.matched, "state": r.state,
              "failed": r.failed]
         }
-        let log = bulk.log.map { ["at": Format.time($0.at), "who": $0.who, "what": $0.what] }
+        // The shared history (every dashboard and the CLI); this process's own lines when Redis cannot be read.
+        let keys = keys
+        let shared = try? await redis { try ActionLog(keys: keys, connection: $0).recent(limit: 200) }
+        let log: [[String: String]] = shared.map { entries in
+            entries.map { ["at": Format.time($0.at), "who": Format.cut($0.who), "what": Format.cut($0.what, 500), "via": Format.cut($0.via, 20)] }
+        } ?? bulk.log.map { ["at": Format.time($0.at), "who": $0.who, "what": $0.what, "via": "dashboard"] }
         let running = bulk.all.contains { $0.state == "running" }
         return page("Actions", "actions", ["runs": runs, "log": log], v, refresh: running, current: "/actions", counts: try await navCounts())
     }

@@ -59,7 +59,7 @@ public final class Dashboard: Sendable {
         self.database = databaseURL.map { PostgresThread(url: $0, name: "conveyor-web-postgres") }
         self.mediaStore = mediaStore
         self.sampler = RateSampler(redis: RedisThread(endpoint, name: "conveyor-web-sampler", commandTimeout: 5), keys: keys)
-        self.bulk = BulkRuns(logger: logger)
+        self.bulk = BulkRuns(logger: logger, history: (RedisThread(endpoint, name: "conveyor-web-actions", commandTimeout: 10), keys))
         self.workerMetrics = WorkerMetrics(urls: configuration.metricsURLs)
         var library = MustacheLibrary()
         for (name, text) in Templates.all {
@@ -82,6 +82,7 @@ public final class Dashboard: Sendable {
 
     public func close() {
         for r in redisThreads { r.stop() }
+        bulk.close()
         database?.stop()
     }
 

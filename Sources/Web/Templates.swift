@@ -82,7 +82,8 @@ enum Templates {
     static let queue = """
         <h1>Queue {{name}} {{#paused}}<span class="tag warn">paused</span>{{/paused}}</h1>
         <p>{{depth}} ready jobs · latency {{latency}}
-        {{#actions}}<form class="inline" method="post" action="{{base}}/{{#paused}}resume{{/paused}}{{^paused}}pause{{/paused}}"><input type="hidden" name="csrf" value="{{csrf}}"><button class="{{#paused}}primary{{/paused}}">{{#paused}}Resume{{/paused}}{{^paused}}Pause{{/paused}}</button></form>{{/actions}}</p>
+        {{#actions}}<form class="inline" method="post" action="{{base}}/{{#paused}}resume{{/paused}}{{^paused}}pause{{/paused}}"><input type="hidden" name="csrf" value="{{csrf}}"><button class="{{#paused}}primary{{/paused}}">{{#paused}}Resume{{/paused}}{{^paused}}Pause{{/paused}}</button></form>
+        <form class="inline" method="post" action="{{base}}/clear"><input type="hidden" name="csrf" value="{{csrf}}"><button class="danger"{{#empty}} disabled{{/empty}}>Delete all</button></form>{{/actions}}</p>
         <div class="scroll"><table class="cards">
         <thead><tr><th>JID</th><th>Class</th><th>Arguments</th><th>Enqueued</th><th></th></tr></thead>
         <tbody>
@@ -129,10 +130,10 @@ enum Templates {
         <input type="hidden" name="csrf" value="{{csrf}}">
         {{#hidden}}<input type="hidden" name="{{name}}" value="{{value}}">{{/hidden}}
         {{#actions}}<div class="bulk">
-        <button name="scope" value="selected" formaction="{{base}}/retry">{{retryLabel}} selected</button>
-        <button name="scope" value="selected" formaction="{{base}}/delete" class="danger">Delete selected</button>
-        <button name="scope" value="all" formaction="{{base}}/retry">{{retryLabel}} all {{matching}}</button>
-        <button name="scope" value="all" formaction="{{base}}/delete" class="danger">Delete all {{matching}}</button>
+        <button name="scope" value="selected" formaction="{{base}}/retry"{{#empty}} disabled{{/empty}}>{{retryLabel}} selected</button>
+        <button name="scope" value="selected" formaction="{{base}}/delete" class="danger"{{#empty}} disabled{{/empty}}>Delete selected</button>
+        <button name="scope" value="all" formaction="{{base}}/retry"{{#empty}} disabled{{/empty}}>{{retryLabel}} all {{matching}}</button>
+        <button name="scope" value="all" formaction="{{base}}/delete" class="danger"{{#empty}} disabled{{/empty}}>Delete all {{matching}}</button>
         </div>{{/actions}}
         <div class="scroll"><table class="cards">
         <thead><tr>{{#actions}}<th><input type="checkbox" class="select-all" aria-label="Select all"></th>{{/actions}}<th>JID</th><th>Class</th><th>Queue</th><th>{{whenLabel}}</th><th class="num">Attempts</th><th>Error</th>{{#actions}}<th></th>{{/actions}}</tr></thead>
@@ -205,9 +206,9 @@ enum Templates {
         {{^runs}}<tr><td colspan="6" class="muted">None since this dashboard started.</td></tr>{{/runs}}
         </tbody></table></div>
         <h2>Recent actions</h2>
-        <div class="scroll"><table><thead><tr><th>When</th><th>Who</th><th>What</th></tr></thead><tbody>
-        {{#log}}<tr><td>{{at}}</td><td>{{who}}</td><td>{{what}}</td></tr>{{/log}}
-        {{^log}}<tr><td colspan="3" class="muted">None since this dashboard started.</td></tr>{{/log}}
+        <div class="scroll"><table><thead><tr><th>When</th><th>Who</th><th>Via</th><th>What</th></tr></thead><tbody>
+        {{#log}}<tr><td>{{at}}</td><td>{{who}}</td><td>{{via}}</td><td>{{what}}</td></tr>{{/log}}
+        {{^log}}<tr><td colspan="4" class="muted">None yet.</td></tr>{{/log}}
         </tbody></table></div>
         """
 

@@ -28,8 +28,9 @@ struct CancelCommand: ParsableCommand {
     }
 
     func run() {
-        let cancellation = JobCancellation(keys: redis.keys, connection: redis.connect())
-        let who = "\(ProcessInfo.processInfo.environment["USER"] ?? "operator")@\(ProcessInfo.processInfo.hostName) via conveyor cancel"
+        let connection = redis.connect()
+        let cancellation = JobCancellation(keys: redis.keys, connection: connection)
+        let who = "\(ActionLog.cliUser) via conveyor cancel"
         var missing: [String] = []
         var dead: [String] = []
         for jid in jids {
@@ -50,6 +51,7 @@ struct CancelCommand: ParsableCommand {
                 default: print("\(jid): cancelled (was \(place))")
                 }
             }
+            CLIAudit.record("cancel job \(jid) (\(place))", keys: redis.keys, connection: connection)
             if place == .unknown { missing.append(jid) }
             if place == .dead { dead.append(jid) }
         }

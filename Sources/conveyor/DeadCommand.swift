@@ -3,6 +3,7 @@ import ConveyorCore
 import Foundation
 import Operations
 import Redis
+import SidekiqQueue
 
 extension RedisOptions {
     /// Connects or exits with code 3 (Redis unreachable) or 64 (bad URL).
@@ -18,6 +19,19 @@ extension RedisOptions {
 }
 
 /// Exit codes of the operator commands (documented in docs/operations.md).
+/// The shared action history (`ActionLog`, what the dashboard's Actions page shows): every command that changes
+/// jobs or queues records what it did and who ran it. A history that cannot be written is a warning, not a failure.
+enum CLIAudit {
+    static func record(_ what: String, keys: QueueKeys, connection: RedisConnection) {
+        do {
+            try ActionLog(keys: keys, connection: connection).record(
+                .init(at: Date().timeIntervalSince1970, who: ActionLog.cliUser, what: what, via: "cli"))
+        } catch {
+            FileHandle.standardError.write(Data("conveyor: warning: the action was not written to the shared history: \(error)\n".utf8))
+        }
+    }
+}
+
 enum OperatorExit: Int32 {
     case ok = 0
     case failed = 1
@@ -148,6 +162,11 @@ enum SetCommands {
             }
         }
         progress?.finish()
+        if !dryRun, report.matched > 0 {
+            CLIAudit.record(
+                "\(delete ? "delete" : "replay") \(set.rawValue) jobs: \(report.jids.count) of \(report.matched) matching\(filter.isEmpty ? " (all)" : "")",
+                keys: redis.keys, connection: connection)
+        }
         if !filter.jids.isEmpty && report.matched == 0 && !json {
             OperatorExit.fail("no job \(filter.jids.joined(separator: ", ")) in \(set.rawValue)", code: .notFound)
         }

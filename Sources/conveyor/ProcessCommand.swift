@@ -23,11 +23,13 @@ struct ProcessCommand: ParsableCommand {
         }
 
         func send(_ signal: ProcessSignals.Signal, _ verb: String) {
-            let signals = ProcessSignals(keys: redis.keys, connection: redis.connect())
+            let connection = redis.connect()
+            let signals = ProcessSignals(keys: redis.keys, connection: connection)
             let targets = all ? SetCommands.run { try signals.live() } : identities
             var missing: [String] = []
             for identity in targets {
                 if SetCommands.run({ try signals.send(signal, to: identity) }) {
+                    CLIAudit.record("\(verb) process \(identity)", keys: redis.keys, connection: connection)
                     print("sent \(verb) to \(identity)")
                 } else {
                     missing.append(identity)

@@ -81,6 +81,7 @@ struct SchedulesCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("schedule \(name) \(why)\n".utf8))
                 throw ExitCode(1)
             }
+            CLIAudit.record("run schedule \(name) now (\(jid))", keys: keys, connection: conn)
             print(jid)
         }
     }
@@ -100,11 +101,12 @@ struct SchedulesCommand: ParsableCommand {
     }
 
     static func setStatus(_ name: String, _ enabled: Bool, _ redis: RedisOptions) throws {
-        let (conn, store, _) = try connect(redis)
+        let (conn, store, keys) = try connect(redis)
         guard try store.setEnabled(name, enabled, on: conn) else {
             FileHandle.standardError.write(Data("no schedule \(name.prefix(200)) in Redis\n".utf8))
             throw ExitCode(1)
         }
+        CLIAudit.record("\(enabled ? "enable" : "disable") schedule \(name)", keys: keys, connection: conn)
         print("\(name) \(enabled ? "enabled" : "disabled")")
     }
 }

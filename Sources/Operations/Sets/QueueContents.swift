@@ -35,6 +35,16 @@ public struct QueueContents {
         return (jobs, depth, items.count > count)
     }
 
+    /// Deletes every ready job of the queue and drops it from `queues` (Sidekiq's `Queue#clear`); returns how many
+    /// jobs were deleted. The jobs get no outcome rows: they never ran.
+    public func clear() throws -> Int {
+        let reply = try connection.command(
+            "EVAL", "local n = redis.call('LLEN', KEYS[1]) redis.call('UNLINK', KEYS[1]) redis.call('SREM', KEYS[2], ARGV[1]) return n", 2,
+            keys.queue(name), keys.queues, name
+        ).check()
+        return reply.int ?? 0
+    }
+
     /// Removes one exact job; false when it was gone (a worker took it).
     public func delete(_ member: [UInt8]) throws -> Bool {
         (try connection.command("LREM", keys.queue(name), 1, member).check().int ?? 0) > 0
@@ -97,6 +107,13 @@ public struct QueuePauses {
     public func resume(_ queue: String) throws -> Bool {
         try Self.check(queue)
         return try connection.command("SREM", keys.pausedQueues, queue).check().int == 1
+    }
+
+    /// The queues anyone has used: those in `queues` (producers add theirs) and those a live process serves.
+    public func known() throws -> Set<String> {
+        var names = Set((try connection.command("SMEMBERS", keys.queues).check().array ?? []).compactMap(\.text))
+        for process in try QueueSnapshot.read(connection, keys: keys).processes { names.formUnion(process.queues) }
+        return names
     }
 
     public func paused() throws -> Set<String> {
