@@ -29,6 +29,7 @@ enum Assets {
         pre { background:var(--card); border:1px solid var(--line); border-radius:6px; padding:.7rem; overflow:auto; white-space:pre-wrap; overflow-wrap:anywhere; }
         pre.error { max-width:none; }
         .muted { color:var(--muted); }
+        td.oneline { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; max-width:28em; }
         progress { width:7em; height:.8em; vertical-align:middle; accent-color:var(--ok); }
         .badge { display:inline-block; min-width:1.4em; padding:0 .35em; border-radius:1em; background:#4b5a6e; color:#fff; font-size:.75rem; text-align:center; }
         h1 .badge { background:var(--muted); vertical-align:middle; }
@@ -58,7 +59,7 @@ enum Assets {
         blockquote { background:var(--card); border-left:4px solid var(--accent); margin:0; padding:.6rem 1rem; }
         .chart { width:100%; height:auto; background:var(--card); border:1px solid var(--line); border-radius:8px; }
         .chart .ok { fill:var(--ok); } .chart .fail { fill:var(--bad); } .chart .none { fill:var(--line); }
-        .chart .axis { stroke:#aab3be; stroke-width:1; } .chart .tick { font-size:10px; fill:var(--muted); } .chart text.fail { fill:var(--bad); }
+        .chart .axis { stroke:#aab3be; stroke-width:1; } .chart .tick { font-size:13px; fill:var(--muted); } .chart text.fail { fill:var(--bad); }
         @media (max-width: 640px) {
           header { padding:.5rem; } .lookup { margin-left:0; width:100%; } .lookup input { flex:1; max-width:none; }
           main { padding:.6rem; } th, td { padding:.35rem .4rem; } .args, .error { max-width:14rem; }

@@ -39,8 +39,8 @@ extension Dashboard {
         if let rate { rateLine = String(format: "Now %.1f processed/s, %.1f failed/s. ", rate.processed, rate.failed) + rateLine }
         var context: [String: Any] = [
             "cards": cards,
-            "minuteChart": Charts.bars(minutes, title: "Processed (green) and failed (red) per minute, last hour"),
-            "dayChart": Charts.bars(days, title: "Processed (green) and failed (red) per day, last 30 days", labelEvery: 5),
+            "minuteChart": Charts.bars(minutes, title: "Processed (green) and failed (red) per minute, last hour", unit: "jobs/min"),
+            "dayChart": Charts.bars(days, title: "Processed (green) and failed (red) per day, last 30 days", unit: "jobs/day", labelEvery: 5),
             "rateLine": rateLine,
             "queues": snapshot.queues.prefix(1000).map(queueRow),
         ]
@@ -99,8 +99,11 @@ extension Dashboard {
             }
         }
         if database == nil { note = "Set DATABASE_URL to see each queue's rate (from conveyor.job_results)." }
+        // The queues some live process fetches from: the others' jobs wait for nobody.
+        let served = Set(snapshot.processes.flatMap(\.queues))
         let rows = snapshot.queues.prefix(1000).map { q -> [String: Any] in
             var row = queueRow(q)
+            row["unserved"] = !served.contains(q.name)
             if let r = rates[q.name] { row["rate"] = String(format: "%.1f", Double(r.succeeded + r.dead) / 5) } else { row["rate"] = database == nil ? "-" : "0" }
             return row
         }
@@ -242,8 +245,8 @@ extension Dashboard {
             let error = e.errorClass.map { "\($0): \(e.errorMessage ?? "")" } ?? ""
             return [
                 "jid": Format.cut(e.jid ?? "(not a job)"), "jobClass": Format.cut(e.jobClass ?? "-"), "queue": Format.cut(e.queue ?? "-"),
-                "when": Format.ago(when, now: now), "attempts": Format.attempts(e.retryCount) ?? "1",
-                "error": Format.cut(error),
+                "when": Format.ago(when, now: now), "at": Format.time(when), "attempts": Format.attempts(e.retryCount) ?? "1",
+                "error": Format.line(error, 140), "args": Format.line(Format.args(e.job, limit: 120), 120),
                 "href": base + "/job?" + FormCoding.query([("jid", e.jid), ("score", String(e.score))]),
                 "one": "\(e.jid ?? "") \(String(e.score))",
             ]
@@ -259,7 +262,7 @@ extension Dashboard {
         }
         var context: [String: Any] = [
             "title": set.title, "base": base, "total": Format.count(result.total), "empty": result.total == 0, "entries": entries, "filter": filterValues,
-            "filtered": filtered, "retryLabel": set.retryLabel, "whenLabel": set == .dead ? "Died" : "Runs",
+            "filtered": filtered, "retryLabel": set.retryLabel, "whenLabel": set == .dead ? "Died" : "Runs", "failures": set != .scheduled,
             "matching": filtered ? "matching" : "",
             "hidden": query.compactMap { name, value in value.map { ["name": name, "value": $0] } },
             "range": range,
@@ -293,7 +296,17 @@ extension Dashboard {
         if set != .dead, JobCancellation.isPlausibleJID(jid) {
             context["cancel"] = ["jid": jid, "back": set == .scheduled ? "scheduled" : "retry"]
         }
-        if let ec = entry.errorClass { context["error"] = Format.cut("\(ec): \(entry.errorMessage ?? "")", 4096) }
+        if let ec = entry.errorClass {
+            context["error"] = Format.cut("\(ec): \(entry.errorMessage ?? "")", 70_000)
+            if set == .dead {
+                let runs = Format.attempts(entry.retryCount) ?? "1"
+                context["errorNote"] = entry.job?["error_permanent"]?.boolValue == true
+                    ? "A permanent error: the job was not retried (it failed the same way whatever the attempt)."
+                    : "Its retries were used up after \(runs) run\(runs == "1" ? "" : "s")."
+            } else if set == .retry {
+                context["errorNote"] = "A transient error: it runs again at its retry time."
+            }
+        }
         if let bt = entry.job?["error_backtrace"], !bt.isNull { context["backtrace"] = Format.cut(bt.stringValue ?? bt.text, 8192) }
         if let row = try? await postgres({ try JobResultQueries.byJID(jid, on: $0) }), let row {
             context["result"] = Self.resultFacts(row)

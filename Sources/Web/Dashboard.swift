@@ -361,6 +361,11 @@ enum Format {
         return String(text.prefix(limit)) + "…"
     }
 
+    /// `text` on one line (line breaks and tabs as spaces), cut to `limit` characters: set pages show one line per job.
+    static func line(_ text: String, _ limit: Int) -> String {
+        cut(String(text.prefix(limit + 1).map { $0.isNewline || $0 == "\t" ? " " : $0 }), limit)
+    }
+
     /// A job's arguments on one line, cut to `limit` characters (escaped by the template).
     static func args(_ job: JSONObject?, limit: Int = 160) -> String {
         guard let args = job?["args"] else { return "" }

@@ -66,12 +66,12 @@ enum Templates {
 
     static let queues = """
         <h1>Queues</h1>
-        <div class="scroll"><table>
+        <div class="scroll"><table class="cards">
         <thead><tr><th>Queue</th><th class="num">Depth</th><th class="num">Latency</th><th class="num">Finished/min</th><th>State</th><th></th></tr></thead>
         <tbody>
         {{#queues}}<tr>
-        <td><a href="{{href}}">{{name}}</a></td><td class="num">{{depth}}</td><td class="num">{{latency}}</td><td class="num">{{rate}}</td>
-        <td>{{#paused}}<span class="tag warn">paused</span>{{/paused}}{{^paused}}running{{/paused}}</td>
+        <td><a href="{{href}}">{{name}}</a></td><td class="num" data-label="Depth">{{depth}}</td><td class="num" data-label="Latency">{{latency}}</td><td class="num" data-label="Finished/min">{{rate}}</td>
+        <td data-label="State">{{#paused}}<span class="tag warn">paused</span>{{/paused}}{{^paused}}{{#unserved}}<span class="tag bad" title="no live worker process fetches from this queue">no worker</span>{{/unserved}}{{^unserved}}running{{/unserved}}{{/paused}}</td>
         <td>{{#actions}}<form method="post" action="{{href}}/{{#paused}}resume{{/paused}}{{^paused}}pause{{/paused}}"><input type="hidden" name="csrf" value="{{csrf}}"><button class="{{#paused}}primary{{/paused}}">{{#paused}}Resume{{/paused}}{{^paused}}Pause{{/paused}}</button></form>{{/actions}}</td>
         </tr>{{/queues}}
         {{^queues}}<tr><td colspan="6" class="muted">No queues yet.</td></tr>{{/queues}}
@@ -136,12 +136,12 @@ enum Templates {
         <button name="scope" value="all" formaction="{{base}}/delete" class="danger"{{#empty}} disabled{{/empty}}>Delete all {{matching}}</button>
         </div>{{/actions}}
         <div class="scroll"><table class="cards">
-        <thead><tr>{{#actions}}<th><input type="checkbox" class="select-all" aria-label="Select all"></th>{{/actions}}<th>JID</th><th>Class</th><th>Queue</th><th>{{whenLabel}}</th><th class="num">Attempts</th><th>Error</th>{{#actions}}<th></th>{{/actions}}</tr></thead>
+        <thead><tr>{{#actions}}<th><input type="checkbox" class="select-all" aria-label="Select all"></th>{{/actions}}<th>JID</th><th>Class</th><th>Queue</th><th>{{whenLabel}}</th><th>Arguments</th>{{#failures}}<th class="num">Attempts</th><th>Error</th>{{/failures}}{{#actions}}<th></th>{{/actions}}</tr></thead>
         <tbody>
         {{#entries}}<tr>{{#actions}}<td><input type="checkbox" name="jid" value="{{jid}}" aria-label="Select {{jid}}"></td>{{/actions}}
-        <td class="mono"><a href="{{href}}">{{jid}}</a></td><td data-label="Class">{{jobClass}}</td><td data-label="Queue">{{queue}}</td><td data-label="{{whenLabel}}">{{when}}</td><td class="num" data-label="Attempts">{{attempts}}</td><td class="error">{{error}}</td>
+        <td class="mono"><a href="{{href}}">{{jid}}</a></td><td data-label="Class">{{jobClass}}</td><td data-label="Queue">{{queue}}</td><td data-label="{{whenLabel}}"><span title="{{at}}">{{at}}</span> <span class="muted">({{when}})</span></td><td class="args mono" data-label="Arguments">{{args}}</td>{{#failures}}<td class="num" data-label="Attempts">{{attempts}}</td><td class="error oneline">{{error}}</td>{{/failures}}
         {{#actions}}<td class="row-actions"><button name="one" value="{{one}}" formaction="{{base}}/retry">{{retryLabel}}</button><button name="one" value="{{one}}" formaction="{{base}}/delete" class="danger">Delete</button></td>{{/actions}}</tr>{{/entries}}
-        {{^entries}}<tr><td colspan="8" class="muted">No jobs{{#filtered}} match{{/filtered}}.</td></tr>{{/entries}}
+        {{^entries}}<tr><td colspan="9" class="muted">No jobs{{#filtered}} match{{/filtered}}.</td></tr>{{/entries}}
         </tbody></table></div>
         </form>
         <nav class="pager">{{#prev}}<a href="{{prev}}">{{#filtered}}← Newest{{/filtered}}{{^filtered}}← Newer{{/filtered}}</a>{{/prev}} <span>{{range}}</span> {{#next}}<a href="{{next}}">{{#filtered}}Look further →{{/filtered}}{{^filtered}}Older →{{/filtered}}</a>{{/next}}</nav>
@@ -153,7 +153,7 @@ enum Templates {
         <dl class="facts">
         {{#facts}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/facts}}
         </dl>
-        {{#error}}<h2>Error</h2><pre class="error">{{error}}</pre>{{/error}}
+        {{#error}}<h2>Error</h2>{{#errorNote}}<p class="muted">{{errorNote}}</p>{{/errorNote}}<pre class="error">{{error}}</pre>{{/error}}
         {{#backtrace}}<h2>Backtrace</h2><pre>{{backtrace}}</pre>{{/backtrace}}
         <h2>Arguments</h2>
         <pre>{{args}}</pre>

@@ -37,6 +37,18 @@ import Testing
         #expect(JobTransitions.failed(four, failure: .transient("Boom", "x"), policy: .default, now: 0).destination != .dead)
     }
 
+    @Test func aPermanentFailureIsMarkedSoPagesCanSaySo() throws {
+        let job = try Job(raw: Array(#"{"class":"noop","args":[],"jid":"a","retry":5}"#.utf8))
+        let (dead, destination) = JobTransitions.failed(job, failure: .permanent("InvalidArguments", "x"), policy: .default, now: 0)
+        #expect(destination == .dead)
+        #expect(dead["error_permanent"] == .bool(true))
+        let (retried, _) = JobTransitions.failed(job, failure: .transient("Boom", "x"), policy: .default, now: 0)
+        #expect(retried["error_permanent"] == nil)
+        // A job that failed permanently once and transiently later loses the mark.
+        let marked = try Job(raw: Array(#"{"class":"noop","args":[],"jid":"a","retry":5,"error_permanent":true}"#.utf8))
+        #expect(JobTransitions.failed(marked, failure: .transient("Boom", "x"), policy: .default, now: 0).payload["error_permanent"] == nil)
+    }
+
     @Test func quarantineKeepsTheBytes() {
         let failure = JobFailure.permanent("MalformedJob", "nope")
         let text = JobTransitions.quarantined(raw: Array("{oops".utf8), queue: "q", failure: failure, now: 1)

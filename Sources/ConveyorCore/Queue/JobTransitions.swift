@@ -23,6 +23,8 @@ public enum JobTransitions {
         } else {
             payload["retried_at"] = JobTime.value(now, like: payload)
         }
+        // Whether it died of a permanent error (no retry could help) rather than of used-up retries: pages say so.
+        payload["error_permanent"] = failure.isPermanent ? .bool(true) : nil
         if failure.isPermanent || failures >= maxAttempts || failures - 1 >= lastRetryCount {
             return (payload, .dead)
         }
