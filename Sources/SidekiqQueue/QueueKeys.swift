@@ -54,7 +54,7 @@ public struct QueueKeys: Sendable, Equatable {
     public func heartbeat(_ identity: String) -> String { prefix + "conveyor:heartbeat:" + identity }
     /// Lock held while one process reaps another's in-flight list.
     public func reapLock(_ identity: String) -> String { prefix + "conveyor:reap:" + identity }
-    /// SET of paused queue names (`conveyor queue pause NAME`): workers stop fetching from them within a second.
+    /// SET of paused queue names (`conveyor queue pause NAME`): workers stop fetching from them at once.
     public var pausedQueues: String { prefix + "conveyor:paused-queues" }
     /// HASH Sidekiq 7.3's `cancel!` sets `cancelled` (Unix seconds) in, for 30 days: `it-<jid>`. Running jobs
     /// with it are stopped; `conveyor cancel` sets it too.

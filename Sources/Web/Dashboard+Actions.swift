@@ -18,7 +18,7 @@ extension Dashboard {
             }
             bulk.record(who: v.who, "\(verb) queue \(name)", metadata: ["queue": "\(name)"])
             let message = verb == "pause"
-                ? (changed ? "Paused \(name): workers stop fetching from it within a second." : "\(name) was already paused.")
+                ? (changed ? "Paused \(name): workers fetch nothing more from it." : "\(name) was already paused.")
                 : (changed ? "Resumed \(name)." : "\(name) was not paused.")
             let target = request.headers["referer"].flatMap { $0.hasSuffix("/queues") ? "/queues" : nil } ?? back
             return redirect(target, flash: message, v)

@@ -72,8 +72,8 @@ struct ConfigCommand: ParsableCommand {
                         + value.padding(toLength: max(valueWidth, value.count), withPad: " ", startingAt: 0) + "  " + r.source.label)
             }
         }
-        for warning in reader.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
-        for problem in reader.problems { FileHandle.standardError.write(Data("error: \(problem)\n".utf8)) }
+        for warning in reader.warnings { FileHandle.standardError.write(Data("conveyor: warning: \(warning)\n".utf8)) }
+        for problem in reader.problems { FileHandle.standardError.write(Data("conveyor: error: \(problem)\n".utf8)) }
         if !reader.problems.isEmpty { throw ExitCode(64) }
     }
 

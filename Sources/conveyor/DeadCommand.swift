@@ -107,23 +107,29 @@ struct MoveOptions: ParsableArguments {
 /// Shared implementation of `dead ...` and `retry ...`.
 enum SetCommands {
     static func list(_ set: JobSetName, _ redis: RedisOptions, _ filter: SetFilterOptions, json: Bool) {
-        let entries = run { try JobSet(set, keys: redis.keys, connection: redis.connect()).list(filter.filter()) }
+        let f = filter.filter()
+        let entries = run { try JobSet(set, keys: redis.keys, connection: redis.connect()).list(f) }
+        // Every set command exits 4 when the jids it was given matched nothing.
+        let unknownJIDs = !f.jids.isEmpty && entries.isEmpty
         if json {
             var o = JSONObject()
             o["set"] = .string(set.rawValue)
             o["count"] = JSONValue(entries.count)
             o["jobs"] = .array(entries.map(\.summary))
             print(JSONValue.object(o).text)
+            if unknownJIDs { exit(OperatorExit.notFound.rawValue) }
             return
         }
+        if unknownJIDs { OperatorExit.fail("no job \(f.jids.joined(separator: ", ")) in \(set.rawValue)", code: .notFound) }
         if entries.isEmpty {
             print("no jobs in \(set.rawValue) match")
             return
         }
-        print(pad("JID", 26) + pad("CLASS", 24) + pad("QUEUE", 12) + pad(set == .dead ? "DIED" : "NEXT RUN", 22) + "ERROR")
+        print(pad("JID", 26) + pad("CLASS", 24) + pad("QUEUE", 12) + pad(set == .dead ? "DIED" : set == .scheduled ? "DUE" : "NEXT RUN", 22)
+              + (set == .scheduled ? "ARGUMENTS" : "ERROR"))
         for e in entries {
             let when = set == .dead ? (e.failedAt ?? e.score) : e.score
-            let error = "\(e.errorClass ?? "?"): \(e.errorMessage ?? "")"
+            let error = set == .scheduled ? (e.job?["args"]?.text ?? "") : "\(e.errorClass ?? "?"): \(e.errorMessage ?? "")"
             print(pad(e.jid ?? "(not a job)", 26) + pad(e.jobClass ?? "-", 24) + pad(e.queue ?? "-", 12) + pad(iso(when), 22) + String(error.prefix(80)))
         }
     }
@@ -167,9 +173,11 @@ enum SetCommands {
                 "\(delete ? "delete" : "replay") \(set.rawValue) jobs: \(report.jids.count) of \(report.matched) matching\(filter.isEmpty ? " (all)" : "")",
                 keys: redis.keys, connection: connection)
         }
-        if !filter.jids.isEmpty && report.matched == 0 && !json {
+        let unknownJIDs = !filter.jids.isEmpty && report.matched == 0
+        if unknownJIDs && !json {
             OperatorExit.fail("no job \(filter.jids.joined(separator: ", ")) in \(set.rawValue)", code: .notFound)
         }
+        defer { if unknownJIDs { exit(OperatorExit.notFound.rawValue) } }
         let done = report.jids
         let (skipped, unreplayable) = (report.skipped, report.unreplayable)
         if json {
@@ -186,11 +194,11 @@ enum SetCommands {
         } else if dryRun {
             let entries = run { try jobSet.list(filter) }
             for e in entries { print("would \(delete ? "delete" : "replay")  \(e.jid ?? "(not a job)")  \(e.jobClass ?? "-")  \(e.queue ?? "-")") }
-            print("\(report.matched) jobs match (dry run: nothing changed)")
+            print("\(Self.jobs(report.matched)) match\(report.matched == 1 ? "es" : "") (dry run: nothing changed)")
         } else {
-            var line = "\(delete ? "deleted" : "replayed") \(done.count) of \(report.matched) matching jobs from \(set.rawValue)"
-            if skipped > 0 { line += "; \(skipped) were already gone (taken by a worker or another command)" }
-            if unreplayable > 0 { line += "; \(unreplayable) are not jobs and were left (delete them)" }
+            var line = "\(delete ? "deleted" : "replayed") \(done.count) of \(report.matched) matching job\(report.matched == 1 ? "" : "s") from \(set.rawValue)"
+            if skipped > 0 { line += "; \(skipped) \(skipped == 1 ? "was" : "were") already gone (taken by a worker or another command)" }
+            if unreplayable > 0 { line += "; \(unreplayable) \(unreplayable == 1 ? "is not a job and was" : "are not jobs and were") left (delete \(unreplayable == 1 ? "it" : "them"))" }
             print(line)
         }
     }
@@ -205,6 +213,9 @@ enum SetCommands {
             OperatorExit.fail("\(error)", code: .failed)
         }
     }
+
+    /// `1 job`, `2 jobs`.
+    static func jobs(_ n: Int) -> String { "\(n) job\(n == 1 ? "" : "s")" }
 
     static func pad(_ s: String, _ width: Int) -> String {
         s.count >= width ? String(s.prefix(width - 1)) + " " : s + String(repeating: " ", count: width - s.count)

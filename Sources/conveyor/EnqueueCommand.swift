@@ -104,7 +104,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         guard case .object(let arguments) = value else { throw ValidationError("--args must be a JSON object") }
         let known = Composition.classQueues[jobClass]
         if known == nil {
-            FileHandle.standardError.write(Data("warning: this build has no handler for \(jobClass); enqueuing anyway\n".utf8))
+            FileHandle.standardError.write(Data("conveyor: warning: this build has no handler for \(jobClass); enqueuing anyway\n".utf8))
         }
         var runAt: Double?
         if let delay { runAt = JobTime.now() + delay.seconds }
@@ -123,7 +123,7 @@ struct EnqueueCommand: AsyncParsableCommand {
             payload["unique_until"] = .string(unique.until.rawValue)
             let locks = RedisUniqueLocks(redis: thread, keys: client.keys)
             if let holder = try await locks.push(payload, unique: unique, jobClass: jobClass, queue: queue, arguments: arguments) {
-                FileHandle.standardError.write(Data("duplicate: a \(jobClass) job with this unique key is held by \(holder); not pushed\n".utf8))
+                FileHandle.standardError.write(Data("conveyor: duplicate: a \(jobClass) job with this unique key is held by \(holder); not pushed\n".utf8))
                 throw ExitCode(Self.duplicateExitCode)
             }
             print(payload["jid"]!.stringValue!)

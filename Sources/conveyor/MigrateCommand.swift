@@ -33,18 +33,18 @@ struct MigrateCommand: ParsableCommand {
         let database = Set([OperationsSettings.databaseUrl.name])
         let problems = zip(settings.problems, settings.problemSettingsByProblem).filter { $0.1 == nil || database.contains($0.1!) }.map(\.0)
         if !problems.isEmpty {
-            for problem in problems { FileHandle.standardError.write(Data("conveyor migrate: \(problem)\n".utf8)) }
+            for problem in problems { FileHandle.standardError.write(Data("conveyor: \(problem)\n".utf8)) }
             throw ExitCode(64)
         }
         guard let url = settings.text(OperationsSettings.databaseUrl) else {
-            FileHandle.standardError.write(Data("conveyor migrate: set DATABASE_URL or pass --database-url\n".utf8))
+            FileHandle.standardError.write(Data("conveyor: set DATABASE_URL or pass --database-url\n".utf8))
             throw ExitCode(64)
         }
         let connection: PostgresConnection
         do {
             connection = try PostgresConnection(url: url)
         } catch {
-            FileHandle.standardError.write(Data("conveyor migrate: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("conveyor: \(error)\n".utf8))
             throw ExitCode(3)
         }
         do {
@@ -72,10 +72,10 @@ struct MigrateCommand: ParsableCommand {
                 for m in report.applied { print("applied  \(m.component) \(m.version) \(m.name)") }
             }
         } catch let error as PostgresError where error.isConnectionError {
-            FileHandle.standardError.write(Data("conveyor migrate: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("conveyor: \(error)\n".utf8))
             throw ExitCode(3)
         } catch {
-            FileHandle.standardError.write(Data("conveyor migrate: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("conveyor: \(error)\n".utf8))
             throw ExitCode(1)
         }
     }

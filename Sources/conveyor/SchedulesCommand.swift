@@ -12,7 +12,7 @@ struct SchedulesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schedules",
         abstract: "The config file's periodic jobs as workers wrote them into Redis (sidekiq-cron's layout).",
-        discussion: "Exit codes: 0 done, 1 no such schedule or failed, 3 Redis unreachable, 64 usage.",
+        discussion: "Exit codes: 0 done, 1 failed, 3 Redis unreachable, 4 no such schedule, 64 bad usage.",
         subcommands: [List.self, Run.self, Enable.self, Disable.self])
 
     static func connect(_ redis: RedisOptions) throws -> (RedisConnection, ScheduleStore, QueueKeys) {
@@ -21,7 +21,7 @@ struct SchedulesCommand: ParsableCommand {
         do {
             return (try RedisConnection(endpoint), ScheduleStore(prefix: keys.prefix), keys)
         } catch {
-            FileHandle.standardError.write(Data("Redis \(endpoint): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("conveyor: Redis \(endpoint): \(error)\n".utf8))
             throw ExitCode(3)
         }
     }
@@ -68,8 +68,8 @@ struct SchedulesCommand: ParsableCommand {
         func run() throws {
             let (conn, store, keys) = try SchedulesCommand.connect(redis)
             guard let schedule = try store.schedule(name, on: conn) else {
-                FileHandle.standardError.write(Data("no schedule \(name.prefix(200)) in Redis\n".utf8))
-                throw ExitCode(1)
+                FileHandle.standardError.write(Data("conveyor: no schedule \(name.prefix(200)) in Redis\n".utf8))
+                throw ExitCode(4)
             }
             guard !keys.cluster else { throw ValidationError("schedules are not supported on a Redis Cluster") }
             let now = Date().timeIntervalSince1970
@@ -78,7 +78,7 @@ struct SchedulesCommand: ParsableCommand {
                 force: true)
             guard case .pushed(let jid) = result else {
                 let why = result == .disabled ? "is no longer in Redis" : "already ran this second"
-                FileHandle.standardError.write(Data("schedule \(name) \(why)\n".utf8))
+                FileHandle.standardError.write(Data("conveyor: schedule \(name) \(why)\n".utf8))
                 throw ExitCode(1)
             }
             CLIAudit.record("run schedule \(name) now (\(jid))", keys: keys, connection: conn)
@@ -103,8 +103,8 @@ struct SchedulesCommand: ParsableCommand {
     static func setStatus(_ name: String, _ enabled: Bool, _ redis: RedisOptions) throws {
         let (conn, store, keys) = try connect(redis)
         guard try store.setEnabled(name, enabled, on: conn) else {
-            FileHandle.standardError.write(Data("no schedule \(name.prefix(200)) in Redis\n".utf8))
-            throw ExitCode(1)
+            FileHandle.standardError.write(Data("conveyor: no schedule \(name.prefix(200)) in Redis\n".utf8))
+            throw ExitCode(4)
         }
         CLIAudit.record("\(enabled ? "enable" : "disable") schedule \(name)", keys: keys, connection: conn)
         print("\(name) \(enabled ? "enabled" : "disabled")")

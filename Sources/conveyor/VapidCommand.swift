@@ -31,7 +31,7 @@ struct VapidCommand: ParsableCommand {
             if let out {
                 let descriptor = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
                 guard descriptor >= 0 else {
-                    FileHandle.standardError.write(Data("conveyor vapid generate: cannot create \(out): \(String(cString: strerror(errno)))\n".utf8))
+                    FileHandle.standardError.write(Data("conveyor: cannot create \(out): \(String(cString: strerror(errno)))\n".utf8))
                     throw ExitCode(73)
                 }
                 let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)

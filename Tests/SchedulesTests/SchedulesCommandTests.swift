@@ -45,7 +45,7 @@ struct SchedulesCommandTests {
         #expect(try Self.conveyor(["schedules", "enable", "nightly"] + base).0 == 0)
         #expect(try store.info("nightly", on: redis)["status"] == "enabled")
         let missing = try Self.conveyor(["schedules", "run", "no-such"] + base)
-        #expect(missing.0 == 1 && missing.2.contains("no schedule no-such"))
+        #expect(missing.0 == 4 && missing.2.contains("conveyor: no schedule no-such"))
         try store.sync([], on: redis)
         _ = try redis.command("DEL", ns + ":queue:cli", ns + ":queues")
     }
