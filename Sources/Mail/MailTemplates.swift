@@ -3,7 +3,9 @@ public import Foundation
 import Mustache
 
 /// Templates rendered with Mustache from a folder: `<folder>/<template>/<locale>.subject.mustache`,
-/// `<locale>.text.mustache` and `<locale>.html.mustache`.
+/// `<locale>.text.mustache` and `<locale>.html.mustache`, and optionally `<folder>/<template>/variables`: the `data`
+/// fields the template needs, one per line (`#` starts a comment). A job whose `data` lacks one of them (absent,
+/// null or empty) fails as `InvalidArguments` naming it, before anything is rendered or sent.
 ///
 /// Values are HTML-escaped in the HTML part only; the subject and text part render data as is (a CR or LF that
 /// reaches the subject is refused later as `HeaderInjection`). A missing locale falls back to its language
@@ -13,6 +15,7 @@ public final class MailTemplates: @unchecked Sendable {
     public let defaultLocale: String
     private let lock = NSLock()
     private var cache: [String: MustacheTemplate] = [:]
+    private var declared: [String: [String]] = [:]
 
     public init(folder: URL, defaultLocale: String = "en") {
         self.folder = folder
@@ -35,6 +38,17 @@ public final class MailTemplates: @unchecked Sendable {
         guard MailTemplates.isLocale(locale) else {
             throw .invalidArguments("locale \(locale.debugDescription) is not a language tag such as en or pt-BR")
         }
+        let missing = try variables(template).filter { name in
+            switch data[name] {
+            case nil, .null?: return true
+            case .string(let s)?: return s.isEmpty
+            default: return false
+            }
+        }
+        if !missing.isEmpty {
+            throw .invalidArguments(
+                "mail template \(template) needs data.\(missing.joined(separator: ", data.")); nothing was sent")
+        }
         var candidates = [locale]
         if let dash = locale.firstIndex(of: "-") { candidates.append(String(locale[..<dash])) }
         candidates.append(defaultLocale)
@@ -49,6 +63,29 @@ public final class MailTemplates: @unchecked Sendable {
         }
         throw .templateMissing(
             "mail template \(template) has no subject, text and html files for locale \(locale) (tried \(candidates.joined(separator: ", "))) in \(folder.path) (\(MailSettings.mailTemplates.name))")
+    }
+
+    /// The fields `<template>/variables` declares (none when there is no such file); read once.
+    func variables(_ template: String) throws(JobFailure) -> [String] {
+        lock.lock()
+        if let known = declared[template] { lock.unlock(); return known }
+        lock.unlock()
+        let url = folder.appendingPathComponent(template).appendingPathComponent("variables")
+        var names: [String] = []
+        if let text = try? String(contentsOf: url, encoding: .utf8) {
+            for line in text.split(whereSeparator: \.isNewline) {
+                let name = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0].trimmingCharacters(in: .whitespaces)
+                guard !name.isEmpty else { continue }
+                guard name.count <= 64, name.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }) else {
+                    throw .permanent(.templateInvalid, "mail template \(template): variables lists \(name.prefix(64).debugDescription), not a field name")
+                }
+                names.append(name)
+            }
+        }
+        lock.lock()
+        declared[template] = names
+        lock.unlock()
+        return names
     }
 
     private func load(_ template: String, _ locale: String, _ part: String) throws(JobFailure) -> MustacheTemplate? {

@@ -25,7 +25,17 @@ public struct SummaryRequest: Sendable, Equatable {
         if let unknown = job.arguments.keys.first(where: { !known.contains($0) }) {
             throw .invalidArguments("llm.summarize jid=\(job.jid): unknown argument \(unknown.debugDescription); allowed: post_id, title, body, comments, max_words")
         }
-        let postID = try job.string("post_id")
+        // A string, or an integer as many APIs' ids are (`42` is post "42"); any other number is refused.
+        let postID: String
+        switch job.arguments["post_id"] {
+        case .number?:
+            guard let n = job.arguments["post_id"]?.intValue else {
+                throw .invalidArguments("llm.summarize: post_id must be a string or a whole number, got \(job.arguments["post_id"]!.text.prefix(40))")
+            }
+            postID = String(n)
+        default:
+            postID = try job.string("post_id")
+        }
         guard !postID.isEmpty, postID.utf8.count <= 200 else {
             throw .invalidArguments("llm.summarize jid=\(job.jid): post_id must be 1 to 200 bytes")
         }

@@ -106,6 +106,24 @@ import Testing
         #expect(try sink.messages().count == 1)
     }
 
+    /// A template's `variables` file: a job without one of them fails before anything is sent (a password reset
+    /// without its link is refused, not mailed).
+    @Test func aMissingTemplateVariableFailsBeforeAnythingIsSent() async throws {
+        let folder = try temporaryFolder("variables")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let handler = EmailSendHandler(configuration: try configuration(outbox: folder), transport: OutboxTransport(folder: folder), ledger: InMemoryMailLedger())
+        for data: JSONValue in [.object(JSONObject()), ["name": "A", "product": "Acme", "reset_url": "", "expires_minutes": 30],
+                                ["name": "A", "product": "Acme", "reset_url": .null, "expires_minutes": 30]] {
+            var arguments = JSONObject([("template", "password_reset"), ("to", "alice@example.net"), ("data", data)])
+            if data.objectValue?.isEmpty == true { arguments["data"] = nil }
+            let failure = await #expect(throws: JobFailure.self) { try await handler.perform(job(arguments)) }
+            #expect(failure?.errorClass == "InvalidArguments" && failure?.isPermanent == true)
+            #expect(failure?.message.contains("data.reset_url") == true, "\(String(describing: failure))")
+        }
+        let written = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".eml") }
+        #expect(written.isEmpty, "nothing was sent: \(written)")
+    }
+
     /// `email.send` has no numeric argument of its own; numbers anywhere (data, or where a string belongs) must give
     /// a clean permanent error or a sent message, never a trap.
     @Test func extremeNumbersInEveryArgument() async throws {

@@ -375,7 +375,9 @@ struct CacheTests {
 
     @Test(arguments: [
         JSONObject([("title", "x"), ("body", "y")]),
-        JSONObject([("post_id", 7), ("body", "y")]),
+        JSONObject([("post_id", .number("7.5")), ("body", "y")]),
+        JSONObject([("post_id", .number("1e400")), ("body", "y")]),
+        JSONObject([("post_id", .bool(true)), ("body", "y")]),
         JSONObject([("post_id", "p"), ("body", "  ")]),
         JSONObject([("post_id", "p"), ("body", "y"), ("comments", "nope")]),
         JSONObject([("post_id", "p"), ("body", "y"), ("max_words", 5000)]),
@@ -385,6 +387,14 @@ struct CacheTests {
         let handler = SummarizeHandler(summarizer: try summarizer([:]), store: nil)
         let error = await #expect(throws: JobFailure.self) { try await handler.perform(job(arguments)) }
         #expect(error?.errorClass == "InvalidArguments" && error?.isPermanent == true)
+    }
+
+    @Test func anIntegerPostIDIsItsDecimalText() async throws {
+        let handler = SummarizeHandler(summarizer: try summarizer([:]), store: nil)
+        for (value, stored) in [(JSONValue(7), "7"), (.number("42.0"), "42"), (.number("-3"), "-3")] {
+            let result = try await handler.perform(job(JSONObject([("post_id", value), ("body", "A body worth a summary.")])))
+            #expect(result["post_id"]?.stringValue == stored, "\(value.text)")
+        }
     }
 }
 

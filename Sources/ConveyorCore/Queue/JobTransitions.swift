@@ -17,7 +17,7 @@ public enum JobTransitions {
         let lastRetryCount = JobEnvelope.retryCountRange.upperBound
         payload["retry_count"] = JSONValue(min(failures - 1, lastRetryCount))
         payload["error_class"] = .string(errorClassField(failure.errorClass))
-        payload["error_message"] = .string(truncated(failure.message))
+        payload["error_message"] = .string(truncated(StoredErrorMessage.clean(failure.message, jid: job.jid)))
         if payload["failed_at"] == nil {
             payload["failed_at"] = JobTime.value(now, like: payload)
         } else {

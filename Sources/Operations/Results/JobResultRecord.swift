@@ -52,7 +52,7 @@ public struct JobResultRecord: Sendable, Equatable {
             jid: outcome.jid, jobClass: outcome.jobClass, queue: outcome.queue, status: status,
             attempts: outcome.attempts, result: outcome.status == .succeeded ? outcome.result?.text : nil,
             errorClass: outcome.failure?.errorClass,
-            errorMessage: outcome.failure.map { String($0.message.prefix(Self.maximumErrorMessageLength)) },
+            errorMessage: outcome.failure.map { String(StoredErrorMessage.clean($0.message, jid: outcome.jid).prefix(Self.maximumErrorMessageLength)) },
             correlationKey: Self.correlationKey(of: outcome.payload), enqueuedAt: outcome.enqueuedAt,
             startedAt: outcome.startedAt, finishedAt: outcome.finishedAt)
     }
