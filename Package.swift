@@ -71,7 +71,7 @@ let package = Package(
         // The queue backend over BullMQ's keys, running BullMQ's own Lua scripts from the pinned `bullmq` package.
         .target(
             name: "BullMQQueue",
-            dependencies: ["ConveyorCore", "Redis", "Digest", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ConveyorCore", "Redis", "Digest", "Schedules", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
 
         // Periodic jobs: cron lines with zones, the file's schedules in sidekiq-cron's Redis layout, claim-and-push per tick.

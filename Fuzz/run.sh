@@ -10,7 +10,7 @@ sources=(
   Fuzz/EnvelopeFuzz.swift
   "$core"/JSON/JSONValue.swift "$core"/JSON/JSONValue+Parsing.swift "$core"/JSON/JSONValue+Serialization.swift
   "$core"/Queue/Job.swift "$core"/Queue/DeliveryReceipt.swift "$core"/Queue/JobTransitions.swift "$core"/Queue/RetryPolicy.swift
-  "$core"/Handlers/JobFailure.swift "$core"/Handlers/ErrorClass.swift "$core"/Numbers/Saturating.swift
+  "$core"/Handlers/JobFailure.swift "$core"/Handlers/ErrorClass.swift "$core"/Handlers/StoredErrorMessage.swift "$core"/Numbers/Saturating.swift
 )
 out=.build/fuzz
 mkdir -p "$out"

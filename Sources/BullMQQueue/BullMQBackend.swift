@@ -2,6 +2,7 @@ public import ConveyorCore
 import Digest
 import Foundation
 public import Logging
+import Schedules
 public import Redis
 import Synchronization
 
@@ -157,6 +158,19 @@ public final class BullMQBackend: QueueBackend {
         state.withLock { s in s.held[jid]?.result = value }
     }
 
+    /// BullMQ's own progress for a job this process holds: `updateProgress` (the job hash's `progress` field and a
+    /// `progress` event on the queue's stream, what `job.progress`, QueueEvents and bull-board read), with the percent
+    /// as a number; the detail stays in Conveyor's hash. False when `jid` is not a BullMQ job held here.
+    public func writeBullMQProgress(jid: String, fields: [(String, String)]) async throws -> Bool {
+        guard let held = state.withLock({ $0.held[jid] }) else { return false }
+        guard let text = fields.first(where: { $0.0 == "progress" })?.1, let percent = Double(text), percent.isFinite else { return true }
+        let command = scripts.command(
+            .updateProgress, keys: [held.keys.job(held.id), held.keys.events, held.keys.meta], arguments: [held.id, JSONValue(percent).text])
+        let scripts = scripts
+        _ = try await lockRedis.run { connection in try scripts.pipeline([command], on: connection)[0].check() }
+        return true
+    }
+
     /// Whether `jid` is a BullMQ job this backend holds.
     public func holds(jid: String) -> Bool { state.withLock { $0.held[jid] != nil } }
 
@@ -230,9 +244,9 @@ public final class BullMQBackend: QueueBackend {
         } else if let scheduler = fields["rjk"].map({ String(decoding: $0, as: UTF8.self) }),
             unadvancedSchedulers.withLock({ $0.insert("\(keys.queue)\u{0}\(scheduler)").inserted })
         {
-            // BullMQ's worker creates a scheduler's next iteration when it takes the current one; this one does not yet.
-            logger.error(
-                "a BullMQ job scheduler's job was taken by Conveyor, which does not create its next iteration: keep a BullMQ (Node or Python) worker on this queue or the schedule stops",
+            // Past its limit or end date, or a cron pattern this worker cannot read: said once per scheduler.
+            logger.warning(
+                "a BullMQ job scheduler's job was taken and no next iteration is created (limit or end date reached, or a cron pattern Conveyor does not read: L, W, # and ? are not supported)",
                 metadata: ["queue": "\(keys.queue)", "scheduler": "\(scheduler)"])
         }
         let (held, jid) = Self.envelope(fields: fields, id: id, keys: keys, token: token)
@@ -242,23 +256,36 @@ public final class BullMQBackend: QueueBackend {
 
     /// BullMQ's worker creates a job scheduler's next iteration when it takes the current one
     /// (`upsertJobScheduler(..., override: false, producerId: job.id)`): `updateJobScheduler`, which for an `every`
-    /// scheduler computes the next time itself. Nil for a cron `pattern` (not computed here yet) or a scheduler past
-    /// its `limit` or `endDate`.
+    /// scheduler computes the next time itself and for a cron `pattern` (5 or 6 fields, seconds first, in `tz`) is
+    /// given it, computed as BullMQ's default repeat strategy does (the next fire strictly after the later of now and
+    /// the previous iteration, not before `startDate`). Nil for a scheduler past its `limit` or `endDate`, or a
+    /// pattern `CronExpression` refuses.
     private func nextIteration(fields: [String: [UInt8]], id: String, keys: BullMQKeys, scheduler: String) -> RedisCommand? {
         guard let opts = fields["opts"].flatMap({ try? JSONValue(parsing: $0) })?.objectValue,
-            let repeatOpts = opts["repeat"]?.objectValue, repeatOpts["every"]?.doubleValue != nil, repeatOpts["pattern"] == nil
+            let repeatOpts = opts["repeat"]?.objectValue
         else { return nil }
         let now = Self.nowMS()
         let count = Saturating.add(repeatOpts["count"]?.intValue ?? 0, 1)
         if let limit = repeatOpts["limit"]?.intValue, count > limit { return nil }
         if let end = repeatOpts["endDate"]?.intValue, now > end { return nil }
+        // `every`: the script computes the time; a cron pattern: computed here.
+        var nextMillis = now
+        var delay = 0
+        if let pattern = repeatOpts["pattern"]?.stringValue {
+            guard repeatOpts["every"] == nil, let fire = Self.cronNext(pattern: pattern, tz: repeatOpts["tz"]?.stringValue, opts: opts, repeatOptions: repeatOpts, now: now)
+            else { return nil }
+            nextMillis = fire
+            delay = max(0, fire - now)
+        } else if repeatOpts["every"]?.doubleValue == nil {
+            return nil
+        }
         var repeatNext = repeatOpts
         repeatNext["count"] = JSONValue(count)
         var next = opts
-        next["jobId"] = .string("repeat:\(scheduler):\(now)")
-        next["delay"] = JSONValue(0)
+        next["jobId"] = .string("repeat:\(scheduler):\(nextMillis)")
+        next["delay"] = JSONValue(delay)
         next["timestamp"] = JSONValue(now)
-        next["prevMillis"] = JSONValue(now)
+        next["prevMillis"] = JSONValue(nextMillis)
         next["repeatJobKey"] = .string(scheduler)
         next["repeat"] = .object(repeatNext)
         let data = fields["data"] ?? Array("{}".utf8)
@@ -268,7 +295,21 @@ public final class BullMQBackend: QueueBackend {
                 keys.repeatKey, keys.delayed, keys.wait, keys.paused, keys.meta, keys.prioritized, keys.marker, keys.key("id"), keys.events, keys.pc,
                 keys.job(id), keys.active,
             ],
-            arguments: [now, scheduler, data, MessagePack(.object(next)).encoded(), now, keys.base, id])
+            arguments: [nextMillis, scheduler, data, MessagePack(.object(next)).encoded(), now, keys.base, id])
+    }
+
+    /// The cron pattern's next fire (Unix ms) after the later of `now` and the previous iteration's time, not before
+    /// `startDate`; nil when the pattern or zone is refused or nothing fires within eight years.
+    static func cronNext(pattern: String, tz: String?, opts: JSONObject, repeatOptions: JSONObject, now: Int, years: Int = 8) -> Int? {
+        guard pattern.utf8.count <= CronExpression.maximumLength else { return nil }
+        let line = tz.map { pattern + " " + $0 } ?? pattern
+        guard let cron = try? CronExpression(line) else { return nil }
+        var base = max(now, opts["prevMillis"]?.intValue ?? 0)
+        if let start = repeatOptions["startDate"]?.intValue, start > base { base = start }
+        // `next(after:)` is strictly after a whole second; BullMQ's strategy is strictly after the millisecond, the same
+        // second for any base within it.
+        guard let fire = cron.next(after: Int64(base / 1000), years: years) else { return nil }
+        return Saturating.int(Double(fire) * 1000)
     }
 
     /// Creates the next iterations of the schedulers whose jobs were just taken.

@@ -85,9 +85,11 @@ public final class QueueRouter: QueueBackend {
     public func forget(deadProcess process: String) async throws { try await sidekiq.forget(deadProcess: process) }
     public func deregister() async throws { try await sidekiq.deregister() }
     public func promoteDueJobs() async throws { try await sidekiq.promoteDueJobs() }
-    /// Progress goes to the Sidekiq side's hash for every job (BullMQ's own `updateProgress` is not written yet).
+    /// Progress goes to Conveyor's hash for every job (`conveyor job`, the dashboard); a BullMQ job's also to BullMQ's
+    /// own `progress` (its job hash and event stream).
     public func writeProgress(jid: String, fields: [(String, String)], expireSeconds: Int) async throws {
         try await sidekiq.writeProgress(jid: jid, fields: fields, expireSeconds: expireSeconds)
+        _ = try await bullmq.writeBullMQProgress(jid: jid, fields: fields)
     }
 
     public func close() {

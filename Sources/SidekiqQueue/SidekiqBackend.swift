@@ -222,7 +222,7 @@ public final class SidekiqBackend: QueueBackend {
             (marker: group.slot.acknowledged(me), count: group.moves.count,
              commands: SidekiqCommands.batchCommands(
                 keys: group.slot, source: group.slot.inflight(me), journal: group.slot.outcomes(me), marker: group.slot.acknowledged(me),
-                sequence: sequence, moves: group.moves, now: now, limits: deadSet))
+                sequence: sequence, moves: group.moves, now: now, limits: deadSet, uniqueLocks: keys))
         }
         let wait = replicas
         let logger = logger
@@ -274,6 +274,7 @@ public final class SidekiqBackend: QueueBackend {
         let now = JobTime.now()
         let limits = deadSet
         let groups = grouped(moves)
+        let keys = keys
         return try await housekeepingRedis.run { connection in
             var commands: [RedisCommand] = []
             var spans: [Range<Int>] = []
@@ -290,6 +291,11 @@ public final class SidekiqBackend: QueueBackend {
                 let applied = try SidekiqCommands.applied(Array(replies[span]), count: group.indices.count)
                 for (index, done) in zip(group.indices, applied) { flags[index] = done }
             }
+            // The unique locks of the jobs the reaper ended (dead), right after the moves that ended them.
+            let releases = zip(moves, flags).compactMap { move, done in
+                done ? move.uniqueRelease.flatMap { RedisUniqueLocks.releaseCommand($0, keys: keys) } : nil
+            }
+            if !releases.isEmpty { for reply in try connection.pipeline(releases) { try reply.check() } }
             return flags
         }
     }

@@ -80,7 +80,7 @@ public enum SidekiqCommands {
     /// The journal entries go to field `a<sequence>` (`ackJournalField`).
     static func batchCommands(
         keys: SlotKeys, source: String, journal: String, marker: String, sequence: UInt64, moves: [Move], now: Double,
-        limits: DeadSetLimits
+        limits: DeadSetLimits, uniqueLocks: QueueKeys? = nil
     ) -> [RedisCommand] {
         var commands: [RedisCommand] = [RedisCommand("MULTI")]
         commands.reserveCapacity(moves.count + 10)
@@ -89,6 +89,10 @@ public enum SidekiqCommands {
         var lines: [UInt8] = []
         for move in moves {
             commands.append(moveCommand(move, keys: keys, source: source, now: now, limits: limits))
+            // A unique job's lock, given up in the same transaction as its terminal outcome.
+            if let release = move.uniqueRelease, let uniqueLocks, let command = RedisUniqueLocks.releaseCommand(release, keys: uniqueLocks) {
+                commands.append(command)
+            }
             switch move.counts {
             case .none: break
             case .processed: processed += 1

@@ -18,8 +18,23 @@ public struct RedisUniqueLocks: UniqueLockStore {
 
     /// What a job's lock key digests: `key:<unique_key>`, or `digest:` and the canonical class, queue and arguments.
     public static func material(_ unique: UniqueJob, jobClass: String, queue: String, arguments: JSONObject) -> [UInt8] {
-        if let key = unique.key { return Array("key:".utf8) + Array(key.utf8) }
-        return Array("digest:".utf8) + UniqueJob.defaultKeyMaterial(jobClass: jobClass, queue: queue, arguments: arguments)
+        unique.lockMaterial(jobClass: jobClass, queue: queue, arguments: arguments)
+    }
+
+    /// The lock prefix of a key layout: nil on a Redis Cluster, where unique jobs are not offered.
+    public static func lockPrefix(_ keys: QueueKeys) -> String? { keys.cluster ? nil : keys.prefix + "{conveyor:unique}:" }
+
+    /// Gives up `release`'s lock if its jid still holds it: what an outcome's step, an operator's delete and the
+    /// reaper send.
+    public static func releaseCommand(_ release: JobTransitions.Move.UniqueRelease, keys: QueueKeys) -> RedisCommand? {
+        guard let prefix = lockPrefix(keys) else { return nil }
+        return RedisCommand("EVAL", releaseScript, 1, prefix, release.material, release.jid)
+    }
+
+    /// The release for a stored job (a member of a queue or set an operator deletes), nil when it holds no lock.
+    public static func releaseCommand(member: [UInt8], keys: QueueKeys) -> RedisCommand? {
+        guard let job = try? Job(raw: member), let release = UniqueJob.release(for: job) else { return nil }
+        return releaseCommand(release, keys: keys)
     }
 
     static let acquireScript = """

@@ -15,9 +15,12 @@ extension IngestHandler {
         let transcodeHandler = AudioTranscodeHandler(store: store, configuration: probe.configuration, pool: probe.pool)
         var spec = Self.audioWaveform
         spec.output = stem + ".waveform"
+        job.progressStep("waveform", from: 0, to: 40).progress(0)
         let waveform = try await waveformHandler.generate(job, root: root, source: source, spec: spec)
+        let transcodeStep = job.progressStep("transcode", from: 40, to: 90)
+        transcodeStep.progress(0)
         let rendition = try await transcodeHandler.transcode(
-            job, root: root, source: source, output: AudioTranscodeHandler.defaultOutput(source, format: .m4a), format: .m4a,
+            transcodeStep, root: root, source: source, output: AudioTranscodeHandler.defaultOutput(source, format: .m4a), format: .m4a,
             cover: stem + ".cover")
         row["kind"] = "audio"
         row["duration"] = waveform["duration"] ?? .null
@@ -39,6 +42,7 @@ extension IngestHandler {
                     "\(job.jobClass) jid=\(job.jid) source \(source): the cover picture needs the images pipeline, which this worker has not wired")
             }
             do {
+                job.progressStep("cover", from: 90, to: 100).progress(0)
                 let picture = try await images(job, cover)
                 row["poster"] = picture["clean"] ?? .null
                 row["poster_variants"] = picture["variants"] ?? .null

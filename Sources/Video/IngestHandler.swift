@@ -144,6 +144,7 @@ public struct IngestHandler: JobHandler {
                         "\(job.jobClass) jid=\(job.jid) source \(source): image uploads need the images pipeline, which this worker has not wired")
                 }
                 row["kind"] = "image"
+                job.progressStep("images", from: 0, to: 100).progress(0)
                 for (key, value) in try await images(job, source) { row[key] = value }
             default:
                 throw JobFailure.permanent(
@@ -155,7 +156,7 @@ public struct IngestHandler: JobHandler {
                 // The API learns that this upload will never be ready; transient failures are retried first.
                 row["status"] = "failed"
                 row["error_class"] = JSONValue(failure.errorClass)
-                row["error_message"] = JSONValue(failure.message)
+                row["error_message"] = JSONValue(StoredErrorMessage.clean(failure.message, jid: job.jid))
                 try await recorder?.record(uploadID: uploadID, jid: job.jid, row: row)
             }
             throw failure
@@ -164,9 +165,12 @@ public struct IngestHandler: JobHandler {
     }
 
     func ingestVideo(_ job: JobContext, source: String, root: MediaRoot, into row: inout JSONObject) async throws {
-        let probeJob = JobContext(
+        var probeJob = JobContext(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, arguments: JSONObject([("source", .string(source))]),
-            attempt: job.attempt, deadline: job.deadline, payload: job.payload, logger: job.logger)
+            attempt: job.attempt, deadline: job.deadline, payload: job.payload, logger: job.logger, progressReporter: job.progressReporter)
+        probeJob.progressSpan = job.progressSpan
+        // The job's bar: probe the first 5 %, the transcode (which reports frames as it goes) the rest.
+        probeJob.progressStep("probe", from: 0, to: 5).progress(0)
         let probeResult = try await probe.perform(probeJob)
         let streams = probeResult["streams"]?.arrayValue ?? []
         // A cover picture is a video stream too, but an attached one: such a file is audio.
@@ -174,7 +178,7 @@ public struct IngestHandler: JobHandler {
             try await ingestAudio(job, source: source, root: root, into: &row)
             return
         }
-        let result = try await transcode.perform(probeJob)
+        let result = try await transcode.perform(probeJob.progressStep("transcode", from: 5, to: 100))
         row["kind"] = "video"
         row["width"] = result["width"] ?? .null
         row["height"] = result["height"] ?? .null

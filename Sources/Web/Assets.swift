@@ -54,7 +54,8 @@ enum Assets {
         .facts dt { color:var(--muted); } .facts dd { margin:0; overflow-wrap:anywhere; }
         .variants { display:flex; flex-wrap:wrap; gap:.8rem; }
         .variants figure { margin:0; background:var(--card); border:1px solid var(--line); border-radius:6px; padding:.4rem; }
-        .variants img { display:block; max-width:min(320px, 80vw); height:auto; }
+        .variants img, .variants video { display:block; max-width:min(320px, 80vw); height:auto; }
+        .variants audio { display:block; width:min(320px, 80vw); }
         .variants figcaption { font-size:.8rem; color:var(--muted); }
         blockquote { background:var(--card); border-left:4px solid var(--accent); margin:0; padding:.6rem 1rem; }
         .chart { width:100%; height:auto; background:var(--card); border:1px solid var(--line); border-radius:8px; }

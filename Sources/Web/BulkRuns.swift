@@ -46,7 +46,7 @@ final class BulkRuns: Sendable {
     var log: [LogLine] { lines.withLock { $0.reversed() } }
 
     /// Logs an action with who did it: to the process log (notice) and the Actions page.
-    func record(who: String, _ what: String, metadata: Logger.Metadata = [:]) {
+    func record(who: String, _ what: String, metadata: Logger.Metadata = [:]) async {
         var m = metadata
         m["who"] = "\(who)"
         logger.notice("dashboard action: \(what)", metadata: m)
@@ -56,15 +56,13 @@ final class BulkRuns: Sendable {
             if l.count > 200 { l.removeFirst(l.count - 200) }
         }
         guard let history else { return }
-        let logger = logger
-        Task {
-            do {
-                try await history.thread.run { connection in
-                    try ActionLog(keys: history.keys, connection: connection).record(.init(at: now, who: who, what: what, via: "dashboard"))
-                }
-            } catch {
-                logger.warning("action not written to the shared history", metadata: ["error": "\(error)"])
+        // Written before the action's page answers, so the Actions page (on any replica) shows it at once.
+        do {
+            try await history.thread.run { connection in
+                try ActionLog(keys: history.keys, connection: connection).record(.init(at: now, who: who, what: what, via: "dashboard"))
             }
+        } catch {
+            logger.warning("action not written to the shared history", metadata: ["error": "\(error)"])
         }
     }
 
@@ -73,13 +71,13 @@ final class BulkRuns: Sendable {
     func start(
         who: String, set: JobSetName, filter: JobFilter, action: JobSet.MoveAction, perSecond: Double?, endpoint: RedisEndpoint,
         keys: QueueKeys, description: String
-    ) -> Int {
+    ) async -> Int {
         let id = next.wrappingAdd(1, ordering: .relaxed).oldValue
         runs.withLock { r in
             r.append(Run(id: id, who: who, what: description, started: Date().timeIntervalSince1970))
             if r.count > 50 { r.removeFirst(r.count - 50) }
         }
-        record(who: who, "started #\(id): \(description)")
+        await record(who: who, "started #\(id): \(description)")
         let thread = RedisThread(endpoint, name: "conveyor-web-bulk-\(id)", commandTimeout: 30)
         Task.detached { [self] in
             defer { thread.stop() }
@@ -105,7 +103,7 @@ final class BulkRuns: Sendable {
                         r[i].state = state
                     }
                 }
-                record(who: who, "finished #\(id): \(action.verb) \(report.done) of \(report.matched) from \(set.rawValue)")
+                await record(who: who, "finished #\(id): \(action.verb) \(report.done) of \(report.matched) from \(set.rawValue)")
             } catch {
                 runs.withLock { r in
                     if let i = r.firstIndex(where: { $0.id == id }) {
@@ -113,7 +111,7 @@ final class BulkRuns: Sendable {
                         r[i].failed = true
                     }
                 }
-                record(who: who, "failed #\(id): \(error)")
+                await record(who: who, "failed #\(id): \(error)")
             }
         }
         return id

@@ -18,11 +18,13 @@ enum Charts {
         let top = 18.0
         let bottom = 30.0
         let plot = Double(height) - top - bottom
-        let peakProcessed = buckets.compactMap(\.processed).max() ?? 0
-        let peakFailed = buckets.compactMap(\.failed).max() ?? 0
-        let scale = Double(max(1, peakProcessed, peakFailed))
+        // Counts from Redis can be anything up to Int64.max (a producer's counter): all arithmetic in Double, and
+        // back to an integer only through Saturating.
+        let peakProcessed = Double(max(0, buckets.compactMap(\.processed).max() ?? 0))
+        let peakFailed = Double(max(0, buckets.compactMap(\.failed).max() ?? 0))
+        let scale = max(1, peakProcessed, peakFailed)
         // The axis sits where the two peaks put it, so neither half is squeezed when one side is empty.
-        let share = peakFailed == 0 ? 0.85 : max(0.3, min(0.7, Double(peakProcessed) / Double(peakProcessed + peakFailed)))
+        let share = peakFailed == 0 ? 0.85 : max(0.3, min(0.7, peakProcessed / (peakProcessed + peakFailed)))
         let up = plot * share
         let axis = top + up
         let down = plot - up
@@ -30,8 +32,8 @@ enum Charts {
         let bar = max(1, slot * 0.7)
         // One scale for both halves: `unitHeight` pixels per job above and below the axis; the larger half holds the peak.
         let unitHeight = max(up, down) / scale
-        let topValue = Int((up / unitHeight).rounded())
-        let bottomValue = Int((down / unitHeight).rounded())
+        let topValue = Saturating.int((up / unitHeight).rounded())
+        let bottomValue = Saturating.int((down / unitHeight).rounded())
         var svg = """
             <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 \(width) \(height)" class="chart" role="img" aria-label="\(escape(title))">
             <title>\(escape(title))</title>

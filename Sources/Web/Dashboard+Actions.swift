@@ -16,7 +16,7 @@ extension Dashboard {
                 let pauses = QueuePauses(keys: keys, connection: connection)
                 return verb == "pause" ? try pauses.pause(name) : try pauses.resume(name)
             }
-            bulk.record(who: v.who, "\(verb) queue \(name)", metadata: ["queue": "\(name)"])
+            await bulk.record(who: v.who, "\(verb) queue \(name)", metadata: ["queue": "\(name)"])
             let message = verb == "pause"
                 ? (changed ? "Paused \(name): workers fetch nothing more from it." : "\(name) was already paused.")
                 : (changed ? "Resumed \(name)." : "\(name) was not paused.")
@@ -41,7 +41,7 @@ extension Dashboard {
             } else {
                 throw WebFailure(status: 400, heading: "Bad request", message: "no job given")
             }
-            bulk.record(who: v.who, "delete job \(job.jid ?? "?") (\(job.jobClass ?? "?")) from queue \(name)", metadata: ["queue": "\(name)"])
+            await bulk.record(who: v.who, "delete job \(job.jid ?? "?") (\(job.jobClass ?? "?")) from queue \(name)", metadata: ["queue": "\(name)"])
             let page = request.field("page").map { "?page=\(Format.pageNumber($0))" } ?? ""
             return redirect(back + page, flash: deleted ? "Deleted \(job.jid ?? "the job") from \(name)." : "That job was already gone (a worker took it).", v)
         case "clear":
@@ -55,7 +55,7 @@ extension Dashboard {
                     v, current: "/queues", counts: try await navCounts())
             }
             let deleted = try await redis { try QueueContents(name, keys: keys, connection: $0).clear() }
-            bulk.record(who: v.who, "clear queue \(name) (\(deleted) jobs)", metadata: ["queue": "\(name)"])
+            await bulk.record(who: v.who, "clear queue \(name) (\(deleted) jobs)", metadata: ["queue": "\(name)"])
             return redirect(back, flash: "Deleted \(deleted) job\(deleted == 1 ? "" : "s") from \(name).", v)
         default:
             throw WebFailure.notFound
@@ -74,7 +74,7 @@ extension Dashboard {
         guard let identity = request.field("identity") else { throw WebFailure(status: 400, heading: "Bad request", message: "no process given") }
         let keys = keys
         let sent = try await redis { try ProcessSignals(keys: keys, connection: $0).send(signal, to: identity) }
-        bulk.record(who: v.who, "\(verb) process \(identity)", metadata: ["process": "\(identity)"])
+        await bulk.record(who: v.who, "\(verb) process \(identity)", metadata: ["process": "\(identity)"])
         return redirect("/busy", flash: sent ? "Sent \(verb) to \(identity); it acts on its next heartbeat." : "\(identity) is not a live process.", v)
     }
 
@@ -97,7 +97,7 @@ extension Dashboard {
         let keys = keys
         let who = v.who
         let place = try await redis { try JobCancellation(keys: keys, connection: $0).cancel(jid, by: "\(who) via the dashboard") }
-        bulk.record(who: v.who, "cancel job \(jid) (\(place))", metadata: ["jid": "\(jid)"])
+        await bulk.record(who: v.who, "cancel job \(jid) (\(place))", metadata: ["jid": "\(jid)"])
         let message: String
         switch place {
         case .taken(let identity): message = "Cancelling \(jid) on \(Format.cut(identity, 80)): it stops within a second."
@@ -136,7 +136,7 @@ extension Dashboard {
                 case .delete: return try jobSet.delete(entry)
                 }
             }
-            bulk.record(who: v.who, "\(action.verb) \(jid) from \(set.rawValue)", metadata: ["set": "\(set.rawValue)", "jid": "\(jid)"])
+            await bulk.record(who: v.who, "\(action.verb) \(jid) from \(set.rawValue)", metadata: ["set": "\(set.rawValue)", "jid": "\(jid)"])
             guard let moved, moved else { return redirect(back, flash: "\(jid) is no longer in \(set.rawValue).", v) }
             return redirect(back, flash: "\(done) \(jid).", v)
         }
@@ -181,7 +181,7 @@ extension Dashboard {
                  "back": back, "rate": count > 1000 ? "100/s" : ""], v, current: base, counts: try await navCounts())
         }
         let description = "\(action.verb) \(set.rawValue) jobs (\(criteria))" + (perSecond.map { String(format: " at %.4g/s", $0) } ?? "")
-        let id = bulk.start(
+        let id = await bulk.start(
             who: v.who, set: set, filter: filter, action: action, perSecond: perSecond, endpoint: endpoint, keys: keys, description: description)
         return redirect("/actions", flash: "Started #\(id): \(description).", v)
     }

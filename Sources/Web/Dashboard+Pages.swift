@@ -472,23 +472,52 @@ extension Dashboard {
         add("job", u.jid)
         add("created", Format.time(u.createdAt))
         add("updated", Format.time(u.updatedAt))
-        var images: [[String: String]] = []
+        // The media first, each as the browser shows it (picture, player), with its profile, size and bytes.
+        var media: [[String: Any]] = []
         var others: [String] = []
+        let posterKey = u.poster?.stringValue ?? u.poster?["key"]?.stringValue
         for key in u.mediaKeys {
-            if Self.imageType(key) != nil, mediaStore != nil {
-                images.append(["src": "/media?" + FormCoding.query([("upload", u.uploadID), ("key", key)]), "caption": key])
-            } else {
+            guard let type = Self.mediaType(key), mediaStore != nil else {
                 others.append(key)
+                continue
             }
+            let variant = u.variants.first { $0["key"]?.stringValue == key }
+            var detail: [String] = []
+            if key == posterKey { detail.append(u.kind == "image" ? "clean copy" : "poster") }
+            if let profile = variant?["profile"]?.stringValue { detail.append(profile) }
+            if let w = variant?["width"]?.intValue, let h = variant?["height"]?.intValue { detail.append("\(w)×\(h)") }
+            if let bytes = variant?["bytes"]?.intValue { detail.append(Format.bytes(bytes)) }
+            var item: [String: Any] = [
+                "src": "/media?" + FormCoding.query([("upload", u.uploadID), ("key", key)]), "caption": Format.cut(key),
+                "detail": Format.cut(detail.joined(separator: " · ")),
+            ]
+            item[type.hasPrefix("image/") ? "image" : type.hasPrefix("video/") ? "video" : "audio"] = true
+            media.append(item)
         }
         var context: [String: Any] = [
-            "id": u.uploadID, "status": u.status, "failed": u.status != "ready", "facts": facts, "images": images, "others": others,
-            "hasImages": !images.isEmpty, "hasOthers": !others.isEmpty,
+            "id": u.uploadID, "status": u.status, "failed": u.status != "ready", "facts": facts, "media": media, "others": others,
+            "hasMedia": !media.isEmpty, "hasOthers": !others.isEmpty,
         ]
         if let e = u.errorClass { context["error"] = "\(e): \(u.errorMessage ?? "")" }
         if let p = u.probe, !p.isNull { context["probe"] = Format.pretty(p) }
         return context
     }
+
+    /// The content type the media endpoint serves a key as: an image, or a video or audio rendition.
+    static func mediaType(_ key: String) -> String? {
+        if let image = imageType(key) { return image }
+        switch (key as NSString).pathExtension.lowercased() {
+        case "mp4", "m4v": return "video/mp4"
+        case "webm": return "video/webm"
+        case "m4a": return "audio/mp4"
+        case "mp3": return "audio/mpeg"
+        case "ogg", "opus": return "audio/ogg"
+        default: return nil
+        }
+    }
+
+    /// The largest file the media endpoint serves (it is read whole): pictures and web renditions, not originals.
+    static let maximumMediaBytes = 64 << 20
 
     static func imageType(_ key: String) -> String? {
         switch (key as NSString).pathExtension.lowercased() {
@@ -503,7 +532,7 @@ extension Dashboard {
 
     /// One variant or poster of an upload, only if the upload's row names that key (no other file can be read).
     func media(_ request: WebRequest) async throws -> WebResponse {
-        guard let id = request.parameter("upload"), let key = request.parameter("key"), let type = Self.imageType(key), let deployment = mediaStore else {
+        guard let id = request.parameter("upload"), let key = request.parameter("key"), let type = Self.mediaType(key), let deployment = mediaStore else {
             throw WebFailure.notFound
         }
         guard let row = try await postgres({ try MediaUploadQueries.byID(id, on: $0) }), let row, row.mediaKeys.contains(key) else {
@@ -519,7 +548,7 @@ extension Dashboard {
         }
         let bytes: [UInt8]
         do {
-            bytes = try await store.staged([MediaInput(key, field: "variant", maxBytes: 32 << 20)], jid: "web-\(id)", deadline: .now + .seconds(30)) { root in
+            bytes = try await store.staged([MediaInput(key, field: "variant", maxBytes: Self.maximumMediaBytes)], jid: "web-\(id)", deadline: .now + .seconds(30)) { root in
                 let path = try root.source(key, field: "variant")
                 guard let data = FileManager.default.contents(atPath: path) else { throw WebFailure.notFound }
                 return [UInt8](data)

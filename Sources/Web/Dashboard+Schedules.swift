@@ -86,7 +86,7 @@ extension Dashboard {
             let enabled = verb == "enable"
             let found = try await redis { try store.setEnabled(name, enabled, on: $0) }
             guard found else { return redirect("/schedules", flash: "No schedule \(name) in Redis.", v) }
-            bulk.record(who: v.who, "\(verb) schedule \(name)", metadata: ["schedule": "\(name)"])
+            await bulk.record(who: v.who, "\(verb) schedule \(name)", metadata: ["schedule": "\(name)"])
             return redirect(
                 "/schedules", flash: enabled ? "Enabled \(name): its next tick runs." : "Disabled \(name): no tick runs until it is enabled.", v)
         case "run":
@@ -99,7 +99,7 @@ extension Dashboard {
             }
             switch outcome {
             case .pushed(let jid)?:
-                bulk.record(who: v.who, "run schedule \(name) now (\(jid))", metadata: ["schedule": "\(name)", "jid": "\(jid)"])
+                await bulk.record(who: v.who, "run schedule \(name) now (\(jid))", metadata: ["schedule": "\(name)", "jid": "\(jid)"])
                 return redirect("/schedules", flash: "Queued \(name) as \(jid).", v)
             case .alreadyClaimed?:
                 return redirect("/schedules", flash: "\(name) already ran this second.", v)

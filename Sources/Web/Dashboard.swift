@@ -341,6 +341,14 @@ enum Format {
         return String(format: "%.1f d", d / 86_400)
     }
 
+    /// A byte count as people read it: 812 B, 45.2 KB, 3.1 MB.
+    static func bytes(_ n: Int) -> String {
+        if n < 1024 { return "\(max(0, n)) B" }
+        if n < 1 << 20 { return String(format: "%.1f KB", Double(n) / 1024) }
+        if n < 1 << 30 { return String(format: "%.1f MB", Double(n) / 1_048_576) }
+        return String(format: "%.1f GB", Double(n) / 1_073_741_824)
+    }
+
     static func count(_ n: Int) -> String {
         if n < 10_000 { return String(n) }
         if n < 1_000_000 { return String(format: "%.1fk", Double(n) / 1000) }

@@ -174,11 +174,11 @@ enum Templates {
         {{#jobs}}<section><h2>Job in {{place}}</h2><dl class="facts">{{#facts}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/facts}}</dl>{{#href}}<p><a href="{{href}}">Open in {{place}}</a></p>{{/href}}
         {{#actions}}{{#cancel}}<form method="post" action="/jobs/cancel" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="jid" value="{{jid}}"><input type="hidden" name="back" value="lookup"><button class="danger">Cancel</button></form>{{/cancel}}{{/actions}}</section>{{/jobs}}
         {{#upload}}<section class="upload"><h2>Upload <span class="mono">{{id}}</span> <span class="tag{{#failed}} bad{{/failed}}">{{status}}</span></h2>
-        <dl class="facts">{{#facts}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/facts}}</dl>
         {{#error}}<pre class="error">{{error}}</pre>{{/error}}
-        {{#hasImages}}<h3>Variants</h3><div class="variants">{{#images}}<figure><img src="{{src}}" alt="{{caption}}" loading="lazy"><figcaption>{{caption}}</figcaption></figure>{{/images}}</div>{{/hasImages}}
+        {{#hasMedia}}<div class="variants">{{#media}}<figure>{{#image}}<img src="{{src}}" alt="{{caption}}" loading="lazy">{{/image}}{{#video}}<video src="{{src}}" controls preload="metadata"></video>{{/video}}{{#audio}}<audio src="{{src}}" controls preload="metadata"></audio>{{/audio}}<figcaption>{{caption}}{{#detail}} <span class="muted">{{detail}}</span>{{/detail}}</figcaption></figure>{{/media}}</div>{{/hasMedia}}
         {{#hasOthers}}<ul>{{#others}}<li class="mono">{{.}}</li>{{/others}}</ul>{{/hasOthers}}
-        {{#probe}}<h3>Probe</h3><pre>{{probe}}</pre>{{/probe}}
+        <dl class="facts">{{#facts}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/facts}}</dl>
+        {{#probe}}<details><summary>Probe (raw)</summary><pre>{{probe}}</pre></details>{{/probe}}
         </section>{{/upload}}
         {{#summary}}<section><h2>Summary of post <span class="mono">{{postID}}</span>{{#degraded}} <span class="tag warn">degraded</span>{{/degraded}}</h2>
         <dl class="facts">{{#facts}}<dt>{{name}}</dt><dd>{{value}}</dd>{{/facts}}</dl><blockquote>{{text}}</blockquote></section>{{/summary}}

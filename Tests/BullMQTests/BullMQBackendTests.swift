@@ -177,10 +177,13 @@ extension JSONValue {
 
     /// An `every` job scheduler made by BullMQ's Queue keeps firing when Conveyor takes its jobs: each job taken creates
     /// the next iteration, as BullMQ's worker does.
-    @Test func everySchedulerIsAdvancedByTheWorkerThatTakesItsJob() async throws {
+    /// An `every` scheduler (the script computes the time) and cron patterns (Conveyor computes it: six fields with
+    /// seconds first, and a zone) keep firing when Conveyor takes their jobs.
+    @Test(arguments: [#"{"every": 300}"#, #"{"pattern": "* * * * * *"}"#, #"{"pattern": "*/1 * * * * *", "tz": "Europe/Berlin"}"#])
+    func everySchedulerIsAdvancedByTheWorkerThatTakesItsJob(repeatOptions: String) async throws {
         let peer = try BullMQPeer()
         defer { Task { [peer] in try? await peer.clean() } }
-        try BullMQPeer.run(["schedule", peer.url, peer.prefix, "sq", "tick", #"{"every": 300}"#, "test.echo", #"{"k": 1}"#])
+        try BullMQPeer.run(["schedule", peer.url, peer.prefix, "sq", "tick", repeatOptions, "test.echo", #"{"k": 1}"#])
         let log = HandlerLog()
         let worker = try ConveyorBullWorker(peer, queues: ["sq"], log: log)
         try await eventually(20, "three iterations completed") {
@@ -198,6 +201,32 @@ extension JSONValue {
         #expect(try await peer.command("LLEN", "\(peer.prefix):sq:active").int == 0)
         let state = try peer.state("sq")
         for id in completed { #expect(state["jobs", id, "returnvalue"] == #"{"echo":{"k":1}}"#, "\(id)") }
+        if repeatOptions.contains("pattern") {
+            // Each iteration's time is a whole second (the pattern's), one after another.
+            let times = completed.compactMap { Int($0.split(separator: ":").last ?? "") }.sorted()
+            #expect(times.allSatisfy { $0 % 1000 == 0 }, "\(times)")
+            #expect(Set(times).count == times.count)
+        }
+    }
+
+    /// BullMQ's default repeat strategy for cron patterns: the next fire strictly after the later of now and the
+    /// previous iteration, not before `startDate`, in `tz`; refused patterns give none.
+    @Test func cronNextIsBullMQsDefaultRepeatStrategy() {
+        let now = 1_796_601_600_500  // 2026-12-07T00:00:00.500Z
+        #expect(BullMQBackend.cronNext(pattern: "* * * * * *", tz: nil, opts: [:], repeatOptions: [:], now: now) == 1_796_601_601_000)
+        #expect(BullMQBackend.cronNext(pattern: "0 * * * *", tz: nil, opts: [:], repeatOptions: [:], now: now) == 1_796_605_200_000)
+        // 09:30 in Berlin (UTC+1 in December) is 08:30Z.
+        #expect(BullMQBackend.cronNext(pattern: "30 9 * * *", tz: "Europe/Berlin", opts: [:], repeatOptions: [:], now: now) == 1_796_632_200_000)
+        #expect(BullMQBackend.cronNext(pattern: "0 * * * *", tz: nil, opts: ["prevMillis": JSONValue(1_796_605_200_000)], repeatOptions: [:], now: now)
+                == 1_796_608_800_000)
+        #expect(BullMQBackend.cronNext(pattern: "0 * * * *", tz: nil, opts: [:], repeatOptions: ["startDate": JSONValue(1_796_700_000_000)], now: now)
+                == 1_796_702_400_000)
+        for bad in ["0 0 L * *", "0 0 ? * 1#2", "61 * * * *", String(repeating: "*", count: 1000)] {
+            #expect(BullMQBackend.cronNext(pattern: bad, tz: nil, opts: [:], repeatOptions: [:], now: now) == nil, "\(bad)")
+        }
+        #expect(BullMQBackend.cronNext(pattern: "* * * * *", tz: "Mars/Olympus", opts: [:], repeatOptions: [:], now: now) == nil)
+        #expect(BullMQBackend.cronNext(pattern: "0 0 30 2 *", tz: nil, opts: [:], repeatOptions: [:], now: now) == nil, "never fires")
+        #expect(BullMQBackend.cronNext(pattern: "* * * * *", tz: nil, opts: ["prevMillis": .number("1e400")], repeatOptions: [:], now: now) != nil)
     }
 
     /// A job BullMQ's stalled check marked (`defa`: stalled more than `maxStalledCount` times) fails without running,

@@ -58,6 +58,11 @@ struct BullMQPeer {
         try JSONValue(parsing: Array(try Self.run(["state", url, prefix, queue]).utf8))
     }
 
+    /// The job's progress as BullMQ's own `Job.fromId(...).progress` reads it.
+    func progress(_ queue: String, id: String) throws -> JSONValue {
+        try JSONValue(parsing: Array(try Self.run(["progress", url, prefix, queue, id]).utf8))
+    }
+
     func work(_ queue: String, count: Int) throws {
         try Self.run(["work", url, prefix, queue, String(count)])
     }

@@ -78,7 +78,10 @@ struct BullMQWorkerProcessTests {
         #expect(state["jobs", "1", "returnvalue"] == #"{"slept_ms":2500}"#)
         #expect(state["jobs", "1", "ats"] == "2", "run twice: the killed run and the redo")
         #expect(state["jobs", "1", "stc"] == "1")
-        #expect(state["events", "1"] == ["added", "waiting", "active", "waiting", "stalled", "active", "completed"])
+        // The sleep job reports progress while it runs (each run's events between active and the next step).
+        let events = (state["events", "1"]?.arrayValue ?? []).compactMap(\.stringValue)
+        #expect(events.filter { $0 != "progress" } == ["added", "waiting", "active", "waiting", "stalled", "active", "completed"], "\(events)")
+        #expect(events.contains("progress"))
         // Back in wait within lock duration (2 s) + stalled interval (1 s) + 1 s, measured to the redo's completion
         // minus the job's own 2.5 s.
         #expect(Date().timeIntervalSince(killed) < 2 + 1 + 1 + 2.5 + 1.5)
@@ -123,6 +126,36 @@ struct BullMQWorkerProcessTests {
 
 extension BullMQWorkerProcessTests {
     /// One worker serves a Sidekiq queue and a BullMQ queue at once: each job leaves through its own backend.
+    /// A handler's progress reaches BullMQ's own `progress` (what `job.progress`, QueueEvents and bull-board read) and
+    /// a `progress` event on the queue's stream, beside Conveyor's hash.
+    @Test func progressIsWrittenTheBullMQWay() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let ids = try peer.add("bp", [["name": "sleep", "data": ["ms": 4000]]])
+        let id = try #require(ids.first)
+        let (worker, log) = try Self.launchLogged(peer, queues: "bp")
+        defer {
+            if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: log)
+        }
+        var seen: JSONValue = .null
+        try await eventually(30, "a progress between 0 and 100 while the job runs") {
+            seen = try peer.progress("bp", id: id)
+            guard let p = seen.doubleValue else { return false }
+            return p > 0 && p < 100
+        }
+        let events = try await peer.command("XRANGE", "\(peer.prefix):bp:events", "-", "+")
+        // Each entry: [id, [field, value, ...]]; the event names.
+        let names = (events.array ?? []).compactMap { entry -> String? in
+            guard let fields = entry.array?.last?.array, fields.count >= 2 else { return nil }
+            return fields[1].text
+        }
+        #expect(names.contains("progress"), "a progress event on the stream: \(names)")
+        try await eventually(30, "the job completed") { try await peer.command("ZSCORE", "\(peer.prefix):bp:completed", id).isNull == false }
+        worker.terminate()
+        worker.waitUntilExit()
+    }
+
     @Test func oneWorkerServesSidekiqAndBullMQQueues() async throws {
         let peer = try BullMQPeer()
         defer { Task { [peer] in try? await peer.clean() } }

@@ -3,6 +3,7 @@
   bullmq_peer.py add REDIS_URL PREFIX QUEUE JOBS_JSON      add [{"name","data","opts"}...]; prints the ids as JSON
   bullmq_peer.py work REDIS_URL PREFIX QUEUE COUNT         run BullMQ's own Worker until COUNT jobs finished
   bullmq_peer.py state REDIS_URL PREFIX QUEUE              the queue's state, normalised, as JSON
+  bullmq_peer.py progress REDIS_URL PREFIX QUEUE ID        the job's progress as BullMQ's Job reads it, as JSON
   bullmq_peer.py packb JSON                                msgpack.packb(value, use_bin_type=True) as hex
 """
 import asyncio, json, sys
@@ -72,6 +73,14 @@ async def flow(url, prefix, tree):
     print(json.dumps({"parent": node["job"].id, "children": [c["job"].id for c in node.get("children") or []]}))
 
 
+async def progress(url, prefix, queue, job_id):
+    from bullmq import Queue, Job
+    q = Queue(queue, {"connection": url, "prefix": prefix})
+    job = await Job.fromId(q, job_id)
+    await q.close()
+    print(json.dumps(None if job is None else job.progress))
+
+
 async def work(url, prefix, queue, count):
     from bullmq import Worker
     from bullmq.custom_errors import UnrecoverableError
@@ -120,6 +129,8 @@ def main():
         asyncio.run(flow(url, prefix, json.loads(sys.argv[5])))
     elif cmd == "work":
         asyncio.run(work(url, prefix, queue, int(sys.argv[5])))
+    elif cmd == "progress":
+        asyncio.run(progress(url, prefix, queue, sys.argv[5]))
     elif cmd == "state":
         import redis
         r = redis.Redis.from_url(url, decode_responses=True)

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 
@@ -51,6 +52,27 @@ import Testing
         reporter.report(percent: percent, detail: JSONObject())
         try await recorder.waitFor(1)
         #expect(recorder.writes.withLock { $0.first?.fields["progress"] } == stored)
+    }
+
+    /// `media.ingest`'s steps: a step's 0...100 fills its slice of the job's bar, nested steps narrow it, and the
+    /// detail names the step.
+    @Test(arguments: [
+        (5.0, 100.0, nil as (Double, Double)?, 50.0, "52.5"), (5, 100, nil, 1e308, "100.0"), (5, 100, nil, -1e308, "5.0"),
+        (40, 90, (0, 50), 50, "52.5"), (90, 100, nil, .infinity, "100.0"), (.nan, .nan, nil, 10, "10.0"),
+    ])
+    func aStepFillsItsSliceOfTheBar(from: Double, to: Double, inner: (Double, Double)?, percent: Double, stored: String) async throws {
+        let recorder = Recorder()
+        let reporter = JobProgressReporter { fields, ttl in recorder.write(fields, ttl) }
+        let job = JobContext(
+            jid: "j", jobClass: "media.ingest", queue: "media", arguments: JSONObject(), attempt: 1, deadline: .now + .seconds(60),
+            payload: JSONObject(), logger: Logger(label: "test"), progressReporter: reporter)
+        var step = job.progressStep("transcode", from: from, to: to)
+        if let (a, b) = inner { step = step.progressStep("inner", from: a, to: b) }
+        step.progress(percent, detail: JSONObject([("frames", 10)]))
+        try await recorder.waitFor(1)
+        let fields = recorder.writes.withLock { $0.first?.fields } ?? [:]
+        #expect(fields["progress"] == stored)
+        #expect(fields["detail"]?.contains(inner == nil ? "\"step\":\"transcode\"" : "\"step\":\"inner\"") == true, "\(fields)")
     }
 
     @Test func nanIsIgnoredAndAHugeDetailIsLeftOut() async throws {

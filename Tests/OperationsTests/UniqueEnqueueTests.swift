@@ -1,5 +1,6 @@
 import ConveyorCore
 import Foundation
+import Operations
 import Postgres
 import Redis
 import SidekiqQueue
@@ -91,5 +92,69 @@ struct UniqueWorkerTests {
         #expect(last.first == "succeeded", "\(last) \(worker.log.suffix(2000))")
         worker.stop()
     }
-}
 
+    /// A unique job's lock goes with its outcome, whoever decides it: an operator deleting the waiting job (the
+    /// dashboard's and the CLI's delete) or cancelling it, and the reaper ending a job whose worker was killed.
+    @Test func theLockIsFreedByAnOperatorsDeleteOrCancel() throws {
+        let namespace = TestEnv.unique("uniq-ops")
+        let keys = QueueKeys(namespace: namespace)
+        let r = try TestEnv.redis()
+        let push = ["enqueue", "noop", "--queue", "parked", "--unique-for", "600", "--unique-key", "order-1", "--namespace", namespace]
+        let held = try TestEnv.conveyor(push)
+        #expect(held.code == 0, "\(held.err)")
+        let jid = held.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try TestEnv.conveyor(push).code == 5, "held")
+        // What the dashboard's queue page deletes with.
+        let member = try #require(try r.command("LINDEX", keys.queue("parked"), 0).check().bytes)
+        #expect(try QueueContents("parked", keys: keys, connection: r).delete(member))
+        let again = try TestEnv.conveyor(push)
+        #expect(again.code == 0, "the delete freed the key: \(again.err)")
+        let second = again.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(second != jid)
+        // A retrying job holds its key; `conveyor retry delete` ends it and frees the key.
+        let queued = try #require(try r.command("LINDEX", keys.queue("parked"), 0).check().bytes)
+        _ = try r.pipeline([RedisCommand("LREM", keys.queue("parked"), 1, queued), RedisCommand("ZADD", keys.retry, Date().timeIntervalSince1970 + 600, queued)])
+        #expect(try TestEnv.conveyor(push).code == 5)
+        #expect(try TestEnv.conveyor(["retry", "delete", "--jid", second, "--namespace", namespace]).code == 0)
+        let third = try TestEnv.conveyor(push)
+        #expect(third.code == 0, "\(third.err)")
+        // Cancelling the waiting job is its outcome too.
+        let cancel = try TestEnv.conveyor(["cancel", third.out.trimmingCharacters(in: .whitespacesAndNewlines), "--namespace", namespace])
+        #expect(cancel.code == 0, "\(cancel.err)")
+        #expect(try TestEnv.conveyor(push).code == 0, "the cancel freed the key")
+    }
+
+    @Test func aReapedJobWhoseWorkerWasKilledFreesItsLock() throws {
+        let namespace = TestEnv.unique("uniq-reap")
+        let keys = QueueKeys(namespace: namespace)
+        let r = try TestEnv.redis()
+        let fast = ["--heartbeat-interval", "200ms", "--heartbeat-ttl", "2s", "--queues", "reap", "-c", "2"]
+        let doomed = try WorkerProcess(namespace: namespace, arguments: fast)
+        try doomed.waitUntilServing()
+        // One run only (retry: false): the reaper ends it dead as WorkerLost.
+        let payload = #"{"class":"sleep","args":[{"ms":60000}],"queue":"reap","jid":"reaped000000000000000001","retry":false,"unique_for":3600,"unique_key":"reap-1","enqueued_at":\#(Date().timeIntervalSince1970)}"#
+        _ = try r.pipeline([RedisCommand("SADD", keys.queues, "reap"), RedisCommand("LPUSH", keys.queue("reap"), payload)])
+        // The worker takes the job and its lock.
+        let lockKey = keys.prefix + "{conveyor:unique}:"
+        let start = Date().addingTimeInterval(20)
+        var taken = false
+        while Date() < start, !taken {
+            let locks = try r.command("KEYS", lockKey + "*").check().array ?? []
+            taken = !locks.isEmpty
+            if !taken { usleep(20_000) }
+        }
+        #expect(taken, "the worker took the lock: \(doomed.log.suffix(1000))")
+        doomed.kill9()
+        let reaper = try WorkerProcess(namespace: namespace, arguments: fast)
+        try reaper.waitUntilServing()
+        let end = Date().addingTimeInterval(30)
+        var left: [RedisReply] = [.null]
+        while Date() < end, !left.isEmpty {
+            left = try r.command("KEYS", lockKey + "*").check().array ?? []
+            if !left.isEmpty { usleep(50_000) }
+        }
+        #expect(left.isEmpty, "the reaper freed the lock: \(reaper.log.suffix(2000))")
+        let dead = (try r.command("ZRANGE", keys.dead, 0, -1).check().array ?? []).compactMap(\.text)
+        #expect(dead.contains { $0.contains("reaped000000000000000001") && $0.contains("WorkerLost") }, "\(dead)")
+    }
+}

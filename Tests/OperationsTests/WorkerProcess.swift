@@ -37,6 +37,13 @@ final class WorkerProcess {
         throw TestFailure("worker did not serve /healthz within \(timeout) s:\n\(log.suffix(3000))")
     }
 
+    /// Kills the worker at once (SIGKILL), as a crash or an OOM kill does: nothing of it runs any more.
+    func kill9() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
     func stop() {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGTERM)

@@ -12,8 +12,8 @@ import Testing
         resetkeys ~* resetchannels -@all +ping +select +auth +hello +role +multi +exec +discard +eval +time \
         +blmove +lmove +lpush +rpush +rpop +lrange +lrem +llen +lindex \
         +zadd +zrem +zcard +zrangebyscore +zrevrange +zremrangebyrank +zremrangebyscore \
-        +sadd +srem +smembers +hset +hget +hmget +hdel +hexists +hincrby +hscan \
-        +set +get +del +unlink +expire +exists +incrby
+        +sadd +srem +smembers +sismember +hset +hget +hmget +hdel +hexists +hincrby +hscan \
+        +set +get +del +unlink +expire +exists +incrby +zrange +ltrim
         """
 
     @Test func workerRunsAsAnACLUserWithAPercentEncodedPassword() async throws {

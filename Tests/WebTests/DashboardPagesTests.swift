@@ -35,6 +35,20 @@ struct DashboardPagesTests {
         #expect(html.contains(">jobs/day</text>") && html.contains(">UTC</text>"), "labelled axes")
     }
 
+    @Test func countsAtTheExtremesDrawWithoutTrapping() async throws {
+        let s = try Session()
+        var day = time_t(Int(Date().timeIntervalSince1970))
+        var parts = tm()
+        gmtime_r(&day, &parts)
+        let today = String(format: "%04d-%02d-%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday)
+        for (processed, failed) in [("9223372036854775807", "9223372036854775807"), ("-9223372036854775808", "9223372036854775807"), ("1e400", "-1")] {
+            _ = try s.redis.pipeline([RedisCommand("SET", s.keys.processed(day: today), processed), RedisCommand("SET", s.keys.failed(day: today), failed)])
+            let page = await s.get("/")
+            #expect(page.status == 200, "\(processed) / \(failed)")
+            #expect(page.text.contains("jobs/day"))
+        }
+    }
+
     @Test func setPagesShowOneLinePerJobAndScheduledShowsWhen() async throws {
         let s = try Session()
         let jid = "a" + String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(23)).lowercased()

@@ -33,6 +33,8 @@ public struct JobContext: Sendable {
     public var logger: Logger
     /// Where `progress(_:detail:)` goes (the worker's per-job hash), or nil when nothing is recorded.
     public var progressReporter: JobProgressReporter?
+    /// The slice of the job's progress this context reports into, and the step it names (`progressStep(_:from:to:)`).
+    public var progressSpan: (from: Double, to: Double, step: String?) = (0, 100, nil)
 
     public init(
         jid: String, jobClass: String, queue: String, arguments: JSONObject, attempt: Int,

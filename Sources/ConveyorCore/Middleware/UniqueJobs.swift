@@ -49,6 +49,19 @@ public struct UniqueJob: Sendable, Equatable {
 
     /// What the default key digests: class, queue and the arguments with object keys sorted (so `{"a":1,"b":2}` and
     /// `{"b":2,"a":1}` are the same job), as compact JSON.
+    /// What the job's lock key digests: `key:<unique_key>`, or `digest:` and the canonical class, queue and arguments.
+    public func lockMaterial(jobClass: String, queue: String, arguments: JSONObject) -> [UInt8] {
+        if let key { return Array("key:".utf8) + Array(key.utf8) }
+        return Array("digest:".utf8) + Self.defaultKeyMaterial(jobClass: jobClass, queue: queue, arguments: arguments)
+    }
+
+    /// The lock a terminal outcome of `job` gives up (`unique_until: finish`), as the queue backend releases it in
+    /// the same step as the outcome; nil for a job without a valid `unique_for` or one released at its start.
+    public static func release(for job: Job) -> JobTransitions.Move.UniqueRelease? {
+        guard let unique = try? UniqueJob(payload: job.payload), unique.until == .finish else { return nil }
+        return .init(material: unique.lockMaterial(jobClass: job.jobClass, queue: job.queue, arguments: job.arguments), jid: job.jid)
+    }
+
     public static func defaultKeyMaterial(jobClass: String, queue: String, arguments: JSONObject) -> [UInt8] {
         JSONValue.array([.string(jobClass), .string(queue), canonical(.object(arguments))]).bytes
     }
@@ -78,9 +91,9 @@ public protocol UniqueLockStore: Sendable {
 }
 
 /// Runs a job with `unique_for` only while it holds its unique key: a duplicate ends `skipped` with `DuplicateJob`
-/// naming the holder's jid. The key is given up when the job starts (`unique_until: start`), or when its outcome is
-/// decided succeeded, dead, cancelled or skipped-for-bad-fields (`finish`, from `completed`, right after the ack is handed on);
-/// a retrying job keeps it. A holder that never finishes loses it at `unique_for`.
+/// naming the holder's jid. The key is given up when the job starts (`unique_until: start`), or with its terminal
+/// outcome (`finish`: succeeded, dead or cancelled), by the queue backend in the same step as the outcome; a retrying
+/// job keeps it. A holder that never finishes loses it at `unique_for`.
 public struct UniqueJobsMiddleware: JobMiddleware {
     let locks: any UniqueLockStore
 
@@ -101,11 +114,8 @@ public struct UniqueJobsMiddleware: JobMiddleware {
         return try await next(job, context)
     }
 
-    public func completed(_ job: Job, outcome: JobOutcome, context: JobContext) {
-        guard outcome.status == .succeeded || outcome.status == .dead || outcome.status == .cancelled else { return }
-        // A duplicate (skipped) never held the key; a malformed unique field never took it.
-        guard let unique = try? UniqueJob(payload: job.payload), unique.until == .finish else { return }
-        let locks = locks
-        Task { try? await locks.release(unique, job: job) }
-    }
+    // A terminal outcome's release is the queue backend's, in the same step as the outcome
+    // (`JobTransitions.Move.uniqueRelease`): released here, before the ack applies, a duplicate could run while the
+    // holder's outcome is not yet written.
+
 }

@@ -145,11 +145,23 @@ public enum JobTransitions {
             }
         }
 
+        /// A unique job's lock to give up with the move (its outcome is terminal): the key material and the holder.
+        public struct UniqueRelease: Sendable, Equatable {
+            public var material: [UInt8]
+            public var jid: String
+            public init(material: [UInt8], jid: String) {
+                self.material = material
+                self.jid = jid
+            }
+        }
+
         /// The job's receipt from its fetch: which in-flight member leaves, and from which queue's store.
         public var receipt: DeliveryReceipt
         public var target: Target
         public var counts: Counts
         public var journal: JournalEntry?
+        /// Released in the same step as the move (single-node layout); nil for most jobs.
+        public var uniqueRelease: UniqueRelease?
 
         public init(receipt: DeliveryReceipt, target: Target, counts: Counts, journal: JournalEntry? = nil) {
             self.receipt = receipt

@@ -111,6 +111,25 @@ extension JobContext {
     /// Reports how far the job is: `percent` in 0...100 and a small JSON `detail` (at most 4 KiB), written to the
     /// job's hash (`conveyor:job:<jid>`) at most once a second. Free to call often; does nothing outside a worker.
     public func progress(_ percent: Double, detail: JSONObject = JSONObject()) {
-        progressReporter?.report(percent: percent, detail: detail)
+        guard let progressReporter, !percent.isNaN else { return }
+        let span = progressSpan
+        let within = min(100, max(0, percent))
+        var detail = detail
+        if let step = span.step, detail["step"] == nil { detail["step"] = .string(step) }
+        progressReporter.report(percent: span.from + (span.to - span.from) * within / 100, detail: detail)
+    }
+
+    /// This job as one step of a longer one: its `progress(0...100)` fills `from...to` of the job's bar, and its
+    /// detail names `step` (`media.ingest` runs probe, transcode and poster through such contexts).
+    public func progressStep(_ step: String, from: Double, to: Double) -> JobContext {
+        var context = self
+        let lower = min(100, max(0, from.isNaN ? 0 : from))
+        let upper = min(100, max(lower, to.isNaN ? 100 : to))
+        // Nested steps narrow the outer span.
+        let outer = progressSpan
+        context.progressSpan = (
+            outer.from + (outer.to - outer.from) * lower / 100, outer.from + (outer.to - outer.from) * upper / 100, step
+        )
+        return context
     }
 }

@@ -130,6 +130,10 @@ extension Worker {
         }
         var journaled = move
         journaled.journal = journalEntry(for: outcome)
+        // A unique job whose outcome is terminal gives up its lock in the same step (not a duplicate: it never held it).
+        if outcome.status == .succeeded || outcome.status == .dead || outcome.status == .cancelled {
+            journaled.uniqueRelease = UniqueJob.release(for: job)
+        }
         acknowledger.add(journaled)
         return outcome
     }

@@ -89,7 +89,11 @@ extension Worker {
                             jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .dead, attempts: Saturating.add(job.previousFailures, 1),
                             result: nil, failure: JobTransitions.workerLost(dead), enqueuedAt: job.enqueuedAt,
                             startedAt: now, finishedAt: now, payload: payload)
-                        moves.append(.init(receipt: item.receipt, target: .dead(payload: payload.bytes), counts: .failed, journal: journalEntry(for: outcome)))
+                        var move = JobTransitions.Move(
+                            receipt: item.receipt, target: .dead(payload: payload.bytes), counts: .failed, journal: journalEntry(for: outcome))
+                        // Its unique lock goes with it, as with any terminal outcome.
+                        move.uniqueRelease = UniqueJob.release(for: job)
+                        moves.append(move)
                         outcomes.append(outcome)
                     } else {
                         moves.append(.init(receipt: item.receipt, target: .queue(job.queue, payload: payload.bytes, head: true), counts: .failed))

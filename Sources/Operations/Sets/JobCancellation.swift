@@ -147,7 +147,10 @@ public struct JobCancellation {
                 "cancel:" + String(Int(now * 1000)), record.copyLine,
             ] as [any RedisArgument])
         ).check()
-        return reply.int == 1
+        guard reply.int == 1 else { return false }
+        // Cancelled is its outcome: a unique job gives up its lock.
+        if let release = RedisUniqueLocks.releaseCommand(member: member, keys: keys) { _ = try connection.command(release).check() }
+        return true
     }
 
     /// KEYS: the queue or set, a journal, the orphaned-journals set. ARGV: member, is-list, journal field, record.

@@ -200,9 +200,12 @@ public struct JobSet {
         return reply.int == 1
     }
 
-    /// Removes one exact member. Returns false when it was already gone.
+    /// Removes one exact member, and gives up its unique lock if it holds one (a retrying unique job keeps its lock
+    /// until its outcome; deleting it is that outcome). Returns false when it was already gone.
     public func delete(_ entry: JobSetEntry) throws -> Bool {
-        try connection.command("ZREM", entry.set ?? name.key(keys), entry.member).check().int == 1
+        guard try connection.command("ZREM", entry.set ?? name.key(keys), entry.member).check().int == 1 else { return false }
+        if let release = RedisUniqueLocks.releaseCommand(member: entry.member, keys: keys) { _ = try connection.command(release).check() }
+        return true
     }
 
     /// The entry with this jid: looked up by its score when given (`ZRANGEBYSCORE score score`, what the

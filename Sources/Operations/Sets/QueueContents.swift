@@ -45,9 +45,11 @@ public struct QueueContents {
         return reply.int ?? 0
     }
 
-    /// Removes one exact job; false when it was gone (a worker took it).
+    /// Removes one exact job, and gives up its unique lock if it holds one; false when it was gone (a worker took it).
     public func delete(_ member: [UInt8]) throws -> Bool {
-        (try connection.command("LREM", keys.queue(name), 1, member).check().int ?? 0) > 0
+        guard (try connection.command("LREM", keys.queue(name), 1, member).check().int ?? 0) > 0 else { return false }
+        if let release = RedisUniqueLocks.releaseCommand(member: member, keys: keys) { _ = try connection.command(release).check() }
+        return true
     }
 
     /// The queued job with this jid among the first `scanLimit` (newest), read in chunks.
