@@ -7,7 +7,7 @@ import Operations
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats",
-        abstract: "Queue depths and latencies, scheduled/retry/dead counts, totals and live worker processes.",
+        abstract: "Queue depths and latencies, scheduled/retry/dead counts, totals, live worker processes and stale unique locks.",
         discussion: "Exit codes: 0 printed, 1 failed, 3 Redis unreachable.")
 
     @OptionGroup var redis: RedisOptions
@@ -15,9 +15,16 @@ struct StatsCommand: ParsableCommand {
 
     func run() {
         let keys = redis.keys
-        let s = SetCommands.run { try QueueSnapshot.read(redis.connect(), keys: keys) }
+        let connection = redis.connect()
+        let s = SetCommands.run { try QueueSnapshot.read(connection, keys: keys) }
+        let locks = SetCommands.run { try UniqueLockAudit.read(connection, keys: keys) }
         if json {
-            print(Self.json(s).text)
+            var o = Self.json(s).objectValue ?? JSONObject()
+            o["unique_locks"] = .object(JSONObject([
+                ("held", JSONValue(locks.held)), ("stale", JSONValue(locks.stale.count)),
+                ("stale_jids", .array(locks.stale.values.sorted().prefix(100).map { .string($0) })), ("complete", .bool(locks.complete)),
+            ]))
+            print(JSONValue.object(o).text)
             return
         }
         print("QUEUE".padding(toLength: 24, withPad: " ", startingAt: 0) + "DEPTH".padding(toLength: 10, withPad: " ", startingAt: 0) + "LATENCY")
@@ -28,6 +35,10 @@ struct StatsCommand: ParsableCommand {
         if s.queues.isEmpty { print("(no queues)") }
         print("")
         print("scheduled \(s.scheduled)  retry \(s.retries)  dead \(s.dead)  processed \(s.processed)  failed \(s.failed)")
+        var lockLine = "unique locks \(locks.held)  stale \(locks.stale.count)"
+        if !locks.stale.isEmpty { lockLine += " (held by \(locks.stale.values.sorted().prefix(5).joined(separator: ", ")), in no queue, in-flight list or set)" }
+        if !locks.complete { lockLine += "  (not all looked at)" }
+        print(lockLine)
         print("")
         print("\(s.processes.count) live worker processes, \(s.busy) busy")
         for p in s.processes {

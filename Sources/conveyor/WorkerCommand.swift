@@ -186,6 +186,12 @@ struct WorkerCommand: AsyncParsableCommand {
             .map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         // The config file's schedules: checked (exit 64), written into Redis, evaluated here as in every worker.
+        // The BullMQ queues' sizes on /metrics (queue-depth autoscaling), read on the poller's interval.
+        if let router = served as? QueueRouter {
+            let depth = BullMQDepth(endpoint: endpoint, queues: router.bullmq.queues, interval: settings.number(OperationsSettings.metricsPollSeconds))
+            metrics.addExporter { depth.render() }
+            services.append(.init(service: depth))
+        }
         if let scheduler = try SchedulesWiring.service(
             settings: settings, registry: registry, endpoint: endpoint, keys: keys, logger: logger, exporter: { metrics.addExporter($0) })
         {

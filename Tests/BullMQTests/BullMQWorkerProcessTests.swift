@@ -126,6 +126,40 @@ struct BullMQWorkerProcessTests {
 
 extension BullMQWorkerProcessTests {
     /// One worker serves a Sidekiq queue and a BullMQ queue at once: each job leaves through its own backend.
+    /// The BullMQ queues' sizes on the worker's /metrics, as KEDA's Prometheus scaler reads them: delayed jobs are
+    /// counted, and not as ready until their time.
+    @Test func queueDepthIsOnMetrics() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        _ = try peer.add("bd", [["name": "noop", "data": [:], "opts": ["delay": 3_600_000]], ["name": "noop", "data": [:], "opts": ["delay": 3_600_000]]])
+        let port = Int.random(in: 20_000...40_000)
+        let (worker, log) = try Self.launchLogged(
+            peer, queues: "bd", extra: ["CONVEYOR_METRICS_ADDR": "127.0.0.1:\(port)", "CONVEYOR_METRICS_POLL_SECONDS": "0.5"])
+        defer {
+            if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: log)
+        }
+        var text = ""
+        try await eventually(30, "the BullMQ gauges on /metrics") {
+            let fetch = Process()
+            fetch.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            fetch.arguments = [
+                "python3", "-c", "import sys, urllib.request\ntry: sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())\nexcept Exception: pass",
+                "http://127.0.0.1:\(port)/metrics",
+            ]
+            let out = Pipe()
+            fetch.standardOutput = out
+            try fetch.run()
+            text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            fetch.waitUntilExit()
+            return text.contains("conveyor_bullmq_queue_jobs{queue=\"bd\",state=\"delayed\"} 2")
+        }
+        #expect(text.contains("conveyor_bullmq_queue_jobs{queue=\"bd\",state=\"delayed_due\"} 0"))
+        #expect(text.contains("conveyor_bullmq_queue_depth{queue=\"bd\"} 0"), "delayed jobs are not ready")
+        worker.terminate()
+        worker.waitUntilExit()
+    }
+
     /// A handler's progress reaches BullMQ's own `progress` (what `job.progress`, QueueEvents and bull-board read) and
     /// a `progress` event on the queue's stream, beside Conveyor's hash.
     @Test func progressIsWrittenTheBullMQWay() async throws {

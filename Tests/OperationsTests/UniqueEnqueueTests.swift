@@ -122,6 +122,18 @@ struct UniqueWorkerTests {
         let cancel = try TestEnv.conveyor(["cancel", third.out.trimmingCharacters(in: .whitespacesAndNewlines), "--namespace", namespace])
         #expect(cancel.code == 0, "\(cancel.err)")
         #expect(try TestEnv.conveyor(push).code == 0, "the cancel freed the key")
+        // The one key held is its queued job's: not stale. A key whose holder is nowhere is.
+        func audit() throws -> JSONValue {
+            let stats = try TestEnv.conveyor(["stats", "--json", "--namespace", namespace])
+            return try #require(try JSONValue(parsing: stats.out)["unique_locks"], "\(stats.out) \(stats.err)")
+        }
+        #expect(try audit()["held"]?.intValue == 1)
+        #expect(try audit()["stale"]?.intValue == 0)
+        _ = try r.command("SET", keys.prefix + "{conveyor:unique}:0000000000000000000000000000000000000000", "ghost00000000000000000000").check()
+        let stale = try audit()
+        #expect(stale["stale"]?.intValue == 1 && stale["stale_jids"]?.arrayValue?.first?.stringValue == "ghost00000000000000000000", "\(stale.text)")
+        let text = try TestEnv.conveyor(["stats", "--namespace", namespace]).out
+        #expect(text.contains("unique locks 2  stale 1 (held by ghost00000000000000000000"), "\(text)")
     }
 
     @Test func aReapedJobWhoseWorkerWasKilledFreesItsLock() throws {
@@ -156,5 +168,7 @@ struct UniqueWorkerTests {
         #expect(left.isEmpty, "the reaper freed the lock: \(reaper.log.suffix(2000))")
         let dead = (try r.command("ZRANGE", keys.dead, 0, -1).check().array ?? []).compactMap(\.text)
         #expect(dead.contains { $0.contains("reaped000000000000000001") && $0.contains("WorkerLost") }, "\(dead)")
+        let stats = try JSONValue(parsing: try TestEnv.conveyor(["stats", "--json", "--namespace", namespace]).out)
+        #expect(stats["unique_locks"]?["stale"]?.intValue == 0, "\(stats.text)")
     }
 }

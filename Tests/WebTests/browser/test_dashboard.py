@@ -87,7 +87,8 @@ class Harness:
             f.write(f"schedules:\n  browser-cleanup:\n    cron: \"0 3 29 2 * Europe/Berlin\"\n    class: noop\n"
                     f"    queue: {QUEUE}\n    args: {{reason: nightly}}\n")
         self.procs.append(subprocess.Popen(
-            [BIN, "worker", "--config", self.config, "--queues", f"{QUEUE},media,default", "--concurrency", "4", "--log-level", "warning"],
+            [BIN, "worker", "--config", self.config, "--queues", f"{QUEUE},media,default", "--concurrency", "4", "--log-level", "warning",
+             "--heartbeat-interval", "1s"],
             env=env, stdout=self.worker_log, stderr=subprocess.STDOUT))
         self.web_log = open(os.path.join(self.tmp, "web.log"), "w")
         web = subprocess.Popen([BIN, "web", "--addr", "127.0.0.1:0"], env=env, stdout=subprocess.PIPE, stderr=self.web_log, text=True)
@@ -308,6 +309,51 @@ def test_busy_shows_progress_and_cancels_a_running_job(h):
     assert "cancelled" in h.text()
 
 
+def test_cancel_a_running_transcode_from_busy(h):
+    """A long transcode (40 s of 720p), cancelled with Busy's button: cancelled within a second, its helper gone, no
+    output left."""
+    name = f"clip-{os.urandom(3).hex()}"
+    source = f"uploads/{name}.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=s=1280x720:r=30:d=40", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-pix_fmt", "yuv420p", os.path.join(h.media, source)], check=True)
+    out_dir = os.path.join(h.media, "cancelled")
+    jid = enqueue("video.transcode", {"source": source, "output": f"cancelled/{name}.mp4"}, queue="media")
+    eventually(lambda: redis("HGET", key(f"conveyor:job:{jid}"), "status") == "running", seconds=60, what="the transcode to report progress")
+
+    def listed():
+        h.open("/busy")
+        return jid in h.text()
+
+    eventually(listed, seconds=15, what=f"{jid} on the Busy page")
+    assert os.listdir(out_dir), "the transcode is writing its output"
+    before = children(h.procs[0].pid)
+    assert before, "the worker runs helpers"
+    h.click(h.button("Cancel", h.row(jid)), f"Cancelling {jid}")
+    started = time.monotonic()
+    eventually(lambda: redis("HGET", key(f"conveyor:job:{jid}"), "status") == "cancelled", seconds=5, what="the outcome cancelled")
+    assert time.monotonic() - started < 1.0, f"cancelled after {time.monotonic() - started:.2f} s"
+    eventually(lambda: not os.listdir(out_dir), seconds=2, what="its partial output removed")
+    # The helper that ran the transcode was killed (other pools' idle helpers stay).
+    eventually(lambda: len(children(h.procs[0].pid) & before) < len(before), seconds=2, what="the transcode's helper gone")
+    eventually(lambda: psql(f"SELECT status FROM conveyor.job_results WHERE jid = '{jid}'") == "cancelled", what="the cancelled row")
+
+
+def children(pid):
+    """The running (not zombie) direct children of `pid`."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
 def screenshots(h, folder):
     """Every page at desktop and phone width, with a few jobs in each set."""
     os.makedirs(folder, exist_ok=True)
@@ -324,11 +370,15 @@ def screenshots(h, folder):
     redis("SADD", key("conveyor:paused-queues"), "low")
     for i in range(4):
         enqueue("noop", {"n": i}, queue="low")
-    subprocess.run([BIN, "enqueue", "sleep", "--args", '{"ms": 30000}', "--queue", "default", "--namespace", NAMESPACE],
-                   check=True, capture_output=True)
+    sleeper = enqueue("sleep", {"ms": 30000}, queue="default")
     subprocess.run([BIN, "enqueue", "noop", "--in", "2h", "--namespace", NAMESPACE], check=True, capture_output=True)
-    eventually(lambda: redis_int("LLEN", key("queue:default")) == 0, what="the worker to pick up the sleep job")
-    time.sleep(5.5)  # the worker's heartbeat (every 5 s) lists the running sleep job on the Busy page
+
+    def busy_lists_it():
+        h.open("/busy")
+        return sleeper in h.text() and "%" in h.text()
+
+    # The worker's heartbeat lists the running sleep job (and its progress) on the Busy page.
+    eventually(busy_lists_it, seconds=15, what="the running sleep job on Busy")
     pages = {"overview": "/", "queues": "/queues", "queue": "/queues/low", "busy": "/busy", "scheduled": "/scheduled",
              "retries": "/retry", "dead": "/dead", "job": f"/dead/job?jid={'shot' + '0' * 19 + '0'}", "lookup": None, "actions": "/actions", "schedules": "/schedules"}
     ids = psql("SELECT upload_id FROM conveyor.media_uploads WHERE status = 'ready' ORDER BY updated_at DESC LIMIT 1")
@@ -346,7 +396,8 @@ def screenshots(h, folder):
 def main():
     tests = [test_pause_a_queue_and_the_worker_stops_taking_from_it, test_retry_a_dead_job_and_see_it_succeed,
              test_bulk_delete_with_a_filter, test_find_an_upload_by_id_and_see_its_thumbnail, test_xss_payload_is_shown_as_text,
-             test_run_disable_and_enable_a_schedule, test_busy_shows_progress_and_cancels_a_running_job]
+             test_run_disable_and_enable_a_schedule, test_busy_shows_progress_and_cancels_a_running_job,
+             test_cancel_a_running_transcode_from_busy]
     h = Harness()
     failed = []
     try:
