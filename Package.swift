@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "conveyor", targets: ["conveyor"]),
         .library(name: "ConveyorCore", targets: ["ConveyorCore"]),
+        .library(name: "ConveyorTesting", targets: ["ConveyorTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,6 +63,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            swiftSettings: swiftSettings),
+        // For tests of job classes and backends without Redis: an in-memory backend, a handler's JobContext, recorders.
+        .target(
+            name: "ConveyorTesting",
+            dependencies: ["ConveyorCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // The queue backend in Sidekiq's Redis layout: keys, scripts, reliable fetch, batches, heartbeat, promoter.
         .target(
@@ -145,7 +151,7 @@ let package = Package(
             path: "Benchmarks/llm/Sources", swiftSettings: swiftSettings),
 
         .testTarget(
-            name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "SidekiqQueue", "Redis", "Postgres"], exclude: ["sidekiq_interop.rb"],
+            name: "ConveyorCoreTests", dependencies: ["ConveyorCore", "ConveyorTesting", "SidekiqQueue", "Redis", "Postgres"], exclude: ["sidekiq_interop.rb"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "mail-bench", dependencies: ["Mail", "Curl", "ConveyorCore", .product(name: "Logging", package: "swift-log")],

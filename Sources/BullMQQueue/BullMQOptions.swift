@@ -34,6 +34,28 @@ public struct BullMQOptions: Sendable {
 
     /// Refuses a prefix or queue name that cannot name BullMQ keys: empty, too long, with a colon (BullMQ's separator)
     /// or a control character.
+    /// A keep setting (`keep`, `remove`, a count, an age) as BullMQ's `removeOnComplete`/`removeOnFail` value: nil
+    /// keeps all, `true` removes at once, a number keeps that many, `{"age": seconds}` keeps them that long.
+    public static func keep(parsing text: String) -> JSONValue?? {
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        switch t {
+        case "keep", "all", "false": return .some(nil)
+        case "remove", "true": return .some(.bool(true))
+        default: break
+        }
+        if t.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }), !t.isEmpty, t.count <= 10, let n = Int(t), n <= Int(Int32.max) {
+            return .some(JSONValue(n))
+        }
+        if let seconds = Setting.seconds(t), seconds >= 1, seconds <= 365 * 86_400, t.last.map({ !$0.isNumber }) == true {
+            return .some(.object(JSONObject([("age", JSONValue(Saturating.int(seconds.rounded())))])))
+        }
+        return nil
+    }
+
+    static func keepProblem(_ text: String) -> String? {
+        keep(parsing: text) == nil ? "expected keep, remove, a count (0-2147483647) or an age (1s-365d, like 24h)" : nil
+    }
+
     public static func validate(name: String, as what: String) throws(JobFailure) {
         if name.isEmpty { throw .permanent(.invalidConfiguration, "BullMQ \(what) must not be empty") }
         if name.utf8.count > maxNameBytes {

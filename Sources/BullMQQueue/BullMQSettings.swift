@@ -25,7 +25,14 @@ public enum BullMQSettings {
     public static let stalledInterval = Setting("CONVEYOR_BULLMQ_STALLED_INTERVAL", key: "bullmq.stalled_interval", .duration(0.5...3600), default: "30s",
             doc: "How often this worker runs the queue's shared stalled-job check (a job whose lock expired goes back to wait; past `maxStalledCount` 1 it fails).")
 
-    public static let all = [queues, prefix, scripts, lockDuration, stalledInterval]
+    public static let removeOnComplete = Setting("CONVEYOR_BULLMQ_REMOVE_ON_COMPLETE", key: "bullmq.remove_on_complete", default: "keep",
+            doc: "What completed BullMQ jobs keep when the job's own `removeOnComplete` says nothing (the worker option of BullMQ): `keep` (all), `remove` (at once), a count (`1000`: the newest that many) or an age (`24h`: for that long).",
+            check: { BullMQOptions.keepProblem($0) })
+
+    public static let removeOnFail = Setting("CONVEYOR_BULLMQ_REMOVE_ON_FAIL", key: "bullmq.remove_on_fail", default: "keep",
+            doc: "The same for failed BullMQ jobs (`removeOnFail`).", check: { BullMQOptions.keepProblem($0) })
+
+    public static let all = [queues, prefix, scripts, lockDuration, stalledInterval, removeOnComplete, removeOnFail]
 
     public static let group = SettingGroup(
         "BullMQ", note: "Conveyor runs BullMQ's own Lua scripts from the pinned package; old Bull (v3/v4) queues are refused.", all)

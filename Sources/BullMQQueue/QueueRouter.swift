@@ -92,6 +92,12 @@ public final class QueueRouter: QueueBackend {
         _ = try await bullmq.writeBullMQProgress(jid: jid, fields: fields)
     }
 
+    /// Cancel requests (`conveyor cancel`, `it-<jid>`) are for the Sidekiq side's jobs: a BullMQ job's outcome is
+    /// BullMQ's completed or failed, with no cancelled state, so its flags are not read.
+    public func cancellations(running: [String], knownVersion: String?) async throws -> CancelRequests {
+        try await sidekiq.cancellations(running: running.filter { !bullmq.holds(jid: $0) }, knownVersion: knownVersion)
+    }
+
     public func close() {
         bullmq.close()
         sidekiq.close()

@@ -126,6 +126,37 @@ struct BullMQWorkerProcessTests {
 
 extension BullMQWorkerProcessTests {
     /// One worker serves a Sidekiq queue and a BullMQ queue at once: each job leaves through its own backend.
+    /// The worker's keep settings (BullMQ's worker `removeOnComplete`/`removeOnFail`) for jobs that say nothing, and a
+    /// job's own option winning over them.
+    @Test func keepSettingsTrimCompletedAndFailedJobs() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        _ = try peer.add("bk2", [
+            ["name": "noop", "data": [:]], ["name": "noop", "data": [:]], ["name": "noop", "data": [:]],
+            ["name": "noop", "data": [:], "opts": ["removeOnComplete": false]],
+            ["name": "no.such.class", "data": [:], "opts": ["attempts": 1]],
+        ])
+        let (worker, log) = try Self.launchLogged(
+            peer, queues: "bk2", extra: ["CONVEYOR_BULLMQ_REMOVE_ON_COMPLETE": "1", "CONVEYOR_BULLMQ_REMOVE_ON_FAIL": "remove"])
+        defer {
+            if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: log)
+        }
+        try await eventually(30, "every job finished") {
+            let waiting = try await peer.command("LLEN", "\(peer.prefix):bk2:wait").int ?? 1
+            let active = try await peer.command("LLEN", "\(peer.prefix):bk2:active").int ?? 1
+            let failedJob = try await peer.command("EXISTS", "\(peer.prefix):bk2:5").int ?? 1
+            return waiting == 0 && active == 0 && failedJob == 0
+        }
+        worker.terminate()
+        worker.waitUntilExit()
+        let completed = try await peer.command("ZRANGE", "\(peer.prefix):bk2:completed", 0, -1).array?.compactMap(\.text) ?? []
+        // Count 1 keeps the newest of the trimmed ones; job 4 said keep (false) and stays whatever the setting.
+        #expect(completed.contains("4"), "\(completed)")
+        #expect(completed.count <= 2, "\(completed)")
+        #expect(try await peer.command("ZCARD", "\(peer.prefix):bk2:failed").int == 0, "removed at once")
+    }
+
     /// The BullMQ queues' sizes on the worker's /metrics, as KEDA's Prometheus scaler reads them: delayed jobs are
     /// counted, and not as ready until their time.
     @Test func queueDepthIsOnMetrics() async throws {

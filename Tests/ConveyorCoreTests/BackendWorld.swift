@@ -3,6 +3,7 @@ import Redis
 import Testing
 
 @testable import ConveyorCore
+import ConveyorTesting
 import SidekiqQueue
 
 /// The backends the worker's contract suite (`WorkerTests`) runs over: in memory, a single Redis in Sidekiq's layout,

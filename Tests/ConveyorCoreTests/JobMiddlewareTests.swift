@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import ConveyorCore
+import ConveyorTesting
 
 /// The middleware seam around `perform`: order, context passed on, failing a job before its handler, outcomes seen
 /// once per run, a deadline that holds whatever a middleware does, and the worker's own log lines coming from it.

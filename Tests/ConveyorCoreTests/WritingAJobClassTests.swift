@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 
 @testable import ConveyorCore
+import ConveyorTesting
 import SidekiqQueue
 
 // The complete example of docs/writing-a-job-class.md: a handler, its class, and its test against a real Redis.
@@ -36,6 +37,35 @@ final class Outcomes: JobObserver {
 }
 
 @Suite struct WritingAJobClassTests {
+    /// The handler alone: no worker, no Redis.
+    @Test func theHandlerCountsWords() async throws {
+        let handler = CountWordsHandler()
+        #expect(try await handler.perform(.testing("text.count_words", arguments: ["text": "the quick brown fox"])) == ["words": 4])
+        let refused = await #expect(throws: JobFailure.self) { try await handler.perform(.testing("text.count_words", arguments: ["text": 42])) }
+        #expect(refused?.errorClass == "InvalidArguments" && refused?.isPermanent == true)
+    }
+
+    /// Through a worker on the in-memory backend: retries, dead ends and outcomes as with Redis, without it.
+    @Test func aWorkerRunsItWithoutRedis() async throws {
+        var registry = JobRegistry()
+        registry.register(.countWords)
+        let configuration = WorkerConfiguration(queues: try QueueSelection(parsing: "default"), pollInterval: .milliseconds(20))
+        let backend = MemoryBackend(identity: configuration.identity)
+        let outcomes = OutcomeRecorder()
+        let worker = Worker(backend: backend, registry: registry, configuration: configuration, observers: [outcomes])
+        let ok = Job.envelope(jobClass: "text.count_words", arguments: ["text": "one two"], queue: "default")
+        let bad = Job.envelope(jobClass: "text.count_words", arguments: ["text": 42], queue: "default")
+        backend.push(ok)
+        backend.push(bad)
+        let running = Task { try await worker.run() }
+        try await waitUntil("both finished") { outcomes.count == 2 }
+        worker.shutdown()
+        try await running.value
+        #expect(outcomes[ok["jid"]!.stringValue!]?.result == ["words": 2])
+        #expect(outcomes[bad["jid"]!.stringValue!]?.status == .dead)
+        #expect(backend.store.withLock { $0.dead.count } == 1)
+    }
+
     @Test func countsWordsAndRefusesBadArguments() async throws {
         let redis = try TestRedis()
         var registry = JobRegistry()

@@ -17,12 +17,17 @@ struct DashboardPagesTests {
         return Double(svg[h.upperBound...].prefix { $0 != "\"" })
     }
 
-    @Test func processedAndFailedBarsShareOneScale() async throws {
-        let s = try Session()
+    /// Today's day in UTC, as Sidekiq's `stat:*:<day>` keys name it.
+    static func today() -> String {
         var day = time_t(Int(Date().timeIntervalSince1970))
         var parts = tm()
         gmtime_r(&day, &parts)
-        let today = String(format: "%04d-%02d-%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday)
+        return String(format: "%04d-%02d-%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday)
+    }
+
+    @Test func processedAndFailedBarsShareOneScale() async throws {
+        let s = try Session()
+        let today = Self.today()
         // Today 40 processed and 40 failed; another day 80 processed: a failed bar of 40 is as tall as a processed 40.
         _ = try s.redis.pipeline([
             RedisCommand("SET", s.keys.processed(day: today), 40), RedisCommand("SET", s.keys.failed(day: today), 40),
@@ -37,10 +42,7 @@ struct DashboardPagesTests {
 
     @Test func countsAtTheExtremesDrawWithoutTrapping() async throws {
         let s = try Session()
-        var day = time_t(Int(Date().timeIntervalSince1970))
-        var parts = tm()
-        gmtime_r(&day, &parts)
-        let today = String(format: "%04d-%02d-%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday)
+        let today = Self.today()
         for (processed, failed) in [("9223372036854775807", "9223372036854775807"), ("-9223372036854775808", "9223372036854775807"), ("1e400", "-1")] {
             _ = try s.redis.pipeline([RedisCommand("SET", s.keys.processed(day: today), processed), RedisCommand("SET", s.keys.failed(day: today), failed)])
             let page = await s.get("/")

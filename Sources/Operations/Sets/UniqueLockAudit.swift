@@ -51,11 +51,12 @@ public struct UniqueLockAudit: Sendable, Equatable {
         func collect(_ members: [RedisReply]) {
             for member in members { if let bytes = member.bytes, let jid = Self.jid(in: bytes) { present.insert(jid) } }
         }
-        func readList(_ key: String) throws {
+        /// Reads a list (`LRANGE`) or sorted set (`ZRANGE`) in chunks of 5,000 while the budget lasts.
+        func read(_ key: String, with command: String) throws {
             var start = 0
             while budget > 0 {
                 let count = min(5000, budget)
-                let items = try connection.command("LRANGE", key, start, start + count - 1).check().array ?? []
+                let items = try connection.command(command, key, start, start + count - 1).check().array ?? []
                 collect(items)
                 budget -= items.count
                 if items.count < count { return }
@@ -63,24 +64,12 @@ public struct UniqueLockAudit: Sendable, Equatable {
             }
             complete = false
         }
-        func readSet(_ key: String) throws {
-            var start = 0
-            while budget > 0 {
-                let count = min(5000, budget)
-                let items = try connection.command("ZRANGE", key, start, start + count - 1).check().array ?? []
-                collect(items)
-                budget -= items.count
-                if items.count < count { return }
-                start += count
-            }
-            complete = false
-        }
-        for queue in (try connection.command("SMEMBERS", keys.queues).check().array ?? []).compactMap(\.text) { try readList(keys.queue(queue)) }
+        for queue in (try connection.command("SMEMBERS", keys.queues).check().array ?? []).compactMap(\.text) { try read(keys.queue(queue), with: "LRANGE") }
         for identity in (try connection.command("SMEMBERS", keys.conveyorProcesses).check().array ?? []).compactMap(\.text) {
-            try readList(keys.inflight(identity))
+            try read(keys.inflight(identity), with: "LRANGE")
         }
-        try readSet(keys.schedule)
-        try readSet(keys.retry)
+        try read(keys.schedule, with: "ZRANGE")
+        try read(keys.retry, with: "ZRANGE")
         let stale = holders.filter { !present.contains($0.value) }
         return UniqueLockAudit(held: holders.count, stale: stale, complete: complete)
     }
