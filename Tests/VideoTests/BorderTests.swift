@@ -86,27 +86,10 @@ struct VideoBorderWorkerTests {
     @Test func poisonMediaJobsAreDeadOnTheFirstAttemptAndTheWorkerLivesOn() async throws {
         let fixture = try MediaFixture()
         try await fixture.clip("uploads/ok.mp4", seconds: 0.5)
-        _ = try await runAsync(conveyorBinary(), ["migrate", "--database-url", environment["DATABASE_URL"]!])
-        let namespace = "border-" + UUID().uuidString.prefix(8).lowercased()
-        let worker = Process()
-        worker.executableURL = URL(fileURLWithPath: conveyorBinary())
-        worker.arguments = ["worker", "--namespace", namespace, "--queues", "media", "-c", "2"]
-        worker.environment = environment.merging([
-            "CONVEYOR_MEDIA_ROOT": fixture.root.path, "CONVEYOR_MAIL_OUTBOX": fixture.directory + "/outbox",
-            "CONVEYOR_HELPERS": "1", "CONVEYOR_VIDEO_HELPERS": "1",
-        ]) { _, new in new }
-        let log = FileHandle(forWritingAtPath: "/dev/null")
-        worker.standardOutput = log
-        worker.standardError = log
-        try worker.run()
-        defer {
-            kill(worker.processIdentifier, SIGKILL)
-            worker.waitUntilExit()
-        }
-
-        let redis = RedisThread(try RedisEndpoint(url: environment["REDIS_URL"]!), name: "border-worker-test")
-        defer { redis.stop() }
-        let jobs = JobClient(redis: redis, keys: QueueKeys(namespace: namespace))
+        let media = try await MediaWorkerProcess.start(fixture, name: "border", concurrency: 2)
+        defer { media.stop() }
+        let worker = media.process
+        let jobs = media.jobs
         let before = try FileManager.default.subpathsOfDirectory(atPath: fixture.root.path).sorted()
         let poison: [(String, JSONObject)] = [
             ("media.ingest", JSONObject([("upload_id", "nul\u{0}id"), ("source", "uploads/ok.mp4")])),

@@ -37,27 +37,13 @@ struct CancelTranscodeTests {
     @Test func aRunningTranscodeCancelledFromTheCLIStopsWithinASecondAndLeavesNothing() async throws {
         let fixture = try MediaFixture()
         try await fixture.clip("uploads/long.mp4", size: "1280x720", rate: 30, seconds: 20)
-        _ = try await runAsync(conveyorBinary(), ["migrate", "--database-url", environment["DATABASE_URL"]!])
-        let namespace = "cancel-video-" + UUID().uuidString.prefix(8).lowercased()
-        let worker = Process()
-        worker.executableURL = URL(fileURLWithPath: conveyorBinary())
-        worker.arguments = ["worker", "--namespace", namespace, "--queues", "media", "-c", "1"]
-        worker.environment = environment.merging([
-            "CONVEYOR_MEDIA_ROOT": fixture.root.path, "CONVEYOR_MAIL_OUTBOX": fixture.directory + "/outbox",
-            "CONVEYOR_HELPERS": "1", "CONVEYOR_VIDEO_HELPERS": "1",
-        ]) { _, new in new }
-        let log = FileHandle(forWritingAtPath: "/dev/null")
-        worker.standardOutput = log
-        worker.standardError = log
-        try worker.run()
-        defer {
-            kill(worker.processIdentifier, SIGKILL)
-            worker.waitUntilExit()
-        }
-        let redis = RedisThread(try RedisEndpoint(url: environment["REDIS_URL"]!), name: "cancel-video-test")
-        defer { redis.stop() }
-        let keys = QueueKeys(namespace: namespace)
-        let jid = try await JobClient(redis: redis, keys: keys).enqueue(
+        let media = try await MediaWorkerProcess.start(fixture, name: "cancel-video")
+        defer { media.stop() }
+        let worker = media.process
+        let redis = media.redis
+        let keys = media.keys
+        let namespace = media.namespace
+        let jid = try await media.jobs.enqueue(
             "video.transcode", arguments: JSONObject([("source", "uploads/long.mp4"), ("output", "out/long.mp4"), ("poster", "out/long.jpg")]),
             queue: "media")
         let key = keys.conveyor("job:" + jid)

@@ -2,6 +2,8 @@ import AV
 import ConveyorCore
 import Storage
 import Foundation
+import Redis
+import SidekiqQueue
 import Logging
 import Images
 import Sandbox
@@ -147,3 +149,44 @@ func expectPermanent(_ errorClass: String, _ body: () async throws -> JSONValue)
         return ""
     }
 }
+
+/// A real `conveyor worker` on the media queue over `fixture`'s folder (one helper of each kind), on its own namespace,
+/// migrated first; killed (SIGKILL) by `stop()`. The video tests that drive the real binary share it.
+final class MediaWorkerProcess: @unchecked Sendable {
+    let process = Process()
+    let namespace: String
+    let keys: QueueKeys
+    let redis: RedisThread
+
+    static func start(_ fixture: MediaFixture, name: String, concurrency: Int = 1) async throws -> MediaWorkerProcess {
+        let environment = ProcessInfo.processInfo.environment
+        _ = try await runAsync(conveyorBinary(), ["migrate", "--database-url", environment["DATABASE_URL"]!])
+        return try MediaWorkerProcess(fixture, name: name, concurrency: concurrency)
+    }
+
+    private init(_ fixture: MediaFixture, name: String, concurrency: Int) throws {
+        let environment = ProcessInfo.processInfo.environment
+        namespace = name + "-" + UUID().uuidString.prefix(8).lowercased()
+        keys = QueueKeys(namespace: namespace)
+        process.executableURL = URL(fileURLWithPath: conveyorBinary())
+        process.arguments = ["worker", "--namespace", namespace, "--queues", "media", "-c", String(concurrency)]
+        process.environment = environment.merging([
+            "CONVEYOR_MEDIA_ROOT": fixture.root.path, "CONVEYOR_MAIL_OUTBOX": fixture.directory + "/outbox",
+            "CONVEYOR_HELPERS": "1", "CONVEYOR_VIDEO_HELPERS": "1",
+        ]) { _, new in new }
+        let log = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        redis = RedisThread(try RedisEndpoint(url: environment["REDIS_URL"]!), name: "\(name)-worker-test")
+    }
+
+    var jobs: JobClient { JobClient(redis: redis, keys: keys) }
+
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        redis.stop()
+    }
+}
+

@@ -231,9 +231,14 @@ public final class Worker: Service {
         while !stopping.isSet {
             do {
                 try await heartbeat()
-                // The recently cancelled jobs before the first fetch: none of them may start.
-                try await checkCancellations()
                 outage.succeeded(logger: logger)
+                // The recently cancelled jobs before the first fetch: none of them may start. A refusal (an ACL
+                // without ZRANGE) is said and does not keep the worker from starting; the poll tries again.
+                do {
+                    try await checkCancellations()
+                } catch {
+                    logger.warning("could not read the cancel requests before the first fetch", metadata: ["error": "\(error)"])
+                }
                 return true
             } catch {
                 outage.failed(error, logger: logger)

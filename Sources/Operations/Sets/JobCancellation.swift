@@ -83,9 +83,11 @@ public struct JobCancellation {
                 if try remove(entry.member, from: set.key(keys), isList: false, job: entry.job, place: place, who: who, now: now) { return place }
             }
         }
+        // The same bounds as a lookup: the newest 10,000 jobs of up to 20 queues (a job deeper is flagged and never starts).
         let queues = (try connection.command("SMEMBERS", keys.queues).check().array ?? []).compactMap(\.text).sorted()
+            .prefix(JobLocator.maximumQueues)
         for queue in queues {
-            if let hit = try QueueContents(queue, keys: keys, connection: connection).find(jid: jid) {
+            if let hit = try QueueContents(queue, keys: keys, connection: connection).find(jid: jid, scanLimit: JobLocator.queueScanLimit) {
                 try flag(jid, now: now)
                 let job = (try? JSONValue(parsing: hit.member))?.objectValue
                 if try remove(hit.member, from: keys.queue(queue), isList: true, job: job, place: .queued(queue), who: who, now: now) {

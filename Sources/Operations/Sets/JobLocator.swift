@@ -28,10 +28,11 @@ public struct JobLocator {
         public var job: JSONObject?
     }
 
-    /// How many jobs of each queue are read looking for the jid (newest first), at most.
-    public static let queueScanLimit = 100_000
-    /// How many queues are searched, at most.
-    public static let maximumQueues = 200
+    /// How many jobs of each queue are read looking for the jid (newest first), at most: a lookup (a dashboard page)
+    /// reads at most `queueScanLimit * maximumQueues` members.
+    public static let queueScanLimit = 10_000
+    /// How many queues are searched, at most (in name order).
+    public static let maximumQueues = 20
 
     /// Every place `jid` is (usually one; a job pushed twice can be in two).
     public func locate(_ jid: String) throws -> [Sighting] {
