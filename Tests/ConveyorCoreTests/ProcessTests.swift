@@ -39,12 +39,17 @@ import SidekiqQueue
         return try JSONValue(parsing: Array(data))
     }
 
-    @Test func killDashNineMidRunLosesNoJob() async throws {
+    /// Every job ends in exactly one recorded outcome: the oracle is the outcome rows in PostgreSQL, not the log. A
+    /// SIGKILL between a job's acknowledgement and its `job succeeded` line loses only the line.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] != nil, "needs DATABASE_URL"))
+    func killDashNineMidRunLosesNoJob() async throws {
         let redis = try TestRedis()
+        let database = try PostgresConnection(url: ProcessInfo.processInfo.environment["DATABASE_URL"]!)
+        let prefix = "k9-" + Job.newJID().prefix(8) + "-"
         var jids: [String] = []
         var batch: [JSONObject] = []
-        for _ in 0..<10_000 {
-            let payload = Job.envelope(jobClass: "sleep", arguments: ["ms": 2], queue: "default")
+        for i in 0..<10_000 {
+            let payload = Job.envelope(jobClass: "sleep", arguments: ["ms": 2], queue: "default", jid: prefix + String(i))
             jids.append(payload["jid"]!.stringValue!)
             batch.append(payload)
             if batch.count == 1000 {
@@ -70,10 +75,21 @@ import SidekiqQueue
             let flying = try await inflight(redis).count
             return queued == 0 && flying == 0
         }
+        // Counts of rows, distinct jids and succeeded rows among this run's jobs; the workers' result writers store
+        // what they journaled, the killed worker's journal through the reaper.
+        func rows() throws -> [String] {
+            try database.query(
+                "SELECT count(*), count(DISTINCT jid), count(*) FILTER (WHERE status = 'succeeded') FROM conveyor.job_results WHERE jid LIKE $1",
+                [prefix + "%"]
+            ).rows.first?.compactMap { $0 } ?? []
+        }
+        try await eventually("one outcome row per job", timeout: .seconds(60)) { try rows().first == "10000" }
+        #expect(try rows() == ["10000", "10000", "10000"], "one succeeded row per job")
         #expect(try await b.terminate() == 0)
-        let done = a.succeeded.union(b.succeeded)
-        #expect(done.count == 10_000)
-        #expect(Set(jids).subtracting(done).isEmpty, "every job completed")
+        // Both processes did part of the work; every logged success is one of this run's jobs.
+        let logged = a.succeeded.union(b.succeeded)
+        #expect(!a.succeeded.isEmpty && !b.succeeded.isEmpty)
+        #expect(logged.isSubset(of: Set(jids)))
         #expect(try await redis.int("ZCARD", redis.keys.dead) == 0)
         #expect(try await redis.int("ZCARD", redis.keys.retry) == 0)
         if orphaned > 0 { #expect(b.log.contains("reaped the jobs of a dead worker process"), "\(orphaned) jobs were in flight") }
