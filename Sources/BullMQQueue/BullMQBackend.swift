@@ -354,6 +354,13 @@ public final class BullMQBackend: QueueBackend {
             let enqueued = Saturating.add(ts, delay)
             if JobEnvelope.timestampRange.contains(Double(enqueued)) { payload["enqueued_at"] = JSONValue(enqueued) }
         }
+        // BullMQ's `telemetry` option puts the producer's trace context in `opts.tm` (a JSON text of the injected
+        // headers): moved to the top of the envelope, where Sidekiq jobs carry it (checked there by the tracing).
+        if let tm = opts["tm"]?.stringValue, tm.utf8.count <= 4096, let headers = try? JSONValue(parsing: Array(tm.utf8)),
+            let carrier = headers.objectValue
+        {
+            for key in ["traceparent", "tracestate"] { if case .string(let v)? = carrier[key] { payload[key] = .string(v) } }
+        }
         var bull = JSONObject()
         bull["id"] = .string(id)
         bull["prefix"] = .string(keys.prefix)

@@ -1,5 +1,6 @@
 public import ConveyorCore
 public import Logging
+import Glibc
 import Synchronization
 
 extension JobContext {
@@ -63,4 +64,20 @@ public struct WaitTimedOut: Error, CustomStringConvertible {
     public var what: String
     public var timeout: Duration
     public var description: String { "timed out after \(timeout) waiting for \(what)" }
+}
+
+/// A loopback TCP port nothing listens on now (bound to 0 and released), for a server a test starts.
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw WaitTimedOut(what: "a socket", timeout: .zero) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw WaitTimedOut(what: "a free loopback port", timeout: .zero) }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -1,6 +1,7 @@
 public import Curl
 import ConveyorCore
 import Foundation
+import Tracing
 
 /// Sends through an SMTP server with libcurl: one `SMTPSession` (easy handle, kept-alive connection) per
 /// sending thread, on threads of its own so a slow server never blocks Swift's cooperative pool.
@@ -36,6 +37,15 @@ public final class SMTPTransport: MailTransport, @unchecked Sendable {
     }
 
     public func send(_ message: [UInt8], envelope: MailEnvelope, messageID: String, timeout: Duration) async throws -> MailDelivery {
+        try await Traced.span(
+            "smtp send",
+            attributes: ["network.protocol.name": "smtp", "conveyor.mail.bytes": .int64(Int64(message.count))]
+        ) { _ in
+            try await deliver(message, envelope: envelope, timeout: timeout)
+        }
+    }
+
+    private func deliver(_ message: [UInt8], envelope: MailEnvelope, timeout: Duration) async throws -> MailDelivery {
         let deadline = ContinuousClock.now + timeout
         return try await threads.run { [self] in
             let session = try checkOut()

@@ -1,5 +1,6 @@
 public import ConveyorCore
 import Synchronization
+import Tracing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -95,6 +96,15 @@ public final class HelperPool: Sendable {
     /// - Throws: the operation's own `JobFailure`, or a transient `HelperCrashed` / `HelperOutOfMemory` /
     ///   `HelperCPULimit` / `HelperTimeout` when the helper died or overran `deadline`.
     public func run(_ operation: String, _ arguments: JSONObject, deadline: ContinuousClock.Instant) async throws -> JSONValue {
+        try await Traced.span(
+            "helper \(operation)", kind: .internal,
+            attributes: ["conveyor.helper.operation": "\(operation)", "conveyor.helper.sandboxed": .bool(!configuration.inProcess)]
+        ) { _ in
+            try await perform(operation, arguments, deadline: deadline)
+        }
+    }
+
+    private func perform(_ operation: String, _ arguments: JSONObject, deadline: ContinuousClock.Instant) async throws -> JSONValue {
         if configuration.inProcess {
             guard let body = operations.operation(named: operation) else {
                 throw JobFailure.permanent(.unknownHelperOperation, "no helper operation named \(operation)")

@@ -23,7 +23,7 @@ public struct JobClient: Sendable {
     @discardableResult
     public func enqueue(
         _ jobClass: String, arguments: JSONObject = JSONObject(), queue: String = "default", at: Double? = nil,
-        retry: JSONValue? = nil
+        retry: JSONValue? = nil, fields: JSONObject = JSONObject()
     ) async throws -> String {
         if let at, !(at.isFinite && JobEnvelope.timestampRange.contains(at) && at <= JobTime.millisecondThreshold) {
             // JSON cannot carry it (infinity would be written as null and run the job now), and a worker would refuse it.
@@ -31,7 +31,8 @@ public struct JobClient: Sendable {
         }
         let now = JobTime.now()
         let runAt = at.flatMap { $0 > now ? $0 : nil }
-        let payload = Job.envelope(jobClass: jobClass, arguments: arguments, queue: queue, retry: retry, at: runAt, now: now)
+        var payload = Job.envelope(jobClass: jobClass, arguments: arguments, queue: queue, retry: retry, at: runAt, now: now)
+        for (key, value) in fields { payload[key] = value }
         try await push([payload])
         return payload["jid"]!.stringValue!
     }

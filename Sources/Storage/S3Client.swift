@@ -2,6 +2,7 @@ public import ConveyorCore
 import Curl
 import Digest
 import Glibc
+import Tracing
 
 /// An S3 client for media: objects stream between the store and local files, signed with SigV4 over libcurl.
 ///
@@ -35,6 +36,14 @@ public final class S3Client: Sendable {
     /// Streams the object to a new file at `path` (created 0600, removed again on any failure), refusing early from
     /// `Content-Length` and while streaming past `maxBytes`.
     public func get(bucket: String, key: String, to path: String, maxBytes: Int, deadline: ContinuousClock.Instant) async throws(JobFailure) -> S3ObjectInfo {
+        try await Traced.span("S3.GetObject", attributes: Self.spanAttributes("GetObject", bucket, key)) { span async throws(JobFailure) in
+            let info = try await getObject(bucket: bucket, key: key, to: path, maxBytes: maxBytes, deadline: deadline)
+            span.attributes["conveyor.s3.bytes"] = info.size
+            return info
+        }
+    }
+
+    private func getObject(bucket: String, key: String, to path: String, maxBytes: Int, deadline: ContinuousClock.Instant) async throws(JobFailure) -> S3ObjectInfo {
         try await blocking { abort throws(JobFailure) in
             var call = S3Call(.get, "GET", bucket: bucket, key: key)
             let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -68,6 +77,19 @@ public final class S3Client: Sendable {
     /// Uploads the file; above `multipartThreshold` as a multipart upload with `parallelParts` parts in flight. Any
     /// failure or cancellation aborts the multipart upload, so no half object ever becomes visible.
     public func put(
+        bucket: String, key: String, from path: String, contentType: String, cacheControl: String?, deadline: ContinuousClock.Instant
+    ) async throws(JobFailure) {
+        try await Traced.span("S3.PutObject", attributes: Self.spanAttributes("PutObject", bucket, key)) { _ async throws(JobFailure) in
+            try await putObject(bucket: bucket, key: key, from: path, contentType: contentType, cacheControl: cacheControl, deadline: deadline)
+        }
+    }
+
+    /// The attributes of an S3 call's span (OpenTelemetry's AWS SDK conventions).
+    static func spanAttributes(_ method: String, _ bucket: String, _ key: String) -> SpanAttributes {
+        ["rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": "\(method)", "aws.s3.bucket": "\(bucket)", "aws.s3.key": "\(key)"]
+    }
+
+    private func putObject(
         bucket: String, key: String, from path: String, contentType: String, cacheControl: String?, deadline: ContinuousClock.Instant
     ) async throws(JobFailure) {
         let name = "s3://\(bucket)/\(key)"

@@ -2,6 +2,7 @@ public import ConveyorCore
 public import Logging
 internal import Curl
 internal import Redis
+import Tracing
 
 /// Summarises posts: the cache first, then each configured provider in order behind its own circuit
 /// breaker, then the built-in extractive summariser (marked degraded) when none answers. One instance per
@@ -127,7 +128,26 @@ public final class Summarizer: Sendable {
                 breaker.record(permit, .ignored)
                 break
             }
-            let attempt = await call(provider, prompt: prompt, deadline: deadline, jid: jid)
+            // One client span per provider call (OpenTelemetry's GenAI conventions), with the breaker's state.
+            let attempt = await Traced.span(
+                "chat \(provider.model)",
+                attributes: [
+                    "gen_ai.operation.name": "chat", "gen_ai.provider.name": "\(provider.kind.rawValue)",
+                    "gen_ai.request.model": "\(provider.model)", "conveyor.llm.provider": "\(provider.name)",
+                    "conveyor.breaker.state": "\(breaker.snapshot.state.rawValue)",
+                ]
+            ) { span in
+                let attempt = await call(provider, prompt: prompt, deadline: deadline, jid: jid)
+                switch attempt.kind {
+                case .accepted(let reply, _):
+                    span.attributes["gen_ai.usage.input_tokens"] = reply.inputTokens
+                    span.attributes["gen_ai.usage.output_tokens"] = reply.outputTokens
+                case .failure(let why), .authFailure(let why), .badRequest(let why), .rejectedOutput(let why), .rateLimited(_, let why):
+                    span.attributes["error.type"] = "\(attempt.kind.label)"
+                    span.setStatus(SpanStatus(code: .error, message: why))
+                }
+                return attempt
+            }
             switch attempt.kind {
             case .accepted(let reply, let text):
                 breaker.record(permit, .success)
@@ -178,6 +198,18 @@ public final class Summarizer: Sendable {
             case authFailure(String)
             case badRequest(String)
             case rejectedOutput(String)
+
+            /// The outcome's name on a span's `error.type`.
+            var label: String {
+                switch self {
+                case .accepted: "accepted"
+                case .failure: "provider_failure"
+                case .rateLimited: "rate_limited"
+                case .authFailure: "auth_failure"
+                case .badRequest: "bad_request"
+                case .rejectedOutput: "rejected_output"
+                }
+            }
         }
         var kind: Kind
         var seconds: Double

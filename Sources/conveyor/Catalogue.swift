@@ -10,6 +10,7 @@ import Schedules
 import SidekiqQueue
 import Storage
 import Summaries
+import Telemetry
 import Video
 import Web
 
@@ -20,6 +21,7 @@ enum Catalogue {
     static let groups: [SettingGroup] = [
         WorkerSettings.group, RedisSettings.group, OperationsSettings.group, WebSettings.group, MediaSettings.group,
         ImagesSettings.group, VideoSettings.group, MailSettings.group, SummariesSettings.group, BullMQSettings.group, PushSettings.group,
+        TracingSettings.group,
     ]
 
     static let settings: [Setting] = groups.flatMap(\.settings)

@@ -2,6 +2,7 @@ import ArgumentParser
 import ConveyorCore
 import SidekiqQueue
 import Foundation
+import Telemetry
 import Operations
 import Redis
 
@@ -98,6 +99,22 @@ struct EnqueueCommand: AsyncParsableCommand {
         return seconds
     }
 
+    /// The trace this command runs in, when it runs in one: OpenTelemetry's environment carrier (`TRACEPARENT`,
+    /// `TRACESTATE`, as a traced script or CI step exports them), written at the top of the job as the Sidekiq
+    /// instrumentation writes it. A value that is not a W3C header is left out with a warning.
+    static func traceFields(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> JSONObject {
+        guard let parent = environment["TRACEPARENT"] else { return JSONObject() }
+        var carrier: JSONObject = ["traceparent": .string(parent)]
+        if let state = environment["TRACESTATE"] { carrier["tracestate"] = .string(state) }
+        guard let context = JobTraceContext(payload: carrier), W3CTraceparent.isValid(context.traceparent) else {
+            FileHandle.standardError.write(Data("conveyor: warning: TRACEPARENT is not a W3C traceparent; the job is enqueued without it\n".utf8))
+            return JSONObject()
+        }
+        var fields: JSONObject = ["traceparent": .string(context.traceparent)]
+        if let state = context.tracestate { fields["tracestate"] = .string(state) }
+        return fields
+    }
+
     func run() async throws {
         let value: JSONValue
         do { value = try JSONValue(parsing: args) } catch { throw ValidationError("--args is not JSON: \(error)") }
@@ -121,6 +138,7 @@ struct EnqueueCommand: AsyncParsableCommand {
             payload["unique_for"] = JSONValue(unique.seconds)
             if let key = unique.key { payload["unique_key"] = .string(key) }
             payload["unique_until"] = .string(unique.until.rawValue)
+            for (key, value) in Self.traceFields() { payload[key] = value }
             let locks = RedisUniqueLocks(redis: thread, keys: client.keys)
             if let holder = try await locks.push(payload, unique: unique, jobClass: jobClass, queue: queue, arguments: arguments) {
                 FileHandle.standardError.write(Data("conveyor: duplicate: a \(jobClass) job with this unique key is held by \(holder); not pushed\n".utf8))
@@ -131,7 +149,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         }
         let jid = try await client.enqueue(
             jobClass, arguments: arguments, queue: queue ?? known ?? "default", at: runAt,
-            retry: retry.map { JSONValue($0) })
+            retry: retry.map { JSONValue($0) }, fields: Self.traceFields())
         print(jid)
     }
 }

@@ -9,6 +9,7 @@ import Operations
 import Redis
 import ServiceLifecycle
 import Summaries
+import Telemetry
 import Video
 
 struct WorkerCommand: AsyncParsableCommand {
@@ -175,6 +176,15 @@ struct WorkerCommand: AsyncParsableCommand {
         } else {
             middleware.append(UniqueJobsMiddleware(locks: RedisUniqueLocks(redis: RedisThread(endpoint, name: "unique-locks"), keys: keys)))
         }
+        // Traces (OTLP/HTTP, when an endpoint is set): the job's span wraps the rest of the chain, and its exporter
+        // stops after the worker, so the last runs' spans are sent.
+        var tracing: TracingSetup?
+        if TracingSetup.enabled(settings) {
+            let setup = try TracingSetup.start(settings: settings, logger: logger) { metrics.tracesDropped($0) }
+            middleware.insert(setup.middleware, at: 0)
+            logger.info("tracing on", metadata: ["endpoint": "\(SettingMasking.masked(setup.endpoint))"])
+            tracing = setup
+        }
         let worker = Worker(
             backend: served, registry: servedRegistry, configuration: configuration, observers: operations.observers + families.flatMap(\.observers),
             middleware: middleware, journal: operations.journal, logger: logger)
@@ -184,6 +194,7 @@ struct WorkerCommand: AsyncParsableCommand {
         // the group when it stops on its own (TERM from Sidekiq's Web UI).
         var services = (operations.services(shutdownTimeout: 5) + families.flatMap(\.services))
             .map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+        if let tracing { services.insert(.init(service: tracing.service), at: 0) }
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         // The config file's schedules: checked (exit 64), written into Redis, evaluated here as in every worker.
         // The BullMQ queues' sizes on /metrics (queue-depth autoscaling), read on the poller's interval.

@@ -1,4 +1,5 @@
 import ConveyorCore
+import ConveyorTesting
 import Crypto
 import Curl
 import Foundation
@@ -31,36 +32,21 @@ struct TestSubscriber {
 
 /// The Python stand-in push service (`push_service.py`) on a free loopback port; it exits when its stdin closes.
 final class StandInPushService: @unchecked Sendable {
-    let process = Process()
-    let stdin = Pipe()
-    let port: Int
+    let server: ScriptServer
+    var port: Int { server.port }
     private let subscribersFile: URL
 
     init(subscribers: [TestSubscriber]) throws {
         subscribersFile = FileManager.default.temporaryDirectory.appendingPathComponent("push-subscribers-\(Job.newJID()).json")
         try Data(JSONValue.object(JSONObject(subscribers.map(\.standInEntry))).bytes).write(to: subscribersFile)
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("push_service.py")
-        let stdout = Pipe()
-        // The python3 on PATH: the one scripts/setup.sh installed http-ece into.
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-u", script.path, subscribersFile.path]
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = stdout.fileHandleForReading.availableData
-            if chunk.isEmpty { throw TestError("push stand-in exited before printing its port (is http-ece installed? scripts/setup.sh)") }
-            line.append(chunk)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5).prefix { $0.isNumber }) else { throw TestError("stand-in printed \(text)") }
-        self.port = port
+        // http-ece decrypts; scripts/setup.sh installs it.
+        server = try ScriptServer(
+            script: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("push_service.py"),
+            arguments: [subscribersFile.path], portAfter: "PORT ")
     }
 
     deinit {
-        try? stdin.fileHandleForWriting.close()
-        if process.isRunning { process.terminate() }
+        server.stop()
         try? FileManager.default.removeItem(at: subscribersFile)
     }
 

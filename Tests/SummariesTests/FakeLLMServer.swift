@@ -1,4 +1,5 @@
 import ConveyorCore
+import ConveyorTesting
 import Curl
 import Foundation
 import Summaries
@@ -6,38 +7,15 @@ import Summaries
 /// The Python provider stand-in (`fake_llm_server.py`), one per test, on a free loopback port. It exits when
 /// its stdin closes, so it never outlives the test process.
 final class FakeLLMServer: @unchecked Sendable {
-    let process = Process()
-    let stdin = Pipe()
-    let port: Int
+    let server: ScriptServer
+    var port: Int { server.port }
 
     init() throws {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("fake_llm_server.py")
-        let stdout = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-u", script.path]
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        try process.run()
-        // Blocks until the server printed its port (it does so right after binding).
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = stdout.fileHandleForReading.availableData
-            if chunk.isEmpty { throw TestError("fake LLM server exited before printing its port") }
-            line.append(chunk)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5).prefix { $0.isNumber }) else {
-            throw TestError("fake LLM server printed \(text)")
-        }
-        self.port = port
+        server = try ScriptServer(
+            script: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("fake_llm_server.py"), portAfter: "PORT ")
     }
 
-    deinit { stop() }
-
-    func stop() {
-        try? stdin.fileHandleForWriting.close()
-        if process.isRunning { process.terminate() }
-    }
+    func stop() { server.stop() }
 
     var base: String { "http://127.0.0.1:\(port)" }
 

@@ -6,6 +6,11 @@
 /// the handler still does (so code after `next` may run late, or never, for a job that timed out). What must see
 /// every decided outcome belongs in `completed`.
 public protocol JobMiddleware: Sendable {
+    /// The job's context before anything runs, changed if need be (a trace's ids in its logger's metadata): what
+    /// `handle` and `completed` then get, so every line the job logs carries it. Called once per run, in chain
+    /// order, also for a job that will not start (an unknown class, cancelled before it started). Must return quickly.
+    func prepare(_ job: Job, context: JobContext) -> JobContext
+
     /// Runs the rest of the chain (`next`, the handler last) for `job`, with this middleware's work around it.
     ///
     /// Pass `context` on (changed if need be: its logger's metadata, for one). Throw to fail the job without running
@@ -22,6 +27,8 @@ public protocol JobMiddleware: Sendable {
 public typealias JobMiddlewareNext = @Sendable (Job, JobContext) async throws -> JSONValue
 
 extension JobMiddleware {
+    public func prepare(_ job: Job, context: JobContext) -> JobContext { context }
+
     public func handle(_ job: Job, context: JobContext, next: JobMiddlewareNext) async throws -> JSONValue {
         try await next(job, context)
     }

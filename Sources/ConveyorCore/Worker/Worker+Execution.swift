@@ -25,13 +25,18 @@ extension Worker {
             progressReporter: reporter)
     }
 
+    /// `context` after every middleware's `prepare`, in chain order.
+    func prepared(_ job: Job, _ context: JobContext) -> JobContext {
+        middleware.reduce(context) { $1.prepare(job, context: $0) }
+    }
+
     /// Runs one job through its middleware and handler under its deadline (its class's time limit, or its own
     /// `timeout` when shorter), and records the outcome. A job cancelled before it starts is recorded `cancelled`
     /// without running; one cancelled while it runs is stopped (its task cancelled, so its helper is killed).
     func execute(_ job: Job, _ jobClass: JobClass) async {
         let startedAt = JobTime.now()
         let timeout = job.timeout.map { min($0, jobClass.timeout) } ?? jobClass.timeout
-        let context = context(for: job, deadline: .now + timeout)
+        let context = prepared(job, context(for: job, deadline: .now + timeout))
         let handler = jobClass.handler
         let limit = timeout < jobClass.timeout ? "its own \(timeout) timeout" : "its \(timeout) limit"
         if cancelRequests.withLock({ $0.recent.contains(job.jid) }) {

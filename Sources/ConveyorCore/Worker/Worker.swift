@@ -376,7 +376,7 @@ public final class Worker: Service {
             let failure = JobFailure.permanent(
                 .unknownJobClass,
                 "no handler for class \(job.jobClass) in this worker (known: \(registry.names.joined(separator: ", ")))")
-            let context = self.context(for: job, deadline: .now)
+            let context = prepared(job, self.context(for: job, deadline: .now))
             let outcome = record(job: job, policy: .default, startedAt: JobTime.now(), result: .failure(failure))
             for m in middleware { m.completed(job, outcome: outcome, context: context) }
             return .wait

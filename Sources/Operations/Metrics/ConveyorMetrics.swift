@@ -42,6 +42,7 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
         _ = gauge("conveyor_result_write_backlog", "Job outcomes buffered in this process, waiting to be written to PostgreSQL.")
         _ = gauge("conveyor_result_writes_failing", "1 while writes to PostgreSQL are failing and being retried.")
         _ = gauge("conveyor_up", "1 while this worker process runs.").set(1.0)
+        _ = counter("conveyor_trace_spans_dropped_total", "Finished spans not exported: the export queue was full or the collector refused or timed out a batch.")
         _ = counter("conveyor_video_transcoded_frames_total", "Video frames encoded by video.transcode and media.ingest.")
         _ = counter("conveyor_video_transcoded_seconds_total", "Seconds of video encoded (rate() over wall time is the encode speed).")
     }
@@ -233,6 +234,13 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
         lock.lock()
         refreshers.append(refresh)
         lock.unlock()
+    }
+
+    /// Counts spans the tracing exporter gave up on.
+    public func tracesDropped(_ count: Int) {
+        guard count > 0 else { return }
+        counter("conveyor_trace_spans_dropped_total", "Finished spans not exported: the export queue was full or the collector refused or timed out a batch.")
+            .increment(by: Int64(count))
     }
 
     /// Appends another family's metrics, already in Prometheus text format, to every scrape (the summaries
