@@ -22,6 +22,9 @@ public final class TracingJobMiddleware: JobMiddleware {
     /// Runs a shutdown gave up on are never `completed`: past this many open spans the oldest are ended.
     static let maxOpen = 100_000
 
+    /// Where a failed run leaves its span's `traceparent` for the next run's link.
+    public static let previousField = "conveyor_previous_traceparent"
+
     public init(tracer: any Tracer, propagation: Propagation, ids: @escaping SpanIDs) {
         self.tracer = tracer
         self.propagation = propagation
@@ -43,6 +46,13 @@ public final class TracingJobMiddleware: JobMiddleware {
             span = tracer.startAnySpan(name, context: .topLevel, ofKind: .consumer)
             if hasProducer { span.addLink(SpanLink(context: producer, attributes: ["conveyor.link": "producer"])) }
         }
+        // A retry (or a replay of a dead job) links to the run before it, whose span context that run left in the
+        // payload it stored.
+        if let previous = JobTraceContext.header(job.payload[Self.previousField], max: JobTraceContext.maxTraceparent) {
+            var before = ServiceContext.topLevel
+            tracer.extract(["traceparent": previous], into: &before, using: DictionaryExtractor())
+            if ids(before) != nil { span.addLink(SpanLink(context: before, attributes: ["conveyor.link": "previous_attempt"])) }
+        }
         span.attributes["messaging.system"] = job.payload["bullmq"] == nil ? "sidekiq" : "bullmq"
         span.attributes["messaging.operation.type"] = "process"
         span.attributes["messaging.operation.name"] = "process"
@@ -61,6 +71,9 @@ public final class TracingJobMiddleware: JobMiddleware {
             span.attributes["conveyor.job.queue_wait_ms"] = Saturating.int(((now - enqueued) * 1000).rounded())
         }
         var context = context
+        var carrier: [String: String] = [:]
+        tracer.inject(span.context, into: &carrier, using: DictionaryInjector())
+        if let own = carrier["traceparent"] { context.nextAttemptFields[Self.previousField] = .string(own) }
         let key: String
         if let (trace, spanID) = ids(span.context) {
             context.logger[metadataKey: "trace_id"] = "\(trace)"

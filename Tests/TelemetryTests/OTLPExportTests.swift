@@ -164,6 +164,44 @@ struct OTLPExportTests {
         #expect(try await worker.stop() == 0)
     }
 
+    /// A retried job's next run links to the run before it: the failed run leaves its span's `traceparent` in the
+    /// payload it stores in the retry set, and the next run's span carries a link to it, in the producer's trace.
+    @Test func aRetrysSpanLinksToThePreviousAttempt() async throws {
+        let receiver = try Self.receiver.get()
+        let worker = try TracedWorker(receiver: receiver)
+        let producer = producerContext()
+        // Its own 1 ms timeout stops the first run (JobTimeout, retried); the retry then runs to its end.
+        var payload = Job.envelope(jobClass: "sleep", arguments: ["ms": 200], queue: "default")
+        payload["traceparent"] = .string(producer.traceparent)
+        payload["timeout"] = 0.001
+        try await worker.client.push([payload])
+        let jid = payload["jid"]!.stringValue!
+        try await waitUntil("the first run's span", timeout: .seconds(30)) { try receiver.spans(ofJob: jid).process != nil }
+        let first = try #require(try receiver.spans(ofJob: jid).process)
+        #expect(first["attributes"]?["conveyor.job.outcome"] == "retrying" && first["attributes"]?["error.type"] == "JobTimeout")
+        let redis = worker.client.redis
+        let key = worker.client.keys.retry
+        let stored = try await redis.run { connection in try connection.command("ZRANGE", key, "0", "-1").array?.first?.text ?? "" }
+        var retried = try JSONValue(parsing: stored).objectValue!
+        #expect(retried["conveyor_previous_traceparent"]?.stringValue == "00-\(producer.trace)-\(first["span_id"]!.stringValue!)-01")
+        // Run the retry now, without its own timeout.
+        retried["timeout"] = nil
+        let replacement = retried.bytes
+        _ = try await redis.run { connection in
+            _ = try connection.command("ZREM", key, stored)
+            return try connection.command("ZADD", key, "1", replacement)
+        }
+        try await waitUntil("the second run's span", timeout: .seconds(30)) {
+            try receiver.spans().contains { $0["attributes"]?["messaging.message.id"]?.stringValue == jid && $0["attributes"]?["conveyor.job.attempt"]?.intValue == 2 }
+        }
+        let second = try #require(try receiver.spans().first { $0["attributes"]?["messaging.message.id"]?.stringValue == jid && $0["attributes"]?["conveyor.job.attempt"]?.intValue == 2 })
+        #expect(second["attributes"]?["conveyor.job.outcome"] == "succeeded")
+        #expect(second["trace_id"]?.stringValue == producer.trace && second["parent_span_id"]?.stringValue == producer.span)
+        let link = try #require(second["links"]?.arrayValue?.first)
+        #expect(link["span_id"] == first["span_id"] && link["attributes"]?["conveyor.link"] == "previous_attempt")
+        #expect(try await worker.stop() == 0)
+    }
+
     /// `CONVEYOR_TRACE_PROPAGATION=link`: the run starts a trace of its own, linked to the producer's span.
     @Test func linkModeStartsATraceLinkedToTheProducer() async throws {
         let receiver = try Self.receiver.get()

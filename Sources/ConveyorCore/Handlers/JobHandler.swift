@@ -35,6 +35,9 @@ public struct JobContext: Sendable {
     public var progressReporter: JobProgressReporter?
     /// The slice of the job's progress this context reports into, and the step it names (`progressStep(_:from:to:)`).
     public var progressSpan: (from: Double, to: Double, step: String?) = (0, 100, nil)
+    /// Fields a middleware leaves for the job's next run: written at the top of the payload this run's failure stores
+    /// (the retry or dead set), so the next attempt, or a replay, reads them (the tracing's link to this attempt's span).
+    public var nextAttemptFields = JSONObject()
 
     public init(
         jid: String, jobClass: String, queue: String, arguments: JSONObject, attempt: Int,

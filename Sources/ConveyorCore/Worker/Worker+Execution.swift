@@ -80,7 +80,7 @@ extension Worker {
         }
         watchdog.remove(token)
         if abandoned.load(ordering: .sequentiallyConsistent) { return }
-        let outcome = record(job: job, policy: jobClass.retry, startedAt: startedAt, result: result)
+        let outcome = record(job: job, policy: jobClass.retry, startedAt: startedAt, result: result, nextAttempt: context.nextAttemptFields)
         context.progressReporter?.finish(status: outcome.status.rawValue)
         for m in middleware { m.completed(job, outcome: outcome, context: context) }
     }
@@ -95,7 +95,9 @@ extension Worker {
 
     /// Decides a job's outcome (ack, retry or dead) and hands its move, with its journal entry, to the acknowledger.
     @discardableResult
-    func record(job: Job, policy: RetryPolicy, startedAt: Double, result: Result<JSONValue, JobFailure>) -> JobOutcome {
+    func record(
+        job: Job, policy: RetryPolicy, startedAt: Double, result: Result<JSONValue, JobFailure>, nextAttempt: JSONObject = JSONObject()
+    ) -> JobOutcome {
         let now = JobTime.now()
         var outcome = JobOutcome(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, status: .succeeded, attempts: Saturating.add(job.previousFailures, 1),
@@ -116,7 +118,9 @@ extension Worker {
             outcome.failure = failure
             move = .init(receipt: job.receipt, target: .ack, counts: .processed)
         case .failure(let failure):
-            let (payload, destination) = JobTransitions.failed(job, failure: failure, policy: policy, now: now)
+            var noted = job
+            for (key, value) in nextAttempt { noted.payload[key] = value }
+            let (payload, destination) = JobTransitions.failed(noted, failure: failure, policy: policy, now: now)
             outcome.failure = failure
             outcome.payload = payload
             switch destination {
