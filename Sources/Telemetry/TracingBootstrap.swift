@@ -1,5 +1,6 @@
 public import ConveyorCore
 import Foundation
+import Glibc
 public import Logging
 import OTel
 public import ServiceLifecycle
@@ -15,11 +16,21 @@ public struct TracingSetup: Sendable {
     public let service: any Service
     /// Where the spans go, for the start-up log line.
     public let endpoint: String
+    /// Which jobs are traced; one that traces nothing needs no middleware.
+    public let sampler: JobSampler
 
     /// Whether the settings turn tracing on: an OTLP endpoint set, and `OTEL_SDK_DISABLED` not on.
     public static func enabled(_ settings: SettingsReader) -> Bool {
         !settings.bool(TracingSettings.disabled)
             && (settings.text(TracingSettings.endpoint) != nil || settings.text(TracingSettings.tracesEndpoint) != nil)
+    }
+
+    /// Hands sampling to the job middleware: swift-otel reads `OTEL_TRACES_SAMPLER` and `_ARG` from the process
+    /// environment on its own, and would sample a second time what the middleware chose to trace. Call before the
+    /// process starts threads that read the environment (libpq does); `start` reads the sampler from `settings`.
+    public static func takeOverSampling() {
+        setenv("OTEL_TRACES_SAMPLER", "always_on", 1)
+        unsetenv("OTEL_TRACES_SAMPLER_ARG")
     }
 
     /// The tracer of `settings`, bootstrapped process-wide (once per process: `InstrumentationSystem` allows one
@@ -34,15 +45,11 @@ public struct TracingSetup: Sendable {
         configuration.logs.enabled = false
         configuration.traces.enabled = true
         configuration.traces.exporter = .otlp
-        let ratio = settings.number(TracingSettings.samplerArg)
-        switch settings.text(TracingSettings.sampler)?.lowercased() ?? "parentbased_always_on" {
-        case "always_on": configuration.traces.sampler = .alwaysOn
-        case "always_off": configuration.traces.sampler = .alwaysOff
-        case "traceidratio": configuration.traces.sampler = .traceIDRatio(ratio: ratio) ?? .alwaysOn
-        case "parentbased_always_off": configuration.traces.sampler = .parentBasedAlwaysOff
-        case "parentbased_traceidratio": configuration.traces.sampler = .parentBasedTraceIDRatio(ratio: ratio) ?? .parentBasedAlwaysOn
-        default: configuration.traces.sampler = .parentBasedAlwaysOn
-        }
+        // Jobs are sampled by the middleware before a span exists (`JobSampler`); what it starts, and the children of
+        // a traced run, are all recorded.
+        let sampler = JobSampler(
+            name: settings.text(TracingSettings.sampler) ?? "parentbased_always_on", ratio: settings.number(TracingSettings.samplerArg))
+        configuration.traces.sampler = .alwaysOn
         let queue = settings.int(TracingSettings.maxQueueSize)
         configuration.traces.batchSpanProcessor.maxQueueSize = queue
         configuration.traces.batchSpanProcessor.maxExportBatchSize = min(settings.int(TracingSettings.maxExportBatchSize), queue)
@@ -69,20 +76,17 @@ public struct TracingSetup: Sendable {
         let (tracer, service) = try OTel.makeTracingBackend(configuration: configuration)
         InstrumentationSystem.bootstrap(tracer)
         let propagation = TracingJobMiddleware.Propagation(rawValue: settings.text(TracingSettings.propagation)?.lowercased() ?? "child") ?? .child
-        let middleware = TracingJobMiddleware(tracer: tracer, propagation: propagation) { context in
+        let middleware = TracingJobMiddleware(tracer: tracer, propagation: propagation, sampler: sampler) { context in
             Self.ids(tracer, context)
         }
-        return TracingSetup(middleware: middleware, service: service, endpoint: endpoint)
+        return TracingSetup(middleware: middleware, service: service, endpoint: endpoint, sampler: sampler)
     }
 
     /// A context's trace and span ids, read through the tracer's own W3C propagation.
     static func ids(_ tracer: some Tracer, _ context: ServiceContext) -> (trace: String, span: String)? {
         var carrier: [String: String] = [:]
         tracer.inject(context, into: &carrier, using: DictionaryInjector())
-        guard let parent = carrier["traceparent"] else { return nil }
-        let fields = parent.split(separator: "-")
-        guard fields.count >= 4, fields[1].count == 32, fields[2].count == 16 else { return nil }
-        return (String(fields[1]), String(fields[2]))
+        return carrier["traceparent"].flatMap(TracingJobMiddleware.ids(traceparent:))
     }
 }
 

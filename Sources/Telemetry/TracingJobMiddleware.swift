@@ -16,8 +16,10 @@ public final class TracingJobMiddleware: JobMiddleware {
 
     let tracer: any Tracer
     let propagation: Propagation
+    let sampler: JobSampler
     let ids: SpanIDs
-    /// Spans started by `prepare`, ended by `completed`, keyed by the job's jid and span id (in its logger's metadata).
+    /// Spans started by `prepare`, ended by `completed`, keyed by jid (a jid run twice at once in one process, which
+    /// only a duplicated push does, ends the first run's span early).
     private let open = Mutex<[String: any Span]>([:])
     /// Runs a shutdown gave up on are never `completed`: past this many open spans the oldest are ended.
     static let maxOpen = 100_000
@@ -25,16 +27,20 @@ public final class TracingJobMiddleware: JobMiddleware {
     /// Where a failed run leaves its span's `traceparent` for the next run's link.
     public static let previousField = "conveyor_previous_traceparent"
 
-    public init(tracer: any Tracer, propagation: Propagation, ids: @escaping SpanIDs) {
+    public init(tracer: any Tracer, propagation: Propagation, sampler: JobSampler = JobSampler(root: .always, parentBased: true), ids: @escaping SpanIDs) {
         self.tracer = tracer
         self.propagation = propagation
+        self.sampler = sampler
         self.ids = ids
     }
 
     public func prepare(_ job: Job, context: JobContext) -> JobContext {
+        let carried = JobTraceContext(payload: job.payload)
+        // Not sampled: no span at all, and the job runs as if tracing were off.
+        guard sampler.samples(jid: job.jid, producer: carried?.traceparent) else { return context }
         var producer = ServiceContext.topLevel
         var hasProducer = false
-        if let carried = JobTraceContext(payload: job.payload) {
+        if let carried {
             tracer.extract(carried.carrier, into: &producer, using: DictionaryExtractor())
             hasProducer = ids(producer) != nil
         }
@@ -46,6 +52,11 @@ public final class TracingJobMiddleware: JobMiddleware {
             span = tracer.startAnySpan(name, context: .topLevel, ofKind: .consumer)
             if hasProducer { span.addLink(SpanLink(context: producer, attributes: ["conveyor.link": "producer"])) }
         }
+        // A tracer that records nothing (a no-op one): nothing to do.
+        guard span.isRecording else {
+            span.end()
+            return context
+        }
         // A retry (or a replay of a dead job) links to the run before it, whose span context that run left in the
         // payload it stored.
         if let previous = JobTraceContext.header(job.payload[Self.previousField], max: JobTraceContext.maxTraceparent) {
@@ -53,35 +64,34 @@ public final class TracingJobMiddleware: JobMiddleware {
             tracer.extract(["traceparent": previous], into: &before, using: DictionaryExtractor())
             if ids(before) != nil { span.addLink(SpanLink(context: before, attributes: ["conveyor.link": "previous_attempt"])) }
         }
-        span.attributes["messaging.system"] = job.payload["bullmq"] == nil ? "sidekiq" : "bullmq"
-        span.attributes["messaging.operation.type"] = "process"
-        span.attributes["messaging.operation.name"] = "process"
-        span.attributes["messaging.destination.name"] = job.queue
-        span.attributes["messaging.message.id"] = job.jid
-        span.attributes["conveyor.job.class"] = job.jobClass
-        span.attributes["conveyor.job.attempt"] = context.attempt
+        // Set at once: each set on a recording span takes its lock.
+        var attributes: SpanAttributes = [
+            "messaging.system": .string(job.payload["bullmq"] == nil ? "sidekiq" : "bullmq"),
+            "messaging.operation.type": "process", "messaging.operation.name": "process",
+            "messaging.destination.name": .string(job.queue), "messaging.message.id": .string(job.jid),
+            "conveyor.job.class": .string(job.jobClass), "conveyor.job.attempt": .int64(Int64(context.attempt)),
+        ]
         // The time the job waited: as events at the producer's times (as the Sidekiq instrumentation records
         // `created_at` and `enqueued_at`) and as one number.
         let now = JobTime.now()
-        for (event, at) in [("created", job.createdAt), ("enqueued", job.enqueuedAt)] {
-            guard let at, at > 0, at <= now + 86_400 else { continue }
-            span.addEvent(SpanEvent(name: event, at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: UInt64(at * 1e9))))
+        if let created = job.createdAt, created > 0, created <= now + 86_400 {
+            span.addEvent(SpanEvent(name: "created", at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: UInt64(created * 1e9))))
         }
-        if let enqueued = job.enqueuedAt, enqueued > 0, enqueued <= now {
-            span.attributes["conveyor.job.queue_wait_ms"] = Saturating.int(((now - enqueued) * 1000).rounded())
+        if let enqueued = job.enqueuedAt, enqueued > 0, enqueued <= now + 86_400 {
+            span.addEvent(SpanEvent(name: "enqueued", at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: UInt64(enqueued * 1e9))))
+            if enqueued <= now { attributes["conveyor.job.queue_wait_ms"] = Saturating.int(((now - enqueued) * 1000).rounded()) }
         }
+        span.attributes.merge(attributes)
         var context = context
+        // The span's own context, once: the next attempt's link, and the ids for the log lines and the open table.
         var carrier: [String: String] = [:]
         tracer.inject(span.context, into: &carrier, using: DictionaryInjector())
         if let own = carrier["traceparent"] { context.nextAttemptFields[Self.previousField] = .string(own) }
-        let key: String
-        if let (trace, spanID) = ids(span.context) {
+        if let (trace, spanID) = carrier["traceparent"].flatMap(Self.ids(traceparent:)) ?? ids(span.context) {
             context.logger[metadataKey: "trace_id"] = "\(trace)"
             context.logger[metadataKey: "span_id"] = "\(spanID)"
-            key = job.jid + " " + spanID
-        } else {
-            key = job.jid
         }
+        let key = job.jid
         let evicted: [any Span] = open.withLock { open in
             var evicted: [any Span] = []
             if open.count >= Self.maxOpen, let first = open.keys.first { evicted.append(open.removeValue(forKey: first)!) }
@@ -93,12 +103,12 @@ public final class TracingJobMiddleware: JobMiddleware {
     }
 
     public func handle(_ job: Job, context: JobContext, next: JobMiddlewareNext) async throws -> JSONValue {
-        guard let span = open.withLock({ $0[Self.key(job, context)] }) else { return try await next(job, context) }
+        guard let span = open.withLock({ $0[job.jid] }) else { return try await next(job, context) }
         return try await ServiceContext.withValue(span.context) { try await next(job, context) }
     }
 
     public func completed(_ job: Job, outcome: JobOutcome, context: JobContext) {
-        guard let span = open.withLock({ $0.removeValue(forKey: Self.key(job, context)) }) else { return }
+        guard let span = open.withLock({ $0.removeValue(forKey: job.jid) }) else { return }
         span.attributes["conveyor.job.outcome"] = outcome.status.rawValue
         if let failure = outcome.failure {
             switch outcome.status {
@@ -114,8 +124,11 @@ public final class TracingJobMiddleware: JobMiddleware {
     /// How many spans are open (started, not yet completed).
     public var openSpans: Int { open.withLock { $0.count } }
 
-    static func key(_ job: Job, _ context: JobContext) -> String {
-        guard case .string(let span)? = context.logger[metadataKey: "span_id"] else { return job.jid }
-        return job.jid + " " + span
+    /// The trace and span ids of a W3C `traceparent` (`00-<trace>-<span>-<flags>`).
+    static func ids(traceparent: String) -> (trace: String, span: String)? {
+        let fields = traceparent.split(separator: "-")
+        guard fields.count >= 4, fields[1].utf8.count == 32, fields[2].utf8.count == 16 else { return nil }
+        return (String(fields[1]), String(fields[2]))
     }
+
 }

@@ -88,6 +88,8 @@ struct WorkerCommand: AsyncParsableCommand {
         for warning in settings.warnings { logger.warning("\(warning)") }
         if let file = settings.file { logger.info("settings read", metadata: ["config_file": "\(file.path)"]) }
         let queuesText = settings.text(WorkerSettings.queues)
+        // Before any thread reads the environment: the reader above has the sampler settings already.
+        if TracingSetup.enabled(settings) { TracingSetup.takeOverSampling() }
 
         // Metrics, the HTTP endpoint and outcomes in PostgreSQL (when DATABASE_URL is set) first: the families
         // report to the metrics (transcode progress, the summariser's breakers).
@@ -181,7 +183,7 @@ struct WorkerCommand: AsyncParsableCommand {
         var tracing: TracingSetup?
         if TracingSetup.enabled(settings) {
             let setup = try TracingSetup.start(settings: settings, logger: logger) { metrics.tracesDropped($0) }
-            middleware.insert(setup.middleware, at: 0)
+            if !setup.sampler.tracesNothing { middleware.insert(setup.middleware, at: 0) }
             logger.info("tracing on", metadata: ["endpoint": "\(SettingMasking.masked(setup.endpoint))"])
             tracing = setup
         }

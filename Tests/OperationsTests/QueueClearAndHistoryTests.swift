@@ -29,6 +29,25 @@ struct QueueClearAndHistoryTests {
         #expect(history.first?.who.contains("@") == true)
     }
 
+    /// A cleared queue's unique jobs give up their locks: the same keys are accepted again at once, and no stale
+    /// lock is left for `conveyor stats`; a job without `unique_for` among them changes nothing.
+    @Test func clearingAQueueReleasesTheUniqueLocksOfItsJobs() throws {
+        let namespace = TestEnv.unique("clearunique")
+        func enqueue(_ key: String) throws -> Int32 {
+            try TestEnv.conveyor(["enqueue", "noop", "--queue", "bulk", "--unique-for", "3600", "--unique-key", key, "--namespace", namespace]).code
+        }
+        for i in 0..<3 { #expect(try enqueue("k\(i)") == 0) }
+        #expect(try TestEnv.conveyor(["enqueue", "noop", "--queue", "bulk", "--namespace", namespace]).code == 0)
+        #expect(try enqueue("k0") == 5, "held while queued")
+        let done = try TestEnv.conveyor(["queue", "clear", "bulk", "--yes", "--namespace", namespace])
+        #expect(done.out.contains("deleted 4 jobs from bulk"), "\(done.out) \(done.err)")
+        for i in 0..<3 { #expect(try enqueue("k\(i)") == 0, "k\(i) released by the clear") }
+        let redis = try TestEnv.redis()
+        let keys = QueueKeys(namespace: namespace)
+        #expect(try redis.command("LLEN", keys.queue("bulk")).check().int == 3)
+        #expect(try redis.command("KEYS", keys.queue("bulk") + ":clearing:*").check().array?.isEmpty == true, "the aside list is gone")
+    }
+
     @Test func pausingAQueueNobodyUsesWarnsWithTheNearestName() throws {
         let namespace = TestEnv.unique("pausewarn")
         let keys = QueueKeys(namespace: namespace)

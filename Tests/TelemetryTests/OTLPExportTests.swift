@@ -5,6 +5,7 @@ import Foundation
 import Redis
 import SidekiqQueue
 import Storage
+import Telemetry
 import Testing
 
 struct TestFailure: Error, CustomStringConvertible {
@@ -200,6 +201,27 @@ struct OTLPExportTests {
         let link = try #require(second["links"]?.arrayValue?.first)
         #expect(link["span_id"] == first["span_id"] && link["attributes"]?["conveyor.link"] == "previous_attempt")
         #expect(try await worker.stop() == 0)
+    }
+
+    /// `OTEL_TRACES_SAMPLER=traceidratio` at 0.5: exactly the jobs whose jid the sampler picks are traced (the
+    /// exporter does not sample a second time), and a traced job's children are all there.
+    @Test func theSamplerPicksJobsByJidOnce() async throws {
+        let receiver = try Self.receiver.get()
+        let worker = try TracedWorker(receiver: receiver, environment: ["OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"])
+        let jids = try await worker.push((0..<200).map { _ in ("noop", [:], nil) })
+        let sampler = JobSampler(name: "traceidratio", ratio: 0.5)
+        let expected = Set(jids.filter { sampler.samples(jid: $0, producer: nil) })
+        #expect((60...140).contains(expected.count))
+        try await waitUntil("the sampled jobs' spans", timeout: .seconds(30)) {
+            Set(try receiver.spans().compactMap { $0["attributes"]?["messaging.message.id"]?.stringValue }).isSuperset(of: expected)
+        }
+        // Every job ran; after the last one's span, no other of them shows up.
+        try await waitUntil("200 jobs done", timeout: .seconds(30)) {
+            (try worker.metric("conveyor_jobs_total", [#"class="noop""#, #"outcome="succeeded""#]) ?? 0) >= 200
+        }
+        #expect(try await worker.stop() == 0)
+        let traced = Set(try receiver.spans().compactMap { $0["attributes"]?["messaging.message.id"]?.stringValue }).intersection(jids)
+        #expect(traced == expected)
     }
 
     /// `CONVEYOR_TRACE_PROPAGATION=link`: the run starts a trace of its own, linked to the producer's span.

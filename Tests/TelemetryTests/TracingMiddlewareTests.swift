@@ -140,6 +140,29 @@ struct TracedWorkHandler: JobHandler {
         }
     }
 
+    /// Sampling is decided per job before a span exists: a share by the jid's hash (the same for every attempt),
+    /// the producer's flag for the parent-based samplers, nothing for `always_off`.
+    @Test func jobsAreSampledByJidAndByTheProducersFlag() {
+        let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        let tenth = JobSampler(name: "traceidratio", ratio: 0.1)
+        let jids = (0..<100_000).map { _ in Job.newJID() }
+        let share = Double(jids.filter { tenth.samples(jid: $0, producer: nil) }.count) / Double(jids.count)
+        #expect(abs(share - 0.1) < 0.01, "\(share)")
+        #expect(jids.prefix(100).allSatisfy { tenth.samples(jid: $0, producer: nil) == tenth.samples(jid: $0, producer: nil) })
+        // Not parent-based: the producer's flag does not count.
+        let dropped = jids.first { !tenth.samples(jid: $0, producer: nil) }!
+        #expect(!tenth.samples(jid: dropped, producer: sampled))
+        let parent = JobSampler(name: "parentbased_traceidratio", ratio: 0.1)
+        #expect(parent.samples(jid: dropped, producer: sampled))
+        #expect(!JobSampler(name: "parentbased_always_on", ratio: 1).samples(jid: dropped, producer: unsampled))
+        #expect(JobSampler(name: "parentbased_always_on", ratio: 1).samples(jid: dropped, producer: "garbage"), "an invalid parent counts as none")
+        #expect(JobSampler(name: "always_off", ratio: 1).tracesNothing)
+        #expect(!JobSampler(name: "parentbased_always_off", ratio: 1).tracesNothing)
+        #expect(!JobSampler(name: "parentbased_always_off", ratio: 1).samples(jid: dropped, producer: nil))
+        #expect(JobSampler(name: "traceidratio", ratio: 0).root == .never && JobSampler(name: "traceidratio", ratio: 1).root == .always)
+    }
+
     /// The catalogue refuses what swift-otel would misread: the extremes of every number, unknown samplers and
     /// propagators, gRPC, malformed pairs.
     @Test func settingsRefuseTheExtremes() {

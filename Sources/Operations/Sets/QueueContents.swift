@@ -36,13 +36,44 @@ public struct QueueContents {
     }
 
     /// Deletes every ready job of the queue and drops it from `queues` (Sidekiq's `Queue#clear`); returns how many
-    /// jobs were deleted. The jobs get no outcome rows: they never ran.
+    /// jobs were deleted. The jobs get no outcome rows: they never ran. The unique jobs among them give up their locks:
+    /// the list is first renamed aside in one step (so no worker takes a job after it was counted), then read in
+    /// chunks for the locks to release, then dropped. A clear cut short leaves the aside list to expire in a day; its
+    /// locks then end at their `unique_for`.
     public func clear() throws -> Int {
+        let aside = keys.queue(name) + ":clearing:" + Job.newJID()
         let reply = try connection.command(
-            "EVAL", "local n = redis.call('LLEN', KEYS[1]) redis.call('UNLINK', KEYS[1]) redis.call('SREM', KEYS[2], ARGV[1]) return n", 2,
-            keys.queue(name), keys.queues, name
+            "EVAL", """
+                local n = redis.call('LLEN', KEYS[1])
+                if n > 0 then redis.call('RENAME', KEYS[1], KEYS[3]) redis.call('EXPIRE', KEYS[3], 86400) end
+                redis.call('SREM', KEYS[2], ARGV[1])
+                return n
+                """, 3,
+            keys.queue(name), keys.queues, aside, name
         ).check()
-        return reply.int ?? 0
+        let count = reply.int ?? 0
+        guard count > 0 else { return 0 }
+        let chunk = 1000
+        var start = 0
+        while start < count {
+            let items = try connection.command("LRANGE", aside, start, start + chunk - 1).check().array ?? []
+            let releases = items.compactMap { item -> RedisCommand? in
+                guard let member = item.bytes, Self.mayHoldALock(member) else { return nil }
+                return RedisUniqueLocks.releaseCommand(member: member, keys: keys)
+            }
+            if !releases.isEmpty { for r in try connection.pipeline(releases) { _ = try r.check() } }
+            if items.count < chunk { break }
+            start += chunk
+        }
+        _ = try connection.command("UNLINK", aside).check()
+        return count
+    }
+
+    /// Whether a stored job can hold a unique lock (it names `unique_for`), before it is parsed.
+    static func mayHoldALock(_ member: [UInt8]) -> Bool {
+        let needle = Array("\"unique_for\"".utf8)
+        guard member.count >= needle.count else { return false }
+        return (0...(member.count - needle.count)).contains { i in member[i..<(i + needle.count)].elementsEqual(needle) }
     }
 
     /// Removes one exact job, and gives up its unique lock if it holds one; false when it was gone (a worker took it).
