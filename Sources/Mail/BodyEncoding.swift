@@ -1,3 +1,5 @@
+import Foundation
+
 /// Content-Transfer-Encoding of one text part.
 public enum BodyEncoding: String, Sendable {
     case quotedPrintable = "quoted-printable"
@@ -79,33 +81,15 @@ enum QuotedPrintable {
     }
 }
 
+/// Foundation's base64, with MIME's line wrapping.
 enum Base64 {
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    static func encode(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
 
-    static func encode(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var i = 0
-        while i + 2 < bytes.count {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
-            i += 3
-        }
-        let rest = bytes.count - i
-        if rest == 1 {
-            let n = UInt32(bytes[i]) << 16
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
-        } else if rest == 2 {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], UInt8(ascii: "=")]
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// Base64 in lines of 76 characters, each ended by CRLF.
+    /// Base64 in lines of 76 characters, each ended by CRLF (the last one too, as a MIME body's lines are).
     static func encodeLines(_ bytes: [UInt8]) -> String {
         let text = Array(encode(bytes).utf8)
         var out: [UInt8] = []
+        out.reserveCapacity(text.count + text.count / 76 * 2 + 2)
         var i = 0
         while i < text.count {
             out += text[i..<min(i + 76, text.count)]
