@@ -171,6 +171,17 @@ public final class BullMQBackend: QueueBackend {
         return true
     }
 
+    /// `job.log(line)` for a job this process holds: BullMQ's `addLog` (an RPUSH onto `<job>:logs`, trimmed to the
+    /// job's `keepLogs` when it set one), what `getJobLogs` and bull-board's Logs tab read.
+    public func appendJobLog(jid: String, line: String) async throws {
+        guard let held = state.withLock({ $0.held[jid] }) else { return }
+        let keep = (held.opts["kl"] ?? held.opts["keepLogs"])?.intValue.map { String(min(max($0, 1), Int(Int32.max))) } ?? ""
+        let command = scripts.command(
+            .addLog, keys: [held.keys.job(held.id), held.keys.job(held.id) + ":logs"], arguments: [held.id, line, keep])
+        let scripts = scripts
+        _ = try await lockRedis.run { connection in try scripts.pipeline([command], on: connection)[0].check() }
+    }
+
     /// Whether `jid` is a BullMQ job this backend holds.
     public func holds(jid: String) -> Bool { state.withLock { $0.held[jid] != nil } }
 

@@ -92,6 +92,11 @@ public final class QueueRouter: QueueBackend {
         _ = try await bullmq.writeBullMQProgress(jid: jid, fields: fields)
     }
 
+    /// A BullMQ job's log lines go to BullMQ's own job log; the Sidekiq side keeps none.
+    public func appendJobLog(jid: String, line: String) async throws {
+        try await bullmq.appendJobLog(jid: jid, line: line)
+    }
+
     /// Cancel requests (`conveyor cancel`, `it-<jid>`) are for the Sidekiq side's jobs: a BullMQ job's outcome is
     /// BullMQ's completed or failed, with no cancelled state, so its flags are not read.
     public func cancellations(running: [String], knownVersion: String?) async throws -> CancelRequests {

@@ -27,6 +27,12 @@ func testRegistry(_ log: HandlerLog) -> JobRegistry {
         if job.attempt < (job.arguments["succeed_on"]?.intValue ?? Int.max) { throw JobFailure.transient("Exception", message) }
         return ["echo": .object(job.arguments)]
     }))
+    registry.register(JobClass("test.log", handler: ClosureHandler { job in
+        log.started.withLock { $0.append(job.jid) }
+        for i in 1...(job.arguments["lines"]?.intValue ?? 1) { await job.log("line \(i)") }
+        if job.arguments["huge"]?.boolValue == true { await job.log(String(repeating: "x", count: 100_000)) }
+        return .null
+    }))
     registry.register(JobClass("test.slow", handler: ClosureHandler { job in
         log.started.withLock { $0.append(job.jid) }
         do {
@@ -122,6 +128,26 @@ extension JSONValue {
         #expect(state["active"] == [])
         // The handlers saw the jobs by their BullMQ key.
         #expect(log.started.withLock { $0 }.contains("\(peer.prefix):q:1"))
+    }
+
+    /// A handler's `log` lines are the job's BullMQ log, as `getJobLogs` (and bull-board's Logs tab) read it; the
+    /// job's `keepLogs` trims it, and a huge line is cut to 4 KB.
+    @Test func handlerLogLinesAreTheJobsBullMQLog() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let ids = try peer.add("lg", [
+            ["name": "test.log", "data": ["lines": 3]], ["name": "test.log", "data": ["lines": 5], "opts": ["keepLogs": 2]],
+            ["name": "test.log", "data": ["lines": 1, "huge": true]],
+        ])
+        let worker = try ConveyorBullWorker(peer, queues: ["lg"], log: HandlerLog())
+        try await eventually(20, "every job finished") { try await peer.command("ZCARD", "\(peer.prefix):lg:completed").int == 3 }
+        try await worker.stop()
+        let first = try peer.logs("lg", id: ids[0])
+        #expect(first["logs"] == ["line 1", "line 2", "line 3"] && first["count"] == 3)
+        let trimmed = try peer.logs("lg", id: ids[1])
+        #expect(trimmed["logs"] == ["line 4", "line 5"] && trimmed["count"] == 2)
+        let huge = try peer.logs("lg", id: ids[2])["logs"]?.arrayValue ?? []
+        #expect(huge.count == 2 && huge[1].stringValue?.utf8.count == JobContext.maxLogLine - 3 + "…".utf8.count)
     }
 
     /// The same mix through BullMQ's own (Python) worker and through Conveyor ends in the same Redis state, modulo

@@ -63,6 +63,11 @@ struct BullMQPeer {
         try JSONValue(parsing: Array(try Self.run(["progress", url, prefix, queue, id]).utf8))
     }
 
+    /// The job's log as BullMQ's own `Queue.getJobLogs` reads it: `{"logs": [...], "count": n}`.
+    func logs(_ queue: String, id: String) throws -> JSONValue {
+        try JSONValue(parsing: Array(try Self.run(["logs", url, prefix, queue, id]).utf8))
+    }
+
     func work(_ queue: String, count: Int) throws {
         try Self.run(["work", url, prefix, queue, String(count)])
     }

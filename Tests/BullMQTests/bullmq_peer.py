@@ -81,6 +81,14 @@ async def progress(url, prefix, queue, job_id):
     print(json.dumps(None if job is None else job.progress))
 
 
+async def logs(url, prefix, queue, job_id):
+    from bullmq import Queue
+    q = Queue(queue, {"connection": url, "prefix": prefix})
+    result = await q.getJobLogs(job_id)
+    await q.close()
+    print(json.dumps(result))
+
+
 async def work(url, prefix, queue, count):
     from bullmq import Worker
     from bullmq.custom_errors import UnrecoverableError
@@ -131,6 +139,8 @@ def main():
         asyncio.run(work(url, prefix, queue, int(sys.argv[5])))
     elif cmd == "progress":
         asyncio.run(progress(url, prefix, queue, sys.argv[5]))
+    elif cmd == "logs":
+        asyncio.run(logs(url, prefix, queue, sys.argv[5]))
     elif cmd == "state":
         import redis
         r = redis.Redis.from_url(url, decode_responses=True)

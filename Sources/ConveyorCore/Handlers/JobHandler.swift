@@ -38,6 +38,8 @@ public struct JobContext: Sendable {
     /// Fields a middleware leaves for the job's next run: written at the top of the payload this run's failure stores
     /// (the retry or dead set), so the next attempt, or a replay, reads them (the tracing's link to this attempt's span).
     public var nextAttemptFields = JSONObject()
+    /// Where `log(_:)` lines go besides the process's log (the backend's per-job log), or nil.
+    public var jobLog: (@Sendable (String) async -> Void)?
 
     public init(
         jid: String, jobClass: String, queue: String, arguments: JSONObject, attempt: Int,
@@ -52,6 +54,18 @@ public struct JobContext: Sendable {
         self.payload = payload
         self.logger = logger
         self.progressReporter = progressReporter
+    }
+
+    /// The longest job log line kept, in UTF-8 bytes; a longer one is cut and marked.
+    public static let maxLogLine = 4096
+
+    /// A line for the job's own log, which its producer reads (BullMQ's `job.log`: `getJobLogs`, bull-board's Logs
+    /// tab). It also goes to the process's log at info with the job's metadata. Cut to `maxLogLine` bytes; a line
+    /// that cannot be written is dropped (the job does not fail for it).
+    public func log(_ line: String) async {
+        let kept = line.utf8.count <= Self.maxLogLine ? line : String(decoding: line.utf8.prefix(Self.maxLogLine - 3), as: UTF8.self) + "…"
+        logger.info("job log", metadata: ["line": "\(kept)"])
+        await jobLog?(kept)
     }
 
     /// Time left before the deadline, never negative.

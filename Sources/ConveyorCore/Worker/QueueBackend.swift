@@ -81,6 +81,9 @@ public protocol QueueBackend: Sendable {
     /// Writes `fields` into running job `jid`'s progress hash (`conveyor:job:<jid>`), expiring `expireSeconds` later.
     func writeProgress(jid: String, fields: [(String, String)], expireSeconds: Int) async throws
 
+    /// Appends one line to running job `jid`'s own log, where its queue system keeps one (BullMQ's `job.log`).
+    func appendJobLog(jid: String, line: String) async throws
+
     // MARK: Cancellation
 
     /// The cancellation requests this process must act on: which of `running` (jids) carry a cancel flag, and the
@@ -114,6 +117,9 @@ extension QueueBackend {
 
     /// A backend without a progress hash drops progress.
     public func writeProgress(jid: String, fields: [(String, String)], expireSeconds: Int) async throws {}
+
+    /// A backend without per-job logs (Sidekiq's layout has none) keeps the line in the process's log only.
+    public func appendJobLog(jid: String, line: String) async throws {}
 }
 
 /// What a heartbeat says about a process, in the terms Sidekiq's process list uses.

@@ -19,10 +19,18 @@ extension Worker {
                 progressLogger.debug("progress not written", metadata: ["error": "\(error)"])
             }
         }
-        return JobContext(
+        var context = JobContext(
             jid: job.jid, jobClass: job.jobClass, queue: job.queue, arguments: job.arguments,
             attempt: Saturating.add(job.previousFailures, 1), deadline: deadline, payload: job.payload, logger: jobLogger,
             progressReporter: reporter)
+        context.jobLog = { line in
+            do {
+                try await backend.appendJobLog(jid: jid, line: line)
+            } catch {
+                progressLogger.debug("job log line not written", metadata: ["error": "\(error)"])
+            }
+        }
+        return context
     }
 
     /// `context` after every middleware's `prepare`, in chain order.
