@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 areas=("$@")
 if [ ${#areas[@]} -eq 0 ]; then
-  areas=(queue cluster images ingest video audio mail llm push ops web)
+  areas=(queue bullmq cluster images ingest video audio mail llm push ops web)
 fi
 failed=()
 for area in "${areas[@]}"; do

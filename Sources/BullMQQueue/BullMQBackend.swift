@@ -53,6 +53,9 @@ public final class BullMQBackend: QueueBackend {
         var stacktrace: [JSONValue]
         var deferredFailure: String?
         var lost = false
+        /// Its outcome's script is on its way: the script itself releases the lock, so the lock checks leave it
+        /// alone (a check that read the lock gone after the script ran would call a finished job lost).
+        var finishing = false
         var onLost: [@Sendable () -> Void] = []
         var result: JSONValue?
     }
@@ -190,14 +193,15 @@ public final class BullMQBackend: QueueBackend {
         var calls: [@Sendable () -> Void] = []
         state.withLock { s in
             for jid in jids {
-                guard var h = s.held[jid], !h.lost else { continue }
+                guard var h = s.held[jid], !h.lost, !h.finishing else { continue }
                 h.lost = true
                 calls += h.onLost
                 h.onLost = []
                 s.held[jid] = h
             }
         }
-        if !jids.isEmpty { logger.warning("BullMQ job lock lost: its handler is cancelled", metadata: ["jobs": "\(jids)"]) }
+        let marked = state.withLock { s in jids.filter { s.held[$0]?.lost == true } }
+        if !marked.isEmpty && !calls.isEmpty { logger.warning("BullMQ job lock lost: its handler is cancelled", metadata: ["jobs": "\(marked)"]) }
         for call in calls { call() }
     }
 
@@ -478,11 +482,20 @@ public final class BullMQBackend: QueueBackend {
         var applied = [Bool](repeating: false, count: moves.count)
         if commands.isEmpty { return applied }
         let scripts = scripts
-        let replies = try await ackRedis.run { [commands] connection in try scripts.pipeline(commands, on: connection) }
+        state.withLock { s in for owner in owners { s.held[owner.jid]?.finishing = true } }
+        let replies: [RedisReply]
+        do {
+            replies = try await ackRedis.run { [commands] connection in try scripts.pipeline(commands, on: connection) }
+        } catch {
+            // Not written (sent again later): the locks are this worker's to keep renewing meanwhile.
+            state.withLock { s in for owner in owners { s.held[owner.jid]?.finishing = false } }
+            throw error
+        }
         var dropped: [String] = []
         for (owner, reply) in zip(owners, replies) {
             switch reply {
             case .error(let message) where RedisError.server(message).isTransient:
+                state.withLock { s in for owner in owners { s.held[owner.jid]?.finishing = false } }
                 throw RedisError.server(message)
             case .error(let message):
                 logger.error("BullMQ script refused a job's outcome", metadata: ["job.id": "\(owner.jid)", "error": "\(message)"])
@@ -664,7 +677,7 @@ public final class BullMQBackend: QueueBackend {
     private func heldByQueue() -> [String: [(jid: String, id: String, token: String)]] {
         state.withLock { s in
             var out: [String: [(jid: String, id: String, token: String)]] = [:]
-            for (jid, h) in s.held where !h.lost { out[h.keys.queue, default: []].append((jid, h.id, h.token)) }
+            for (jid, h) in s.held where !h.lost && !h.finishing { out[h.keys.queue, default: []].append((jid, h.id, h.token)) }
             return out
         }
     }
@@ -698,7 +711,7 @@ public final class BullMQBackend: QueueBackend {
 
     /// One `MGET` of the held locks: a lock that is gone or holds another token is lost.
     func checkLocks() async throws {
-        let jobs = state.withLock { s in s.held.filter { !$0.value.lost }.map { ($0.key, $0.value.keys.job($0.value.id) + ":lock", $0.value.token) } }
+        let jobs = state.withLock { s in s.held.filter { !$0.value.lost && !$0.value.finishing }.map { ($0.key, $0.value.keys.job($0.value.id) + ":lock", $0.value.token) } }
         if jobs.isEmpty { return }
         let reply = try await lockRedis.run { connection in
             try connection.command(RedisCommand(["MGET"] + jobs.map { $0.1 as any RedisArgument })).check()
