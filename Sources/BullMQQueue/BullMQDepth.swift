@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// - `conveyor_bullmq_queue_jobs{queue,state}`: `waiting` (the wait list), `prioritized`, `delayed` (all of the
 ///   delayed set), `delayed_due` (delayed jobs whose time has come: BullMQ scores them `ms * 0x1000 + counter`),
-///   `active`, `paused`;
+///   `active`, `paused`, `completed` and `failed` (the finished jobs BullMQ keeps);
 /// - `conveyor_bullmq_queue_depth{queue}`: waiting + prioritized + delayed_due + paused, the jobs ready to run.
 public final class BullMQDepth: Service {
     public struct Counts: Sendable, Equatable {
@@ -20,6 +20,10 @@ public final class BullMQDepth: Service {
         public var delayedDue = 0
         public var active = 0
         public var paused = 0
+        /// Kept finished jobs (what `removeOnComplete`/`removeOnFail` leave), and the stalled check's candidates.
+        public var completed = 0
+        public var failed = 0
+        public var stalled = 0
 
         /// The jobs ready to run.
         public var depth: Int {
@@ -60,23 +64,34 @@ public final class BullMQDepth: Service {
 
     /// One read of every queue's sizes, in one pipeline.
     public func read(on redis: RedisThread) async throws {
+        let queues = queues
+        let read = try await redis.run { connection in try Self.counts(of: queues, on: connection) }
+        counts.withLock { $0 = read }
+    }
+
+    /// Every queue's sizes, in one pipeline (also what `conveyor bullmq stats` shows).
+    public static func counts(of queues: [String: BullMQKeys], on connection: RedisConnection, now: Double = JobTime.now()) throws -> [String: Counts] {
         let names = queues.keys.sorted()
-        let keys = names.map { queues[$0]! }
         // Due: scored at most now's millisecond * 0x1000 + 0xfff.
-        let due = String(Saturating.int((JobTime.now() * 1000).rounded(.down)).multipliedReportingOverflow(by: 0x1000).partialValue + 0xfff)
-        let commands = keys.flatMap { k in
-            [
+        let due = String(Saturating.int((now * 1000).rounded(.down)).multipliedReportingOverflow(by: 0x1000).partialValue + 0xfff)
+        let perQueue = 9
+        let commands = names.flatMap { name -> [RedisCommand] in
+            let k = queues[name]!
+            return [
                 RedisCommand("LLEN", k.wait), RedisCommand("ZCARD", k.prioritized), RedisCommand("ZCARD", k.delayed),
                 RedisCommand("ZCOUNT", k.delayed, "-inf", due), RedisCommand("LLEN", k.active), RedisCommand("LLEN", k.paused),
+                RedisCommand("ZCARD", k.key("completed")), RedisCommand("ZCARD", k.key("failed")), RedisCommand("SCARD", k.stalled),
             ]
         }
-        let replies = try await redis.run { connection in try connection.pipeline(commands) }
+        let replies = try connection.pipeline(commands)
         var read: [String: Counts] = [:]
         for (i, name) in names.enumerated() {
-            let r = replies[(i * 6)..<(i * 6 + 6)].map { max(0, (try? $0.check().int) ?? 0) }
-            read[name] = Counts(waiting: r[0], prioritized: r[1], delayed: r[2], delayedDue: r[3], active: r[4], paused: r[5])
+            let r = replies[(i * perQueue)..<(i * perQueue + perQueue)].map { max(0, (try? $0.check().int) ?? 0) }
+            read[name] = Counts(
+                waiting: r[0], prioritized: r[1], delayed: r[2], delayedDue: r[3], active: r[4], paused: r[5], completed: r[6], failed: r[7],
+                stalled: r[8])
         }
-        counts.withLock { $0 = read }
+        return read
     }
 
     /// The gauges in Prometheus text.
@@ -87,7 +102,7 @@ public final class BullMQDepth: Service {
         out += "# TYPE conveyor_bullmq_queue_jobs gauge\n"
         for (queue, c) in all.sorted(by: { $0.key < $1.key }) {
             for (state, n) in [("waiting", c.waiting), ("prioritized", c.prioritized), ("delayed", c.delayed), ("delayed_due", c.delayedDue),
-                               ("active", c.active), ("paused", c.paused)] {
+                               ("active", c.active), ("paused", c.paused), ("completed", c.completed), ("failed", c.failed)] {
                 out += "conveyor_bullmq_queue_jobs{queue=\"\(Self.label(queue))\",state=\"\(state)\"} \(n)\n"
             }
         }

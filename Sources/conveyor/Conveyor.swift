@@ -9,7 +9,7 @@ struct Conveyor: AsyncParsableCommand {
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, MigrateCommand.self, StatsCommand.self, DeadCommand.self,
             RetryCommand.self, QueueCommand.self, ProcessCommand.self, WebCommand.self, ConfigCommand.self, HelperCommand.self, VapidCommand.self,
-            SchedulesCommand.self, ScheduledCommand.self, CancelCommand.self, JobCommand.self,
+            SchedulesCommand.self, ScheduledCommand.self, CancelCommand.self, JobCommand.self, BullMQCommand.self,
         ])
 
     /// `conveyor --version`.

@@ -33,6 +33,43 @@ struct BullMQWorkerProcessTests {
         return (process, log)
     }
 
+    /// `conveyor bullmq stats`: the jobs a BullMQ producer queued, by state, as BullMQ's keys hold them; an unknown
+    /// queue reads zeros, a malformed name and no queue at all are usage errors.
+    @Test func bullmqStatsCountsTheQueuesJobsByState() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        _ = try peer.add("st", [
+            ["name": "noop", "data": [:]], ["name": "noop", "data": [:]], ["name": "noop", "data": [:], "opts": ["priority": 3]],
+            ["name": "noop", "data": [:], "opts": ["delay": 3_600_000]],
+        ])
+        func stats(_ arguments: [String], queues: String? = nil) throws -> (Int32, String, String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["CONVEYOR_BIN"]!)
+            process.arguments = ["bullmq", "stats"] + arguments
+            var environment = ProcessInfo.processInfo.environment
+            environment["CONVEYOR_BULLMQ_PREFIX"] = peer.prefix
+            environment["CONVEYOR_BULLMQ_QUEUES"] = queues
+            process.environment = environment
+            let out = Pipe(), err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text, error)
+        }
+        let (code, text, _) = try stats(["--json"], queues: "st,nothing")
+        #expect(code == 0)
+        let counts = try JSONValue(parsing: Array(text.utf8))
+        #expect(counts["st"] == ["waiting": 2, "prioritized": 1, "delayed": 1, "delayed_due": 0, "active": 0, "paused": 0, "completed": 0, "failed": 0, "stalled": 0, "ready": 3])
+        #expect(counts["nothing"]?["ready"] == 0)
+        let (tableCode, table, _) = try stats(["st"])
+        #expect(tableCode == 0 && table.contains("PRIORITIZED") && table.split(separator: "\n").last?.hasPrefix("st ") == true, "\(table)")
+        #expect(try stats([]).0 == 64, "no queue named or configured")
+        #expect(try stats(["a:b"]).0 == 64, "a BullMQ queue name cannot hold a colon")
+    }
+
     static func psql(_ sql: String) throws -> String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"] else { return "" }
         let process = Process()
