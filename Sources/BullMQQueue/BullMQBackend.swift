@@ -26,6 +26,10 @@ public final class BullMQBackend: QueueBackend {
     public let queues: [String: BullMQKeys]
     /// This worker's id in its lock tokens (`<workerId>:<n>`, as BullMQ's worker writes them).
     public let workerID: String
+    /// `moveToActive`'s options without their token, encoded once: the map's header and `token` key, then what follows
+    /// the token (`lockDuration`, `name`). Byte for byte what encoding the whole map gives (`activeOptions(token:)`).
+    private let activeOptionsHead: [UInt8]
+    private let activeOptionsTail: [UInt8]
 
     private let logger: Logger
     private let endpoint: RedisEndpoint
@@ -84,6 +88,11 @@ public final class BullMQBackend: QueueBackend {
         self.identity = identity
         self.logger = logger
         self.workerID = Job.newJID() + Job.newJID().prefix(8)
+        // A fixmap's header is one byte: the pairs after it can be cut out of a smaller map's encoding.
+        let key = MessagePack.map([("token", .string(""))]).encoded()
+        activeOptionsHead = [0x83] + key.dropFirst().dropLast()
+        activeOptionsTail = Array(
+            MessagePack.map([("lockDuration", .int(options.lockDuration)), ("name", .string(identity))]).encoded().dropFirst())
         fetchRedis = RedisThread(endpoint, name: "conveyor-bullmq-fetch")
         ackRedis = RedisThread(endpoint, name: "conveyor-bullmq-ack")
         lockRedis = RedisThread(endpoint, name: "conveyor-bullmq-locks")
@@ -210,13 +219,15 @@ public final class BullMQBackend: QueueBackend {
     private func newToken() -> String { "\(workerID):\(tokenCounter.add(1, ordering: .relaxed).newValue)" }
 
     private func moveToActive(_ keys: BullMQKeys, token: String) -> RedisCommand {
-        let opts = MessagePack.map([
-            ("token", .string(token)), ("lockDuration", .int(options.lockDuration)), ("name", .string(identity)),
-        ])
-        return scripts.command(
+        scripts.command(
             .moveToActive,
             keys: [keys.wait, keys.active, keys.prioritized, keys.events, keys.stalled, keys.limiter, keys.delayed, keys.paused, keys.meta, keys.pc, keys.marker],
-            arguments: [keys.base, Self.nowMS(), opts.encoded()])
+            arguments: [keys.base, Self.nowMS(), activeOptions(token: token)])
+    }
+
+    /// `moveToActive`'s msgpack options (`token`, `lockDuration`, `name`), from the parts encoded once.
+    func activeOptions(token: String) -> [UInt8] {
+        activeOptionsHead + MessagePack.string(token).encoded() + activeOptionsTail
     }
 
     static func nowMS() -> Int { Saturating.int((Date().timeIntervalSince1970 * 1000).rounded()) }

@@ -130,6 +130,20 @@ extension JSONValue {
         #expect(log.started.withLock { $0 }.contains("\(peer.prefix):q:1"))
     }
 
+    /// `moveToActive`'s options, put together from parts encoded once, are the bytes the whole map encodes to.
+    @Test func activeOptionsAreTheWholeMapsEncoding() async throws {
+        let peer = try BullMQPeer()
+        for (lock, identity) in [(30_000, "host:1:abc"), (1, ""), (2_147_483_647, String(repeating: "é", count: 300))] {
+            let options = BullMQOptions(prefix: peer.prefix, lockDuration: lock)
+            let backend = try BullMQBackend(redis: peer.endpoint, scripts: try BullMQPeer.scripts(), queues: ["q"], options: options, identity: identity)
+            defer { backend.close() }
+            for token in ["", "w:1", String(repeating: "t", count: 40_000)] {
+                let whole = MessagePack.map([("token", .string(token)), ("lockDuration", .int(options.lockDuration)), ("name", .string(identity))]).encoded()
+                #expect(backend.activeOptions(token: token) == whole)
+            }
+        }
+    }
+
     /// A handler's `log` lines are the job's BullMQ log, as `getJobLogs` (and bull-board's Logs tab) read it; the
     /// job's `keepLogs` trims it, and a huge line is cut to 4 KB.
     @Test func handlerLogLinesAreTheJobsBullMQLog() async throws {
