@@ -23,22 +23,12 @@ for _ in $(seq 1 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sl
 URL="redis://127.0.0.1:$PORT/0"
 R() { redis-cli -p "$PORT" "$@"; }
 
-# Jobs/s from the first completed job to the last, read from BullMQ's completed set (both keep every job).
-conveyor_bullmq_rate() {
+# Jobs/s from the first finished job to the last, the count read by the command given (BullMQ's completed set, which
+# both workers keep; Sidekiq's processed counter).
+drain_rate() {
   local start="" now count first=0
   while :; do
-    count=$(R zcard bull:bench:completed); count=${count:-0}
-    now=$(date +%s.%N)
-    if [ -z "$start" ] && [ "$count" -gt 0 ]; then start=$now; first=$count; fi
-    if [ "$count" -ge "$JOBS" ]; then break; fi
-    sleep 0.01
-  done
-  python3 -c "print(round(($JOBS - $first) / ($now - $start)))"
-}
-sidekiq_mode_rate() {
-  local start="" now count first=0
-  while :; do
-    count=$(R get stat:processed); count=${count:-0}
+    count=$("$@"); count=${count:-0}
     now=$(date +%s.%N)
     if [ -z "$start" ] && [ "$count" -gt 0 ]; then start=$now; first=$count; fi
     if [ "$count" -ge "$JOBS" ]; then break; fi
@@ -60,7 +50,7 @@ for round in $(seq 1 "$ROUNDS"); do
   python3 "$HERE/bullmq_bench.py" add "$URL" bench "$JOBS"
   REDIS_URL=$URL "$BIN" worker --bullmq-queues bench -c "$CONCURRENCY" --log-level warning 2>"$OUT/bullmq-worker.log" &
   pid=$!
-  rate=$(conveyor_bullmq_rate)
+  rate=$(drain_rate R zcard bull:bench:completed)
   kill -TERM "$pid"; wait "$pid" || true
   left=$(R llen bull:bench:wait)
   rows+=("| Conveyor, BullMQ worker mode | $CONCURRENCY | $rate | $left |"); echo "${rows[-1]}" >&2
@@ -71,7 +61,7 @@ for round in $(seq 1 "$ROUNDS"); do
   REDIS_URL=$URL ruby Benchmarks/queue/enqueue.rb noop "$JOBS"
   REDIS_URL=$URL "$BIN" worker --queues default -c "$CONCURRENCY" --log-level warning 2>/dev/null &
   pid=$!
-  rate=$(sidekiq_mode_rate)
+  rate=$(drain_rate R get stat:processed)
   kill -TERM "$pid"; wait "$pid" || true
   rows+=("| Conveyor, Sidekiq format (reliable fetch) | $CONCURRENCY | $rate | $(R llen queue:default) |"); echo "${rows[-1]}" >&2
 done
