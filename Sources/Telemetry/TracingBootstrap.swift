@@ -75,6 +75,7 @@ public struct TracingSetup: Sendable {
 
         let (tracer, service) = try OTel.makeTracingBackend(configuration: configuration)
         InstrumentationSystem.bootstrap(tracer)
+        Traced.enabled = true
         let propagation = TracingJobMiddleware.Propagation(rawValue: settings.text(TracingSettings.propagation)?.lowercased() ?? "child") ?? .child
         let middleware = TracingJobMiddleware(tracer: tracer, propagation: propagation, sampler: sampler) { context in
             Self.ids(tracer, context)

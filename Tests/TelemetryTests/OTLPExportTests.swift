@@ -162,6 +162,15 @@ struct OTLPExportTests {
         #expect(own["parent_span_id"]?.stringValue == "" && ![producer.trace, other.trace].contains(own["trace_id"]?.stringValue ?? ""))
         // The job's log lines carry the ids.
         #expect(worker.log.contains("trace_id=\(producer.trace)"))
+        // The batched outcome writes (with DATABASE_URL): spans of their own, the rows counted.
+        if environment["DATABASE_URL"] != nil {
+            try await waitUntil("an outcome write's span", timeout: .seconds(30)) {
+                try receiver.spans().contains { $0["name"]?.stringValue == "COPY conveyor.job_results" }
+            }
+            let writes = try receiver.spans().filter { $0["name"]?.stringValue == "COPY conveyor.job_results" }
+            #expect(writes.allSatisfy { $0["parent_span_id"]?.stringValue == "" && $0["attributes"]?["db.system.name"] == "postgresql" })
+            #expect(writes.compactMap { $0["attributes"]?["conveyor.results.rows"]?.intValue }.reduce(0, +) >= 3)
+        }
         #expect(try await worker.stop() == 0)
     }
 

@@ -1,3 +1,4 @@
+import Synchronization
 public import Tracing
 
 /// Spans for the work a job sends out of the process (S3 transfers, the sandboxed helper, SMTP, LLM calls), children
@@ -28,6 +29,30 @@ public enum Traced {
     ) throws(E) -> T {
         guard let parent = ServiceContext.current else { return try body(NoOpTracer.NoOpSpan(context: .topLevel)) }
         let span = InstrumentationSystem.tracer.startAnySpan(name, context: parent, ofKind: kind)
+        span.attributes.merge(attributes)
+        defer { span.end() }
+        do {
+            return try body(span)
+        } catch {
+            failed(span, error)
+            throw error
+        }
+    }
+
+    /// Whether this process exports traces (set once by the tracing's setup): `root` starts nothing otherwise.
+    public static var enabled: Bool {
+        get { tracing.load(ordering: .relaxed) }
+        set { tracing.store(newValue, ordering: .relaxed) }
+    }
+    private static let tracing = Atomic<Bool>(false)
+
+    /// Runs `body` in a span of a trace of its own, for batched work that serves many jobs at once (the outcome
+    /// writes): no job's span can be its parent. Started only when the process traces.
+    public static func root<T, E: Error>(
+        _ name: String, kind: SpanKind = .client, attributes: SpanAttributes = [:], _ body: (any Span) throws(E) -> T
+    ) throws(E) -> T {
+        guard enabled else { return try body(NoOpTracer.NoOpSpan(context: .topLevel)) }
+        let span = InstrumentationSystem.tracer.startAnySpan(name, context: .topLevel, ofKind: kind)
         span.attributes.merge(attributes)
         defer { span.end() }
         do {

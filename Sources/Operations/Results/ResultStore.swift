@@ -1,6 +1,7 @@
 public import ConveyorCore
 public import SidekiqQueue
 import Foundation
+import Tracing
 public import Logging
 public import Postgres
 public import Redis
@@ -563,6 +564,23 @@ public final class ResultStore: JobObserver, OutcomeJournal, @unchecked Sendable
     /// what writing again could fix: a lost connection, a server error that is not about these rows.
     /// - Parameter lines: the batch's COPY text when it is already built (the journal's lines), tried first.
     static func write(_ batch: [JobResultRecord], lines: [UInt8]? = nil, on connection: PostgresConnection, logger: Logger) throws
+        -> [JobResultRecord]
+    {
+        // One span per batch when the process traces: a trace of its own, since the batch serves many jobs.
+        try Traced.root(
+            "COPY conveyor.job_results",
+            attributes: [
+                "db.system.name": "postgresql", "db.operation.name": "COPY", "db.collection.name": "conveyor.job_results",
+                "conveyor.results.rows": .int64(Int64(batch.count)),
+            ]
+        ) { span in
+            let refused = try writeRows(batch, lines: lines, on: connection, logger: logger)
+            if !refused.isEmpty { span.attributes["conveyor.results.refused"] = refused.count }
+            return refused
+        }
+    }
+
+    private static func writeRows(_ batch: [JobResultRecord], lines: [UInt8]?, on connection: PostgresConnection, logger: Logger) throws
         -> [JobResultRecord]
     {
         if let lines {
