@@ -23,22 +23,6 @@ public enum Traced {
         }
     }
 
-    /// The synchronous form, for work that blocks its thread.
-    public static func span<T, E: Error>(
-        _ name: String, kind: SpanKind = .client, attributes: SpanAttributes = [:], _ body: (any Span) throws(E) -> T
-    ) throws(E) -> T {
-        guard let parent = ServiceContext.current else { return try body(NoOpTracer.NoOpSpan(context: .topLevel)) }
-        let span = InstrumentationSystem.tracer.startAnySpan(name, context: parent, ofKind: kind)
-        span.attributes.merge(attributes)
-        defer { span.end() }
-        do {
-            return try body(span)
-        } catch {
-            failed(span, error)
-            throw error
-        }
-    }
-
     /// Whether this process exports traces (set once by the tracing's setup): `root` starts nothing otherwise.
     public static var enabled: Bool {
         get { tracing.load(ordering: .relaxed) }
