@@ -140,7 +140,7 @@ let package = Package(
         .target(
             name: "Web",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "Operations", "Redis", "Postgres", "Video", "Summaries", "Storage", "Curl", "Digest", "Schedules",
+                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Operations", "Redis", "Postgres", "Video", "Summaries", "Storage", "Curl", "Digest", "Schedules",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -203,7 +203,7 @@ let package = Package(
             name: "PushTests", dependencies: ["Push", "Curl", "ConveyorCore", "ConveyorTesting", "SidekiqQueue", "Redis", "Postgres", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["push_service.py"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "BullMQTests", dependencies: ["BullMQQueue", "ConveyorCore", "Redis", "Digest", .product(name: "Logging", package: "swift-log")],
+            name: "BullMQTests", dependencies: ["BullMQQueue", "ConveyorCore", "ConveyorTesting", "Redis", "Digest", .product(name: "Logging", package: "swift-log")],
             exclude: ["bullmq_peer.py"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SchedulesTests", dependencies: ["Schedules", "ConveyorCore", "Redis"], exclude: ["croniter_oracle.py", "sidekiq_cron_list.rb"],

@@ -25,6 +25,21 @@ public final class BullMQDepth: Service {
         public var failed = 0
         public var stalled = 0
 
+        public init(
+            waiting: Int = 0, prioritized: Int = 0, delayed: Int = 0, delayedDue: Int = 0, active: Int = 0, paused: Int = 0, completed: Int = 0,
+            failed: Int = 0, stalled: Int = 0
+        ) {
+            self.waiting = waiting
+            self.prioritized = prioritized
+            self.delayed = delayed
+            self.delayedDue = delayedDue
+            self.active = active
+            self.paused = paused
+            self.completed = completed
+            self.failed = failed
+            self.stalled = stalled
+        }
+
         /// The jobs ready to run.
         public var depth: Int {
             Saturating.add(Saturating.add(waiting, prioritized), Saturating.add(delayedDue, paused))

@@ -6,10 +6,12 @@ extension ErrorClass {
     public static let bullMQLockLost: ErrorClass = "BullMQLockLost"
     /// BullMQ's stalled check failed the job for good (`job stalled more than allowable limit`).
     public static let bullMQStalled: ErrorClass = "BullMQStalled"
+    /// A child of this flow parent failed, and its `failParentOnFailure` fails the parent (`child <key> failed`).
+    public static let bullMQChildFailed: ErrorClass = "BullMQChildFailed"
 }
 
 /// Wraps every class of a registry so that its BullMQ jobs run as BullMQ's worker runs them, and better: a job failed
-/// by the stalled check fails without running; a job whose lock is lost has its handler cancelled at once (a Node
+/// by the stalled check or by a child's `failParentOnFailure` fails without running; a job whose lock is lost has its handler cancelled at once (a Node
 /// worker keeps running it beside the copy another worker took); the handler's result becomes the job's `returnvalue`.
 /// Jobs of other backends run unchanged.
 public enum BullMQHandlers {
@@ -30,7 +32,8 @@ public enum BullMQHandlers {
         func perform(_ job: JobContext) async throws -> JSONValue {
             guard backend.holds(jid: job.jid) else { return try await inner.perform(job) }
             if let reason = backend.deferredFailure(jid: job.jid) {
-                throw JobFailure.permanent(.bullMQStalled, reason)
+                // BullMQ's two deferred failures: a failed child's (`child <key> failed`), the stalled check's.
+                throw JobFailure.permanent(reason.hasPrefix("child ") ? .bullMQChildFailed : .bullMQStalled, reason)
             }
             let inner = inner
             let backend = backend

@@ -23,6 +23,7 @@ public struct BullMQScripts: Sendable {
         case addLog = "addLog-2"
         case getCounts = "getCounts-1"
         case updateJobScheduler = "updateJobScheduler-12"
+        case reprocessJob = "reprocessJob-9"
     }
 
     /// SHA-1 of each script file of bullmq 3.4.4 (`sha1sum bullmq/commands/<name>.lua`), which is also the name
@@ -39,6 +40,7 @@ public struct BullMQScripts: Sendable {
         .addLog: "eecb06ad6c96fa5da4fa8bca0ea7a1bf1bf62f18",
         .getCounts: "a8034c631460c6803c87966ce881636246de2398",
         .updateJobScheduler: "4da21b4a6efa92d4c0bdfc40e803ecc1e9ab4eb5",
+        .reprocessJob: "1323ff649a78371c602a52252e61dc9f2fdfe36d",
     ]
 
     /// The most a script file may weigh (the largest of 3.4.4 is about 40 KB).

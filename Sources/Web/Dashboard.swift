@@ -9,6 +9,7 @@ public import ServiceLifecycle
 public import SidekiqQueue
 public import Storage
 import Synchronization
+import BullMQQueue
 
 /// `conveyor web`: the operator dashboard. `respond(_:)` answers one request (the handler tests call it directly;
 /// `WebServer` feeds it from Hummingbird). Every read is a bounded Redis or PostgreSQL query (sets paged with
@@ -21,6 +22,8 @@ public final class Dashboard: Sendable {
     let redisThreads: [RedisThread]
     let database: PostgresThread?
     let mediaStore: (any MediaStore)?
+    /// The BullMQ queues shown (nil: none configured, no BullMQ page).
+    let bullmq: BullMQPages?
     public let sampler: RateSampler
     let bulk: BulkRuns
     let workerMetrics: WorkerMetrics
@@ -47,8 +50,9 @@ public final class Dashboard: Sendable {
     ///   - mediaStore: where upload variants are read from for display; nil shows their keys only.
     public init(
         configuration: WebConfiguration, redis endpoint: RedisEndpoint, keys: QueueKeys, databaseURL: String?,
-        mediaStore: (any MediaStore)?, version: String = "", logger: Logger = Logger(label: "conveyor.web")
+        mediaStore: (any MediaStore)?, bullmq: BullMQPages? = nil, version: String = "", logger: Logger = Logger(label: "conveyor.web")
     ) {
+        self.bullmq = bullmq.flatMap { $0.queues.isEmpty ? nil : $0 }
         self.configuration = configuration
         self.keys = keys
         self.endpoint = endpoint
@@ -184,6 +188,7 @@ public final class Dashboard: Sendable {
             case ("queues", 3): return try await queueAction(s[1], s[2], request, v)
             case ("busy", 2): return try await processAction(s[1], request, v)
             case ("schedules", 3): return try await scheduleAction(s[1], s[2], v)
+            case ("bullmq", 3): return try await bullmqAction(s[1], s[2], request, v)
             case ("jobs", 2) where s[1] == "cancel": return try await cancelAction(request, v)
             case (let set?, 2) where JobSetName(page: set) != nil: return try await setAction(JobSetName(page: set)!, s[1], request, v)
             default: throw WebFailure.notFound
@@ -198,6 +203,8 @@ public final class Dashboard: Sendable {
         case ("queues", 2): return try await queue(s[1], request, v)
         case ("busy", 1): return try await busy(v)
         case ("schedules", 1): return try await schedules(v)
+        case ("bullmq", 1): return try await bullmqQueues(v)
+        case ("bullmq", 2): return try await bullmqQueue(s[1], request, v)
         case (let set?, 1) where JobSetName(page: set) != nil: return try await setPage(JobSetName(page: set)!, request, v)
         case (let set?, 2) where JobSetName(page: set) != nil && s[1] == "job": return try await jobPage(JobSetName(page: set)!, request, v)
         case (let set?, 2) where JobSetName(page: set) != nil && s[1] == "job.json": return try await jobJSON(set: JobSetName(page: set)!, queue: nil, request)
@@ -221,10 +228,12 @@ public final class Dashboard: Sendable {
         context["csrf"] = v.csrf
         context["actions"] = !configuration.readOnly
         let content = library.render(context, withTemplate: template) ?? ""
-        let nav: [[String: Any]] = [
+        var links: [(String, String, Int?)] = [
             ("/", "Overview", nil), ("/queues", "Queues", nil), ("/busy", "Busy", counts?.busy), ("/scheduled", "Scheduled", counts?.scheduled),
             ("/retry", "Retries", counts?.retry), ("/dead", "Dead", counts?.dead), ("/schedules", "Schedules", nil), ("/lookup", "Look up", nil), ("/actions", "Actions", nil),
-        ].map { href, label, count in
+        ]
+        if bullmq != nil { links.insert(("/bullmq", "BullMQ", nil), at: 2) }
+        let nav: [[String: Any]] = links.map { href, label, count in
             var item: [String: Any] = ["href": href, "label": label, "current": href == current]
             if let count, count > 0 { item["count"] = Format.count(count) }
             return item

@@ -4,6 +4,7 @@ enum Templates {
     static let all: [String: String] = [
         "layout": layout, "overview": overview, "queues": queues, "queue": queue, "busy": busy, "set": set, "job": job,
         "lookup": lookup, "confirm": confirm, "actions": actions, "message": message, "schedules": schedules,
+        "bullmqQueues": bullmqQueues, "bullmqQueue": bullmqQueue,
     ]
 
     static let layout = """
@@ -230,6 +231,42 @@ enum Templates {
         {{^schedules}}<tr><td colspan="10" class="muted">No schedules. Declare them under <code>schedules:</code> in the workers' config file.</td></tr>{{/schedules}}
         </tbody></table></div>
         {{#more}}<p class="muted">Only the first 500 schedules are shown; <code>conveyor schedules list --json</code> lists all.</p>{{/more}}
+        """
+
+    static let bullmqQueues = """
+        <h1>BullMQ queues</h1>
+        <p class="muted">The BullMQ queues this deployment serves (<code>CONVEYOR_BULLMQ_QUEUES</code>, prefix <code>{{prefix}}</code>). Ready is what the depth gauge for autoscaling counts: waiting + prioritized + due delayed + paused.</p>
+        <div class="scroll"><table class="cards">
+        <thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Waiting</th><th class="num">Prioritized</th><th class="num">Delayed</th><th class="num">Due</th><th class="num">Active</th><th class="num">Paused</th><th class="num">Completed</th><th class="num">Failed</th><th class="num">Stalled</th></tr></thead>
+        <tbody>
+        {{#queues}}<tr><td><a href="{{path}}">{{name}}</a></td><td class="num" data-label="Ready">{{ready}}</td><td class="num" data-label="Waiting">{{waiting}}</td><td class="num" data-label="Prioritized">{{prioritized}}</td><td class="num" data-label="Delayed">{{delayed}}</td><td class="num" data-label="Due">{{due}}</td><td class="num" data-label="Active">{{active}}</td><td class="num" data-label="Paused">{{paused}}</td><td class="num" data-label="Completed">{{completed}}</td>
+        <td class="num" data-label="Failed">{{#failedBad}}<a class="tag bad" href="{{path}}">{{failed}}</a>{{/failedBad}}{{^failedBad}}0{{/failedBad}}</td><td class="num" data-label="Stalled">{{#stalledBad}}<span class="tag warn">{{stalled}}</span>{{/stalledBad}}{{^stalledBad}}0{{/stalledBad}}</td></tr>{{/queues}}
+        </tbody></table></div>
+        """
+
+    static let bullmqQueue = """
+        <h1>BullMQ queue {{name}}</h1>
+        <p>{{ready}} ready · {{waiting}} waiting · {{prioritized}} prioritized · {{delayed}} delayed ({{due}} due) · {{activeCount}} active · {{pausedCount}} paused · {{completed}} completed · {{failedCount}} failed</p>
+        {{#scriptsProblem}}<p class="flash error">Retrying is unavailable: {{scriptsProblem}}</p>{{/scriptsProblem}}
+        <h2>Failed <span class="badge">{{failedCount}}</span>
+        {{#actions}}{{#canRetry}}<form class="inline" method="post" action="{{base}}/retry"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="all" value="1"><button class="primary">Retry all</button></form>{{/canRetry}}{{/actions}}</h2>
+        <div class="scroll"><table class="cards">
+        <thead><tr><th>Id</th><th>Class</th><th>Attempts</th><th>Failed</th><th>Reason</th><th>Data</th>{{#actions}}<th></th>{{/actions}}</tr></thead>
+        <tbody>
+        {{#failed}}<tr><td class="mono">{{id}}</td><td data-label="Class">{{name}}</td><td data-label="Attempts">{{attempts}}</td><td data-label="Failed" title="{{finished}}">{{ago}}</td><td class="error" data-label="Reason">{{reason}}</td><td class="args mono">{{data}}</td>
+        {{#actions}}<td>{{#canRetry}}<form class="inline" method="post" action="{{base}}/retry"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="id" value="{{id}}"><button>Retry</button></form>{{/canRetry}}</td>{{/actions}}</tr>{{/failed}}
+        {{^failed}}<tr><td colspan="7" class="muted">No failed jobs.</td></tr>{{/failed}}
+        </tbody></table></div>
+        <nav class="pager">{{#prev}}<a href="{{prev}}">← Newer</a>{{/prev}} <span>{{range}}</span> {{#next}}<a href="{{next}}">Older →</a>{{/next}}</nav>
+        <h2>Active</h2>
+        <p class="muted">A job whose lock is gone is stalled: the next stalled check moves it back to wait, or fails it past <code>maxStalledCount</code>.</p>
+        <div class="scroll"><table class="cards">
+        <thead><tr><th>Id</th><th>Class</th><th>Started</th><th>Lock</th><th>Worker</th></tr></thead>
+        <tbody>
+        {{#active}}<tr><td class="mono">{{id}}</td><td data-label="Class">{{name}}</td><td data-label="Started" title="{{started}}">{{ago}}</td><td data-label="Lock">{{#stalled}}<span class="tag warn">stalled</span>{{/stalled}}{{^stalled}}{{lock}} left{{/stalled}}</td><td class="mono" data-label="Worker">{{worker}}</td></tr>{{/active}}
+        {{^active}}<tr><td colspan="5" class="muted">Nothing active.</td></tr>{{/active}}
+        </tbody></table></div>
+        {{#moreActive}}<p class="muted">and {{moreActive}} more active (<code>conveyor bullmq active {{name}} --limit 1000</code>).</p>{{/moreActive}}
         """
 
     static let message = """

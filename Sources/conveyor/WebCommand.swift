@@ -1,4 +1,5 @@
 import ArgumentParser
+import BullMQQueue
 import ConveyorCore
 import Foundation
 import Logging
@@ -19,7 +20,8 @@ struct WebCommand: AsyncParsableCommand {
             only requests whose Host is the bound address, a loopback name when bound to loopback, or a name in \
             CONVEYOR_WEB_HOSTS (421 otherwise). CONVEYOR_WEB_READ_ONLY=on disables \
             every action. Reads DATABASE_URL for results, uploads and summaries, and the media store settings \
-            (CONVEYOR_MEDIA_ROOT, CONVEYOR_MEDIA_STORE) to show upload variants.
+            (CONVEYOR_MEDIA_ROOT, CONVEYOR_MEDIA_STORE) to show upload variants, and CONVEYOR_BULLMQ_QUEUES and \
+            CONVEYOR_BULLMQ_PREFIX for the BullMQ page.
             """)
 
     @Option(help: "host:port to listen on (env CONVEYOR_WEB_ADDR; default 127.0.0.1:9292; port 0 picks one).")
@@ -55,9 +57,23 @@ struct WebCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError(settings.scrubbed(error.message))
         }
+        // The BullMQ queues of CONVEYOR_BULLMQ_QUEUES get a page; retrying them needs BullMQ's scripts, and without
+        // them the page still shows (and says why it cannot retry).
+        var bullmq: BullMQPages?
+        let bullmqQueues = settings.list(BullMQSettings.queues)
+        if !bullmqQueues.isEmpty {
+            var pages = BullMQPages(queues: bullmqQueues, prefix: settings.text(BullMQSettings.prefix) ?? "bull", scripts: nil)
+            do {
+                pages.scripts = try BullMQScripts(directory: try settings.text(BullMQSettings.scripts) ?? BullMQScripts.discover())
+            } catch {
+                pages.scriptsProblem = "\(error)"
+                logger.warning("BullMQ queues are shown but cannot be retried", metadata: ["error": "\(error)"])
+            }
+            bullmq = pages
+        }
         let dashboard = Dashboard(
             configuration: configuration, redis: try RedisOptions.endpoint(settings), keys: RedisOptions.keys(settings),
-            databaseURL: settings.text(OperationsSettings.databaseUrl), mediaStore: store, version: Conveyor.version,
+            databaseURL: settings.text(OperationsSettings.databaseUrl), mediaStore: store, bullmq: bullmq, version: Conveyor.version,
             logger: logger)
         defer { dashboard.close() }
         let host = configuration.host

@@ -6,6 +6,7 @@ import Testing
 
 @testable import BullMQQueue
 import ConveyorCore
+import ConveyorTesting
 
 /// What the test handlers saw.
 final class HandlerLog: Sendable {
@@ -51,6 +52,8 @@ final class ConveyorBullWorker: Sendable {
     let worker: Worker
     let backend: BullMQBackend
     let task: Task<Void, any Error>
+    /// Every run's outcome, by jid.
+    let outcomes = OutcomeRecorder()
 
     init(_ peer: BullMQPeer, queues: [String], log: HandlerLog, options: BullMQOptions? = nil, concurrency: Int = 4) throws {
         let identity = WorkerConfiguration.newIdentity()
@@ -62,7 +65,8 @@ final class ConveyorBullWorker: Sendable {
         let configuration = WorkerConfiguration(
             queues: try QueueSelection(parsing: queues.joined(separator: ",")), concurrency: concurrency, shutdownTimeout: .seconds(2), identity: identity)
         worker = Worker(
-            backend: backend, registry: BullMQHandlers.wrap(testRegistry(log), backend: backend), configuration: configuration, logger: logger)
+            backend: backend, registry: BullMQHandlers.wrap(testRegistry(log), backend: backend), configuration: configuration,
+            observers: [outcomes], logger: logger)
         let worker = worker
         task = Task { try await worker.run() }
     }
@@ -306,6 +310,62 @@ extension JSONValue {
         #expect(try await peer.command("HLEN", "\(peer.prefix):fp:\(parent):processed").int == 3)
         let started = log.started.withLock { $0 }
         #expect(started.last == "\(peer.prefix):fp:\(parent)", "the parent runs after its children: \(started)")
+    }
+
+    /// The four failure policies of a flow's child, one flow each, a child failing for good beside one that succeeds:
+    /// BullMQ's `moveToFinished` moves the parent, and Conveyor does what BullMQ's worker does with it.
+    /// - `failParentOnFailure`: the parent fails with BullMQ's "child … failed" reason and never runs;
+    /// - `continueParentOnFailure`, `ignoreDependencyOnFailure`: the parent runs, the failure kept in its `:failed` hash;
+    /// - `removeDependencyOnFailure`: the parent runs, the failed child forgotten.
+    @Test func aFailingChildMovesItsParentByItsPolicy() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        var parents: [String: (parent: String, failing: String)] = [:]
+        for policy in ["failParentOnFailure", "continueParentOnFailure", "ignoreDependencyOnFailure", "removeDependencyOnFailure"] {
+            let tree: JSONValue = [
+                "name": "test.echo", "queueName": "pp", "data": ["policy": .string(policy)],
+                "children": [
+                    ["name": "test.fail", "queueName": "pc", "data": ["permanent": true, "message": "bad input"], "opts": [policy: true]],
+                    ["name": "test.echo", "queueName": "pc", "data": ["ok": true]],
+                ],
+            ]
+            let out = try BullMQPeer.run(["flow", peer.url, peer.prefix, "-", tree.text])
+            let ids = try JSONValue(parsing: Array(out.utf8))
+            parents[policy] = (try #require(ids["parent"]?.stringValue), try #require(ids["children"]?[0]?.stringValue))
+        }
+        let log = HandlerLog()
+        let worker = try ConveyorBullWorker(peer, queues: ["pp", "pc"], log: log)
+        try await eventually(20, "every parent finished") {
+            let done = try await peer.command("ZCARD", "\(peer.prefix):pp:completed").int ?? 0
+            let failed = try await peer.command("ZCARD", "\(peer.prefix):pp:failed").int ?? 0
+            return done + failed == 4
+        }
+        try await worker.stop()
+        let started = log.started.withLock { $0 }
+        func key(_ id: String, _ suffix: String = "") -> String { "\(peer.prefix):pp:\(id)\(suffix)" }
+        let child = { (policy: String) in "\(peer.prefix):pc:\(parents[policy]!.failing)" }
+
+        let fpof = parents["failParentOnFailure"]!.parent
+        #expect(try await peer.command("ZSCORE", "\(peer.prefix):pp:failed", fpof).isNull == false)
+        #expect(try await peer.command("HGET", key(fpof), "failedReason").text == "child \(child("failParentOnFailure")) failed")
+        #expect(!started.contains(key(fpof)), "a parent failed by its child never runs")
+        #expect(worker.outcomes[key(fpof)]?.failure?.errorClass == "BullMQChildFailed")
+
+        for policy in ["continueParentOnFailure", "ignoreDependencyOnFailure"] {
+            let parent = parents[policy]!.parent
+            #expect(try await peer.command("ZSCORE", "\(peer.prefix):pp:completed", parent).isNull == false, "\(policy)")
+            #expect(started.contains(key(parent)), "\(policy): the parent ran")
+            #expect(try await peer.command("HGET", key(parent, ":failed"), child(policy)).text == "bad input", "\(policy)")
+        }
+        let rdof = parents["removeDependencyOnFailure"]!.parent
+        #expect(try await peer.command("ZSCORE", "\(peer.prefix):pp:completed", rdof).isNull == false)
+        #expect(started.contains(key(rdof)))
+        #expect(try await peer.command("EXISTS", key(rdof, ":failed")).int == 0, "a removed dependency leaves no failure behind")
+        #expect(try await peer.command("SCARD", key(rdof, ":dependencies")).int == 0)
+        // Every failing child failed once, for good.
+        for (policy, ids) in parents {
+            #expect(try await peer.command("HGET", "\(peer.prefix):pc:\(ids.failing)", "atm").text == "1", "\(policy)")
+        }
     }
 
     @Test func backoffAsBullMQComputesIt() {

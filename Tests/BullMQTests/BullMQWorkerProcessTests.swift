@@ -70,6 +70,80 @@ struct BullMQWorkerProcessTests {
         #expect(try stats(["a:b"]).0 == 64, "a BullMQ queue name cannot hold a colon")
     }
 
+    /// `conveyor bullmq <arguments>` with the peer's prefix: exit status, standard output, standard error.
+    static func bullmq(_ peer: BullMQPeer, _ arguments: [String]) throws -> (Int32, String, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["CONVEYOR_BIN"]!)
+        process.arguments = ["bullmq"] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONVEYOR_BULLMQ_PREFIX"] = peer.prefix
+        process.environment = environment
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text, error)
+    }
+
+    /// Failed BullMQ jobs listed and retried from the CLI with BullMQ's own reprocessJob: one by id (a second retry
+    /// of it, and an unknown id, are reported and exit 1), the rest with --all; `--reset-attempts` clears the count;
+    /// an active job without a lock is shown stalled.
+    @Test func failedJobsAreListedAndRetriedFromTheCLI() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let ids = try peer.add("fq", (1...3).map { i -> JSONValue in ["name": "no.such.class", "data": ["n": .init(i)], "opts": ["attempts": 1]] })
+        let (worker, log) = try Self.launchLogged(peer, queues: "fq")
+        defer {
+            if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: log)
+        }
+        try await eventually(30, "three failed") { try await peer.command("ZCARD", "\(peer.prefix):fq:failed").int == 3 }
+        worker.terminate()
+        worker.waitUntilExit()
+
+        let (code, text, _) = try Self.bullmq(peer, ["failed", "fq", "--json"])
+        #expect(code == 0)
+        let listed = try JSONValue(parsing: Array(text.utf8))
+        #expect(listed["total"] == 3)
+        let jobs = listed["jobs"]?.arrayValue ?? []
+        #expect(Set(jobs.compactMap { $0["id"]?.stringValue }) == Set(ids))
+        #expect(jobs.allSatisfy { $0["name"] == "no.such.class" && $0["attemptsMade"] == 1 && $0["attempts"] == 1 })
+        #expect(jobs.allSatisfy { $0["failedReason"]?.stringValue?.contains("no handler for class no.such.class") == true }, "\(text)")
+        let table = try Self.bullmq(peer, ["failed", "fq"])
+        #expect(table.0 == 0 && table.1.hasPrefix("3 failed in fq"), "\(table.1)")
+
+        let one = try Self.bullmq(peer, ["retry", "fq", ids[0], "--reset-attempts", "--json"])
+        #expect(one.0 == 0, "\(one.2)")
+        #expect(try JSONValue(parsing: Array(one.1.utf8))[ids[0]] == "retried")
+        #expect(try await peer.command("LRANGE", "\(peer.prefix):fq:wait", 0, -1).array?.compactMap(\.text) == [ids[0]])
+        #expect(try await peer.command("HEXISTS", "\(peer.prefix):fq:\(ids[0])", "atm").int == 0, "--reset-attempts clears attemptsMade")
+        let events = try await peer.command("XREVRANGE", "\(peer.prefix):fq:events", "+", "-", "COUNT", 1).array?.first?.array?.last?.array?.compactMap(\.text) ?? []
+        #expect(events == ["event", "waiting", "jobId", ids[0], "prev", "failed"], "BullMQ's waiting event: \(events)")
+
+        let again = try Self.bullmq(peer, ["retry", "fq", ids[0], "999999"])
+        #expect(again.0 == 1)
+        #expect(again.1.contains("\(ids[0]): not failed") && again.1.contains("999999: missing"), "\(again.1)")
+        #expect(try Self.bullmq(peer, ["retry", "fq", "a:b"]).0 == 64)
+        #expect(try Self.bullmq(peer, ["retry", "fq"]).0 == 64, "neither ids nor --all")
+        #expect(try Self.bullmq(peer, ["failed", "fq", "--limit", "0"]).0 == 64)
+
+        let all = try Self.bullmq(peer, ["retry", "fq", "--all", "--json"])
+        let allCount = try JSONValue(parsing: Array(all.1.utf8))["retried"]
+        #expect(all.0 == 0 && allCount == 2, "\(all.1)")
+        #expect(try await peer.command("ZCARD", "\(peer.prefix):fq:failed").int == 0)
+        #expect(try await peer.command("LLEN", "\(peer.prefix):fq:wait").int == 3)
+        #expect(try await peer.command("HGET", "\(peer.prefix):fq:\(ids[1])", "atm").text == "1", "kept without --reset-attempts")
+
+        // A job taken into active without a lock (a worker that died before locking it) is stalled.
+        _ = try await peer.command("LMOVE", "\(peer.prefix):fq:wait", "\(peer.prefix):fq:active", "RIGHT", "LEFT")
+        let active = try Self.bullmq(peer, ["active", "fq", "--json"])
+        let shown = try JSONValue(parsing: Array(active.1.utf8))
+        #expect(shown["total"] == 1 && shown["jobs"]?[0]?["stalled"] == true, "\(active.1)")
+    }
+
     static func psql(_ sql: String) throws -> String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"] else { return "" }
         let process = Process()
