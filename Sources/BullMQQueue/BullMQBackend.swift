@@ -89,10 +89,13 @@ public final class BullMQBackend: QueueBackend {
         self.logger = logger
         self.workerID = Job.newJID() + Job.newJID().prefix(8)
         // A fixmap's header is one byte: the pairs after it can be cut out of a smaller map's encoding.
+        var rest: [(String, MessagePack)] = [("lockDuration", .int(options.lockDuration)), ("name", .string(identity))]
+        if let limiter = options.limiter {
+            rest.append(("limiter", .map([("max", .int(limiter.max)), ("duration", .int(limiter.duration))])))
+        }
         let key = MessagePack.map([("token", .string(""))]).encoded()
-        activeOptionsHead = [0x83] + key.dropFirst().dropLast()
-        activeOptionsTail = Array(
-            MessagePack.map([("lockDuration", .int(options.lockDuration)), ("name", .string(identity))]).encoded().dropFirst())
+        activeOptionsHead = [0x80 | UInt8(1 + rest.count)] + key.dropFirst().dropLast()
+        activeOptionsTail = Array(MessagePack.map(rest).encoded().dropFirst())
         fetchRedis = RedisThread(endpoint, name: "conveyor-bullmq-fetch")
         ackRedis = RedisThread(endpoint, name: "conveyor-bullmq-ack")
         lockRedis = RedisThread(endpoint, name: "conveyor-bullmq-locks")
@@ -255,6 +258,10 @@ public final class BullMQBackend: QueueBackend {
         guard items.count >= 4 else { return nil }
         guard case .array(let hash) = items[0], let id = items[1].text else {
             if let next = items[3].int, next > 0 { state.withLock { $0.nextDelayed[keys.queue] = next } }
+            // Rate limited (the worker's `limiter` or the queue's global limit): nothing can be taken until the window
+            // ends, and the marker the wait consumed is not put back, so the wait wakes itself then (as BullMQ's
+            // worker waits out `limitUntil`).
+            if let ttl = items[2].int, ttl > 0 { state.withLock { $0.nextDelayed[keys.queue] = Saturating.add(Self.nowMS(), ttl) } }
             return nil
         }
         var fields: [String: [UInt8]] = [:]

@@ -16,11 +16,26 @@ public struct BullMQOptions: Sendable {
     /// worker): nil keeps them all, as BullMQ's default.
     public var removeOnComplete: JSONValue?
     public var removeOnFail: JSONValue?
+    /// The worker's `limiter` (BullMQ's `Worker({limiter: {max, duration}})`): at most `max` jobs started per `duration`
+    /// milliseconds on each queue, counted in the queue's limiter key that every worker shares. A queue's own global
+    /// rate limit (`meta` `max`/`duration`, set by `Queue.setGlobalRateLimit`) wins over it, as in BullMQ.
+    public var limiter: Limiter?
+
+    public struct Limiter: Sendable, Equatable {
+        public var max: Int
+        public var duration: Int
+
+        public init(max: Int, duration: Int) {
+            self.max = Swift.min(Swift.max(max, 1), 1_000_000)
+            self.duration = Swift.min(Swift.max(duration, 1), 86_400_000)
+        }
+    }
 
     public init(
         prefix: String = "bull", lockDuration: Int = 30_000, stalledInterval: Int = 30_000, maxStalledCount: Int = 1,
-        removeOnComplete: JSONValue? = nil, removeOnFail: JSONValue? = nil
+        removeOnComplete: JSONValue? = nil, removeOnFail: JSONValue? = nil, limiter: Limiter? = nil
     ) {
+        self.limiter = limiter
         self.prefix = prefix
         self.lockDuration = min(max(lockDuration, 1000), 3_600_000)
         self.stalledInterval = min(max(stalledInterval, 500), 3_600_000)
@@ -50,6 +65,25 @@ public struct BullMQOptions: Sendable {
             return .some(.object(JSONObject([("age", JSONValue(Saturating.int(seconds.rounded())))])))
         }
         return nil
+    }
+
+    /// `off`, or `MAX/DURATION`: `100/1s`, `5/500ms`, `30/1m`, `10/s` (one unit); 1 to 1,000,000 jobs per 1 ms to 24 h.
+    /// `.some(nil)` is off; nil is unreadable.
+    public static func limiter(parsing text: String) -> Limiter?? {
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        if t == "off" || t == "none" || t.isEmpty { return .some(nil) }
+        let parts = t.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].count <= 7, parts[0].unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }),
+            let max = Int(parts[0]), (1...1_000_000).contains(max)
+        else { return nil }
+        var window = String(parts[1])
+        if let first = window.first, !first.isNumber && first != "." { window = "1" + window }
+        guard window.last.map({ !$0.isNumber }) == true, let seconds = Setting.seconds(window), seconds >= 0.001, seconds <= 86_400 else { return nil }
+        return .some(Limiter(max: max, duration: Int((seconds * 1000).rounded())))
+    }
+
+    static func limiterProblem(_ text: String) -> String? {
+        limiter(parsing: text) == nil ? "expected off or MAX/DURATION (1-1000000 jobs per 1ms-24h, like 100/1s or 30/1m)" : nil
     }
 
     static func keepProblem(_ text: String) -> String? {

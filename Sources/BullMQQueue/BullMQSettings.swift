@@ -32,7 +32,11 @@ public enum BullMQSettings {
     public static let removeOnFail = Setting("CONVEYOR_BULLMQ_REMOVE_ON_FAIL", key: "bullmq.remove_on_fail", default: "keep",
             doc: "The same for failed BullMQ jobs (`removeOnFail`).", check: { BullMQOptions.keepProblem($0) })
 
-    public static let all = [queues, prefix, scripts, lockDuration, stalledInterval, removeOnComplete, removeOnFail]
+    public static let limiter = Setting("CONVEYOR_BULLMQ_LIMITER", key: "bullmq.limiter", default: "off",
+            doc: "BullMQ's worker `limiter`: at most MAX jobs started per DURATION on each BullMQ queue (`100/1s`, `30/1m`), counted in the queue's limiter key that every worker of the queue shares, Node ones included. A queue's own global rate limit (`Queue.setGlobalRateLimit`) wins over it. A limited worker waits for the window to end, taking nothing.",
+            check: { BullMQOptions.limiterProblem($0) })
+
+    public static let all = [queues, prefix, scripts, lockDuration, stalledInterval, removeOnComplete, removeOnFail, limiter]
 
     public static let group = SettingGroup(
         "BullMQ", note: "Conveyor runs BullMQ's own Lua scripts from the pinned package; old Bull (v3/v4) queues are refused.", all)

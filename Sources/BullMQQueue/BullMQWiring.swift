@@ -38,7 +38,8 @@ public enum BullMQWiring {
             lockDuration: Saturating.int((settings.number(BullMQSettings.lockDuration) * 1000).rounded()),
             stalledInterval: Saturating.int((settings.number(BullMQSettings.stalledInterval) * 1000).rounded()),
             removeOnComplete: BullMQOptions.keep(parsing: settings.text(BullMQSettings.removeOnComplete) ?? "keep") ?? nil,
-            removeOnFail: BullMQOptions.keep(parsing: settings.text(BullMQSettings.removeOnFail) ?? "keep") ?? nil)
+            removeOnFail: BullMQOptions.keep(parsing: settings.text(BullMQSettings.removeOnFail) ?? "keep") ?? nil,
+            limiter: BullMQOptions.limiter(parsing: settings.text(BullMQSettings.limiter) ?? "off") ?? nil)
         let bull = try BullMQBackend(redis: endpoint, scripts: scripts, queues: queues, options: options, identity: identity, logger: logger)
         do {
             try await bull.checkQueues()

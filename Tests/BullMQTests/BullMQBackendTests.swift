@@ -137,12 +137,18 @@ extension JSONValue {
     /// `moveToActive`'s options, put together from parts encoded once, are the bytes the whole map encodes to.
     @Test func activeOptionsAreTheWholeMapsEncoding() async throws {
         let peer = try BullMQPeer()
-        for (lock, identity) in [(30_000, "host:1:abc"), (1, ""), (2_147_483_647, String(repeating: "é", count: 300))] {
-            let options = BullMQOptions(prefix: peer.prefix, lockDuration: lock)
+        let cases: [(Int, String, BullMQOptions.Limiter?)] = [
+            (30_000, "host:1:abc", nil), (1, "", nil), (2_147_483_647, String(repeating: "é", count: 300), nil),
+            (30_000, "host:1:abc", .init(max: 5, duration: 1000)), (1, "", .init(max: 1_000_000, duration: 86_400_000)),
+        ]
+        for (lock, identity, limiter) in cases {
+            let options = BullMQOptions(prefix: peer.prefix, lockDuration: lock, limiter: limiter)
             let backend = try BullMQBackend(redis: peer.endpoint, scripts: try BullMQPeer.scripts(), queues: ["q"], options: options, identity: identity)
             defer { backend.close() }
             for token in ["", "w:1", String(repeating: "t", count: 40_000)] {
-                let whole = MessagePack.map([("token", .string(token)), ("lockDuration", .int(options.lockDuration)), ("name", .string(identity))]).encoded()
+                var pairs: [(String, MessagePack)] = [("token", .string(token)), ("lockDuration", .int(options.lockDuration)), ("name", .string(identity))]
+                if let limiter { pairs.append(("limiter", .map([("max", .int(limiter.max)), ("duration", .int(limiter.duration))]))) }
+                let whole = MessagePack.map(pairs).encoded()
                 #expect(backend.activeOptions(token: token) == whole)
             }
         }

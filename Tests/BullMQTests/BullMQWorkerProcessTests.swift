@@ -144,6 +144,39 @@ struct BullMQWorkerProcessTests {
         #expect(shown["total"] == 1 && shown["jobs"]?[0]?["stalled"] == true, "\(active.1)")
     }
 
+    /// The worker's `limiter` (`CONVEYOR_BULLMQ_LIMITER=5/1s`) as BullMQ's: fixed windows of the queue's limiter key,
+    /// five starts each, the next window's jobs taken as soon as it opens; bad values exit 64.
+    @Test func theWorkersLimiterStartsAtMostMaxJobsPerWindow() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let ids = try peer.add("lim", (1...15).map { _ -> JSONValue in ["name": "noop", "data": [:]] })
+        let (worker, log) = try Self.launchLogged(peer, queues: "lim", extra: ["CONVEYOR_BULLMQ_LIMITER": "5/1s"], arguments: ["--concurrency", "10"])
+        defer {
+            if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: log)
+        }
+        try await eventually(30, "all completed") { try await peer.command("ZCARD", "\(peer.prefix):lim:completed").int == 15 }
+        worker.terminate()
+        worker.waitUntilExit()
+        var started: [Int] = []
+        for id in ids { started.append(try #require(try await peer.command("HGET", "\(peer.prefix):lim:\(id)", "processedOn").int)) }
+        started.sort()
+        // Window k opens with job 5k: five jobs in each, the sixth not before the window's second ended.
+        for k in 1..<3 { #expect(started[5 * k] - started[5 * (k - 1)] >= 990, "window \(k): \(started)") }
+        // And no time lost between windows: three windows of a second take about two seconds from first to last start.
+        #expect(started[14] - started[0] < 2800, "\(started)")
+        for bad in ["0/1s", "5/0s", "5/inf", "1e308/1s", "9223372036854775807/1s", "5/1", "5"] {
+            let (refused, refusedLog) = try Self.launchLogged(peer, queues: "lim", extra: ["CONVEYOR_BULLMQ_LIMITER": bad])
+            defer { try? FileManager.default.removeItem(at: refusedLog) }
+            let deadline = Date().addingTimeInterval(20)
+            while refused.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            if refused.isRunning { kill(refused.processIdentifier, SIGKILL) }
+            refused.waitUntilExit()
+            #expect(refused.terminationStatus == 64, "\(bad): exit \(refused.terminationStatus)")
+            #expect(((try? String(contentsOf: refusedLog, encoding: .utf8)) ?? "").contains("CONVEYOR_BULLMQ_LIMITER"), "\(bad)")
+        }
+    }
+
     static func psql(_ sql: String) throws -> String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"] else { return "" }
         let process = Process()
