@@ -21,7 +21,10 @@ public final class BullMQBackend: QueueBackend {
     public let identity: String
     public let options: BullMQOptions
     public let scripts: BullMQScripts
-    public var journalName: String { "conveyor:outcomes:\(identity)" }
+    public var journalName: String { journal ?? "conveyor:outcomes:\(identity)" }
+
+    /// A BullMQ batch's entries go to the batch's field plus `b` (see `journalField(_:)`).
+    public func journalField(_ batchField: String, for receipt: DeliveryReceipt) -> String { Self.journalField(batchField) }
     /// The queues served, by name.
     public let queues: [String: BullMQKeys]
     /// This worker's id in its lock tokens (`<workerId>:<n>`, as BullMQ's worker writes them).
@@ -37,6 +40,9 @@ public final class BullMQBackend: QueueBackend {
     private let ackRedis: RedisThread
     private let lockRedis: RedisThread
     private let waiters = Mutex<[String: RedisThread]>([:])
+    /// The process's outcome journal (the Sidekiq side's hash, on the same Redis): a batch's entries go to its field
+    /// plus `b` (`journalField`) in the transaction that runs the batch's scripts. Nil: outcomes are not journaled.
+    let journal: String?
     private let tokenCounter = Atomic<UInt64>(0)
     private let state = Mutex(State())
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
@@ -73,8 +79,9 @@ public final class BullMQBackend: QueueBackend {
     /// - Parameter queues: the BullMQ queue names this process serves (each checked by `BullMQOptions.validate`).
     public init(
         redis endpoint: RedisEndpoint, scripts: BullMQScripts, queues: [String], options: BullMQOptions = BullMQOptions(), identity: String,
-        logger: Logger = Logger(label: "conveyor.bullmq")
+        journal: String? = nil, logger: Logger = Logger(label: "conveyor.bullmq")
     ) throws(JobFailure) {
+        self.journal = journal
         try BullMQOptions.validate(name: options.prefix, as: "prefix")
         var keys: [String: BullMQKeys] = [:]
         for queue in queues {
@@ -474,19 +481,60 @@ public final class BullMQBackend: QueueBackend {
     /// lock was lost (the job went back to wait, or another worker has it) is dropped: BullMQ's state is the lock
     /// holder's.
     public func complete(_ moves: [JobTransitions.Move], batch: UInt64, resent: Bool) async throws -> Bool {
-        _ = try await run(moves)
+        _ = try await run(moves, journalField: Self.journalField(JobTransitions.ackJournalField(batch)))
         return true
     }
 
     public func apply(_ moves: [JobTransitions.Move], fromInflightOf process: String, journalField: String) async throws -> [Bool] {
         guard process == identity else { return moves.map { _ in false } }
-        return try await run(moves)
+        return try await run(moves, journalField: Self.journalField(journalField))
     }
 
-    private func run(_ moves: [JobTransitions.Move]) async throws -> [Bool] {
+    /// The journal field of a batch's BullMQ entries: the batch's own plus `b`.
+    public static func journalField(_ batchField: String) -> String { batchField + "b" }
+
+    /// The scripts of a batch and, when it has journal entries, the `HSET` of them, in one `MULTI`/`EXEC`: an outcome
+    /// is in the journal exactly when its script ran, so a kill before the row reaches PostgreSQL loses nothing
+    /// (the result store's recovery writes it). Entries are kept for every move of the batch, as the Sidekiq side
+    /// keeps them: a script that found the job taken over leaves an outcome that the later run's row replaces (rows
+    /// are one per jid). The replies of the scripts, in order.
+    private func runScripts(_ commands: [RedisCommand], journalLines: [UInt8], field: String) async throws -> [RedisReply] {
+        let scripts = scripts
+        guard let journal, !journalLines.isEmpty else {
+            return try await ackRedis.run { connection in try scripts.pipeline(commands, on: connection) }
+        }
+        let transaction = [RedisCommand("MULTI")] + commands + [RedisCommand("HSET", journal, field, journalLines), RedisCommand("EXEC")]
+        return try await ackRedis.run { connection in
+            func exec() throws(RedisError) -> [RedisReply] {
+                let replies = try connection.pipeline(transaction)
+                guard let results = try replies.last?.check().array, results.count == commands.count + 1 else {
+                    throw RedisError.server("BullMQ outcome transaction aborted: \(replies.last.map { "\($0)" } ?? "no reply")")
+                }
+                return Array(results.prefix(commands.count))
+            }
+            var results = try exec()
+            // Redis lost the scripts (a restart, SCRIPT FLUSH): nothing of those ran. Load them and run those again,
+            // with the same entries (an HSET of the same field and value).
+            let missing = results.indices.filter { if case .error(let m) = results[$0] { m.hasPrefix("NOSCRIPT") } else { false } }
+            if !missing.isEmpty {
+                try scripts.load(on: connection)
+                let redo = [RedisCommand("MULTI")] + missing.map { commands[$0] } + [RedisCommand("HSET", journal, field, journalLines), RedisCommand("EXEC")]
+                let replies = try connection.pipeline(redo)
+                guard let again = try replies.last?.check().array, again.count == missing.count + 1 else {
+                    throw RedisError.server("BullMQ outcome transaction aborted: \(replies.last.map { "\($0)" } ?? "no reply")")
+                }
+                for (i, reply) in zip(missing, again) { results[i] = reply }
+            }
+            return results
+        }
+    }
+
+    private func run(_ moves: [JobTransitions.Move], journalField: String) async throws -> [Bool] {
         var commands: [RedisCommand] = []
         var owners: [(index: Int, jid: String)] = []
+        var lines: [UInt8] = []
         let now = Self.nowMS()
+        for move in moves { if let entry = move.journal { lines += entry.value } }
         for (index, move) in moves.enumerated() {
             let jid = String(decoding: move.receipt.member, as: UTF8.self)
             guard let held = state.withLock({ $0.held[jid] }) else { continue }
@@ -498,12 +546,14 @@ public final class BullMQBackend: QueueBackend {
             owners.append((index, jid))
         }
         var applied = [Bool](repeating: false, count: moves.count)
-        if commands.isEmpty { return applied }
-        let scripts = scripts
+        if commands.isEmpty {
+            // Nothing of the batch is held here any more (a resent batch that applied): its entries were written then.
+            return applied
+        }
         state.withLock { s in for owner in owners { s.held[owner.jid]?.finishing = true } }
         let replies: [RedisReply]
         do {
-            replies = try await ackRedis.run { [commands] connection in try scripts.pipeline(commands, on: connection) }
+            replies = try await runScripts(commands, journalLines: lines, field: journalField)
         } catch {
             // Not written (sent again later): the locks are this worker's to keep renewing meanwhile.
             state.withLock { s in for owner in owners { s.held[owner.jid]?.finishing = false } }

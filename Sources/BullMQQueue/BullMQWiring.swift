@@ -40,7 +40,8 @@ public enum BullMQWiring {
             removeOnComplete: BullMQOptions.keep(parsing: settings.text(BullMQSettings.removeOnComplete) ?? "keep") ?? nil,
             removeOnFail: BullMQOptions.keep(parsing: settings.text(BullMQSettings.removeOnFail) ?? "keep") ?? nil,
             limiter: BullMQOptions.limiter(parsing: settings.text(BullMQSettings.limiter) ?? "off") ?? nil)
-        let bull = try BullMQBackend(redis: endpoint, scripts: scripts, queues: queues, options: options, identity: identity, logger: logger)
+        let bull = try BullMQBackend(
+            redis: endpoint, scripts: scripts, queues: queues, options: options, identity: identity, journal: sidekiq.journalName, logger: logger)
         do {
             try await bull.checkQueues()
         } catch let failure as JobFailure {

@@ -69,6 +69,12 @@ public final class QueueRouter: QueueBackend {
 
     public func journal(for receipt: DeliveryReceipt) -> String { sidekiq.journal(for: receipt) }
 
+    /// A BullMQ job's entry goes to the batch's field plus `b`, written by `BullMQBackend` in the transaction of its
+    /// scripts; the Sidekiq side writes the batch's own field in its own. Each side's entries are durable with its moves.
+    public func journalField(_ batchField: String, for receipt: DeliveryReceipt) -> String {
+        isBull(receipt.queue) ? bullmq.journalField(batchField, for: receipt) : sidekiq.journalField(batchField, for: receipt)
+    }
+
     public func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob] {
         let bull = try await bullmq.inflightJobs(of: process, limit: limit)
         if let limit, bull.count >= limit { return bull }

@@ -34,6 +34,14 @@ func testRegistry(_ log: HandlerLog) -> JobRegistry {
         if job.arguments["huge"]?.boolValue == true { await job.log(String(repeating: "x", count: 100_000)) }
         return .null
     }))
+    // Makes Redis forget every script, as a restart does, just before its outcome's transaction.
+    registry.register(JobClass("test.flush", handler: ClosureHandler { job in
+        log.started.withLock { $0.append(job.jid) }
+        let url = ProcessInfo.processInfo.environment["REDIS_URL"] ?? ""
+        let connection = try RedisConnection(try RedisEndpoint(url: url))
+        _ = try connection.command("SCRIPT", "FLUSH").check()
+        return ["flushed": true]
+    }))
     registry.register(JobClass("test.slow", handler: ClosureHandler { job in
         log.started.withLock { $0.append(job.jid) }
         do {
@@ -47,6 +55,20 @@ func testRegistry(_ log: HandlerLog) -> JobRegistry {
     return registry
 }
 
+/// An outcome journal that keeps what the worker hands it: each outcome's line is its jid.
+final class JournalCollector: OutcomeJournal {
+    let entries = Mutex<[(key: String, field: String, value: String)]>([])
+
+    func journalValue(for outcome: JobOutcome) -> (value: [UInt8], record: any Sendable)? {
+        guard outcome.status == .succeeded || outcome.status == .dead else { return nil }
+        return (Array((outcome.jid + "\n").utf8), outcome.jid)
+    }
+
+    func journaled(key: String, entries new: [JobTransitions.Move.JournalEntry]) {
+        entries.withLock { $0 += new.map { (key, $0.field, String(decoding: $0.value, as: UTF8.self)) } }
+    }
+}
+
 /// A Conveyor worker on BullMQ queues, in this process.
 final class ConveyorBullWorker: Sendable {
     let worker: Worker
@@ -55,18 +77,19 @@ final class ConveyorBullWorker: Sendable {
     /// Every run's outcome, by jid.
     let outcomes = OutcomeRecorder()
 
-    init(_ peer: BullMQPeer, queues: [String], log: HandlerLog, options: BullMQOptions? = nil, concurrency: Int = 4) throws {
+    init(_ peer: BullMQPeer, queues: [String], log: HandlerLog, options: BullMQOptions? = nil, concurrency: Int = 4, journal: JournalCollector? = nil) throws {
         let identity = WorkerConfiguration.newIdentity()
         var logger = Logger(label: "bullmq-test")
         logger.logLevel = .warning
         backend = try BullMQBackend(
             redis: peer.endpoint, scripts: try BullMQPeer.scripts(), queues: queues,
-            options: options ?? BullMQOptions(prefix: peer.prefix), identity: identity, logger: logger)
+            options: options ?? BullMQOptions(prefix: peer.prefix), identity: identity,
+            journal: journal.map { _ in "\(peer.prefix):conveyor:outcomes:\(identity)" }, logger: logger)
         let configuration = WorkerConfiguration(
             queues: try QueueSelection(parsing: queues.joined(separator: ",")), concurrency: concurrency, shutdownTimeout: .seconds(2), identity: identity)
         worker = Worker(
             backend: backend, registry: BullMQHandlers.wrap(testRegistry(log), backend: backend), configuration: configuration,
-            observers: [outcomes], logger: logger)
+            observers: [outcomes], journal: journal, logger: logger)
         let worker = worker
         task = Task { try await worker.run() }
     }
@@ -132,6 +155,26 @@ extension JSONValue {
         #expect(state["active"] == [])
         // The handlers saw the jobs by their BullMQ key.
         #expect(log.started.withLock { $0 }.contains("\(peer.prefix):q:1"))
+    }
+
+    /// The outcome transaction: the script and the journal entry together, in field `a<n>b`; when Redis has lost the
+    /// scripts (restart, SCRIPT FLUSH) they are loaded and the moves run again, once, with the same entry.
+    @Test func outcomesAreJournaledWithTheirScriptEvenWhenRedisLostTheScripts() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let ids = try peer.add("jr", [["name": "test.flush", "data": [:]], ["name": "test.echo", "data": ["n": 2]]])
+        let journal = JournalCollector()
+        let worker = try ConveyorBullWorker(peer, queues: ["jr"], log: HandlerLog(), concurrency: 1, journal: journal)
+        try await eventually(20, "both completed") { try await peer.command("ZCARD", "\(peer.prefix):jr:completed").int == 2 }
+        try await worker.stop()
+        let handed = journal.entries.withLock { $0 }
+        #expect(Set(handed.map(\.value)) == Set(ids.map { "\(peer.prefix):jr:\($0)\n" }))
+        #expect(handed.allSatisfy { $0.field.hasPrefix("a") && $0.field.hasSuffix("b") }, "\(handed)")
+        #expect(handed.allSatisfy { $0.key == "\(peer.prefix):conveyor:outcomes:\(worker.backend.identity)" })
+        // In Redis, each batch's field holds its lines (nothing removes them here: the collector stores nothing).
+        let stored = try await peer.command("HVALS", handed[0].key).array?.compactMap(\.text).joined() ?? ""
+        for id in ids { #expect(stored.contains("\(peer.prefix):jr:\(id)\n")) }
+        #expect(try await peer.command("HGET", "\(peer.prefix):jr:\(ids[0])", "returnvalue").text == #"{"flushed":true}"#)
     }
 
     /// `moveToActive`'s options, put together from parts encoded once, are the bytes the whole map encodes to.

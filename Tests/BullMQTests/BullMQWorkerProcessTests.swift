@@ -177,6 +177,57 @@ struct BullMQWorkerProcessTests {
         }
     }
 
+    /// A BullMQ job's outcome is in the worker's Redis journal from the instant its script ran: a worker that cannot
+    /// reach PostgreSQL and is then killed with `kill -9` loses no row; another worker's reaper orphans its journal
+    /// and that worker's result store writes the rows, one per job, then empties the journal.
+    @Test func outcomesSurviveAKillBeforeTheyReachPostgreSQL() async throws {
+        guard ProcessInfo.processInfo.environment["DATABASE_URL"] != nil else { return }
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let namespace = "bj\(peer.prefix)"
+        let ids = try peer.add("jq", (1...5).map { i -> JSONValue in ["name": "noop", "data": ["n": .init(i)]] } + [["name": "no.such.class", "data": [:]]])
+        let heartbeat = ["CONVEYOR_NAMESPACE": namespace, "CONVEYOR_HEARTBEAT_INTERVAL": "200ms", "CONVEYOR_HEARTBEAT_TTL": "1s"]
+        let (blind, blindLog) = try Self.launchLogged(
+            peer, queues: "jq", extra: heartbeat.merging(["DATABASE_URL": "postgres://conveyor@127.0.0.1:1/nowhere"]) { a, _ in a })
+        defer {
+            if blind.isRunning { kill(blind.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: blindLog)
+        }
+        try await eventually(30, "all finished in BullMQ") {
+            let done = try await peer.command("ZCARD", "\(peer.prefix):jq:completed").int ?? 0
+            let failed = try await peer.command("ZCARD", "\(peer.prefix):jq:failed").int ?? 0
+            return done == 5 && failed == 1
+        }
+        // The six outcomes wait in the journal, in fields of BullMQ's (`a<n>b`).
+        let journals = try await peer.command("KEYS", "\(namespace):conveyor:outcomes:*").array?.compactMap(\.text) ?? []
+        let journal = try #require(journals.first, "the worker's journal")
+        let fields = try await peer.command("HGETALL", journal).array?.compactMap(\.text) ?? []
+        var lines = 0
+        for i in stride(from: 0, to: fields.count - 1, by: 2) {
+            #expect(fields[i].hasPrefix("a") && fields[i].hasSuffix("b"), "\(fields[i])")
+            lines += fields[i + 1].split(separator: "\n").count
+        }
+        #expect(lines == 6)
+        kill(blind.processIdentifier, SIGKILL)
+        blind.waitUntilExit()
+        let jids = ids.map { "\(peer.prefix):jq:\($0)" }
+        let list = jids.map { "'\($0)'" }.joined(separator: ",")
+        #expect(try Self.psql("SELECT count(*) FROM conveyor.job_results WHERE jid IN (\(list))") == "0", "nothing reached PostgreSQL")
+
+        let (healer, healerLog) = try Self.launchLogged(peer, queues: "jq", extra: heartbeat)
+        defer {
+            if healer.isRunning { kill(healer.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: healerLog)
+        }
+        try await eventually(30, "the rows written from the dead worker's journal") {
+            try Self.psql("SELECT count(*) FROM conveyor.job_results WHERE jid IN (\(list))") == "6"
+        }
+        #expect(try Self.psql("SELECT status, count(*) FROM conveyor.job_results WHERE jid IN (\(list)) GROUP BY status ORDER BY status") == "dead|1\nsucceeded|5")
+        try await eventually(20, "the journal emptied") { try await peer.command("EXISTS", journal).int == 0 }
+        healer.terminate()
+        healer.waitUntilExit()
+    }
+
     static func psql(_ sql: String) throws -> String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"] else { return "" }
         let process = Process()

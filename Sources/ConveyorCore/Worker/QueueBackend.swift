@@ -44,6 +44,11 @@ public protocol QueueBackend: Sendable {
     /// one with a journal per queue (a Redis Cluster's layout) names the journal of the receipt's queue.
     func journal(for receipt: DeliveryReceipt) -> String
 
+    /// The journal field a move of the job holding `receipt` writes its entry to, for a batch whose field is
+    /// `batchField`: the batch's own, unless the backend splits one batch across stores that each write a field of
+    /// their own (`QueueRouter`: a BullMQ job's outcome goes in with BullMQ's script, beside the Sidekiq side's).
+    func journalField(_ batchField: String, for receipt: DeliveryReceipt) -> String
+
     /// Jobs in the in-flight store of `process`, with their receipts: the `limit` oldest (nil: all), listed newest
     /// first, so that moving them back to the head of their queues in this order runs the oldest first.
     func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob]
@@ -109,6 +114,8 @@ public struct CancelRequests: Sendable, Equatable {
 
 extension QueueBackend {
     public func journal(for receipt: DeliveryReceipt) -> String { journalName }
+
+    public func journalField(_ batchField: String, for receipt: DeliveryReceipt) -> String { batchField }
 
     /// A backend without cancel flags has no requests.
     public func cancellations(running: [String], knownVersion: String?) async throws -> CancelRequests {

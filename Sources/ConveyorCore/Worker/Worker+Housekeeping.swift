@@ -116,7 +116,7 @@ extension Worker {
                 if let outcome = outcomes[i] {
                     buried += 1
                     if var entry = moves[i].journal {
-                        entry.field = field
+                        entry.field = backend.journalField(field, for: moves[i].receipt)
                         entries[journals[i], default: []].append(entry)
                     }
                     logger.error(

@@ -98,7 +98,7 @@ public final class Worker: Service {
                 ledger.release(move.receipt.member)
                 let key = backend.journal(for: move.receipt)
                 if executed, var entry = move.journal {
-                    entry.field = field
+                    entry.field = backend.journalField(field, for: move.receipt)
                     entries[key, default: []].append(entry)
                 }
             }
