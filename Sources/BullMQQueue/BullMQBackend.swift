@@ -289,9 +289,9 @@ public final class BullMQBackend: QueueBackend {
                 "a BullMQ job scheduler's job was taken and no next iteration is created (limit or end date reached, or a cron pattern Conveyor does not read: L, W, # and ? are not supported)",
                 metadata: ["queue": "\(keys.queue)", "scheduler": "\(scheduler)"])
         }
-        let (held, jid) = Self.envelope(fields: fields, id: id, keys: keys, token: token)
+        let (held, jid, payload) = Self.envelope(fields: fields, id: id, keys: keys, token: token)
         state.withLock { $0.held[jid] = held }
-        return FetchedJob(raw: held.raw, receipt: DeliveryReceipt(queue: keys.queue, member: Array(jid.utf8), token: token))
+        return FetchedJob(raw: held.raw, receipt: DeliveryReceipt(queue: keys.queue, member: Array(jid.utf8), token: token), envelope: payload)
     }
 
     /// BullMQ's worker creates a job scheduler's next iteration when it takes the current one
@@ -367,7 +367,7 @@ public final class BullMQBackend: QueueBackend {
     }
 
     /// The worker's envelope for a BullMQ job hash, and what this backend keeps of it.
-    static func envelope(fields: [String: [UInt8]], id: String, keys: BullMQKeys, token: String) -> (Held, String) {
+    static func envelope(fields: [String: [UInt8]], id: String, keys: BullMQKeys, token: String) -> (Held, String, JSONObject) {
         func text(_ k: String) -> String? { fields[k].map { String(decoding: $0, as: UTF8.self) } }
         func int(_ k: String) -> Int? { text(k).flatMap { Int($0) } }
         let opts = (fields["opts"].flatMap { try? JSONValue(parsing: $0) }?.objectValue) ?? JSONObject()
@@ -411,7 +411,7 @@ public final class BullMQBackend: QueueBackend {
         let held = Held(
             keys: keys, id: id, token: token, raw: payload.bytes, opts: opts, attemptsMade: attemptsMade, stacktrace: stacktrace,
             deferredFailure: text("defa"))
-        return (held, jid)
+        return (held, jid, payload)
     }
 
     /// Waits on the queue's marker (`BZPOPMIN`), as BullMQ's worker does, then takes a job.
@@ -668,8 +668,8 @@ public final class BullMQBackend: QueueBackend {
         return scripts.command(
             .moveToFinished,
             keys: [
-                k.wait, k.active, k.prioritized, k.events, k.stalled, k.limiter, k.delayed, k.paused, k.meta, k.pc, k.key(target), k.job(held.id),
-                k.key("metrics:" + target), k.marker,
+                k.wait, k.active, k.prioritized, k.events, k.stalled, k.limiter, k.delayed, k.paused, k.meta, k.pc,
+                target == "completed" ? k.completed : k.failed, k.job(held.id), target == "completed" ? k.metricsCompleted : k.metricsFailed, k.marker,
             ],
             arguments: arguments)
     }

@@ -102,33 +102,54 @@ public struct BullMQOptions: Sendable {
     }
 }
 
-/// The keys of one BullMQ queue (BullMQ's `QueueKeys`).
+/// The keys of one BullMQ queue (BullMQ's `QueueKeys`), built once: every script call names a dozen of them.
 public struct BullMQKeys: Sendable {
     public let prefix: String
     public let queue: String
     /// `<prefix>:<queue>:`: job keys are this plus the id.
-    public var base: String { "\(prefix):\(queue):" }
+    public let base: String
+    public let wait: String
+    public let active: String
+    public let prioritized: String
+    public let events: String
+    public let stalled: String
+    public let limiter: String
+    public let delayed: String
+    public let paused: String
+    public let meta: String
+    public let pc: String
+    public let marker: String
+    public let completed: String
+    public let failed: String
+    public let stalledCheck: String
+    public let repeatKey: String
+    public let metricsCompleted: String
+    public let metricsFailed: String
 
     public init(prefix: String, queue: String) {
         self.prefix = prefix
         self.queue = queue
+        let base = "\(prefix):\(queue):"
+        self.base = base
+        wait = base + "wait"
+        active = base + "active"
+        prioritized = base + "prioritized"
+        events = base + "events"
+        stalled = base + "stalled"
+        limiter = base + "limiter"
+        delayed = base + "delayed"
+        paused = base + "paused"
+        meta = base + "meta"
+        pc = base + "pc"
+        marker = base + "marker"
+        completed = base + "completed"
+        failed = base + "failed"
+        stalledCheck = base + "stalled-check"
+        repeatKey = base + "repeat"
+        metricsCompleted = base + "metrics:completed"
+        metricsFailed = base + "metrics:failed"
     }
 
     public func key(_ suffix: String) -> String { base + suffix }
     public func job(_ id: String) -> String { base + id }
-    public var wait: String { key("wait") }
-    public var active: String { key("active") }
-    public var prioritized: String { key("prioritized") }
-    public var events: String { key("events") }
-    public var stalled: String { key("stalled") }
-    public var limiter: String { key("limiter") }
-    public var delayed: String { key("delayed") }
-    public var paused: String { key("paused") }
-    public var meta: String { key("meta") }
-    public var pc: String { key("pc") }
-    public var marker: String { key("marker") }
-    public var completed: String { key("completed") }
-    public var failed: String { key("failed") }
-    public var stalledCheck: String { key("stalled-check") }
-    public var repeatKey: String { key("repeat") }
 }

@@ -242,38 +242,38 @@ public final class RedisConnection {
         }
     }
 
-    /// Appends one command in RESP (hiredis' encoder) to `output`; the argument bytes are laid out in one buffer.
+    /// Appends one command in RESP (`*<n>\r\n` then `$<len>\r\n<bytes>\r\n` per argument) to `output`, each
+    /// argument's bytes copied once, straight from the argument (no intermediate buffer, no printf).
     private static func append(_ command: RedisCommand, to output: inout [UInt8]) -> Bool {
-        var storage: [UInt8] = []
-        var lengths: [Int] = []
-        lengths.reserveCapacity(command.arguments.count)
+        appendHeader(UInt8(ascii: "*"), command.arguments.count, to: &output)
         for argument in command.arguments {
             argument.withRedisBytes { bytes in
-                storage.append(contentsOf: bytes)
-                lengths.append(bytes.count)
+                appendHeader(UInt8(ascii: "$"), bytes.count, to: &output)
+                output.append(contentsOf: bytes)
+                output.append(13)
+                output.append(10)
             }
         }
-        var formatted: UnsafeMutablePointer<CChar>?
-        let length = storage.withUnsafeBufferPointer { base -> Int32 in
-            var pointers: [UnsafePointer<CChar>?] = []
-            pointers.reserveCapacity(lengths.count)
-            var offset = 0
-            // An empty buffer has no base address; hiredis reads no bytes for zero-length arguments.
-            let start = base.baseAddress.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(bitPattern: 1)!
-            for length in lengths {
-                pointers.append((start + offset).assumingMemoryBound(to: CChar.self))
-                offset += length
-            }
-            return pointers.withUnsafeMutableBufferPointer { argv in
-                lengths.withUnsafeBufferPointer { argvlen in
-                    redisFormatCommandArgv(&formatted, Int32(lengths.count), argv.baseAddress, argvlen.baseAddress)
-                }
-            }
-        }
-        guard length >= 0, let formatted else { return false }
-        defer { redisFreeCommand(formatted) }
-        output.append(contentsOf: UnsafeRawBufferPointer(start: formatted, count: Int(length)))
         return true
+    }
+
+    /// `<prefix><n>\r\n`, `n` in decimal.
+    static func appendHeader(_ prefix: UInt8, _ n: Int, to output: inout [UInt8]) {
+        output.append(prefix)
+        var value = UInt(max(0, n))
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[19 - count] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+                count += 1
+            } while value > 0
+            output.append(contentsOf: buffer[(20 - count)...])
+        }
+        output.append(13)
+        output.append(10)
     }
 
     private static func copy(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {

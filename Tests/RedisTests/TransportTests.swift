@@ -2,7 +2,7 @@ import Foundation
 import Redis
 import Testing
 
-/// Conveyor's own socket under hiredis' encoder and reader, against the plain test Redis.
+/// Conveyor's own socket, RESP encoder and hiredis' reader, against the plain test Redis.
 @Suite struct TransportTests {
     @Test func commandsAndALargePipeline() throws {
         let redis = try RedisConnection(TestEnv.plain())
@@ -21,6 +21,17 @@ import Testing
         #expect(replies[4999] == .integer(5000))
         #expect(replies[5000].array?.count == 5000)
         #expect(replies[5000].array?.last?.int == 4999)
+        // Lengths across each digit boundary of the RESP headers, and integers at their extremes.
+        for n in [0, 1, 9, 10, 99, 100, 999, 1000, 65_535, 65_536] {
+            let value = [UInt8](repeating: UInt8(ascii: "x"), count: n)
+            #expect(try redis.command("SET", key, value).check() == .status("OK"))
+            #expect(try redis.command("STRLEN", key).int == n)
+        }
+        for n in [0, -1, 10, Int.max, Int.min] {
+            try redis.command("SET", key, n).check()
+            #expect(try redis.command("GET", key).text == String(n))
+        }
+        #expect(try redis.command("ECHO", "\r\n$3\r\n*1\r\n").text == "\r\n$3\r\n*1\r\n", "RESP in an argument stays data")
         #expect(try redis.command("NOSUCHCOMMAND").isError)
         #expect(!redis.isBroken, "an error reply leaves the connection usable")
     }

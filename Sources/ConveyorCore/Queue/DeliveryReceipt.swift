@@ -24,12 +24,16 @@ public struct FetchedJob: Sendable {
     /// The payload, as `Job` parses it.
     public var raw: [UInt8]
     public var receipt: DeliveryReceipt
+    /// `raw`, already parsed, when the backend built the envelope itself (BullMQ's job hash): `Job` then validates
+    /// it without parsing the bytes again.
+    public var envelope: JSONObject?
     /// The queue it was taken from.
     public var queue: String { receipt.queue }
 
-    public init(raw: [UInt8], receipt: DeliveryReceipt) {
+    public init(raw: [UInt8], receipt: DeliveryReceipt, envelope: JSONObject? = nil) {
         self.raw = raw
         self.receipt = receipt
+        self.envelope = envelope
     }
 
     /// A job whose in-flight member is its payload (Sidekiq's lists).

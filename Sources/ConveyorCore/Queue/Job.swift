@@ -36,7 +36,11 @@ public struct Job: Sendable {
 
     /// Parses and validates a fetched job's envelope; its receipt goes with it.
     public init(_ fetched: FetchedJob) throws(JobFailure) {
-        try self.init(raw: fetched.raw, fetchedFrom: fetched.queue, receipt: fetched.receipt)
+        if let envelope = fetched.envelope {
+            try self.init(payload: envelope, raw: fetched.raw, fetchedFrom: fetched.queue, receipt: fetched.receipt)
+        } else {
+            try self.init(raw: fetched.raw, fetchedFrom: fetched.queue, receipt: fetched.receipt)
+        }
     }
 
     /// Parses and validates the Sidekiq envelope Conveyor accepts.
@@ -53,6 +57,11 @@ public struct Job: Sendable {
         guard case .object(let payload) = value else {
             throw .permanent(.malformedJob, "payload must be a JSON object, got \(value.typeName)")
         }
+        try self.init(payload: payload, raw: raw, fetchedFrom: queue, receipt: receipt)
+    }
+
+    /// Validates an envelope already parsed from `raw` (the same checks as parsing it).
+    init(payload: JSONObject, raw: [UInt8], fetchedFrom queue: String?, receipt: DeliveryReceipt?) throws(JobFailure) {
         guard let jobClass = payload["class"]?.stringValue, !jobClass.isEmpty else {
             throw .permanent(.malformedJob, "payload has no \"class\" string")
         }
