@@ -31,6 +31,10 @@ public final class BullMQBackend: QueueBackend {
     public let workerID: String
     /// `moveToActive`'s options without their token, encoded once: the map's header and `token` key, then what follows
     /// the token (`lockDuration`, `name`). Byte for byte what encoding the whole map gives (`activeOptions(token:)`).
+    private let finishOptionsParts: FinishOptionsParts
+    /// `keepJobs` for a job that sets none: the worker's keep settings, encoded once.
+    private let defaultKeepCompleted: [UInt8]
+    private let defaultKeepFailed: [UInt8]
     private let activeOptionsHead: [UInt8]
     private let activeOptionsTail: [UInt8]
 
@@ -103,6 +107,9 @@ public final class BullMQBackend: QueueBackend {
         let key = MessagePack.map([("token", .string(""))]).encoded()
         activeOptionsHead = [0x80 | UInt8(1 + rest.count)] + key.dropFirst().dropLast()
         activeOptionsTail = Array(MessagePack.map(rest).encoded().dropFirst())
+        finishOptionsParts = FinishOptionsParts(lockDuration: options.lockDuration, identity: identity)
+        defaultKeepCompleted = Self.keepJobs(options.removeOnComplete).encoded()
+        defaultKeepFailed = Self.keepJobs(options.removeOnFail).encoded()
         fetchRedis = RedisThread(endpoint, name: "conveyor-bullmq-fetch")
         ackRedis = RedisThread(endpoint, name: "conveyor-bullmq-ack")
         lockRedis = RedisThread(endpoint, name: "conveyor-bullmq-locks")
@@ -653,16 +660,8 @@ public final class BullMQBackend: QueueBackend {
 
     private func finish(_ held: Held, target: String, value: [UInt8], fields: [UInt8]?, now: Int) -> RedisCommand {
         let k = held.keys
-        let keep = Self.keepJobs(held.opts[target == "completed" ? "removeOnComplete" : "removeOnFail"] ?? (target == "completed" ? options.removeOnComplete : options.removeOnFail))
-        func flag(_ key: String) -> MessagePack { .bool(held.opts[key]?.boolValue ?? false) }
-        let opts = MessagePack.map([
-            ("token", .string(held.token)), ("keepJobs", keep), ("lockDuration", .int(options.lockDuration)),
-            ("attempts", .int(held.opts["attempts"]?.intValue ?? 1)), ("attemptsMade", .int(held.attemptsMade)),
-            ("maxMetricsSize", .string("")), ("fpof", flag("fpof")), ("cpof", flag("cpof")), ("idof", flag("idof")), ("rdof", flag("rdof")),
-            ("name", .string(identity)),
-        ])
         var arguments: [any RedisArgument] = [
-            held.id, now, target == "completed" ? "returnvalue" : "failedReason", value, target, "", k.base, opts.encoded(),
+            held.id, now, target == "completed" ? "returnvalue" : "failedReason", value, target, "", k.base, finishOptions(held, target: target),
         ]
         if let fields { arguments.append(fields) }
         return scripts.command(
@@ -672,6 +671,67 @@ public final class BullMQBackend: QueueBackend {
                 target == "completed" ? k.completed : k.failed, k.job(held.id), target == "completed" ? k.metricsCompleted : k.metricsFailed, k.marker,
             ],
             arguments: arguments)
+    }
+
+    /// `moveToFinished`'s msgpack options (BullMQ's worker sends the same map): token, keepJobs, lockDuration,
+    /// attempts, attemptsMade, maxMetricsSize, the four flow failure flags and name, written straight into bytes from
+    /// keys encoded once. Byte for byte what encoding the whole map gives (`finishOptionsMap`, the test's reference).
+    func finishOptions(_ held: Held, target: String) -> [UInt8] {
+        let completed = target == "completed"
+        let own = held.opts[completed ? "removeOnComplete" : "removeOnFail"]
+        let keep = own == nil ? (completed ? defaultKeepCompleted : defaultKeepFailed) : Self.keepJobs(own).encoded()
+        var out: [UInt8] = []
+        out.reserveCapacity(finishOptionsParts.fixedCount + held.token.utf8.count + keep.count + 16)
+        out += finishOptionsParts.head
+        out += MessagePack.string(held.token).encoded()
+        out += finishOptionsParts.keepJobs
+        out += keep
+        out += finishOptionsParts.lockDurationThenAttempts
+        out += MessagePack.int(held.opts["attempts"]?.intValue ?? 1).encoded()
+        out += finishOptionsParts.attemptsMade
+        out += MessagePack.int(held.attemptsMade).encoded()
+        out += finishOptionsParts.maxMetricsSize
+        for (key, name) in zip(finishOptionsParts.flags, ["fpof", "cpof", "idof", "rdof"]) {
+            out += key
+            out.append(held.opts[name]?.boolValue == true ? 0xC3 : 0xC2)
+        }
+        out += finishOptionsParts.name
+        return out
+    }
+
+    /// The same options as one `MessagePack` map, encoded whole.
+    func finishOptionsMap(_ held: Held, target: String) -> [UInt8] {
+        let keep = Self.keepJobs(held.opts[target == "completed" ? "removeOnComplete" : "removeOnFail"] ?? (target == "completed" ? options.removeOnComplete : options.removeOnFail))
+        func flag(_ key: String) -> MessagePack { .bool(held.opts[key]?.boolValue ?? false) }
+        return MessagePack.map([
+            ("token", .string(held.token)), ("keepJobs", keep), ("lockDuration", .int(options.lockDuration)),
+            ("attempts", .int(held.opts["attempts"]?.intValue ?? 1)), ("attemptsMade", .int(held.attemptsMade)),
+            ("maxMetricsSize", .string("")), ("fpof", flag("fpof")), ("cpof", flag("cpof")), ("idof", flag("idof")), ("rdof", flag("rdof")),
+            ("name", .string(identity)),
+        ]).encoded()
+    }
+
+    /// The constant pieces of `finishOptions`, encoded at start-up.
+    struct FinishOptionsParts: Sendable {
+        var head: [UInt8]
+        var keepJobs: [UInt8]
+        var lockDurationThenAttempts: [UInt8]
+        var attemptsMade: [UInt8]
+        var maxMetricsSize: [UInt8]
+        var flags: [[UInt8]]
+        var name: [UInt8]
+        var fixedCount: Int { head.count + keepJobs.count + lockDurationThenAttempts.count + attemptsMade.count + maxMetricsSize.count + 4 * 6 + name.count }
+
+        init(lockDuration: Int, identity: String) {
+            func key(_ k: String) -> [UInt8] { MessagePack.string(k).encoded() }
+            head = [0x8B] + key("token")
+            keepJobs = key("keepJobs")
+            lockDurationThenAttempts = key("lockDuration") + MessagePack.int(lockDuration).encoded() + key("attempts")
+            attemptsMade = key("attemptsMade")
+            maxMetricsSize = key("maxMetricsSize") + MessagePack.string("").encoded()
+            flags = ["fpof", "cpof", "idof", "rdof"].map(key)
+            name = key("name") + MessagePack.string(identity).encoded()
+        }
     }
 
     /// BullMQ's `getKeepJobs`: `true` keeps none, `false`/absent keeps all, a number keeps that many, `{age, count}` as is.

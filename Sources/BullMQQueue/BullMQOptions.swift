@@ -102,8 +102,9 @@ public struct BullMQOptions: Sendable {
     }
 }
 
-/// The keys of one BullMQ queue (BullMQ's `QueueKeys`), built once: every script call names a dozen of them.
-public struct BullMQKeys: Sendable {
+/// The keys of one BullMQ queue (BullMQ's `QueueKeys`), built once: every script call names a dozen of them. A class,
+/// so that what holds it (each job this worker holds) copies one reference, not twenty strings.
+public final class BullMQKeys: Sendable {
     public let prefix: String
     public let queue: String
     /// `<prefix>:<queue>:`: job keys are this plus the id.

@@ -5,6 +5,8 @@ public protocol RedisArgument: Sendable {
 
 extension String: RedisArgument {
     public func withRedisBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        // A native string's UTF-8 is contiguous already: read in place. Otherwise (a bridged string) a copy.
+        if let result = try utf8.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) { return result }
         var copy = self
         return try copy.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
     }

@@ -197,6 +197,32 @@ extension JSONValue {
         }
     }
 
+    /// `moveToFinished`'s options, written from parts encoded once, are the bytes the whole map encodes to, whatever
+    /// the job's own keep option, attempts and flow flags, and the worker's keep settings.
+    @Test func finishOptionsAreTheWholeMapsEncoding() async throws {
+        let peer = try BullMQPeer()
+        let jobOptions: [JSONObject] = [
+            [:], ["attempts": 5, "fpof": true], ["removeOnComplete": true, "removeOnFail": 10, "idof": true, "rdof": false],
+            ["removeOnComplete": ["age": 3600, "count": 7], "removeOnFail": false, "cpof": true, "attempts": 2_147_483_647],
+            ["removeOnComplete": -5, "attempts": -1],
+        ]
+        for (keepDone, keepFailed) in [(nil, nil), (JSONValue.bool(true), JSONValue(100)), (["age": 60], nil)] as [(JSONValue?, JSONValue?)] {
+            let options = BullMQOptions(prefix: peer.prefix, lockDuration: 12_345, removeOnComplete: keepDone, removeOnFail: keepFailed)
+            let backend = try BullMQBackend(redis: peer.endpoint, scripts: try BullMQPeer.scripts(), queues: ["q"], options: options, identity: "h:1:é")
+            defer { backend.close() }
+            for opts in jobOptions {
+                for (attemptsMade, token) in [(0, "w:1"), (70_000, String(repeating: "t", count: 300))] {
+                    let held = BullMQBackend.Held(
+                        keys: BullMQKeys(prefix: peer.prefix, queue: "q"), id: "42", token: token, raw: [], opts: opts, attemptsMade: attemptsMade,
+                        stacktrace: [], deferredFailure: nil)
+                    for target in ["completed", "failed"] {
+                        #expect(backend.finishOptions(held, target: target) == backend.finishOptionsMap(held, target: target), "\(opts) \(target)")
+                    }
+                }
+            }
+        }
+    }
+
     /// A handler's `log` lines are the job's BullMQ log, as `getJobLogs` (and bull-board's Logs tab) read it; the
     /// job's `keepLogs` trims it, and a huge line is cut to 4 KB.
     @Test func handlerLogLinesAreTheJobsBullMQLog() async throws {
