@@ -228,6 +228,84 @@ struct BullMQWorkerProcessTests {
         healer.waitUntilExit()
     }
 
+    /// Media jobs a BullMQ producer queued end as from Sidekiq: `media.ingest` of a video and of a photo through the
+    /// sandboxed helpers, their outputs in the media root, `media_uploads` rows naming the BullMQ job, the job's
+    /// `returnvalue` the handler's result, and one `job_results` row each. A hostile upload fails with its class.
+    @Test func mediaJobsFromABullMQProducerEndAsFromSidekiq() async throws {
+        guard ProcessInfo.processInfo.environment["DATABASE_URL"] != nil else { return }
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("bullmq-media-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("uploads"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        func ffmpeg(_ arguments: [String]) throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+            process.arguments = ["-nostdin", "-v", "error", "-y"] + arguments
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+        }
+        try ffmpeg(["-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", root.path + "/uploads/v.mp4"])
+        try ffmpeg(["-f", "lavfi", "-i", "testsrc=s=640x480", "-frames:v", "1", root.path + "/uploads/p.jpg"])
+        try Data("#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n".utf8).write(to: root.appendingPathComponent("uploads/evil.mp4"))
+        let tag = UUID().uuidString.prefix(8).lowercased()
+        let uploads = ["bv-\(tag)", "bp-\(tag)", "be-\(tag)"]
+        let ids = try peer.add("media", [
+            ["name": "media.ingest", "data": ["upload_id": .string(uploads[0]), "source": "uploads/v.mp4"]],
+            ["name": "media.ingest", "data": ["upload_id": .string(uploads[1]), "source": "uploads/p.jpg"]],
+            ["name": "media.ingest", "data": ["upload_id": .string(uploads[2]), "source": "uploads/evil.mp4"], "opts": ["attempts": 3]],
+        ])
+        _ = try Self.runConveyor(["migrate"])
+        let (worker, log) = try Self.launchLogged(peer, queues: "media", extra: ["CONVEYOR_MEDIA_ROOT": root.path])
+        defer {
+            if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: log)
+        }
+        try await eventually(120, "the three finished") {
+            let done = try await peer.command("ZCARD", "\(peer.prefix):media:completed").int ?? 0
+            let failed = try await peer.command("ZCARD", "\(peer.prefix):media:failed").int ?? 0
+            return done == 2 && failed == 1
+        }
+        worker.terminate()
+        worker.waitUntilExit()
+        let jids = ids.map { "\(peer.prefix):media:\($0)" }
+        func row(_ upload: String) throws -> String {
+            try Self.psql(
+                "SELECT status || '|' || coalesce(kind, '') || '|' || coalesce(jid, '') || '|' || coalesce(error_class, '') FROM conveyor.media_uploads WHERE upload_id = '\(upload)'")
+        }
+        #expect(try row(uploads[0]) == "ready|video|\(jids[0])|")
+        #expect(try row(uploads[1]) == "ready|image|\(jids[1])|")
+        let hostile = try row(uploads[2])
+        #expect(hostile.hasPrefix("failed|") && hostile.hasSuffix("|\(jids[2])|MediaPlaylistRefused"), "\(hostile)")
+        for (i, jid) in jids.prefix(2).enumerated() {
+            let value = try JSONValue(parsing: Array((try await peer.command("HGET", "\(peer.prefix):media:\(ids[i])", "returnvalue").text ?? "").utf8))
+            let variants = value["variants"]?.arrayValue ?? []
+            #expect(!variants.isEmpty, "\(jid): \(value)")
+            for variant in variants {
+                let key = try #require(variant["key"]?.stringValue)
+                #expect(FileManager.default.fileExists(atPath: root.path + "/" + key), "\(key)")
+            }
+        }
+        #expect(try await peer.command("HGET", "\(peer.prefix):media:\(ids[2])", "atm").text == "1", "a permanent failure spends one attempt of three")
+        try await eventually(20, "one outcome row each") {
+            try Self.psql("SELECT string_agg(status, ',' ORDER BY jid) FROM conveyor.job_results WHERE jid IN ('\(jids.joined(separator: "','"))')")
+                == "succeeded,succeeded,dead"
+        }
+    }
+
+    /// `conveyor ARGUMENTS` with the test's environment; its exit status.
+    static func runConveyor(_ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["CONVEYOR_BIN"]!)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
     static func psql(_ sql: String) throws -> String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"] else { return "" }
         let process = Process()
