@@ -31,6 +31,7 @@ public final class BullMQBackend: QueueBackend {
     public let workerID: String
     /// `moveToActive`'s options without their token, encoded once: the map's header and `token` key, then what follows
     /// the token (`lockDuration`, `name`). Byte for byte what encoding the whole map gives (`activeOptions(token:)`).
+    private let heads: [String: CallHeads]
     private let finishOptionsParts: FinishOptionsParts
     /// `keepJobs` for a job that sets none: the worker's keep settings, encoded once.
     private let defaultKeepCompleted: [UInt8]
@@ -107,6 +108,7 @@ public final class BullMQBackend: QueueBackend {
         let key = MessagePack.map([("token", .string(""))]).encoded()
         activeOptionsHead = [0x80 | UInt8(1 + rest.count)] + key.dropFirst().dropLast()
         activeOptionsTail = Array(MessagePack.map(rest).encoded().dropFirst())
+        heads = keys.mapValues { CallHeads($0, scripts: scripts) }
         finishOptionsParts = FinishOptionsParts(lockDuration: options.lockDuration, identity: identity)
         defaultKeepCompleted = Self.keepJobs(options.removeOnComplete).encoded()
         defaultKeepFailed = Self.keepJobs(options.removeOnFail).encoded()
@@ -236,10 +238,44 @@ public final class BullMQBackend: QueueBackend {
     private func newToken() -> String { "\(workerID):\(tokenCounter.add(1, ordering: .relaxed).newValue)" }
 
     private func moveToActive(_ keys: BullMQKeys, token: String) -> RedisCommand {
-        scripts.command(
-            .moveToActive,
-            keys: [keys.wait, keys.active, keys.prioritized, keys.events, keys.stalled, keys.limiter, keys.delayed, keys.paused, keys.meta, keys.pc, keys.marker],
-            arguments: [keys.base, Self.nowMS(), activeOptions(token: token)])
+        guard let head = heads[keys.queue] else {
+            return scripts.command(.moveToActive, keys: CallHeads.activeKeys(keys), arguments: [keys.base, Self.nowMS(), activeOptions(token: token)])
+        }
+        var arguments = head.active
+        arguments.append(Self.nowMS())
+        arguments.append(activeOptions(token: token))
+        return RedisCommand(arguments)
+    }
+
+    /// The fixed start of each queue's two per-job script calls, as bytes built once: `EVALSHA <sha> <numkeys>`, then
+    /// `moveToActive`'s keys and queue key prefix, or `moveToFinished`'s keys before the job's own.
+    struct CallHeads: Sendable {
+        let active: [any RedisArgument]
+        let completed: [any RedisArgument]
+        let failed: [any RedisArgument]
+        let metricsCompleted: [UInt8]
+        let metricsFailed: [UInt8]
+        let marker: [UInt8]
+
+        static func activeKeys(_ k: BullMQKeys) -> [String] {
+            [k.wait, k.active, k.prioritized, k.events, k.stalled, k.limiter, k.delayed, k.paused, k.meta, k.pc, k.marker]
+        }
+
+        static func finishedKeys(_ k: BullMQKeys, target: String) -> [String] {
+            [k.wait, k.active, k.prioritized, k.events, k.stalled, k.limiter, k.delayed, k.paused, k.meta, k.pc, target == "completed" ? k.completed : k.failed]
+        }
+
+        init(_ k: BullMQKeys, scripts: BullMQScripts) {
+            func bytes(_ strings: [String]) -> [any RedisArgument] { strings.map { Array($0.utf8) as any RedisArgument } }
+            let active = Self.activeKeys(k)
+            self.active = ["EVALSHA", scripts.sha(.moveToActive), active.count] + bytes(active) + [Array(k.base.utf8)]
+            // moveToFinished takes 14 keys: these 11, then the job's, its metrics key and the marker.
+            completed = ["EVALSHA", scripts.sha(.moveToFinished), 14] + bytes(Self.finishedKeys(k, target: "completed"))
+            failed = ["EVALSHA", scripts.sha(.moveToFinished), 14] + bytes(Self.finishedKeys(k, target: "failed"))
+            metricsCompleted = Array(k.metricsCompleted.utf8)
+            metricsFailed = Array(k.metricsFailed.utf8)
+            marker = Array(k.marker.utf8)
+        }
     }
 
     /// `moveToActive`'s msgpack options (`token`, `lockDuration`, `name`), from the parts encoded once.
@@ -660,17 +696,32 @@ public final class BullMQBackend: QueueBackend {
 
     private func finish(_ held: Held, target: String, value: [UInt8], fields: [UInt8]?, now: Int) -> RedisCommand {
         let k = held.keys
-        var arguments: [any RedisArgument] = [
-            held.id, now, target == "completed" ? "returnvalue" : "failedReason", value, target, "", k.base, finishOptions(held, target: target),
-        ]
+        let completed = target == "completed"
+        guard let head = heads[k.queue] else {
+            var arguments: [any RedisArgument] = [
+                held.id, now, completed ? "returnvalue" : "failedReason", value, target, "", k.base, finishOptions(held, target: target),
+            ]
+            if let fields { arguments.append(fields) }
+            return scripts.command(
+                .moveToFinished,
+                keys: CallHeads.finishedKeys(k, target: target) + [k.job(held.id), completed ? k.metricsCompleted : k.metricsFailed, k.marker],
+                arguments: arguments)
+        }
+        var arguments = completed ? head.completed : head.failed
+        arguments.reserveCapacity(arguments.count + 12)
+        arguments.append(k.job(held.id))
+        arguments.append(completed ? head.metricsCompleted : head.metricsFailed)
+        arguments.append(head.marker)
+        arguments.append(held.id)
+        arguments.append(now)
+        arguments.append(completed ? "returnvalue" : "failedReason")
+        arguments.append(value)
+        arguments.append(target)
+        arguments.append("")
+        arguments.append(k.base)
+        arguments.append(finishOptions(held, target: target))
         if let fields { arguments.append(fields) }
-        return scripts.command(
-            .moveToFinished,
-            keys: [
-                k.wait, k.active, k.prioritized, k.events, k.stalled, k.limiter, k.delayed, k.paused, k.meta, k.pc,
-                target == "completed" ? k.completed : k.failed, k.job(held.id), target == "completed" ? k.metricsCompleted : k.metricsFailed, k.marker,
-            ],
-            arguments: arguments)
+        return RedisCommand(arguments)
     }
 
     /// `moveToFinished`'s msgpack options (BullMQ's worker sends the same map): token, keepJobs, lockDuration,
