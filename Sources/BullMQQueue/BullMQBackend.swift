@@ -48,6 +48,8 @@ public final class BullMQBackend: QueueBackend {
     /// The process's outcome journal (the Sidekiq side's hash, on the same Redis): a batch's entries go to its field
     /// plus `b` (`journalField`) in the transaction that runs the batch's scripts. Nil: outcomes are not journaled.
     let journal: String?
+    /// The worker's way to stop a running job (`setJobStopper`).
+    private let stopper = Mutex<(@Sendable (String, JobFailure) -> Void)?>(nil)
     private let tokenCounter = Atomic<UInt64>(0)
     private let state = Mutex(State())
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
@@ -71,7 +73,6 @@ public final class BullMQBackend: QueueBackend {
         /// Its outcome's script is on its way: the script itself releases the lock, so the lock checks leave it
         /// alone (a check that read the lock gone after the script ran would call a finished job lost).
         var finishing = false
-        var onLost: [@Sendable () -> Void] = []
         var result: JSONValue?
     }
 
@@ -167,20 +168,6 @@ public final class BullMQBackend: QueueBackend {
 
     // MARK: Jobs held
 
-    /// Calls `onLost` once when the lock of the BullMQ job `jid` is lost (at once if it already is). False when this
-    /// backend does not hold `jid`.
-    public func watchLock(jid: String, onLost: @escaping @Sendable () -> Void) -> Bool {
-        let (held, lost) = state.withLock { s -> (Bool, Bool) in
-            guard var h = s.held[jid] else { return (false, false) }
-            if h.lost { return (true, true) }
-            h.onLost.append(onLost)
-            s.held[jid] = h
-            return (true, false)
-        }
-        if lost { onLost() }
-        return held
-    }
-
     /// The reason BullMQ's stalled check gave to fail `jid` without running it (`defa`), if any.
     public func deferredFailure(jid: String) -> String? { state.withLock { $0.held[jid]?.deferredFailure } }
 
@@ -216,22 +203,35 @@ public final class BullMQBackend: QueueBackend {
     /// Whether `jid` is a BullMQ job this backend holds.
     public func holds(jid: String) -> Bool { state.withLock { $0.held[jid] != nil } }
 
-    /// Marks jobs whose lock is gone and calls their watchers.
+    /// Marks jobs whose lock is gone and has the worker stop their handlers (`BullMQLockLost`): another worker may
+    /// run them now. A job marked before its handler started fails when it starts (`BullMQHandlers`).
     private func lost(_ jids: [String]) {
-        var calls: [@Sendable () -> Void] = []
-        state.withLock { s in
+        let marked = state.withLock { s -> [String] in
+            var marked: [String] = []
             for jid in jids {
                 guard var h = s.held[jid], !h.lost, !h.finishing else { continue }
                 h.lost = true
-                calls += h.onLost
-                h.onLost = []
                 s.held[jid] = h
+                marked.append(jid)
             }
+            return marked
         }
-        let marked = state.withLock { s in jids.filter { s.held[$0]?.lost == true } }
-        if !marked.isEmpty && !calls.isEmpty { logger.warning("BullMQ job lock lost: its handler is cancelled", metadata: ["jobs": "\(marked)"]) }
-        for call in calls { call() }
+        guard !marked.isEmpty else { return }
+        logger.warning("BullMQ job lock lost: its handler is cancelled", metadata: ["jobs": "\(marked)"])
+        let stop = stopper.withLock { $0 }
+        for jid in marked { stop?(jid, Self.lockLost) }
     }
+
+    /// The failure of a run whose lock was lost.
+    static let lockLost = JobFailure.transient(
+        .bullMQLockLost, "the job's BullMQ lock was lost while it ran (another worker may run it): its handler was cancelled")
+
+    public func setJobStopper(_ stop: @escaping @Sendable (_ jid: String, _ failure: JobFailure) -> Void) {
+        stopper.withLock { $0 = stop }
+    }
+
+    /// Whether `jid`'s lock was lost (the job must not run).
+    public func lockLost(jid: String) -> Bool { state.withLock { $0.held[jid]?.lost == true } }
 
     // MARK: Fetching
 

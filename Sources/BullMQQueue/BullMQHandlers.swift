@@ -1,5 +1,4 @@
 public import ConveyorCore
-import Synchronization
 
 extension ErrorClass {
     /// The job's BullMQ lock was lost mid-run (renewal refused, or the lock holds another worker's token).
@@ -35,47 +34,12 @@ public enum BullMQHandlers {
                 // BullMQ's two deferred failures: a failed child's (`child <key> failed`), the stalled check's.
                 throw JobFailure.permanent(reason.hasPrefix("child ") ? .bullMQChildFailed : .bullMQStalled, reason)
             }
-            let inner = inner
-            let backend = backend
-            let box = Mutex<Task<Void, Never>?>(nil)
-            let value: JSONValue = try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JSONValue, any Error>) in
-                    let once = Once(continuation)
-                    let task = Task {
-                        do {
-                            once.resume(.success(try await inner.perform(job)))
-                        } catch {
-                            once.resume(.failure(error))
-                        }
-                    }
-                    box.withLock { $0 = task }
-                    _ = backend.watchLock(jid: job.jid) {
-                        once.resume(
-                            .failure(
-                                JobFailure.transient(
-                                    .bullMQLockLost,
-                                    "the job's BullMQ lock was lost while it ran (another worker may run it): its handler was cancelled")))
-                        task.cancel()
-                    }
-                }
-            } onCancel: {
-                box.withLock { $0?.cancel() }
-            }
+            // A lock lost while the handler runs stops it through the worker (`setJobStopper`); one lost before it
+            // started stops it here.
+            if backend.lockLost(jid: job.jid) { throw BullMQBackend.lockLost }
+            let value = try await inner.perform(job)
             backend.recordResult(value, jid: job.jid)
             return value
-        }
-    }
-
-    /// Resumes a continuation once; later results are dropped.
-    final class Once: Sendable {
-        private let continuation: Mutex<CheckedContinuation<JSONValue, any Error>?>
-        init(_ continuation: CheckedContinuation<JSONValue, any Error>) { self.continuation = Mutex(continuation) }
-        func resume(_ result: Result<JSONValue, any Error>) {
-            let c = continuation.withLock { c in
-                defer { c = nil }
-                return c
-            }
-            c?.resume(with: result)
         }
     }
 }

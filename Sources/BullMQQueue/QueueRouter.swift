@@ -86,6 +86,11 @@ public final class QueueRouter: QueueBackend {
         return try await sidekiq.heartbeat(beat)
     }
 
+    public func setJobStopper(_ stop: @escaping @Sendable (_ jid: String, _ failure: JobFailure) -> Void) {
+        sidekiq.setJobStopper(stop)
+        bullmq.setJobStopper(stop)
+    }
+
     public func deadProcesses() async throws -> [String] { try await sidekiq.deadProcesses() }
     public func claim(deadProcess process: String) async throws -> Bool { try await sidekiq.claim(deadProcess: process) }
     public func forget(deadProcess process: String) async throws { try await sidekiq.forget(deadProcess: process) }

@@ -64,6 +64,9 @@ final class OnceResume<T: Sendable>: Sendable {
         self.continuation = Mutex(continuation)
     }
 
+    /// Whether the continuation was resumed already.
+    var isResumed: Bool { continuation.withLock { $0 == nil } }
+
     /// Returns true if this call resumed the continuation.
     @discardableResult
     func resume(_ value: T) -> Bool {

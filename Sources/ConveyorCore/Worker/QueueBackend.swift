@@ -49,6 +49,11 @@ public protocol QueueBackend: Sendable {
     /// their own (`QueueRouter`: a BullMQ job's outcome goes in with BullMQ's script, beside the Sidekiq side's).
     func journalField(_ batchField: String, for receipt: DeliveryReceipt) -> String
 
+    /// Gives the backend the worker's way to stop a running job with a failure (its task cancelled, the failure
+    /// recorded): a backend that learns a job must not go on (BullMQ: its lock was lost to another worker) calls it.
+    /// Called once, when the worker is made.
+    func setJobStopper(_ stop: @escaping @Sendable (_ jid: String, _ failure: JobFailure) -> Void)
+
     /// Jobs in the in-flight store of `process`, with their receipts: the `limit` oldest (nil: all), listed newest
     /// first, so that moving them back to the head of their queues in this order runs the oldest first.
     func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob]
@@ -116,6 +121,9 @@ extension QueueBackend {
     public func journal(for receipt: DeliveryReceipt) -> String { journalName }
 
     public func journalField(_ batchField: String, for receipt: DeliveryReceipt) -> String { batchField }
+
+    /// A backend that never stops a job itself keeps no stopper.
+    public func setJobStopper(_ stop: @escaping @Sendable (_ jid: String, _ failure: JobFailure) -> Void) {}
 
     /// A backend without cancel flags has no requests.
     public func cancellations(running: [String], knownVersion: String?) async throws -> CancelRequests {

@@ -59,32 +59,32 @@ extension Worker {
         defer { _ = runningJobs.withLock { $0.removeValue(forKey: token) } }
         let result: Result<JSONValue, JobFailure> = await withCheckedContinuation { continuation in
             let once = OnceResume(continuation)
-            // The middleware and the handler run in their own task so that neither, ignoring cancellation, can hold the
-            // job past its deadline: the watchdog records the timeout and the job's slot moves on.
-            let task = Task {
-                do {
-                    once.resume(.success(try await self.perform(job, context, from: 0, handler: handler)))
-                } catch {
-                    once.resume(.failure(JobFailure(error)))
-                }
+            let running = Mutex<Task<Void, Never>?>(nil)
+            // Resume before cancelling: a cancelled handler throws CancellationError at once, and that must not win the
+            // race and become the job's error. Registered before the task starts, so a stop (a cancel, a BullMQ lock
+            // lost) that comes at once is not missed: the task then starts cancelled.
+            let stop: @Sendable (JobFailure) -> Void = { failure in
+                once.resume(.failure(failure))
+                running.withLock { $0?.cancel() }
             }
             watchdog.add(
                 token, jid: job.jid, deadline: context.deadline,
-                // Resume before cancelling: a cancelled handler throws CancellationError at once, and that must not
-                // win the race and become the job's error.
-                onTimeout: {
-                    once.resume(
-                        .failure(.transient(.jobTimeout, "\(job.jobClass) ran longer than \(limit) and was stopped")))
-                    task.cancel()
-                },
-                onAbandon: {
-                    once.resume(.failure(.transient(.workerShutdown, "worker shut down before the job finished")))
-                    task.cancel()
-                },
-                onCancel: {
-                    once.resume(.failure(.cancelled("cancelled while running; stopped")))
-                    task.cancel()
-                })
+                onTimeout: { stop(.transient(.jobTimeout, "\(job.jobClass) ran longer than \(limit) and was stopped")) },
+                onAbandon: { stop(.transient(.workerShutdown, "worker shut down before the job finished")) },
+                onStop: stop)
+            // The middleware and the handler run in their own task so that neither, ignoring cancellation, can hold the
+            // job past its deadline: the watchdog records the timeout and the job's slot moves on.
+            running.withLock { slot in
+                let task = Task {
+                    do {
+                        once.resume(.success(try await self.perform(job, context, from: 0, handler: handler)))
+                    } catch {
+                        once.resume(.failure(JobFailure(error)))
+                    }
+                }
+                if once.isResumed { task.cancel() }
+                slot = task
+            }
         }
         watchdog.remove(token)
         if abandoned.load(ordering: .sequentiallyConsistent) { return }
@@ -163,7 +163,7 @@ final class Watchdog: Sendable {
         var deadline: ContinuousClock.Instant
         var onTimeout: @Sendable () -> Void
         var onAbandon: @Sendable () -> Void
-        var onCancel: @Sendable () -> Void
+        var onStop: @Sendable (JobFailure) -> Void
     }
 
     private let entries = Mutex<[UInt64: Entry]>([:])
@@ -173,26 +173,32 @@ final class Watchdog: Sendable {
 
     func add(
         _ token: UInt64, jid: String, deadline: ContinuousClock.Instant, onTimeout: @escaping @Sendable () -> Void,
-        onAbandon: @escaping @Sendable () -> Void, onCancel: @escaping @Sendable () -> Void
+        onAbandon: @escaping @Sendable () -> Void, onStop: @escaping @Sendable (JobFailure) -> Void
     ) {
         entries.withLock {
-            $0[token] = Entry(jid: jid, deadline: deadline, onTimeout: onTimeout, onAbandon: onAbandon, onCancel: onCancel)
+            $0[token] = Entry(jid: jid, deadline: deadline, onTimeout: onTimeout, onAbandon: onAbandon, onStop: onStop)
         }
     }
 
     /// The jids of the running jobs.
     var runningJIDs: [String] { entries.withLock { $0.values.map(\.jid) } }
 
-    /// Stops every running job whose jid is in `jids`; returns how many it stopped.
+    /// Stops every running job whose jid is in `jids` as cancelled; returns how many it stopped.
     @discardableResult
     func cancel(_ jids: Set<String>) -> Int {
+        stop(jids, failure: .cancelled("cancelled while running; stopped"))
+    }
+
+    /// Stops every running job whose jid is in `jids` with `failure` (its task cancelled); returns how many.
+    @discardableResult
+    func stop(_ jids: Set<String>, failure: JobFailure) -> Int {
         guard !jids.isEmpty else { return 0 }
         let hit = entries.withLock { e -> [Entry] in
             let due = e.filter { jids.contains($0.value.jid) }
             for key in due.keys { e.removeValue(forKey: key) }
             return Array(due.values)
         }
-        for entry in hit { entry.onCancel() }
+        for entry in hit { entry.onStop(failure) }
         return hit.count
     }
 

@@ -104,6 +104,8 @@ public final class Worker: Service {
             }
             for (key, batch) in entries { journal?.journaled(key: key, entries: batch) }
         }
+        let watchdog = watchdog
+        backend.setJobStopper { jid, failure in watchdog.stop([jid], failure: failure) }
     }
 
     /// Asks the worker to stop: no new jobs are fetched, running ones get `shutdownTimeout` to finish, the rest
