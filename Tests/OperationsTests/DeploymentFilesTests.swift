@@ -171,6 +171,9 @@ struct DeploymentFilesTests {
         let cluster = try String(contentsOfFile: Self.path("docker/k8s/keda-scaledobject-cluster.yaml"), encoding: .utf8)
         #expect(cluster.contains("type: redis-cluster") && cluster.contains("listName: queue:default") && cluster.contains("addresses: "))
         #expect(keda.contains("conveyor_queue_latency_seconds"))
+        // BullMQ queues scale on Conveyor's depth gauge (prioritized and due delayed jobs included), which
+        // BullMQDepth exports under that name.
+        #expect(keda.contains(#"query: max(conveyor_bullmq_queue_depth{queue="images"})"#))
         // The dashboard is valid JSON that Grafana can load.
         let dashboard = try JSONValue(parsing: String(contentsOfFile: Self.path("docker/grafana/dashboards/conveyor.json"), encoding: .utf8))
         #expect(dashboard["uid"] == "conveyor")
