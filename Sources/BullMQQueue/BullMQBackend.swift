@@ -48,6 +48,8 @@ public final class BullMQBackend: QueueBackend {
     /// The process's outcome journal (the Sidekiq side's hash, on the same Redis): a batch's entries go to its field
     /// plus `b` (`journalField`) in the transaction that runs the batch's scripts. Nil: outcomes are not journaled.
     let journal: String?
+    /// Served queues with a global concurrency (`readGlobalConcurrency`).
+    private let cappedQueues = Mutex<Set<String>>([])
     /// The worker's way to stop a running job (`setJobStopper`).
     private let stopper = Mutex<(@Sendable (String, JobFailure) -> Void)?>(nil)
     private let tokenCounter = Atomic<UInt64>(0)
@@ -501,7 +503,10 @@ public final class BullMQBackend: QueueBackend {
                         continue
                     }
                     ready = true
-                } else if let next = state.withLock({ $0.nextDelayed[queue] }), next <= Self.nowMS() {
+                } else {
+                    // Timed out: try once anyway, as BullMQ's worker does. A queue at its global concurrency gets no
+                    // marker when a slot frees (the job's finishing worker takes the next one itself), and a
+                    // rate-limited window's end or a due delayed job may have come meanwhile.
                     ready = true
                 }
             }
@@ -541,16 +546,16 @@ public final class BullMQBackend: QueueBackend {
     /// (the result store's recovery writes it). Entries are kept for every move of the batch, as the Sidekiq side
     /// keeps them: a script that found the job taken over leaves an outcome that the later run's row replaces (rows
     /// are one per jid). The replies of the scripts, in order.
-    private func runScripts(_ commands: [RedisCommand], journalLines: [UInt8], field: String) async throws -> [RedisReply] {
+    private func runScripts(_ commands: [RedisCommand], journalLines: [UInt8], field: String, after extra: [RedisCommand] = []) async throws -> [RedisReply] {
         let scripts = scripts
         guard let journal, !journalLines.isEmpty else {
-            return try await ackRedis.run { connection in try scripts.pipeline(commands, on: connection) }
+            return try await ackRedis.run { connection in Array(try scripts.pipeline(commands + extra, on: connection).prefix(commands.count)) }
         }
-        let transaction = [RedisCommand("MULTI")] + commands + [RedisCommand("HSET", journal, field, journalLines), RedisCommand("EXEC")]
+        let transaction = [RedisCommand("MULTI")] + commands + extra + [RedisCommand("HSET", journal, field, journalLines), RedisCommand("EXEC")]
         return try await ackRedis.run { connection in
             func exec() throws(RedisError) -> [RedisReply] {
                 let replies = try connection.pipeline(transaction)
-                guard let results = try replies.last?.check().array, results.count == commands.count + 1 else {
+                guard let results = try replies.last?.check().array, results.count == commands.count + extra.count + 1 else {
                     throw RedisError.server("BullMQ outcome transaction aborted: \(replies.last.map { "\($0)" } ?? "no reply")")
                 }
                 return Array(results.prefix(commands.count))
@@ -594,9 +599,17 @@ public final class BullMQBackend: QueueBackend {
             return applied
         }
         state.withLock { s in for owner in owners { s.held[owner.jid]?.finishing = true } }
+        // A queue under a global concurrency gets no marker from BullMQ's scripts when a slot frees (BullMQ's worker
+        // fetches its next job in the same script): one here wakes the workers waiting on it, this one's included.
+        let capped = cappedQueues.withLock { $0 }
+        var wake: [RedisCommand] = []
+        if !capped.isEmpty {
+            let finishing = state.withLock { s in Set(owners.compactMap { owner in s.held[owner.jid]?.keys.queue }) }
+            wake = finishing.intersection(capped).compactMap { queues[$0] }.map { RedisCommand("ZADD", $0.marker, 0, "0") }
+        }
         let replies: [RedisReply]
         do {
-            replies = try await runScripts(commands, journalLines: lines, field: journalField)
+            replies = try await runScripts(commands, journalLines: lines, field: journalField, after: wake)
         } catch {
             // Not written (sent again later): the locks are this worker's to keep renewing meanwhile.
             state.withLock { s in for owner in owners { s.held[owner.jid]?.finishing = false } }
@@ -842,6 +855,7 @@ public final class BullMQBackend: QueueBackend {
                     try await checkLocks()
                 }
                 if now >= nextStalled {
+                    try await readGlobalConcurrency()
                     try await stalledCheck()
                     nextStalled = now + .milliseconds(options.stalledInterval)
                 }
@@ -899,6 +913,18 @@ public final class BullMQBackend: QueueBackend {
         var gone: [String] = []
         for (job, value) in zip(jobs, values) where value.text != job.2 { gone.append(job.0) }
         lost(gone.filter { holds(jid: $0) })
+    }
+
+    /// Which served queues have a global concurrency (`meta` `concurrency`, `Queue.setGlobalConcurrency`), read at
+    /// start and then every stalled-check interval.
+    func readGlobalConcurrency() async throws {
+        let keys = Array(queues.values)
+        let replies = try await lockRedis.run { connection in
+            try connection.pipeline(keys.map { RedisCommand("HEXISTS", $0.meta, "concurrency") })
+        }
+        var capped: Set<String> = []
+        for (k, reply) in zip(keys, replies) where (try reply.check().int) == 1 { capped.insert(k.queue) }
+        cappedQueues.withLock { $0 = capped }
     }
 
     /// The queue's shared stalled check (`moveStalledJobsToWait`): at most one worker runs it per interval.

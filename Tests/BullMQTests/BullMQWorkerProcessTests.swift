@@ -306,6 +306,54 @@ struct BullMQWorkerProcessTests {
         return process.terminationStatus
     }
 
+    /// A queue's own limits (BullMQ's `Queue.setGlobalConcurrency` and `setGlobalRateLimit`, in its `meta` hash) hold
+    /// across two Conveyor worker processes of four slots each: one job at a time on one queue, three starts per
+    /// second on the other.
+    @Test func theQueuesGlobalConcurrencyAndRateLimitHoldAcrossWorkers() async throws {
+        let peer = try BullMQPeer()
+        defer { Task { [peer] in try? await peer.clean() } }
+        _ = try await peer.command("HSET", "\(peer.prefix):gc:meta", "concurrency", 1)
+        _ = try await peer.command("HSET", "\(peer.prefix):gr:meta", "max", 3, "duration", 1000)
+        let serial = try peer.add("gc", (1...6).map { _ -> JSONValue in ["name": "sleep", "data": ["ms": 200]] })
+        let limited = try peer.add("gr", (1...9).map { _ -> JSONValue in ["name": "noop", "data": [:]] })
+        let workers = try (0..<2).map { _ in try Self.launchLogged(peer, queues: "gc,gr", arguments: ["--concurrency", "4"]) }
+        defer {
+            for (worker, log) in workers {
+                if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+                try? FileManager.default.removeItem(at: log)
+            }
+        }
+        try await eventually(40, "all completed") {
+            let a = try await peer.command("ZCARD", "\(peer.prefix):gc:completed").int ?? 0
+            let b = try await peer.command("ZCARD", "\(peer.prefix):gr:completed").int ?? 0
+            return a == 6 && b == 9
+        }
+        for (worker, _) in workers {
+            worker.terminate()
+            worker.waitUntilExit()
+        }
+        func times(_ queue: String, _ id: String) async throws -> (Int, Int) {
+            let v = try await peer.command("HMGET", "\(peer.prefix):\(queue):\(id)", "processedOn", "finishedOn").array ?? []
+            return (try #require(v.first?.int), try #require(v.last?.int))
+        }
+        var runs: [(Int, Int)] = []
+        for id in serial { runs.append(try await times("gc", id)) }
+        runs.sort { $0.0 < $1.0 }
+        var idle = 0
+        for (a, b) in zip(runs, runs.dropFirst()) {
+            // Each 200 ms run starts when the one before it finished (a few ms of clock between the two scripts).
+            #expect(b.0 >= a.1 - 30, "overlapping runs: \(runs)")
+            idle += max(0, b.0 - a.1)
+        }
+        // And as soon as it finished: the finishing worker's marker wakes a waiting one (a waiter that only woke at its
+        // one-second timeout would leave about half a second between runs).
+        #expect(idle < 1500, "\(idle) ms between runs: \(runs)")
+        var starts: [Int] = []
+        for id in limited { starts.append(try await times("gr", id).0) }
+        starts.sort()
+        for k in 1..<3 { #expect(starts[3 * k] - starts[3 * (k - 1)] >= 990, "window \(k): \(starts)") }
+    }
+
     static func psql(_ sql: String) throws -> String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"] else { return "" }
         let process = Process()
