@@ -123,7 +123,7 @@ let package = Package(
         // Handler families.
         .target(name: "Images", dependencies: ["ConveyorCore", "Vips", "Sandbox", "Storage"], swiftSettings: swiftSettings),
         .target(
-            name: "Video", dependencies: ["ConveyorCore", "AV", "Sandbox", "Images", "Vips", "Storage", "Postgres", .product(name: "Logging", package: "swift-log")],
+            name: "Media", dependencies: ["ConveyorCore", "AV", "Sandbox", "Images", "Vips", "Storage", "Postgres", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
             name: "Mail",
@@ -140,7 +140,7 @@ let package = Package(
         .target(
             name: "Web",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Operations", "Redis", "Postgres", "Video", "Summaries", "Storage", "Curl", "Digest", "Schedules",
+                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Operations", "Redis", "Postgres", "Media", "Summaries", "Storage", "Curl", "Digest", "Schedules",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -153,7 +153,7 @@ let package = Package(
         .executableTarget(
             name: "conveyor",
             dependencies: [
-                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Images", "Video", "Mail", "Summaries", "Push", "Operations", "Postgres", "Redis", "Sandbox", "Storage", "Web", "Schedules", "Telemetry",
+                "ConveyorCore", "SidekiqQueue", "BullMQQueue", "Images", "Media", "Mail", "Summaries", "Push", "Operations", "Postgres", "Redis", "Sandbox", "Storage", "Web", "Schedules", "Telemetry",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -192,11 +192,11 @@ let package = Package(
         // Benchmarks/audio/run.sh drives this; not run by the tests.
         .executableTarget(name: "AudioBench", dependencies: ["AV"], path: "Benchmarks/audio/AudioBench", swiftSettings: swiftSettings),
         .testTarget(
-            name: "VideoTests", dependencies: ["Video", "Images", "AV", "Sandbox", "Storage", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
+            name: "MediaTests", dependencies: ["Media", "Images", "AV", "Sandbox", "Storage", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres"],
             exclude: ["cutting_proxy.py", "waveform_oracle.py"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ConveyorCore", "SidekiqQueue", "Redis"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Video", "Summaries", "Schedules"],
+            name: "WebTests", dependencies: ["Web", "Operations", "ConveyorCore", "SidekiqQueue", "Redis", "Postgres", "Storage", "Media", "Summaries", "Schedules"],
             exclude: ["browser"], swiftSettings: swiftSettings),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ConveyorCore", "Curl", "Digest", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(

@@ -23,7 +23,7 @@ if ! command -v kubernetes-validate >/dev/null 2>&1 || ! python3 -c 'import json
     || echo "setup: could not pip install kubernetes-validate, jsonschema, PyYAML; the manifest checks will be skipped" >&2
 fi
 
-# numpy for the audio waveform oracle (Tests/VideoTests/waveform_oracle.py): expected peaks from ffmpeg's s16le.
+# numpy for the audio waveform oracle (Tests/MediaTests/waveform_oracle.py): expected peaks from ffmpeg's s16le.
 if ! python3 -c 'import numpy' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check numpy >/dev/null 2>&1 \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages numpy >/dev/null 2>&1 \

@@ -6,7 +6,7 @@ import Redis
 import SidekiqQueue
 import Storage
 import Summaries
-import Video
+import Media
 
 extension Dashboard {
     // MARK: Overview

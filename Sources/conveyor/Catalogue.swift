@@ -11,7 +11,7 @@ import SidekiqQueue
 import Storage
 import Summaries
 import Telemetry
-import Video
+import Media
 import Web
 
 /// Every setting of this build, one group per configuration type, and what derives from them: the one reader, the

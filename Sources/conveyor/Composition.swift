@@ -6,7 +6,7 @@ import Postgres
 import Push
 import Sandbox
 import Summaries
-import Video
+import Media
 
 /// What the executable puts together from the families: one list, and everything else derived from it. A command
 /// that needs only a family's static facts (`conveyor migrate` its tables, `conveyor enqueue` its queues,
@@ -17,7 +17,7 @@ enum Composition {
         BuiltinJobs.self,
         MailJobs.self,
         ImagesJobs.self,
-        VideoJobs.self,
+        MediaJobs.self,
         SummariesJobs.self,
         PushJobs.self,
     ]

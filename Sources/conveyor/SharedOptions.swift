@@ -10,7 +10,7 @@ import Redis
 import Sandbox
 import Summaries
 import AV
-import Video
+import Media
 
 /// Where Redis is, which deployment's keys to use and which config file to read: the options every command shares.
 /// Flags win over `REDIS_URL` / `CONVEYOR_NAMESPACE` / `CONVEYOR_CONFIG_FILE`, which win over the file.

@@ -10,7 +10,7 @@ import Redis
 import ServiceLifecycle
 import Summaries
 import Telemetry
-import Video
+import Media
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -6,7 +6,7 @@ import Redis
 import SidekiqQueue
 import Summaries
 import Testing
-import Video
+import Media
 import Web
 
 @Suite(.enabled(if: TestEnv.hasServers, "needs REDIS_URL and DATABASE_URL"))

@@ -152,7 +152,7 @@ public enum ImagesSettings {
     public static let group = SettingGroup("Images and helpers", all)
 }
 
-/// Video and audio jobs (the Video family).
+/// Video and audio jobs and `media.ingest` (the Media family).
 public enum VideoSettings {
     public static let videoMaxPixels = Setting("CONVEYOR_VIDEO_MAX_PIXELS", .int(1...268_435_456), default: "8294400", 
             doc: "Largest width×height of a video stream, checked on the demuxer's numbers before decoding and as the decoders' `max_pixels`.")

@@ -10,7 +10,7 @@ import Storage
 import Synchronization
 import Testing
 
-@testable import Video
+@testable import Media
 
 /// The media jobs with their media in a bucket of the SeaweedFS that scripts/services.sh starts: sources are
 /// downloaded to a scratch root, the helpers (real `conveyor helper` processes) work there, outputs go back up.

@@ -6,7 +6,7 @@ import Sandbox
 import Synchronization
 import Testing
 
-@testable import Video
+@testable import Media
 
 final class RowRecorder: IngestRecorder {
     let rows = Mutex<[String: JSONObject]>([:])

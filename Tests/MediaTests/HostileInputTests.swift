@@ -3,7 +3,7 @@ import ConveyorCore
 import Foundation
 import Testing
 
-@testable import Video
+@testable import Media
 
 /// Uploads built to make FFmpeg read other files or reach the network, or to exhaust it.
 @Suite struct HostileInputTests {

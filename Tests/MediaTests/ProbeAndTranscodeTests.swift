@@ -3,7 +3,7 @@ import ConveyorCore
 import Foundation
 import Testing
 
-@testable import Video
+@testable import Media
 
 @Suite struct ProbeAndTranscodeTests {
     @Test func probeReportsContainerAndStreamsLikeFFprobe() async throws {

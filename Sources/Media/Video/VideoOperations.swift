@@ -29,7 +29,7 @@ public enum VideoOperations {
 
     /// FFmpeg's log goes to stderr at `CONVEYOR_VIDEO_FFMPEG_LOG`, set once per helper before its first operation:
     /// a helper is a child process, and its pool put the typed setting into its environment
-    /// (`VideoConfiguration.helperPool.environment`); in-process decoding is routed by `VideoJobs.register`.
+    /// (`VideoConfiguration.helperPool.environment`); in-process decoding is routed by `MediaJobs.register`.
     private static let logRouted: Void = AVLibrary.routeLog(level: getenv(VideoSettings.videoFfmpegLog.name).map { String(cString: $0) })
 
     static func probe(_ request: ProbeHelperRequest, deadline: ContinuousClock.Instant?) throws(JobFailure) -> JSONValue {

@@ -4,7 +4,7 @@ import Images
 import Sandbox
 import Testing
 
-@testable import Video
+@testable import Media
 
 /// The Jobs/ schemas and examples agree with what the handlers accept.
 @Suite struct JobContractTests {
@@ -30,7 +30,7 @@ import Testing
         var registry = JobRegistry()
         var configuration = VideoConfiguration()
         configuration.mediaRoot = fixture.root.path
-        try VideoJobs.register(into: &registry, configuration: configuration, pool: fixture.inProcess)
+        try MediaJobs.register(into: &registry, configuration: configuration, pool: fixture.inProcess)
         let handler = try #require(registry[jobClass]).handler
         let message = await expectPermanent("SourceNotFound") {
             try await handler.perform(fixture.job(jobClass, .object(arguments)))
@@ -41,7 +41,7 @@ import Testing
     @Test func registrationUsesTheMediaQueueAndOneTranscodeAtATime() throws {
         let fixture = try MediaFixture()
         var registry = JobRegistry()
-        try VideoJobs.register(
+        try MediaJobs.register(
             into: &registry, environment: ["CONVEYOR_MEDIA_ROOT": fixture.root.path, "CONVEYOR_VIDEO_TRANSCODE_TIMEOUT": "900"])
         let transcode = try #require(registry["video.transcode"])
         #expect(transcode.queue == "media")

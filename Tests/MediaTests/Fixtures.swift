@@ -9,7 +9,7 @@ import Images
 import Sandbox
 import Testing
 
-@testable import Video
+@testable import Media
 
 /// A private media root with clips made by the ffmpeg CLI, removed at the end of the test.
 final class MediaFixture: @unchecked Sendable {

@@ -5,7 +5,7 @@ import Redis
 import SidekiqQueue
 import Testing
 
-@testable import Video
+@testable import Media
 
 private let environment = ProcessInfo.processInfo.environment
 

@@ -6,7 +6,7 @@ import Images
 public import Postgres
 
 /// Registers the media job classes: video, audio, and `media.ingest` for every upload.
-public enum VideoJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOperations {
+public enum MediaJobs: JobFamilyDefinition, DeclaresMigrations, DeclaresHelperOperations {
     /// The family's queue, and its classes: what `conveyor enqueue` needs, without building the family.
     public static let queue = "media"
     public static let classNames = ["video.probe", "video.transcode", AudioWaveformHandler.jobClass, AudioTranscodeHandler.jobClass, IngestHandler.jobClass]

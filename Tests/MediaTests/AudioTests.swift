@@ -8,7 +8,7 @@ import Storage
 import Synchronization
 import Testing
 
-@testable import Video
+@testable import Media
 
 /// Audio fixtures made by the ffmpeg CLI: tones, noise, silence, stereo with different channels, 5.1, 44.1 and 48 kHz.
 enum AudioClips {

@@ -7,7 +7,7 @@ import SidekiqQueue
 import Storage
 import Testing
 
-@testable import Video
+@testable import Media
 
 /// Values from outside checked at the border of the media families: a clean permanent error naming the argument,
 /// never a trap, a PostgreSQL error or a retried write failure.

@@ -3,7 +3,7 @@ import Foundation
 import Sandbox
 import Testing
 
-@testable import Video
+@testable import Media
 
 /// The transcode gate `video.transcode` and `media.ingest` share, and the ingest limit built on it.
 @Suite struct TranscodeSlotsTests {
@@ -65,7 +65,7 @@ import Testing
         let pool = HelperPool(configuration.helperPool, operations: VideoOperations.helperOperations)
         defer { pool.shutdown() }
         var registry = JobRegistry()
-        try VideoJobs.register(into: &registry, configuration: configuration, pool: pool, ingestConcurrency: 3)
+        try MediaJobs.register(into: &registry, configuration: configuration, pool: pool, ingestConcurrency: 3)
         #expect(registry[IngestHandler.jobClass]?.concurrency == 3)
         #expect(registry["video.transcode"]?.concurrency == 1)
     }
