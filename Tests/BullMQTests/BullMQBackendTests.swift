@@ -59,9 +59,9 @@ func testRegistry(_ log: HandlerLog) -> JobRegistry {
 final class JournalCollector: OutcomeJournal {
     let entries = Mutex<[(key: String, field: String, value: String)]>([])
 
-    func journalValue(for outcome: JobOutcome) -> (value: [UInt8], record: any Sendable)? {
-        guard outcome.status == .succeeded || outcome.status == .dead else { return nil }
-        return (Array((outcome.jid + "\n").utf8), outcome.jid)
+    func journalValue(for outcome: JobOutcome) -> (value: [UInt8], record: JobResultRecord)? {
+        guard let record = JobResultRecord(outcome) else { return nil }
+        return (Array((outcome.jid + "\n").utf8), record)
     }
 
     func journaled(key: String, entries new: [JobTransitions.Move.JournalEntry]) {

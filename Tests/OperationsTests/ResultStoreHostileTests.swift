@@ -54,7 +54,7 @@ struct ResultStoreHostileTests {
             #expect(row.status == "succeeded")
             if name == "fine" { #expect(row.enqueuedAt == t) } else { #expect(row.enqueuedAt == nil, "\(name): \(String(describing: row.enqueuedAt))") }
         }
-        #expect(try JobResultQueries.byJID("\(p)-start", on: c)?.startedAt == ResultStore.timestampRange.upperBound)
+        #expect(try JobResultQueries.byJID("\(p)-start", on: c)?.startedAt == JobResultCopy.timestampRange.upperBound)
         let nul = try #require(try JobResultQueries.byJID("\(p)-nul", on: c))
         #expect(nul.correlationKey == "up\u{FFFD}load-\(p)")
         let result = try JSONValue(parsing: try #require(nul.result))
@@ -72,7 +72,7 @@ struct ResultStoreHostileTests {
     @Test func timestampFormattingNeverTraps() {
         for seconds in [Double.infinity, -.infinity, .nan, 1e308, -1e308, 1_796_603_000_123_456_789, .greatestFiniteMagnitude] {
             var out: [UInt8] = []
-            ResultStore.timestamp(seconds, &out)
+            JobResultCopy.timestamp(seconds, &out)
             #expect(out.count == 29 || out.count == 30, "\(seconds) -> \(String(decoding: out, as: UTF8.self))")
         }
     }

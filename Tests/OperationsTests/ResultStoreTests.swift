@@ -203,7 +203,7 @@ struct ResultStoreTests {
         // The epoch, before it, a leap day, microsecond rounding, a second boundary, far ahead.
         for seconds in [0, -1.5, 951_782_400.000001, 1_763_780_001.25, 1_763_780_001.9999996, 1_763_780_059.999_999, 4_102_444_799.5, 253_402_300_799] {
             var text: [UInt8] = []
-            ResultStore.timestamp(seconds, &text)
+            JobResultCopy.timestamp(seconds, &text)
             let same = try c.query("SELECT $1::timestamptz = to_timestamp($2::float8)", [String(decoding: text, as: UTF8.self), String(seconds)]).scalar
             #expect(same == "t", "\(seconds) -> \(String(decoding: text, as: UTF8.self))")
         }

@@ -75,7 +75,7 @@ extension JobObserver {
 public protocol OutcomeJournal: Sendable {
     /// The record to keep for this outcome (its bytes, and the value they encode, handed back with `journaled`), or
     /// nil when none is kept (`retrying`, `requeued`).
-    func journalValue(for outcome: JobOutcome) -> (value: [UInt8], record: any Sendable)?
+    func journalValue(for outcome: JobOutcome) -> (value: [UInt8], record: JobResultRecord)?
     /// Redis applied the moves carrying these entries of journal `key`: store them, then remove them from it.
     func journaled(key: String, entries: [JobTransitions.Move.JournalEntry])
 }

@@ -139,8 +139,8 @@ public enum JobTransitions {
             /// One COPY line, newline included.
             public var value: [UInt8]
             /// What the journal built `value` from, handed back with `journaled` so it need not parse the bytes.
-            public var record: (any Sendable)?
-            public init(field: String, value: [UInt8], record: (any Sendable)? = nil) {
+            public var record: JobResultRecord?
+            public init(field: String, value: [UInt8], record: JobResultRecord? = nil) {
                 self.field = field
                 self.value = value
                 self.record = record

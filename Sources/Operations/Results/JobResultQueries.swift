@@ -1,3 +1,4 @@
+public import ConveyorCore
 public import Postgres
 
 /// Reads `conveyor.job_results`: what an API does to learn a job's outcome (the same SQL is in docs/operations.md).

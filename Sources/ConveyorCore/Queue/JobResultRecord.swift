@@ -1,7 +1,7 @@
-public import ConveyorCore
 import Foundation
 
-/// One terminal outcome as stored in `conveyor.job_results`.
+/// One terminal outcome as stored in `conveyor.job_results`: what a worker's outcome journal keeps in Redis with the
+/// job's move (`JobTransitions.Move.JournalEntry`), as one COPY line, until the result store has written it.
 public struct JobResultRecord: Sendable, Equatable {
     public var jid: String
     public var jobClass: String
@@ -96,7 +96,7 @@ extension JobResultRecord {
     public var copyLine: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(160 + (result?.utf8.count ?? 0) + (errorMessage?.utf8.count ?? 0))
-        ResultStore.appendCopyLine(self, to: &out)
+        JobResultCopy.appendLine(self, to: &out)
         return out
     }
 
@@ -141,7 +141,7 @@ extension JobResultRecord {
             startedAt: started, finishedAt: finished)
     }
 
-    /// `YYYY-MM-DD HH:MM:SS.ffffff+00` (as `ResultStore.timestamp` writes it) as Unix seconds.
+    /// `YYYY-MM-DD HH:MM:SS.ffffff+00` (as `JobResultCopy.timestamp` writes it) as Unix seconds.
     static func seconds(_ text: String) -> Double? {
         let u = Array(text.utf8)
         guard u.count == 29, u[4] == 45, u[7] == 45, u[10] == 32, u[13] == 58, u[16] == 58, u[19] == 46 else { return nil }
