@@ -8,6 +8,7 @@ import Logging
 import Operations
 import Redis
 import ServiceLifecycle
+import Synchronization
 import Summaries
 import Telemetry
 import Media
@@ -74,10 +75,61 @@ struct WorkerCommand: AsyncParsableCommand {
         }
     }
 
+    /// The worker, composed: settings, the job classes, the queues served, the backend, the middleware, the
+    /// services, then the run. Signals are watched from the first instant: a SIGTERM while this is still being put
+    /// together stops it before anything runs (exit 0), instead of killing the process.
     private func start() async throws {
-        // One reader for everything: flags, then the environment, then the config file. Every problem is refused
-        // at once (exit 64) before anything starts; the families read their typed values from the same reader
-        // (`FamilyContext.settings`), and the helpers get theirs through their arguments and spawn environment.
+        let stop = StopRequest()
+        let signals = SignalWatcher { signal, count in
+            if count > 1 {
+                Logger(label: "conveyor.worker").warning("second \(signal): exiting now; a live worker's reaper returns the unfinished jobs")
+                Foundation.exit(1)
+            }
+            stop.request()
+        }
+        defer { signals.cancel() }
+
+        let (settings, logger) = try readSettings()
+        let identity = WorkerConfiguration.newIdentity()
+        let endpoint = try RedisOptions.endpoint(settings)
+        let keys = RedisOptions.keys(settings)
+        // Metrics, the HTTP endpoint and outcomes in PostgreSQL (when DATABASE_URL is set) first: the families
+        // report to the metrics (transcode progress, the summariser's breakers).
+        let operations = try WorkerOperations(
+            redis: endpoint, keys: keys, settings: settings, migrations: Composition.migrations, identity: identity,
+            labels: Self.metricLabels(queues: settings.text(WorkerSettings.queues)), logger: logger)
+        let metrics = operations.metrics
+        let families = try Composition.build(FamilyContext(settings: settings) { jid, frames, seconds in
+            metrics.transcodeProgress(jid: jid, frames: frames, seconds: seconds)
+        })
+        let registry = try jobClasses(families, metrics: metrics, logger: logger)
+        let selection = try servedQueues(settings, registry: registry, logger: logger)
+        let backend = try sidekiqBackend(settings, keys: keys, endpoint: endpoint, identity: identity, selection: selection, logger: logger)
+        let (served, servedRegistry) = try await BullMQWiring.backend(
+            sidekiq: backend, queues: settings.list(BullMQSettings.queues), settings: settings, redis: endpoint, identity: identity,
+            registry: registry, logger: logger)
+        let (middleware, tracing) = try self.middleware(settings, keys: keys, endpoint: endpoint, metrics: metrics, logger: logger)
+        let worker = Worker(
+            backend: served, registry: servedRegistry, configuration: workerConfiguration(settings, selection: selection, identity: identity),
+            observers: operations.observers + families.flatMap(\.observers), middleware: middleware, journal: operations.journal, logger: logger)
+        let group = try serviceGroup(
+            worker: worker, operations: operations, families: families, tracing: tracing, served: served, settings: settings,
+            registry: registry, endpoint: endpoint, keys: keys, logger: logger)
+
+        guard stop.attach(group) else {
+            logger.notice("stopped by a signal before it started; nothing ran")
+            return
+        }
+        try await group.run()
+        // The stop reached its deadline with the queue backend not answering (logged with the count): the jobs whose
+        // completions were not written stay in flight and run again through a live worker's reaper. EX_TEMPFAIL.
+        if worker.stopLeftJobsInFlight { throw ExitCode(75) }
+    }
+
+    /// One reader for everything: flags, then the environment, then the config file. Every problem is refused at once
+    /// (exit 64) before anything starts; the families read their typed values from the same reader
+    /// (`FamilyContext.settings`), and the helpers get theirs through their arguments and spawn environment.
+    private func readSettings() throws -> (SettingsReader, Logger) {
         var flags = redis.flags.merging(settingFlags.flags) { a, _ in a }
         if let bullmqQueues { flags[BullMQSettings.queues.name] = .init("--bullmq-queues", bullmqQueues) }
         var settings = Catalogue.reader(flags: flags)
@@ -87,22 +139,13 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = Logger(label: "conveyor.worker")
         for warning in settings.warnings { logger.warning("\(warning)") }
         if let file = settings.file { logger.info("settings read", metadata: ["config_file": "\(file.path)"]) }
-        let queuesText = settings.text(WorkerSettings.queues)
         // Before any thread reads the environment: the reader above has the sampler settings already.
         if TracingSetup.enabled(settings) { TracingSetup.takeOverSampling() }
+        return (settings, logger)
+    }
 
-        // Metrics, the HTTP endpoint and outcomes in PostgreSQL (when DATABASE_URL is set) first: the families
-        // report to the metrics (transcode progress, the summariser's breakers).
-        let identity = WorkerConfiguration.newIdentity()
-        let endpoint = try RedisOptions.endpoint(settings)
-        let keys = RedisOptions.keys(settings)
-        let operations = try WorkerOperations(
-            redis: endpoint, keys: keys, settings: settings, migrations: Composition.migrations, identity: identity,
-            labels: Self.metricLabels(queues: queuesText), logger: logger)
-        let metrics = operations.metrics
-        let families = try Composition.build(FamilyContext(settings: settings) { jid, frames, seconds in
-            metrics.transcodeProgress(jid: jid, frames: frames, seconds: seconds)
-        })
+    /// Every family's classes, with the command line's per-class concurrency, timeout and attempts applied.
+    private func jobClasses(_ families: [JobFamily], metrics: ConveyorMetrics, logger: Logger) throws -> JobRegistry {
         var registry = JobRegistry()
         for family in families {
             for jobClass in family.classes { registry.register(jobClass) }
@@ -129,13 +172,17 @@ struct WorkerCommand: AsyncParsableCommand {
             jobClass.retry.maxAttempts = n
             return true
         }
+        return registry
+    }
 
+    /// The Sidekiq and BullMQ queues this worker serves; a class whose queue is not served is named once.
+    private func servedQueues(_ settings: SettingsReader, registry: JobRegistry, logger: Logger) throws -> QueueSelection {
+        let queuesText = settings.text(WorkerSettings.queues)
         let bullQueues = settings.list(BullMQSettings.queues)
         let selection: QueueSelection
         do {
             selection = try BullMQWiring.selection(sidekiq: queuesText ?? (bullQueues.isEmpty ? Self.defaultQueues(registry) : nil), bullmq: bullQueues)
         } catch { throw ValidationError(error.message) }
-        // A class whose queue is not served never runs here: say so, once, at start-up.
         let unserved = registry.classes.values.filter { !selection.names.contains($0.queue) }
         if !unserved.isEmpty {
             logger.warning(
@@ -145,7 +192,11 @@ struct WorkerCommand: AsyncParsableCommand {
                     "queues": "\(Set(unserved.map(\.queue)).sorted().joined(separator: ","))",
                 ])
         }
-        let configuration = WorkerConfiguration(
+        return selection
+    }
+
+    private func workerConfiguration(_ settings: SettingsReader, selection: QueueSelection, identity: String) -> WorkerConfiguration {
+        WorkerConfiguration(
             queues: selection,
             concurrency: settings.int(WorkerSettings.concurrency),
             shutdownTimeout: OperatorInput.clampedDuration(seconds: settings.number(WorkerSettings.shutdownTimeout)),
@@ -154,75 +205,69 @@ struct WorkerCommand: AsyncParsableCommand {
             pollInterval: OperatorInput.clampedDuration(seconds: settings.number(WorkerSettings.pollInterval)),
             identity: identity,
             tag: settings.text(WorkerSettings.tag) ?? "conveyor")
+    }
+
+    /// Sidekiq's key layout on one Redis (or Sentinel), or one slot per queue on a Redis Cluster.
+    private func sidekiqBackend(
+        _ settings: SettingsReader, keys: QueueKeys, endpoint: RedisEndpoint, identity: String, selection: QueueSelection, logger: Logger
+    ) throws -> any QueueBackend {
         let deadSet = DeadSetLimits(
             maxJobs: settings.int(WorkerSettings.deadMaxJobs), maxAge: settings.number(WorkerSettings.deadMaxDays) * 86_400)
-        let backend: any QueueBackend
         if keys.cluster {
             if let unsafe = selection.names.first(where: { !QueueKeys.isClusterSafe(queue: $0) }) {
                 throw ValidationError("queue \(unsafe): a queue name on a Redis Cluster cannot contain { or } (they pick the key's slot)")
             }
-            backend = ClusterBackend(
+            return ClusterBackend(
                 redis: endpoint, keys: keys, identity: identity, queues: selection.names, deadSet: deadSet,
                 replicas: try ReplicaWait(settings: settings), logger: logger)
-        } else {
-            backend = SidekiqBackend(
-                redis: endpoint, keys: keys, identity: identity, deadSet: deadSet, replicas: try ReplicaWait(settings: settings),
-                logger: logger)
         }
-        let (served, servedRegistry) = try await BullMQWiring.backend(
-            sidekiq: backend, queues: bullQueues, settings: settings, redis: endpoint, identity: identity, registry: registry, logger: logger)
-        // Unique jobs (`unique_for`): the locks live in one slot of their own, read through a connection of their own.
+        return SidekiqBackend(
+            redis: endpoint, keys: keys, identity: identity, deadSet: deadSet, replicas: try ReplicaWait(settings: settings), logger: logger)
+    }
+
+    /// Unique jobs (`unique_for`: the locks live in one slot of their own, read through a connection of their own),
+    /// and traces (OTLP/HTTP, when an endpoint is set: the job's span wraps the rest of the chain).
+    private func middleware(
+        _ settings: SettingsReader, keys: QueueKeys, endpoint: RedisEndpoint, metrics: ConveyorMetrics, logger: Logger
+    ) throws -> ([any JobMiddleware], TracingSetup?) {
         var middleware: [any JobMiddleware] = []
         if keys.cluster {
             logger.warning("unique_for is not enforced on a Redis Cluster yet: jobs that carry it run like any other")
         } else {
             middleware.append(UniqueJobsMiddleware(locks: RedisUniqueLocks(redis: RedisThread(endpoint, name: "unique-locks"), keys: keys)))
         }
-        // Traces (OTLP/HTTP, when an endpoint is set): the job's span wraps the rest of the chain, and its exporter
-        // stops after the worker, so the last runs' spans are sent.
-        var tracing: TracingSetup?
-        if TracingSetup.enabled(settings) {
-            let setup = try TracingSetup.start(settings: settings, logger: logger) { metrics.tracesDropped($0) }
-            if !setup.sampler.tracesNothing { middleware.insert(setup.middleware, at: 0) }
-            logger.info("tracing on", metadata: ["endpoint": "\(SettingMasking.masked(setup.endpoint))"])
-            tracing = setup
-        }
-        let worker = Worker(
-            backend: served, registry: servedRegistry, configuration: configuration, observers: operations.observers + families.flatMap(\.observers),
-            middleware: middleware, journal: operations.journal, logger: logger)
+        guard TracingSetup.enabled(settings) else { return (middleware, nil) }
+        let setup = try TracingSetup.start(settings: settings, logger: logger) { metrics.tracesDropped($0) }
+        if !setup.sampler.tracesNothing { middleware.insert(setup.middleware, at: 0) }
+        logger.info("tracing on", metadata: ["endpoint": "\(SettingMasking.masked(setup.endpoint))"])
+        return (middleware, setup)
+    }
 
-        // One lifecycle: started in this order, stopped in reverse on SIGTERM/SIGINT (the worker drains first, then
-        // the result store writes what it finished, then the poller and the HTTP server go). The worker also ends
-        // the group when it stops on its own (TERM from Sidekiq's Web UI).
+    /// One lifecycle: started in this order, stopped in reverse on SIGTERM/SIGINT (the worker drains first, then the
+    /// result store writes what it finished, then the poller and the HTTP server go; the trace exporter last, so the
+    /// last runs' spans are sent). The worker also ends the group when it stops on its own (TERM from Sidekiq's Web UI).
+    private func serviceGroup(
+        worker: Worker, operations: WorkerOperations, families: [JobFamily], tracing: TracingSetup?, served: any QueueBackend,
+        settings: SettingsReader, registry: JobRegistry, endpoint: RedisEndpoint, keys: QueueKeys, logger: Logger
+    ) throws -> ServiceGroup {
+        let metrics = operations.metrics
         var services = (operations.services(shutdownTimeout: 5) + families.flatMap(\.services))
             .map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
         if let tracing { services.insert(.init(service: tracing.service), at: 0) }
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
-        // The config file's schedules: checked (exit 64), written into Redis, evaluated here as in every worker.
         // The BullMQ queues' sizes on /metrics (queue-depth autoscaling), read on the poller's interval.
         if let router = served as? QueueRouter {
             let depth = BullMQDepth(endpoint: endpoint, queues: router.bullmq.queues, interval: settings.number(OperationsSettings.metricsPollSeconds))
             metrics.addExporter { depth.render() }
             services.append(.init(service: depth))
         }
+        // The config file's schedules: checked (exit 64), written into Redis, evaluated here as in every worker.
         if let scheduler = try SchedulesWiring.service(
             settings: settings, registry: registry, endpoint: endpoint, keys: keys, logger: logger, exporter: { metrics.addExporter($0) })
         {
             services.append(.init(service: scheduler))
         }
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
-        let signals = SignalWatcher { signal, count in
-            if count > 1 {
-                logger.warning("second \(signal): exiting now; a live worker's reaper returns the unfinished jobs")
-                Foundation.exit(1)
-            }
-            Task { await group.triggerGracefulShutdown() }
-        }
-        defer { signals.cancel() }
-        try await group.run()
-        // The stop reached its deadline with the queue backend not answering (logged with the count): the jobs whose
-        // completions were not written stay in flight and run again through a live worker's reaper. EX_TEMPFAIL.
-        if worker.stopLeftJobsInFlight { throw ExitCode(75) }
+        return ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
     }
 
     /// The metric labels this worker may report: its registered classes, their queues, the default queues and the
@@ -254,6 +299,29 @@ struct WorkerCommand: AsyncParsableCommand {
                 throw ValidationError("\(flag): \(error.message)")
             }
             if !ok { throw ValidationError("\(flag): bad value \(parts[1]) for \(parts[0])") }
+        }
+    }
+}
+
+/// A stop asked for by a signal, before or after the service group exists: the group, once attached, shuts down
+/// gracefully; one asked for before it was attached means it never runs.
+final class StopRequest: Sendable {
+    private let state = Mutex<(requested: Bool, group: ServiceGroup?)>((false, nil))
+
+    func request() {
+        let group = state.withLock { s -> ServiceGroup? in
+            s.requested = true
+            return s.group
+        }
+        if let group { Task { await group.triggerGracefulShutdown() } }
+    }
+
+    /// Attaches the group; false when a stop was asked for already.
+    func attach(_ group: ServiceGroup) -> Bool {
+        state.withLock { s in
+            if s.requested { return false }
+            s.group = group
+            return true
         }
     }
 }

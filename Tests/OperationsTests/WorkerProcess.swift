@@ -44,6 +44,11 @@ final class WorkerProcess {
         process.waitUntilExit()
     }
 
+    var pid: pid_t { process.processIdentifier }
+    var terminationStatus: Int32 { process.terminationStatus }
+    var terminationReason: Process.TerminationReason { process.terminationReason }
+    func waitUntilExit() { process.waitUntilExit() }
+
     func stop() {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGTERM)
