@@ -11,6 +11,7 @@ sources=(
   "$core"/JSON/JSONValue.swift "$core"/JSON/JSONValue+Parsing.swift "$core"/JSON/JSONValue+Serialization.swift
   "$core"/Queue/Job.swift "$core"/Queue/DeliveryReceipt.swift "$core"/Queue/JobTransitions.swift "$core"/Queue/RetryPolicy.swift
   "$core"/Handlers/JobFailure.swift "$core"/Handlers/ErrorClass.swift "$core"/Handlers/StoredErrorMessage.swift "$core"/Numbers/Saturating.swift
+  "$core"/Queue/JobResultRecord.swift "$core"/Queue/JobResultCopy.swift "$core"/Handlers/JobObserver.swift
 )
 out=.build/fuzz
 mkdir -p "$out"
