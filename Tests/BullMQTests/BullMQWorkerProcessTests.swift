@@ -43,21 +43,7 @@ struct BullMQWorkerProcessTests {
             ["name": "noop", "data": [:], "opts": ["delay": 3_600_000]],
         ])
         func stats(_ arguments: [String], queues: String? = nil) throws -> (Int32, String, String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["CONVEYOR_BIN"]!)
-            process.arguments = ["bullmq", "stats"] + arguments
-            var environment = ProcessInfo.processInfo.environment
-            environment["CONVEYOR_BULLMQ_PREFIX"] = peer.prefix
-            environment["CONVEYOR_BULLMQ_QUEUES"] = queues
-            process.environment = environment
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text, error)
+            try Self.bullmq(peer, ["stats"] + arguments, queues: queues)
         }
         let (code, text, _) = try stats(["--json"], queues: "st,nothing")
         #expect(code == 0)
@@ -70,13 +56,15 @@ struct BullMQWorkerProcessTests {
         #expect(try stats(["a:b"]).0 == 64, "a BullMQ queue name cannot hold a colon")
     }
 
-    /// `conveyor bullmq <arguments>` with the peer's prefix: exit status, standard output, standard error.
-    static func bullmq(_ peer: BullMQPeer, _ arguments: [String]) throws -> (Int32, String, String) {
+    /// `conveyor bullmq <arguments>` with the peer's prefix (and `CONVEYOR_BULLMQ_QUEUES`, or none): exit status,
+    /// standard output, standard error.
+    static func bullmq(_ peer: BullMQPeer, _ arguments: [String], queues: String? = nil) throws -> (Int32, String, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["CONVEYOR_BIN"]!)
         process.arguments = ["bullmq"] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["CONVEYOR_BULLMQ_PREFIX"] = peer.prefix
+        environment["CONVEYOR_BULLMQ_QUEUES"] = queues
         process.environment = environment
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
