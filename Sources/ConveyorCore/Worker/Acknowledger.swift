@@ -21,16 +21,35 @@ final class Acknowledger: Sendable {
     private let backend: any QueueBackend
     private let logger: Logger
     private let outage = OutageLog("writing job completions")
-    /// Called after the backend answered a batch, with its moves, whether it was applied (false only when the
-    /// backend refused it as a whole, which is a bug) and its number (its journal field is `a<number>`).
-    private let onApplied: @Sendable ([JobTransitions.Move], Bool, UInt64) -> Void
+    /// The receipts of fetched jobs not yet acknowledged: a batch's leave it once the backend answered.
+    private let ledger: InflightLedger
+    /// Where a batch's journal entries go once the backend applied them (the result store, to write them).
+    private let journal: (any OutcomeJournal)?
 
-    init(
-        backend: any QueueBackend, logger: Logger, onApplied: @escaping @Sendable ([JobTransitions.Move], Bool, UInt64) -> Void
-    ) {
+    init(backend: any QueueBackend, ledger: InflightLedger, journal: (any OutcomeJournal)?, logger: Logger) {
         self.backend = backend
+        self.ledger = ledger
+        self.journal = journal
         self.logger = logger
-        self.onApplied = onApplied
+    }
+
+    /// What follows the backend's answer to batch `number` (`executed`: applied; false only when the backend refused
+    /// it as a whole, which is a bug): its receipts leave the ledger and, when applied, its journal entries go on to
+    /// be stored. An executed batch wrote all its entries, whether or not each job was still in the list (a job
+    /// reaped meanwhile runs again, and its later outcome replaces this one). Each entry names its journal and field as
+    /// the backend wrote them (`journal(for:)`, `journalField(_:for:)`: field `a<number>` unless the backend splits
+    /// the batch).
+    private func applied(_ moves: [JobTransitions.Move], executed: Bool, number: UInt64) {
+        var entries: [String: [JobTransitions.Move.JournalEntry]] = [:]
+        let field = JobTransitions.ackJournalField(number)
+        for move in moves {
+            ledger.release(move.receipt.member)
+            if executed, var entry = move.journal {
+                entry.field = backend.journalField(field, for: move.receipt)
+                entries[backend.journal(for: move.receipt), default: []].append(entry)
+            }
+        }
+        for (key, batch) in entries { journal?.journaled(key: key, entries: batch) }
     }
 
     func add(_ move: JobTransitions.Move) {
@@ -69,7 +88,7 @@ final class Acknowledger: Sendable {
                 let executed = try await backend.complete(batch, batch: number, resent: uncertain != nil)
                 uncertain = nil
                 outage.succeeded(logger: logger)
-                onApplied(batch, executed, number)
+                applied(batch, executed: executed, number: number)
                 let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
                     if s.abandoned { return [] }
                     s.pending.removeFirst(batch.count)

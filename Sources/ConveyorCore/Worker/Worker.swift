@@ -88,22 +88,7 @@ public final class Worker: Service {
         logger[metadataKey: "process"] = "\(configuration.identity)"
         self.logger = logger
         self.dispatcher = Dispatcher(concurrency: configuration.concurrency)
-        let ledger = ledger
-        self.acknowledger = Acknowledger(backend: backend, logger: logger) { [journal] moves, executed, sequence in
-            // An executed batch wrote all its journal entries, whether or not each job was still in the list (a job
-            // reaped meanwhile runs again, and its later outcome replaces this one): all go on to be stored.
-            var entries: [String: [JobTransitions.Move.JournalEntry]] = [:]
-            let field = JobTransitions.ackJournalField(sequence)
-            for move in moves {
-                ledger.release(move.receipt.member)
-                let key = backend.journal(for: move.receipt)
-                if executed, var entry = move.journal {
-                    entry.field = backend.journalField(field, for: move.receipt)
-                    entries[key, default: []].append(entry)
-                }
-            }
-            for (key, batch) in entries { journal?.journaled(key: key, entries: batch) }
-        }
+        self.acknowledger = Acknowledger(backend: backend, ledger: ledger, journal: journal, logger: logger)
         let watchdog = watchdog
         backend.setJobStopper { jid, failure in watchdog.stop([jid], failure: failure) }
     }
