@@ -35,10 +35,18 @@ public struct BullMQInspection: Sendable {
         public var id: String
         public var name: String
         public var startedAt: Double?
-        /// Milliseconds left on the job's lock; nil when it has none (stalled).
-        public var lockMillisecondsLeft: Int?
+        public var lock: Lock
         /// The worker that took it (`pb`), when it says.
         public var worker: String
+    }
+
+    /// An active job's lock: held for so many more milliseconds, held without expiry, or gone (the job is stalled).
+    public enum Lock: Sendable, Equatable {
+        case expiresIn(milliseconds: Int)
+        case noExpiry
+        case none
+
+        public var isStalled: Bool { self == .none }
     }
 
     public enum RetryResult: Sendable, Equatable {
@@ -96,7 +104,7 @@ public struct BullMQInspection: Sendable {
             let ttl = (try? replies[2 * i + 1].check().int) ?? -2
             jobs.append(ActiveJob(
                 id: id, name: Self.cut((v.first ?? nil) ?? "", 200), startedAt: Self.seconds(v.count > 1 ? v[1] : nil),
-                lockMillisecondsLeft: ttl >= 0 ? ttl : (ttl == -1 ? Int.max : nil), worker: Self.cut((v.count > 2 ? v[2] : nil) ?? "", 200)))
+                lock: ttl >= 0 ? .expiresIn(milliseconds: ttl) : (ttl == -1 ? .noExpiry : .none), worker: Self.cut((v.count > 2 ? v[2] : nil) ?? "", 200)))
         }
         return (total, jobs)
     }

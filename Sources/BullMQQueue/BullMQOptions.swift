@@ -79,6 +79,7 @@ public struct BullMQOptions: Sendable {
         var window = String(parts[1])
         if let first = window.first, !first.isNumber && first != "." { window = "1" + window }
         guard window.last.map({ !$0.isNumber }) == true, let seconds = Setting.seconds(window), seconds >= 0.001, seconds <= 86_400 else { return nil }
+        // Finite and within 0.001...86400 (checked above): at most 86,400,000 ms, no trap.
         return .some(Limiter(max: max, duration: Int((seconds * 1000).rounded())))
     }
 

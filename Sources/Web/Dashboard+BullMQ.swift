@@ -70,10 +70,10 @@ extension Dashboard {
             var row: [String: Any] = [
                 "id": job.id, "name": job.name, "worker": job.worker, "started": Format.time(job.startedAt), "ago": Format.ago(job.startedAt, now: now),
             ]
-            if let left = job.lockMillisecondsLeft {
-                row["lock"] = left == Int.max ? "no expiry" : Format.duration(Double(left) / 1000)
-            } else {
-                row["stalled"] = true
+            switch job.lock {
+            case .expiresIn(let ms): row["lock"] = Format.duration(Double(ms) / 1000)
+            case .noExpiry: row["lock"] = "no expiry"
+            case .none: row["stalled"] = true
             }
             return row
         }

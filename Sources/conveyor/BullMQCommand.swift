@@ -59,7 +59,7 @@ struct BullMQCommand: ParsableCommand {
             print("\(total) failed in \(queue)" + (jobs.isEmpty ? "" : ", newest first:"))
             for job in jobs {
                 let attempts = job.attempts.map { "\(job.attemptsMade)/\($0)" } ?? "\(job.attemptsMade)"
-                print("\(SetCommands.pad(job.id, 12)) \(SetCommands.pad(job.name, 20)) attempts \(SetCommands.pad(attempts, 6)) \((job.finishedAt.map(SetCommands.iso) ?? "-"))  \(BullMQCommand.oneLine(job.failedReason, 200))")
+                print("\(SetCommands.pad(BullMQCommand.oneLine(job.id, 40), 12)) \(SetCommands.pad(BullMQCommand.oneLine(job.name, 40), 20)) attempts \(SetCommands.pad(attempts, 6)) \((job.finishedAt.map(SetCommands.iso) ?? "-"))  \(BullMQCommand.oneLine(job.failedReason, 200))")
             }
         }
     }
@@ -138,8 +138,8 @@ struct BullMQCommand: ParsableCommand {
             let (total, jobs) = SetCommands.run { try inspection.active(limit: limit, on: redis.connect()) }
             if json {
                 let list: [JSONValue] = jobs.map { job in
-                    var o: JSONObject = ["id": .string(job.id), "name": .string(job.name), "worker": .string(job.worker), "stalled": .bool(job.lockMillisecondsLeft == nil)]
-                    if let left = job.lockMillisecondsLeft, left != Int.max { o["lock_ms_left"] = JSONValue(left) }
+                    var o: JSONObject = ["id": .string(job.id), "name": .string(job.name), "worker": .string(job.worker), "stalled": .bool(job.lock.isStalled)]
+                    if case .expiresIn(let left) = job.lock { o["lock_ms_left"] = JSONValue(left) }
                     if let t = job.startedAt { o["processedOn"] = JSONValue(t) }
                     return .object(o)
                 }
@@ -148,8 +148,13 @@ struct BullMQCommand: ParsableCommand {
             }
             print("\(total) active in \(queue)")
             for job in jobs {
-                let lock = job.lockMillisecondsLeft.map { $0 == Int.max ? "locked (no expiry)" : "locked \($0) ms" } ?? "STALLED (no lock)"
-                print("\(SetCommands.pad(job.id, 12)) \(SetCommands.pad(job.name, 20)) \(SetCommands.pad(lock, 20)) since \((job.startedAt.map(SetCommands.iso) ?? "-"))  \(job.worker)")
+                let lock: String
+                switch job.lock {
+                case .expiresIn(let ms): lock = "locked \(ms) ms"
+                case .noExpiry: lock = "locked (no expiry)"
+                case .none: lock = "STALLED (no lock)"
+                }
+                print("\(SetCommands.pad(BullMQCommand.oneLine(job.id, 40), 12)) \(SetCommands.pad(BullMQCommand.oneLine(job.name, 40), 20)) \(SetCommands.pad(lock, 20)) since \((job.startedAt.map(SetCommands.iso) ?? "-"))  \(BullMQCommand.oneLine(job.worker, 200))")
             }
         }
     }
