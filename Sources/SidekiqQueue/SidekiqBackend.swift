@@ -47,14 +47,21 @@ public final class SidekiqBackend: QueueBackend {
     private let paused: PausedQueues
     /// On a cluster, the queues known to be worked: the served ones plus the `queues` set, read again by housekeeping.
     private let known: Mutex<[String]>
+    /// The config file's `limits:`, checked in the fetch (single node only; nil when there are none).
+    public let flow: FlowLimitScripts?
+    /// The slots this process's running jobs hold, renewed by each heartbeat.
+    private let held = Mutex<Set<FlowLimitScripts.Lease>>([])
 
     /// - Parameter queues: the queues this process serves; on a cluster their slots are walked by housekeeping and
     ///   named in the `queues` set by each heartbeat.
     public init(
         redis endpoint: RedisEndpoint, keys: QueueKeys = QueueKeys(), identity: String, queues: [String] = [],
-        deadSet: DeadSetLimits = DeadSetLimits(), replicas: ReplicaWait = .none, logger: Logger = Logger(label: "conveyor.worker")
+        deadSet: DeadSetLimits = DeadSetLimits(), replicas: ReplicaWait = .none, limits: [FlowLimit] = [],
+        logger: Logger = Logger(label: "conveyor.worker")
     ) {
         self.endpoint = endpoint
+        precondition(limits.isEmpty || !keys.cluster, "limits are refused on a Redis Cluster before a backend is made")
+        self.flow = limits.isEmpty ? nil : FlowLimitScripts(limits: limits, keys: keys)
         self.keys = keys
         paused = PausedQueues(keys: keys)
         self.identity = identity
@@ -158,6 +165,7 @@ public final class SidekiqBackend: QueueBackend {
         if order.isEmpty { return [] }
         let keys = keys
         let me = identity
+        if let flow { return try await fetchLimited(flow, order: order, count: count) }
         let groups = keys.cluster ? order.map { [$0] } : [order]
         return try await fetchRedis.run { connection -> [FetchedJob] in
             var jobs: [FetchedJob] = []
@@ -186,7 +194,61 @@ public final class SidekiqBackend: QueueBackend {
         }
     }
 
+    /// The fetch with `limits:`: the limits' script, called again while it reports its scan budget spent (jobs moved
+    /// into their keys' lines) and room is left, at most `fetchRounds` times.
+    private func fetchLimited(_ flow: FlowLimitScripts, order: [String], count: Int) async throws -> [FetchedJob] {
+        let keys = keys
+        let me = identity
+        let command = { @Sendable (want: Int) in
+            flow.fetchCommand(
+                inflight: keys.inflight(me), queues: order, queueKeys: order.map { keys.queue($0) }, paused: keys.pausedQueues,
+                want: want)
+        }
+        let jobs = try await fetchRedis.run { connection -> [FetchedJob] in
+            var jobs: [FetchedJob] = []
+            for _ in 0..<Self.fetchRounds where jobs.count < count {
+                let items = try connection.command(command(count - jobs.count)).check().array ?? []
+                var i = 2
+                while i + 2 < items.count {
+                    let index = items[i].int ?? 1
+                    jobs.append(FetchedJob(
+                        raw: items[i + 1].bytes ?? [], queue: order[max(0, min(order.count - 1, index - 1))], lease: items[i + 2].text ?? ""))
+                    i += 3
+                }
+                if items.first?.int != 1 { break }
+            }
+            return jobs
+        }
+        hold(jobs)
+        return jobs
+    }
+
+    /// Fetch calls per `fetch` at most while lines are being filled (each moves `FlowLimitScripts.scanBudget` jobs).
+    static let fetchRounds = 20
+
+    private func hold(_ jobs: [FetchedJob]) {
+        let leases = jobs.compactMap { FlowLimitScripts.Lease($0.receipt.lease) }
+        if !leases.isEmpty { held.withLock { $0.formUnion(leases) } }
+    }
+
+    private func letGo(_ moves: [JobTransitions.Move]) {
+        guard flow != nil else { return }
+        let leases = moves.compactMap { move -> FlowLimitScripts.Lease? in
+            if case .replace = move.target { return nil }
+            return FlowLimitScripts.Lease(move.receipt.lease)
+        }
+        if !leases.isEmpty { held.withLock { $0.subtract(leases) } }
+    }
+
+    /// Per limit: slots held, jobs waiting in lines, keys waiting (empty without `limits:`).
+    public func limitStats() async throws -> [FlowLimitScripts.Stat] {
+        guard let flow else { return [] }
+        let reply = try await housekeepingRedis.run { connection in try connection.command(flow.statsCommand()) }
+        return try flow.stats(reply)
+    }
+
     public func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob? {
+        if let flow { return try await waitLimited(flow, on: queue, timeout: timeout) }
         let redis = waiters.withLock { w in
             if let existing = w[queue] { return existing }
             let made = RedisThread(endpoint, name: "conveyor-block-\(queue)", commandTimeout: timeout + 10)
@@ -210,6 +272,39 @@ public final class SidekiqBackend: QueueBackend {
         }
     }
 
+    /// The blocking wait with `limits:`: a job it takes is admitted by the limits' script (or goes into its key's line),
+    /// and the wait is cut to a second, after which the queue's lines are served: a key whose rate window opened or
+    /// whose slot a dead worker's lease freed gets its job started without a new push.
+    private func waitLimited(_ flow: FlowLimitScripts, on queue: String, timeout: Double) async throws -> FetchedJob? {
+        let redis = waiters.withLock { w in
+            if let existing = w[queue] { return existing }
+            let made = RedisThread(endpoint, name: "conveyor-block-\(queue)", commandTimeout: timeout + 10)
+            w[queue] = made
+            return made
+        }
+        if try await paused.names(redis).contains(queue) {
+            await PausedQueues.idle(timeout: timeout)
+            return nil
+        }
+        let keys = keys
+        let source = keys.queue(queue)
+        let inflight = keys.inflight(identity)
+        let fetched = try await redis.run { connection -> FetchedJob? in
+            if let job = try connection.command("BLMOVE", source, inflight, "RIGHT", "LEFT", min(timeout, 1.0)).check().bytes {
+                let answer = try connection.command(
+                    flow.admitCommand(job: job, queue: queue, queueKey: source, inflight: inflight, paused: keys.pausedQueues)).check().array ?? []
+                guard answer.first?.int == 0 else { return nil }
+                return FetchedJob(raw: job, queue: queue, lease: answer.count > 1 ? answer[1].text ?? "" : "")
+            }
+            let items = try connection.command(
+                flow.fetchCommand(inflight: inflight, queues: [queue], queueKeys: [source], paused: keys.pausedQueues, want: 1)).check().array ?? []
+            guard items.count >= 5 else { return nil }
+            return FetchedJob(raw: items[3].bytes ?? [], queue: queue, lease: items[4].text ?? "")
+        }
+        if let fetched { hold([fetched]) }
+        return fetched
+    }
+
     // MARK: Leaving the in-flight lists
 
     /// One `MULTI`/`EXEC` per slot of the batch (`SidekiqCommands.batchCommands`), all in one pipeline (split per
@@ -222,8 +317,9 @@ public final class SidekiqBackend: QueueBackend {
             (marker: group.slot.acknowledged(me), count: group.moves.count,
              commands: SidekiqCommands.batchCommands(
                 keys: group.slot, source: group.slot.inflight(me), journal: group.slot.outcomes(me), marker: group.slot.acknowledged(me),
-                sequence: sequence, moves: group.moves, now: now, limits: deadSet, uniqueLocks: keys))
+                sequence: sequence, moves: group.moves, now: now, limits: deadSet, uniqueLocks: keys, flow: flow))
         }
+        letGo(moves)
         let wait = replicas
         let logger = logger
         let shortfall = replicaShortfall
@@ -275,7 +371,8 @@ public final class SidekiqBackend: QueueBackend {
         let limits = deadSet
         let groups = grouped(moves)
         let keys = keys
-        return try await housekeepingRedis.run { connection in
+        let flow = flow
+        let result = try await housekeepingRedis.run { connection in
             var commands: [RedisCommand] = []
             var spans: [Range<Int>] = []
             for group in groups {
@@ -292,12 +389,16 @@ public final class SidekiqBackend: QueueBackend {
                 for (index, done) in zip(group.indices, applied) { flags[index] = done }
             }
             // The unique locks of the jobs the reaper ended (dead), right after the moves that ended them.
-            let releases = zip(moves, flags).compactMap { move, done in
+            var releases = zip(moves, flags).compactMap { move, done in
                 done ? move.uniqueRelease.flatMap { RedisUniqueLocks.releaseCommand($0, keys: keys) } : nil
             }
+            // The slots of limited jobs moved out of this process's own list (requeued at shutdown or by reconcile).
+            if let flow { releases += zip(moves, flags).compactMap { move, done in done ? flow.release(for: move, keys: keys) : nil } }
             if !releases.isEmpty { for reply in try connection.pipeline(releases) { try reply.check() } }
             return flags
         }
+        letGo(moves)
+        return result
     }
 
     public func inflightJobs(of process: String, limit: Int?) async throws -> [FetchedJob] {
@@ -324,6 +425,11 @@ public final class SidekiqBackend: QueueBackend {
     /// `ProcessSet`, `Workers`, `Stats#workers_size` and Web UI see Conveyor workers; pops one signal sent from there.
     public func heartbeat(_ beat: ProcessBeat) async throws -> ProcessSignal? {
         var commands = SidekiqCommands.heartbeatCommands(beat, keys: keys, now: JobTime.now())
+        if let flow {
+            let leases = held.withLock { Array($0) }
+            // First: the signal is read from the last reply.
+            if !leases.isEmpty { commands.insert(flow.renewCommand(leases), at: 0) }
+        }
         if keys.cluster {
             // Scripts cannot add a queue to `queues` on a cluster: each worker names the queues it serves.
             commands.insert(RedisCommand(["SADD", keys.queues] + served.map { $0 as any RedisArgument }), at: 0)

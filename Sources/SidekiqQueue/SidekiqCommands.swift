@@ -80,7 +80,7 @@ public enum SidekiqCommands {
     /// The journal entries go to field `a<sequence>` (`ackJournalField`).
     static func batchCommands(
         keys: SlotKeys, source: String, journal: String, marker: String, sequence: UInt64, moves: [Move], now: Double,
-        limits: DeadSetLimits, uniqueLocks: QueueKeys? = nil
+        limits: DeadSetLimits, uniqueLocks: QueueKeys? = nil, flow: FlowLimitScripts? = nil
     ) -> [RedisCommand] {
         var commands: [RedisCommand] = [RedisCommand("MULTI")]
         commands.reserveCapacity(moves.count + 10)
@@ -93,6 +93,8 @@ public enum SidekiqCommands {
             if let release = move.uniqueRelease, let uniqueLocks, let command = RedisUniqueLocks.releaseCommand(release, keys: uniqueLocks) {
                 commands.append(command)
             }
+            // A limited job's slot, given up in the same transaction as the move that takes it out of flight.
+            if let flow, let uniqueLocks, let release = flow.release(for: move, keys: uniqueLocks) { commands.append(release) }
             switch move.counts {
             case .none: break
             case .processed: processed += 1

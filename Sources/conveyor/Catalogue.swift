@@ -83,6 +83,12 @@ enum Catalogue {
             if !schedules.isEmpty, clean(RedisSettings.all), RedisOptions.keys(reader).cluster {
                 reader.add(problem: "\(file.path): schedules are not supported on a Redis Cluster yet")
             }
+            // And its limits:, as the worker checks them.
+            let (limits, limitProblems) = FlowLimit.check(file) { Composition.classQueues[$0] != nil }
+            for problem in limitProblems { reader.add(problem: problem) }
+            if !limits.isEmpty, clean(RedisSettings.all), RedisOptions.keys(reader).cluster {
+                reader.add(problem: "\(file.path): limits are not supported on a Redis Cluster yet")
+            }
         }
     }
 

@@ -104,7 +104,9 @@ struct WorkerCommand: AsyncParsableCommand {
         })
         let registry = try jobClasses(families, metrics: metrics, logger: logger)
         let selection = try servedQueues(settings, registry: registry, logger: logger)
-        let backend = try sidekiqBackend(settings, keys: keys, endpoint: endpoint, identity: identity, selection: selection, logger: logger)
+        let limits = try flowLimits(settings, registry: registry, keys: keys, logger: logger)
+        let backend = try sidekiqBackend(
+            settings, keys: keys, endpoint: endpoint, identity: identity, selection: selection, limits: limits, logger: logger)
         let (served, servedRegistry) = try await BullMQWiring.backend(
             sidekiq: backend, queues: settings.list(BullMQSettings.queues), settings: settings, redis: endpoint, identity: identity,
             registry: registry, logger: logger)
@@ -207,9 +209,30 @@ struct WorkerCommand: AsyncParsableCommand {
             tag: settings.text(WorkerSettings.tag) ?? "conveyor")
     }
 
+    /// The config file's `limits:`, checked (exit 64 naming the file and line): refused on a Redis Cluster, and each
+    /// lease must outlast two heartbeats (the heartbeat renews it).
+    private func flowLimits(_ settings: SettingsReader, registry: JobRegistry, keys: QueueKeys, logger: Logger) throws -> [FlowLimit] {
+        guard let file = settings.file else { return [] }
+        let (limits, problems) = FlowLimit.check(file) { registry.classes[$0] != nil }
+        if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
+        if limits.isEmpty { return [] }
+        if keys.cluster { throw ValidationError("\(file.path): limits are not supported on a Redis Cluster yet") }
+        let heartbeat = settings.number(WorkerSettings.heartbeatInterval)
+        for limit in limits where Double(limit.leaseMilliseconds) / 1000 < 2 * heartbeat {
+            throw ValidationError(
+                "\(file.path) line \(file.limits.first { $0.name == limit.name }?.line ?? 0): limit \(limit.name): lease \(limit.leaseMilliseconds / 1000)s must be at least two heartbeats (CONVEYOR_HEARTBEAT_INTERVAL is \(heartbeat)s)")
+        }
+        if !settings.list(BullMQSettings.queues).isEmpty {
+            logger.warning("limits: apply to Sidekiq-format queues only; BullMQ jobs of a limited class are not held back")
+        }
+        logger.info("limits", metadata: ["names": "\(limits.map(\.name).joined(separator: ","))"])
+        return limits
+    }
+
     /// Sidekiq's key layout on one Redis (or Sentinel), or one slot per queue on a Redis Cluster.
     private func sidekiqBackend(
-        _ settings: SettingsReader, keys: QueueKeys, endpoint: RedisEndpoint, identity: String, selection: QueueSelection, logger: Logger
+        _ settings: SettingsReader, keys: QueueKeys, endpoint: RedisEndpoint, identity: String, selection: QueueSelection,
+        limits: [FlowLimit], logger: Logger
     ) throws -> any QueueBackend {
         let deadSet = DeadSetLimits(
             maxJobs: settings.int(WorkerSettings.deadMaxJobs), maxAge: settings.number(WorkerSettings.deadMaxDays) * 86_400)
@@ -222,7 +245,8 @@ struct WorkerCommand: AsyncParsableCommand {
                 replicas: try ReplicaWait(settings: settings), logger: logger)
         }
         return SidekiqBackend(
-            redis: endpoint, keys: keys, identity: identity, deadSet: deadSet, replicas: try ReplicaWait(settings: settings), logger: logger)
+            redis: endpoint, keys: keys, identity: identity, deadSet: deadSet, replicas: try ReplicaWait(settings: settings), limits: limits,
+            logger: logger)
     }
 
     /// Unique jobs (`unique_for`: the locks live in one slot of their own, read through a connection of their own),
@@ -260,6 +284,12 @@ struct WorkerCommand: AsyncParsableCommand {
             let depth = BullMQDepth(endpoint: endpoint, queues: router.bullmq.queues, interval: settings.number(OperationsSettings.metricsPollSeconds))
             metrics.addExporter { depth.render() }
             services.append(.init(service: depth))
+        }
+        // The limits' gauges (slots held, jobs and keys waiting), read on the poller's interval.
+        if let sidekiq = ((served as? QueueRouter)?.sidekiq ?? served) as? SidekiqBackend, sidekiq.flow != nil {
+            let gauges = FlowLimitGauges(backend: sidekiq, interval: settings.number(OperationsSettings.metricsPollSeconds))
+            metrics.addExporter { gauges.render() }
+            services.append(.init(service: gauges))
         }
         // The config file's schedules: checked (exit 64), written into Redis, evaluated here as in every worker.
         if let scheduler = try SchedulesWiring.service(

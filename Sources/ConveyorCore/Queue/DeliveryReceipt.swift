@@ -11,11 +11,15 @@ public struct DeliveryReceipt: Sendable {
     /// What else the backend needs to prove its hold on the job (a BullMQ backend: the lock token); empty for
     /// Sidekiq's lists.
     public var token: String
+    /// The slot the job holds under a `limits:` entry, as the backend's fetch wrote it; empty for a job no limit
+    /// holds. Every move out of the in-flight store gives it up in the same step (`replace` keeps it).
+    public var lease: String
 
-    public init(queue: String, member: [UInt8], token: String = "") {
+    public init(queue: String, member: [UInt8], token: String = "", lease: String = "") {
         self.queue = queue
         self.member = member
         self.token = token
+        self.lease = lease
     }
 }
 
@@ -36,8 +40,8 @@ public struct FetchedJob: Sendable {
         self.envelope = envelope
     }
 
-    /// A job whose in-flight member is its payload (Sidekiq's lists).
-    public init(raw: [UInt8], queue: String) {
-        self.init(raw: raw, receipt: DeliveryReceipt(queue: queue, member: raw))
+    /// A job whose in-flight member is its payload (Sidekiq's lists), holding `lease` when a limit counts it.
+    public init(raw: [UInt8], queue: String, lease: String = "") {
+        self.init(raw: raw, receipt: DeliveryReceipt(queue: queue, member: raw, lease: lease))
     }
 }

@@ -30,6 +30,18 @@ public struct SettingsFile: Sendable {
     public private(set) var schedules: [RawSchedule] = []
     /// What in the `schedules:` block is not a name with a mapping of plain values.
     public private(set) var scheduleProblems: [String] = []
+    /// The `limits:` block's entries as written (checked by `FlowLimit.check`).
+    public private(set) var limits: [RawLimit] = []
+    /// What in the `limits:` block is not a name with a mapping of plain values and lists.
+    public private(set) var limitProblems: [String] = []
+
+    /// One entry of `limits:`: its plain fields with their lines, and `classes` (a list or a comma-separated value).
+    public struct RawLimit: Sendable {
+        public let name: String
+        public let line: Int
+        public let fields: [String: (value: String?, line: Int)]
+        public let classes: [String]?
+    }
 
     /// One entry of `schedules:`: its scalar fields with their lines, and `args` (any YAML value) as JSON text.
     public struct RawSchedule: Sendable {
@@ -67,6 +79,7 @@ public struct SettingsFile: Sendable {
     /// Parses `text` as the content of `path`.
     public init(path: String, text: String) {
         var schedulesNode: Node?
+        var limitsNode: Node?
         var entries: [Entry] = []
         var reserved: [String: Int] = [:]
         var problems: [String] = []
@@ -74,7 +87,7 @@ public struct SettingsFile: Sendable {
             if let root = try Yams.compose(yaml: text) {
                 switch root {
                 case .mapping(let mapping):
-                    Self.flatten(mapping, prefix: "", path: path, into: &entries, reserved: &reserved, problems: &problems, schedules: &schedulesNode)
+                    Self.flatten(mapping, prefix: "", path: path, into: &entries, reserved: &reserved, problems: &problems, schedules: &schedulesNode, limits: &limitsNode)
                 case .scalar(let scalar) where ["", "~", "null"].contains(scalar.string):
                     break
                 default:
@@ -94,6 +107,7 @@ public struct SettingsFile: Sendable {
         }
         self.init(path: path, entries: entries, reserved: reserved, problems: problems)
         if let node = schedulesNode { (schedules, scheduleProblems) = Self.readSchedules(node, path: path) }
+        if let node = limitsNode { (limits, limitProblems) = Self.readLimits(node, path: path) }
     }
 
     private init(path: String, entries: [Entry], reserved: [String: Int], problems: [String]) {
@@ -105,7 +119,7 @@ public struct SettingsFile: Sendable {
 
     private static func flatten(
         _ mapping: Node.Mapping, prefix: String, path: String, into entries: inout [Entry], reserved: inout [String: Int],
-        problems: inout [String], schedules schedulesNode: inout Node?
+        problems: inout [String], schedules schedulesNode: inout Node?, limits limitsNode: inout Node?
     ) {
         for (keyNode, value) in mapping {
             let line = keyNode.mark?.line ?? value.mark?.line ?? 0
@@ -117,6 +131,7 @@ public struct SettingsFile: Sendable {
             if prefix.isEmpty, reservedBlocks.contains(key) {
                 reserved[key] = line
                 if key == "schedules" { schedulesNode = value }
+                if key == "limits" { limitsNode = value }
                 continue
             }
             switch value {
@@ -134,7 +149,7 @@ public struct SettingsFile: Sendable {
                 }
                 entries.append(Entry(key: key, value: items.joined(separator: ","), line: line))
             case .mapping(let nested):
-                flatten(nested, prefix: key + ".", path: path, into: &entries, reserved: &reserved, problems: &problems, schedules: &schedulesNode)
+                flatten(nested, prefix: key + ".", path: path, into: &entries, reserved: &reserved, problems: &problems, schedules: &schedulesNode, limits: &limitsNode)
             case .alias:
                 problems.append("\(path) line \(line): \(key): YAML aliases are not supported")
             }
@@ -177,6 +192,54 @@ public struct SettingsFile: Sendable {
                 }
             }
             out.append(RawSchedule(name: name.string, line: line, fields: fields, argsJSON: argsJSON))
+        }
+        return (out, problems)
+    }
+
+    private static func readLimits(_ node: Node, path: String) -> ([RawLimit], [String]) {
+        var out: [RawLimit] = []
+        var problems: [String] = []
+        let blockLine = node.mark?.line ?? 0
+        if case .scalar(let s) = node, ["", "~", "null"].contains(s.string) { return ([], []) }
+        guard case .mapping(let mapping) = node else {
+            return ([], ["\(path) line \(blockLine): limits: expected one mapping per limit name"])
+        }
+        for (keyNode, value) in mapping {
+            let line = keyNode.mark?.line ?? blockLine
+            guard case .scalar(let name) = keyNode, case .mapping(let body) = value else {
+                problems.append("\(path) line \(line): limits: each limit is a name with classes:, key:, concurrency: or rate: under it")
+                continue
+            }
+            var fields: [String: (value: String?, line: Int)] = [:]
+            var classes: [String]?
+            for (fieldKey, fieldValue) in body {
+                let fieldLine = fieldKey.mark?.line ?? line
+                guard case .scalar(let k) = fieldKey else {
+                    problems.append("\(path) line \(fieldLine): limit \(name.string): a key must be a plain name")
+                    continue
+                }
+                switch fieldValue {
+                case .scalar(let v):
+                    fields[k.string] = (v.string, fieldLine)
+                    if k.string == "classes" {
+                        classes = v.string.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                    }
+                case .sequence(let items) where k.string == "classes":
+                    var list: [String] = []
+                    for item in items {
+                        guard case .scalar(let s) = item else {
+                            problems.append("\(path) line \(fieldLine): limit \(name.string): classes takes a list of class names")
+                            break
+                        }
+                        list.append(s.string)
+                    }
+                    fields[k.string] = (list.joined(separator: ","), fieldLine)
+                    classes = list
+                default:
+                    problems.append("\(path) line \(fieldLine): limit \(name.string): \(k.string) takes a plain value")
+                }
+            }
+            out.append(RawLimit(name: name.string, line: line, fields: fields, classes: classes))
         }
         return (out, problems)
     }

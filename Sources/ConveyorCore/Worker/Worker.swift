@@ -351,7 +351,8 @@ public final class Worker: Service {
                 // The rewritten payload takes the job's place in the same in-flight store.
                 job = try Job(
                     raw: rewritten, fetchedFrom: fetched.queue,
-                    receipt: DeliveryReceipt(queue: fetched.receipt.queue, member: rewritten, token: fetched.receipt.token))
+                    receipt: DeliveryReceipt(
+                        queue: fetched.receipt.queue, member: rewritten, token: fetched.receipt.token, lease: fetched.receipt.lease))
             } catch {
                 quarantine(fetched, failure: error)
                 return .wait

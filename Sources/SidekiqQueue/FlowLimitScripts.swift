@@ -1,0 +1,387 @@
+public import ConveyorCore
+public import Redis
+
+/// The config file's `limits:` checked where jobs are taken, in the fetch's own script: a job of a limited class whose
+/// key is at its concurrency or rate is never moved into an in-flight list. It waits in its key's line instead, and
+/// every fetch serves the lines of its queues in turn (one job per key per turn), so a key with 10,000 waiting jobs
+/// delays another key's one job by at most one slot.
+///
+/// Keys (all under `<namespace:>conveyor:limit:`; `K` is the key's value when it is 1-64 letters, digits or `_.@-`,
+/// else `#` and its SHA-1; the empty string for jobs without it):
+/// - `<limit>:run:K` ZSET: the slots held (member: the jid, score: when the lease ends, ms). A heartbeat renews its
+///   process's leases; an ack, retry, death or requeue gives the slot up in the same transaction as the move; a slot
+///   whose worker died is free when its lease ends.
+/// - `<limit>:starts:K` ZSET: starts in the last window (score: ms).
+/// - `<limit>:wait:K:q:<queue>` LIST: jobs waiting for a slot, oldest on the right (as a queue).
+/// - `rotation:<queue>` LIST of `<limit>\nK` with jobs waiting, turned by each fetch.
+/// - `<limit>` HASH `waiting`; `<limit>:running` ZSET of `K\njid`; `<limit>:keys` SET of `K\n<queue>` waiting:
+///   the gauges.
+///
+/// A job is judged by its raw bytes first: one with no backslash that names no limited class anywhere is not decoded.
+/// Payloads over `maximumBytes` are not decoded at all (the worker refuses them anyway).
+/// On a Redis Cluster the keys of one limit cross slots: limits are refused there.
+public struct FlowLimitScripts: Sendable {
+    public let limits: [FlowLimit]
+    /// The common head of every script's ARGV: the key prefix, the size bound, the scan budget, then the rules.
+    let header: [any RedisArgument]
+    let prefix: String
+
+    /// Jobs a fetch call moves into a key's line at most before it answers (and is called again).
+    public static let scanBudget = 500
+    public static let maximumBytes = 1_048_576
+
+    public init(limits: [FlowLimit], keys: QueueKeys) {
+        self.limits = limits
+        prefix = keys.conveyor("limit:")
+        var header: [any RedisArgument] = [prefix, Self.maximumBytes, Self.scanBudget, limits.count]
+        for limit in limits {
+            header += [
+                limit.name, limit.classes.joined(separator: "\n"), limit.keyPath.joined(separator: "\n"), limit.concurrency ?? 0,
+                limit.rate?.starts ?? 0, limit.rate?.windowMilliseconds ?? 0, limit.leaseMilliseconds,
+            ] as [any RedisArgument]
+        }
+        self.header = header
+    }
+
+    /// A lease as the receipt carries it (`DeliveryReceipt.lease`): limit, key and member, split.
+    public struct Lease: Sendable, Hashable {
+        public var limit: String
+        public var key: String
+        public var member: String
+        public init?(_ text: String) {
+            guard !text.isEmpty else { return nil }
+            let parts = text.split(separator: "\n", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { return nil }
+            limit = String(parts[0])
+            key = String(parts[1])
+            member = String(parts[2])
+        }
+    }
+
+    // MARK: Commands
+
+    /// Fetch: KEYS in-flight list, the ready queues, the paused set. Answers `more` (1 when its scan budget ran out
+    /// with room left), `wakeAt` (ms when the first rate-limited key opens, 0 for none), then per job its queue's
+    /// position (1-based), the job and its lease (`""` for an unlimited job).
+    func fetchCommand(inflight: String, queues: [String], queueKeys: [String], paused: String, want: Int) -> RedisCommand {
+        var arguments: [any RedisArgument] = ["EVAL", Self.fetch, queues.count + 2, inflight]
+        arguments += queueKeys.map { $0 as any RedisArgument }
+        arguments.append(paused)
+        arguments += header
+        arguments.append(want)
+        arguments += queues.map { $0 as any RedisArgument }
+        return RedisCommand(arguments)
+    }
+
+    /// After a blocking wait moved `job` into the in-flight list: KEYS queue, in-flight list, paused set. Answers
+    /// `{0, lease}` (keep it), `{1}` (its queue is paused: put back) or `{2}` (over its limit: waiting in its line).
+    func admitCommand(job: [UInt8], queue: String, queueKey: String, inflight: String, paused: String) -> RedisCommand {
+        var arguments: [any RedisArgument] = ["EVAL", Self.admit, 3, queueKey, inflight, paused]
+        arguments += header
+        arguments += [job, queue] as [any RedisArgument]
+        return RedisCommand(arguments)
+    }
+
+    /// Gives `lease`'s slot up; when its key has a job waiting on `queue` and room to start it, that job goes back to
+    /// the right of the queue (the next taken, and a waiting worker wakes for it).
+    public func releaseCommand(_ lease: Lease, queue: String, queueKey: String) -> RedisCommand {
+        var arguments: [any RedisArgument] = ["EVAL", Self.release, 1, queueKey]
+        arguments += header
+        arguments += [lease.limit, lease.key, lease.member, queue] as [any RedisArgument]
+        return RedisCommand(arguments)
+    }
+
+    /// The release that goes with `move`, when its job holds a slot and the move takes it out of flight (every target
+    /// but `replace`, which rewrites it in place).
+    func release(for move: JobTransitions.Move, keys: QueueKeys) -> RedisCommand? {
+        guard let lease = Lease(move.receipt.lease) else { return nil }
+        if case .replace = move.target { return nil }
+        return releaseCommand(lease, queue: move.receipt.queue, queueKey: keys.queue(move.receipt.queue))
+    }
+
+    /// Renews the leases of the jobs this process runs (the slots it still holds).
+    func renewCommand(_ leases: [Lease]) -> RedisCommand {
+        var arguments: [any RedisArgument] = ["EVAL", Self.renew, 0]
+        arguments += header
+        for lease in leases { arguments += [lease.limit, lease.key, lease.member] as [any RedisArgument] }
+        return RedisCommand(arguments)
+    }
+
+    /// Per limit, in order: running (slots held), waiting (jobs in lines), keys waiting.
+    public func statsCommand() -> RedisCommand {
+        RedisCommand(["EVAL", Self.stats, 0] + header)
+    }
+
+    public struct Stat: Sendable, Equatable {
+        public var limit: String
+        public var running: Int
+        public var waiting: Int
+        public var keysWaiting: Int
+    }
+
+    public func stats(_ reply: RedisReply) throws(RedisError) -> [Stat] {
+        let items = try reply.check().array ?? []
+        var out: [Stat] = []
+        for (i, limit) in limits.enumerated() where 3 * i + 2 < items.count {
+            out.append(Stat(
+                limit: limit.name, running: items[3 * i].int ?? 0, waiting: max(0, items[3 * i + 1].int ?? 0),
+                keysWaiting: items[3 * i + 2].int ?? 0))
+        }
+        return out
+    }
+
+    // MARK: Scripts
+
+    /// Parses the header, defines `classify` (rule, key, member of a raw job, or nil), `open` (room for a start now;
+    /// else false and when a rate window opens), `take` (holds a slot and counts a start; returns the lease text) and
+    /// `park` (puts a job in its key's line). `R` is the index of the first argument after the rules.
+    static let prelude = """
+        local LP = ARGV[1]
+        local maxBytes = tonumber(ARGV[2])
+        local budget = tonumber(ARGV[3])
+        local nr = tonumber(ARGV[4])
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local rules, byName, names = {}, {}, {}
+        for r = 1, nr do
+          local b = 5 + (r - 1) * 7
+          local rule = {name = ARGV[b], path = {}, conc = tonumber(ARGV[b + 3]), rmax = tonumber(ARGV[b + 4]),
+            rwin = tonumber(ARGV[b + 5]), lease = tonumber(ARGV[b + 6])}
+          for seg in string.gmatch(ARGV[b + 2], '[^\\n]+') do rule.path[#rule.path + 1] = seg end
+          for cls in string.gmatch(ARGV[b + 1], '[^\\n]+') do rules[cls] = rule; names[#names + 1] = cls end
+          byName[rule.name] = rule
+        end
+        local R = 5 + nr * 7
+        local function member_of(j, raw)
+          local m = j and j.jid
+          if type(m) ~= 'string' or #m == 0 or #m > 256 then m = '#' .. redis.sha1hex(raw) end
+          return m
+        end
+        local function classify(raw)
+          if nr == 0 or #raw > maxBytes then return nil end
+          if not string.find(raw, '\\\\', 1, true) then
+            local hit = false
+            for _, c in ipairs(names) do
+              if string.find(raw, c, 1, true) then hit = true; break end
+            end
+            if not hit then return nil end
+          end
+          local ok, j = pcall(cjson.decode, raw)
+          if not ok or type(j) ~= 'table' or type(j.class) ~= 'string' then return nil end
+          local rule = rules[j.class]
+          if not rule then return nil end
+          local v = nil
+          if #rule.path > 0 and type(j.args) == 'table' then
+            v = j.args[1]
+            for _, seg in ipairs(rule.path) do
+              if type(v) ~= 'table' then v = nil; break end
+              v = v[seg]
+            end
+          end
+          if type(v) == 'number' then v = tostring(v) end
+          local key = ''
+          if type(v) == 'string' then
+            if #v > 0 and #v <= 64 and not string.find(v, '[^%w_%.@%-]') then key = v else key = '#' .. redis.sha1hex(v) end
+          end
+          return rule, key, member_of(j, raw)
+        end
+        local function open(rule, key)
+          if rule.conc > 0 then
+            local run = LP .. rule.name .. ':run:' .. key
+            redis.call('ZREMRANGEBYSCORE', run, '-inf', now)
+            if redis.call('ZCARD', run) >= rule.conc then return false, 0 end
+          end
+          if rule.rmax > 0 then
+            local st = LP .. rule.name .. ':starts:' .. key
+            redis.call('ZREMRANGEBYSCORE', st, '-inf', now - rule.rwin)
+            if redis.call('ZCARD', st) >= rule.rmax then
+              local first = redis.call('ZRANGE', st, 0, 0, 'WITHSCORES')
+              return false, tonumber(first[2]) + rule.rwin
+            end
+          end
+          return true, 0
+        end
+        local seq = 0
+        local function take(rule, key, member)
+          if rule.conc > 0 then
+            local run = LP .. rule.name .. ':run:' .. key
+            redis.call('ZADD', run, now + rule.lease, member)
+            redis.call('PEXPIRE', run, rule.lease * 2)
+            redis.call('ZADD', LP .. rule.name .. ':running', now + rule.lease, key .. '\\n' .. member)
+          end
+          if rule.rmax > 0 then
+            local st = LP .. rule.name .. ':starts:' .. key
+            seq = seq + 1
+            redis.call('ZADD', st, now, now .. ':' .. seq .. ':' .. member)
+            redis.call('PEXPIRE', st, rule.rwin + 1000)
+          end
+          return rule.name .. '\\n' .. key .. '\\n' .. member
+        end
+        local function line_of(name, key, qname) return LP .. name .. ':wait:' .. key .. ':q:' .. qname end
+        local function park(rule, key, qname, raw)
+          if redis.call('LPUSH', line_of(rule.name, key, qname), raw) == 1 then
+            redis.call('RPUSH', LP .. 'rotation:' .. qname, rule.name .. '\\n' .. key)
+            redis.call('SADD', LP .. rule.name .. ':keys', key .. '\\n' .. qname)
+          end
+          redis.call('HINCRBY', LP .. rule.name, 'waiting', 1)
+        end
+        local function line_emptied(name, key, qname)
+          if redis.call('LLEN', line_of(name, key, qname)) == 0 then
+            redis.call('LREM', LP .. 'rotation:' .. qname, 1, name .. '\\n' .. key)
+            redis.call('SREM', LP .. name .. ':keys', key .. '\\n' .. qname)
+          end
+        end
+
+        """
+
+    static let fetch = prelude + """
+        local want = tonumber(ARGV[R])
+        local nq = #KEYS - 2
+        local paused = KEYS[#KEYS]
+        local n, more, wakeAt = 0, 0, 0
+        local out = {0, 0}
+        local function push(qi, raw, lease)
+          out[#out + 1] = qi; out[#out + 1] = raw; out[#out + 1] = lease
+          n = n + 1
+        end
+        local function soonest(at)
+          if at > 0 and (wakeAt == 0 or at < wakeAt) then wakeAt = at end
+        end
+        -- The lines first, a job per key per turn, so waiting keys are served before new jobs are judged.
+        local function serve_lines(qi, qname, queue)
+          local rot = LP .. 'rotation:' .. qname
+          local len = redis.call('LLEN', rot)
+          local visits = 0
+          local progress = true
+          while len > 0 and progress and n < want and visits < budget do
+            progress = false
+            for _ = 1, len do
+              if n >= want or visits >= budget then break end
+              visits = visits + 1
+              local m = redis.call('LMOVE', rot, rot, 'LEFT', 'RIGHT')
+              if not m then break end
+              local sep = string.find(m, '\\n', 1, true) or (#m + 1)
+              local name = string.sub(m, 1, sep - 1)
+              local key = string.sub(m, sep + 1)
+              local rule = byName[name]
+              local line = line_of(name, key, qname)
+              if not rule then
+                -- Its limit is gone from the configuration: its jobs go back to the queue, next in line, oldest first.
+                for _ = 1, budget do
+                  local raw = redis.call('LPOP', line)
+                  if not raw then break end
+                  redis.call('RPUSH', queue, raw)
+                  redis.call('HINCRBY', LP .. name, 'waiting', -1)
+                end
+                line_emptied(name, key, qname)
+                progress = true
+              else
+                local ok, at = open(rule, key)
+                if ok then
+                  local raw = redis.call('RPOP', line)
+                  if raw then
+                    redis.call('HINCRBY', LP .. name, 'waiting', -1)
+                    local ok2, j = pcall(cjson.decode, raw)
+                    redis.call('LPUSH', KEYS[1], raw)
+                    push(qi, raw, take(rule, key, member_of(ok2 and type(j) == 'table' and j or nil, raw)))
+                    progress = true
+                  end
+                  line_emptied(name, key, qname)
+                else
+                  soonest(at)
+                end
+              end
+            end
+            len = redis.call('LLEN', rot)
+          end
+          if visits >= budget then more = 1 end
+        end
+        for qi = 1, nq do
+          if n >= want then break end
+          local qname = ARGV[R + qi]
+          local queue = KEYS[1 + qi]
+          if redis.call('SISMEMBER', paused, qname) == 0 then
+            serve_lines(qi, qname, queue)
+            local scanned = 0
+            while n < want do
+              if scanned >= budget then more = 1; break end
+              local raw = redis.call('LMOVE', queue, KEYS[1], 'RIGHT', 'LEFT')
+              if not raw then break end
+              local rule, key, member = classify(raw)
+              if rule then
+                scanned = scanned + 1
+                local ok, at = open(rule, key)
+                if ok then
+                  push(qi, raw, take(rule, key, member))
+                else
+                  redis.call('LPOP', KEYS[1])
+                  park(rule, key, qname, raw)
+                  soonest(at)
+                end
+              else
+                push(qi, raw, '')
+              end
+            end
+          end
+        end
+        out[1] = more
+        out[2] = wakeAt
+        return out
+        """
+
+    static let admit = prelude + """
+        local raw, qname = ARGV[R], ARGV[R + 1]
+        if redis.call('SISMEMBER', KEYS[3], qname) == 1 then
+          if redis.call('LREM', KEYS[2], 1, raw) == 1 then redis.call('RPUSH', KEYS[1], raw) end
+          return {1}
+        end
+        local rule, key, member = classify(raw)
+        if not rule then return {0, ''} end
+        local ok = open(rule, key)
+        if ok then return {0, take(rule, key, member)} end
+        if redis.call('LREM', KEYS[2], 1, raw) == 1 then park(rule, key, qname, raw) end
+        return {2}
+        """
+
+    static let release = prelude + """
+        local name, key, member, qname = ARGV[R], ARGV[R + 1], ARGV[R + 2], ARGV[R + 3]
+        redis.call('ZREM', LP .. name .. ':run:' .. key, member)
+        redis.call('ZREM', LP .. name .. ':running', key .. '\\n' .. member)
+        local rule = byName[name]
+        if not rule then return 0 end
+        local line = line_of(name, key, qname)
+        if redis.call('LLEN', line) == 0 or not open(rule, key) then return 0 end
+        local raw = redis.call('RPOP', line)
+        redis.call('RPUSH', KEYS[1], raw)
+        redis.call('HINCRBY', LP .. name, 'waiting', -1)
+        line_emptied(name, key, qname)
+        return 1
+        """
+
+    static let renew = prelude + """
+        for i = R, #ARGV - 2, 3 do
+          local rule = byName[ARGV[i]]
+          if rule and rule.conc > 0 then
+            local run = LP .. ARGV[i] .. ':run:' .. ARGV[i + 1]
+            if redis.call('ZADD', run, 'XX', 'CH', now + rule.lease, ARGV[i + 2]) == 1 then
+              redis.call('PEXPIRE', run, rule.lease * 2)
+              redis.call('ZADD', LP .. ARGV[i] .. ':running', 'XX', now + rule.lease, ARGV[i + 1] .. '\\n' .. ARGV[i + 2])
+            end
+          end
+        end
+        return 0
+        """
+
+    static let stats = prelude + """
+        local out = {}
+        for r = 1, nr do
+          local name = ARGV[5 + (r - 1) * 7]
+          local running = LP .. name .. ':running'
+          redis.call('ZREMRANGEBYSCORE', running, '-inf', now)
+          out[#out + 1] = redis.call('ZCARD', running)
+          out[#out + 1] = tonumber(redis.call('HGET', LP .. name, 'waiting') or '0')
+          out[#out + 1] = redis.call('SCARD', LP .. name .. ':keys')
+        end
+        return out
+        """
+}
