@@ -8,6 +8,9 @@
 # TLS=1 adds rows for this build reaching the same Redis over TLS (its --tls-port, a CA made here with openssl).
 # TRACING=1 adds rows for this build exporting a span per job over OTLP/HTTP to a loopback receiver that answers at
 # once (Tests/TelemetryTests/otlp_receiver.py --sink), sampling 10 % and 100 %, interleaved with plain rows.
+# LIMITS=1 adds rows for this build with a config file whose limits: entry covers the drained class (concurrency
+# 100000, one key: every job is judged, holds a slot and gives it up, but the limit is never reached), interleaved
+# with plain rows: the cost of a limit that is configured but not reached.
 # WAIT_REPLICAS=1 adds rows for this build with CONVEYOR_REDIS_WAIT_REPLICAS=1 against a replica of the bench Redis
 # (started on the next port), interleaved with plain rows of the same concurrency: the cost of waiting for a replica.
 set -euo pipefail
@@ -36,6 +39,10 @@ fi
 declare -A best
 if [ "${TLS:-0}" = 1 ]; then BUILDS+=("tls:$BIN"); fi
 if [ "${WAIT_REPLICAS:-0}" -gt 0 ]; then BUILDS+=("wait:$BIN"); fi
+if [ "${LIMITS:-0}" = 1 ]; then
+  BUILDS+=("limit:$BIN")
+  printf 'limits:\n  bench:\n    classes: [noop]\n    concurrency: 100000\n' > .run/bench-limits.yml
+fi
 if [ "${TRACING:-0}" = 1 ]; then
   BUILDS+=("trace10:$BIN" "trace100:$BIN")
   exec {RECEIVER_IN}> >(exec python3 -u Tests/TelemetryTests/otlp_receiver.py --sink > .run/bench-otlp.port)
@@ -98,6 +105,8 @@ for c in $CONVEYOR_CONCURRENCY; do
         ratio=$([ "$label" = trace10 ] && echo 0.1 || echo 1)
         OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=$ratio \
           "$bin" worker --queues default -c "$c" --log-level warning &
+      elif [ "$label" = limit ]; then
+        "$bin" worker --config .run/bench-limits.yml --queues default -c "$c" --log-level warning &
       elif [ "$label" = tls ]; then
         REDIS_URL="rediss://127.0.0.1:$((PORT + 2))/0" CONVEYOR_REDIS_CA_FILE="$PWD/.run/bench-tls/ca.crt" \
           "$bin" worker --queues default -c "$c" --log-level warning &
@@ -113,6 +122,7 @@ for c in $CONVEYOR_CONCURRENCY; do
         this) name="Conveyor (reliable fetch)" ;;
         wait) name="Conveyor, WAIT $WAIT_REPLICAS after each ack batch" ;;
         tls) name="Conveyor over TLS" ;;
+        limit) name="Conveyor, a limit on the class, never reached" ;;
         trace10) name="Conveyor, tracing 10 % of jobs" ;;
         trace100) name="Conveyor, tracing every job" ;;
         *) name="Conveyor @$label" ;;
@@ -174,6 +184,12 @@ ratio=$(python3 -c "print(round($conveyor_best / $sidekiq_best, 1))")
     echo
     for c in $CONVEYOR_CONCURRENCY; do
       echo "Tracing against none at concurrency $c (best of $ROUNDS): 10 % sampled $(python3 -c "print(round(100 * ${best[trace10:$c]} / ${best[this:$c]}))") %, every job $(python3 -c "print(round(100 * ${best[trace100:$c]} / ${best[this:$c]}))") %."
+    done
+  fi
+  if [ "${LIMITS:-0}" = 1 ]; then
+    echo
+    for c in $CONVEYOR_CONCURRENCY; do
+      echo "A limit configured but never reached against none at concurrency $c (best of $ROUNDS): $(python3 -c "print(round(100 * ${best[limit:$c]} / ${best[this:$c]}))") %."
     done
   fi
   if [ "${WAIT_REPLICAS:-0}" -gt 0 ]; then

@@ -83,20 +83,32 @@ public struct FlowLimitScripts: Sendable {
     }
 
     /// Gives `lease`'s slot up; when its key has a job waiting on `queue` and room to start it, that job goes back to
-    /// the right of the queue (the next taken, and a waiting worker wakes for it).
-    public func releaseCommand(_ lease: Lease, queue: String, queueKey: String) -> RedisCommand {
-        var arguments: [any RedisArgument] = ["EVAL", Self.release, 1, queueKey]
-        arguments += header
-        arguments += [lease.limit, lease.key, lease.member, queue] as [any RedisArgument]
+    /// the right of the queue (the next taken, and a waiting worker wakes for it). `sha` (the release script's SHA-1,
+    /// from `SCRIPT LOAD`) makes it an `EVALSHA`: a few hundred bytes per job in the acknowledger's transaction.
+    public func releaseCommand(_ lease: Lease, queue: String, queueKey: String, sha: String? = nil) -> RedisCommand {
+        let limit = limits.first { $0.name == lease.limit }
+        var arguments: [any RedisArgument] = sha.map { ["EVALSHA", $0, 1, queueKey] } ?? ["EVAL", Self.release, 1, queueKey]
+        arguments += [
+            prefix, lease.limit, lease.key, lease.member, queue, limit?.concurrency ?? 0, limit?.rate?.starts ?? 0,
+            limit?.rate?.windowMilliseconds ?? 0,
+        ] as [any RedisArgument]
         return RedisCommand(arguments)
     }
 
     /// The release that goes with `move`, when its job holds a slot and the move takes it out of flight (every target
     /// but `replace`, which rewrites it in place).
-    func release(for move: JobTransitions.Move, keys: QueueKeys) -> RedisCommand? {
+    func release(for move: JobTransitions.Move, keys: QueueKeys, sha: String? = nil) -> RedisCommand? {
         guard let lease = Lease(move.receipt.lease) else { return nil }
         if case .replace = move.target { return nil }
-        return releaseCommand(lease, queue: move.receipt.queue, queueKey: keys.queue(move.receipt.queue))
+        return releaseCommand(lease, queue: move.receipt.queue, queueKey: keys.queue(move.receipt.queue), sha: sha)
+    }
+
+    /// `command` (an `EVALSHA` of the release script) as an `EVAL`: what is sent again when Redis lost its scripts.
+    static func unhashed(_ command: RedisCommand) -> RedisCommand {
+        var arguments = command.arguments
+        arguments[0] = "EVAL"
+        arguments[1] = release
+        return RedisCommand(arguments)
     }
 
     /// Renews the leases of the jobs this process runs (the slots it still holds).
@@ -343,18 +355,32 @@ public struct FlowLimitScripts: Sendable {
         return {2}
         """
 
-    static let release = prelude + """
-        local name, key, member, qname = ARGV[R], ARGV[R + 1], ARGV[R + 2], ARGV[R + 3]
-        redis.call('ZREM', LP .. name .. ':run:' .. key, member)
+    /// KEYS queue. ARGV prefix, limit, key, member, queue name, concurrency, rate starts, rate window (ms): on its own
+    /// (no rules to parse), as it runs once per limited job in the acknowledger's transaction.
+    public static let release = """
+        local LP, name, key, member, qname = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+        local conc, rmax, rwin = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+        local run = LP .. name .. ':run:' .. key
+        redis.call('ZREM', run, member)
         redis.call('ZREM', LP .. name .. ':running', key .. '\\n' .. member)
-        local rule = byName[name]
-        if not rule then return 0 end
-        local line = line_of(name, key, qname)
-        if redis.call('LLEN', line) == 0 or not open(rule, key) then return 0 end
-        local raw = redis.call('RPOP', line)
-        redis.call('RPUSH', KEYS[1], raw)
+        if conc == 0 then return 0 end
+        local line = LP .. name .. ':wait:' .. key .. ':q:' .. qname
+        if redis.call('LLEN', line) == 0 then return 0 end
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        redis.call('ZREMRANGEBYSCORE', run, '-inf', now)
+        if redis.call('ZCARD', run) >= conc then return 0 end
+        if rmax > 0 then
+          local st = LP .. name .. ':starts:' .. key
+          redis.call('ZREMRANGEBYSCORE', st, '-inf', now - rwin)
+          if redis.call('ZCARD', st) >= rmax then return 0 end
+        end
+        redis.call('RPUSH', KEYS[1], redis.call('RPOP', line))
         redis.call('HINCRBY', LP .. name, 'waiting', -1)
-        line_emptied(name, key, qname)
+        if redis.call('LLEN', line) == 0 then
+          redis.call('LREM', LP .. 'rotation:' .. qname, 1, name .. '\\n' .. key)
+          redis.call('SREM', LP .. name .. ':keys', key .. '\\n' .. qname)
+        end
         return 1
         """
 

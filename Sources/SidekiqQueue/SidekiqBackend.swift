@@ -223,6 +223,19 @@ public final class SidekiqBackend: QueueBackend {
         return jobs
     }
 
+    /// The limits' release script's SHA-1, loaded on the acknowledger's connection at its first use (and again after
+    /// Redis answered `NOSCRIPT`).
+    private let releaseLoaded = Mutex<String?>(nil)
+
+    private func releaseSHA() async throws -> String {
+        if let sha = releaseLoaded.withLock({ $0 }) { return sha }
+        let sha = try await ackRedis.run { connection in
+            try connection.command("SCRIPT", "LOAD", FlowLimitScripts.release).check().text ?? ""
+        }
+        releaseLoaded.withLock { $0 = sha }
+        return sha
+    }
+
     /// Fetch calls per `fetch` at most while lines are being filled (each moves `FlowLimitScripts.scanBudget` jobs).
     static let fetchRounds = 20
 
@@ -313,11 +326,12 @@ public final class SidekiqBackend: QueueBackend {
     public func complete(_ moves: [JobTransitions.Move], batch sequence: UInt64, resent: Bool) async throws -> Bool {
         let me = identity
         let now = JobTime.now()
+        let sha = flow != nil && moves.contains { !$0.receipt.lease.isEmpty } ? try await releaseSHA() : nil
         let batches = grouped(moves).map { group in
             (marker: group.slot.acknowledged(me), count: group.moves.count,
              commands: SidekiqCommands.batchCommands(
                 keys: group.slot, source: group.slot.inflight(me), journal: group.slot.outcomes(me), marker: group.slot.acknowledged(me),
-                sequence: sequence, moves: group.moves, now: now, limits: deadSet, uniqueLocks: keys, flow: flow))
+                sequence: sequence, moves: group.moves, now: now, limits: deadSet, uniqueLocks: keys, flow: flow, releaseSHA: sha))
         }
         letGo(moves)
         let wait = replicas
@@ -348,6 +362,15 @@ public final class SidekiqBackend: QueueBackend {
                         shortfall.failed(ReplicaShortfall(reached: reached, wanted: wait.replicas), logger: logger)
                     } else {
                         shortfall.succeeded(logger: logger)
+                    }
+                }
+                if let sha {
+                    // Redis lost the release script (restarted, SCRIPT FLUSH): the transaction applied without those
+                    // releases; they are sent again whole.
+                    let again = SidekiqCommands.unloadedReleases(Array(commands[span.range]), replies: Array(replies[span.range]), sha: sha)
+                    if !again.isEmpty {
+                        self.releaseLoaded.withLock { $0 = nil }
+                        for reply in try connection.pipeline(again) { try reply.check() }
                     }
                 }
                 do throws(RedisError) {

@@ -80,7 +80,7 @@ public enum SidekiqCommands {
     /// The journal entries go to field `a<sequence>` (`ackJournalField`).
     static func batchCommands(
         keys: SlotKeys, source: String, journal: String, marker: String, sequence: UInt64, moves: [Move], now: Double,
-        limits: DeadSetLimits, uniqueLocks: QueueKeys? = nil, flow: FlowLimitScripts? = nil
+        limits: DeadSetLimits, uniqueLocks: QueueKeys? = nil, flow: FlowLimitScripts? = nil, releaseSHA: String? = nil
     ) -> [RedisCommand] {
         var commands: [RedisCommand] = [RedisCommand("MULTI")]
         commands.reserveCapacity(moves.count + 10)
@@ -94,7 +94,7 @@ public enum SidekiqCommands {
                 commands.append(command)
             }
             // A limited job's slot, given up in the same transaction as the move that takes it out of flight.
-            if let flow, let uniqueLocks, let release = flow.release(for: move, keys: uniqueLocks) { commands.append(release) }
+            if let flow, let uniqueLocks, let release = flow.release(for: move, keys: uniqueLocks, sha: releaseSHA) { commands.append(release) }
             switch move.counts {
             case .none: break
             case .processed: processed += 1
@@ -126,6 +126,20 @@ public enum SidekiqCommands {
         guard let results = try replies.last?.check().array, results.count >= count else {
             throw .server("EXEC answered \(String(describing: replies.last)) for a batch of \(count) completions")
         }
+    }
+
+    /// The limits' releases of a `batchCommands` transaction that Redis answered `NOSCRIPT` (it lost its scripts),
+    /// as `EVAL`s to send again. `commands` and `replies` are the transaction's, `MULTI` to `EXEC`.
+    static func unloadedReleases(_ commands: [RedisCommand], replies: [RedisReply], sha: String) -> [RedisCommand] {
+        guard let results = replies.last?.array else { return [] }
+        var again: [RedisCommand] = []
+        for (i, result) in results.enumerated() where i + 1 < commands.count - 1 {
+            guard case .error(let message) = result, message.hasPrefix("NOSCRIPT") else { continue }
+            let command = commands[i + 1]
+            guard command.arguments.count > 1, (command.arguments[1] as? String) == sha else { continue }
+            again.append(FlowLimitScripts.unhashed(command))
+        }
+        return again
     }
 
     /// Sidekiq keeps its per-day counters for five years.

@@ -128,6 +128,13 @@ public final class Summarizer: Sendable {
                 breaker.record(permit, .ignored)
                 break
             }
+            // Another process's 429 or 529 with Retry-After: the provider is not called here either until it ends.
+            if let cache, let left = try? await cache.cooldown(provider.name) {
+                breaker.record(permit, .ignored)
+                breaker.coolDown(for: left)
+                metrics.call(provider.name, .notPermitted)
+                continue
+            }
             // One client span per provider call (OpenTelemetry's GenAI conventions), with the breaker's state.
             let attempt = await Traced.span(
                 "chat \(provider.model)",
@@ -142,7 +149,8 @@ public final class Summarizer: Sendable {
                 case .accepted(let reply, _):
                     span.attributes["gen_ai.usage.input_tokens"] = reply.inputTokens
                     span.attributes["gen_ai.usage.output_tokens"] = reply.outputTokens
-                case .failure(let why), .authFailure(let why), .badRequest(let why), .rejectedOutput(let why), .rateLimited(_, let why):
+                case .failure(let why), .authFailure(let why), .badRequest(let why), .rejectedOutput(let why), .rateLimited(_, let why),
+                    .overloaded(_, let why):
                     span.attributes["error.type"] = "\(attempt.kind.label)"
                     span.setStatus(SpanStatus(code: .error, message: why))
                 }
@@ -163,8 +171,16 @@ public final class Summarizer: Sendable {
             case .rateLimited(let wait, let why):
                 breaker.record(permit, .ignored)
                 breaker.coolDown(for: wait)
+                await shareCooldown(provider.name, wait, logger: logger)
                 metrics.call(provider.name, .rateLimited, seconds: attempt.seconds)
                 logger.warning("llm.summarize post \(request.postID): \(provider.name) rate-limited, cooling down \(wait): \(why)")
+            case .overloaded(let wait, let why):
+                // A 529 (or 503) that says when to come back: a failure for the breaker, and no call until then.
+                breaker.record(permit, .failure)
+                breaker.coolDown(for: wait)
+                await shareCooldown(provider.name, wait, logger: logger)
+                metrics.call(provider.name, .failure, seconds: attempt.seconds)
+                logger.warning("llm.summarize post \(request.postID): \(provider.name) overloaded, cooling down \(wait): \(why)")
             case .authFailure(let why):
                 breaker.record(permit, .ignored)
                 breaker.forceOpen()
@@ -185,6 +201,14 @@ public final class Summarizer: Sendable {
         return .success(extractive(request, degraded: true))
     }
 
+    /// Writes a provider's cooldown where every process sees it (when there is a cache: the shared Redis).
+    private func shareCooldown(_ provider: String, _ wait: Duration, logger: Logger) async {
+        guard let cache else { return }
+        do { try await cache.coolDown(provider, for: wait) } catch {
+            logger.warning("llm.summarize: could not share \(provider)'s cooldown: \(error)")
+        }
+    }
+
     private func extractive(_ request: SummaryRequest, degraded: Bool) -> SummaryResult {
         let text = ExtractiveSummarizer.summarize(title: request.title, body: request.body, comments: request.comments, maxWords: request.maxWords)
         return SummaryResult(postID: request.postID, summary: text, provider: "extractive", model: "extractive-v1", cached: false, degraded: degraded)
@@ -195,6 +219,7 @@ public final class Summarizer: Sendable {
             case accepted(LLMProvider.Reply, String)
             case failure(String)
             case rateLimited(Duration, String)
+            case overloaded(Duration, String)
             case authFailure(String)
             case badRequest(String)
             case rejectedOutput(String)
@@ -205,6 +230,7 @@ public final class Summarizer: Sendable {
                 case .accepted: "accepted"
                 case .failure: "provider_failure"
                 case .rateLimited: "rate_limited"
+                case .overloaded: "overloaded"
                 case .authFailure: "auth_failure"
                 case .badRequest: "bad_request"
                 case .rejectedOutput: "rejected_output"
@@ -265,6 +291,8 @@ public final class Summarizer: Sendable {
             return .authFailure(detail)
         case 400, 413, 422:
             return .badRequest(detail)
+        case 503 where response.retryAfter != nil, 529 where response.retryAfter != nil:
+            return .overloaded(min(response.retryAfter ?? configuration.defaultRetryAfter, SummariesConfiguration.maxRetryAfter), detail)
         default:
             // 5xx, 529 overloaded, 408, 409 and anything unexpected: the provider's health.
             return .failure(detail)

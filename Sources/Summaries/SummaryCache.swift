@@ -82,6 +82,24 @@ public final class SummaryCache: Sendable {
         _ = try await redis.run { try $0.command("EVAL", script, 1, key, token).check() }
     }
 
+    /// The key a provider's shared cooldown lives in while it lasts: every process that calls the provider reads it.
+    func cooldownKey(_ provider: String) -> String { keys.conveyor("llm:cooldown:" + provider) }
+
+    /// What is left of `provider`'s shared cooldown (a 429's or 529's `Retry-After`, written by any process); nil when none.
+    func cooldown(_ provider: String) async throws -> Duration? {
+        let key = cooldownKey(provider)
+        let ms = try await redis.run { try $0.command("PTTL", key).check() }.int ?? -2
+        return ms > 0 ? .milliseconds(ms) : nil
+    }
+
+    /// Cools `provider` down for every process until `wait` from now; a longer cooldown already set stays.
+    func coolDown(_ provider: String, for wait: Duration) async throws {
+        let key = cooldownKey(provider)
+        let ms = max(1, Int(wait.components.seconds) * 1000 + Int(wait.components.attoseconds / 1_000_000_000_000_000))
+        let script = "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end return 0"
+        _ = try await redis.run { try $0.command("EVAL", script, 1, key, ms).check() }
+    }
+
     func isLocked(_ hash: String) async throws -> Bool {
         let key = lockKey(hash)
         return try await redis.run { try $0.command("EXISTS", key).check() }.int == 1

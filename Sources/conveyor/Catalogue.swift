@@ -162,7 +162,13 @@ enum Catalogue {
             ##       class: email.send
             ##       args: {template: digest, to: ops@example.net}
             ##       catch_up: latest
-            ## The block limits: is reserved for a feature to come.
+            ## Per-key concurrency and rate limits go in a limits: block (docs/jobs.md#limits), for example:
+            ##   limits:
+            ##     per-tenant:
+            ##       classes: [media.ingest, image.thumbnail]
+            ##       key: args.tenant
+            ##       concurrency: 2
+            ##       rate: 30/1m
 
             """
         for group in groups {

@@ -212,6 +212,37 @@ struct FlowLimitTests {
         second.stop()
     }
 
+    /// Redis loses its scripts (`SCRIPT FLUSH`, as after a restart) while a worker runs limited jobs: the slots are still
+    /// given up with each ack (the release is sent again as an `EVAL`), so a one-slot key keeps moving and ends free.
+    @Test func slotsAreGivenUpAfterRedisLostItsScripts() throws {
+        let namespace = TestEnv.unique("limits-noscript")
+        let keys = QueueKeys(namespace: namespace)
+        let config = try Self.configFile("  one:\n    classes: [sleep]\n    concurrency: 1\n")
+        defer { try? FileManager.default.removeItem(atPath: config) }
+        let prefix = "nos" + namespace.suffix(8)
+        let r = try TestEnv.redis()
+        let worker = try WorkerProcess(namespace: namespace, arguments: ["--config", config, "--queues", "default", "-c", "4"])
+        try worker.waitUntilServing()
+        let db = try PostgresConnection(url: TestEnv.databaseURL!)
+        try Self.push([Self.sleepJob(jid: "\(prefix)-0", tenant: nil, ms: 10)], keys: keys, on: r)
+        _ = try Self.waitForRows(db, prefix: "\(prefix)-0", count: 1, timeout: 20, workers: [worker])
+        try r.command(RedisCommand("SCRIPT", "FLUSH")).check()
+        try Self.push((1...5).map { Self.sleepJob(jid: "\(prefix)-\($0)", tenant: nil, ms: 200) }, keys: keys, on: r)
+        // With a slot lost to a release that did not run, the next job would wait for the 60 s lease.
+        let rows = try Self.waitForRows(db, prefix: prefix, count: 6, timeout: 20, workers: [worker])
+        #expect(rows.allSatisfy { $0.status == "succeeded" })
+        #expect(Self.maximumOverlap(rows) == 1)
+        var held = -1
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            held = try r.command(RedisCommand("ZCARD", keys.conveyor("limit:one:run:"))).check().int ?? -1
+            if held == 0 { break }
+            usleep(50_000)
+        }
+        #expect(held == 0, "slots still held after every job finished")
+        worker.stop()
+    }
+
     /// `conveyor config` refuses what a worker would refuse in `limits:`, naming the file and line (exit 64).
     @Test func badLimitsAreUsageErrors() throws {
         let bad: [(String, String)] = [

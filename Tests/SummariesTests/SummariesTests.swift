@@ -288,6 +288,33 @@ struct CacheTests {
         return SummaryCache(redis: redis, keys: QueueKeys(namespace: "test-llm-\(namespace)-\(UInt32.random(in: 0...UInt32.max))"))
     }
 
+    /// A 429 with `Retry-After: 2` seen by one process keeps every process off the provider for 2 s: a second
+    /// summarizer (another worker, no cooldown of its own) on the same Redis does not call it and spends no attempt
+    /// (the fallback answers); once the shared cooldown has run out it calls the provider again.
+    @Test(arguments: ["429", "529"]) func aRetryAfterIsSharedByEveryProcess(_ status: String) async throws {
+        let server = try FakeLLMServer()
+        try server.fault("openai", status, count: 1, retryAfter: "2")
+        let shared = try cache("cooldown-\(status)")
+        let one = try summarizer(env(server), cache: shared)
+        let other = try summarizer(env(server), cache: shared)
+        let hit = ContinuousClock.now
+        let first = try await one.summarize(post(650), deadline: deadline(), jid: "cd0", logger: logger)
+        #expect(first.provider == "anthropic" && !first.degraded)
+        let left = try #require(try await shared.cooldown("openai"), "no shared cooldown after the \(status)")
+        #expect(left > .milliseconds(500) && left <= .seconds(2))
+        let second = try await other.summarize(post(651), deadline: deadline(), jid: "cd1", logger: logger)
+        #expect(second.provider == "anthropic", "the other process called the cooling provider")
+        #expect(try server.stats().openai == 1)
+        #expect(other.breaker("openai")?.snapshot.coolingDownFor ?? .zero > .zero, "the shared cooldown did not reach the breaker")
+        // Waits on the cooldown's own expiry in Redis, then the provider is called again.
+        while try await shared.cooldown("openai") != nil { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(ContinuousClock.now - hit >= .milliseconds(1500))
+        let fresh = try summarizer(env(server), cache: shared)
+        let third = try await fresh.summarize(post(652), deadline: deadline(), jid: "cd2", logger: logger)
+        #expect(third.provider == "openai")
+        #expect(try server.stats().openai == 2)
+    }
+
     @Test func secondJobForTheSamePostIsACacheHit() async throws {
         let server = try FakeLLMServer()
         let s = try summarizer(env(server), cache: try cache("hit"))

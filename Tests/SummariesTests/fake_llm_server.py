@@ -171,7 +171,7 @@ class Handler(BaseHTTPRequestHandler):
         kinds = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                  429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
         headers = {}
-        if status == 429 and retry_after is not None:
+        if status in (429, 503, 529) and retry_after is not None:
             if str(retry_after).startswith("ms:"):
                 headers["Retry-After-Ms"] = str(retry_after)[3:]
             else:
