@@ -25,8 +25,13 @@ public final class FlowLimitGauges: Service {
     public var stats: [FlowLimitScripts.Stat] { last.withLock { $0 } }
 
     public func run() async throws {
+        var published = false
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
+                if !published {
+                    try await backend.publishLimits()
+                    published = true
+                }
                 let read = try await backend.limitStats()
                 last.withLock { $0 = read }
                 outage.succeeded(logger: logger)

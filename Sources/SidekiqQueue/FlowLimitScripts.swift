@@ -124,6 +124,43 @@ public struct FlowLimitScripts: Sendable {
         RedisCommand(["EVAL", Self.stats, 0] + header)
     }
 
+    /// HASH of the limits workers run with (name -> its definition as JSON), written by each worker at start: what
+    /// `conveyor stats` and the dashboard read without the config file.
+    public static func definitionsKey(_ keys: QueueKeys) -> String { keys.conveyor("limit:defined") }
+
+    /// A limit's definition as `definitionsKey` holds it.
+    public static func definition(_ limit: FlowLimit) -> JSONValue {
+        var o = JSONObject()
+        o["classes"] = .array(limit.classes.map { .string($0) })
+        o["key"] = limit.keyText.map { .string($0) } ?? .null
+        o["concurrency"] = limit.concurrency.map { JSONValue($0) } ?? .null
+        o["rate"] = limit.rate.map { .string("\($0.starts)/\($0.windowMilliseconds / 1000)s") } ?? .null
+        o["lease_s"] = JSONValue(limit.leaseMilliseconds / 1000)
+        return .object(o)
+    }
+
+    /// `HSET` of every limit's definition.
+    public func publishCommand(_ keys: QueueKeys) -> RedisCommand? {
+        guard !limits.isEmpty else { return nil }
+        var arguments: [any RedisArgument] = ["HSET", Self.definitionsKey(keys)]
+        for limit in limits { arguments += [limit.name, Self.definition(limit).text] as [any RedisArgument] }
+        return RedisCommand(arguments)
+    }
+
+    /// The gauges of the limits named (as `definitionsKey` lists them), for readers without the rules; it only reads.
+    public static func statsCommand(names: [String], keys: QueueKeys) -> RedisCommand {
+        RedisCommand(["EVAL", statsByName, 0, keys.conveyor("limit:")] + names.map { $0 as any RedisArgument })
+    }
+
+    public static func stats(_ reply: RedisReply, names: [String]) throws(RedisError) -> [Stat] {
+        let items = try reply.check().array ?? []
+        return names.enumerated().compactMap { i, name in
+            3 * i + 2 < items.count
+                ? Stat(limit: name, running: items[3 * i].int ?? 0, waiting: max(0, items[3 * i + 1].int ?? 0), keysWaiting: items[3 * i + 2].int ?? 0)
+                : nil
+        }
+    }
+
     public struct Stat: Sendable, Equatable {
         public var limit: String
         public var running: Int
@@ -398,6 +435,19 @@ public struct FlowLimitScripts: Sendable {
         return 0
         """
 
+    static let statsByName = """
+        local LP = ARGV[1]
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local out = {}
+        for i = 2, #ARGV do
+          out[#out + 1] = redis.call('ZCOUNT', LP .. ARGV[i] .. ':running', '(' .. now, '+inf')
+          out[#out + 1] = tonumber(redis.call('HGET', LP .. ARGV[i], 'waiting') or '0')
+          out[#out + 1] = redis.call('SCARD', LP .. ARGV[i] .. ':keys')
+        end
+        return out
+        """
+
     static let stats = prelude + """
         local out = {}
         for r = 1, nr do
@@ -410,4 +460,37 @@ public struct FlowLimitScripts: Sendable {
         end
         return out
         """
+}
+
+/// The limits the workers declared (`FlowLimitScripts.definitionsKey`) with their gauges, for `conveyor stats` and
+/// the dashboard: at most `maximumShown`, by name.
+public struct FlowLimitReport: Sendable {
+    public struct Entry: Sendable {
+        public var name: String
+        public var definition: JSONValue
+        public var stat: FlowLimitScripts.Stat
+    }
+
+    public var entries: [Entry]
+    public static let maximumShown = 200
+
+    public static func read(_ connection: RedisConnection, keys: QueueKeys) throws -> FlowLimitReport {
+        let key = FlowLimitScripts.definitionsKey(keys)
+        let count = try connection.command("HLEN", key).check().int ?? 0
+        guard count > 0 else { return FlowLimitReport(entries: []) }
+        var pairs: [(String, JSONValue)] = []
+        let flat = try connection.command("HSCAN", key, 0, "COUNT", maximumShown).check().array ?? []
+        let items = flat.count == 2 ? (flat[1].array ?? []) : []
+        var i = 0
+        while i + 1 < items.count, pairs.count < maximumShown {
+            if let name = items[i].text, FlowLimit.isValidName(name) {
+                pairs.append((name, (items[i + 1].bytes.flatMap { try? JSONValue(parsing: $0) }) ?? .null))
+            }
+            i += 2
+        }
+        pairs.sort { $0.0 < $1.0 }
+        let names = pairs.map(\.0)
+        let stats = try FlowLimitScripts.stats(connection.command(FlowLimitScripts.statsCommand(names: names, keys: keys)), names: names)
+        return FlowLimitReport(entries: zip(pairs, stats).map { Entry(name: $0.0, definition: $0.1, stat: $1) })
+    }
 }

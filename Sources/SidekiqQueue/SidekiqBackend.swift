@@ -253,6 +253,12 @@ public final class SidekiqBackend: QueueBackend {
         if !leases.isEmpty { held.withLock { $0.subtract(leases) } }
     }
 
+    /// Writes the limits' definitions where `conveyor stats` and the dashboard read them.
+    public func publishLimits() async throws {
+        guard let command = flow?.publishCommand(keys) else { return }
+        _ = try await housekeepingRedis.run { connection in try connection.command(command).check() }
+    }
+
     /// Per limit: slots held, jobs waiting in lines, keys waiting (empty without `limits:`).
     public func limitStats() async throws -> [FlowLimitScripts.Stat] {
         guard let flow else { return [] }

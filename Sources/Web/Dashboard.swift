@@ -203,6 +203,7 @@ public final class Dashboard: Sendable {
         case ("queues", 2): return try await queue(s[1], request, v)
         case ("busy", 1): return try await busy(v)
         case ("schedules", 1): return try await schedules(v)
+        case ("limits", 1): return try await limitsPage(v)
         case ("bullmq", 1): return try await bullmqQueues(v)
         case ("bullmq", 2): return try await bullmqQueue(s[1], request, v)
         case (let set?, 1) where JobSetName(page: set) != nil: return try await setPage(JobSetName(page: set)!, request, v)
@@ -230,7 +231,7 @@ public final class Dashboard: Sendable {
         let content = library.render(context, withTemplate: template) ?? ""
         var links: [(String, String, Int?)] = [
             ("/", "Overview", nil), ("/queues", "Queues", nil), ("/busy", "Busy", counts?.busy), ("/scheduled", "Scheduled", counts?.scheduled),
-            ("/retry", "Retries", counts?.retry), ("/dead", "Dead", counts?.dead), ("/schedules", "Schedules", nil), ("/lookup", "Look up", nil), ("/actions", "Actions", nil),
+            ("/retry", "Retries", counts?.retry), ("/dead", "Dead", counts?.dead), ("/schedules", "Schedules", nil), ("/limits", "Limits", nil), ("/lookup", "Look up", nil), ("/actions", "Actions", nil),
         ]
         if bullmq != nil { links.insert(("/bullmq", "BullMQ", nil), at: 2) }
         let nav: [[String: Any]] = links.map { href, label, count in

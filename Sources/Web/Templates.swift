@@ -4,7 +4,7 @@ enum Templates {
     static let all: [String: String] = [
         "layout": layout, "overview": overview, "queues": queues, "queue": queue, "busy": busy, "set": set, "job": job,
         "lookup": lookup, "confirm": confirm, "actions": actions, "message": message, "schedules": schedules,
-        "bullmqQueues": bullmqQueues, "bullmqQueue": bullmqQueue,
+        "bullmqQueues": bullmqQueues, "bullmqQueue": bullmqQueue, "limits": limits,
     ]
 
     static let layout = """
@@ -231,6 +231,19 @@ enum Templates {
         {{^schedules}}<tr><td colspan="10" class="muted">No schedules. Declare them under <code>schedules:</code> in the workers' config file.</td></tr>{{/schedules}}
         </tbody></table></div>
         {{#more}}<p class="muted">Only the first 500 schedules are shown; <code>conveyor schedules list --json</code> lists all.</p>{{/more}}
+        """
+
+    static let limits = """
+        <h1>Limits <span class="badge">{{count}}</span></h1>
+        <p class="muted">Per-key concurrency and rate limits from the workers' config file (<code>limits:</code>), checked where jobs are fetched. A job over its key's limit waits in its key's line, not in its queue: <em>Waiting</em> is not in the queues' sizes.</p>
+        {{#cluster}}<p class="flash error">Limits are not supported on a Redis Cluster.</p>{{/cluster}}
+        <div class="scroll"><table class="cards">
+        <thead><tr><th>Name</th><th>Classes</th><th>Key</th><th class="num">Concurrency</th><th>Rate</th><th class="num">Running</th><th class="num">Waiting</th><th class="num">Keys waiting</th></tr></thead>
+        <tbody>
+        {{#limits}}<tr><td class="mono">{{name}}</td><td data-label="Classes">{{classes}}</td><td class="mono" data-label="Key">{{key}}</td><td class="num" data-label="Concurrency">{{concurrency}}</td><td data-label="Rate">{{rate}}</td>
+        <td class="num" data-label="Running">{{running}}</td><td class="num" data-label="Waiting">{{#waiting}}<span class="tag warn">{{waiting}}</span>{{/waiting}}{{^waiting}}0{{/waiting}}</td><td class="num" data-label="Keys waiting">{{keysWaiting}}</td></tr>{{/limits}}
+        {{^limits}}<tr><td colspan="8" class="muted">No limits. Declare them under <code>limits:</code> in the workers' config file (docs/jobs.md).</td></tr>{{/limits}}
+        </tbody></table></div>
         """
 
     static let bullmqQueues = """

@@ -2,6 +2,7 @@ import ArgumentParser
 import ConveyorCore
 import Foundation
 import Operations
+import SidekiqQueue
 
 /// `conveyor stats`: what Redis holds now.
 struct StatsCommand: ParsableCommand {
@@ -18,12 +19,19 @@ struct StatsCommand: ParsableCommand {
         let connection = redis.connect()
         let s = SetCommands.run { try QueueSnapshot.read(connection, keys: keys) }
         let locks = SetCommands.run { try UniqueLockAudit.read(connection, keys: keys) }
+        let limits = SetCommands.run { try FlowLimitReport.read(connection, keys: keys) }
         if json {
             var o = Self.json(s).objectValue ?? JSONObject()
             o["unique_locks"] = .object(JSONObject([
                 ("held", JSONValue(locks.held)), ("stale", JSONValue(locks.stale.count)),
                 ("stale_jids", .array(locks.stale.values.sorted().prefix(100).map { .string($0) })), ("complete", .bool(locks.complete)),
             ]))
+            o["limits"] = .array(limits.entries.map { e in
+                .object(JSONObject([
+                    ("name", .string(e.name)), ("running", JSONValue(e.stat.running)), ("waiting", JSONValue(e.stat.waiting)),
+                    ("keys_waiting", JSONValue(e.stat.keysWaiting)), ("definition", e.definition),
+                ]))
+            })
             print(JSONValue.object(o).text)
             return
         }
@@ -39,12 +47,25 @@ struct StatsCommand: ParsableCommand {
         if !locks.stale.isEmpty { lockLine += " (held by \(locks.stale.values.sorted().prefix(5).joined(separator: ", ")), in no queue, in-flight list or set)" }
         if !locks.complete { lockLine += "  (not all looked at)" }
         print(lockLine)
+        for e in limits.entries {
+            print("limit \(e.name)  running \(e.stat.running)  waiting \(e.stat.waiting)  keys waiting \(e.stat.keysWaiting)  \(Self.describe(e.definition))")
+        }
         print("")
         print("\(s.processes.count) live worker processes, \(s.busy) busy")
         for p in s.processes {
             let beat = p.beat.map { String(format: "%.0fs ago", max(0, s.readAt - $0)) } ?? "?"
             print("  \(p.identity)  busy \(p.busy)/\(p.concurrency.map(String.init) ?? "?")  beat \(beat)\(p.quiet ? "  quiet" : "")")
         }
+    }
+
+    /// `classes sleep,noop  key args.tenant  concurrency 2  rate 30/60s`, from a limit's stored definition.
+    static func describe(_ d: JSONValue) -> String {
+        var parts: [String] = []
+        if case .array(let classes)? = d["classes"] { parts.append("classes " + classes.compactMap(\.stringValue).joined(separator: ",")) }
+        if let key = d["key"]?.stringValue { parts.append("key " + key) }
+        if let n = d["concurrency"]?.intValue { parts.append("concurrency \(n)") }
+        if let rate = d["rate"]?.stringValue { parts.append("rate " + rate) }
+        return String(parts.joined(separator: "  ").unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? " " : Character($0) }.prefix(300))
     }
 
     static func json(_ s: QueueSnapshot) -> JSONValue {

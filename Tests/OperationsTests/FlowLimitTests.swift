@@ -167,6 +167,14 @@ struct FlowLimitTests {
         let waiting = metrics.split(separator: "\n").first { $0.hasPrefix(#"conveyor_limit_waiting{limit="per-tenant"}"#) }
             .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
         #expect(waiting > 9_900 && waiting <= 9_998, "waiting: \(waiting)")
+        // `conveyor stats` reads the limit the worker declared, without the config file.
+        let stats = try TestEnv.conveyor(["stats", "--namespace", namespace])
+        #expect(stats.code == 0, "\(stats.err)")
+        #expect(stats.out.contains("limit per-tenant  running 2  waiting "), "\(stats.out)")
+        #expect(stats.out.contains("keys waiting 1  classes sleep  key args.tenant  concurrency 2"), "\(stats.out)")
+        let json = try JSONValue(parsing: Array(try TestEnv.conveyor(["stats", "--json", "--namespace", namespace]).out.utf8))
+        #expect(json["limits"]?[0]?["name"]?.stringValue == "per-tenant")
+        #expect(json["limits"]?[0]?["running"]?.intValue == 2)
         worker.stop()
     }
 
