@@ -14,8 +14,8 @@ public import Redis
 /// - `<limit>:starts:K` ZSET: starts in the last window (score: ms).
 /// - `<limit>:wait:K:q:<queue>` LIST: jobs waiting for a slot, oldest on the right (as a queue).
 /// - `rotation:<queue>` LIST of `<limit>\nK` with jobs waiting, turned by each fetch.
-/// - `<limit>` HASH `waiting`; `<limit>:running` ZSET of `K\njid`; `<limit>:keys` SET of `K\n<queue>` waiting:
-///   the gauges.
+/// - `<limit>` HASH `waiting`; `<limit>:active` SET of keys that took a slot; `<limit>:keys` SET of `K\n<queue>`
+///   waiting: the gauges.
 ///
 /// A job is judged by its raw bytes first: one with no backslash that names no limited class anywhere is not decoded.
 /// Payloads over `maximumBytes` are not decoded at all (the worker refuses them anyway).
@@ -82,25 +82,24 @@ public struct FlowLimitScripts: Sendable {
         return RedisCommand(arguments)
     }
 
-    /// Gives `lease`'s slot up; when its key has a job waiting on `queue` and room to start it, that job goes back to
-    /// the right of the queue (the next taken, and a waiting worker wakes for it). `sha` (the release script's SHA-1,
-    /// from `SCRIPT LOAD`) makes it an `EVALSHA`: a few hundred bytes per job in the acknowledger's transaction.
-    public func releaseCommand(_ lease: Lease, queue: String, queueKey: String, sha: String? = nil) -> RedisCommand {
-        let limit = limits.first { $0.name == lease.limit }
-        var arguments: [any RedisArgument] = sha.map { ["EVALSHA", $0, 1, queueKey] } ?? ["EVAL", Self.release, 1, queueKey]
-        arguments += [
-            prefix, lease.limit, lease.key, lease.member, queue, limit?.concurrency ?? 0, limit?.rate?.starts ?? 0,
-            limit?.rate?.windowMilliseconds ?? 0,
-        ] as [any RedisArgument]
-        return RedisCommand(arguments)
-    }
-
-    /// The release that goes with `move`, when its job holds a slot and the move takes it out of flight (every target
-    /// but `replace`, which rewrites it in place).
-    func release(for move: JobTransitions.Move, keys: QueueKeys, sha: String? = nil) -> RedisCommand? {
-        guard let lease = Lease(move.receipt.lease) else { return nil }
-        if case .replace = move.target { return nil }
-        return releaseCommand(lease, queue: move.receipt.queue, queueKey: keys.queue(move.receipt.queue), sha: sha)
+    /// Gives the slots of `moves` up (those whose job holds one and that take it out of flight: every target but
+    /// `replace`, which rewrites the job in place), in one script call; for each, when its key has a job waiting on the
+    /// job's queue and room to start it, that job goes back to the right of the queue (the next taken, and a waiting
+    /// worker wakes for it). `sha` (the script's SHA-1, from `SCRIPT LOAD`) makes it an `EVALSHA`. Nil when no move
+    /// holds a slot.
+    func releaseCommand(for moves: [JobTransitions.Move], keys: QueueKeys, sha: String? = nil) -> RedisCommand? {
+        var arguments: [any RedisArgument] = sha.map { ["EVALSHA", $0, 0, prefix] } ?? ["EVAL", Self.release, 0, prefix]
+        let start = arguments.count
+        for move in moves {
+            guard let lease = Lease(move.receipt.lease) else { continue }
+            if case .replace = move.target { continue }
+            let limit = limits.first { $0.name == lease.limit }
+            arguments += [
+                lease.limit, lease.key, lease.member, move.receipt.queue, keys.queue(move.receipt.queue), limit?.concurrency ?? 0,
+                limit?.rate?.starts ?? 0, limit?.rate?.windowMilliseconds ?? 0,
+            ] as [any RedisArgument]
+        }
+        return arguments.count > start ? RedisCommand(arguments) : nil
     }
 
     /// `command` (an `EVALSHA` of the release script) as an `EVAL`: what is sent again when Redis lost its scripts.
@@ -234,35 +233,60 @@ public struct FlowLimitScripts: Sendable {
           end
           return rule, key, member_of(j, raw)
         end
-        local function open(rule, key)
+        -- What one call learnt of each key (slots held, starts in the window), so a key is read once per call.
+        local seen = {}
+        local function state(rule, key)
+          local id = rule.name .. '\\n' .. key
+          local c = seen[id]
+          if c then return c end
+          c = {run = 0, st = 0, first = 0}
           if rule.conc > 0 then
             local run = LP .. rule.name .. ':run:' .. key
             redis.call('ZREMRANGEBYSCORE', run, '-inf', now)
-            if redis.call('ZCARD', run) >= rule.conc then return false, 0 end
+            c.run = redis.call('ZCARD', run)
           end
           if rule.rmax > 0 then
             local st = LP .. rule.name .. ':starts:' .. key
             redis.call('ZREMRANGEBYSCORE', st, '-inf', now - rule.rwin)
-            if redis.call('ZCARD', st) >= rule.rmax then
-              local first = redis.call('ZRANGE', st, 0, 0, 'WITHSCORES')
-              return false, tonumber(first[2]) + rule.rwin
+            c.st = redis.call('ZCARD', st)
+          end
+          seen[id] = c
+          return c
+        end
+        local function open(rule, key)
+          local c = state(rule, key)
+          if rule.conc > 0 and c.run >= rule.conc then return false, 0 end
+          if rule.rmax > 0 and c.st >= rule.rmax then
+            if c.first == 0 then
+              local first = redis.call('ZRANGE', LP .. rule.name .. ':starts:' .. key, 0, 0, 'WITHSCORES')
+              c.first = tonumber(first[2] or now)
             end
+            return false, c.first + rule.rwin
           end
           return true, 0
         end
         local seq = 0
         local function take(rule, key, member)
+          local c = state(rule, key)
           if rule.conc > 0 then
             local run = LP .. rule.name .. ':run:' .. key
             redis.call('ZADD', run, now + rule.lease, member)
-            redis.call('PEXPIRE', run, rule.lease * 2)
-            redis.call('ZADD', LP .. rule.name .. ':running', now + rule.lease, key .. '\\n' .. member)
+            if not c.held then
+              redis.call('PEXPIRE', run, rule.lease * 2)
+              redis.call('SADD', LP .. rule.name .. ':active', key)
+              c.held = true
+            end
+            c.run = c.run + 1
           end
           if rule.rmax > 0 then
             local st = LP .. rule.name .. ':starts:' .. key
             seq = seq + 1
             redis.call('ZADD', st, now, now .. ':' .. seq .. ':' .. member)
-            redis.call('PEXPIRE', st, rule.rwin + 1000)
+            if not c.started then
+              redis.call('PEXPIRE', st, rule.rwin + 1000)
+              c.started = true
+            end
+            c.st = c.st + 1
           end
           return rule.name .. '\\n' .. key .. '\\n' .. member
         end
@@ -392,33 +416,43 @@ public struct FlowLimitScripts: Sendable {
         return {2}
         """
 
-    /// KEYS queue. ARGV prefix, limit, key, member, queue name, concurrency, rate starts, rate window (ms): on its own
-    /// (no rules to parse), as it runs once per limited job in the acknowledger's transaction.
+    /// ARGV: the prefix, then per slot its limit, key, member, queue name, queue key, concurrency, rate starts and rate
+    /// window (ms). On its own (no rules to parse): it runs once per batch in the acknowledger's transaction. Answers
+    /// how many waiting jobs it put back on their queues.
     public static let release = """
-        local LP, name, key, member, qname = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-        local conc, rmax, rwin = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-        local run = LP .. name .. ':run:' .. key
-        redis.call('ZREM', run, member)
-        redis.call('ZREM', LP .. name .. ':running', key .. '\\n' .. member)
-        if conc == 0 then return 0 end
-        local line = LP .. name .. ':wait:' .. key .. ':q:' .. qname
-        if redis.call('LLEN', line) == 0 then return 0 end
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        redis.call('ZREMRANGEBYSCORE', run, '-inf', now)
-        if redis.call('ZCARD', run) >= conc then return 0 end
-        if rmax > 0 then
-          local st = LP .. name .. ':starts:' .. key
-          redis.call('ZREMRANGEBYSCORE', st, '-inf', now - rwin)
-          if redis.call('ZCARD', st) >= rmax then return 0 end
+        local LP = ARGV[1]
+        local now = nil
+        local promoted = 0
+        for i = 2, #ARGV - 7, 8 do
+          local name, key, member, qname, queue = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+          local conc, rmax, rwin = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
+          local run = LP .. name .. ':run:' .. key
+          redis.call('ZREM', run, member)
+          local line = LP .. name .. ':wait:' .. key .. ':q:' .. qname
+          if conc > 0 and redis.call('LLEN', line) > 0 then
+            if not now then
+              local t = redis.call('TIME')
+              now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            end
+            redis.call('ZREMRANGEBYSCORE', run, '-inf', now)
+            local room = redis.call('ZCARD', run) < conc
+            if room and rmax > 0 then
+              local st = LP .. name .. ':starts:' .. key
+              redis.call('ZREMRANGEBYSCORE', st, '-inf', now - rwin)
+              room = redis.call('ZCARD', st) < rmax
+            end
+            if room then
+              redis.call('RPUSH', queue, redis.call('RPOP', line))
+              redis.call('HINCRBY', LP .. name, 'waiting', -1)
+              promoted = promoted + 1
+              if redis.call('LLEN', line) == 0 then
+                redis.call('LREM', LP .. 'rotation:' .. qname, 1, name .. '\\n' .. key)
+                redis.call('SREM', LP .. name .. ':keys', key .. '\\n' .. qname)
+              end
+            end
+          end
         end
-        redis.call('RPUSH', KEYS[1], redis.call('RPOP', line))
-        redis.call('HINCRBY', LP .. name, 'waiting', -1)
-        if redis.call('LLEN', line) == 0 then
-          redis.call('LREM', LP .. 'rotation:' .. qname, 1, name .. '\\n' .. key)
-          redis.call('SREM', LP .. name .. ':keys', key .. '\\n' .. qname)
-        end
-        return 1
+        return promoted
         """
 
     static let renew = prelude + """
@@ -428,33 +462,52 @@ public struct FlowLimitScripts: Sendable {
             local run = LP .. ARGV[i] .. ':run:' .. ARGV[i + 1]
             if redis.call('ZADD', run, 'XX', 'CH', now + rule.lease, ARGV[i + 2]) == 1 then
               redis.call('PEXPIRE', run, rule.lease * 2)
-              redis.call('ZADD', LP .. ARGV[i] .. ':running', 'XX', now + rule.lease, ARGV[i + 1] .. '\\n' .. ARGV[i + 2])
             end
           end
         end
         return 0
         """
 
+    /// Slots held under a limit: the sum over the keys in its `:active` set (at most 1,000 keys looked at: a sample
+    /// beyond). `prune` drops keys that hold none (the worker's gauges do; a reader only reads).
+    static func runningLua(prune: Bool) -> String {
+        """
+        local function running(name)
+          local active = LP .. name .. ':active'
+          local keys
+          if redis.call('SCARD', active) <= 1000 then keys = redis.call('SMEMBERS', active) else keys = redis.call('SRANDMEMBER', active, 1000) end
+          local total = 0
+          for _, key in ipairs(keys) do
+            local n = redis.call('ZCOUNT', LP .. name .. ':run:' .. key, '(' .. now, '+inf')
+            \(prune ? "if n == 0 then redis.call('SREM', active, key) end" : "")
+            total = total + n
+          end
+          return total
+        end
+
+        """
+    }
+
     static let statsByName = """
         local LP = ARGV[1]
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+        """ + runningLua(prune: false) + """
         local out = {}
         for i = 2, #ARGV do
-          out[#out + 1] = redis.call('ZCOUNT', LP .. ARGV[i] .. ':running', '(' .. now, '+inf')
+          out[#out + 1] = running(ARGV[i])
           out[#out + 1] = tonumber(redis.call('HGET', LP .. ARGV[i], 'waiting') or '0')
           out[#out + 1] = redis.call('SCARD', LP .. ARGV[i] .. ':keys')
         end
         return out
         """
 
-    static let stats = prelude + """
+    static let stats = prelude + runningLua(prune: true) + """
         local out = {}
         for r = 1, nr do
           local name = ARGV[5 + (r - 1) * 7]
-          local running = LP .. name .. ':running'
-          redis.call('ZREMRANGEBYSCORE', running, '-inf', now)
-          out[#out + 1] = redis.call('ZCARD', running)
+          out[#out + 1] = running(name)
           out[#out + 1] = tonumber(redis.call('HGET', LP .. name, 'waiting') or '0')
           out[#out + 1] = redis.call('SCARD', LP .. name .. ':keys')
         end

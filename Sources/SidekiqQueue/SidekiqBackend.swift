@@ -422,7 +422,7 @@ public final class SidekiqBackend: QueueBackend {
                 done ? move.uniqueRelease.flatMap { RedisUniqueLocks.releaseCommand($0, keys: keys) } : nil
             }
             // The slots of limited jobs moved out of this process's own list (requeued at shutdown or by reconcile).
-            if let flow { releases += zip(moves, flags).compactMap { move, done in done ? flow.release(for: move, keys: keys) : nil } }
+            if let flow, let release = flow.releaseCommand(for: zip(moves, flags).compactMap { $1 ? $0 : nil }, keys: keys) { releases.append(release) }
             if !releases.isEmpty { for reply in try connection.pipeline(releases) { try reply.check() } }
             return flags
         }

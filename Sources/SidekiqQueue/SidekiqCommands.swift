@@ -93,8 +93,6 @@ public enum SidekiqCommands {
             if let release = move.uniqueRelease, let uniqueLocks, let command = RedisUniqueLocks.releaseCommand(release, keys: uniqueLocks) {
                 commands.append(command)
             }
-            // A limited job's slot, given up in the same transaction as the move that takes it out of flight.
-            if let flow, let uniqueLocks, let release = flow.release(for: move, keys: uniqueLocks, sha: releaseSHA) { commands.append(release) }
             switch move.counts {
             case .none: break
             case .processed: processed += 1
@@ -103,6 +101,8 @@ public enum SidekiqCommands {
             }
             if let entry = move.journal { lines += entry.value }
         }
+        // The limited jobs' slots, given up in the same transaction as the moves that take them out of flight.
+        if let flow, let uniqueLocks, let release = flow.releaseCommand(for: moves, keys: uniqueLocks, sha: releaseSHA) { commands.append(release) }
         if !lines.isEmpty { commands.append(RedisCommand("HSET", journal, JobTransitions.ackJournalField(sequence), lines)) }
         let day = JobTime.day(now)
         if processed > 0 {

@@ -4,6 +4,7 @@ import Operations
 import Postgres
 import Redis
 import SidekiqQueue
+import Synchronization
 import Testing
 
 /// `conveyor enqueue --unique-for` through the real binary: a held key refuses the push naming the holder (exit 5),
@@ -91,6 +92,58 @@ struct UniqueWorkerTests {
         }
         #expect(last.first == "succeeded", "\(last) \(worker.log.suffix(2000))")
         worker.stop()
+    }
+
+    /// Fifty producers push 1,000 unique keys ten times each, concurrently, onto a paused queue; four workers then
+    /// drain it: exactly 1,000 jobs run (one per key) and 9,000 end `skipped` / `DuplicateJob`, each with one row, and
+    /// every key is free afterwards. The holders sleep long enough to outlast the drain of their copies: a copy that
+    /// reached a worker after its holder succeeded would be a new job and run (the key is free then).
+    @Test func fiftyProducersTenCopiesOfAThousandKeysRunOncePerKey() throws {
+        let namespace = TestEnv.unique("uniq-50")
+        let keys = QueueKeys(namespace: namespace)
+        let r = try TestEnv.redis()
+        try r.command("SADD", keys.pausedQueues, "default").check()
+        var workers: [WorkerProcess] = []
+        for _ in 0..<4 { workers.append(try WorkerProcess(namespace: namespace, arguments: ["--queues", "default", "-c", "300"])) }
+        for worker in workers { try worker.waitUntilServing() }
+        let prefix = "u50" + namespace.suffix(8)
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 50) { producer in
+            do {
+                let connection = try TestEnv.redis()
+                for i in 0..<200 {
+                    let n = producer * 200 + i
+                    let key = n % 1_000
+                    let payload = #"{"class":"sleep","args":[{"ms":6000,"k":\#(key)}],"queue":"default","jid":"\#(prefix)-k\#(key)-c\#(n / 1_000)","unique_for":600,"unique_key":"key-\#(key)","enqueued_at":\#(Date().timeIntervalSince1970)}"#
+                    try connection.command("LPUSH", keys.queue("default"), payload).check()
+                }
+            } catch {
+                failures.withLock { $0.append("\(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty)
+        #expect(try r.command("LLEN", keys.queue("default")).check().int == 10_000)
+        try r.pipeline([RedisCommand("SADD", keys.queues, "default"), RedisCommand("SREM", keys.pausedQueues, "default")]).forEach { try $0.check() }
+        let db = try PostgresConnection(url: TestEnv.databaseURL!)
+        var rows: [[String?]] = []
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            rows = try db.query("SELECT jid, status, error_class FROM conveyor.job_results WHERE jid LIKE $1", [prefix + "-%"]).rows
+            if rows.count >= 10_000 || workers.contains(where: { !$0.isRunning }) { break }
+            usleep(200_000)
+        }
+        #expect(rows.count == 10_000, "\(rows.count) rows: \(workers[0].log.suffix(2000))")
+        let ran = rows.filter { $0[1] == "succeeded" }
+        let skipped = rows.filter { $0[1] == "skipped" && $0[2] == "DuplicateJob" }
+        #expect(ran.count == 1_000)
+        #expect(skipped.count == 9_000)
+        // One run per key: the key is in the jid.
+        let keysRun = Set(ran.compactMap { $0[0]?.split(separator: "-").dropLast().last })
+        #expect(keysRun.count == 1_000)
+        let audit = try JSONValue(parsing: try TestEnv.conveyor(["stats", "--json", "--namespace", namespace]).out)["unique_locks"]
+        #expect(audit?["held"]?.intValue == 0, "\(audit?.text ?? "")")
+        #expect(audit?["stale"]?.intValue == 0)
+        for worker in workers { worker.stop() }
     }
 
     /// A unique job's lock goes with its outcome, whoever decides it: an operator deleting the waiting job (the
