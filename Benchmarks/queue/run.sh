@@ -10,7 +10,8 @@
 # once (Tests/TelemetryTests/otlp_receiver.py --sink), sampling 10 % and 100 %, interleaved with plain rows.
 # LIMITS=1 adds rows for this build with a config file whose limits: entry covers the drained class (concurrency
 # 100000, one key: every job is judged, holds a slot and gives it up, but the limit is never reached), interleaved
-# with plain rows: the cost of a limit that is configured but not reached.
+# with plain rows: the cost of a limit that is configured but not reached; and rows with a limit on another class
+# only (the drained jobs are judged by their bytes and never decoded).
 # WAIT_REPLICAS=1 adds rows for this build with CONVEYOR_REDIS_WAIT_REPLICAS=1 against a replica of the bench Redis
 # (started on the next port), interleaved with plain rows of the same concurrency: the cost of waiting for a replica.
 set -euo pipefail
@@ -40,8 +41,9 @@ declare -A best
 if [ "${TLS:-0}" = 1 ]; then BUILDS+=("tls:$BIN"); fi
 if [ "${WAIT_REPLICAS:-0}" -gt 0 ]; then BUILDS+=("wait:$BIN"); fi
 if [ "${LIMITS:-0}" = 1 ]; then
-  BUILDS+=("limit:$BIN")
+  BUILDS+=("limit:$BIN" "limitother:$BIN")
   printf 'limits:\n  bench:\n    classes: [noop]\n    concurrency: 100000\n' > .run/bench-limits.yml
+  printf 'limits:\n  bench:\n    classes: [sleep]\n    key: args.tenant\n    concurrency: 2\n' > .run/bench-limits-other.yml
 fi
 if [ "${TRACING:-0}" = 1 ]; then
   BUILDS+=("trace10:$BIN" "trace100:$BIN")
@@ -107,6 +109,8 @@ for c in $CONVEYOR_CONCURRENCY; do
           "$bin" worker --queues default -c "$c" --log-level warning &
       elif [ "$label" = limit ]; then
         "$bin" worker --config .run/bench-limits.yml --queues default -c "$c" --log-level warning &
+      elif [ "$label" = limitother ]; then
+        "$bin" worker --config .run/bench-limits-other.yml --queues default -c "$c" --log-level warning &
       elif [ "$label" = tls ]; then
         REDIS_URL="rediss://127.0.0.1:$((PORT + 2))/0" CONVEYOR_REDIS_CA_FILE="$PWD/.run/bench-tls/ca.crt" \
           "$bin" worker --queues default -c "$c" --log-level warning &
@@ -123,6 +127,7 @@ for c in $CONVEYOR_CONCURRENCY; do
         wait) name="Conveyor, WAIT $WAIT_REPLICAS after each ack batch" ;;
         tls) name="Conveyor over TLS" ;;
         limit) name="Conveyor, a limit on the class, never reached" ;;
+        limitother) name="Conveyor, a limit on another class" ;;
         trace10) name="Conveyor, tracing 10 % of jobs" ;;
         trace100) name="Conveyor, tracing every job" ;;
         *) name="Conveyor @$label" ;;
@@ -189,7 +194,7 @@ ratio=$(python3 -c "print(round($conveyor_best / $sidekiq_best, 1))")
   if [ "${LIMITS:-0}" = 1 ]; then
     echo
     for c in $CONVEYOR_CONCURRENCY; do
-      echo "A limit configured but never reached against none at concurrency $c (best of $ROUNDS): $(python3 -c "print(round(100 * ${best[limit:$c]} / ${best[this:$c]}))") %."
+      echo "A limit configured but never reached against none at concurrency $c (best of $ROUNDS): on the drained class $(python3 -c "print(round(100 * ${best[limit:$c]} / ${best[this:$c]}))") %, on another class $(python3 -c "print(round(100 * ${best[limitother:$c]} / ${best[this:$c]}))") %."
     done
   fi
   if [ "${WAIT_REPLICAS:-0}" -gt 0 ]; then
