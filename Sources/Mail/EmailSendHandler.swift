@@ -13,8 +13,14 @@ public struct EmailSendHandler: JobHandler {
     public let transport: any MailTransport
     public let ledger: any MailLedger
     public let rateLimiter: MailRateLimiter?
+    /// Per recipient domain (`SMTP_RATE_LIMIT_PER_DOMAIN`), across every process.
+    public let domainRateLimiter: MailRateLimiter?
 
-    public init(configuration: MailConfiguration, transport: any MailTransport, ledger: any MailLedger, rateLimiter: MailRateLimiter? = nil) {
+    public init(
+        configuration: MailConfiguration, transport: any MailTransport, ledger: any MailLedger, rateLimiter: MailRateLimiter? = nil,
+        domainRateLimiter: MailRateLimiter? = nil
+    ) {
+        self.domainRateLimiter = domainRateLimiter
         self.configuration = configuration
         self.templates = MailTemplates(folder: configuration.templates, defaultLocale: configuration.defaultLocale)
         self.transport = transport
@@ -62,6 +68,7 @@ public struct EmailSendHandler: JobHandler {
         // 4. Send.
         let delivery: MailDelivery
         do {
+            if let domainRateLimiter { try await domainRateLimiter.acquire(before: job.deadline, bucket: MailRateLimiter.bucket(to.address)) }
             if let rateLimiter { try await rateLimiter.acquire(before: job.deadline) }
             let timeout = min(job.remaining, configuration.smtp?.timeout ?? .seconds(60))
             delivery = try await transport.send(prepared.bytes, envelope: MailEnvelope(from: configuration.from, to: to), messageID: messageID, timeout: timeout)

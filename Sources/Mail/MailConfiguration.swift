@@ -47,6 +47,8 @@ public struct MailConfiguration: Sendable {
     public var smtp: SMTP?
     /// Messages per second across all worker processes; nil: unlimited.
     public var rateLimit: Int?
+    /// Messages per second to one recipient domain, across every process (`SMTP_RATE_LIMIT_PER_DOMAIN`); nil: none.
+    public var domainRateLimit: Int?
     /// Templates that are notifications: they need `data.unsubscribe_url` and get `List-Unsubscribe`.
     public var listTemplates: Set<String>
     /// Concurrent `email.send` jobs per process, and so SMTP connections per process.
@@ -55,7 +57,7 @@ public struct MailConfiguration: Sendable {
     public var ledgerLease: Duration
 
     public init(from: MailAddress, replyTo: MailAddress? = nil, messageIDDomain: String? = nil, templates: URL, defaultLocale: String = "en",
-                outbox: URL, smtp: SMTP? = nil, rateLimit: Int? = nil, listTemplates: Set<String> = ["notification"],
+                outbox: URL, smtp: SMTP? = nil, rateLimit: Int? = nil, domainRateLimit: Int? = nil, listTemplates: Set<String> = ["notification"],
                 concurrency: Int = 4, ledgerLease: Duration = .seconds(900)) {
         self.from = from
         self.replyTo = replyTo
@@ -65,6 +67,7 @@ public struct MailConfiguration: Sendable {
         self.outbox = outbox
         self.smtp = smtp
         self.rateLimit = rateLimit
+        self.domainRateLimit = domainRateLimit
         self.listTemplates = listTemplates
         self.concurrency = concurrency
         self.ledgerLease = ledgerLease
@@ -99,7 +102,7 @@ public struct MailConfiguration: Sendable {
             templates: settings.text(M.mailTemplates).map { URL(fileURLWithPath: $0) } ?? MailConfiguration.bundledTemplates,
             defaultLocale: settings.text(M.mailDefaultLocale) ?? "en",
             outbox: URL(fileURLWithPath: settings.text(M.mailOutbox) ?? ".run/mail"),
-            smtp: smtp, rateLimit: rate > 0 ? rate : nil,
+            smtp: smtp, rateLimit: rate > 0 ? rate : nil, domainRateLimit: settings.int(M.smtpRateLimitPerDomain) > 0 ? settings.int(M.smtpRateLimitPerDomain) : nil,
             listTemplates: Set(settings.list(M.mailListTemplates)),
             concurrency: settings.int(M.mailConcurrency))
         if let domain { try checkHeaderSafe(domain, field: M.mailMessageIdDomain.name) }

@@ -46,7 +46,16 @@ public enum MailJobs: JobFamilyDefinition, DeclaresMigrations {
             limiter = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url, environment: environment), name: "conveyor-mail-rate"),
                                       keyPrefix: keys.conveyor("mail:rate:\(transport.name)"), perSecond: rate)
         }
-        let handler = EmailSendHandler(configuration: configuration, transport: transport, ledger: ledger, rateLimiter: limiter)
+        var domainLimiter: MailRateLimiter?
+        if let rate = configuration.domainRateLimit {
+            guard let url = environment["REDIS_URL"], !url.isEmpty else {
+                throw JobFailure.permanent(.mailConfiguration, "\(MailSettings.smtpRateLimitPerDomain.name)=\(rate) needs REDIS_URL: the limit is shared through Redis")
+            }
+            let keys = QueueKeys(namespace: environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 })
+            domainLimiter = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url, environment: environment), name: "conveyor-mail-domain-rate"),
+                                            keyPrefix: keys.conveyor("mail:rate:\(transport.name)"), perSecond: rate)
+        }
+        let handler = EmailSendHandler(configuration: configuration, transport: transport, ledger: ledger, rateLimiter: limiter, domainRateLimiter: domainLimiter)
         registry.register(JobClass(
             sendClass, queue: queue, retry: RetryPolicy(maxAttempts: 8), timeout: (configuration.smtp?.timeout ?? .seconds(60)) + .seconds(30),
             concurrency: configuration.concurrency, handler: handler))

@@ -32,11 +32,19 @@ public final class MailRateLimiter: Sendable {
         self.perSecond = max(1, perSecond)
     }
 
+    /// The bucket of a recipient: its domain, lowercased (addresses are checked before they get here; RFC 5321 bounds
+    /// a domain at 255 bytes).
+    public static func bucket(_ address: String) -> String {
+        let domain = address.split(separator: "@").last.map { String($0).lowercased() } ?? ""
+        return String(domain.prefix(255))
+    }
+
     /// Waits until this process may send one message and returns the Unix second (Redis' clock) of the slot it
     /// got; throws a transient failure when the deadline comes first.
+    /// With `bucket` (a recipient domain), the count is that bucket's own: `<key>:domain:<bucket>`.
     @discardableResult
-    public func acquire(before deadline: ContinuousClock.Instant) async throws -> Int {
-        let key = self.key
+    public func acquire(before deadline: ContinuousClock.Instant, bucket: String? = nil) async throws -> Int {
+        let key = bucket.map { self.key + ":domain:" + $0 } ?? self.key
         while true {
             let (count, second, micros) = try await redis.run { connection -> (Int, Int, Int) in
                 let reply = try connection.command("EVAL", MailRateLimiter.script, "1", key).check()
@@ -47,7 +55,9 @@ public final class MailRateLimiter: Sendable {
             if count <= perSecond { return second }
             let wait = Duration.microseconds(1_000_000 - micros) + .milliseconds(1)
             if ContinuousClock.now + wait >= deadline {
-                throw JobFailure.transient(.mailRateLimited, "rate limit of \(perSecond) messages/s (\(MailSettings.smtpRateLimit.name)) left no slot before the job's deadline")
+                let setting = bucket == nil ? MailSettings.smtpRateLimit.name : MailSettings.smtpRateLimitPerDomain.name
+                throw JobFailure.transient(
+                    .mailRateLimited, "rate limit of \(perSecond) messages/s\(bucket.map { " to \($0)" } ?? "") (\(setting)) left no slot before the job's deadline")
             }
             try await Task.sleep(for: wait)
         }

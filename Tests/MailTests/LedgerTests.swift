@@ -100,4 +100,29 @@ struct RateLimiterTests {
         #expect(error?.errorClass == "MailRateLimited")
         #expect(error?.isPermanent == false)
     }
+
+    /// `SMTP_RATE_LIMIT_PER_DOMAIN`: each recipient domain has its own budget, shared by the processes: a third send to
+    /// one domain within a second waits for the next second, while another domain's send goes at once.
+    @Test func perDomainBudgetsAreSeparateAndShared() async throws {
+        let prefix = "test-\(UUID().uuidString):conveyor:mail:rate:smtp"
+        let a = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: redisURL!), name: "mail-domain-a"), keyPrefix: prefix, perSecond: 2)
+        let b = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: redisURL!), name: "mail-domain-b"), keyPrefix: prefix, perSecond: 2)
+        #expect(MailRateLimiter.bucket("Someone@Example.COM") == "example.com")
+        var seconds: [Int] = []
+        for limiter in [a, b, a, b, a, b] {
+            seconds.append(try await limiter.acquire(before: .now + .seconds(10), bucket: "example.com"))
+        }
+        let perSecond = Dictionary(grouping: seconds, by: { $0 }).mapValues(\.count)
+        #expect(perSecond.values.allSatisfy { $0 <= 2 }, "at most 2 per second to example.com: \(perSecond)")
+        #expect(perSecond.count >= 3)
+        // example.com's budget is spent for this second; other.org's is its own.
+        let start = ContinuousClock.now
+        _ = try await b.acquire(before: .now + .seconds(10), bucket: "other.org")
+        #expect(ContinuousClock.now - start < .milliseconds(500), "another domain waited")
+        let error = await #expect(throws: JobFailure.self) {
+            for _ in 0..<3 { try await a.acquire(before: .now + .milliseconds(1), bucket: "example.com") }
+        }
+        #expect(error?.message.contains("SMTP_RATE_LIMIT_PER_DOMAIN") == true)
+        #expect(error?.message.contains("example.com") == true)
+    }
 }

@@ -280,6 +280,19 @@ func welcome(to: String, key: String? = nil, name: String = "Zoë") -> JSONObjec
         let handler = try #require(smtp["email.send"]?.handler as? EmailSendHandler)
         #expect(handler.transport is SMTPTransport)
         #expect(handler.rateLimiter?.perSecond == 10)
+        #expect(handler.domainRateLimiter == nil)
+        var perDomain = JobRegistry()
+        try MailJobs.register(into: &perDomain, environment: ["SMTP_URL": "smtp://mail.example.com:587", "SMTP_RATE_LIMIT_PER_DOMAIN": "3",
+                                                               "REDIS_URL": "redis://127.0.0.1:1/0"])
+        #expect((perDomain["email.send"]?.handler as? EmailSendHandler)?.domainRateLimiter?.perSecond == 3)
+        for bad in ["-1", "inf", "1e308", "9223372036854775807", "100001", "0.5"] {
+            var refused = JobRegistry()
+            #expect(throws: (any Error).self, "SMTP_RATE_LIMIT_PER_DOMAIN=\(bad)") {
+                try MailJobs.register(into: &refused, environment: ["SMTP_RATE_LIMIT_PER_DOMAIN": bad, "REDIS_URL": "redis://127.0.0.1:1/0"])
+            }
+        }
+        var noRedis = JobRegistry()
+        #expect(throws: (any Error).self) { try MailJobs.register(into: &noRedis, environment: ["SMTP_RATE_LIMIT_PER_DOMAIN": "3"]) }
         #expect(handler.ledger is InMemoryMailLedger)
         #expect(smtp["email.send"]?.concurrency == 2)
         var other = JobRegistry()

@@ -224,6 +224,9 @@ public enum MailSettings {
     public static let smtpRateLimit = Setting("SMTP_RATE_LIMIT", .int(0...100_000), default: "0", 
             doc: "Messages per second for the transport, shared by every worker process through Redis (the hash `conveyor:mail:rate:smtp`, counted per second of Redis' clock); needs `REDIS_URL`. A send over budget waits for the next second.")
 
+    public static let smtpRateLimitPerDomain = Setting("SMTP_RATE_LIMIT_PER_DOMAIN", .int(0...100_000), default: "0", 
+            doc: "Messages per second to one recipient domain (the part after `@`, lowercased), shared by every worker process through Redis (`conveyor:mail:rate:smtp:domain:<domain>`); needs `REDIS_URL`. A send over its domain's budget waits for the next second, up to the job's deadline. 0: no per-domain limit.")
+
     public static let mailFrom = Setting("CONVEYOR_MAIL_FROM", default: "Conveyor <no-reply@conveyor.localhost>", 
             doc: "`From:` and envelope sender, `Name <address>` or a bare address.")
 
@@ -248,7 +251,7 @@ public enum MailSettings {
     public static let mailConcurrency = Setting("CONVEYOR_MAIL_CONCURRENCY", .int(1...256), default: "4", 
             doc: "`email.send` jobs at once per process, and so SMTP connections per process.")
 
-    public static let all = [smtpUrl, smtpUsername, smtpPassword, smtpStarttls, smtpCaFile, smtpConnectTimeout, smtpTimeout, smtpRateLimit, mailFrom, mailReplyTo, mailMessageIdDomain, mailTemplates, mailDefaultLocale, mailListTemplates, mailOutbox, mailConcurrency]
+    public static let all = [smtpUrl, smtpUsername, smtpPassword, smtpStarttls, smtpCaFile, smtpConnectTimeout, smtpTimeout, smtpRateLimit, smtpRateLimitPerDomain, mailFrom, mailReplyTo, mailMessageIdDomain, mailTemplates, mailDefaultLocale, mailListTemplates, mailOutbox, mailConcurrency]
 
     public static let group = SettingGroup("Email", note: "With `SMTP_URL` unset mail is written as `.eml` files; credentials are never logged.", all)
 }
