@@ -37,24 +37,18 @@ public enum MailJobs: JobFamilyDefinition, DeclaresMigrations {
             ?? OutboxTransport(folder: configuration.outbox)
         let ledger: any MailLedger = environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresMailLedger(url: $0) }
             ?? InMemoryMailLedger()
-        var limiter: MailRateLimiter?
-        if let rate = configuration.rateLimit {
+        /// A budget shared through Redis (it needs REDIS_URL), under `conveyor:mail:rate:<transport>`.
+        func sharedLimiter(_ rate: Int?, _ setting: Setting, thread: String) throws -> MailRateLimiter? {
+            guard let rate else { return nil }
             guard let url = environment["REDIS_URL"], !url.isEmpty else {
-                throw JobFailure.permanent(.mailConfiguration, "\(MailSettings.smtpRateLimit.name)=\(rate) needs REDIS_URL: the limit is shared through Redis")
+                throw JobFailure.permanent(.mailConfiguration, "\(setting.name)=\(rate) needs REDIS_URL: the limit is shared through Redis")
             }
             let keys = QueueKeys(namespace: environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 })
-            limiter = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url, environment: environment), name: "conveyor-mail-rate"),
-                                      keyPrefix: keys.conveyor("mail:rate:\(transport.name)"), perSecond: rate)
+            return MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url, environment: environment), name: thread),
+                                   keyPrefix: keys.conveyor("mail:rate:\(transport.name)"), perSecond: rate)
         }
-        var domainLimiter: MailRateLimiter?
-        if let rate = configuration.domainRateLimit {
-            guard let url = environment["REDIS_URL"], !url.isEmpty else {
-                throw JobFailure.permanent(.mailConfiguration, "\(MailSettings.smtpRateLimitPerDomain.name)=\(rate) needs REDIS_URL: the limit is shared through Redis")
-            }
-            let keys = QueueKeys(namespace: environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 })
-            domainLimiter = MailRateLimiter(redis: RedisThread(try RedisEndpoint(url: url, environment: environment), name: "conveyor-mail-domain-rate"),
-                                            keyPrefix: keys.conveyor("mail:rate:\(transport.name)"), perSecond: rate)
-        }
+        let limiter = try sharedLimiter(configuration.rateLimit, MailSettings.smtpRateLimit, thread: "conveyor-mail-rate")
+        let domainLimiter = try sharedLimiter(configuration.domainRateLimit, MailSettings.smtpRateLimitPerDomain, thread: "conveyor-mail-domain-rate")
         let handler = EmailSendHandler(configuration: configuration, transport: transport, ledger: ledger, rateLimiter: limiter, domainRateLimiter: domainLimiter)
         registry.register(JobClass(
             sendClass, queue: queue, retry: RetryPolicy(maxAttempts: 8), timeout: (configuration.smtp?.timeout ?? .seconds(60)) + .seconds(30),

@@ -266,8 +266,8 @@ public final class SidekiqBackend: QueueBackend {
         return try flow.stats(reply)
     }
 
-    public func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob? {
-        if let flow { return try await waitLimited(flow, on: queue, timeout: timeout) }
+    /// The queue's own waiting connection; nil (after waiting out `timeout`) while the queue is paused.
+    private func waiter(for queue: String, timeout: Double) async throws -> RedisThread? {
         let redis = waiters.withLock { w in
             if let existing = w[queue] { return existing }
             let made = RedisThread(endpoint, name: "conveyor-block-\(queue)", commandTimeout: timeout + 10)
@@ -278,6 +278,12 @@ public final class SidekiqBackend: QueueBackend {
             await PausedQueues.idle(timeout: timeout)
             return nil
         }
+        return redis
+    }
+
+    public func waitForJob(on queue: String, timeout: Double) async throws -> FetchedJob? {
+        if let flow { return try await waitLimited(flow, on: queue, timeout: timeout) }
+        guard let redis = try await waiter(for: queue, timeout: timeout) else { return nil }
         let source = keys.queue(queue)
         let inflight = keys.slot(queue).inflight(identity)
         let paused = keys.cluster ? nil : keys.pausedQueues
@@ -295,16 +301,7 @@ public final class SidekiqBackend: QueueBackend {
     /// and the wait is cut to a second, after which the queue's lines are served: a key whose rate window opened or
     /// whose slot a dead worker's lease freed gets its job started without a new push.
     private func waitLimited(_ flow: FlowLimitScripts, on queue: String, timeout: Double) async throws -> FetchedJob? {
-        let redis = waiters.withLock { w in
-            if let existing = w[queue] { return existing }
-            let made = RedisThread(endpoint, name: "conveyor-block-\(queue)", commandTimeout: timeout + 10)
-            w[queue] = made
-            return made
-        }
-        if try await paused.names(redis).contains(queue) {
-            await PausedQueues.idle(timeout: timeout)
-            return nil
-        }
+        guard let redis = try await waiter(for: queue, timeout: timeout) else { return nil }
         let keys = keys
         let source = keys.queue(queue)
         let inflight = keys.inflight(identity)

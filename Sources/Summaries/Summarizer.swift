@@ -168,19 +168,15 @@ public final class Summarizer: Sendable {
                 breaker.record(permit, .failure)
                 metrics.call(provider.name, .failure, seconds: attempt.seconds)
                 logger.warning("llm.summarize post \(request.postID): \(provider.name) failed, trying the next provider: \(why)")
-            case .rateLimited(let wait, let why):
-                breaker.record(permit, .ignored)
+            case .rateLimited(let wait, let why), .overloaded(let wait, let why):
+                // A 429 is not the provider's ill health; a 529 (or 503) that says when to come back is. Either way no
+                // process calls it until then.
+                let overloaded = if case .overloaded = attempt.kind { true } else { false }
+                breaker.record(permit, overloaded ? .failure : .ignored)
                 breaker.coolDown(for: wait)
                 await shareCooldown(provider.name, wait, logger: logger)
-                metrics.call(provider.name, .rateLimited, seconds: attempt.seconds)
-                logger.warning("llm.summarize post \(request.postID): \(provider.name) rate-limited, cooling down \(wait): \(why)")
-            case .overloaded(let wait, let why):
-                // A 529 (or 503) that says when to come back: a failure for the breaker, and no call until then.
-                breaker.record(permit, .failure)
-                breaker.coolDown(for: wait)
-                await shareCooldown(provider.name, wait, logger: logger)
-                metrics.call(provider.name, .failure, seconds: attempt.seconds)
-                logger.warning("llm.summarize post \(request.postID): \(provider.name) overloaded, cooling down \(wait): \(why)")
+                metrics.call(provider.name, overloaded ? .failure : .rateLimited, seconds: attempt.seconds)
+                logger.warning("llm.summarize post \(request.postID): \(provider.name) \(overloaded ? "overloaded" : "rate-limited"), cooling down \(wait): \(why)")
             case .authFailure(let why):
                 breaker.record(permit, .ignored)
                 breaker.forceOpen()
