@@ -96,15 +96,16 @@ struct UniqueWorkerTests {
 
     /// Fifty producers push 1,000 unique keys ten times each, concurrently, onto a paused queue; four workers then
     /// drain it: exactly 1,000 jobs run (one per key) and 9,000 end `skipped` / `DuplicateJob`, each with one row, and
-    /// every key is free afterwards. The holders sleep long enough to outlast the drain of their copies: a copy that
-    /// reached a worker after its holder succeeded would be a new job and run (the key is free then).
+    /// every key is free afterwards. The holders sleep long enough (45 s) to outlast the drain of their copies even
+    /// on a loaded machine: a copy that reached a worker after its holder succeeded would be a new job and run (the key
+    /// is free then); the test checks that every copy was judged before the first holder finished.
     @Test func fiftyProducersTenCopiesOfAThousandKeysRunOncePerKey() throws {
         let namespace = TestEnv.unique("uniq-50")
         let keys = QueueKeys(namespace: namespace)
         let r = try TestEnv.redis()
         try r.command("SADD", keys.pausedQueues, "default").check()
         var workers: [WorkerProcess] = []
-        for _ in 0..<4 { workers.append(try WorkerProcess(namespace: namespace, arguments: ["--queues", "default", "-c", "300"])) }
+        for _ in 0..<4 { workers.append(try WorkerProcess(namespace: namespace, arguments: ["--queues", "default", "-c", "500"])) }
         for worker in workers { try worker.waitUntilServing() }
         let prefix = "u50" + namespace.suffix(8)
         let failures = Mutex<[String]>([])
@@ -114,7 +115,7 @@ struct UniqueWorkerTests {
                 for i in 0..<200 {
                     let n = producer * 200 + i
                     let key = n % 1_000
-                    let payload = #"{"class":"sleep","args":[{"ms":6000,"k":\#(key)}],"queue":"default","jid":"\#(prefix)-k\#(key)-c\#(n / 1_000)","unique_for":600,"unique_key":"key-\#(key)","enqueued_at":\#(Date().timeIntervalSince1970)}"#
+                    let payload = #"{"class":"sleep","args":[{"ms":45000,"k":\#(key)}],"queue":"default","jid":"\#(prefix)-k\#(key)-c\#(n / 1_000)","unique_for":600,"unique_key":"key-\#(key)","enqueued_at":\#(Date().timeIntervalSince1970)}"#
                     try connection.command("LPUSH", keys.queue("default"), payload).check()
                 }
             } catch {
@@ -126,13 +127,21 @@ struct UniqueWorkerTests {
         try r.pipeline([RedisCommand("SADD", keys.queues, "default"), RedisCommand("SREM", keys.pausedQueues, "default")]).forEach { try $0.check() }
         let db = try PostgresConnection(url: TestEnv.databaseURL!)
         var rows: [[String?]] = []
-        let deadline = Date().addingTimeInterval(120)
+        let deadline = Date().addingTimeInterval(240)
         while Date() < deadline {
             rows = try db.query("SELECT jid, status, error_class FROM conveyor.job_results WHERE jid LIKE $1", [prefix + "-%"]).rows
             if rows.count >= 10_000 || workers.contains(where: { !$0.isRunning }) { break }
             usleep(200_000)
         }
         #expect(rows.count == 10_000, "\(rows.count) rows: \(workers[0].log.suffix(2000))")
+        // Every copy was judged while the holders still held their keys (else the numbers below say nothing).
+        let lastSkip = try db.query(
+            "SELECT extract(epoch FROM max(finished_at))::float8 FROM conveyor.job_results WHERE jid LIKE $1 AND status = 'skipped'", [prefix + "-%"]
+        ).rows.first?[0].flatMap(Double.init) ?? 0
+        let firstFinish = try db.query(
+            "SELECT extract(epoch FROM min(finished_at))::float8 FROM conveyor.job_results WHERE jid LIKE $1 AND status = 'succeeded'", [prefix + "-%"]
+        ).rows.first?[0].flatMap(Double.init) ?? 0
+        #expect(lastSkip < firstFinish, "a copy was judged after a holder finished")
         let ran = rows.filter { $0[1] == "succeeded" }
         let skipped = rows.filter { $0[1] == "skipped" && $0[2] == "DuplicateJob" }
         #expect(ran.count == 1_000)
