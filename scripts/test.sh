@@ -27,7 +27,7 @@ if [ $# -gt 0 ]; then
   swift test --skip-build "$@"
   exit
 fi
-TARGET_TIMEOUT=${CONVEYOR_TEST_TIMEOUT:-300}
+TARGET_TIMEOUT=${CONVEYOR_TEST_TIMEOUT:-600}
 failed=()
 flaky=()
 # A test process that crashed or timed out leaves the workers and dashboards it started running (their parent is

@@ -98,7 +98,7 @@ struct UniqueWorkerTests {
     /// drain it: exactly 1,000 jobs run (one per key) and 9,000 end `skipped` / `DuplicateJob`, each with one row, and
     /// every key is free afterwards. The holders sleep long enough (45 s) to outlast the drain of their copies even
     /// on a loaded machine: a copy that reached a worker after its holder succeeded would be a new job and run (the key
-    /// is free then); the test checks that every copy was judged before the first holder finished.
+    /// is free then), and the count of runs would say so (2,000 when the copies took longer than the holders).
     @Test func fiftyProducersTenCopiesOfAThousandKeysRunOncePerKey() throws {
         let namespace = TestEnv.unique("uniq-50")
         let keys = QueueKeys(namespace: namespace)
@@ -134,14 +134,6 @@ struct UniqueWorkerTests {
             usleep(200_000)
         }
         #expect(rows.count == 10_000, "\(rows.count) rows: \(workers[0].log.suffix(2000))")
-        // Every copy was judged while the holders still held their keys (else the numbers below say nothing).
-        let lastSkip = try db.query(
-            "SELECT extract(epoch FROM max(finished_at))::float8 FROM conveyor.job_results WHERE jid LIKE $1 AND status = 'skipped'", [prefix + "-%"]
-        ).rows.first?[0].flatMap(Double.init) ?? 0
-        let firstFinish = try db.query(
-            "SELECT extract(epoch FROM min(finished_at))::float8 FROM conveyor.job_results WHERE jid LIKE $1 AND status = 'succeeded'", [prefix + "-%"]
-        ).rows.first?[0].flatMap(Double.init) ?? 0
-        #expect(lastSkip < firstFinish, "a copy was judged after a holder finished")
         let ran = rows.filter { $0[1] == "succeeded" }
         let skipped = rows.filter { $0[1] == "skipped" && $0[2] == "DuplicateJob" }
         #expect(ran.count == 1_000)
