@@ -95,7 +95,10 @@ public final class SummaryCache: Sendable {
     /// Cools `provider` down for every process until `wait` from now; a longer cooldown already set stays.
     func coolDown(_ provider: String, for wait: Duration) async throws {
         let key = cooldownKey(provider)
-        let ms = max(1, Int(wait.components.seconds) * 1000 + Int(wait.components.attoseconds / 1_000_000_000_000_000))
+        // A provider's wait is capped before it gets here (`SummariesConfiguration.maxRetryAfter`); clamped again to a
+        // day so no value can overflow the milliseconds.
+        let capped = min(max(wait, .milliseconds(1)), .seconds(86_400))
+        let ms = Int(capped.components.seconds) * 1000 + Int(capped.components.attoseconds / 1_000_000_000_000_000)
         let script = "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end return 0"
         _ = try await redis.run { try $0.command("EVAL", script, 1, key, ms).check() }
     }
