@@ -96,9 +96,9 @@ struct UniqueWorkerTests {
 
     /// Fifty producers push 1,000 unique keys ten times each, concurrently, onto a paused queue; four workers then
     /// drain it: exactly 1,000 jobs run (one per key) and 9,000 end `skipped` / `DuplicateJob`, each with one row, and
-    /// every key is free afterwards. The holders sleep long enough (45 s) to outlast the drain of their copies even
-    /// on a loaded machine: a copy that reached a worker after its holder succeeded would be a new job and run (the key
-    /// is free then), and the count of runs would say so (2,000 when the copies took longer than the holders).
+    /// every key is free afterwards. The holders run until the test cancels them, which it does only once all 9,000
+    /// copies have their rows: a copy judged after its holder ended would be a new job and rightly run, so the
+    /// holders must outlast the drain however slow the machine is, and no sleep can promise that.
     @Test func fiftyProducersTenCopiesOfAThousandKeysRunOncePerKey() throws {
         let namespace = TestEnv.unique("uniq-50")
         let keys = QueueKeys(namespace: namespace)
@@ -107,6 +107,7 @@ struct UniqueWorkerTests {
         var workers: [WorkerProcess] = []
         for _ in 0..<4 { workers.append(try WorkerProcess(namespace: namespace, arguments: ["--queues", "default", "-c", "500"])) }
         for worker in workers { try worker.waitUntilServing() }
+        defer { for worker in workers { worker.stop() } }
         let prefix = "u50" + namespace.suffix(8)
         let failures = Mutex<[String]>([])
         DispatchQueue.concurrentPerform(iterations: 50) { producer in
@@ -115,7 +116,7 @@ struct UniqueWorkerTests {
                 for i in 0..<200 {
                     let n = producer * 200 + i
                     let key = n % 1_000
-                    let payload = #"{"class":"sleep","args":[{"ms":45000,"k":\#(key)}],"queue":"default","jid":"\#(prefix)-k\#(key)-c\#(n / 1_000)","unique_for":600,"unique_key":"key-\#(key)","enqueued_at":\#(Date().timeIntervalSince1970)}"#
+                    let payload = #"{"class":"sleep","args":[{"ms":3600000,"k":\#(key)}],"queue":"default","jid":"\#(prefix)-k\#(key)-c\#(n / 1_000)","unique_for":3600,"unique_key":"key-\#(key)","enqueued_at":\#(Date().timeIntervalSince1970)}"#
                     try connection.command("LPUSH", keys.queue("default"), payload).check()
                 }
             } catch {
@@ -126,25 +127,41 @@ struct UniqueWorkerTests {
         #expect(try r.command("LLEN", keys.queue("default")).check().int == 10_000)
         try r.pipeline([RedisCommand("SADD", keys.queues, "default"), RedisCommand("SREM", keys.pausedQueues, "default")]).forEach { try $0.check() }
         let db = try PostgresConnection(url: TestEnv.databaseURL!)
-        var rows: [[String?]] = []
-        let deadline = Date().addingTimeInterval(240)
-        while Date() < deadline {
-            rows = try db.query("SELECT jid, status, error_class FROM conveyor.job_results WHERE jid LIKE $1", [prefix + "-%"]).rows
-            if rows.count >= 10_000 || workers.contains(where: { !$0.isRunning }) { break }
-            usleep(200_000)
+        func rows() throws -> [[String?]] {
+            try db.query("SELECT jid, status, error_class FROM conveyor.job_results WHERE jid LIKE $1", [prefix + "-%"]).rows
         }
-        #expect(rows.count == 10_000, "\(rows.count) rows: \(workers[0].log.suffix(2000))")
-        let ran = rows.filter { $0[1] == "succeeded" }
-        let skipped = rows.filter { $0[1] == "skipped" && $0[2] == "DuplicateJob" }
-        #expect(ran.count == 1_000)
-        #expect(skipped.count == 9_000)
-        // One run per key: the key is in the jid.
-        let keysRun = Set(ran.compactMap { $0[0]?.split(separator: "-").dropLast().last })
-        #expect(keysRun.count == 1_000)
+        func poll(until count: Int) throws -> [[String?]] {
+            var seen: [[String?]] = []
+            let deadline = Date().addingTimeInterval(240)
+            while Date() < deadline {
+                seen = try rows()
+                if seen.count >= count || workers.contains(where: { !$0.isRunning }) { break }
+                usleep(200_000)
+            }
+            return seen
+        }
+        // Every copy is judged while the holders run.
+        let judged = try poll(until: 9_000)
+        #expect(judged.count == 9_000, "\(judged.count) rows: \(workers[0].log.suffix(2000))")
+        #expect(judged.allSatisfy { $0[1] == "skipped" && $0[2] == "DuplicateJob" }, "\(judged.filter { $0[1] != "skipped" }.prefix(5))")
+        let every = Set((0..<10_000).map { n in "\(prefix)-k\(n % 1_000)-c\(n / 1_000)" })
+        let holders = every.subtracting(judged.compactMap { $0[0] }).sorted()
+        #expect(holders.count == 1_000)
+        // One holder per key: the key is in the jid.
+        #expect(Set(holders.compactMap { $0.split(separator: "-").dropLast().last }).count == 1_000)
+        let running = try r.command("EVAL", "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('LLEN', k) end return n", "0", keys.prefix + "conveyor:inflight:*").check().int
+        #expect(running == 1_000, "in flight: \(running ?? -1)")
+        // Ending the holders frees every key.
+        let cancel = try TestEnv.conveyor(["cancel", "--namespace", namespace] + holders)
+        #expect(cancel.code == 0, "\(cancel.err.suffix(2000))")
+        let all = try poll(until: 10_000)
+        #expect(all.count == 10_000, "\(all.count) rows: \(workers[0].log.suffix(2000))")
+        let ran = all.filter { $0[1] == "cancelled" && $0[2] == "JobCancelled" }
+        #expect(Set(ran.compactMap { $0[0] }) == Set(holders))
+        #expect(all.filter { $0[1] == "skipped" && $0[2] == "DuplicateJob" }.count == 9_000)
         let audit = try JSONValue(parsing: try TestEnv.conveyor(["stats", "--json", "--namespace", namespace]).out)["unique_locks"]
         #expect(audit?["held"]?.intValue == 0, "\(audit?.text ?? "")")
         #expect(audit?["stale"]?.intValue == 0)
-        for worker in workers { worker.stop() }
     }
 
     /// A unique job's lock goes with its outcome, whoever decides it: an operator deleting the waiting job (the
