@@ -8,9 +8,10 @@ public import Redis
 ///
 /// Keys (all under `<namespace:>conveyor:limit:`; `K` is the key's value when it is 1-64 letters, digits or `_.@-`,
 /// else `#` and its SHA-1; the empty string for jobs without it):
-/// - `<limit>:run:K` ZSET: the slots held (member: the jid, score: when the lease ends, ms). A heartbeat renews its
-///   process's leases; an ack, retry, death or requeue gives the slot up in the same transaction as the move; a slot
-///   whose worker died is free when its lease ends.
+/// - `<limit>:slots:K` HASH: the slots held, counted per process: `n:<identity>` how many, `e:<identity>` when that
+///   process's lease on them ends (ms). A fetch adds its jobs with one `HINCRBY` per key, an ack batch gives them up
+///   with one per key (in the same transaction as the moves), a heartbeat renews the lease; a process whose lease
+///   ended is not counted (and its fields go at the next look), so a dead worker's slots are free within a lease.
 /// - `<limit>:starts:K` ZSET: starts in the last window (score: ms).
 /// - `<limit>:wait:K:q:<queue>` LIST: jobs waiting for a slot, oldest on the right (as a queue).
 /// - `rotation:<queue>` LIST of `<limit>\nK` with jobs waiting, turned by each fetch.
@@ -30,10 +31,14 @@ public struct FlowLimitScripts: Sendable {
     public static let scanBudget = 500
     public static let maximumBytes = 1_048_576
 
-    public init(limits: [FlowLimit], keys: QueueKeys) {
+    /// The process whose slots the scripts count (`identity` of the backend); empty for readers.
+    let identity: String
+
+    public init(limits: [FlowLimit], keys: QueueKeys, identity: String = "") {
         self.limits = limits
+        self.identity = identity
         prefix = keys.conveyor("limit:")
-        var header: [any RedisArgument] = [prefix, Self.maximumBytes, Self.scanBudget, limits.count]
+        var header: [any RedisArgument] = [prefix, Self.maximumBytes, Self.scanBudget, identity, limits.count]
         for limit in limits {
             header += [
                 limit.name, limit.classes.joined(separator: "\n"), limit.keyPath.joined(separator: "\n"), limit.concurrency ?? 0,
@@ -43,18 +48,16 @@ public struct FlowLimitScripts: Sendable {
         self.header = header
     }
 
-    /// A lease as the receipt carries it (`DeliveryReceipt.lease`): limit, key and member, split.
+    /// A lease as the receipt carries it (`DeliveryReceipt.lease`): the limit and the key whose slot the job holds.
     public struct Lease: Sendable, Hashable {
         public var limit: String
         public var key: String
-        public var member: String
         public init?(_ text: String) {
             guard !text.isEmpty else { return nil }
-            let parts = text.split(separator: "\n", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count == 3 else { return nil }
+            let parts = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2 else { return nil }
             limit = String(parts[0])
             key = String(parts[1])
-            member = String(parts[2])
         }
     }
 
@@ -63,8 +66,11 @@ public struct FlowLimitScripts: Sendable {
     /// Fetch: KEYS in-flight list, the ready queues, the paused set. Answers `more` (1 when its scan budget ran out
     /// with room left), `wakeAt` (ms when the first rate-limited key opens, 0 for none), then per job its queue's
     /// position (1-based), the job and its lease (`""` for an unlimited job).
-    func fetchCommand(inflight: String, queues: [String], queueKeys: [String], paused: String, want: Int) -> RedisCommand {
-        var arguments: [any RedisArgument] = ["EVAL", Self.fetch, queues.count + 2, inflight]
+    /// `sha` (the script's SHA-1, from `SCRIPT LOAD`) makes it an `EVALSHA`: the script is 10 kB, which Redis would
+    /// otherwise read and hash on every call.
+    func fetchCommand(inflight: String, queues: [String], queueKeys: [String], paused: String, want: Int, sha: String? = nil) -> RedisCommand {
+        var arguments: [any RedisArgument] = sha.map { ["EVALSHA", $0] } ?? ["EVAL", Self.fetch]
+        arguments += [queues.count + 2, inflight] as [any RedisArgument]
         arguments += queueKeys.map { $0 as any RedisArgument }
         arguments.append(paused)
         arguments += header
@@ -83,23 +89,35 @@ public struct FlowLimitScripts: Sendable {
     }
 
     /// Gives the slots of `moves` up (those whose job holds one and that take it out of flight: every target but
-    /// `replace`, which rewrites the job in place), in one script call; for each, when its key has a job waiting on the
-    /// job's queue and room to start it, that job goes back to the right of the queue (the next taken, and a waiting
-    /// worker wakes for it). `sha` (the script's SHA-1, from `SCRIPT LOAD`) makes it an `EVALSHA`. Nil when no move
-    /// holds a slot.
+    /// `replace`, which rewrites the job in place), in one script call with one entry per key and queue; for each, when
+    /// its key has jobs waiting on that queue and room to start them, up to as many as were given up go back to the
+    /// right of the queue (the next taken, and a waiting worker wakes for them). `sha` (the script's SHA-1, from
+    /// `SCRIPT LOAD`) makes it an `EVALSHA`. Nil when no move holds a slot.
     func releaseCommand(for moves: [JobTransitions.Move], keys: QueueKeys, sha: String? = nil) -> RedisCommand? {
-        var arguments: [any RedisArgument] = sha.map { ["EVALSHA", $0, 0, prefix] } ?? ["EVAL", Self.release, 0, prefix]
-        let start = arguments.count
+        var counts: [ReleaseKey: Int] = [:]
+        var order: [ReleaseKey] = []
         for move in moves {
             guard let lease = Lease(move.receipt.lease) else { continue }
             if case .replace = move.target { continue }
-            let limit = limits.first { $0.name == lease.limit }
+            let key = ReleaseKey(lease: lease, queue: move.receipt.queue)
+            if counts[key] == nil { order.append(key) }
+            counts[key, default: 0] += 1
+        }
+        guard !order.isEmpty else { return nil }
+        var arguments: [any RedisArgument] = sha.map { ["EVALSHA", $0, 0, prefix, identity] } ?? ["EVAL", Self.release, 0, prefix, identity]
+        for key in order {
+            let limit = limits.first { $0.name == key.lease.limit }
             arguments += [
-                lease.limit, lease.key, lease.member, move.receipt.queue, keys.queue(move.receipt.queue), limit?.concurrency ?? 0,
+                key.lease.limit, key.lease.key, counts[key] ?? 0, key.queue, keys.queue(key.queue), limit?.concurrency ?? 0,
                 limit?.rate?.starts ?? 0, limit?.rate?.windowMilliseconds ?? 0,
             ] as [any RedisArgument]
         }
-        return arguments.count > start ? RedisCommand(arguments) : nil
+        return RedisCommand(arguments)
+    }
+
+    private struct ReleaseKey: Hashable {
+        var lease: Lease
+        var queue: String
     }
 
     /// `command` (an `EVALSHA` of the release script) as an `EVAL`: what is sent again when Redis lost its scripts.
@@ -110,11 +128,11 @@ public struct FlowLimitScripts: Sendable {
         return RedisCommand(arguments)
     }
 
-    /// Renews the leases of the jobs this process runs (the slots it still holds).
+    /// Renews this process's lease on the slots it holds, one entry per key.
     func renewCommand(_ leases: [Lease]) -> RedisCommand {
         var arguments: [any RedisArgument] = ["EVAL", Self.renew, 0]
         arguments += header
-        for lease in leases { arguments += [lease.limit, lease.key, lease.member] as [any RedisArgument] }
+        for lease in leases { arguments += [lease.limit, lease.key] as [any RedisArgument] }
         return RedisCommand(arguments)
     }
 
@@ -180,26 +198,60 @@ public struct FlowLimitScripts: Sendable {
 
     // MARK: Scripts
 
+    /// The live slots of one `<limit>:slots:K` hash: the counts of processes whose lease has not ended. With `prune`
+    /// and a `lease` (ms), a process whose lease ended more than a lease ago loses its fields: it is dead (the reaper
+    /// has long taken its jobs back). One whose lease just lapsed keeps its count uncounted, so a process that was
+    /// only stalled finds its count right when its heartbeat renews the lease. Needs `now`.
+    static func liveLua(prune: Bool) -> String {
+        """
+        local function live(slots, lease)
+          local h = redis.call('HGETALL', slots)
+          if #h == 0 then return 0 end
+          local counts, ends = {}, {}
+          for i = 1, #h - 1, 2 do
+            local f = h[i]
+            local p = string.sub(f, 1, 2)
+            if p == 'n:' then counts[string.sub(f, 3)] = tonumber(h[i + 1]) or 0
+            elseif p == 'e:' then ends[string.sub(f, 3)] = tonumber(h[i + 1]) or 0 end
+          end
+          local total = 0
+          for id, n in pairs(counts) do
+            local e = ends[id] or 0
+            if e > now then
+              if n > 0 then total = total + n end
+            \(prune ? "elseif lease and e + lease < now then redis.call('HDEL', slots, 'n:' .. id, 'e:' .. id)" : "")
+            end
+          end
+          return total
+        end
+
+        """
+    }
+
     /// Parses the header, defines `classify` (rule, key, member of a raw job, or nil), `open` (room for a start now;
-    /// else false and when a rate window opens), `take` (holds a slot and counts a start; returns the lease text) and
-    /// `park` (puts a job in its key's line). `R` is the index of the first argument after the rules.
+    /// else false and when a rate window opens), `take` (counts a slot and a start; returns the lease text), `flush`
+    /// (writes the slots a call took, one `HINCRBY` per key) and `park` (puts a job in its key's line). `R` is the
+    /// index of the first argument after the rules.
     static let prelude = """
         local LP = ARGV[1]
         local maxBytes = tonumber(ARGV[2])
         local budget = tonumber(ARGV[3])
-        local nr = tonumber(ARGV[4])
+        local me = ARGV[4]
+        local nr = tonumber(ARGV[5])
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local rules, byName, names = {}, {}, {}
         for r = 1, nr do
-          local b = 5 + (r - 1) * 7
+          local b = 6 + (r - 1) * 7
           local rule = {name = ARGV[b], path = {}, conc = tonumber(ARGV[b + 3]), rmax = tonumber(ARGV[b + 4]),
             rwin = tonumber(ARGV[b + 5]), lease = tonumber(ARGV[b + 6])}
           for seg in string.gmatch(ARGV[b + 2], '[^\\n]+') do rule.path[#rule.path + 1] = seg end
           for cls in string.gmatch(ARGV[b + 1], '[^\\n]+') do rules[cls] = rule; names[#names + 1] = cls end
           byName[rule.name] = rule
         end
-        local R = 5 + nr * 7
+        local R = 6 + nr * 7
+
+        """ + liveLua(prune: true) + """
         local function member_of(j, raw)
           local m = j and j.jid
           if type(m) ~= 'string' or #m == 0 or #m > 256 then m = '#' .. redis.sha1hex(raw) end
@@ -231,20 +283,17 @@ public struct FlowLimitScripts: Sendable {
           if type(v) == 'string' then
             if #v > 0 and #v <= 64 and not string.find(v, '[^%w_%.@%-]') then key = v else key = '#' .. redis.sha1hex(v) end
           end
-          return rule, key, member_of(j, raw)
+          return rule, key, rule.rmax > 0 and member_of(j, raw) or ''
         end
-        -- What one call learnt of each key (slots held, starts in the window), so a key is read once per call.
-        local seen = {}
+        -- What one call learnt of each key (slots held, starts in the window, slots it took), so a key is read and
+        -- written once per call.
+        local seen, touched = {}, {}
         local function state(rule, key)
           local id = rule.name .. '\\n' .. key
           local c = seen[id]
           if c then return c end
-          c = {run = 0, st = 0, first = 0}
-          if rule.conc > 0 then
-            local run = LP .. rule.name .. ':run:' .. key
-            redis.call('ZREMRANGEBYSCORE', run, '-inf', now)
-            c.run = redis.call('ZCARD', run)
-          end
+          c = {run = 0, st = 0, first = 0, add = 0, key = key, rule = rule, lease = rule.conc > 0 and id or ''}
+          if rule.conc > 0 then c.run = live(LP .. rule.name .. ':slots:' .. key, rule.lease) end
           if rule.rmax > 0 then
             local st = LP .. rule.name .. ':starts:' .. key
             redis.call('ZREMRANGEBYSCORE', st, '-inf', now - rule.rwin)
@@ -269,13 +318,8 @@ public struct FlowLimitScripts: Sendable {
         local function take(rule, key, member)
           local c = state(rule, key)
           if rule.conc > 0 then
-            local run = LP .. rule.name .. ':run:' .. key
-            redis.call('ZADD', run, now + rule.lease, member)
-            if not c.held then
-              redis.call('PEXPIRE', run, rule.lease * 2)
-              redis.call('SADD', LP .. rule.name .. ':active', key)
-              c.held = true
-            end
+            if c.add == 0 then touched[#touched + 1] = c end
+            c.add = c.add + 1
             c.run = c.run + 1
           end
           if rule.rmax > 0 then
@@ -288,7 +332,16 @@ public struct FlowLimitScripts: Sendable {
             end
             c.st = c.st + 1
           end
-          return rule.name .. '\\n' .. key .. '\\n' .. member
+          return c.lease
+        end
+        local function flush()
+          for _, c in ipairs(touched) do
+            local slots = LP .. c.rule.name .. ':slots:' .. c.key
+            redis.call('HINCRBY', slots, 'n:' .. me, c.add)
+            redis.call('HSET', slots, 'e:' .. me, now + c.rule.lease)
+            redis.call('PEXPIRE', slots, c.rule.lease * 2)
+            redis.call('SADD', LP .. c.rule.name .. ':active', c.key)
+          end
         end
         local function line_of(name, key, qname) return LP .. name .. ':wait:' .. key .. ':q:' .. qname end
         local function park(rule, key, qname, raw)
@@ -354,9 +407,13 @@ public struct FlowLimitScripts: Sendable {
                   local raw = redis.call('RPOP', line)
                   if raw then
                     redis.call('HINCRBY', LP .. name, 'waiting', -1)
-                    local ok2, j = pcall(cjson.decode, raw)
+                    local member = ''
+                    if rule.rmax > 0 then
+                      local ok2, j = pcall(cjson.decode, raw)
+                      member = member_of(ok2 and type(j) == 'table' and j or nil, raw)
+                    end
                     redis.call('LPUSH', KEYS[1], raw)
-                    push(qi, raw, take(rule, key, member_of(ok2 and type(j) == 'table' and j or nil, raw)))
+                    push(qi, raw, take(rule, key, member))
                     progress = true
                   end
                   line_emptied(name, key, qname)
@@ -397,6 +454,7 @@ public struct FlowLimitScripts: Sendable {
             end
           end
         end
+        flush()
         out[1] = more
         out[2] = wakeAt
         return out
@@ -411,41 +469,47 @@ public struct FlowLimitScripts: Sendable {
         local rule, key, member = classify(raw)
         if not rule then return {0, ''} end
         local ok = open(rule, key)
-        if ok then return {0, take(rule, key, member)} end
+        if ok then
+          local lease = take(rule, key, member)
+          flush()
+          return {0, lease}
+        end
         if redis.call('LREM', KEYS[2], 1, raw) == 1 then park(rule, key, qname, raw) end
         return {2}
         """
 
-    /// ARGV: the prefix, then per slot its limit, key, member, queue name, queue key, concurrency, rate starts and rate
-    /// window (ms). On its own (no rules to parse): it runs once per batch in the acknowledger's transaction. Answers
-    /// how many waiting jobs it put back on their queues.
+    /// ARGV: the prefix, the process, then per key and queue its limit, key, how many slots are given up, queue name,
+    /// queue key, concurrency, rate starts and rate window (ms). On its own (no rules to parse): it runs once per batch
+    /// in the acknowledger's transaction. Answers how many waiting jobs it put back on their queues.
     public static let release = """
-        local LP = ARGV[1]
+        local LP, me = ARGV[1], ARGV[2]
         local now = nil
         local promoted = 0
-        for i = 2, #ARGV - 7, 8 do
-          local name, key, member, qname, queue = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+
+        """ + liveLua(prune: false) + """
+        for i = 3, #ARGV - 7, 8 do
+          local name, key, n, qname, queue = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
           local conc, rmax, rwin = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
-          local run = LP .. name .. ':run:' .. key
-          redis.call('ZREM', run, member)
+          local slots = LP .. name .. ':slots:' .. key
+          if redis.call('HINCRBY', slots, 'n:' .. me, -n) <= 0 then redis.call('HDEL', slots, 'n:' .. me, 'e:' .. me) end
           local line = LP .. name .. ':wait:' .. key .. ':q:' .. qname
-          if conc > 0 and redis.call('LLEN', line) > 0 then
+          local waiting = conc > 0 and redis.call('LLEN', line) or 0
+          if waiting > 0 then
             if not now then
               local t = redis.call('TIME')
               now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
             end
-            redis.call('ZREMRANGEBYSCORE', run, '-inf', now)
-            local room = redis.call('ZCARD', run) < conc
-            if room and rmax > 0 then
+            local room = math.min(n, waiting, conc - live(slots))
+            if room > 0 and rmax > 0 then
               local st = LP .. name .. ':starts:' .. key
               redis.call('ZREMRANGEBYSCORE', st, '-inf', now - rwin)
-              room = redis.call('ZCARD', st) < rmax
+              room = math.min(room, rmax - redis.call('ZCARD', st))
             end
-            if room then
-              redis.call('RPUSH', queue, redis.call('RPOP', line))
-              redis.call('HINCRBY', LP .. name, 'waiting', -1)
-              promoted = promoted + 1
-              if redis.call('LLEN', line) == 0 then
+            if room > 0 then
+              for _ = 1, room do redis.call('RPUSH', queue, redis.call('RPOP', line)) end
+              redis.call('HINCRBY', LP .. name, 'waiting', -room)
+              promoted = promoted + room
+              if waiting == room then
                 redis.call('LREM', LP .. 'rotation:' .. qname, 1, name .. '\\n' .. key)
                 redis.call('SREM', LP .. name .. ':keys', key .. '\\n' .. qname)
               end
@@ -456,12 +520,14 @@ public struct FlowLimitScripts: Sendable {
         """
 
     static let renew = prelude + """
-        for i = R, #ARGV - 2, 3 do
+        for i = R, #ARGV - 1, 2 do
           local rule = byName[ARGV[i]]
           if rule and rule.conc > 0 then
-            local run = LP .. ARGV[i] .. ':run:' .. ARGV[i + 1]
-            if redis.call('ZADD', run, 'XX', 'CH', now + rule.lease, ARGV[i + 2]) == 1 then
-              redis.call('PEXPIRE', run, rule.lease * 2)
+            local slots = LP .. ARGV[i] .. ':slots:' .. ARGV[i + 1]
+            if redis.call('HEXISTS', slots, 'n:' .. me) == 1 then
+              redis.call('HSET', slots, 'e:' .. me, now + rule.lease)
+              redis.call('PEXPIRE', slots, rule.lease * 2)
+              redis.call('SADD', LP .. ARGV[i] .. ':active', ARGV[i + 1])
             end
           end
         end
@@ -469,16 +535,17 @@ public struct FlowLimitScripts: Sendable {
         """
 
     /// Slots held under a limit: the sum over the keys in its `:active` set (at most 1,000 keys looked at: a sample
-    /// beyond). `prune` drops keys that hold none (the worker's gauges do; a reader only reads).
+    /// beyond). `prune` drops keys that hold none and lapsed processes' counts (the worker's gauges do; a reader only
+    /// reads).
     static func runningLua(prune: Bool) -> String {
-        """
-        local function running(name)
+        liveLua(prune: prune) + """
+        local function running(name, lease)
           local active = LP .. name .. ':active'
           local keys
           if redis.call('SCARD', active) <= 1000 then keys = redis.call('SMEMBERS', active) else keys = redis.call('SRANDMEMBER', active, 1000) end
           local total = 0
           for _, key in ipairs(keys) do
-            local n = redis.call('ZCOUNT', LP .. name .. ':run:' .. key, '(' .. now, '+inf')
+            local n = live(LP .. name .. ':slots:' .. key, lease)
             \(prune ? "if n == 0 then redis.call('SREM', active, key) end" : "")
             total = total + n
           end
@@ -506,8 +573,8 @@ public struct FlowLimitScripts: Sendable {
     static let stats = prelude + runningLua(prune: true) + """
         local out = {}
         for r = 1, nr do
-          local name = ARGV[5 + (r - 1) * 7]
-          out[#out + 1] = running(name)
+          local name = ARGV[6 + (r - 1) * 7]
+          out[#out + 1] = running(name, byName[name].lease)
           out[#out + 1] = tonumber(redis.call('HGET', LP .. name, 'waiting') or '0')
           out[#out + 1] = redis.call('SCARD', LP .. name .. ':keys')
         end

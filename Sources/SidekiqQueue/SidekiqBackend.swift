@@ -50,7 +50,7 @@ public final class SidekiqBackend: QueueBackend {
     /// The config file's `limits:`, checked in the fetch (single node only; nil when there are none).
     public let flow: FlowLimitScripts?
     /// The slots this process's running jobs hold, renewed by each heartbeat.
-    private let held = Mutex<Set<FlowLimitScripts.Lease>>([])
+    private let held = Mutex<[FlowLimitScripts.Lease: Int]>([:])
 
     /// - Parameter queues: the queues this process serves; on a cluster their slots are walked by housekeeping and
     ///   named in the `queues` set by each heartbeat.
@@ -61,7 +61,7 @@ public final class SidekiqBackend: QueueBackend {
     ) {
         self.endpoint = endpoint
         precondition(limits.isEmpty || !keys.cluster, "limits are refused on a Redis Cluster before a backend is made")
-        self.flow = limits.isEmpty ? nil : FlowLimitScripts(limits: limits, keys: keys)
+        self.flow = limits.isEmpty ? nil : FlowLimitScripts(limits: limits, keys: keys, identity: identity)
         self.keys = keys
         paused = PausedQueues(keys: keys)
         self.identity = identity
@@ -199,15 +199,29 @@ public final class SidekiqBackend: QueueBackend {
     private func fetchLimited(_ flow: FlowLimitScripts, order: [String], count: Int) async throws -> [FetchedJob] {
         let keys = keys
         let me = identity
-        let command = { @Sendable (want: Int) in
-            flow.fetchCommand(
-                inflight: keys.inflight(me), queues: order, queueKeys: order.map { keys.queue($0) }, paused: keys.pausedQueues,
-                want: want)
-        }
         let jobs = try await fetchRedis.run { connection -> [FetchedJob] in
+            // A NOSCRIPT answer ran nothing: the script is loaded (again) and the call sent once more.
+            func call(_ want: Int) throws(RedisError) -> RedisReply {
+                var sha = self.fetchLoaded.withLock { $0 }
+                if sha == nil {
+                    sha = try connection.command("SCRIPT", "LOAD", FlowLimitScripts.fetch).check().text
+                    self.fetchLoaded.withLock { $0 = sha }
+                }
+                let command = { (sha: String?) in
+                    flow.fetchCommand(
+                        inflight: keys.inflight(me), queues: order, queueKeys: order.map { keys.queue($0) }, paused: keys.pausedQueues,
+                        want: want, sha: sha)
+                }
+                let reply = try connection.command(command(sha))
+                if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+                    self.fetchLoaded.withLock { $0 = nil }
+                    return try connection.command(command(nil))
+                }
+                return reply
+            }
             var jobs: [FetchedJob] = []
             for _ in 0..<Self.fetchRounds where jobs.count < count {
-                let items = try connection.command(command(count - jobs.count)).check().array ?? []
+                let items = try call(count - jobs.count).check().array ?? []
                 var i = 2
                 while i + 2 < items.count {
                     let index = items[i].int ?? 1
@@ -222,6 +236,9 @@ public final class SidekiqBackend: QueueBackend {
         hold(jobs)
         return jobs
     }
+
+    /// The limits' fetch script's SHA-1, loaded on the fetch connection at its first use (and again after `NOSCRIPT`).
+    private let fetchLoaded = Mutex<String?>(nil)
 
     /// The limits' release script's SHA-1, loaded on the acknowledger's connection at its first use (and again after
     /// Redis answered `NOSCRIPT`).
@@ -241,7 +258,7 @@ public final class SidekiqBackend: QueueBackend {
 
     private func hold(_ jobs: [FetchedJob]) {
         let leases = jobs.compactMap { FlowLimitScripts.Lease($0.receipt.lease) }
-        if !leases.isEmpty { held.withLock { $0.formUnion(leases) } }
+        if !leases.isEmpty { held.withLock { for lease in leases { $0[lease, default: 0] += 1 } } }
     }
 
     private func letGo(_ moves: [JobTransitions.Move]) {
@@ -250,7 +267,14 @@ public final class SidekiqBackend: QueueBackend {
             if case .replace = move.target { return nil }
             return FlowLimitScripts.Lease(move.receipt.lease)
         }
-        if !leases.isEmpty { held.withLock { $0.subtract(leases) } }
+        if !leases.isEmpty {
+            held.withLock { held in
+                for lease in leases {
+                    let left = (held[lease] ?? 0) - 1
+                    held[lease] = left > 0 ? left : nil
+                }
+            }
+        }
     }
 
     /// Writes the limits' definitions where `conveyor stats` and the dashboard read them.
@@ -452,7 +476,7 @@ public final class SidekiqBackend: QueueBackend {
     public func heartbeat(_ beat: ProcessBeat) async throws -> ProcessSignal? {
         var commands = SidekiqCommands.heartbeatCommands(beat, keys: keys, now: JobTime.now())
         if let flow {
-            let leases = held.withLock { Array($0) }
+            let leases = held.withLock { Array($0.keys) }
             // First: the signal is read from the last reply.
             if !leases.isEmpty { commands.insert(flow.renewCommand(leases), at: 0) }
         }

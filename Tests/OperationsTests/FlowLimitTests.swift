@@ -10,6 +10,20 @@ import Testing
 @Suite(.enabled(if: TestEnv.hasServers && TestEnv.binary != nil, "needs REDIS_URL, DATABASE_URL and CONVEYOR_BIN"), .serialized)
 struct FlowLimitTests {
     /// Writes a config file holding `limits` (YAML under `limits:`) and returns its path.
+    /// The slots a `<limit>:slots:K` hash counts for live leases (`n:<process>` fields whose `e:<process>` is ahead).
+    static func slotsHeld(_ key: String, on r: RedisConnection) throws -> Int {
+        let flat = try r.command(RedisCommand("HGETALL", key)).check().array?.compactMap(\.text) ?? []
+        var counts: [String: Int] = [:]
+        var ends: [String: Double] = [:]
+        for i in stride(from: 0, to: flat.count - 1, by: 2) {
+            let field = flat[i]
+            if field.hasPrefix("n:") { counts[String(field.dropFirst(2))] = Int(flat[i + 1]) }
+            if field.hasPrefix("e:") { ends[String(field.dropFirst(2))] = Double(flat[i + 1]) }
+        }
+        let now = Date().timeIntervalSince1970 * 1000
+        return counts.reduce(0) { $0 + ((ends[$1.key] ?? 0) > now ? max(0, $1.value) : 0) }
+    }
+
     static func configFile(_ limits: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(UUID().uuidString).yml").path
         try ("limits:\n" + limits).write(toFile: path, atomically: true, encoding: .utf8)
@@ -198,12 +212,12 @@ struct FlowLimitTests {
         try first.waitUntilServing()
         try Self.push([Self.sleepJob(jid: "\(prefix)-long", tenant: "x", ms: 600_000)], keys: keys, on: r)
         // Its slot is taken once the job runs (the lease is renewed while the worker lives: wait past one lease).
-        let running = keys.conveyor("limit:one-at-a-time:run:x")
+        let running = keys.conveyor("limit:one-at-a-time:slots:x")
         let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, try r.command(RedisCommand("ZCARD", running)).check().int != 1 { usleep(50_000) }
-        #expect(try r.command(RedisCommand("ZCARD", running)).check().int == 1)
+        while Date() < deadline, try Self.slotsHeld(running, on: r) != 1 { usleep(50_000) }
+        #expect(try Self.slotsHeld(running, on: r) == 1)
         usleep(5_000_000)
-        #expect(try r.command(RedisCommand("ZCARD", running)).check().int == 1, "the live worker's lease was not renewed")
+        #expect(try Self.slotsHeld(running, on: r) == 1, "the live worker's lease was not renewed")
         let second = try WorkerProcess(namespace: namespace, arguments: ["--config", config, "--queues", "default", "-c", "2"], environment: environment)
         try second.waitUntilServing()
         try Self.push([Self.sleepJob(jid: "\(prefix)-next", tenant: "x", ms: 10)], keys: keys, on: r)
@@ -243,7 +257,7 @@ struct FlowLimitTests {
         var held = -1
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
-            held = try r.command(RedisCommand("ZCARD", keys.conveyor("limit:one:run:"))).check().int ?? -1
+            held = try Self.slotsHeld(keys.conveyor("limit:one:slots:"), on: r)
             if held == 0 { break }
             usleep(50_000)
         }

@@ -22,7 +22,7 @@ struct DashboardLimitsTests {
         for reply in try s.redis.pipeline(commands) { try reply.check() }
         let fetched = try await backend.fetch(from: ["default"], count: 10)
         #expect(fetched.count == 2, "two slots for the key")
-        #expect(fetched.allSatisfy { $0.receipt.lease.hasPrefix("per-tenant\nt1\n") })
+        #expect(fetched.allSatisfy { $0.receipt.lease == "per-tenant\nt1" })
         #expect(try s.redis.command("LLEN", s.keys.queue("default")).check().int == 0, "the other three wait in the key's line")
         let page = await s.get("/limits")
         #expect(page.status == 200)
