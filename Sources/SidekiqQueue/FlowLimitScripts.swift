@@ -38,13 +38,21 @@ public struct FlowLimitScripts: Sendable {
         self.limits = limits
         self.identity = identity
         prefix = keys.conveyor("limit:")
-        var header: [any RedisArgument] = [prefix, Self.maximumBytes, Self.scanBudget, identity, limits.count]
+        // Every limited class once, for the scripts' cheap look at a job's bytes; the rules packed in one argument
+        // (tab-separated: names, classes, paths and numbers hold no tab), parsed only by a call that needs them.
+        var classes: [String] = []
+        for limit in limits { for name in limit.classes where !classes.contains(name) { classes.append(name) } }
+        var packed = "\(Self.scanBudget)\t\(limits.count)\t"
         for limit in limits {
-            header += [
-                limit.name, limit.classes.joined(separator: "\n"), limit.keyPath.joined(separator: "\n"), limit.concurrency ?? 0,
-                limit.rate?.starts ?? 0, limit.rate?.windowMilliseconds ?? 0, limit.leaseMilliseconds,
-            ] as [any RedisArgument]
+            let fields: [String] = [
+                limit.name, limit.classes.joined(separator: "\n"), limit.keyPath.joined(separator: "\n"), "\(limit.concurrency ?? 0)",
+                "\(limit.rate?.starts ?? 0)", "\(limit.rate?.windowMilliseconds ?? 0)", "\(limit.leaseMilliseconds)",
+            ]
+            packed += fields.joined(separator: "\t") + "\t"
         }
+        var header: [any RedisArgument] = [prefix, Self.maximumBytes, identity, classes.count]
+        header += classes.map { $0 as any RedisArgument }
+        header.append(packed)
         self.header = header
     }
 
@@ -202,9 +210,9 @@ public struct FlowLimitScripts: Sendable {
     /// and a `lease` (ms), a process whose lease ended more than a lease ago loses its fields: it is dead (the reaper
     /// has long taken its jobs back). One whose lease just lapsed keeps its count uncounted, so a process that was
     /// only stalled finds its count right when its heartbeat renews the lease. Needs `now`.
-    static func liveLua(prune: Bool) -> String {
+    static func liveLua(prune: Bool, assigned: Bool = false) -> String {
         """
-        local function live(slots, lease)
+        \(assigned ? "live = function(slots, lease)" : "local function live(slots, lease)")
           local h = redis.call('HGETALL', slots)
           if #h == 0 then return 0 end
           local counts, ends = {}, {}
@@ -217,6 +225,7 @@ public struct FlowLimitScripts: Sendable {
           local total = 0
           for id, n in pairs(counts) do
             local e = ends[id] or 0
+            \(assigned ? "if id == me then mine = n end" : "")
             if e > now then
               if n > 0 then total = total + n end
             \(prune ? "elseif lease and e + lease < now then redis.call('HDEL', slots, 'n:' .. id, 'e:' .. id)" : "")
@@ -228,133 +237,148 @@ public struct FlowLimitScripts: Sendable {
         """
     }
 
-    /// Parses the header, defines `classify` (rule, key, member of a raw job, or nil), `open` (room for a start now;
-    /// else false and when a rate window opens), `take` (counts a slot and a start; returns the lease text), `flush`
-    /// (writes the slots a call took, one `HINCRBY` per key) and `park` (puts a job in its key's line). `R` is the
-    /// index of the first argument after the rules.
+    /// Reads the header and defines `candidate` (whether a raw job may be limited: it names a limited class or holds a
+    /// backslash) and `init`, which the scripts call before anything else and the fetch only once a job or a line
+    /// needs it: it reads the clock, parses the rules and defines `classify` (rule, key, member of a raw job, or nil),
+    /// `open` (room for a start now; else false and when a rate window opens), `take` (counts a slot and a start;
+    /// returns the lease text), `flush` (writes the slots a call took, one `HSET` per key) and `park` (puts a job in
+    /// its key's line). A fetch whose jobs are none of the limits' classes therefore costs little more than one
+    /// without limits. `R` is the index of the first argument after the rules.
     static let prelude = """
         local LP = ARGV[1]
         local maxBytes = tonumber(ARGV[2])
-        local budget = tonumber(ARGV[3])
-        local me = ARGV[4]
-        local nr = tonumber(ARGV[5])
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local rules, byName, names = {}, {}, {}
-        for r = 1, nr do
-          local b = 6 + (r - 1) * 7
-          local rule = {name = ARGV[b], path = {}, conc = tonumber(ARGV[b + 3]), rmax = tonumber(ARGV[b + 4]),
-            rwin = tonumber(ARGV[b + 5]), lease = tonumber(ARGV[b + 6])}
-          for seg in string.gmatch(ARGV[b + 2], '[^\\n]+') do rule.path[#rule.path + 1] = seg end
-          for cls in string.gmatch(ARGV[b + 1], '[^\\n]+') do rules[cls] = rule; names[#names + 1] = cls end
-          byName[rule.name] = rule
+        local me = ARGV[3]
+        local nc = tonumber(ARGV[4])
+        local R = 6 + nc
+        local function candidate(raw)
+          if nc == 0 or #raw > maxBytes then return false end
+          if string.find(raw, '\\\\', 1, true) then return true end
+          for i = 5, 4 + nc do
+            if string.find(raw, ARGV[i], 1, true) then return true end
+          end
+          return false
         end
-        local R = 6 + nr * 7
-
-        """ + liveLua(prune: true) + """
-        local function member_of(j, raw)
-          local m = j and j.jid
-          if type(m) ~= 'string' or #m == 0 or #m > 256 then m = '#' .. redis.sha1hex(raw) end
-          return m
-        end
-        local function classify(raw)
-          if nr == 0 or #raw > maxBytes then return nil end
-          if not string.find(raw, '\\\\', 1, true) then
-            local hit = false
-            for _, c in ipairs(names) do
-              if string.find(raw, c, 1, true) then hit = true; break end
+        local now, budget, nr, order, rules, byName, seen, touched, mine, seq
+        local live, member_of, classify, state, open, take, flush, line_of, park, line_emptied
+        local function init()
+          if rules then return end
+          local t = redis.call('TIME')
+          now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          rules, byName, order, seen, touched, mine, seq = {}, {}, {}, {}, {}, 0, 0
+          local f = {}
+          for field in string.gmatch(ARGV[5 + nc], '([^\\t]*)\\t') do f[#f + 1] = field end
+          budget, nr = tonumber(f[1]), tonumber(f[2])
+          for r = 1, nr do
+            local b = 3 + (r - 1) * 7
+            local rule = {name = f[b], path = {}, conc = tonumber(f[b + 3]), rmax = tonumber(f[b + 4]),
+              rwin = tonumber(f[b + 5]), lease = tonumber(f[b + 6])}
+            for seg in string.gmatch(f[b + 2], '[^\\n]+') do rule.path[#rule.path + 1] = seg end
+            for cls in string.gmatch(f[b + 1], '[^\\n]+') do rules[cls] = rule end
+            byName[rule.name] = rule
+            order[r] = rule
+          end
+          \(liveLua(prune: true, assigned: true))
+          member_of = function(j, raw)
+            local m = j and j.jid
+            if type(m) ~= 'string' or #m == 0 or #m > 256 then m = '#' .. redis.sha1hex(raw) end
+            return m
+          end
+          -- For a candidate: its rule, key and member, or nil when it is none of the limits' jobs.
+          classify = function(raw)
+            local ok, j = pcall(cjson.decode, raw)
+            if not ok or type(j) ~= 'table' or type(j.class) ~= 'string' then return nil end
+            local rule = rules[j.class]
+            if not rule then return nil end
+            local v = nil
+            if #rule.path > 0 and type(j.args) == 'table' then
+              v = j.args[1]
+              for _, seg in ipairs(rule.path) do
+                if type(v) ~= 'table' then v = nil; break end
+                v = v[seg]
+              end
             end
-            if not hit then return nil end
+            if type(v) == 'number' then v = tostring(v) end
+            local key = ''
+            if type(v) == 'string' then
+              if #v > 0 and #v <= 64 and not string.find(v, '[^%w_%.@%-]') then key = v else key = '#' .. redis.sha1hex(v) end
+            end
+            return rule, key, rule.rmax > 0 and member_of(j, raw) or ''
           end
-          local ok, j = pcall(cjson.decode, raw)
-          if not ok or type(j) ~= 'table' or type(j.class) ~= 'string' then return nil end
-          local rule = rules[j.class]
-          if not rule then return nil end
-          local v = nil
-          if #rule.path > 0 and type(j.args) == 'table' then
-            v = j.args[1]
-            for _, seg in ipairs(rule.path) do
-              if type(v) ~= 'table' then v = nil; break end
-              v = v[seg]
+          -- What one call learnt of each key (slots held, this process's own, starts in the window, slots it took), so
+          -- a key is read and written once per call.
+          state = function(rule, key)
+            local id = rule.name .. '\\n' .. key
+            local c = seen[id]
+            if c then return c end
+            c = {run = 0, own = 0, st = 0, first = 0, add = 0, key = key, rule = rule, lease = rule.conc > 0 and id or ''}
+            if rule.conc > 0 then
+              mine = 0
+              c.run = live(LP .. rule.name .. ':slots:' .. key, rule.lease)
+              c.own = mine
+            end
+            if rule.rmax > 0 then
+              local st = LP .. rule.name .. ':starts:' .. key
+              redis.call('ZREMRANGEBYSCORE', st, '-inf', now - rule.rwin)
+              c.st = redis.call('ZCARD', st)
+            end
+            seen[id] = c
+            return c
+          end
+          open = function(rule, key)
+            local c = state(rule, key)
+            if rule.conc > 0 and c.run >= rule.conc then return false, 0 end
+            if rule.rmax > 0 and c.st >= rule.rmax then
+              if c.first == 0 then
+                local first = redis.call('ZRANGE', LP .. rule.name .. ':starts:' .. key, 0, 0, 'WITHSCORES')
+                c.first = tonumber(first[2] or now)
+              end
+              return false, c.first + rule.rwin
+            end
+            return true, 0
+          end
+          take = function(rule, key, member)
+            local c = state(rule, key)
+            if rule.conc > 0 then
+              if c.add == 0 then touched[#touched + 1] = c end
+              c.add = c.add + 1
+              c.run = c.run + 1
+            end
+            if rule.rmax > 0 then
+              local st = LP .. rule.name .. ':starts:' .. key
+              seq = seq + 1
+              redis.call('ZADD', st, now, now .. ':' .. seq .. ':' .. member)
+              if not c.started then
+                redis.call('PEXPIRE', st, rule.rwin + 1000)
+                c.started = true
+              end
+              c.st = c.st + 1
+            end
+            return c.lease
+          end
+          -- The script reads and writes the hash in one step: the count it read plus what it took, and the lease.
+          flush = function()
+            for _, c in ipairs(touched) do
+              local slots = LP .. c.rule.name .. ':slots:' .. c.key
+              redis.call('HSET', slots, 'n:' .. me, c.own + c.add, 'e:' .. me, now + c.rule.lease)
+              if c.own <= 0 then
+                redis.call('PEXPIRE', slots, c.rule.lease * 2)
+                redis.call('SADD', LP .. c.rule.name .. ':active', c.key)
+              end
             end
           end
-          if type(v) == 'number' then v = tostring(v) end
-          local key = ''
-          if type(v) == 'string' then
-            if #v > 0 and #v <= 64 and not string.find(v, '[^%w_%.@%-]') then key = v else key = '#' .. redis.sha1hex(v) end
-          end
-          return rule, key, rule.rmax > 0 and member_of(j, raw) or ''
-        end
-        -- What one call learnt of each key (slots held, starts in the window, slots it took), so a key is read and
-        -- written once per call.
-        local seen, touched = {}, {}
-        local function state(rule, key)
-          local id = rule.name .. '\\n' .. key
-          local c = seen[id]
-          if c then return c end
-          c = {run = 0, st = 0, first = 0, add = 0, key = key, rule = rule, lease = rule.conc > 0 and id or ''}
-          if rule.conc > 0 then c.run = live(LP .. rule.name .. ':slots:' .. key, rule.lease) end
-          if rule.rmax > 0 then
-            local st = LP .. rule.name .. ':starts:' .. key
-            redis.call('ZREMRANGEBYSCORE', st, '-inf', now - rule.rwin)
-            c.st = redis.call('ZCARD', st)
-          end
-          seen[id] = c
-          return c
-        end
-        local function open(rule, key)
-          local c = state(rule, key)
-          if rule.conc > 0 and c.run >= rule.conc then return false, 0 end
-          if rule.rmax > 0 and c.st >= rule.rmax then
-            if c.first == 0 then
-              local first = redis.call('ZRANGE', LP .. rule.name .. ':starts:' .. key, 0, 0, 'WITHSCORES')
-              c.first = tonumber(first[2] or now)
+          line_of = function(name, key, qname) return LP .. name .. ':wait:' .. key .. ':q:' .. qname end
+          park = function(rule, key, qname, raw)
+            if redis.call('LPUSH', line_of(rule.name, key, qname), raw) == 1 then
+              redis.call('RPUSH', LP .. 'rotation:' .. qname, rule.name .. '\\n' .. key)
+              redis.call('SADD', LP .. rule.name .. ':keys', key .. '\\n' .. qname)
             end
-            return false, c.first + rule.rwin
+            redis.call('HINCRBY', LP .. rule.name, 'waiting', 1)
           end
-          return true, 0
-        end
-        local seq = 0
-        local function take(rule, key, member)
-          local c = state(rule, key)
-          if rule.conc > 0 then
-            if c.add == 0 then touched[#touched + 1] = c end
-            c.add = c.add + 1
-            c.run = c.run + 1
-          end
-          if rule.rmax > 0 then
-            local st = LP .. rule.name .. ':starts:' .. key
-            seq = seq + 1
-            redis.call('ZADD', st, now, now .. ':' .. seq .. ':' .. member)
-            if not c.started then
-              redis.call('PEXPIRE', st, rule.rwin + 1000)
-              c.started = true
+          line_emptied = function(name, key, qname)
+            if redis.call('LLEN', line_of(name, key, qname)) == 0 then
+              redis.call('LREM', LP .. 'rotation:' .. qname, 1, name .. '\\n' .. key)
+              redis.call('SREM', LP .. name .. ':keys', key .. '\\n' .. qname)
             end
-            c.st = c.st + 1
-          end
-          return c.lease
-        end
-        local function flush()
-          for _, c in ipairs(touched) do
-            local slots = LP .. c.rule.name .. ':slots:' .. c.key
-            redis.call('HINCRBY', slots, 'n:' .. me, c.add)
-            redis.call('HSET', slots, 'e:' .. me, now + c.rule.lease)
-            redis.call('PEXPIRE', slots, c.rule.lease * 2)
-            redis.call('SADD', LP .. c.rule.name .. ':active', c.key)
-          end
-        end
-        local function line_of(name, key, qname) return LP .. name .. ':wait:' .. key .. ':q:' .. qname end
-        local function park(rule, key, qname, raw)
-          if redis.call('LPUSH', line_of(rule.name, key, qname), raw) == 1 then
-            redis.call('RPUSH', LP .. 'rotation:' .. qname, rule.name .. '\\n' .. key)
-            redis.call('SADD', LP .. rule.name .. ':keys', key .. '\\n' .. qname)
-          end
-          redis.call('HINCRBY', LP .. rule.name, 'waiting', 1)
-        end
-        local function line_emptied(name, key, qname)
-          if redis.call('LLEN', line_of(name, key, qname)) == 0 then
-            redis.call('LREM', LP .. 'rotation:' .. qname, 1, name .. '\\n' .. key)
-            redis.call('SREM', LP .. name .. ':keys', key .. '\\n' .. qname)
           end
         end
 
@@ -377,6 +401,8 @@ public struct FlowLimitScripts: Sendable {
         local function serve_lines(qi, qname, queue)
           local rot = LP .. 'rotation:' .. qname
           local len = redis.call('LLEN', rot)
+          if len == 0 then return end
+          init()
           local visits = 0
           local progress = true
           while len > 0 and progress and n < want and visits < budget do
@@ -434,10 +460,14 @@ public struct FlowLimitScripts: Sendable {
             serve_lines(qi, qname, queue)
             local scanned = 0
             while n < want do
-              if scanned >= budget then more = 1; break end
+              if rules and scanned >= budget then more = 1; break end
               local raw = redis.call('LMOVE', queue, KEYS[1], 'RIGHT', 'LEFT')
               if not raw then break end
-              local rule, key, member = classify(raw)
+              local rule, key, member = nil, nil, nil
+              if candidate(raw) then
+                init()
+                rule, key, member = classify(raw)
+              end
               if rule then
                 scanned = scanned + 1
                 local ok, at = open(rule, key)
@@ -454,7 +484,7 @@ public struct FlowLimitScripts: Sendable {
             end
           end
         end
-        flush()
+        if rules then flush() end
         out[1] = more
         out[2] = wakeAt
         return out
@@ -466,6 +496,8 @@ public struct FlowLimitScripts: Sendable {
           if redis.call('LREM', KEYS[2], 1, raw) == 1 then redis.call('RPUSH', KEYS[1], raw) end
           return {1}
         end
+        if not candidate(raw) then return {0, ''} end
+        init()
         local rule, key, member = classify(raw)
         if not rule then return {0, ''} end
         local ok = open(rule, key)
@@ -520,6 +552,7 @@ public struct FlowLimitScripts: Sendable {
         """
 
     static let renew = prelude + """
+        init()
         for i = R, #ARGV - 1, 2 do
           local rule = byName[ARGV[i]]
           if rule and rule.conc > 0 then
@@ -570,10 +603,13 @@ public struct FlowLimitScripts: Sendable {
         return out
         """
 
-    static let stats = prelude + runningLua(prune: true) + """
+    static let stats = prelude + """
+        init()
+
+        """ + runningLua(prune: true) + """
         local out = {}
         for r = 1, nr do
-          local name = ARGV[6 + (r - 1) * 7]
+          local name = order[r].name
           out[#out + 1] = running(name, byName[name].lease)
           out[#out + 1] = tonumber(redis.call('HGET', LP .. name, 'waiting') or '0')
           out[#out + 1] = redis.call('SCARD', LP .. name .. ':keys')
