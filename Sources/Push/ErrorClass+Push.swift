@@ -9,8 +9,11 @@ extension ErrorClass {
     public static let payloadTooLarge: ErrorClass = "PayloadTooLarge"
     /// The push service refused the request (400, 401, 403 and other 4xx): its reason is in the message.
     public static let pushRejected: ErrorClass = "PushRejected"
-    /// The push service asked to slow down (429) or failed (5xx); retried no earlier than its `Retry-After`.
+    /// The push service failed (5xx without `Retry-After`); retried as a failed attempt.
     public static let pushServiceUnavailable: ErrorClass = "PushServiceUnavailable"
+    /// The push service asked every sender to wait (429, or 503 with `Retry-After`), now or in another job still
+    /// cooling down: the job runs again after the wait without spending an attempt.
+    public static let pushThrottled: ErrorClass = "PushThrottled"
     /// The push service could not be reached (DNS, connect, TLS, timeout).
     public static let pushTransport: ErrorClass = "PushTransport"
     /// No VAPID key or subject is configured (`CONVEYOR_VAPID_PRIVATE_KEY`, `CONVEYOR_VAPID_SUBJECT`).

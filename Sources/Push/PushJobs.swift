@@ -35,9 +35,15 @@ public enum PushJobs: JobFamilyDefinition, DeclaresMigrations {
         }
         let store = gone ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }.map { PostgresPushGoneStore(url: $0) }
         let sender = PushSender(configuration: configuration)
+        // A service's 429 holds back every worker's pushes to it when they share Redis.
+        let namespace = environment["CONVEYOR_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 }
+        let cooldownRedis = try environment["REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 }.map {
+            RedisThread(try RedisEndpoint(url: $0, environment: environment), name: "conveyor-push-cooldown")
+        }
+        let cooldown = PushCooldown(redis: cooldownRedis, namespace: namespace)
         registry.register(JobClass(
             sendClass, queue: queue, retry: retry, timeout: .seconds(configuration.timeout + 30), concurrency: configuration.concurrency,
-            handler: PushSendHandler(sender: sender, gone: store)))
+            handler: PushSendHandler(sender: sender, gone: store, cooldown: cooldown)))
         // push.fanout enqueues push.send jobs where this worker's queues are: the same Redis and namespace.
         var client: JobClient?
         if let url = environment["REDIS_URL"], !url.isEmpty {

@@ -112,7 +112,7 @@ public final class TracingJobMiddleware: JobMiddleware {
         span.attributes["conveyor.job.outcome"] = outcome.status.rawValue
         if let failure = outcome.failure {
             switch outcome.status {
-            case .cancelled, .skipped:
+            case .cancelled, .skipped, .deferred:
                 span.attributes["error.type"] = failure.errorClass
             default:
                 Traced.failed(span, failure)

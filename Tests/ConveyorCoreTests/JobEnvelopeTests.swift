@@ -27,6 +27,51 @@ import Testing
         #expect(again["retry_count"] == 1)
     }
 
+    /// A destination that asked to wait (a 429 with `Retry-After`) defers the job: it runs again after the wait with
+    /// its `retry_count` as it was, counting the deferral in Sidekiq Enterprise's `overrated` field, twenty times at most;
+    /// after that, or with an `overrated` that is not a count, the wait is spent as an attempt like any failure.
+    @Test func aDeferralSpendsNoAttemptUntilItsCap() throws {
+        let job = try Job(raw: Array(#"{"class":"noop","args":[],"jid":"a","retry_count":2}"#.utf8))
+        let failure = JobFailure.deferred("PushThrottled", "429", after: 2)
+        let (payload, destination) = JobTransitions.failed(job, failure: failure, policy: .default, now: 100, random: 0)
+        #expect(destination == .deferred(at: 102))
+        #expect(payload["retry_count"] == 2)
+        #expect(payload["overrated"] == 1)
+        #expect(payload["error_class"] == "PushThrottled")
+        #expect(payload["failed_at"] == nil, "a deferral is not a failure")
+        // Without a wait from the destination: the back-off of the attempt it would have spent, at least a second.
+        var noWait = failure
+        noWait.retryAfter = nil
+        if case .deferred(let at) = JobTransitions.failed(job, failure: noWait, policy: .default, now: 100, random: 0).destination {
+            #expect(at >= 101 && at <= 100 + RetryPolicy.maxDelay)
+        } else {
+            Issue.record("not deferred")
+        }
+        // A wait from outside is bounded.
+        for wait in [Double.infinity, 1e308, -1, .nan] {
+            var odd = failure
+            odd.retryAfter = wait
+            if case .deferred(let at) = JobTransitions.failed(job, failure: odd, policy: .default, now: 100, random: 0).destination {
+                #expect(at >= 101 && at <= 100 + RetryPolicy.maxDelay, "\(wait): \(at)")
+            } else {
+                Issue.record("\(wait): not deferred")
+            }
+        }
+        let capped = try Job(raw: Array(#"{"class":"noop","args":[],"jid":"a","retry_count":2,"overrated":20}"#.utf8))
+        let (spent, then) = JobTransitions.failed(capped, failure: failure, policy: .default, now: 100, random: 0)
+        #expect(spent["retry_count"] == 3)
+        if case .deferred = then { Issue.record("deferred past the cap") }
+        for odd in ["-1", "1e308", "9223372036854775807", "\"x\"", "1.5", "null"] {
+            let hostile = try Job(raw: Array(#"{"class":"noop","args":[],"jid":"a","retry_count":2,"overrated":\#(odd)}"#.utf8))
+            let (p, d) = JobTransitions.failed(hostile, failure: failure, policy: .default, now: 100, random: 0)
+            if odd == "null" {
+                #expect(d == .deferred(at: 102), "null is no count yet")
+            } else {
+                #expect(p["retry_count"] == 3, "overrated \(odd) is not a count: the attempt is spent")
+            }
+        }
+    }
+
     @Test func retryFieldFalseMeansOneRun() throws {
         let job = try Job(raw: Array(#"{"class":"noop","args":[],"jid":"a","retry":false}"#.utf8))
         let (_, destination) = JobTransitions.failed(job, failure: .transient("Boom", "x"), policy: .default, now: 0)

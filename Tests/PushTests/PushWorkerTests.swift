@@ -72,10 +72,11 @@ import Testing
         let tooLong = try outcome("toolong")
         #expect(tooLong.status == "dead" && tooLong.errorClass == "PayloadTooLarge" && tooLong.attempts == 1, "\(tooLong)")
 
-        for word in ["busy", "fail"] {
-            let o = try outcome(word)
-            #expect(o.status == "succeeded" && o.attempts == 2 && o.result?["status"]?.intValue == 201, "\(word): \(o)")
-        }
+        // A 429 is the service asking to wait, not a failed attempt; a 500 is one.
+        let busyOutcome = try outcome("busy")
+        #expect(busyOutcome.status == "succeeded" && busyOutcome.attempts == 1 && busyOutcome.result?["status"]?.intValue == 201, "busy: \(busyOutcome)")
+        let failOutcome = try outcome("fail")
+        #expect(failOutcome.status == "succeeded" && failOutcome.attempts == 2 && failOutcome.result?["status"]?.intValue == 201, "fail: \(failOutcome)")
         let log = try service.log()
         #expect(!log.contains { $0.path.hasPrefix("ok/") }, "the oversized payload was refused before any request")
         let busy = log.filter { $0.path.hasPrefix("busy/") }
@@ -85,6 +86,40 @@ import Testing
         }
         #expect(log.filter { $0.path.hasPrefix("fail/") }.map(\.status) == [500, 201])
         #expect(log.allSatisfy { $0.error == nil }, "\(log.compactMap(\.error))")
+        try await worker.stop()
+    }
+
+    /// A 429 with `Retry-After: 2` from a push service holds back every push to that service (its origin), in every
+    /// job, until the 2 s are over: no request reaches it sooner, and none of the jobs spends an attempt.
+    @Test func aRateLimitedServiceIsWaitedOutWithoutSpendingAttempts() async throws {
+        let subscribers = ["a", "b", "c", "d", "e"].map { TestSubscriber(name: "throttle-\($0)") }
+        let service = try StandInPushService(subscribers: subscribers)
+        let worker = try PushWorker()
+        func arguments(_ subscriber: TestSubscriber) -> JSONObject {
+            ["subscription": subscriber.subscription(endpoint: service.base + "/throttle/" + subscriber.name), "payload": "hi"]
+        }
+        let first = try await worker.enqueue([arguments(subscribers[0])])
+        // The others are pushed once the service's 429 is in its log.
+        var refusedAt: Double?
+        let deadline = ContinuousClock.now + .seconds(30)
+        while refusedAt == nil, ContinuousClock.now < deadline {
+            refusedAt = try service.log().first { $0.path.hasPrefix("throttle/") && $0.status == 429 }?.t
+            if refusedAt == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let refused = try #require(refusedAt, "no 429 within 30 s; log:\n\(worker.log.suffix(3000))")
+        let rest = try await worker.enqueue(subscribers.dropFirst().map(arguments))
+        let outcomes = try await Outcomes.wait(for: first + rest, timeout: .seconds(60))
+        for jid in first + rest {
+            let o = try #require(outcomes[jid], "\(jid): no outcome; log:\n\(worker.log.suffix(3000))")
+            #expect(o.status == "succeeded" && o.attempts == 1, "\(o)")
+        }
+        let log = try service.log().filter { $0.path.hasPrefix("throttle/") }
+        #expect(log.filter { $0.status == 429 }.count == 1, "\(log.map(\.status))")
+        let sent = log.filter { $0.status == 201 }
+        #expect(sent.count == 5, "\(log.map(\.status))")
+        for entry in sent {
+            #expect(entry.t - refused >= 2.0, "\(entry.path) reached the service \(entry.t - refused) s after its 429 with Retry-After: 2")
+        }
         try await worker.stop()
     }
 

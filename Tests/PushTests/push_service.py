@@ -12,6 +12,7 @@ auth secret (http_ece), and answers 201. Paths starting with a script word answe
   /gone/...   410        /missing/... 404     /large/... 413     /unauth/... 401 with a reason
   /busy/...   429 with Retry-After: 2 the first time, then 201
   /fail/...   500 the first time, then 201
+  /throttle/... 429 with Retry-After: 2 to the first request under /throttle/ (any subscriber), then 201
 GET /log: every request as JSON lines {"t": monotonic seconds, "path", "status", "payload", "error", "ttl",
 "urgency", "topic"}. GET /connections: how many TCP connections were accepted.
 """
@@ -137,6 +138,9 @@ class Handler(BaseHTTPRequestHandler):
             status, reply, extra = 413, b"Payload Too Large", []
         elif word == "unauth":
             status, reply, extra = 401, b"VAPID credentials rejected\x1b[31m\nsecond line", []
+        elif word == "throttle" and "throttle" not in seen_once:
+            seen_once.add("throttle")
+            status, reply, extra = 429, b"too many requests for this origin", [("Retry-After", "2")]
         elif word in ("busy", "fail") and path not in seen_once:
             seen_once.add(path)
             if word == "busy":

@@ -12,6 +12,9 @@ public struct JobFailure: Error, Sendable, CustomStringConvertible, Equatable {
     public var skipsJob = false
     /// The job was cancelled: acknowledged and recorded `cancelled`, not retried.
     public var cancelsJob = false
+    /// The destination asked to wait (a 429 with `Retry-After`): the job runs again after `retryAfter` without
+    /// spending an attempt, `JobTransitions.maximumDeferrals` times at most.
+    public var defersJob = false
 
     public init(errorClass: ErrorClass, message: String, isPermanent: Bool) {
         self.errorClass = errorClass.rawValue
@@ -38,6 +41,16 @@ public struct JobFailure: Error, Sendable, CustomStringConvertible, Equatable {
     public static func cancelled(_ message: String) -> JobFailure {
         var failure = JobFailure(errorClass: .jobCancelled, message: message, isPermanent: true)
         failure.cancelsJob = true
+        return failure
+    }
+
+    /// The destination asked to wait (a 429 with `Retry-After`, or another job's 429 still cooling down): the job
+    /// runs again after `after` seconds (none: its back-off) and spends no attempt, up to
+    /// `JobTransitions.maximumDeferrals` times; after that the wait is an attempt like any failure.
+    public static func deferred(_ errorClass: ErrorClass, _ message: String, after: Double?) -> JobFailure {
+        var failure = JobFailure(errorClass: errorClass, message: message, isPermanent: false)
+        failure.defersJob = true
+        failure.retryAfter = after
         return failure
     }
 

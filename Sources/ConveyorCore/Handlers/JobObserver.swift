@@ -7,6 +7,9 @@ public enum JobStatus: String, Sendable {
     case dead
     /// Stopped by shutdown and pushed back to its queue without counting an attempt.
     case requeued
+    /// Its destination asked to wait (a 429 with `Retry-After`): scheduled again in the `retry` set without counting
+    /// an attempt.
+    case deferred
     /// Not run: a middleware refused it for good without it being a failure (a duplicate of a unique job still held).
     case skipped
     /// Cancelled by an operator before or while it ran; not retried.

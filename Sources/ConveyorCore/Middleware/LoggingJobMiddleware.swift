@@ -38,6 +38,9 @@ public struct LoggingJobMiddleware: JobMiddleware {
         case .retrying:
             if let at = outcome.retryAt { metadata["retry_in_s"] = "\(Saturating.int((at - outcome.finishedAt).rounded()))" }
             log.warning("job failed; will retry", metadata: metadata)
+        case .deferred:
+            if let at = outcome.retryAt { metadata["retry_in_s"] = "\(Saturating.int((at - outcome.finishedAt).rounded()))" }
+            log.notice("job deferred: its destination asked to wait; no attempt spent", metadata: metadata)
         default:
             metadata["reason"] = failure.isPermanent ? "permanent error" : "out of attempts"
             if JobTransitions.keepsDead(outcome.payload) {

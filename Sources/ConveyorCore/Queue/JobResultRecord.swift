@@ -38,7 +38,7 @@ public struct JobResultRecord: Sendable, Equatable {
         self.finishedAt = finishedAt
     }
 
-    /// The record of a terminal outcome, or nil for `retrying` and `requeued` (the job will run again).
+    /// The record of a terminal outcome, or nil for `retrying`, `requeued` and `deferred` (the job will run again).
     public init?(_ outcome: JobOutcome) {
         let status: String
         switch outcome.status {
@@ -46,7 +46,7 @@ public struct JobResultRecord: Sendable, Equatable {
         case .dead: status = "dead"
         case .skipped: status = "skipped"
         case .cancelled: status = "cancelled"
-        case .retrying, .requeued: return nil
+        case .retrying, .requeued, .deferred: return nil
         }
         self.init(
             jid: outcome.jid, jobClass: outcome.jobClass, queue: outcome.queue, status: status,

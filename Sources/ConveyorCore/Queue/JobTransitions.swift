@@ -3,6 +3,8 @@ import Foundation
 /// Where a failed job goes next.
 public enum FailureDestination: Sendable, Equatable {
     case retry(at: Double)
+    /// Run again at `at` without having spent an attempt (the destination asked to wait).
+    case deferred(at: Double)
     case dead
 }
 
@@ -13,6 +15,14 @@ public enum JobTransitions {
         _ job: Job, failure: JobFailure, policy: RetryPolicy, now: Double, random: Double = Double.random(in: 0..<1)
     ) -> (payload: JSONObject, destination: FailureDestination) {
         var payload = job.payload
+        if failure.defersJob, let deferrals = deferrals(payload), deferrals < maximumDeferrals {
+            payload["overrated"] = JSONValue(deferrals + 1)
+            payload["error_class"] = .string(errorClassField(failure.errorClass))
+            payload["error_message"] = .string(truncated(StoredErrorMessage.clean(failure.message, jid: job.jid)))
+            let backoff = policy.delay(retryCount: max(0, job.previousFailures), random: random)
+            let wait = failure.retryAfter.flatMap { $0.isNaN ? nil : $0 } ?? backoff
+            return (payload, .deferred(at: now + min(max(wait, 1), maximumDeferralWait)))
+        }
         let failures = Saturating.add(job.previousFailures, 1)
         let maxAttempts = policy.maxAttempts(jobRetryField: payload["retry"])
         // `retry_count` stays within what `Job.init` accepts: a job whose count reaches the top of that range is dead.
@@ -32,6 +42,19 @@ public enum JobTransitions {
         }
         let wait = Saturating.clamp(failure.retryAfter ?? 0, to: 0...RetryPolicy.maxDelay)
         return (payload, .retry(at: now + max(policy.delay(retryCount: failures - 1, random: random), wait)))
+    }
+
+    /// Deferrals a job may take without spending an attempt (Sidekiq Enterprise's limiter reschedules 20 times).
+    public static let maximumDeferrals = 20
+    /// The longest a deferral waits, whatever the destination said.
+    public static let maximumDeferralWait: Double = 86_400
+
+    /// The deferrals a job took (Sidekiq Enterprise's `overrated`): 0 without the field, nil when it is not a count
+    /// (then no deferral is granted: the wait is an attempt).
+    static func deferrals(_ payload: JSONObject) -> Int? {
+        guard let value = payload["overrated"], value != .null else { return 0 }
+        guard let n = value.intValue, (0...maximumDeferrals).contains(n) else { return nil }
+        return n
     }
 
     /// Whether a job that failed for good is kept in the dead set: not with `retry: false`, which Sidekiq discards

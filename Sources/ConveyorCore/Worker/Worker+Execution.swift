@@ -136,6 +136,11 @@ extension Worker {
                 outcome.status = .retrying
                 outcome.retryAt = at
                 move = .init(receipt: job.receipt, target: .retry(payload: payload.bytes, at: at), counts: .processedAndFailed)
+            case .deferred(let at):
+                // Not a failure: the next run is the same attempt, and Sidekiq's failed count is not raised.
+                outcome.status = .deferred
+                outcome.retryAt = at
+                move = .init(receipt: job.receipt, target: .retry(payload: payload.bytes, at: at), counts: .processed)
             case .dead:
                 outcome.status = .dead
                 if JobTransitions.keepsDead(payload) {

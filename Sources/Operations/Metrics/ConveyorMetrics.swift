@@ -125,7 +125,7 @@ public final class ConveyorMetrics: JobObserver, @unchecked Sendable {
             total = existing
         } else {
             total = counter(
-                "conveyor_jobs_total", "Finished job runs by outcome (succeeded, retrying, dead, requeued).",
+                "conveyor_jobs_total", "Finished job runs by outcome (succeeded, retrying, dead, requeued, deferred, skipped, cancelled).",
                 ["class": jobClass, "queue": queue, "outcome": outcome.status.rawValue])
             c.outcomes[key] = total
         }
