@@ -239,7 +239,7 @@ public struct FlowLimitScripts: Sendable {
 
     /// Reads the header and defines `candidate` (whether a raw job may be limited: it names a limited class or holds a
     /// backslash) and `init`, which the scripts call before anything else and the fetch only once a job or a line
-    /// needs it: it reads the clock, parses the rules and defines `classify` (rule, key, member of a raw job, or nil),
+    /// needs it: it reads the clock, parses the rules and defines `classify` (the rule and key of a raw job, or nil),
     /// `open` (room for a start now; else false and when a rate window opens), `take` (counts a slot and a start;
     /// returns the lease text), `flush` (writes the slots a call took, one `HSET` per key) and `park` (puts a job in
     /// its key's line). A fetch whose jobs are none of the limits' classes therefore costs little more than one
@@ -259,11 +259,13 @@ public struct FlowLimitScripts: Sendable {
           return false
         end
         local now, budget, nr, order, rules, byName, seen, touched, mine, seq
-        local live, member_of, classify, state, open, take, flush, line_of, park, line_emptied
+        local stamp, live, classify, state, open, take, flush, line_of, park, line_emptied
         local function init()
           if rules then return end
           local t = redis.call('TIME')
           now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          -- Unique to this call (a process's calls are apart by more than a microsecond): a start's member.
+          stamp = t[1] .. '.' .. t[2] .. ':' .. me
           rules, byName, order, seen, touched, mine, seq = {}, {}, {}, {}, {}, 0, 0
           local f = {}
           for field in string.gmatch(ARGV[5 + nc], '([^\\t]*)\\t') do f[#f + 1] = field end
@@ -278,13 +280,22 @@ public struct FlowLimitScripts: Sendable {
             order[r] = rule
           end
           \(liveLua(prune: true, assigned: true))
-          member_of = function(j, raw)
-            local m = j and j.jid
-            if type(m) ~= 'string' or #m == 0 or #m > 256 then m = '#' .. redis.sha1hex(raw) end
-            return m
-          end
-          -- For a candidate: its rule, key and member, or nil when it is none of the limits' jobs.
+          -- For a candidate: its rule and key, or nil when it is none of the limits' jobs. Without a backslash a
+          -- `"class"` in the bytes is exactly a string token class; when there is one, followed by a colon, it is the
+          -- job's class key (a job whose only one is nested has no class and is refused by the worker anyway), so a
+          -- rule without a key path is found without decoding the job.
           classify = function(raw)
+            if not string.find(raw, '\\\\', 1, true) then
+              local a, b = string.find(raw, '"class"', 1, true)
+              if a and not string.find(raw, '"class"', b + 1, true) then
+                local cls = string.match(raw, '^%s*:%s*"([^"]*)"', b + 1)
+                if cls then
+                  local rule = rules[cls]
+                  if not rule then return nil end
+                  if #rule.path == 0 then return rule, '' end
+                end
+              end
+            end
             local ok, j = pcall(cjson.decode, raw)
             if not ok or type(j) ~= 'table' or type(j.class) ~= 'string' then return nil end
             local rule = rules[j.class]
@@ -302,7 +313,7 @@ public struct FlowLimitScripts: Sendable {
             if type(v) == 'string' then
               if #v > 0 and #v <= 64 and not string.find(v, '[^%w_%.@%-]') then key = v else key = '#' .. redis.sha1hex(v) end
             end
-            return rule, key, rule.rmax > 0 and member_of(j, raw) or ''
+            return rule, key
           end
           -- What one call learnt of each key (slots held, this process's own, starts in the window, slots it took), so
           -- a key is read and written once per call.
@@ -336,7 +347,7 @@ public struct FlowLimitScripts: Sendable {
             end
             return true, 0
           end
-          take = function(rule, key, member)
+          take = function(rule, key)
             local c = state(rule, key)
             if rule.conc > 0 then
               if c.add == 0 then touched[#touched + 1] = c end
@@ -346,7 +357,7 @@ public struct FlowLimitScripts: Sendable {
             if rule.rmax > 0 then
               local st = LP .. rule.name .. ':starts:' .. key
               seq = seq + 1
-              redis.call('ZADD', st, now, now .. ':' .. seq .. ':' .. member)
+              redis.call('ZADD', st, now, stamp .. ':' .. seq)
               if not c.started then
                 redis.call('PEXPIRE', st, rule.rwin + 1000)
                 c.started = true
@@ -433,13 +444,8 @@ public struct FlowLimitScripts: Sendable {
                   local raw = redis.call('RPOP', line)
                   if raw then
                     redis.call('HINCRBY', LP .. name, 'waiting', -1)
-                    local member = ''
-                    if rule.rmax > 0 then
-                      local ok2, j = pcall(cjson.decode, raw)
-                      member = member_of(ok2 and type(j) == 'table' and j or nil, raw)
-                    end
                     redis.call('LPUSH', KEYS[1], raw)
-                    push(qi, raw, take(rule, key, member))
+                    push(qi, raw, take(rule, key))
                     progress = true
                   end
                   line_emptied(name, key, qname)
@@ -463,16 +469,16 @@ public struct FlowLimitScripts: Sendable {
               if rules and scanned >= budget then more = 1; break end
               local raw = redis.call('LMOVE', queue, KEYS[1], 'RIGHT', 'LEFT')
               if not raw then break end
-              local rule, key, member = nil, nil, nil
+              local rule, key = nil, nil
               if candidate(raw) then
                 init()
-                rule, key, member = classify(raw)
+                rule, key = classify(raw)
               end
               if rule then
                 scanned = scanned + 1
                 local ok, at = open(rule, key)
                 if ok then
-                  push(qi, raw, take(rule, key, member))
+                  push(qi, raw, take(rule, key))
                 else
                   redis.call('LPOP', KEYS[1])
                   park(rule, key, qname, raw)
@@ -498,11 +504,11 @@ public struct FlowLimitScripts: Sendable {
         end
         if not candidate(raw) then return {0, ''} end
         init()
-        local rule, key, member = classify(raw)
+        local rule, key = classify(raw)
         if not rule then return {0, ''} end
         local ok = open(rule, key)
         if ok then
-          local lease = take(rule, key, member)
+          local lease = take(rule, key)
           flush()
           return {0, lease}
         end

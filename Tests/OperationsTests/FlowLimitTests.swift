@@ -9,7 +9,6 @@ import Testing
 /// they write: per-key concurrency and rate across processes, fairness between keys, and a killed worker's slot.
 @Suite(.enabled(if: TestEnv.hasServers && TestEnv.binary != nil, "needs REDIS_URL, DATABASE_URL and CONVEYOR_BIN"), .serialized)
 struct FlowLimitTests {
-    /// Writes a config file holding `limits` (YAML under `limits:`) and returns its path.
     /// The slots a `<limit>:slots:K` hash counts for live leases (`n:<process>` fields whose `e:<process>` is ahead).
     static func slotsHeld(_ key: String, on r: RedisConnection) throws -> Int {
         let flat = try r.command(RedisCommand("HGETALL", key)).check().array?.compactMap(\.text) ?? []
@@ -24,6 +23,7 @@ struct FlowLimitTests {
         return counts.reduce(0) { $0 + ((ends[$1.key] ?? 0) > now ? max(0, $1.value) : 0) }
     }
 
+    /// Writes a config file holding `limits` (YAML under `limits:`) and returns its path.
     static func configFile(_ limits: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(UUID().uuidString).yml").path
         try ("limits:\n" + limits).write(toFile: path, atomically: true, encoding: .utf8)
@@ -190,6 +190,36 @@ struct FlowLimitTests {
         #expect(json["limits"]?[0]?["name"]?.stringValue == "per-tenant")
         #expect(json["limits"]?[0]?["running"]?.intValue == 2)
         worker.stop()
+    }
+
+    /// The fetch judges a job by its bytes where they say enough and decodes it where they do not: a class named once
+    /// (spaces around the colon too) is read without a decode; a second `"class"` (one nested in the arguments) or a
+    /// backslash sends the job to the decoder, so a job of another class that carries a limited one's name is not
+    /// limited, and an escaped limited name is. The jobs in the key's line are the ones held back.
+    @Test func theFetchReadsTheClassOnlyWhereTheBytesAreUnambiguous() async throws {
+        let keys = QueueKeys(namespace: TestEnv.unique("limits-bytes"))
+        let limit = FlowLimit(name: "one", classes: ["noop"], concurrency: 1)
+        let backend = SidekiqBackend(redis: try RedisEndpoint(url: TestEnv.redisURL!), keys: keys, identity: TestEnv.unique("bytes"), limits: [limit])
+        defer { backend.close() }
+        let r = try TestEnv.redis()
+        let jobs = [
+            #"{"class":"noop","args":[{}],"queue":"default","jid":"plain"}"#,
+            #"{"class":"other","args":[{"class":"noop"}],"queue":"default","jid":"nested"}"#,
+            #"{"args":[{"x":"class"}],"queue":"default","jid":"spaced","class" : "noop"}"#,
+            #"{"class":"noop","args":[{}],"queue":"default","jid":"escaped"}"#,
+            #"{"args":[{"class":"noop"}],"queue":"default","jid":"classless"}"#,
+        ]
+        // Pushed on the left, taken from the right: in this order.
+        for job in jobs { try r.command("LPUSH", keys.queue("default"), job).check() }
+        let fetched = try await backend.fetch(from: ["default"], count: 10)
+        let taken = fetched.compactMap { (try? JSONValue(parsing: $0.raw))?["jid"]?.stringValue }
+        // "plain" takes the one slot; "spaced" and "escaped" are noop too and wait; "nested" is another class: not
+        // limited. "classless" has no class of its own, only a nested one: judged by its bytes it waits with the noop
+        // jobs (holding no slot), and the worker refuses it when its turn comes.
+        #expect(taken == ["plain", "nested"], "\(taken)")
+        #expect(fetched.first?.receipt.lease == "one\n")
+        let waiting = try r.command("LRANGE", keys.conveyor("limit:one:wait::q:default"), 0, -1).check().array?.compactMap(\.text) ?? []
+        #expect(waiting.compactMap { (try? JSONValue(parsing: Array($0.utf8)))?["jid"]?.stringValue } == ["classless", "escaped", "spaced"])
     }
 
     /// A worker killed with `kill -9` while its job holds the key's only slot: the slot is held while its lease runs
