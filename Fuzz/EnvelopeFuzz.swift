@@ -59,6 +59,20 @@ public func fuzzEnvelope(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 _ = JobTransitions.enqueued(payload, now: now).bytes
                 _ = JobTransitions.replayed(payload, queue: job.queue, resetAttempts: knob & 1 == 0, now: now).bytes
             }
+            // A deferral (a destination's 429): bounded wait, and either no attempt spent or, past the cap or with an
+            // `overrated` that is not a count, one attempt as any failure.
+            let waits: [Double?] = [nil, Double(knob), .infinity, -.infinity, .nan, 1e308, -1]
+            let deferred = JobFailure.deferred("Throttled", "429", after: waits[Int(knob) % waits.count])
+            let (payload, destination) = JobTransitions.failed(job, failure: deferred, policy: policy, now: now, random: random)
+            guard let again = try? Job(raw: payload.bytes) else { preconditionFailure("a deferred payload no longer parses") }
+            if case .deferred(let at) = destination {
+                precondition(at.isFinite && at >= now + 1 && at <= now + JobTransitions.maximumDeferralWait, "deferred to \(at)")
+                precondition(again.previousFailures == job.previousFailures, "a deferral spent an attempt")
+                let count = again.payload["overrated"]?.intValue ?? -1
+                precondition(count >= 1 && count <= JobTransitions.maximumDeferrals, "overrated \(count)")
+            } else {
+                precondition(again.previousFailures == min(job.previousFailures + 1, JobEnvelope.retryCountRange.upperBound + 1))
+            }
             _ = JobTransitions.reaped(job, identity: "fuzz", policy: policy, now: now)
             _ = policy.delay(retryCount: job.previousFailures, random: random)
         }
