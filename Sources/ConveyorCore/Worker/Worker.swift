@@ -299,7 +299,16 @@ public final class Worker: Service {
             defer { d.removeAll() }
             return d
         }
-        for item in items { _ = dispatch(item, group: &group) }
+        for item in items {
+            // A waiter can take a job after the fetcher filled every slot (its wait returned just as the fetcher woke).
+            // Held here, it would wait for one of this process's jobs to end, however long they run, while other
+            // workers have room: it goes back to the head of its queue instead, the next job any worker takes.
+            if dispatcher.capacity == 0 {
+                acknowledger.add(.init(receipt: item.receipt, target: .queue(item.queue, payload: item.raw, head: true), counts: .none))
+                continue
+            }
+            _ = dispatch(item, group: &group)
+        }
     }
 
     /// One waiter per queue waits in the backend for a job while the fetcher is idle, so a job pushed onto an
@@ -314,8 +323,17 @@ public final class Worker: Service {
             do {
                 if let fetched = try await backend.waitForJob(on: queue, timeout: timeout) {
                     ledger.endFetch(delivered: [fetched.receipt.member])
-                    // Kept even after shutdown began: it is in the in-flight list and goes back with the rest.
-                    delivered.withLock { $0.append(fetched) }
+                    // Kept even after shutdown began: it is in the in-flight list and goes back with the rest. Taken
+                    // while every slot is busy (the fetcher woke and filled them), it goes back to the head of its queue
+                    // at once; the fetcher's next turn does the same for one that arrives as it fills the last slot.
+                    let full = delivered.withLock { d in
+                        if dispatcher.capacity == 0 { return true }
+                        d.append(fetched)
+                        return false
+                    }
+                    if full {
+                        acknowledger.add(.init(receipt: fetched.receipt, target: .queue(queue, payload: fetched.raw, head: true), counts: .none))
+                    }
                     wake.set()
                 } else {
                     ledger.endFetch(delivered: [])
