@@ -33,15 +33,14 @@ public final class PushCooldown: Sendable {
                 cooldowns[origin] = nil
                 return nil
             }
-            let left = until - now
-            return Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+            return (until - now).pushSeconds
         }
     }
 
     /// Holds `origin` back for `seconds` (clamped to 1 ms … a day); a longer cooldown already set stays.
     public func coolDown(_ origin: String, for seconds: Double) async {
         let wait = seconds.isNaN ? 1 : min(max(seconds, 0.001), Self.maximumSeconds)
-        let ms = Int((wait * 1000).rounded(.up))
+        let ms = Saturating.int((wait * 1000).rounded(.up))
         if let redis {
             let key = prefix + origin
             let script = "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end return 0"
@@ -59,4 +58,9 @@ public final class PushCooldown: Sendable {
             }
         }
     }
+}
+
+extension Duration {
+    /// Seconds as a `Double`: a service's `Retry-After` or a cooldown's remainder (both at most a day here).
+    var pushSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

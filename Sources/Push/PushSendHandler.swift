@@ -31,7 +31,7 @@ public struct PushSendHandler: JobHandler {
         let origin = request.endpoint.origin
         if let left = await cooldown.remaining(origin) {
             throw .deferred(
-                .pushThrottled, "push.send jid=\(jid): \(origin) asked every sender to wait; \(Int(left.rounded(.up))) s left, not sent (no attempt spent)",
+                .pushThrottled, "push.send jid=\(jid): \(origin) asked every sender to wait; \(Saturating.int(left.rounded(.up))) s left, not sent (no attempt spent)",
                 after: left)
         }
         let answer = try await sender.send(request, deadline: deadline)
@@ -55,18 +55,18 @@ public struct PushSendHandler: JobHandler {
         case 413:
             throw .permanent(.payloadTooLarge, "push.send jid=\(jid): \(origin) answered 413 (payload too large): \(PushText.reason(answer.body))")
         case 429, 503 where answer.retryAfter != nil:
-            let wait = answer.retryAfter.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
+            let wait = answer.retryAfter.map(\.pushSeconds)
             if let wait { await cooldown.coolDown(origin, for: wait) }
             throw .deferred(
                 .pushThrottled, "push.send jid=\(jid): \(origin) answered \(answer.status)" + Self.reasonSuffix(answer.body)
-                    + (wait.map { "; Retry-After \(Int($0.rounded(.up))) s" } ?? "") + " (no attempt spent)",
+                    + (wait.map { "; Retry-After \(Saturating.int($0.rounded(.up))) s" } ?? "") + " (no attempt spent)",
                 after: wait)
         case 500..<600:
             var failure = JobFailure.transient(
                 .pushServiceUnavailable, "push.send jid=\(jid): \(origin) answered \(answer.status)" + Self.reasonSuffix(answer.body)
                     + (answer.retryAfter.map { "; Retry-After \($0.components.seconds) s" } ?? ""))
             if let wait = answer.retryAfter {
-                failure.retryAfter = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+                failure.retryAfter = wait.pushSeconds
             }
             throw failure
         case 300..<400:
